@@ -1,0 +1,73 @@
+"""Fan-out of server messages to connections: per game (subscribers) and per user.
+
+A broadcast is encoded once and the same bytes are pushed to every recipient. Pushing
+never waits: a connection whose bounded outbox is full is closed by its own ``push``,
+so a slow client can never slow an actor or the other clients.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Protocol
+
+
+class Subscriber(Protocol):
+    user_id: int
+
+    def push(self, data: bytes) -> None:
+        """Queue ``data`` for sending without waiting (drop the connection if it is full)."""
+
+
+class Hub:
+    """Who listens to which game, and which connections belong to which user."""
+
+    def __init__(self) -> None:
+        self._games: dict[str, set[Subscriber]] = defaultdict(set)
+        self._users: dict[int, set[Subscriber]] = defaultdict(set)
+
+    # -- connections ------------------------------------------------------------------
+
+    def connect(self, conn: Subscriber) -> None:
+        self._users[conn.user_id].add(conn)
+
+    def disconnect(self, conn: Subscriber) -> None:
+        self._discard(self._users, conn.user_id, conn)
+        for game_id in [g for g, subs in self._games.items() if conn in subs]:
+            self._discard(self._games, game_id, conn)
+
+    def to_user(self, user_id: int, data: bytes) -> None:
+        for conn in list(self._users.get(user_id, ())):
+            conn.push(data)
+
+    # -- games ------------------------------------------------------------------------
+
+    def subscribe(self, game_id: str, conn: Subscriber) -> bool:
+        """Add a subscriber; False when it was already subscribed."""
+        subs = self._games[game_id]
+        if conn in subs:
+            return False
+        subs.add(conn)
+        return True
+
+    def unsubscribe(self, game_id: str, conn: Subscriber) -> bool:
+        return self._discard(self._games, game_id, conn)
+
+    def is_subscribed(self, game_id: str, conn: Subscriber) -> bool:
+        return conn in self._games.get(game_id, ())
+
+    def to_game(self, game_id: str, data: bytes) -> None:
+        for conn in list(self._games.get(game_id, ())):
+            conn.push(data)
+
+    def subscribers(self, game_id: str) -> int:
+        return len(self._games.get(game_id, ()))
+
+    @staticmethod
+    def _discard(index: dict, key: object, conn: Subscriber) -> bool:
+        members = index.get(key)
+        if not members or conn not in members:
+            return False
+        members.discard(conn)
+        if not members:
+            del index[key]
+        return True

@@ -1,0 +1,266 @@
+"""Actor plumbing: bounded inboxes, reply slots and a supervisor that restarts actors.
+
+An actor is a trio task that owns its state and reads requests from a :class:`Mailbox`.
+A caller sends a :class:`Request` and waits on its one-shot reply slot with a deadline;
+the actor answers with ``send_nowait`` and never waits on a slow caller. The supervisor,
+not the actor, owns the mailbox, so an actor that crashes (or is cancelled by a chaos
+test) is restarted behind the same address; whatever it had taken but not answered is
+answered with an error so that no caller is left hanging.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import outcome
+import trio
+
+from domain.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 10.0
+
+
+@dataclass(eq=False)
+class Request:
+    """A message plus the one-shot slot its answer goes into."""
+
+    body: Any
+    _slot: trio.MemorySendChannel[outcome.Outcome[Any]]
+    _on_answer: Callable[[Request], None] | None = field(default=None, repr=False)
+    answered: bool = False
+
+    def reply(self, value: Any = None) -> None:
+        self._answer(outcome.Value(value))
+
+    def fail(self, error: BaseException) -> None:
+        self._answer(outcome.Error(error))
+
+    def _answer(self, result: outcome.Outcome[Any]) -> None:
+        if self.answered:
+            return
+        self.answered = True
+        if self._on_answer is not None:
+            self._on_answer(self)
+        try:
+            self._slot.send_nowait(result)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.WouldBlock):
+            pass  # the caller gave up waiting; nothing left to tell
+
+
+class Actor(Protocol):
+    async def run(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None: ...
+
+
+class Mailbox:
+    """A bounded inbox that outlives the actor reading it (the actor's address)."""
+
+    def __init__(self, name: str, capacity: int = 256) -> None:
+        self.name = name
+        self._send, self._receive = trio.open_memory_channel[Request](capacity)
+        self._taken: set[Request] = set()
+
+    async def ask(self, body: Any, *, timeout: float = DEFAULT_TIMEOUT) -> Any:
+        """Send ``body`` and wait for the answer; raise its error, or REQUEST_TIMED_OUT."""
+        slot_send, slot_receive = trio.open_memory_channel[outcome.Outcome[Any]](1)
+        request = Request(body, slot_send)
+        try:
+            with trio.fail_after(timeout):
+                try:
+                    await self._send.send(request)
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    raise DomainError(
+                        "UNAVAILABLE", f"{self.name} is shutting down; try again later."
+                    ) from None
+                result = await slot_receive.receive()
+        except trio.TooSlowError:
+            raise DomainError(
+                "REQUEST_TIMED_OUT", f"{self.name} did not answer within {timeout:g}s."
+            ) from None
+        finally:
+            slot_receive.close()
+        return result.unwrap()
+
+    def tell(self, body: Any) -> bool:
+        """Fire-and-forget without waiting; False when the inbox is full or closed."""
+        slot_send, _ = trio.open_memory_channel[outcome.Outcome[Any]](1)
+        try:
+            self._send.send_nowait(Request(body, slot_send))
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        return True
+
+    async def receive(self) -> Request:
+        """Take the next request; raises trio.EndOfChannel once closed and drained."""
+        return self._track(await self._receive.receive())
+
+    def receive_nowait(self) -> Request:
+        """Take a queued request without waiting (for batching); raises trio.WouldBlock."""
+        return self._track(self._receive.receive_nowait())
+
+    def _track(self, request: Request) -> Request:
+        self._taken.add(request)
+        request._on_answer = self._taken.discard
+        return request
+
+    def fail_taken(self, error: DomainError) -> int:
+        """Answer every request the (dead) actor took but did not answer."""
+        taken, self._taken = self._taken, set()
+        for request in taken:
+            request.fail(error)
+        return len(taken)
+
+    def fail_queued(self, error: DomainError) -> int:
+        count = 0
+        while True:
+            try:
+                request = self._receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return count
+            request.fail(error)
+            count += 1
+
+    def close(self) -> None:
+        """Stop taking new requests; the actor drains what is queued, then stops."""
+        self._send.close()
+
+    @property
+    def queued(self) -> int:
+        return self._send.statistics().current_buffer_used
+
+
+ActorFactory = Callable[[Mailbox], Awaitable[Actor]]
+
+
+@dataclass
+class _Child:
+    name: str
+    mailbox: Mailbox
+    factory: ActorFactory
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    restarts: int = 0
+    stopping: bool = False
+    done: trio.Event = field(default_factory=trio.Event)
+
+
+class Supervisor:
+    """Owns the nursery of every actor; restarts a crashed one from storage.
+
+    A child that raises, or whose own cancel scope is cancelled from outside (a chaos
+    test), is rebuilt by its factory, which reloads its state from storage. Requests it
+    had taken are answered with ``ACTOR_RESTARTED``; requests still queued are served by
+    the new incarnation. A child that crashes more than ``max_restarts`` times within
+    ``window`` seconds is given up: its queue is answered with ``UNAVAILABLE``.
+    """
+
+    def __init__(self, *, max_restarts: int = 5, window: float = 10.0) -> None:
+        self._children: dict[str, _Child] = {}
+        self._nursery: trio.Nursery | None = None
+        self._max_restarts = max_restarts
+        self._window = window
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Supervisor] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started(self)
+            await trio.sleep_forever()
+
+    async def spawn(self, name: str, factory: ActorFactory, *, capacity: int = 256) -> Mailbox:
+        """Build and start an actor; returns once it is ready to take requests."""
+        assert self._nursery is not None, "Supervisor.run has not started"
+        if name in self._children:
+            return self._children[name].mailbox
+        child = _Child(name, Mailbox(name, capacity), factory)
+        self._children[name] = child
+        try:
+            await self._nursery.start(self._keep_running, child)
+        except BaseException:
+            self._children.pop(name, None)
+            raise
+        return child.mailbox
+
+    def mailbox(self, name: str) -> Mailbox | None:
+        child = self._children.get(name)
+        return child.mailbox if child else None
+
+    def kill(self, name: str) -> None:
+        """Cancel an actor from outside, as a crash would; it is restarted."""
+        self._children[name].scope.cancel()
+
+    def restarts(self, name: str) -> int:
+        return self._children[name].restarts
+
+    async def stop(self, name: str, *, timeout: float = 5.0) -> None:
+        """Close an actor's inbox, let it drain, and wait for it to end."""
+        child = self._children.get(name)
+        if child is None:
+            return
+        child.stopping = True
+        child.mailbox.close()
+        with trio.move_on_after(timeout):
+            await child.done.wait()
+        child.scope.cancel()
+        await child.done.wait()
+
+    async def stop_all(self, *, timeout: float = 5.0) -> None:
+        """Graceful shutdown, newest first: an actor drains before those it depends on
+        (pools before the wallet, everything before storage) are closed."""
+        for name in reversed(list(self._children)):
+            with trio.move_on_after(timeout):
+                await self.stop(name, timeout=timeout)
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    async def _keep_running(self, child: _Child, *, task_status: trio.TaskStatus[None]) -> None:
+        recent: deque[float] = deque()
+        first = True
+        try:
+            while True:
+                child.scope = trio.CancelScope()
+                crashed = False
+                with child.scope:
+                    try:
+                        actor = await child.factory(child.mailbox)
+                        async with trio.open_nursery() as nursery:
+                            await nursery.start(actor.run)
+                            if first:
+                                first = False
+                                task_status.started()
+                    except* Exception as group:
+                        if first:
+                            raise
+                        crashed = True
+                        log.error("actor %s crashed", child.name, exc_info=group)
+                if child.stopping or not (crashed or child.scope.cancelled_caught):
+                    return  # the actor ended on its own: its inbox was closed
+                child.restarts += 1
+                child.mailbox.fail_taken(
+                    DomainError(
+                        "ACTOR_RESTARTED",
+                        f"{child.name} restarted while handling this request; "
+                        "it may or may not have been applied, check before retrying.",
+                    )
+                )
+                now = trio.current_time()
+                recent.append(now)
+                while recent and recent[0] < now - self._window:
+                    recent.popleft()
+                if len(recent) > self._max_restarts:
+                    log.error("actor %s keeps crashing; giving up", child.name)
+                    child.mailbox.close()
+                    child.mailbox.fail_queued(
+                        DomainError("UNAVAILABLE", f"{child.name} is out of service.")
+                    )
+                    return
+                await trio.sleep(min(1.0, 0.05 * 2 ** (len(recent) - 1)))
+        finally:
+            child.done.set()

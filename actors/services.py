@@ -1,0 +1,47 @@
+"""What the transports hold: the addresses of the long-lived actors and the hub."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from actors.clock import WallClock
+from actors.hub import Hub
+from actors.runtime import Mailbox, Supervisor
+from storage.actor import Storage
+
+
+@dataclass
+class Settings:
+    """Tunables with the defaults an operator would expect; the CLI can override them."""
+
+    default_currency: str = "EUR"
+    request_timeout: float = 10.0
+    max_frame_bytes: int = 64 * 1024
+    outbox_messages: int = 1024
+    rate_per_second: float = 50.0
+    rate_burst: int = 100
+    game_admin_limit: int = 3
+    distribution_interval: float = 0.25
+
+
+@dataclass
+class Services:
+    storage: Storage
+    supervisor: Supervisor
+    registry: Mailbox
+    wallet: Mailbox
+    hub: Hub
+    clock: WallClock
+    settings: Settings
+    operator_key: str
+    games: Any = None  # actors.games.Games, once games are loaded
+    ready: trio.Event = field(default_factory=trio.Event)
+
+    async def ask_registry(self, body: Any) -> Any:
+        return await self.registry.ask(body, timeout=self.settings.request_timeout)
+
+    async def ask_wallet(self, body: Any) -> Any:
+        return await self.wallet.ask(body, timeout=self.settings.request_timeout)

@@ -1,0 +1,342 @@
+"""The wallet actor: the one owner of balances and of the double-entry ledger.
+
+Every movement of money is a transaction of ledger lines that sum to zero, written in
+the same commit as whatever it pays for (a bet row, a settled pool). Balances in memory
+are only updated after that commit, so a reply never confirms money that is not saved.
+
+Requests that queue up while a commit runs are handled as one batch and one commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from actors.clock import WallClock
+from actors.runtime import Mailbox, Request
+from domain import ledger
+from domain.errors import DomainError
+from storage.actor import Storage
+from storage.changes import Change, Insert, Update
+from storage.database import Database
+
+MAX_BATCH = 256
+
+Key = tuple[int, str]  # (user_id, currency)
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    current: int
+    available: int
+    exposure: int
+
+
+# -- messages -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Deposit:
+    user_id: int
+    currency: str
+    amount: int
+    reference: str
+
+
+@dataclass(frozen=True, slots=True)
+class Withdraw:
+    user_id: int
+    currency: str
+    amount: int
+    reference: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetBalances:
+    user_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetBlocked:
+    user_id: int
+    blocked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StakeItem:
+    """Move ``amount`` from the user's wallet into a pool's escrow, with ``changes``
+    (the bet rows) committed in the same transaction."""
+
+    user_id: int
+    currency: str
+    amount: int
+    pool_id: str
+    changes: Sequence[Change] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Stakes:
+    """A batch of stakes; the answer is one DomainError-or-None per item, in order."""
+
+    items: Sequence[StakeItem]
+
+
+@dataclass(frozen=True, slots=True)
+class Settle:
+    """Pay a pool out: ``lines`` leave the escrow at zero, ``released`` is the exposure
+    (stake) each user gets back from this pool, ``changes`` mark the pool settled."""
+
+    tx_id: str
+    kind: str
+    lines: Sequence[ledger.Line]
+    released: dict[Key, int]
+    changes: Sequence[Change] = ()
+
+
+@dataclass
+class _Pending:
+    """What a batch will change, applied to memory only after its commit."""
+
+    changes: list[Change] = field(default_factory=list)
+    available: dict[Key, int] = field(default_factory=lambda: defaultdict(int))
+    exposure: dict[Key, int] = field(default_factory=lambda: defaultdict(int))
+    references: dict[str, str] = field(default_factory=dict)
+    blocked: dict[int, bool] = field(default_factory=dict)
+    replies: list[tuple[Request, Any]] = field(default_factory=list)
+
+
+class WalletActor:
+    def __init__(
+        self,
+        inbox: Mailbox,
+        storage: Storage,
+        clock: WallClock,
+        *,
+        available: dict[Key, int],
+        exposure: dict[Key, int],
+        references: dict[str, str],
+        blocked: set[int],
+        on_balance: Callable[[int, str, Balance], None] = lambda *_: None,
+    ) -> None:
+        self.inbox = inbox
+        self.storage = storage
+        self.clock = clock
+        self.available = defaultdict(int, available)
+        self.exposure = defaultdict(int, exposure)
+        self.references = references
+        self.blocked = blocked
+        self.on_balance = on_balance
+
+    @classmethod
+    async def load(
+        cls,
+        inbox: Mailbox,
+        storage: Storage,
+        clock: WallClock,
+        on_balance: Callable[[int, str, Balance], None] = lambda *_: None,
+    ) -> WalletActor:
+        """Rebuild balances from the ledger and the unresolved bets."""
+        state = await storage.read(_load_state)
+        return cls(inbox, storage, clock, on_balance=on_balance, **state)
+
+    # -- the loop ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            try:
+                batch = [await self.inbox.receive()]
+            except trio.EndOfChannel:
+                return
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self.inbox.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            await self._handle_batch(batch)
+
+    async def _handle_batch(self, batch: list[Request]) -> None:
+        pending = _Pending()
+        for request in batch:
+            try:
+                result = self._handle(request.body, pending)
+            except DomainError as error:
+                request.fail(error)
+            else:
+                pending.replies.append((request, result))
+        if pending.changes:
+            try:
+                await self.storage.commit(pending.changes)
+            except DomainError as error:
+                for request, _ in pending.replies:
+                    request.fail(error)
+                return
+        touched = self._apply(pending)
+        for request, result in pending.replies:
+            request.reply(result() if callable(result) else result)
+        for user_id, currency in touched:
+            self.on_balance(user_id, currency, self.balance(user_id, currency))
+
+    def _apply(self, pending: _Pending) -> set[Key]:
+        for key, delta in pending.available.items():
+            self.available[key] += delta
+        for key, delta in pending.exposure.items():
+            self.exposure[key] += delta
+        self.references.update(pending.references)
+        for user_id, blocked in pending.blocked.items():
+            (self.blocked.add if blocked else self.blocked.discard)(user_id)
+        return set(pending.available) | set(pending.exposure)
+
+    # -- reads ------------------------------------------------------------------------
+
+    def balance(self, user_id: int, currency: str) -> Balance:
+        available = self.available.get((user_id, currency), 0)
+        exposure = self.exposure.get((user_id, currency), 0)
+        return Balance(available + exposure, available, exposure)
+
+    def balances(self, user_id: int) -> dict[str, Balance]:
+        currencies = {c for (u, c) in self.available if u == user_id}
+        currencies |= {c for (u, c) in self.exposure if u == user_id}
+        return {c: self.balance(user_id, c) for c in sorted(currencies)}
+
+    # -- handlers: validate against memory plus this batch, record the changes --------
+
+    def _handle(self, body: Any, pending: _Pending) -> Any:
+        match body:
+            case GetBalances(user_id):
+                return lambda: self.balances(user_id)
+            case Deposit() | Withdraw():
+                return self._move_money(body, pending)
+            case SetBlocked(user_id, blocked):
+                pending.blocked[user_id] = blocked
+                pending.changes.append(Update("users", {"id": user_id}, {"blocked": int(blocked)}))
+                return None
+            case Stakes(items):
+                return [self._stake(item, pending) for item in items]
+            case Settle():
+                return self._settle(body, pending)
+        raise DomainError("UNKNOWN_OP", f"The wallet does not handle {type(body).__name__}.")
+
+    def _available(self, key: Key, pending: _Pending) -> int:
+        return self.available.get(key, 0) + pending.available.get(key, 0)
+
+    def _move_money(self, body: Deposit | Withdraw, pending: _Pending) -> Any:
+        kind = "deposit" if isinstance(body, Deposit) else "withdrawal"
+        ref_key = f"{kind}:{body.reference}"
+        fingerprint = f"{body.user_id}:{body.currency}:{body.amount}"
+        seen = pending.references.get(ref_key) or self.references.get(ref_key)
+        key = (body.user_id, body.currency)
+        if seen is not None:
+            if seen != fingerprint:
+                raise DomainError(
+                    "IDEMPOTENCY_CONFLICT",
+                    f"Reference {body.reference!r} was already used for a different {kind}.",
+                )
+            return lambda: {"duplicate": True, "balance": self.balance(*key)}
+        if kind == "withdrawal":
+            if body.user_id in self.blocked or pending.blocked.get(body.user_id):
+                raise DomainError("USER_BLOCKED", "This user is blocked.")
+            if self._available(key, pending) < body.amount:
+                raise DomainError(
+                    "INSUFFICIENT_FUNDS", "The available balance does not cover this withdrawal."
+                )
+            lines = ledger.transfer(
+                ledger.wallet(body.user_id), ledger.OPERATOR, body.currency, body.amount
+            )
+            pending.available[key] -= body.amount
+        else:
+            lines = ledger.transfer(
+                ledger.OPERATOR, ledger.wallet(body.user_id), body.currency, body.amount
+            )
+            pending.available[key] += body.amount
+        pending.references[ref_key] = fingerprint
+        pending.changes.extend(self._transaction(uuid.uuid4().hex, kind, lines))
+        pending.changes.append(
+            Insert("idempotency", {"key": ref_key, "fingerprint": fingerprint, "response": ""})
+        )
+        return lambda: {"duplicate": False, "balance": self.balance(*key)}
+
+    def _stake(self, item: StakeItem, pending: _Pending) -> DomainError | None:
+        key = (item.user_id, item.currency)
+        if item.user_id in self.blocked or pending.blocked.get(item.user_id):
+            return DomainError("USER_BLOCKED", "You are blocked from betting.")
+        if item.amount <= 0:
+            return DomainError("INVALID_STAKE", "A stake must be positive.")
+        if self._available(key, pending) < item.amount:
+            return DomainError(
+                "INSUFFICIENT_FUNDS", "Your available balance does not cover this stake."
+            )
+        lines = ledger.transfer(
+            ledger.wallet(item.user_id), ledger.escrow(item.pool_id), item.currency, item.amount
+        )
+        pending.available[key] -= item.amount
+        pending.exposure[key] += item.amount
+        pending.changes.extend(self._transaction(uuid.uuid4().hex, "stake", lines))
+        pending.changes.extend(item.changes)
+        return None
+
+    def _settle(self, body: Settle, pending: _Pending) -> None:
+        ledger.check_balanced(body.lines)
+        for line in body.lines:
+            if line.account.startswith("wallet:"):
+                user_id = int(line.account.removeprefix("wallet:"))
+                pending.available[(user_id, line.currency)] += line.amount
+        for key, amount in body.released.items():
+            pending.exposure[key] -= amount
+        pending.changes.extend(self._transaction(body.tx_id, body.kind, body.lines))
+        pending.changes.extend(body.changes)
+
+    def _transaction(self, tx_id: str, kind: str, lines: Sequence[ledger.Line]) -> list[Change]:
+        changes: list[Change] = [
+            Insert("transactions", {"id": tx_id, "kind": kind, "created_at": self.clock.now_ms()})
+        ]
+        changes.extend(
+            Insert(
+                "ledger",
+                {
+                    "tx_id": tx_id,
+                    "seq": seq,
+                    "account": line.account,
+                    "currency": line.currency,
+                    "amount": line.amount,
+                },
+            )
+            for seq, line in enumerate(lines)
+        )
+        return changes
+
+
+def _load_state(db: Database) -> dict[str, Any]:
+    available = {
+        (int(r["account"].removeprefix("wallet:")), r["currency"]): r["total"]
+        for r in db.rows(
+            "SELECT account, currency, SUM(amount) AS total FROM ledger "
+            "WHERE account LIKE 'wallet:%' GROUP BY account, currency"
+        )
+    }
+    exposure = {
+        (r["user_id"], r["currency"]): r["total"]
+        for r in db.rows(
+            "SELECT user_id, currency, SUM(amount) AS total FROM bets "
+            "WHERE status = 'active' GROUP BY user_id, currency"
+        )
+    }
+    references = {
+        r["key"]: r["fingerprint"]
+        for r in db.rows(
+            "SELECT key, fingerprint FROM idempotency "
+            "WHERE key LIKE 'deposit:%' OR key LIKE 'withdrawal:%'"
+        )
+    }
+    blocked = {r["id"] for r in db.rows("SELECT id FROM users WHERE blocked = 1")}
+    return {
+        "available": available,
+        "exposure": exposure,
+        "references": references,
+        "blocked": blocked,
+    }

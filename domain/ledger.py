@@ -1,0 +1,149 @@
+"""Double-entry ledger rules: every movement of money is a set of lines summing to zero.
+
+A line credits (positive) or debits (negative) one account's balance in one currency.
+Storage writes the lines of one transaction atomically; this module only decides which
+lines a movement produces and checks the books.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from domain.parimutuel import Settlement
+
+__all__ = [
+    "HOUSE",
+    "OPERATOR",
+    "Line",
+    "audit",
+    "balances",
+    "check_balanced",
+    "escrow",
+    "settlement_lines",
+    "transfer",
+    "wallet",
+]
+
+HOUSE = "house"
+OPERATOR = "operator"
+
+#: Account prefixes whose balance may never go below zero.
+_NON_NEGATIVE_PREFIXES = ("wallet:", "escrow:")
+
+
+@dataclass(frozen=True)
+class Line:
+    """One leg of a transaction; ``amount`` in signed minor units, positive = credit."""
+
+    account: str
+    currency: str
+    amount: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.amount, bool) or not isinstance(self.amount, int):
+            raise TypeError(f"ledger amounts are integer minor units, got {self.amount!r}")
+
+
+def wallet(user_id: int) -> str:
+    """A user's wallet account (one balance per currency): ``"wallet:17"``."""
+    return f"wallet:{user_id}"
+
+
+def escrow(pool_id: str) -> str:
+    """The account holding a pool's stakes until it settles: ``"escrow:<pool id>"``."""
+    return f"escrow:{pool_id}"
+
+
+def transfer(source: str, dest: str, currency: str, amount: int) -> list[Line]:
+    """Move ``amount`` from ``source`` to ``dest``: a debit line and a credit line."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise ValueError(f"a transfer needs a positive integer amount, got {amount!r}")
+    if source == dest:
+        raise ValueError(f"a transfer needs two different accounts, got {source!r} twice")
+    return [Line(source, currency, -amount), Line(dest, currency, amount)]
+
+
+def check_balanced(lines: Sequence[Line]) -> None:
+    """Raise ``ValueError`` unless the lines sum to zero in every currency."""
+    sums: dict[str, int] = defaultdict(int)
+    for line in lines:
+        sums[line.currency] += line.amount
+    off = {cur: total for cur, total in sums.items() if total}
+    if off:
+        raise ValueError(f"unbalanced ledger lines: {off}")
+
+
+def settlement_lines(
+    pool_id: str, currency: str, settlement: Settlement, user_of_bet: Mapping[str, int]
+) -> list[Line]:
+    """The one balanced transaction that settles a pool and empties its escrow.
+
+    House cover comes in first, then escrow pays each user (aggregated, by user id), then
+    the takeout and the breakage go to the house as separate lines so each stays visible.
+    """
+    pot = escrow(pool_id)
+    lines: list[Line] = []
+    if settlement.house_cover:
+        lines += transfer(HOUSE, pot, currency, settlement.house_cover)
+    per_user: dict[int, int] = defaultdict(int)
+    for bet_id, amount in settlement.payouts.items():
+        if bet_id not in user_of_bet:
+            raise ValueError(f"no user known for bet {bet_id!r}")
+        per_user[user_of_bet[bet_id]] += amount
+    if not settlement.is_money_return and dict(per_user) != settlement.winners:
+        raise ValueError("settlement winners do not match its payouts")
+    for user_id in sorted(per_user):
+        if per_user[user_id]:
+            lines += transfer(pot, wallet(user_id), currency, per_user[user_id])
+    if settlement.takeout:
+        lines += transfer(pot, HOUSE, currency, settlement.takeout)
+    if settlement.breakage:
+        lines += transfer(pot, HOUSE, currency, settlement.breakage)
+    check_balanced(lines)
+    return lines
+
+
+def balances(
+    lines: Iterable[Line | tuple[str, str, str, int] | tuple[str, str, int]],
+) -> dict[tuple[str, str], int]:
+    """``(account, currency) -> balance`` by summing lines.
+
+    Takes :class:`Line` objects, ``(account, currency, amount)`` or stored rows
+    ``(tx_id, account, currency, amount)``.
+    """
+    out: dict[tuple[str, str], int] = defaultdict(int)
+    for row in lines:
+        if isinstance(row, Line):
+            account, currency, amount = row.account, row.currency, row.amount
+        elif len(row) == 4:
+            _, account, currency, amount = row
+        else:
+            account, currency, amount = row
+        out[(account, currency)] += amount
+    return dict(out)
+
+
+def audit(lines: Iterable[tuple[str, str, str, int]]) -> list[str]:
+    """Check stored rows ``(tx_id, account, currency, amount)``; returns the problems found.
+
+    An empty list means the books balance: every transaction sums to zero per currency and
+    no wallet or escrow balance is negative (the house may be: it covers minus pools).
+    """
+    rows = list(lines)
+    problems: list[str] = []
+    per_tx: dict[tuple[str, str], int] = defaultdict(int)
+    for tx_id, _account, currency, amount in rows:
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            problems.append(f"transaction {tx_id} has a non-integer amount {amount!r}")
+            continue
+        per_tx[(tx_id, currency)] += amount
+    for (tx_id, currency), total in per_tx.items():
+        if total:
+            problems.append(f"transaction {tx_id} does not balance in {currency}: off by {total}")
+    valid = [r for r in rows if isinstance(r[3], int) and not isinstance(r[3], bool)]
+    for (account, currency), balance in sorted(balances(valid).items()):
+        if balance < 0 and account.startswith(_NON_NEGATIVE_PREFIXES):
+            problems.append(f"account {account} is negative in {currency}: {balance}")
+    return problems

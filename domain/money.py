@@ -1,0 +1,185 @@
+"""Exact money: integer minor units inside, exact decimal text on the wire.
+
+Binary floats are refused everywhere: ``0.1 + 0.2`` is not a sum an operator running real
+money can explain to a player, so amounts are parsed straight from decimal text (or an
+int / ``Decimal``) into integer minor units and only turned back into ``Decimal`` for output.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from fractions import Fraction
+
+from domain.errors import DomainError
+
+__all__ = [
+    "MAX_MINOR",
+    "exponent_of",
+    "parse_amount",
+    "parse_rate",
+    "ratio",
+    "to_wire",
+]
+
+#: Largest amount accepted from the wire, in minor units. Far above any real stake, but it
+#: keeps sums comfortably inside SQLite's 64-bit integers and refuses absurd input early.
+MAX_MINOR = 10**15
+
+#: Most decimal places accepted in a takeout rate; more is noise and only grows fractions.
+MAX_RATE_PLACES = 10
+
+#: Longest decimal text accepted; a real amount or rate is far shorter.
+_MAX_TEXT = 64
+
+_ZERO_DECIMAL = frozenset(
+    {
+        "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG",
+        "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF",
+    }
+)  # fmt: skip
+_THREE_DECIMAL = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
+
+# Plain decimal text only: ASCII digits, one optional point, optional short exponent.
+# ``Decimal()`` alone would also take "1_000", Unicode digits and "NaN".
+_DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?")
+
+
+def exponent_of(currency: str) -> int:
+    """Decimal places of ``currency`` (ISO 4217 minor unit); 2 unless listed otherwise."""
+    code = currency.strip().upper()
+    if code in _ZERO_DECIMAL:
+        return 0
+    if code in _THREE_DECIMAL:
+        return 3
+    return 2
+
+
+def _to_decimal(value: object, field: str, code: str) -> Decimal:
+    """Read a wire value as an exact finite ``Decimal``; refuse floats and non-numbers."""
+    if isinstance(value, bool) or value is None:
+        raise DomainError(code, f"{field} must be a number.", parameter=field)
+    if isinstance(value, float):
+        raise DomainError(
+            code,
+            f"{field} must be an exact decimal (a number or a string), not a binary float.",
+            parameter=field,
+        )
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise DomainError(code, f"{field} must be a finite number.", parameter=field)
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) > _MAX_TEXT or not _DECIMAL_TEXT.fullmatch(text):
+            raise DomainError(
+                code, f"{field} must be a decimal number, like 10.50.", parameter=field
+            )
+        return Decimal(text)
+    raise DomainError(code, f"{field} must be a number.", parameter=field)
+
+
+def _stripped(d: Decimal) -> tuple[int, int]:
+    """``d`` as ``(coefficient, exponent)`` without trailing zeros, computed exactly.
+
+    ``Decimal.normalize`` would round to the context precision; this never rounds.
+    """
+    sign, digits, exp = d.as_tuple()
+    assert isinstance(exp, int)  # callers pass finite values only
+    end = len(digits)
+    while end > 1 and digits[end - 1] == 0:
+        end -= 1
+    exp += len(digits) - end
+    coefficient = int("".join(map(str, digits[:end])) or "0")
+    return (-coefficient if sign else coefficient), exp
+
+
+def parse_amount(
+    value: object, exponent: int, *, field: str = "amount", code: str = "INVALID_STAKE"
+) -> int:
+    """Turn a wire amount into positive integer minor units, or raise ``DomainError(code)``.
+
+    Accepts ``int``, ``Decimal`` and decimal text. An amount with more decimals than the
+    currency allows is refused rather than rounded: silently moving money is worse than a
+    clear error. ``"1.50"`` and ``"1.500"`` are fine for a 2-decimal currency: they are exact.
+    """
+    if exponent < 0:
+        raise ValueError("exponent must be >= 0")
+    d = _to_decimal(value, field, code)
+    if d <= 0:
+        raise DomainError(
+            code, f"{field} must be greater than zero.", parameter=field, limit="positive"
+        )
+    # Exact comparison (Decimal compares without rounding); done before any scaling so
+    # a huge exponent such as 1E+999999 never turns into a huge integer.
+    if d > Decimal((0, (1,), 0)).scaleb(15 - exponent):
+        raise DomainError(code, f"{field} is too large.", parameter=field, limit="max_amount")
+    coefficient, exp = _stripped(d)
+    if exp + exponent < 0:
+        places = "no decimals" if exponent == 0 else f"at most {exponent} decimal places"
+        raise DomainError(
+            code, f"{field} may have {places} in this currency.", parameter=field, limit="decimals"
+        )
+    return coefficient * 10 ** (exp + exponent)
+
+
+def to_wire(minor: int, exponent: int) -> Decimal:
+    """Minor units as an exact ``Decimal`` for JSON: ``1050, 2 -> 10.5``, ``1000, 2 -> 10.0``.
+
+    Always at least one decimal digit (the seeds show ``0.0`` and ``10.0``), never
+    superfluous trailing zeros. Built from text so no context precision can round it.
+    """
+    if exponent < 0:
+        raise ValueError("exponent must be >= 0")
+    sign = "-" if minor < 0 else ""
+    digits = str(abs(minor)).rjust(exponent + 1, "0")
+    if exponent == 0:
+        whole, frac = digits, ""
+    else:
+        whole, frac = digits[:-exponent], digits[-exponent:]
+    return Decimal(f"{sign}{whole}.{frac.rstrip('0') or '0'}")
+
+
+def ratio(numerator: int, denominator: int, places: int = 4) -> Decimal:
+    """``numerator / denominator`` rounded toward zero to ``places`` decimals.
+
+    Used for multipliers: rounding down never promises a player more than the pool pays.
+    Trailing zeros are stripped but one decimal is kept: ``ratio(1, 1) -> 1.0``.
+    """
+    if denominator == 0:
+        raise ZeroDivisionError("ratio with a zero denominator")
+    negative = (numerator < 0) != (denominator < 0)
+    scaled = abs(numerator) * 10**places // abs(denominator)
+    return to_wire(-scaled if negative and scaled else scaled, places)
+
+
+def parse_rate(value: object, *, field: str = "takeout") -> Fraction:
+    """A takeout rate from the wire as an exact ``Fraction`` with ``0 <= rate < 1``.
+
+    ``None``, ``""`` and ``"None"`` mean "not given", i.e. no takeout. A rate of 1 or more
+    would leave nothing to pay winners, so it is refused.
+    """
+    if value is None or (isinstance(value, str) and value.strip() in ("", "None")):
+        return Fraction(0)
+    if isinstance(value, Fraction):
+        rate = value
+    else:
+        d = _to_decimal(value, field, "INVALID_PARAMETER")
+        if d < 0 or d >= 1:
+            raise DomainError(
+                "INVALID_PARAMETER", f"{field} must be at least 0 and below 1.", parameter=field
+            )
+        if _stripped(d)[1] < -MAX_RATE_PLACES:
+            raise DomainError(
+                "INVALID_PARAMETER",
+                f"{field} may have at most {MAX_RATE_PLACES} decimal places.",
+                parameter=field,
+            )
+        rate = Fraction(d)
+    if rate < 0 or rate >= 1:
+        raise DomainError(
+            "INVALID_PARAMETER", f"{field} must be at least 0 and below 1.", parameter=field
+        )
+    return rate

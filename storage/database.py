@@ -1,0 +1,98 @@
+"""Synchronous SQLite access. Only the storage actor calls this, one call at a time."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from storage import schema
+from storage.changes import Change, Delete, Insert, Update, Upsert
+
+
+class Database:
+    """One SQLite connection in WAL mode.
+
+    ``synchronous`` defaults to FULL: a confirmed bet must survive a power cut, not only a
+    ``kill -9``. Group commit (many requests, one transaction) pays that fsync once per
+    batch rather than once per request.
+    """
+
+    def __init__(self, path: str | Path = ":memory:", *, synchronous: str = "FULL") -> None:
+        self.path = str(path)
+        self.conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        if self.path != ":memory:":
+            self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute(f"PRAGMA synchronous={synchronous}")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.db = sqlite_utils.Database(self.conn)
+        schema.create(self.db)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- writes -----------------------------------------------------------------------
+
+    def apply_batch(self, batch: Sequence[Sequence[Change]]) -> list[Exception | None]:
+        """Commit many requests in one transaction; each is all-or-nothing on its own."""
+        results: list[Exception | None] = []
+        cur = self.conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for changes in batch:
+                cur.execute("SAVEPOINT request")
+                try:
+                    for change in changes:
+                        _execute(cur, change)
+                except Exception as exc:  # a bad request must not sink the batch
+                    cur.execute("ROLLBACK TO request")
+                    results.append(exc)
+                else:
+                    results.append(None)
+                cur.execute("RELEASE request")
+            cur.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                cur.execute("ROLLBACK")
+            raise
+        return results
+
+    # -- reads ------------------------------------------------------------------------
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.conn.execute(sql, params)]
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+
+def _execute(cur: sqlite3.Cursor, change: Change) -> None:
+    match change:
+        case Insert(table, row):
+            columns = ", ".join(f'"{c}"' for c in row)
+            marks = ", ".join("?" for _ in row)
+            cur.execute(f'INSERT INTO "{table}" ({columns}) VALUES ({marks})', tuple(row.values()))
+        case Upsert(table, row):
+            columns = ", ".join(f'"{c}"' for c in row)
+            marks = ", ".join("?" for _ in row)
+            cur.execute(
+                f'INSERT OR REPLACE INTO "{table}" ({columns}) VALUES ({marks})',
+                tuple(row.values()),
+            )
+        case Update(table, key, values):
+            sets = ", ".join(f'"{c}" = ?' for c in values)
+            where = " AND ".join(f'"{c}" = ?' for c in key)
+            cur.execute(
+                f'UPDATE "{table}" SET {sets} WHERE {where}',
+                (*values.values(), *key.values()),
+            )
+        case Delete(table, key):
+            where = " AND ".join(f'"{c}" = ?' for c in key)
+            cur.execute(f'DELETE FROM "{table}" WHERE {where}', tuple(key.values()))
+        case _:
+            raise TypeError(f"not a change: {change!r}")

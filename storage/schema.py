@@ -1,0 +1,79 @@
+"""The SQLite schema, created (idempotently) with sqlite-utils."""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
+    "meta": ({"key": str, "value": str}, "key"),
+    "users": (
+        {"id": int, "name": str, "password": str, "roles": str, "blocked": int, "created_at": int},
+        "id",
+    ),
+    "sessions": ({"key": str, "user_id": int, "expires_at": int}, "key"),
+    "nonces": ({"user_id": int, "nonce": str, "expires_at": int}, ("user_id", "nonce")),
+    "sources": (
+        {
+            "id": str,
+            "name": str,
+            "description": str,
+            "owner_id": int,
+            "closed": int,
+            "created_at": int,
+        },
+        "id",
+    ),
+    "source_admins": ({"source_id": str, "user_id": int}, ("source_id", "user_id")),
+    "games": ({"id": str, "source_id": str, "doc": str}, "id"),
+    "events": (
+        {
+            "id": str,
+            "game_id": str,
+            "action_id": str,
+            "target_id": str,
+            "happened_at": int,
+            "registered_at": int,
+        },
+        "id",
+    ),
+    "pools": ({"id": str, "game_id": str, "status": str, "doc": str}, "id"),
+    "bets": (
+        {
+            "id": str,
+            "pool_id": str,
+            "user_id": int,
+            "target": str,
+            "amount": int,
+            "currency": str,
+            "placed_at": int,
+            "status": str,
+            "payout": int,
+        },
+        "id",
+    ),
+    "transactions": (
+        {"id": str, "kind": str, "created_at": int},
+        "id",
+    ),
+    "ledger": (
+        {"tx_id": str, "seq": int, "account": str, "currency": str, "amount": int},
+        ("tx_id", "seq"),
+    ),
+    "idempotency": ({"key": str, "fingerprint": str, "response": str}, "key"),
+}
+
+INDEXES: list[tuple[str, list[str], bool]] = [
+    ("users", ["name"], True),
+    ("bets", ["pool_id"], False),
+    ("events", ["game_id"], False),
+    ("pools", ["game_id"], False),
+    ("games", ["source_id"], False),
+    ("ledger", ["account", "currency"], False),
+]
+
+
+def create(db: sqlite_utils.Database) -> None:
+    for name, (columns, pk) in TABLES.items():
+        db[name].create(columns, pk=pk, if_not_exists=True)  # type: ignore[union-attr]
+    for table, columns, unique in INDEXES:
+        db[table].create_index(columns, unique=unique, if_not_exists=True)  # type: ignore[union-attr]

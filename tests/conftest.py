@@ -1,0 +1,172 @@
+"""Shared fixtures: a real server on loopback ports (port 0), real clients, an audit."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import trio
+from trio_websocket import open_websocket_url
+
+from actors.registry import handshake_digest
+from domain.codec import decode, encode
+from domain.ledger import audit
+from tote.server import Endpoints, Server, ServerConfig
+
+
+class WsClient:
+    """A websocket client that speaks the envelope and can wait for a given res."""
+
+    def __init__(self, ws: Any, user_id: int) -> None:
+        self.ws = ws
+        self.user_id = user_id
+        self.inbox: list[dict[str, Any]] = []
+        self._ids = itertools.count(1)
+
+    async def send(self, op: int, **fields: Any) -> str:
+        request_id = f"r{next(self._ids)}"
+        await self.ws.send_message(
+            encode({"header": {"request_id": request_id}, "op": op, **fields}).decode()
+        )
+        return request_id
+
+    async def send_raw(self, data: str | bytes) -> None:
+        await self.ws.send_message(data)
+
+    async def receive(self, timeout: float = 5) -> dict[str, Any]:
+        with trio.fail_after(timeout):
+            return decode(await self.ws.get_message())
+
+    async def expect(
+        self, res: int | tuple[int, ...], *, request_id: str | None = None, timeout: float = 5
+    ) -> dict[str, Any]:
+        """The first message (queued or new) with this res (and request_id, if given)."""
+        wanted = (res,) if isinstance(res, int) else res
+
+        def matches(m: dict[str, Any]) -> bool:
+            return m["res"] in wanted and (
+                request_id is None or m["response_header"].get("request_id") == request_id
+            )
+
+        for i, m in enumerate(self.inbox):
+            if matches(m):
+                return self.inbox.pop(i)
+        with trio.fail_after(timeout):
+            while True:
+                m = decode(await self.ws.get_message())
+                if matches(m):
+                    return m
+                self.inbox.append(m)
+
+    async def call(
+        self, op: int, res: int | tuple[int, ...] | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """Send and wait for the direct reply (any res, including 666) to this request."""
+        request_id = await self.send(op, **fields)
+        with trio.fail_after(5):
+            while True:
+                m = decode(await self.ws.get_message())
+                if m["response_header"].get("request_id") == request_id:
+                    if res is not None and m["res"] != res and m["res"] == 666:
+                        raise AssertionError(f"op {op} failed: {m}")
+                    return m
+                self.inbox.append(m)
+
+    async def drain(self, wait: float = 0.05) -> list[dict[str, Any]]:
+        while True:
+            with trio.move_on_after(wait):
+                self.inbox.append(decode(await self.ws.get_message()))
+                continue
+            break
+        out, self.inbox = self.inbox, []
+        return out
+
+
+class Harness:
+    """A running server plus helpers to provision users over the operator API."""
+
+    def __init__(self, endpoints: Endpoints, nursery: trio.Nursery) -> None:
+        self.endpoints = endpoints
+        self.services = endpoints.services
+        self.nursery = nursery
+        self.http = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{endpoints.http_port}",
+            headers={"Authorization": f"Bearer {endpoints.operator_key}"},
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def user(
+        self,
+        name: str | None = None,
+        *,
+        roles: list[str] | None = None,
+        deposit: str | None = None,
+        currency: str = "EUR",
+    ) -> dict[str, Any]:
+        name = name or f"user-{secrets.token_hex(4)}"
+        r = await self.http.post(
+            "/v1/users", json={"name": name, "password": "pw-" + name, "roles": roles or []}
+        )
+        assert r.status_code == 201, r.text
+        user = r.json()
+        r = await self.http.post(f"/v1/users/{user['user_id']}/sessions")
+        assert r.status_code == 201, r.text
+        user["session_key"] = r.json()["session_key"]
+        if deposit is not None:
+            r = await self.http.post(
+                f"/v1/users/{user['user_id']}/deposits",
+                json={"currency": currency, "amount": deposit, "reference": secrets.token_hex(8)},
+            )
+            assert r.status_code in (200, 201), r.text
+        return user
+
+    def ws_url(self, user: dict[str, Any], nonce: str | None = None) -> str:
+        nonce = nonce or secrets.token_hex(8)
+        digest = handshake_digest(user["user_id"], nonce, user["session_key"])
+        return f"ws://127.0.0.1:{self.endpoints.ws_port}/?id={user['user_id']}&n={nonce}&h={digest}"
+
+    def connect(self, user: dict[str, Any]) -> Any:
+        return _connected(self.ws_url(user), user["user_id"])
+
+    async def audit(self) -> list[str]:
+        rows = await self.services.storage.read(
+            lambda db: [
+                (r["tx_id"], r["account"], r["currency"], r["amount"])
+                for r in db.rows("SELECT tx_id, account, currency, amount FROM ledger")
+            ]
+        )
+        return audit(rows)
+
+
+class _connected:
+    def __init__(self, url: str, user_id: int) -> None:
+        self._cm = open_websocket_url(url)
+        self._user_id = user_id
+
+    async def __aenter__(self) -> WsClient:
+        return WsClient(await self._cm.__aenter__(), self._user_id)
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return await self._cm.__aexit__(*exc)
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    """A server on an in-memory database; the books are audited when the test ends."""
+    server = Server(ServerConfig(ws_port=0, http_port=0, synchronous="OFF"))
+    async with trio.open_nursery() as nursery:
+        endpoints = await nursery.start(server.run)
+        h = Harness(endpoints, nursery)
+        try:
+            yield h
+            problems = await h.audit()
+            assert problems == [], problems
+        finally:
+            await h.aclose()
+            server.request_stop()

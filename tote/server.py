@@ -1,0 +1,136 @@
+"""Assembly: one root nursery holding the supervisor, the actors and both servers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from actors.clock import WallClock
+from actors.hub import Hub
+from actors.registry import RegistryActor
+from actors.runtime import Mailbox, Supervisor
+from actors.services import Services, Settings
+from actors.wallet import Balance, WalletActor
+from domain.codec import server_message
+from domain.money import exponent_of, to_wire
+from storage.actor import Storage, StorageActor
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path | None = None  # None: an in-memory database (tests)
+    host: str = "127.0.0.1"
+    ws_port: int = 8765
+    http_port: int = 8766
+    operator_key: str | None = None
+    synchronous: str = "FULL"
+    offload: bool = True  # SQLite in a worker thread; False only under a mock clock
+    settings: Settings = field(default_factory=Settings)
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    ws_port: int
+    http_port: int
+    operator_key: str
+    services: Services
+
+
+def operator_key_for(config: ServerConfig) -> tuple[str, bool]:
+    """The operator key from config/env, else the one kept in the data directory, else a
+    new one saved there. Returns (key, newly_generated)."""
+    key = config.operator_key or os.environ.get("TOTE_OPERATOR_KEY")
+    if key:
+        return key, False
+    if config.data_dir is None:
+        return secrets.token_urlsafe(32), True
+    path = config.data_dir / "operator_key"
+    if path.exists():
+        return path.read_text().strip(), False
+    key = secrets.token_urlsafe(32)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key, True
+
+
+class Server:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self._stop = trio.Event()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Endpoints] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        from actors.games import Games
+        from transport.http import serve_http
+        from transport.websocket import serve_ws
+
+        config = self.config
+        if config.data_dir is not None:
+            config.data_dir.mkdir(parents=True, exist_ok=True)
+        path = ":memory:" if config.data_dir is None else config.data_dir / "tote.db"
+        database = Database(path, synchronous=config.synchronous)
+        operator_key, _ = operator_key_for(config)
+        try:
+            async with trio.open_nursery() as nursery:
+                supervisor: Supervisor = await nursery.start(Supervisor().run)
+                clock = WallClock()
+                hub = Hub()
+
+                async def storage_actor(inbox: Mailbox) -> StorageActor:
+                    return StorageActor(database, inbox, offload=config.offload)
+
+                storage = Storage(
+                    await supervisor.spawn("storage", storage_actor, capacity=4096),
+                    timeout=config.settings.request_timeout,
+                )
+
+                def push_balance(user_id: int, currency: str, balance: Balance) -> None:
+                    exp = exponent_of(currency)
+                    hub.to_user(
+                        user_id,
+                        server_message(
+                            815,
+                            {
+                                "current_balance": to_wire(balance.current, exp),
+                                "available_balance": to_wire(balance.available, exp),
+                                "currency": currency,
+                            },
+                            t=clock.now_ms(),
+                        ),
+                    )
+
+                registry = await supervisor.spawn(
+                    "registry", lambda inbox: RegistryActor.load(inbox, storage, clock)
+                )
+                wallet = await supervisor.spawn(
+                    "wallet",
+                    lambda inbox: WalletActor.load(inbox, storage, clock, push_balance),
+                    capacity=4096,
+                )
+                services = Services(
+                    storage, supervisor, registry, wallet, hub, clock, config.settings, operator_key
+                )
+                services.games = await Games.load(services)
+                ws = await nursery.start(serve_ws, services, config.host, config.ws_port)
+                http_port = await nursery.start(serve_http, services, config.host, config.http_port)
+                services.ready.set()
+                task_status.started(Endpoints(ws, http_port, operator_key, services))
+                await self._stop.wait()
+                log.info("shutting down: draining actors")
+                with trio.CancelScope(shield=True):
+                    await supervisor.stop_all(timeout=5.0)
+                nursery.cancel_scope.cancel()
+        finally:
+            database.close()

@@ -1,0 +1,122 @@
+"""The one op-code table: it drives dispatch, the op-code listing (op 2) and the docs."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from actors.services import Services
+from domain.codec import server_message
+
+if TYPE_CHECKING:
+    from transport.websocket import Connection
+
+
+@dataclass
+class Context:
+    """One request being handled: who sent it and how to answer."""
+
+    conn: Connection
+    services: Services
+    op: int
+    request_id: Any
+
+    @property
+    def user_id(self) -> int:
+        return self.conn.user_id
+
+    def reply(self, res: int, fields: dict[str, Any] | None = None) -> None:
+        self.conn.push(
+            server_message(
+                res, fields or {}, t=self.services.clock.now_ms(), request_id=self.request_id
+            )
+        )
+
+
+Handler = Callable[[Context, dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Op:
+    code: int
+    name: str
+    replies: tuple[int, ...]
+    role: str  # who may send it: "anyone", "developer", "source admin", "game admin"
+    summary: str
+    handler: Handler
+
+
+OPS: dict[int, Op] = {}
+
+# Response codes by name (op 2's "response_codes"); decisions §1 and the seeds.
+RESPONSES: dict[str, int] = {
+    "pong": 1,
+    "opcodes": 2,
+    "logon_success": 100,
+    "logon_fail": 110,
+    "logon_fail_already_logged_in": 112,
+    "game_source_opened": 335,
+    "game_source_closed": 336,
+    "game_joined": 333,
+    "game_left": 334,
+    "game_created_and_opened": 340,
+    "game_created": 3401,
+    "game_closed": 341,
+    "game_details": 342,
+    "game_details_updated": 343,
+    "games_list_for_source": 345,
+    "betting_pool_created": 350,
+    "betting_pool_opened": 352,
+    "your_open_pools_list_for_game": 353,
+    "your_running_pools_for_game": 354,
+    "your_resolved_pools_for_game": 355,
+    "bet_placed_in_betting_pool": 356,
+    "new_betting_pool_bets_distribution": 360,
+    "bet_pool_resolved": 362,
+    "bet_pool_expired": 363,
+    "new_game_event": 366,
+    "betting_in_pool_blocked": 368,
+    "betting_in_pool_allowed": 369,
+    "betting_for_game_and_action_blocked": 370,
+    "betting_for_game_and_action_allowed": 371,
+    "user_joined_game": 470,
+    "user_left_game": 480,
+    "game_sources_i_am_admin_of_list": 621,
+    "become_an_admin_for_game_success": 640,
+    "become_an_admin_for_game_fail": 645,
+    "all_betting_pools_for_game": 3535,
+    "error": 666,
+    "your_current_balance": 800,
+    "your_available_balance": 810,
+    "balance_update": 815,
+    "your_exposure": 840,
+}
+
+
+def op(
+    code: int, name: str, *, replies: tuple[int, ...], role: str = "anyone", summary: str = ""
+) -> Callable[[Handler], Handler]:
+    """Register a handler in the table under ``code``."""
+
+    def register(handler: Handler) -> Handler:
+        if code in OPS:
+            raise ValueError(f"op {code} registered twice")
+        OPS[code] = Op(
+            code, name, replies, role, summary or (handler.__doc__ or "").strip(), handler
+        )
+        return handler
+
+    return register
+
+
+def markdown_table() -> str:
+    """The op listing for docs/protocol.md, generated from the table."""
+    rows = [
+        "| op | name | replies | who may send it | what it does |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for spec in sorted(OPS.values(), key=lambda s: s.code):
+        replies = ", ".join(str(r) for r in spec.replies)
+        rows.append(f"| {spec.code} | `{spec.name}` | {replies} | {spec.role} | {spec.summary} |")
+    return "\n".join(rows)
