@@ -10,6 +10,7 @@ answered with an error so that no caller is left hanging.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -47,10 +48,10 @@ class Request:
         self.answered = True
         if self._on_answer is not None:
             self._on_answer(self)
-        try:
+        # a caller that gave up waiting has closed its slot: nothing left to tell
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError,
+                                 trio.WouldBlock):
             self._slot.send_nowait(result)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.WouldBlock):
-            pass  # the caller gave up waiting; nothing left to tell
 
 
 class Actor(Protocol):

@@ -59,6 +59,12 @@ TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
         {"tx_id": str, "seq": int, "account": str, "currency": str, "amount": int},
         ("tx_id", "seq"),
     ),
+    # An event commits one row per pool it resolves; the pool deletes it in the commit
+    # that settles, so a crash in between is finished on restart.
+    "pending_resolutions": (
+        {"pool_id": str, "winning_target": str, "happened_at": int, "event_id": str},
+        "pool_id",
+    ),
     "idempotency": ({"key": str, "fingerprint": str, "response": str}, "key"),
 }
 

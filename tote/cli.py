@@ -1,16 +1,49 @@
-"""The ``tote`` command: ``tote serve`` runs the server."""
+"""The ``tote`` command: ``tote serve`` runs the server; the other commands provision a
+running server through its operator HTTP API (decisions §5).
+
+The client commands use only ``urllib.request``: a shell command may block, and the
+stdlib keeps the operator's toolbox free of extra dependencies. Answers are printed as
+JSON with their exact decimal text; errors go to stderr with exit status 1.
+"""
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import logging
+import os
+import re
 import signal
 import sys
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import trio
 
+from actors.services import Settings
+from domain.codec import decode, encode
 from tote.server import Server, ServerConfig
+
+DEFAULT_URL = "http://127.0.0.1:8766"
+DEFAULT_DATA_DIR = Path("data")
+CLIENT_TIMEOUT = 30.0
+
+#: Exit statuses: the answer was an error (or the audit found problems), or the server
+#: could not be asked at all (no key, not reachable).
+EXIT_REFUSED = 1
+EXIT_UNREACHABLE = 2
+
+
+class CliError(Exception):
+    """Could not talk to the server; the message says why."""
+
+
+# -- the server -----------------------------------------------------------------------
 
 
 async def _serve(config: ServerConfig) -> None:
@@ -27,22 +60,210 @@ async def _serve(config: ServerConfig) -> None:
                 break
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tote")
+def _currency(text: str) -> str:
+    code = text.strip().upper()
+    if not re.fullmatch(r"[A-Z]{3}", code):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a 3-letter currency code")
+    return code
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    config = ServerConfig(data_dir=args.data_dir, host=args.host, ws_port=args.ws_port,
+                          http_port=args.http_port, operator_key=args.operator_key,
+                          synchronous=args.synchronous,
+                          settings=Settings(default_currency=args.currency))
+    trio.run(_serve, config)
+    return 0
+
+
+# -- the HTTP client ------------------------------------------------------------------
+
+
+def operator_key(args: argparse.Namespace) -> str:
+    """--operator-key, else $TOTE_OPERATOR_KEY, else the key the server keeps in its
+    data directory (the same order the server uses to pick it)."""
+    key = args.operator_key or os.environ.get("TOTE_OPERATOR_KEY")
+    if key:
+        return key
+    path = (args.data_dir or DEFAULT_DATA_DIR) / "operator_key"
+    try:
+        return path.read_text().strip()
+    except OSError as error:
+        raise CliError(f"no operator key: pass --operator-key, set TOTE_OPERATOR_KEY, "
+                       f"or point --data-dir at the server's data ({error})") from None
+
+
+def call(args: argparse.Namespace, method: str, path: str, body: Any = None, *,
+         auth: bool = True) -> tuple[int, bytes]:
+    """One HTTP call; returns (status, body) for any HTTP answer, raises CliError when
+    there is no answer."""
+    url = (args.url or os.environ.get("TOTE_URL") or DEFAULT_URL).rstrip("/") + path
+    headers = {"Accept": "application/json"}
+    data = None
+    if body is not None:
+        data = encode(body)
+        headers["Content-Type"] = "application/json"
+    if auth:
+        headers["Authorization"] = f"Bearer {operator_key(args)}"
+    req = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=CLIENT_TIMEOUT) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read()
+    except (OSError, http.client.HTTPException) as error:  # URLError is an OSError
+        raise CliError(f"cannot reach {url}: {getattr(error, 'reason', error)}") from None
+
+
+def _pretty(data: bytes) -> str:
+    """Indented JSON with the number text untouched (no float round trip)."""
+    try:
+        return msgspec.json.format(data, indent=2).decode()
+    except msgspec.DecodeError:
+        return data.decode(errors="replace")
+
+
+def _report(status: int, data: bytes) -> int:
+    if status >= 400:
+        print(_pretty(data), file=sys.stderr)
+        return EXIT_REFUSED
+    print(_pretty(data))
+    return 0
+
+
+# -- the client commands: each returns (method, path, body, auth) ---------------------
+
+Request = tuple[str, str, Any, bool]
+
+
+def _user_create(a: argparse.Namespace) -> Request:
+    body: dict[str, Any] = {"name": a.name, "roles": a.role or []}
+    if a.password is not None:
+        body["password"] = a.password
+    return "POST", "/v1/users", body, True
+
+
+def _money(kind: str) -> Callable[[argparse.Namespace], Request]:
+    def build(a: argparse.Namespace) -> Request:
+        # The amount goes as a string: the server parses its exact decimal text.
+        return "POST", f"/v1/users/{a.user_id}/{kind}", {
+            "currency": a.currency, "amount": a.amount,
+            "reference": a.reference or str(uuid.uuid4())}, True
+    return build
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], Request]] = {
+    "user create": _user_create,
+    "session create": lambda a: ("POST", f"/v1/users/{a.user_id}/sessions", None, True),
+    "login": lambda a: ("POST", "/v1/login", {"name": a.name, "password": a.password}, False),
+    "deposit": _money("deposits"),
+    "withdraw": _money("withdrawals"),
+    "balances": lambda a: ("GET", f"/v1/users/{a.user_id}/balances", None, True),
+    "block": lambda a: ("POST", f"/v1/users/{a.user_id}/block", None, True),
+    "unblock": lambda a: ("POST", f"/v1/users/{a.user_id}/unblock", None, True),
+    "source-admin add": lambda a: ("POST", f"/v1/sources/{a.source_id}/admins",
+                                   {"user_id": a.user_id}, True),
+    "audit": lambda a: ("GET", "/v1/audit", None, True),
+}
+
+
+def _run_client(args: argparse.Namespace) -> int:
+    method, path, body, auth = COMMANDS[args.action](args)
+    try:
+        status, data = call(args, method, path, body, auth=auth)
+    except CliError as error:
+        print(f"tote: {error}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    code = _report(status, data)
+    if code == 0 and args.action == "audit" and not decode(data).get("ok"):
+        return EXIT_REFUSED
+    return code
+
+
+# -- argument parsing -----------------------------------------------------------------
+
+
+def _client_options() -> argparse.ArgumentParser:
+    """--url, --operator-key and --data-dir, accepted before or after the command."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=argparse.SUPPRESS,
+                        help=f"server HTTP address (env TOTE_URL, default {DEFAULT_URL})")
+    common.add_argument("--operator-key", default=argparse.SUPPRESS,
+                        help="operator key (env TOTE_OPERATOR_KEY, else <data-dir>/operator_key)")
+    common.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
+                        help="where to find operator_key (default ./data)")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _client_options()
+    parser = argparse.ArgumentParser(prog="tote", parents=[common],
+                                     description="Run or provision a tote server.")
     sub = parser.add_subparsers(dest="command", required=True)
+
     serve = sub.add_parser("serve", help="run the server")
-    serve.add_argument("--data-dir", type=Path, default=Path("data"))
+    serve.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--ws-port", type=int, default=8765)
     serve.add_argument("--http-port", type=int, default=8766)
     serve.add_argument("--operator-key", default=None)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    serve.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL",
+                       type=str.upper, help="SQLite fsync level (default FULL)")
+    serve.add_argument("--currency", type=_currency, default=Settings.default_currency,
+                       help="default currency of balance operations")
+
+    def client(name: str, text: str, parent: Any = sub, action: str | None = None) -> Any:
+        p = parent.add_parser(name, help=text, parents=[common])
+        p.set_defaults(action=action or name)
+        return p
+
+    user = sub.add_parser("user", help="users").add_subparsers(dest="sub", required=True)
+    p = client("create", "create a user", user, "user create")
+    p.add_argument("name")
+    p.add_argument("--password")
+    p.add_argument("--role", action="append", choices=["developer", "player"])
+
+    session = sub.add_parser("session", help="sessions").add_subparsers(dest="sub",
+                                                                        required=True)
+    client("create", "mint a session key", session, "session create").add_argument(
+        "user_id", type=int)
+
+    p = client("login", "log in as a player (no operator key)")
+    p.add_argument("name")
+    p.add_argument("password")
+
+    for name, text in (("deposit", "credit a wallet"), ("withdraw", "debit a wallet")):
+        p = client(name, text)
+        p.add_argument("user_id", type=int)
+        p.add_argument("currency", type=_currency)
+        p.add_argument("amount", help="exact decimal text, like 10.50")
+        p.add_argument("--reference", help="idempotency key (default: a new uuid4)")
+
+    for name, text in (("balances", "show balances"), ("block", "block a user"),
+                       ("unblock", "unblock a user")):
+        client(name, text).add_argument("user_id", type=int)
+
+    admins = sub.add_parser("source-admin", help="game source admins").add_subparsers(
+        dest="sub", required=True)
+    p = client("add", "add a game source admin", admins, "source-admin add")
+    p.add_argument("source_id")
+    p.add_argument("user_id", type=int)
+
+    client("audit", "check the ledger; exit 1 when it has problems")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
     if args.command == "serve":
-        config = ServerConfig(data_dir=args.data_dir, host=args.host, ws_port=args.ws_port,
-                              http_port=args.http_port, operator_key=args.operator_key)
-        trio.run(_serve, config)
-    return 0
+        return _run_serve(args)
+    for name in ("url", "operator_key", "data_dir"):
+        setattr(args, name, getattr(args, name, None))
+    return _run_client(args)
 
 
 if __name__ == "__main__":

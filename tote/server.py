@@ -61,6 +61,62 @@ def operator_key_for(config: ServerConfig) -> tuple[str, bool]:
     return key, True
 
 
+async def start_services(
+    config: ServerConfig,
+    database: Database,
+    operator_key: str,
+    *,
+    task_status: trio.TaskStatus[Services] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Start the supervisor and every actor, recovered from storage; runs until cancelled.
+
+    Tests that need no sockets (timers under a mock clock, chaos) start just this.
+    """
+    from actors.game import Games
+
+    async with trio.open_nursery() as nursery:
+        supervisor: Supervisor = await nursery.start(Supervisor().run)
+        clock = WallClock()
+        hub = Hub()
+
+        async def storage_actor(inbox: Mailbox) -> StorageActor:
+            return StorageActor(database, inbox, offload=config.offload)
+
+        storage = Storage(
+            await supervisor.spawn("storage", storage_actor, capacity=4096),
+            timeout=config.settings.request_timeout,
+        )
+
+        def push_balance(user_id: int, currency: str, balance: Balance) -> None:
+            exp = exponent_of(currency)
+            hub.to_user(
+                user_id,
+                server_message(
+                    815,
+                    {
+                        "current_balance": to_wire(balance.current, exp),
+                        "available_balance": to_wire(balance.available, exp),
+                        "currency": currency,
+                    },
+                    t=clock.now_ms(),
+                ),
+            )
+
+        registry = await supervisor.spawn(
+            "registry", lambda inbox: RegistryActor.load(inbox, storage, clock)
+        )
+        wallet = await supervisor.spawn(
+            "wallet",
+            lambda inbox: WalletActor.load(inbox, storage, clock, push_balance),
+            capacity=4096,
+        )
+        services = Services(
+            storage, supervisor, registry, wallet, hub, clock, config.settings, operator_key
+        )
+        await Games.load(services)
+        task_status.started(services)
+
+
 class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -72,7 +128,6 @@ class Server:
     async def run(
         self, *, task_status: trio.TaskStatus[Endpoints] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        from actors.games import Games
         from transport.http import serve_http
         from transport.websocket import serve_ws
 
@@ -84,53 +139,19 @@ class Server:
         operator_key, _ = operator_key_for(config)
         try:
             async with trio.open_nursery() as nursery:
-                supervisor: Supervisor = await nursery.start(Supervisor().run)
-                clock = WallClock()
-                hub = Hub()
-
-                async def storage_actor(inbox: Mailbox) -> StorageActor:
-                    return StorageActor(database, inbox, offload=config.offload)
-
-                storage = Storage(
-                    await supervisor.spawn("storage", storage_actor, capacity=4096),
-                    timeout=config.settings.request_timeout,
-                )
-
-                def push_balance(user_id: int, currency: str, balance: Balance) -> None:
-                    exp = exponent_of(currency)
-                    hub.to_user(
-                        user_id,
-                        server_message(
-                            815,
-                            {
-                                "current_balance": to_wire(balance.current, exp),
-                                "available_balance": to_wire(balance.available, exp),
-                                "currency": currency,
-                            },
-                            t=clock.now_ms(),
-                        ),
+                services = await nursery.start(start_services, config, database, operator_key)
+                async with trio.open_nursery() as transports:
+                    ws = await transports.start(serve_ws, services, config.host, config.ws_port)
+                    http = await transports.start(
+                        serve_http, services, config.host, config.http_port
                     )
-
-                registry = await supervisor.spawn(
-                    "registry", lambda inbox: RegistryActor.load(inbox, storage, clock)
-                )
-                wallet = await supervisor.spawn(
-                    "wallet",
-                    lambda inbox: WalletActor.load(inbox, storage, clock, push_balance),
-                    capacity=4096,
-                )
-                services = Services(
-                    storage, supervisor, registry, wallet, hub, clock, config.settings, operator_key
-                )
-                services.games = await Games.load(services)
-                ws = await nursery.start(serve_ws, services, config.host, config.ws_port)
-                http_port = await nursery.start(serve_http, services, config.host, config.http_port)
-                services.ready.set()
-                task_status.started(Endpoints(ws, http_port, operator_key, services))
-                await self._stop.wait()
-                log.info("shutting down: draining actors")
+                    services.ready.set()
+                    task_status.started(Endpoints(ws, http, operator_key, services))
+                    await self._stop.wait()
+                    log.info("shutting down: no new traffic, draining actors")
+                    transports.cancel_scope.cancel()
                 with trio.CancelScope(shield=True):
-                    await supervisor.stop_all(timeout=5.0)
+                    await services.supervisor.stop_all(timeout=5.0)
                 nursery.cancel_scope.cancel()
         finally:
             database.close()

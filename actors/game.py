@@ -1,0 +1,688 @@
+"""The game actor (one task per game) and the directory of game and pool actors."""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import trio
+
+from actors import pool as pool_msgs
+from actors.pool import PoolActor, pool_row
+from actors.registry import AddGame, CheckSourceAdmin, GamesOf
+from actors.runtime import Mailbox
+from actors.services import Services
+from domain import params
+from domain.codec import server_message
+from domain.errors import DomainError
+from domain.game import Game, default_hashtag
+from domain.money import exponent_of, parse_amount, parse_rate
+from domain.pool import BINARY, TIMED, Pool
+from domain.targets import (
+    NONE,
+    TargetTree,
+    action_id,
+    build_actions,
+    level,
+    parse_list,
+    pool_targets,
+    winning_target,
+)
+from storage.changes import Change, Insert, Upsert
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+HAPPENED_AT_SLACK_MS = 60_000  # an event may be stamped this far ahead of our clock
+
+
+# -- messages -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OpenGame:
+    user_id: int
+    actions: list[str]
+    targets: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateDetails:
+    user_id: int
+    actions: list[str]
+    targets: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class BecomeAdmin:
+    user_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class IsAdmin:
+    user_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Details:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    conn: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    conn: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    user_id: int | None  # None: the system (close_at, or the source closing)
+
+
+@dataclass(frozen=True, slots=True)
+class CreatePool:
+    user_id: int
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterEvent:
+    user_id: int
+    action: Any
+    target: Any
+    happened_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BlockAction:
+    user_id: int
+    action: Any
+    at: int | None
+    block: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ListPools:
+    user_id: int
+
+
+def game_row(game: Game) -> dict[str, Any]:
+    return {
+        "id": game.id,
+        "source_id": game.source_id,
+        "doc": msgspec.json.encode(game.to_doc()).decode(),
+    }
+
+
+def _load_game(db: Database, game_id: str) -> tuple[Game, dict[str, dict[str, Any]]]:
+    rows = db.rows("SELECT doc FROM games WHERE id = ?", (game_id,))
+    if not rows:
+        raise DomainError("NOT_FOUND", f"There is no game {game_id!r}.")
+    events = {
+        r["id"]: {
+            "happened_at": r["happened_at"],
+            "target_id": r["target_id"],
+            "action_id": r["action_id"],
+        }
+        for r in db.rows("SELECT * FROM events WHERE game_id = ? ORDER BY happened_at", (game_id,))
+    }
+    return Game.from_doc(msgspec.json.decode(rows[0]["doc"])), events
+
+
+class GameActor:
+    def __init__(
+        self, inbox: Mailbox, services: Services, game: Game, events: dict[str, dict[str, Any]]
+    ) -> None:
+        self.inbox = inbox
+        self.services = services
+        self.game = game
+        self.events = events
+
+    @classmethod
+    async def load(cls, inbox: Mailbox, services: Services, game_id: str) -> GameActor:
+        game, events = await services.storage.read(lambda db: _load_game(db, game_id))
+        return cls(inbox, services, game, events)
+
+    @property
+    def now(self) -> int:
+        return self.services.clock.now_ms()
+
+    @property
+    def directory(self) -> Games:
+        return self.services.games
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            request = None
+            with trio.move_on_at(self._close_deadline()):
+                try:
+                    request = await self.inbox.receive()
+                except trio.EndOfChannel:
+                    return
+            if request is None:
+                try:
+                    await self._close(None)
+                except DomainError:
+                    log.exception("game %s: scheduled close failed; retrying", self.game.id)
+                    await trio.sleep(1)
+                continue
+            try:
+                request.reply(await self._handle(request.body))
+            except DomainError as error:
+                request.fail(error)
+
+    def _close_deadline(self) -> float:
+        game = self.game
+        if game.close_at is None or game.is_closed or not game.opened:
+            return math.inf
+        if game.closing:
+            return math.inf  # waiting for binary pools; the admin resends 375
+        return self.services.clock.deadline_for(game.close_at)
+
+    async def _handle(self, body: Any) -> Any:  # one flat dispatch
+        game = self.game
+        match body:
+            case Details():
+                return game.details(self.now, self.events)
+            case Summary():
+                return game.summary(self.now)
+            case IsAdmin(user_id):
+                return user_id in game.admins
+            case OpenGame(user_id, actions, targets):
+                await self._source_admin(user_id)
+                if game.opened:
+                    raise DomainError("INVALID_STATE", "This game is already open.")
+                await self._save(self._with_details(actions, targets, opened=True))
+                return game.opened_message()
+            case UpdateDetails(user_id, actions, targets):
+                await self._source_admin(user_id)
+                self._require_not_closed()
+                await self._save(self._with_details(actions, targets, opened=game.opened))
+                details = game.details(self.now, self.events)
+                self._broadcast(342, details)
+                return {"game_id": game.id}
+            case BecomeAdmin(user_id):
+                return await self._become_admin(user_id)
+            case Join(conn):
+                self._require_not_closed()
+                if self.services.hub.subscribe(game.id, conn):
+                    self._broadcast(
+                        470,
+                        {"game_id": game.id, "user_id": conn.user_id, "user_name": conn.user_name},
+                    )
+                return {"game_id": game.id}
+            case Leave(conn):
+                if self.services.hub.unsubscribe(game.id, conn):
+                    self._broadcast(
+                        480,
+                        {"game_id": game.id, "user_id": conn.user_id, "user_name": conn.user_name},
+                    )
+                return {"game_id": game.id}
+            case Close(user_id):
+                if user_id is not None:
+                    await self._source_admin(user_id)
+                return await self._close(user_id)
+            case CreatePool(user_id, fields):
+                self._game_admin(user_id)
+                return await self._create_pool(fields)
+            case RegisterEvent():
+                self._game_admin(body.user_id)
+                return await self._register_event(body)
+            case BlockAction(user_id, action, at, block):
+                self._game_admin(user_id)
+                return await self._block_action(action, at, block)
+            case ListPools(user_id):
+                return await self._describe_pools(user_id, user_id in game.admins)
+        raise DomainError("UNKNOWN_OP", f"A game does not handle {type(body).__name__}.")
+
+    # -- roles ------------------------------------------------------------------------
+
+    async def _source_admin(self, user_id: int) -> None:
+        await self.services.ask_registry(CheckSourceAdmin(self.game.source_id, user_id))
+
+    def _game_admin(self, user_id: int) -> None:
+        if user_id not in self.game.admins:
+            raise DomainError(
+                "NOT_AUTHORIZED", "Only admins of this game may do this; ask with op 616 first."
+            )
+
+    async def _become_admin(self, user_id: int) -> dict[str, Any]:
+        game = self.game
+        try:
+            await self._source_admin(user_id)
+        except DomainError as error:
+            return {"res": 645, "game_id": game.id, "reason": error.text}
+        if user_id in game.admins:
+            return {"res": 640, "game_id": game.id}
+        if len(game.admins) >= self.services.settings.game_admin_limit:
+            return {
+                "res": 645,
+                "game_id": game.id,
+                "reason": "This game already has enough admins.",
+            }
+        await self._save(Game.from_doc({**game.to_doc(), "admins": [*game.admins, user_id]}))
+        return {"res": 640, "game_id": game.id}
+
+    # -- state changes ----------------------------------------------------------------
+
+    def _require_not_closed(self) -> None:
+        if self.game.is_closed:
+            raise DomainError("INVALID_STATE", "This game is closed.")
+
+    def _with_details(self, actions: list[str], targets: list[str], *, opened: bool) -> Game:
+        game = self.game
+        merged_actions = {
+            **game.actions,
+            **{k: v for k, v in build_actions(actions).items() if k not in game.actions},
+        }
+        tree = game.tree.merged(targets)
+        return Game.from_doc(
+            {
+                **game.to_doc(),
+                "actions": merged_actions,
+                "targets": tree.as_dict(),
+                "opened": opened,
+            }
+        )
+
+    async def _save(self, game: Game, extra: list[Change] | None = None) -> None:
+        """Commit the game's new state, then adopt it (never the other way round)."""
+        await self.services.storage.commit([Upsert("games", game_row(game)), *(extra or [])])
+        self.game = game
+
+    async def _close(self, user_id: int | None) -> dict[str, Any]:
+        game = self.game
+        self._require_not_closed()
+        blocked: list[str] = []
+        for pool_id, box in self.directory.pools_of(game.id):
+            outcome = await box.ask(
+                pool_msgs.CloseForGame(), timeout=self.services.settings.request_timeout
+            )
+            if outcome == "blocked":
+                blocked.append(pool_id)
+        if blocked:
+            if not game.closing:
+                await self._save(Game.from_doc({**game.to_doc(), "closing": True}))
+            return {"closed": False, "game_id": game.id, "blocked": blocked, "blocked_at": self.now}
+        await self._save(Game.from_doc({**game.to_doc(), "closed_at": self.now}))
+        self._broadcast(341, {"game_id": game.id})
+        return {"closed": True, "game_id": game.id}
+
+    async def _create_pool(self, fields: dict[str, Any]) -> dict[str, Any]:
+        game, now = self.game, self.now
+        if not game.accepts_pools(now):
+            raise DomainError(
+                "INVALID_STATE", f"Pools cannot be opened while the game is {game.status(now)}."
+            )
+        pool = new_pool(game, fields, now)
+        await self.services.storage.commit([Insert("pools", pool_row(pool))])
+        await self.directory.start_pool(pool.id, announce=True)
+        return {
+            "game_id": game.id,
+            "pool_id": pool.id,
+            "description": pool.description,
+            "pool_type": pool.pool_type,
+        }
+
+    async def _describe_pools(self, user_id: int, everything: bool) -> list[dict[str, Any]]:
+        timeout = self.services.settings.request_timeout
+        return [
+            await box.ask(pool_msgs.Describe(user_id, everything), timeout=timeout)
+            for _, box in self.directory.pools_of(self.game.id)
+        ]
+
+    async def _register_event(self, body: RegisterEvent) -> dict[str, Any]:
+        game, now = self.game, self.now
+        self._require_not_closed()
+        if not isinstance(body.action, str) or action_id(body.action) not in game.actions:
+            raise DomainError(
+                "INVALID_PARAMETER",
+                f"{body.action!r} is not an action of this game.",
+                parameter="action_id",
+            )
+        action = action_id(body.action)
+        tree = game.tree
+        target = body.target.strip().lower() if isinstance(body.target, str) else None
+        if target is None or target == NONE or not tree.is_leaf(target):
+            raise DomainError(
+                "INVALID_TARGET",
+                f"{body.target!r} is not a leaf target of this game; events "
+                "name the most specific target (a player, not a team).",
+            )
+        happened_at = now if body.happened_at is None else body.happened_at
+        if happened_at > now + HAPPENED_AT_SLACK_MS:
+            raise DomainError(
+                "INVALID_PARAMETER", "happened_at is in the future.", parameter="happened_at"
+            )
+        pools = [
+            (
+                pool_id,
+                box,
+                await box.ask(pool_msgs.Describe(), timeout=self.services.settings.request_timeout),
+            )
+            for pool_id, box in self.directory.pools_of(game.id)
+        ]
+        hit = [
+            (pool_id, box, winning_target(info["targets"], target))
+            for pool_id, box, info in pools
+            if info["open"]
+            and info["pool_type"] not in BINARY
+            and info["action"] == action
+            and info["start_at"] <= happened_at
+        ]
+        event_id = str(uuid.uuid4())
+        counts = {**game.counts, action: dict(game.counts.get(action, {}))}
+        counts[action][target] = counts[action].get(target, 0) + 1
+        changes: list[Change] = [
+            Insert(
+                "events",
+                {
+                    "id": event_id,
+                    "game_id": game.id,
+                    "action_id": action,
+                    "target_id": target,
+                    "happened_at": happened_at,
+                    "registered_at": now,
+                },
+            ),
+        ]
+        changes += [
+            Upsert(
+                "pending_resolutions",
+                {
+                    "pool_id": pool_id,
+                    "winning_target": winner,
+                    "happened_at": happened_at,
+                    "event_id": event_id,
+                },
+            )
+            for pool_id, _, winner in hit
+        ]
+        await self._save(Game.from_doc({**game.to_doc(), "counts": counts}), changes)
+        self.events[event_id] = {
+            "happened_at": happened_at,
+            "target_id": target,
+            "action_id": action,
+        }
+        event = {
+            "action_id": action,
+            "target_id": target,
+            "target_display_name": tree.display_name(target),
+            "current_count": counts[action],
+            "game_id": game.id,
+            "happened_at": happened_at,
+            "event_id": event_id,
+        }
+        self._broadcast(366, event)
+        resolved = []
+        for _, box, _ in hit:
+            result = await box.ask(
+                pool_msgs.ResolveByEvent(target, happened_at),
+                timeout=self.services.settings.request_timeout,
+            )
+            if result is not None:
+                resolved.append(result)
+        return {"event": event, "resolved": resolved}
+
+    async def _block_action(self, action: Any, at: int | None, block: bool) -> dict[str, Any]:
+        game = self.game
+        self._require_not_closed()
+        if not isinstance(action, str) or action_id(action) not in game.actions:
+            raise DomainError(
+                "INVALID_PARAMETER",
+                f"{action!r} is not an action of this game.",
+                parameter="action",
+            )
+        aid = action_id(action)
+        now = self.now
+        if at is not None and at <= now:
+            at = None
+        timeout = self.services.settings.request_timeout
+        done = []
+        for _, box in self.directory.pools_of(game.id):
+            info = await box.ask(pool_msgs.Describe(), timeout=timeout)
+            if info["open"] and info["action"] == aid:
+                done.append(
+                    await box.ask(
+                        pool_msgs.Block(at) if block else pool_msgs.Allow(at), timeout=timeout
+                    )
+                )
+        key, res = ("blocked_at", 370) if block else ("allowed_at", 371)
+        message = {"game_id": game.id, "action": aid, key: at or now}
+        self._broadcast(res, message)
+        return {"res": res, **message, "pools": done}
+
+    def _broadcast(self, res: int, fields: dict[str, Any]) -> None:
+        self.services.hub.to_game(self.game.id, server_message(res, fields, t=self.now))
+
+
+def new_pool(game: Game, fields: dict[str, Any], now: int) -> Pool:
+    """Validate an op 385 request against its game and build the pool (not yet saved)."""
+    pool_type = params.integer(fields, "pool_type", default=1)
+    if pool_type not in (1, 2, 3, 4):
+        raise DomainError(
+            "INVALID_PARAMETER", "pool_type must be 1, 2, 3 or 4.", parameter="pool_type"
+        )
+    tree = game.tree
+    if pool_type in BINARY:
+        names = parse_list(fields.get("targets"), "targets") or ["yes", "no"]
+        ids = list(dict.fromkeys(n.strip().lower() for n in names))
+        if len(ids) != 2 or any(":" in t or not t for t in ids):
+            raise DomainError("INVALID_TARGET", "A binary pool has exactly two targets.")
+        targets = dict(zip(ids, (n.strip() for n in names), strict=False))
+        action, target_level = "binary", 1
+    else:
+        raw_action = params.text(fields, "action", required_=True) or ""
+        action = action_id(raw_action)
+        if action not in game.actions:
+            raise DomainError(
+                "INVALID_PARAMETER",
+                f"{raw_action!r} is not an action of this game.",
+                parameter="action",
+            )
+        ids = pool_targets(tree, parse_list(fields.get("targets"), "targets"))
+        targets = {t: tree.display_name(t) for t in ids}
+        target_level = level(next(t for t in ids if t != NONE))
+    finish_at = params.epoch_ms(fields, "finish_at")
+    stop_at = params.epoch_ms(fields, "stop_accepting_bets_at")
+    if pool_type in TIMED and finish_at is None:
+        raise DomainError(
+            "MISSING_PARAMETER", "A time-based pool needs finish_at.", parameter="finish_at"
+        )
+    for name, at in (("finish_at", finish_at), ("stop_accepting_bets_at", stop_at)):
+        if at is not None and at <= now:
+            raise DomainError("INVALID_PARAMETER", f"{name} must be in the future.", parameter=name)
+    exponent = exponent_of(game.currency)
+    limits = {}
+    for name in ("min_stake", "max_stake"):
+        value = fields.get(name)
+        limits[name] = (
+            None
+            if params.is_null(value)
+            else parse_amount(value, exponent, field=name, code="INVALID_PARAMETER")
+        )
+    if limits["min_stake"] and limits["max_stake"] and limits["min_stake"] > limits["max_stake"]:
+        raise DomainError("INVALID_PARAMETER", "min_stake is above max_stake.")
+    takeout = parse_rate(fields.get("takeout", game.takeout))
+    return Pool(
+        str(uuid.uuid4()),
+        game.id,
+        game.name,
+        params.text(fields, "description", default="", max_len=512) or "",
+        action,
+        pool_type,
+        targets,
+        target_level,
+        game.currency,
+        exponent,
+        takeout,
+        limits["min_stake"],
+        limits["max_stake"],
+        start_at=now,
+        finish_at=finish_at,
+        stop_accepting_bets_at=stop_at,
+        recreate_on_end=params.boolean(fields, "recreate_on_end"),
+    )
+
+
+def new_game(
+    source_id: str, fields: dict[str, Any], now: int, *, opened: bool, default_currency: str
+) -> Game:
+    """Validate an op 370/3701 request and build the game (not yet saved)."""
+    name = params.text(fields, "game_name", required_=True) or ""
+    currency = (params.text(fields, "currency", default=default_currency) or "").upper()
+    if not (len(currency) == 3 and currency.isalpha()):
+        raise DomainError(
+            "INVALID_PARAMETER", "currency must be a three-letter code.", parameter="currency"
+        )
+    open_at = params.epoch_ms(fields, "open_at", default=now) or now
+    close_at = params.epoch_ms(fields, "close_at")
+    if close_at is not None and close_at <= max(open_at, now):
+        raise DomainError(
+            "INVALID_PARAMETER", "close_at must be after open_at and now.", parameter="close_at"
+        )
+    actions = parse_list(fields.get("actions"), "actions")
+    targets = parse_list(fields.get("targets"), "targets")
+    return Game(
+        id=str(uuid.uuid4()),
+        source_id=source_id,
+        name=name,
+        type=params.text(fields, "type"),
+        currency=currency,
+        hashtag=params.text(fields, "hashtag") or default_hashtag(name),
+        open_at=open_at,
+        live_start_at=params.epoch_ms(fields, "live_start_at", default=open_at) or open_at,
+        live_finish_at=params.epoch_ms(fields, "live_finish_at"),
+        close_at=close_at,
+        created_at=now,
+        opened=opened,
+        actions=build_actions(actions),
+        targets=TargetTree.build(targets).as_dict(),
+        takeout=str(parse_rate(fields.get("takeout"))),
+    )
+
+
+class Games:
+    """Where game and pool actors live: spawns them (from storage) and finds them."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._pools_by_game: dict[str, list[str]] = {}
+        self._pool_game: dict[str, str] = {}
+
+    @classmethod
+    async def load(cls, services: Services) -> Games:
+        games = cls(services)
+        services.games = games
+        rows = await services.storage.read(
+            lambda db: (
+                db.rows("SELECT id FROM games ORDER BY rowid"),
+                db.rows("SELECT id, game_id FROM pools ORDER BY rowid"),
+            )
+        )
+        for row in rows[0]:
+            await games.start_game(row["id"])
+        for row in rows[1]:
+            await games.start_pool(row["id"], game_id=row["game_id"])
+        return games
+
+    async def start_game(self, game_id: str) -> Mailbox:
+        self._pools_by_game.setdefault(game_id, [])
+        return await self.services.supervisor.spawn(
+            f"game:{game_id}", lambda inbox: GameActor.load(inbox, self.services, game_id)
+        )
+
+    async def start_pool(
+        self, pool_id: str, *, game_id: str | None = None, announce: bool = False
+    ) -> Mailbox:
+        """Spawn a pool actor; with ``announce`` broadcast it (352) once it runs."""
+        box = await self.services.supervisor.spawn(
+            f"pool:{pool_id}",
+            lambda inbox: PoolActor.load(inbox, self.services, pool_id),
+            capacity=1024,
+        )
+        if announce or game_id is None:
+            info = await box.ask(
+                pool_msgs.Describe(), timeout=self.services.settings.request_timeout
+            )
+            game_id = info["game_id"]
+            if announce:
+                self.services.hub.to_game(
+                    game_id, server_message(352, info["created"], t=self.services.clock.now_ms())
+                )
+        assert game_id is not None
+        if pool_id not in self._pool_game:
+            self._pool_game[pool_id] = game_id
+            self._pools_by_game.setdefault(game_id, []).append(pool_id)
+        return box
+
+    async def create_game(
+        self, source_id: str, user_id: int, fields: dict[str, Any], *, opened: bool
+    ) -> Game:
+        services = self.services
+        await services.ask_registry(CheckSourceAdmin(source_id, user_id))
+        game = new_game(
+            source_id,
+            fields,
+            services.clock.now_ms(),
+            opened=opened,
+            default_currency=services.settings.default_currency,
+        )
+        await services.storage.commit([Insert("games", game_row(game))])
+        await services.ask_registry(AddGame(source_id, game.id))
+        await self.start_game(game.id)
+        return game
+
+    def game(self, game_id: Any) -> Mailbox:
+        box = (
+            self.services.supervisor.mailbox(f"game:{game_id}")
+            if isinstance(game_id, str)
+            else None
+        )
+        if box is None:
+            raise DomainError("NOT_FOUND", f"There is no game {game_id!r}.")
+        return box
+
+    def pool(self, pool_id: Any) -> tuple[str, Mailbox]:
+        """The pool's game id and mailbox."""
+        game_id = self._pool_game.get(pool_id) if isinstance(pool_id, str) else None
+        box = self.services.supervisor.mailbox(f"pool:{pool_id}") if game_id else None
+        if game_id is None or box is None:
+            raise DomainError("NOT_FOUND", f"There is no pool {pool_id!r}.")
+        return game_id, box
+
+    def pools_of(self, game_id: str) -> list[tuple[str, Mailbox]]:
+        out = []
+        for pool_id in self._pools_by_game.get(game_id, []):
+            box = self.services.supervisor.mailbox(f"pool:{pool_id}")
+            if box is not None:
+                out.append((pool_id, box))
+        return out
+
+    async def games_of(self, source_id: str) -> list[str]:
+        return await self.services.ask_registry(GamesOf(source_id))
+
+    async def close_source(self, ctx: Any, source_id: str) -> None:
+        """Close every game of a closing source, as op 375 would."""
+        for game_id in await self.games_of(source_id):
+            try:
+                await self.game(game_id).ask(
+                    Close(None), timeout=self.services.settings.request_timeout
+                )
+            except DomainError as error:
+                if error.code != "INVALID_STATE":
+                    raise

@@ -1,0 +1,462 @@
+"""The pool actor: one task per betting pool.
+
+It owns the pool's book, takes bets in batches (everything queued while the previous
+batch was being committed goes into one wallet request and one commit), fires the pool's
+timers (scheduled block/allow, expiry, coalesced distribution broadcasts) from its own
+receive loop, and settles the pool exactly once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import trio
+
+from actors.runtime import Mailbox, Request
+from actors.services import Services
+from actors.wallet import Settle, StakeItem, Stakes
+from domain.codec import server_message
+from domain.errors import DomainError
+from domain.pool import BINARY, PARIMUTUEL, Bet, Outcome, Pool
+from domain.targets import NONE, winning_target
+from storage.changes import Change, Delete, Insert, Update, Upsert
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 256
+OPEN_TO_RESOLVED = "resolved"
+
+
+# -- messages -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceBet:
+    user_id: int
+    target: Any
+    amount: Any
+
+
+@dataclass(frozen=True, slots=True)
+class GetDistribution:
+    user_id: int
+    everything: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Describe:
+    """The pool's listing entry for a user, and what the game needs to know of it."""
+
+    user_id: int = 0
+    everything: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Allow:
+    at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveByEvent:
+    target_id: str
+    happened_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveByHand:
+    target: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Void:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CloseForGame:
+    """The game closes: parimutuel pools resolve to none (time-based ones expire),
+    binary pools are blocked. Answers "resolved", "blocked" or "done"."""
+
+
+def pool_row(pool: Pool) -> dict[str, Any]:
+    return {
+        "id": pool.id,
+        "game_id": pool.game_id,
+        "status": pool.status,
+        "doc": msgspec.json.encode(pool.to_doc()).decode(),
+    }
+
+
+def load_pool(db: Database, pool_id: str) -> tuple[Pool, dict[str, Any] | None]:
+    row = db.rows("SELECT doc FROM pools WHERE id = ?", (pool_id,))
+    if not row:
+        raise DomainError("NOT_FOUND", f"There is no pool {pool_id!r}.")
+    bets = [
+        Bet(r["id"], r["user_id"], r["target"], r["amount"], r["placed_at"])
+        for r in db.rows("SELECT * FROM bets WHERE pool_id = ? ORDER BY rowid", (pool_id,))
+    ]
+    pending = db.rows("SELECT * FROM pending_resolutions WHERE pool_id = ?", (pool_id,))
+    return Pool.from_doc(msgspec.json.decode(row[0]["doc"]), bets), (
+        pending[0] if pending else None
+    )
+
+
+class PoolActor:
+    def __init__(
+        self, inbox: Mailbox, services: Services, pool: Pool, pending: dict[str, Any] | None
+    ) -> None:
+        self.inbox = inbox
+        self.services = services
+        self.pool = pool
+        self.pending = pending
+        self.unsent: list[Bet] = []  # bets not yet in a 360 broadcast
+        self.last_flush = -math.inf
+
+    @classmethod
+    async def load(cls, inbox: Mailbox, services: Services, pool_id: str) -> PoolActor:
+        pool, pending = await services.storage.read(lambda db: load_pool(db, pool_id))
+        return cls(inbox, services, pool, pending)
+
+    @property
+    def now(self) -> int:
+        return self.services.clock.now_ms()
+
+    # -- the loop ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        if self.pending is not None and self.pool.is_open:  # an event committed, settle it
+            await self._settle(
+                self.pending["winning_target"],
+                OPEN_TO_RESOLVED,
+                happened_at=self.pending["happened_at"],
+            )
+        while True:
+            request = None
+            with trio.move_on_at(self._next_deadline()):
+                try:
+                    request = await self.inbox.receive()
+                except trio.EndOfChannel:
+                    self._flush_distribution()
+                    return
+            if request is not None:
+                if isinstance(request.body, PlaceBet):
+                    batch, leftover = self._gather_bets(request)
+                    await self._place_bets(batch)
+                    if leftover is not None:
+                        await self._answer(leftover)
+                else:
+                    await self._answer(request)
+            await self._fire_due_timers()
+
+    def _gather_bets(self, first: Request) -> tuple[list[Request], Request | None]:
+        """The bets queued behind ``first``, up to the first other request (answered
+        right after the batch, so that nothing overtakes a request queued before it)."""
+        batch = [first]
+        while len(batch) < MAX_BATCH:
+            try:
+                more = self.inbox.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            if not isinstance(more.body, PlaceBet):
+                return batch, more
+            batch.append(more)
+        return batch, None
+
+    async def _answer(self, request: Request) -> None:
+        try:
+            request.reply(await self._handle(request.body))
+        except DomainError as error:
+            request.fail(error)
+
+    async def _handle(self, body: Any) -> Any:
+        pool = self.pool
+        match body:
+            case GetDistribution(user_id, everything):
+                visible = (
+                    pool.bets if everything else [b for b in pool.bets if b.user_id == user_id]
+                )
+                return {
+                    "pool_id": pool.id,
+                    "target_level": pool.target_level,
+                    "distribution": pool.distribution(visible),
+                }
+            case Describe(user_id, everything):
+                return {
+                    "listing": pool.listing(user_id, everything),
+                    "open": pool.is_open,
+                    "has_bet": user_id in pool.user_target,
+                    "action": pool.action,
+                    "pool_type": pool.pool_type,
+                    "start_at": pool.start_at,
+                    "blocked": pool.blocked,
+                    "targets": list(pool.targets),
+                    "game_id": pool.game_id,
+                    "created": pool.created_message(),
+                }
+            case Block(at) | Allow(at):
+                return await self._schedule_block(isinstance(body, Block), at)
+            case ResolveByEvent(target_id, happened_at):
+                if not pool.is_open or pool.pool_type not in PARIMUTUEL:
+                    return None
+                return await self._settle(
+                    winning_target(pool.targets, target_id),
+                    OPEN_TO_RESOLVED,
+                    happened_at=happened_at,
+                )
+            case ResolveByHand(target):
+                self._require_open()
+                tid = target.strip().lower() if isinstance(target, str) else None
+                if tid not in pool.targets:
+                    raise DomainError("INVALID_TARGET", f"{target!r} is not a target of this pool.")
+                return await self._settle(tid, OPEN_TO_RESOLVED)
+            case Void():
+                self._require_open()
+                return await self._settle(None, "voided")
+            case CloseForGame():
+                if not pool.is_open:
+                    return "done"
+                if pool.pool_type in BINARY:
+                    if not pool.blocked:
+                        await self._apply_block(True)
+                    return "blocked"
+                expired = pool.pool_type == 2
+                await self._settle(NONE, "expired" if expired else OPEN_TO_RESOLVED)
+                return "resolved"
+        raise DomainError("UNKNOWN_OP", f"A pool does not handle {type(body).__name__}.")
+
+    def _require_open(self) -> None:
+        if not self.pool.is_open:
+            raise DomainError("POOL_CLOSED", "This pool is already resolved.")
+
+    # -- bets -------------------------------------------------------------------------
+
+    async def _place_bets(self, batch: list[Request]) -> None:
+        pool, now = self.pool, self.now
+        accepted: list[tuple[Request, Bet]] = []
+        chosen: dict[int, str] = {}
+        for request in batch:
+            body: PlaceBet = request.body
+            try:
+                target, stake = pool.check_bet(
+                    body.user_id, body.target, body.amount, now, chosen.get(body.user_id)
+                )
+            except DomainError as error:
+                request.fail(error)
+                continue
+            chosen[body.user_id] = target
+            accepted.append((request, Bet(str(uuid.uuid4()), body.user_id, target, stake, now)))
+        if accepted:
+            items = [
+                StakeItem(
+                    bet.user_id,
+                    pool.currency,
+                    bet.amount,
+                    pool.id,
+                    (
+                        Insert(
+                            "bets",
+                            {
+                                "id": bet.id,
+                                "pool_id": pool.id,
+                                "user_id": bet.user_id,
+                                "target": bet.target,
+                                "amount": bet.amount,
+                                "currency": pool.currency,
+                                "placed_at": bet.placed_at,
+                                "status": "active",
+                                "payout": 0,
+                            },
+                        ),
+                    ),
+                )
+                for _, bet in accepted
+            ]
+            try:
+                results = await self.services.ask_wallet(Stakes(items))
+            except DomainError as error:
+                for request, _ in accepted:
+                    request.fail(error)
+                results = None
+            if results is not None:
+                for (request, bet), refusal in zip(accepted, results, strict=True):
+                    if refusal is not None:
+                        request.fail(refusal)
+                        continue
+                    pool.add(bet)
+                    self.unsent.append(bet)
+                    request.reply(
+                        {
+                            "pool_id": pool.id,
+                            "bet_id": bet.id,
+                            "amount": pool.money(bet.amount),
+                            "target": bet.target,
+                        }
+                    )
+
+    # -- block / allow ----------------------------------------------------------------
+
+    async def _schedule_block(self, block: bool, at: int | None) -> dict[str, Any]:
+        self._require_open()
+        pool, now = self.pool, self.now
+        key = "blocked_at" if block else "allowed_at"
+        if at is not None and at > now:
+            changed = dataclasses.replace(pool, **{"block_at" if block else "allow_at": at})
+            await self.services.storage.commit([Upsert("pools", pool_row(changed))])
+            if block:
+                pool.block_at = at
+            else:
+                pool.allow_at = at
+            return {key: at, "pool_id": pool.id, "scheduled": True}
+        return await self._apply_block(block)
+
+    async def _apply_block(self, block: bool) -> dict[str, Any]:
+        pool, now = self.pool, self.now
+        field_name = "block_at" if block else "allow_at"
+        changed = dataclasses.replace(
+            pool, blocked=block, blocked_at=now if block else None, **{field_name: None}
+        )
+        await self.services.storage.commit([Upsert("pools", pool_row(changed))])
+        pool.blocked, pool.blocked_at = changed.blocked, changed.blocked_at
+        setattr(pool, field_name, None)
+        key, res = ("blocked_at", 368) if block else ("allowed_at", 369)
+        fields = {key: now, "pool_id": pool.id}
+        self._broadcast(res, fields)
+        return fields
+
+    # -- settlement -------------------------------------------------------------------
+
+    async def _settle(
+        self, winner: str | None, status: str, *, happened_at: int | None = None
+    ) -> dict[str, Any]:
+        """Pay out once: ledger lines, bet results, the pool's new state and (if asked) its
+        successor are one commit; only then do memory and subscribers hear of it."""
+        pool, now = self.pool, self.now
+        self._flush_distribution()
+        outcome = pool.settle(winner, now=now, happened_at=happened_at)
+        settled = dataclasses.replace(pool)
+        settled.mark_settled(outcome, status)
+        changes: list[Change] = [
+            Upsert("pools", pool_row(settled)),
+            Delete("pending_resolutions", {"pool_id": pool.id}),
+        ]
+        changes += [
+            Update("bets", {"id": bet_id}, {"status": s, "payout": paid})
+            for bet_id, (s, paid) in outcome.bet_status.items()
+        ]
+        successor = self._successor(now) if pool.recreate_on_end and winner is not None else None
+        if successor is not None:
+            changes.append(Insert("pools", pool_row(successor)))
+        await self.services.ask_wallet(
+            Settle(f"settle:{pool.id}", "settlement", outcome.lines, outcome.released, changes)
+        )
+        pool.mark_settled(outcome, status)
+        self.pending = None
+        message = self._result_message(outcome, status)
+        if successor is not None:
+            await self.services.games.start_pool(successor.id, announce=True)
+        return message
+
+    def _result_message(self, outcome: Outcome, status: str) -> dict[str, Any]:
+        message = dict(outcome.message)
+        res = 362
+        if status == "expired":
+            res = 363
+            message["expired_at"] = message["resolved_at"]
+        self._broadcast(res, message)
+        return {"res": res, **message}
+
+    def _successor(self, now: int) -> Pool:
+        pool = self.pool
+        finish_at = None
+        if pool.finish_at is not None:
+            finish_at = now + max(0, pool.finish_at - pool.start_at)
+        return Pool(
+            str(uuid.uuid4()),
+            pool.game_id,
+            pool.game_name,
+            pool.description,
+            pool.action,
+            pool.pool_type,
+            dict(pool.targets),
+            pool.target_level,
+            pool.currency,
+            pool.exponent,
+            pool.takeout,
+            pool.min_stake,
+            pool.max_stake,
+            start_at=now,
+            finish_at=finish_at,
+            recreate_on_end=True,
+        )
+
+    # -- timers -----------------------------------------------------------------------
+
+    def _timers(self) -> list[tuple[int, str]]:
+        pool = self.pool
+        if not pool.is_open:
+            return []
+        due = [
+            (at, name)
+            for at, name in ((pool.block_at, "block"), (pool.allow_at, "allow"))
+            if at is not None
+        ]
+        if pool.pool_type == 2 and pool.finish_at is not None:
+            due.append((pool.finish_at, "expire"))
+        return due
+
+    def _next_deadline(self) -> float:
+        clock = self.services.clock
+        deadlines = [clock.deadline_for(at) for at, _ in self._timers()]
+        if self.unsent:
+            deadlines.append(self.last_flush + self.services.settings.distribution_interval)
+        return min(deadlines, default=math.inf)
+
+    async def _fire_due_timers(self) -> None:
+        now = self.now
+        for at, name in sorted(self._timers()):
+            if at > now or not self.pool.is_open:
+                continue
+            try:
+                if name == "expire":
+                    await self._settle(NONE, "expired")
+                else:
+                    await self._apply_block(name == "block")
+            except DomainError:
+                log.exception("pool %s: timer %s failed; will retry", self.pool.id, name)
+                await trio.sleep(1)
+        if self.unsent and (
+            trio.current_time() - self.last_flush >= self.services.settings.distribution_interval
+        ):
+            self._flush_distribution()
+
+    def _flush_distribution(self) -> None:
+        """One 360 for everything since the last: bets new since then, aggregates now."""
+        if not self.unsent:
+            return
+        pool = self.pool
+        self._broadcast(
+            360,
+            {
+                "pool_id": pool.id,
+                "target_level": pool.target_level,
+                "distribution": pool.distribution(self.unsent),
+            },
+        )
+        self.unsent = []
+        self.last_flush = trio.current_time()
+
+    def _broadcast(self, res: int, fields: dict[str, Any]) -> None:
+        self.services.hub.to_game(self.pool.game_id, server_message(res, fields, t=self.now))

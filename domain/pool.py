@@ -1,0 +1,359 @@
+"""A betting pool as data: its definition, its book of bets, the rules for taking a bet,
+and the shapes it shows on the wire (seed 000). No trio, no storage: the pool actor
+wraps this with plumbing, and tests can drive it directly."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from domain import ledger, parimutuel
+from domain.errors import DomainError
+from domain.money import parse_amount, to_wire
+from domain.targets import NONE, symbol
+
+PARIMUTUEL = frozenset({1, 2})
+BINARY = frozenset({3, 4})
+TIMED = frozenset({2, 4})
+OPEN = "open"
+
+
+@dataclass(frozen=True, slots=True)
+class Bet:
+    id: str
+    user_id: int
+    target: str
+    amount: int
+    placed_at: int
+
+    def wire(self, exponent: int) -> dict[str, Any]:
+        return {
+            "placed_at": self.placed_at,
+            "amount": to_wire(self.amount, exponent),
+            "user_id": self.user_id,
+        }
+
+
+@dataclass
+class Outcome:
+    """A settled pool: the ledger lines and bet updates to commit, and the 362 fields."""
+
+    lines: list[ledger.Line]
+    bet_status: dict[str, tuple[str, int]]  # bet id -> (status, amount credited)
+    released: dict[tuple[int, str], int]
+    message: dict[str, Any]
+
+
+@dataclass
+class Pool:
+    id: str
+    game_id: str
+    game_name: str
+    description: str
+    action: str
+    pool_type: int
+    targets: dict[str, str]  # target id -> display name, "none" included for parimutuel
+    target_level: int
+    currency: str
+    exponent: int
+    takeout: Fraction = Fraction(0)
+    min_stake: int | None = None
+    max_stake: int | None = None
+    start_at: int = 0
+    finish_at: int | None = None
+    stop_accepting_bets_at: int | None = None
+    block_at: int | None = None
+    allow_at: int | None = None
+    blocked: bool = False
+    blocked_at: int | None = None
+    recreate_on_end: bool = False
+    status: str = OPEN
+    resolved_at: int | None = None
+    winning_target: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    bets: list[Bet] = field(default_factory=list)
+    totals: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    backers: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+    user_target: dict[int, str] = field(default_factory=dict)
+    user_stake: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+
+    # -- persistence ------------------------------------------------------------------
+
+    _DOC_FIELDS = (
+        "id",
+        "game_id",
+        "game_name",
+        "description",
+        "action",
+        "pool_type",
+        "targets",
+        "target_level",
+        "currency",
+        "exponent",
+        "min_stake",
+        "max_stake",
+        "start_at",
+        "finish_at",
+        "stop_accepting_bets_at",
+        "block_at",
+        "allow_at",
+        "blocked",
+        "blocked_at",
+        "recreate_on_end",
+        "status",
+        "resolved_at",
+        "winning_target",
+        "result",
+    )
+
+    def to_doc(self) -> dict[str, Any]:
+        doc = {name: getattr(self, name) for name in self._DOC_FIELDS}
+        doc["takeout"] = str(self.takeout)
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any], bets: list[Bet]) -> Pool:
+        pool = cls(
+            **{k: v for k, v in doc.items() if k in cls._DOC_FIELDS},
+            takeout=Fraction(doc.get("takeout", "0")),
+        )
+        for bet in bets:
+            pool.add(bet)
+        return pool
+
+    # -- the book ---------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == OPEN
+
+    @property
+    def is_binary(self) -> bool:
+        return self.pool_type in BINARY
+
+    @property
+    def total(self) -> int:
+        return sum(self.totals.values())
+
+    def add(self, bet: Bet) -> None:
+        self.bets.append(bet)
+        self.totals[bet.target] += bet.amount
+        self.backers[bet.target].add(bet.user_id)
+        self.user_target[bet.user_id] = bet.target
+        self.user_stake[bet.user_id] += bet.amount
+
+    def refusal(self, now: int) -> DomainError | None:
+        """Why no bet can be taken at ``now``, or None."""
+        if not self.is_open:
+            return DomainError("POOL_CLOSED", "This pool is resolved.")
+        if self.blocked:
+            return DomainError("POOL_BLOCKED", "Betting in this pool is blocked.")
+        if self.stop_accepting_bets_at is not None and now >= self.stop_accepting_bets_at:
+            return DomainError("POOL_CLOSED", "This pool no longer accepts bets.")
+        if self.pool_type in TIMED and self.finish_at is not None and now >= self.finish_at:
+            return DomainError("POOL_CLOSED", "This pool has finished.")
+        return None
+
+    def check_bet(
+        self, user_id: int, target: Any, amount: Any, now: int, pending_target: str | None = None
+    ) -> tuple[str, int]:
+        """Validate a bet; returns (target id, stake in minor units) or raises."""
+        refusal = self.refusal(now)
+        if refusal is not None:
+            raise refusal
+        if not isinstance(target, str) or target.strip().lower() not in self.targets:
+            raise DomainError("INVALID_TARGET", f"{target!r} is not a target of this pool.")
+        tid = target.strip().lower()
+        backed = pending_target or self.user_target.get(user_id)
+        if backed is not None and backed != tid:
+            raise DomainError(
+                "INVALID_TARGET",
+                f"You already backed {backed!r} in this pool; one target per pool.",
+            )
+        stake = parse_amount(amount, self.exponent, field="amount", code="INVALID_STAKE")
+        if self.min_stake is not None and stake < self.min_stake:
+            raise DomainError(
+                "INVALID_STAKE",
+                "The stake is below the pool's min_stake.",
+                limit="min_stake",
+                min_stake=to_wire(self.min_stake, self.exponent),
+            )
+        if self.max_stake is not None and stake > self.max_stake:
+            raise DomainError(
+                "INVALID_STAKE",
+                "The stake is above the pool's max_stake.",
+                limit="max_stake",
+                max_stake=to_wire(self.max_stake, self.exponent),
+            )
+        return tid, stake
+
+    # -- odds and views ---------------------------------------------------------------
+
+    def multiplier(self, target: str) -> Decimal:
+        return parimutuel.multiplier(self.total, self.totals.get(target, 0), self.takeout)
+
+    def to_win_if_backed(self, target: str) -> Decimal:
+        return parimutuel.to_win_if_backed(
+            self.total, self.totals.get(target, 0), self.takeout, 10**self.exponent
+        )
+
+    def money(self, minor: int) -> Decimal:
+        return to_wire(minor, self.exponent)
+
+    def distribution(self, visible: list[Bet]) -> dict[str, Any]:
+        """Per target: the visible bets, and aggregates over the whole pool."""
+        shown: dict[str, dict[str, Any]] = {t: {} for t in self.targets}
+        for bet in visible:
+            shown[bet.target][bet.id] = bet.wire(self.exponent)
+        return {
+            t: {
+                "bets": shown[t],
+                "multiplier": self.multiplier(t),
+                "display_name": name,
+                "amount_total": self.money(self.totals.get(t, 0)),
+                "backing_people": len(self.backers.get(t, ())),
+                "to_win_if_backed": self.to_win_if_backed(t),
+            }
+            for t, name in self.targets.items()
+        }
+
+    def created_message(self) -> dict[str, Any]:
+        """The full pool, as res 352 shows it."""
+        return {
+            "game_id": self.game_id,
+            "pool_id": self.id,
+            "description": self.description,
+            "pool_type": self.pool_type,
+            "action": self.action,
+            "people_involved": len(self.user_target),
+            "money_at_stake": self.money(self.total),
+            "target_level": self.target_level,
+            "targets": {
+                t: {
+                    "backing_people": len(self.backers.get(t, ())),
+                    "to_win_if_backed": self.to_win_if_backed(t),
+                    "display_name": {"symbol": symbol(t), "display_name": name},
+                    "backing_money": self.money(self.totals.get(t, 0)),
+                }
+                for t, name in self.targets.items()
+            },
+            "start_at": self.start_at,
+            "finish_at": self.finish_at,
+            "stop_accepting_bets_at": self.stop_accepting_bets_at,
+            "takeout": Decimal(self.takeout.numerator) / Decimal(self.takeout.denominator),
+            "currency": self.currency,
+        }
+
+    def listing(self, user_id: int, everything: bool) -> dict[str, Any]:
+        """One entry of the 387-390 listings, with the caller's own bets (or all)."""
+        visible = self.bets if everything else [b for b in self.bets if b.user_id == user_id]
+        entry: dict[str, Any] = {
+            "pool_id": self.id,
+            "description": self.description,
+            "name": self.description,
+            "type": self.pool_type,
+            "pool_type": self.pool_type,
+            "action_id": self.action,
+            "start_at": self.start_at,
+            "finish_at": self.finish_at,
+            "stop_accepting_bets_at": self.stop_accepting_bets_at,
+            "money_at_stake": self.money(self.total),
+            "people_involved": len(self.user_target),
+            "target_level": self.target_level,
+            "blocked": self.blocked,
+            "distributions": self.distribution(visible),
+            "game_id": self.game_id,
+            "game_name": self.game_name,
+        }
+        if user_id in self.user_target:
+            entry["user_backed"] = {self.user_target[user_id]: self.money(self.user_stake[user_id])}
+        if not self.is_open:
+            entry["resolved_at"] = self.resolved_at
+            entry["winning_target"] = self.winning_target
+            winners = self.result.get("winners", {})
+            entry["total_winnings"] = self.money(winners.get(str(user_id), 0))
+        return entry
+
+    # -- resolution -------------------------------------------------------------------
+
+    def settle(self, winner: str | None, *, now: int, happened_at: int | None = None) -> Outcome:
+        """Pay the pool out for ``winner`` (None: void, every stake back).
+
+        Bets placed after ``happened_at`` are invalidated: refunded, left out of ``T``.
+        """
+        late = [b for b in self.bets if happened_at is not None and b.placed_at > happened_at]
+        late_ids = {b.id for b in late}
+        valid = [b for b in self.bets if b.id not in late_ids]
+        stakes = [parimutuel.Stake(b.id, b.user_id, b.target, b.amount) for b in valid]
+        if winner is None:
+            settlement = parimutuel.settle(stakes, "\0void", Fraction(0))
+        else:
+            settlement = parimutuel.settle(stakes, winner, self.takeout)
+        user_of_bet = {b.id: b.user_id for b in self.bets}
+        lines = ledger.settlement_lines(self.id, self.currency, settlement, user_of_bet)
+        for bet in late:
+            lines += ledger.transfer(
+                ledger.escrow(self.id), ledger.wallet(bet.user_id), self.currency, bet.amount
+            )
+        ledger.check_balanced(lines)
+        bet_status: dict[str, tuple[str, int]] = {}
+        for bet in self.bets:
+            paid = settlement.payouts.get(bet.id, 0)
+            if bet.id in late_ids or settlement.is_money_return:
+                bet_status[bet.id] = ("refunded", bet.amount)
+            else:
+                bet_status[bet.id] = ("won" if paid else "lost", paid)
+        released: dict[tuple[int, str], int] = defaultdict(int)
+        for bet in self.bets:
+            released[(bet.user_id, self.currency)] += bet.amount
+        message = {
+            "pool_id": self.id,
+            "game_id": self.game_id,
+            "winning_target": winner,
+            "description": self.description,
+            "winners": {str(u): self.money(a) for u, a in sorted(settlement.winners.items())},
+            "losers": settlement.losers,
+            "invalidated_bettors": sorted({b.user_id for b in late}),
+            "is_money_return": settlement.is_money_return or winner is None,
+            "resolved_at": now,
+        }
+        return Outcome(lines, bet_status, dict(released), message)
+
+    def mark_settled(self, outcome: Outcome, status: str) -> None:
+        self.status = status
+        self.resolved_at = outcome.message["resolved_at"]
+        self.winning_target = outcome.message["winning_target"]
+        self.result = {
+            "winners": {
+                u: int(a.scaleb(self.exponent)) for u, a in outcome.message["winners"].items()
+            },
+            "losers": outcome.message["losers"],
+            "invalidated_bettors": outcome.message["invalidated_bettors"],
+            "is_money_return": outcome.message["is_money_return"],
+        }
+
+
+def resolves_by_event(pool: Pool, action: str, happened_at: int) -> bool:
+    """An event resolves the open parimutuel pools of its action opened before it."""
+    return (
+        pool.is_open
+        and pool.pool_type in PARIMUTUEL
+        and pool.action == action
+        and pool.start_at <= happened_at
+    )
+
+
+__all__ = [
+    "BINARY",
+    "NONE",
+    "OPEN",
+    "PARIMUTUEL",
+    "TIMED",
+    "Bet",
+    "Outcome",
+    "Pool",
+    "resolves_by_event",
+]

@@ -1,0 +1,121 @@
+"""Game ops (seed 001): create, open, admins, details, join, leave, close, list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors import game as g
+from domain import params
+from domain.targets import parse_list
+from transport.optable import Context, op
+
+
+def _game_id(msg: dict[str, Any]) -> str:
+    return params.text(msg, "game_id", required_=True) or ""
+
+
+async def _ask_game(ctx: Context, msg: dict[str, Any], body: Any) -> Any:
+    box = ctx.services.games.game(_game_id(msg))
+    return await box.ask(body, timeout=ctx.services.settings.request_timeout)
+
+
+async def _create(ctx: Context, msg: dict[str, Any], *, opened: bool) -> None:
+    source_id = params.text(msg, "source_id", required_=True) or ""
+    game = await ctx.services.games.create_game(source_id, ctx.user_id, msg, opened=opened)
+    if opened:
+        ctx.reply(340, game.opened_message())
+    else:
+        ctx.reply(3401, game.header())
+
+
+@op(370, "create_and_open_game", replies=(340,), role="source admin")
+async def create_and_open_game(ctx: Context, msg: dict[str, Any]) -> None:
+    """Create a game with its actions and targets, open for pools at once."""
+    await _create(ctx, msg, opened=True)
+
+
+@op(3701, "create_game", replies=(3401,), role="source admin")
+async def create_game(ctx: Context, msg: dict[str, Any]) -> None:
+    """Create an upcoming game; open it later with op 3702."""
+    await _create(ctx, msg, opened=False)
+
+
+@op(3702, "open_game", replies=(340,), role="source admin")
+async def open_game(ctx: Context, msg: dict[str, Any]) -> None:
+    """Open an upcoming game, adding actions and targets."""
+    reply = await _ask_game(
+        ctx,
+        msg,
+        g.OpenGame(
+            ctx.user_id,
+            parse_list(msg.get("actions"), "actions"),
+            parse_list(msg.get("targets"), "targets"),
+        ),
+    )
+    ctx.reply(340, reply)
+
+
+@op(616, "become_an_admin_for_game", replies=(640, 645), role="source admin")
+async def become_admin(ctx: Context, msg: dict[str, Any]) -> None:
+    """Become one of the game's admins (up to the per-game limit)."""
+    reply = dict(await _ask_game(ctx, msg, g.BecomeAdmin(ctx.user_id)))
+    ctx.reply(reply.pop("res"), reply)
+
+
+@op(372, "get_game_details", replies=(342,))
+async def game_details(ctx: Context, msg: dict[str, Any]) -> None:
+    """Full details of a game, with its status and past events."""
+    ctx.reply(342, await _ask_game(ctx, msg, g.Details()))
+
+
+@op(373, "update_game_details", replies=(343, 342), role="source admin")
+async def update_details(ctx: Context, msg: dict[str, Any]) -> None:
+    """Add actions and targets; subscribers get the new details (342)."""
+    reply = await _ask_game(
+        ctx,
+        msg,
+        g.UpdateDetails(
+            ctx.user_id,
+            parse_list(msg.get("actions"), "actions"),
+            parse_list(msg.get("targets"), "targets"),
+        ),
+    )
+    ctx.reply(343, reply)
+
+
+@op(363, "join_game", replies=(333, 470))
+async def join_game(ctx: Context, msg: dict[str, Any]) -> None:
+    """Subscribe to a game's messages; subscribers hear of it (470)."""
+    ctx.reply(333, await _ask_game(ctx, msg, g.Join(ctx.conn)))
+
+
+@op(364, "leave_game", replies=(334, 480))
+async def leave_game(ctx: Context, msg: dict[str, Any]) -> None:
+    """Unsubscribe from a game; the others hear of it (480)."""
+    ctx.reply(334, await _ask_game(ctx, msg, g.Leave(ctx.conn)))
+
+
+@op(375, "close_game", replies=(341, 362, 368), role="source admin")
+async def close_game(ctx: Context, msg: dict[str, Any]) -> None:
+    """Resolve parimutuel pools to none, block binary ones; 341 once none is left."""
+    reply = await _ask_game(ctx, msg, g.Close(ctx.user_id))
+    if reply["closed"]:
+        ctx.reply(341, {"game_id": reply["game_id"]})
+        return
+    for pool_id in reply["blocked"]:
+        ctx.reply(368, {"blocked_at": reply["blocked_at"], "pool_id": pool_id})
+
+
+@op(380, "list_games_for_source", replies=(345,))
+async def list_games(ctx: Context, msg: dict[str, Any]) -> None:
+    """The source's games that are not closed."""
+    source_id = params.text(msg, "source_id", required_=True) or ""
+    games = ctx.services.games
+    listed = {}
+    for game_id in await games.games_of(source_id):
+        summary = await games.game(game_id).ask(
+            g.Summary(), timeout=ctx.services.settings.request_timeout
+        )
+        if summary["status"] != "game_closed":
+            listed[game_id] = summary
+    ctx.reply(345, {"source_id": source_id, "games": listed})

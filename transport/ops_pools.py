@@ -1,0 +1,177 @@
+"""Pool ops (seed 000 and decisions §1): create, events, listings, bets, block, allow,
+resolve, void."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors import game as g
+from actors import pool as p
+from domain import params
+from domain.errors import DomainError
+from transport.optable import Context, op
+
+
+def _timeout(ctx: Context) -> float:
+    return ctx.services.settings.request_timeout
+
+
+async def _is_game_admin(ctx: Context, game_id: str) -> bool:
+    return await ctx.services.games.game(game_id).ask(g.IsAdmin(ctx.user_id), timeout=_timeout(ctx))
+
+
+async def _pool(ctx: Context, msg: dict[str, Any], *, admin: bool = False) -> Any:
+    """The pool's mailbox; with ``admin``, only for the game's admins."""
+    game_id, box = ctx.services.games.pool(params.text(msg, "pool_id", required_=True))
+    if admin and not await _is_game_admin(ctx, game_id):
+        raise DomainError("NOT_AUTHORIZED", "Only admins of this game may do this.")
+    return box
+
+
+@op(385, "create_betting_pool", replies=(350, 352), role="game admin")
+async def create_pool(ctx: Context, msg: dict[str, Any]) -> None:
+    """Open a pool on an action; subscribers get the full pool (352)."""
+    box = ctx.services.games.game(params.text(msg, "game_id", required_=True))
+    ctx.reply(350, await box.ask(g.CreatePool(ctx.user_id, msg), timeout=_timeout(ctx)))
+
+
+@op(395, "register_game_event", replies=(366, 362), role="game admin")
+async def register_event(ctx: Context, msg: dict[str, Any]) -> None:
+    """Record an event; it resolves the open parimutuel pools of its action (362)."""
+    box = ctx.services.games.game(params.text(msg, "game_id", required_=True))
+    reply = await box.ask(
+        g.RegisterEvent(
+            ctx.user_id,
+            params.required(msg, "action_id"),
+            params.required(msg, "target_id"),
+            params.epoch_ms(msg, "happened_at"),
+        ),
+        timeout=_timeout(ctx),
+    )
+    ctx.reply(366, reply["event"])
+    for resolved in reply["resolved"]:
+        resolved = dict(resolved)
+        ctx.reply(resolved.pop("res"), resolved)
+
+
+async def _listing(ctx: Context, msg: dict[str, Any], res: int, keep: Any) -> None:
+    game_id = params.text(msg, "game_id", required_=True) or ""
+    pools = await ctx.services.games.game(game_id).ask(
+        g.ListPools(ctx.user_id), timeout=_timeout(ctx)
+    )
+    ctx.reply(
+        res,
+        {
+            "game_id": game_id,
+            "pools_list": {
+                info["listing"]["pool_id"]: info["listing"] for info in pools if keep(info)
+            },
+        },
+    )
+
+
+@op(387, "list_all_betting_pools_for_game", replies=(3535,))
+async def list_all(ctx: Context, msg: dict[str, Any]) -> None:
+    """Every open pool of the game."""
+    await _listing(ctx, msg, 3535, lambda info: info["open"])
+
+
+@op(388, "list_my_open_betting_pools_for_game", replies=(353,))
+async def list_my_open(ctx: Context, msg: dict[str, Any]) -> None:
+    """Open pools you have not bet in yet."""
+    await _listing(ctx, msg, 353, lambda info: info["open"] and not info["has_bet"])
+
+
+@op(389, "list_my_running_pools_for_game", replies=(354,))
+async def list_my_running(ctx: Context, msg: dict[str, Any]) -> None:
+    """Open pools you have bet in."""
+    await _listing(ctx, msg, 354, lambda info: info["open"] and info["has_bet"])
+
+
+@op(390, "list_my_resolved_pools_for_game", replies=(355,))
+async def list_my_resolved(ctx: Context, msg: dict[str, Any]) -> None:
+    """Resolved pools you had bet in, with your winnings."""
+    await _listing(ctx, msg, 355, lambda info: not info["open"] and info["has_bet"])
+
+
+@op(392, "place_bet_in_betting_pool", replies=(356, 360))
+async def place_bet(ctx: Context, msg: dict[str, Any]) -> None:
+    """Stake on a target; answered (356) once the stake is committed."""
+    box = await _pool(ctx, msg)
+    ctx.reply(
+        356,
+        await box.ask(
+            p.PlaceBet(ctx.user_id, params.required(msg, "target"), params.required(msg, "amount")),
+            timeout=_timeout(ctx),
+        ),
+    )
+
+
+@op(393, "get_betting_pool_bets_distribution", replies=(360,))
+async def distribution(ctx: Context, msg: dict[str, Any]) -> None:
+    """The pool's distribution, with your own bets (every bet for game admins)."""
+    game_id, box = ctx.services.games.pool(params.text(msg, "pool_id", required_=True))
+    everything = await _is_game_admin(ctx, game_id)
+    ctx.reply(360, await box.ask(p.GetDistribution(ctx.user_id, everything), timeout=_timeout(ctx)))
+
+
+async def _block(ctx: Context, msg: dict[str, Any], block: bool) -> None:
+    box = await _pool(ctx, msg, admin=True)
+    at = params.epoch_ms(msg, "block_at" if block else "allow_at")
+    reply = dict(await box.ask(p.Block(at) if block else p.Allow(at), timeout=_timeout(ctx)))
+    ctx.reply(368 if block else 369, reply)
+
+
+@op(397, "block_betting_in_betting_pool", replies=(368,), role="game admin")
+async def block_pool(ctx: Context, msg: dict[str, Any]) -> None:
+    """Stop taking bets now, or at block_at."""
+    await _block(ctx, msg, True)
+
+
+@op(398, "allow_betting_in_betting_pool", replies=(369,), role="game admin")
+async def allow_pool(ctx: Context, msg: dict[str, Any]) -> None:
+    """Take bets again now, or at allow_at."""
+    await _block(ctx, msg, False)
+
+
+async def _block_action(ctx: Context, msg: dict[str, Any], block: bool) -> None:
+    box = ctx.services.games.game(params.text(msg, "game_id", required_=True))
+    at = params.epoch_ms(msg, "block_at" if block else "allow_at")
+    reply = dict(
+        await box.ask(
+            g.BlockAction(ctx.user_id, params.required(msg, "action"), at, block),
+            timeout=_timeout(ctx),
+        )
+    )
+    reply.pop("pools")
+    ctx.reply(reply.pop("res"), reply)
+
+
+@op(3975, "block_betting_for_game_and_action", replies=(370, 368), role="game admin")
+async def block_action(ctx: Context, msg: dict[str, Any]) -> None:
+    """Block every open pool of an action, now or at block_at."""
+    await _block_action(ctx, msg, True)
+
+
+@op(3985, "allow_betting_for_game_and_action", replies=(371, 369), role="game admin")
+async def allow_action(ctx: Context, msg: dict[str, Any]) -> None:
+    """Allow every open pool of an action again, now or at allow_at."""
+    await _block_action(ctx, msg, False)
+
+
+@op(396, "resolve_betting_pool", replies=(362,), role="game admin")
+async def resolve_pool(ctx: Context, msg: dict[str, Any]) -> None:
+    """Resolve a pool by hand (the only way for binary pools)."""
+    box = await _pool(ctx, msg, admin=True)
+    reply = dict(
+        await box.ask(p.ResolveByHand(params.required(msg, "target")), timeout=_timeout(ctx))
+    )
+    ctx.reply(reply.pop("res"), reply)
+
+
+@op(399, "void_betting_pool", replies=(362,), role="game admin")
+async def void_pool(ctx: Context, msg: dict[str, Any]) -> None:
+    """Refund every bet and close the pool (362 with is_money_return)."""
+    box = await _pool(ctx, msg, admin=True)
+    reply = dict(await box.ask(p.Void(), timeout=_timeout(ctx)))
+    ctx.reply(reply.pop("res"), reply)
