@@ -170,3 +170,66 @@ async def harness() -> AsyncIterator[Harness]:
         finally:
             await h.aclose()
             server.request_stop()
+
+
+class FakeConnection:
+    """Stands in for a websocket connection in actor-level tests: keeps what it is sent."""
+
+    def __init__(self, user_id: int, user_name: str = "") -> None:
+        self.user_id = user_id
+        self.user_name = user_name or f"user{user_id}"
+        self.received: list[dict[str, Any]] = []
+
+    def push(self, data: bytes) -> None:
+        self.received.append(decode(data))
+
+    def take(self, res: int) -> list[dict[str, Any]]:
+        """Remove and return every received message with this res."""
+        hits = [m for m in self.received if m["res"] == res]
+        self.received = [m for m in self.received if m["res"] != res]
+        return hits
+
+
+class ActorHarness:
+    """The actors without sockets, on an in-memory store run inline (no threads), so that
+    tests under trio's autojump clock see timers fire exactly when they should."""
+
+    def __init__(self, services: Any, nursery: trio.Nursery) -> None:
+        self.services = services
+        self.nursery = nursery
+
+    async def user(self, name: str, *, roles: tuple[str, ...] = (), deposit: int = 0,
+                   currency: str = "EUR") -> int:
+        from actors.registry import CreateUser
+        from actors.wallet import Deposit
+
+        user = await self.services.ask_registry(CreateUser(name, "", list(roles)))
+        if deposit:
+            await self.services.ask_wallet(Deposit(user.id, currency, deposit, f"seed-{name}"))
+        return user.id
+
+    async def audit(self) -> list[str]:
+        rows = await self.services.storage.read(
+            lambda db: [(r["tx_id"], r["account"], r["currency"], r["amount"])
+                        for r in db.rows("SELECT tx_id, account, currency, amount FROM ledger")])
+        return audit(rows)
+
+
+@pytest.fixture
+async def actors() -> AsyncIterator[ActorHarness]:
+    """Actors only (no transports), store inline; the books are audited at the end."""
+    from storage.database import Database
+    from tote.server import start_services
+
+    database = Database(":memory:", synchronous="OFF")
+    config = ServerConfig(offload=False)
+    async with trio.open_nursery() as nursery:
+        services = await nursery.start(start_services, config, database, "key")
+        h = ActorHarness(services, nursery)
+        try:
+            yield h
+            problems = await h.audit()
+            assert problems == [], problems
+        finally:
+            nursery.cancel_scope.cancel()
+    database.close()

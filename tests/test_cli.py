@@ -32,7 +32,8 @@ class Cli:
         return code, out, err
 
     async def __call__(self, *argv: str) -> tuple[int, str, str]:
-        return await self.raw(*argv, "--url", self.url, "--operator-key", self.key)
+        # "=" form: a generated key may start with "-", which argparse would take for an option.
+        return await self.raw(*argv, f"--url={self.url}", f"--operator-key={self.key}")
 
     async def ok(self, *argv: str) -> Any:
         code, out, err = await self(*argv)
@@ -115,7 +116,7 @@ async def test_where_the_url_and_key_come_from(tote: Cli, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     await tote.ok("user", "create", "hal")
     # Options before the command work too.
-    code, out, _ = await tote.raw("--url", tote.url, "--operator-key", tote.key, "balances", "1")
+    code, out, _ = await tote.raw(f"--url={tote.url}", f"--operator-key={tote.key}", "balances", "1")
     assert code == 0 and decode(out) == {}
     # The key the server keeps in its data directory.
     (tmp_path / "operator_key").write_text(tote.key + "\n")
