@@ -108,13 +108,16 @@ class Mailbox:
 
     def _track(self, request: Request) -> Request:
         self._taken.add(request)
-        request._on_answer = self._taken.discard
+        request._on_answer = self._forget
         return request
+
+    def _forget(self, request: Request) -> None:
+        self._taken.discard(request)
 
     def fail_taken(self, error: DomainError) -> int:
         """Answer every request the (dead) actor took but did not answer."""
         taken, self._taken = self._taken, set()
-        for request in taken:
+        for request in list(taken):
             request.fail(error)
         return len(taken)
 

@@ -29,3 +29,35 @@ class DomainError(Exception):
     def __repr__(self) -> str:
         extra = "".join(f", {k}={v!r}" for k, v in self.extra.items())
         return f"DomainError({self.code!r}, {self.text!r}{extra})"
+
+
+#: Every error code a client can see, with what it means. docs/protocol.md lists them;
+#: a test keeps the code, this table and the docs in step.
+ERROR_CODES: dict[str, str] = {
+    "MALFORMED_MESSAGE": "The message is not a JSON object with an integer op.",
+    "UNKNOWN_OP": "No such op code.",
+    "MISSING_PARAMETER": "A required field is missing or blank.",
+    "INVALID_PARAMETER": "A field has the wrong type or an impossible value.",
+    "INVALID_AMOUNT": "A deposit or withdrawal amount is not a positive exact amount.",
+    "INVALID_STAKE": "A stake is not positive, has too many decimals, or breaks a limit.",
+    "INVALID_TARGET": "Not a target of this game or pool, or a second target in one pool.",
+    "INVALID_STATE": "The game or source is not in a state that allows this.",
+    "INSUFFICIENT_FUNDS": "The available balance does not cover it.",
+    "POOL_CLOSED": "The pool is resolved, finished or no longer accepts bets.",
+    "POOL_BLOCKED": "Betting in the pool is blocked.",
+    "USER_BLOCKED": "The operator blocked this user from moving money.",
+    "NOT_AUTHORIZED": "Your role does not allow this.",
+    "NOT_FOUND": "No such user, source, game or pool.",
+    "CONFLICT": "The name is taken.",
+    "IDEMPOTENCY_CONFLICT": "The reference was already used with a different payload.",
+    "AUTHENTICATION_FAILED": "Unknown user, wrong digest or password, expired session.",
+    "RATE_LIMITED": "Too many messages a second on this connection.",
+    "REQUEST_TIMED_OUT": "The actor behind the request did not answer in time.",
+    "ACTOR_RESTARTED": "The actor crashed while handling the request and was restarted; "
+    "check before retrying.",
+    "UNAVAILABLE": "The server is shutting down, or the actor is out of service.",
+    "STORAGE_FAILURE": "The database could not save the change; nothing was confirmed.",
+    "STORAGE_CONFLICT": "The database refused the change; nothing was confirmed.",
+    "INTERNAL_ERROR": "The server failed to process the message.",
+    "GENERAL_EXCEPTION": "The HTTP API failed to process the request.",
+}

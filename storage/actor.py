@@ -42,8 +42,6 @@ class StorageActor:
         self.database = database
         self.inbox = inbox
         self.offload = offload
-        self.commits = 0  # transactions, for the benchmark's group-commit ratio
-        self.requests = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -81,8 +79,6 @@ class StorageActor:
             for request in batch:
                 request.fail(error)
             return
-        self.commits += 1
-        self.requests += len(batch)
         for request, failure in zip(batch, results, strict=True):
             if failure is None:
                 request.reply()

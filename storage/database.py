@@ -30,6 +30,8 @@ class Database:
         self.conn.execute(f"PRAGMA synchronous={synchronous}")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.db = sqlite_utils.Database(self.conn)
+        self.transactions = 0  # commits and requests so far: the group-commit ratio
+        self.requests = 0
         schema.create(self.db)
 
     def close(self) -> None:
@@ -55,6 +57,8 @@ class Database:
                     results.append(None)
                 cur.execute("RELEASE request")
             cur.execute("COMMIT")
+            self.transactions += 1
+            self.requests += len(batch)
         except BaseException:
             if self.conn.in_transaction:
                 cur.execute("ROLLBACK")

@@ -116,7 +116,8 @@ async def test_where_the_url_and_key_come_from(tote: Cli, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     await tote.ok("user", "create", "hal")
     # Options before the command work too.
-    code, out, _ = await tote.raw(f"--url={tote.url}", f"--operator-key={tote.key}", "balances", "1")
+    code, out, _ = await tote.raw(f"--url={tote.url}", f"--operator-key={tote.key}",
+                                  "balances", "1")
     assert code == 0 and decode(out) == {}
     # The key the server keeps in its data directory.
     (tmp_path / "operator_key").write_text(tote.key + "\n")

@@ -151,6 +151,8 @@ async def test_create_user(harness: Harness) -> None:
     (b"", 400, "MALFORMED_MESSAGE"),
     (b"[1, 2]", 400, "MALFORMED_MESSAGE"),
     (b'"ann"', 400, "MALFORMED_MESSAGE"),
+    (b"[" * 50_000, 400, "MALFORMED_MESSAGE"),
+    (b"\xff\xfe{}", 400, "MALFORMED_MESSAGE"),
     (b"{}", 400, "MISSING_PARAMETER"),
     (b'{"name": "  "}', 400, "MISSING_PARAMETER"),
     (b'{"name": 7}', 400, "INVALID_PARAMETER"),
@@ -449,3 +451,28 @@ async def test_audit_reports_unbalanced_books(harness: Harness) -> None:
         Insert("ledger", {"tx_id": "bad", "seq": 1, "account": "operator", "currency": "EUR",
                           "amount": -5})])
     assert (await harness.http.get("/v1/audit")).json()["ok"] is True
+
+
+# -- server-side failures -------------------------------------------------------------
+
+
+async def test_a_timeout_answers_503(harness: Harness) -> None:
+    user_id = await new_user(harness)
+    before = await state(harness, user_id)
+    settings = harness.services.settings
+    saved, settings.request_timeout = settings.request_timeout, 0
+    try:
+        assert_error(await deposit(harness, user_id, "1"), 503, "REQUEST_TIMED_OUT")
+    finally:
+        settings.request_timeout = saved
+    assert await state(harness, user_id) == before
+
+
+async def test_a_bug_answers_500_without_details(harness: Harness,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(rows: Any) -> list[str]:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr("transport.http.audit", broken)
+    body = assert_error(await harness.http.get("/v1/audit"), 500, "GENERAL_EXCEPTION")
+    assert "secret" not in str(body)

@@ -136,18 +136,18 @@ def _report(status: int, data: bytes) -> int:
 
 # -- the client commands: each returns (method, path, body, auth) ---------------------
 
-Request = tuple[str, str, Any, bool]
+Call = tuple[str, str, Any, bool]
 
 
-def _user_create(a: argparse.Namespace) -> Request:
+def _user_create(a: argparse.Namespace) -> Call:
     body: dict[str, Any] = {"name": a.name, "roles": a.role or []}
     if a.password is not None:
         body["password"] = a.password
     return "POST", "/v1/users", body, True
 
 
-def _money(kind: str) -> Callable[[argparse.Namespace], Request]:
-    def build(a: argparse.Namespace) -> Request:
+def _money(kind: str) -> Callable[[argparse.Namespace], Call]:
+    def build(a: argparse.Namespace) -> Call:
         # The amount goes as a string: the server parses its exact decimal text.
         return "POST", f"/v1/users/{a.user_id}/{kind}", {
             "currency": a.currency, "amount": a.amount,
@@ -155,7 +155,7 @@ def _money(kind: str) -> Callable[[argparse.Namespace], Request]:
     return build
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], Request]] = {
+COMMANDS: dict[str, Callable[[argparse.Namespace], Call]] = {
     "user create": _user_create,
     "session create": lambda a: ("POST", f"/v1/users/{a.user_id}/sessions", None, True),
     "login": lambda a: ("POST", "/v1/login", {"name": a.name, "password": a.password}, False),

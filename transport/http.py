@@ -118,7 +118,7 @@ async def json_body() -> dict[str, Any]:
     data = await request.get_data()
     try:
         body = decode(data)
-    except DecodeError:
+    except (DecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         raise DomainError("MALFORMED_MESSAGE", "The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise DomainError("MALFORMED_MESSAGE", "The request body must be a JSON object.")

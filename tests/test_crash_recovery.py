@@ -1,0 +1,135 @@
+"""kill -9 the real server (a subprocess) and restart it on the same data directory:
+every confirmed deposit and withdrawal must be back, and the books must balance.
+
+Decisions §4: a reply that confirms a change is sent only after the change is committed,
+so whatever the operator saw confirmed survives a crash. Requests still in flight when
+the process dies may or may not have landed; replaying their reference after the restart
+must then apply each exactly once.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import trio
+
+from domain.codec import decode
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "-crash-test-operator-key"  # leading "-": the CLI must still take it
+READY = re.compile(rb"tote ready: websocket ws://\S+:(\d+)\s+http (http://\S+:\d+)\s")
+
+
+@asynccontextmanager
+async def running_server(data_dir: Path, log: Path) -> AsyncIterator[tuple[trio.Process, str]]:
+    """Start ``tote serve`` as a subprocess; yields it and its HTTP base URL once ready.
+    The process is always SIGKILLed and reaped on the way out."""
+    with log.open("ab") as stderr:
+        proc = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "tote.cli", "serve", "--data-dir", str(data_dir),
+             "--ws-port", "0", "--http-port", "0", f"--operator-key={KEY}"],
+            stdout=subprocess.PIPE, stderr=stderr, cwd=ROOT)
+    assert proc.stdout is not None
+    try:
+        seen = b""
+        with trio.fail_after(30):
+            while not (match := READY.search(seen)):
+                chunk = await proc.stdout.receive_some(4096)
+                if not chunk:
+                    raise AssertionError(
+                        f"server ended before ready:\n{await trio.Path(log).read_text()}")
+                seen += chunk
+        yield proc, match.group(2).decode()
+    finally:
+        proc.kill()
+        with trio.CancelScope(shield=True), trio.move_on_after(10):
+            await proc.wait()
+            await proc.stdout.aclose()
+
+
+def client(url: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {KEY}"},
+                             timeout=10)
+
+
+async def move(http: httpx.AsyncClient, user_id: int, kind: str, amount: str,
+               reference: str) -> httpx.Response:
+    return await http.post(f"/v1/users/{user_id}/{kind}", json={
+        "currency": "EUR", "amount": amount, "reference": reference})
+
+
+async def test_confirmed_money_survives_kill_9(tmp_path: Path) -> None:
+    data_dir, log = tmp_path / "data", tmp_path / "server.log"
+    expected: dict[int, Decimal] = {}
+    in_flight: list[tuple[int, str, str]] = []  # sent while the server died
+
+    with trio.fail_after(120):
+        async with running_server(data_dir, log) as (proc, url), client(url) as http:
+            users = []
+            for name in ("ann", "bob", "cid"):
+                r = await http.post("/v1/users", json={"name": name, "password": "pw-" + name})
+                assert r.status_code == 201, r.text
+                users.append(r.json()["user_id"])
+            for i, user_id in enumerate(users):
+                expected[user_id] = Decimal(0)
+                for j, amount in enumerate(("10.10", "0.20", "3.33")):
+                    r = await move(http, user_id, "deposits", amount, f"d-{i}-{j}")
+                    assert r.status_code == 201, r.text
+                    expected[user_id] += Decimal(amount)
+                r = await move(http, user_id, "withdrawals", "1.01", f"w-{i}")
+                assert r.status_code == 201, r.text
+                expected[user_id] -= Decimal("1.01")
+            await http.post(f"/v1/users/{users[2]}/block")
+
+            async def keep_depositing(user_id: int) -> None:
+                for n in range(10_000):
+                    reference = f"late-{user_id}-{n}"
+                    in_flight.append((user_id, "0.01", reference))
+                    try:
+                        r = await move(http, user_id, "deposits", "0.01", reference)
+                    except httpx.HTTPError:
+                        return  # the server died under this request
+                    assert r.status_code == 201, r.text
+
+            async with trio.open_nursery() as nursery:
+                for user_id in users[:2]:
+                    nursery.start_soon(keep_depositing, user_id)
+                await trio.sleep(0.3)
+                proc.kill()  # SIGKILL: no shutdown, no flush, no goodbye
+                await proc.wait()
+            assert proc.returncode == -9
+
+        async with running_server(data_dir, log) as (proc, url), client(url) as http:
+            # Replaying every late reference applies exactly those that had not landed;
+            # every confirmed one (all but the last per user) must answer "duplicate".
+            last = {user_id: ref for user_id, _, ref in in_flight}
+            for user_id, amount, reference in in_flight:
+                r = await move(http, user_id, "deposits", amount, reference)
+                assert r.status_code in (200, 201), r.text
+                if reference != last[user_id]:
+                    assert r.json()["duplicate"] is True, reference
+                expected[user_id] += Decimal(amount)
+            for user_id, total in expected.items():
+                r = await http.get(f"/v1/users/{user_id}/balances")
+                balance = decode(r.content)["EUR"]
+                assert balance["current"] == balance["available"] == total, (user_id, r.text)
+            # Replays of confirmed movements are still duplicates: idempotency survived.
+            r = await move(http, users[0], "withdrawals", "1.01", "w-0")
+            assert r.status_code == 200 and r.json()["duplicate"] is True
+            r = await move(http, users[0], "deposits", "9.99", "d-0-0")
+            assert r.status_code == 409
+            # So did the block, and the users' passwords.
+            r = await move(http, users[2], "withdrawals", "0.01", "w-blocked")
+            assert r.json()["errorCode"] == "USER_BLOCKED"
+            r = await http.post("/v1/login", json={"name": "bob", "password": "pw-bob"})
+            assert r.status_code == 200 and r.json()["id"] == users[1]
+            audit = (await http.get("/v1/audit")).json()
+            assert audit["ok"] is True, audit
+            assert audit["lines"] == 2 * audit["transactions"]

@@ -1,0 +1,126 @@
+"""Supervision: crashed or cancelled actors restart behind the same address, and nothing
+they had taken goes unanswered."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from actors import game as g
+from actors import pool as p
+from actors.registry import OpenSource
+from actors.runtime import Mailbox, Supervisor
+from actors.wallet import GetBalances
+from domain.errors import DomainError
+from tests.conftest import ActorHarness
+
+
+class Echo:
+    """A toy actor: answers "ping", crashes on "crash", hangs on "hang"."""
+
+    incarnations = 0
+
+    def __init__(self, inbox: Mailbox) -> None:
+        self.inbox = inbox
+        Echo.incarnations += 1
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            try:
+                request = await self.inbox.receive()
+            except trio.EndOfChannel:
+                return
+            if request.body == "crash":
+                raise RuntimeError("boom")
+            if request.body == "hang":
+                await trio.sleep_forever()
+            request.reply(("pong", Echo.incarnations))
+
+
+async def make_echo(inbox: Mailbox) -> Echo:
+    return Echo(inbox)
+
+
+@pytest.fixture
+async def supervisor(autojump_clock: trio.testing.MockClock) -> Supervisor:
+    Echo.incarnations = 0
+    async with trio.open_nursery() as nursery:
+        sup = await nursery.start(Supervisor().run)
+        yield sup
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_crash_answers_the_request_and_restarts(supervisor: Supervisor) -> None:
+    box = await supervisor.spawn("echo", make_echo)
+    assert await box.ask("ping") == ("pong", 1)
+    with pytest.raises(DomainError) as caught:
+        await box.ask("crash")
+    assert caught.value.code == "ACTOR_RESTARTED"
+    assert await box.ask("ping") == ("pong", 2)
+    assert supervisor.restarts("echo") == 1
+
+
+async def test_cancelling_from_outside_answers_in_flight_and_keeps_the_queue(
+        supervisor: Supervisor) -> None:
+    box = await supervisor.spawn("echo", make_echo)
+    results: dict[str, object] = {}
+
+    async def ask(key: str, body: str) -> None:
+        try:
+            results[key] = await box.ask(body)
+        except DomainError as error:
+            results[key] = error.code
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ask, "hung", "hang")
+        await trio.sleep(0.1)
+        nursery.start_soon(ask, "queued", "ping")
+        await trio.sleep(0.1)
+        supervisor.kill("echo")  # a chaos test cancelling the actor mid-request
+    assert results == {"hung": "ACTOR_RESTARTED", "queued": ("pong", 2)}
+
+
+async def test_an_actor_that_keeps_crashing_is_given_up_and_answers_unavailable(
+        supervisor: Supervisor) -> None:
+    box = await supervisor.spawn("echo", make_echo)
+    codes = []
+    for _ in range(8):
+        try:
+            await box.ask("crash")
+        except DomainError as error:
+            codes.append(error.code)
+    assert codes[0] == "ACTOR_RESTARTED"
+    assert codes[-1] == "UNAVAILABLE"
+
+
+async def test_a_request_to_a_busy_actor_times_out_with_a_domain_error(
+        supervisor: Supervisor) -> None:
+    box = await supervisor.spawn("echo", make_echo)
+    with pytest.raises(DomainError) as caught:
+        await box.ask("hang", timeout=1)
+    assert caught.value.code == "REQUEST_TIMED_OUT"
+
+
+async def test_a_killed_pool_comes_back_from_storage_with_its_bets(
+        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    services = actors.services
+    admin = await actors.user("admin", roles=("developer",))
+    source = await services.ask_registry(OpenSource(admin, "src", ""))
+    game = await services.games.create_game(
+        source.id, admin, {"game_name": "A - B", "actions": "goal", "targets": "a,b"},
+        opened=True)
+    await services.games.game(game.id).ask(g.BecomeAdmin(admin))
+    created = await services.games.game(game.id).ask(g.CreatePool(admin, {
+        "action": "goal", "targets": "a,b"}))
+    _, pool = services.games.pool(created["pool_id"])
+    alice = await actors.user("alice", deposit=10_000)
+    await pool.ask(p.PlaceBet(alice, "a", "12.34"))
+
+    services.supervisor.kill(f"pool:{created['pool_id']}")
+    await pool.ask(p.PlaceBet(alice, "a", "0.66"))  # same address, new incarnation
+    dist = await pool.ask(p.GetDistribution(alice, everything=False))
+    assert str(dist["distribution"]["a"]["amount_total"]) == "13.0"
+    balances = await services.ask_wallet(GetBalances(alice))
+    assert (balances["EUR"].available, balances["EUR"].exposure) == (10_000 - 1300, 1300)
+    assert services.supervisor.restarts(f"pool:{created['pool_id']}") == 1
