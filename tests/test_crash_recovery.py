@@ -28,8 +28,9 @@ READY = re.compile(rb"tote ready: websocket ws://\S+:(\d+)\s+http (http://\S+:\d
 
 
 @asynccontextmanager
-async def running_server(data_dir: Path, log: Path) -> AsyncIterator[tuple[trio.Process, str]]:
-    """Start ``tote serve`` as a subprocess; yields it and its HTTP base URL once ready.
+async def running_server(data_dir: Path, log: Path) -> AsyncIterator[tuple[trio.Process, str, int]]:
+    """Start ``tote serve`` as a subprocess; yields it, its HTTP base URL and its websocket
+    port once ready.
     The process is always SIGKILLed and reaped on the way out."""
     with log.open("ab") as stderr:
         proc = await trio.lowlevel.open_process(
@@ -46,7 +47,7 @@ async def running_server(data_dir: Path, log: Path) -> AsyncIterator[tuple[trio.
                     raise AssertionError(
                         f"server ended before ready:\n{await trio.Path(log).read_text()}")
                 seen += chunk
-        yield proc, match.group(2).decode()
+        yield proc, match.group(2).decode(), int(match.group(1))
     finally:
         proc.kill()
         with trio.CancelScope(shield=True), trio.move_on_after(10):
@@ -71,7 +72,7 @@ async def test_confirmed_money_survives_kill_9(tmp_path: Path) -> None:
     in_flight: list[tuple[int, str, str]] = []  # sent while the server died
 
     with trio.fail_after(120):
-        async with running_server(data_dir, log) as (proc, url), client(url) as http:
+        async with running_server(data_dir, log) as (proc, url, _), client(url) as http:
             users = []
             for name in ("ann", "bob", "cid"):
                 r = await http.post("/v1/users", json={"name": name, "password": "pw-" + name})
@@ -106,7 +107,7 @@ async def test_confirmed_money_survives_kill_9(tmp_path: Path) -> None:
                 await proc.wait()
             assert proc.returncode == -9
 
-        async with running_server(data_dir, log) as (proc, url), client(url) as http:
+        async with running_server(data_dir, log) as (proc, url, _), client(url) as http:
             # Replaying every late reference applies exactly those that had not landed;
             # every confirmed one (all but the last per user) must answer "duplicate".
             last = {user_id: ref for user_id, _, ref in in_flight}
