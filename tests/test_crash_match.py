@@ -45,6 +45,7 @@ class Match:
 async def test_kill_9_mid_match_loses_no_confirmed_bet_and_settles_once(tmp_path: Path) -> None:
     data_dir, log = tmp_path / "data", tmp_path / "server.log"
     confirmed: dict[str, tuple[str, str, Decimal]] = {}  # bet id -> (player, target, stake)
+    enough_confirmed = trio.Event()
     players = ["p1", "p2", "p3", "p4"]
 
     with trio.fail_after(120):
@@ -72,14 +73,15 @@ async def test_kill_9_mid_match_loses_no_confirmed_bet_and_settles_once(tmp_path
                                               amount=str(STAKE))
                         assert reply["res"] == 356, reply
                         confirmed[reply["bet_id"]] = (name, target, STAKE)
+                        if len(confirmed) >= 40:
+                            enough_confirmed.set()
 
             try:
                 async with trio.open_nursery() as nursery:
                     for n, name in enumerate(players):
                         nursery.start_soon(bettor, name, "a" if n % 2 else "b")
                     with trio.fail_after(30):
-                        while len(confirmed) < 40:
-                            await trio.sleep(0.01)
+                        await enough_confirmed.wait()
                     proc.kill()  # SIGKILL with bets in flight
                     await proc.wait()
             except BaseExceptionGroup as group:  # the clients lose their server: expected
