@@ -204,16 +204,16 @@ class GameActor:
                 return user_id in game.admins
             case OpenGame(user_id, actions, targets):
                 await self._source_admin(user_id)
+                self._require_not_closed()
                 if game.opened:
                     raise DomainError("INVALID_STATE", "This game is already open.")
                 await self._save(self._with_details(actions, targets, opened=True))
-                return game.opened_message()
+                return self.game.opened_message()  # the saved game, not ``game``
             case UpdateDetails(user_id, actions, targets):
                 await self._source_admin(user_id)
                 self._require_not_closed()
                 await self._save(self._with_details(actions, targets, opened=game.opened))
-                details = game.details(self.now, self.events)
-                self._broadcast(342, details)
+                self._broadcast(342, self.game.details(self.now, self.events))
                 return {"game_id": game.id}
             case BecomeAdmin(user_id):
                 return await self._become_admin(user_id)
@@ -676,13 +676,23 @@ class Games:
     async def games_of(self, source_id: str) -> list[str]:
         return await self.services.ask_registry(GamesOf(source_id))
 
-    async def close_source(self, ctx: Any, source_id: str) -> None:
-        """Close every game of a closing source, as op 375 would."""
+    async def close_source(self, source_id: str) -> list[dict[str, Any]]:
+        """Close every game of a closing source, as op 375 would. Returns the binary pools
+        still waiting for op 396 (as 368 fields): while there are any, the source stays
+        open, and its admin resolves them and resends op 366."""
+        waiting: list[dict[str, Any]] = []
         for game_id in await self.games_of(source_id):
             try:
-                await self.game(game_id).ask(
+                reply = await self.game(game_id).ask(
                     Close(None), timeout=self.services.settings.request_timeout
                 )
             except DomainError as error:
-                if error.code != "INVALID_STATE":
+                if error.code != "INVALID_STATE":  # already closed
                     raise
+                continue
+            if not reply["closed"]:
+                waiting += [
+                    {"blocked_at": reply["blocked_at"], "pool_id": pool_id}
+                    for pool_id in reply["blocked"]
+                ]
+        return waiting

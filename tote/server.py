@@ -51,11 +51,11 @@ def operator_key_for(config: ServerConfig) -> tuple[str, bool]:
     if key:
         return key, False
     if config.data_dir is None:
-        return secrets.token_urlsafe(32), True
+        return secrets.token_hex(32), True
     path = config.data_dir / "operator_key"
     if path.exists():
         return path.read_text().strip(), False
-    key = secrets.token_urlsafe(32)
+    key = secrets.token_hex(32)
     path.write_text(key + "\n")
     path.chmod(0o600)
     return key, True

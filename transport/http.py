@@ -390,7 +390,7 @@ async def serve_http(services: Services, host: str, port: int, *,
     config = Config()
     config.bind = [f"{host}:{port}"]
     config.accesslog = None
-    config.errorlog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
     async with trio.open_nursery() as nursery:
         binds = await nursery.start(partial(serve, create_app(services), config))
         task_status.started(int(binds[0].rsplit(":", 1)[1]))

@@ -99,14 +99,19 @@ async def open_game_source(ctx: Context, msg: dict[str, Any]) -> None:
     ctx.reply(335, {"source_id": source.id})
 
 
-@op(366, "close_game_source", replies=(336,), role="source admin")
+@op(366, "close_game_source", replies=(336, 368), role="source admin")
 async def close_game_source(ctx: Context, msg: dict[str, Any]) -> None:
-    """Close a game source you admin, and every game it still runs."""
+    """Close a game source you admin and every game it runs; like op 375, binary pools
+    are blocked (368) and the source closes (336) once they are resolved and 366 resent."""
     source_id = params.text(msg, "source_id", required_=True) or ""
     await ctx.services.ask_registry(reg.CheckSourceAdmin(source_id, ctx.user_id))
     games = ctx.services.games
     if games is not None:
-        await games.close_source(ctx, source_id)
+        waiting = await games.close_source(source_id)
+        if waiting:
+            for blocked in waiting:
+                ctx.reply(368, blocked)
+            return
     await ctx.services.ask_registry(reg.CloseSource(ctx.user_id, source_id))
     ctx.reply(336, {"source_id": source_id})
 

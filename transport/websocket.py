@@ -76,8 +76,11 @@ class Connection:
                         log.debug("close failed", exc_info=True)
 
     async def _write(self) -> None:
-        async for data in self._out_receive:
-            await self.ws.send_message(data.decode())
+        try:
+            async for data in self._out_receive:
+                await self.ws.send_message(data.decode())
+        except ConnectionClosed:
+            self._scope.cancel()  # the client is gone: stop reading for it too
 
     async def _read(self) -> None:
         settings = self.services.settings
@@ -175,7 +178,10 @@ async def serve_ws(
             )
             return
         ws = await request.accept()
-        await Connection(ws, user, services).serve(expires_at)
+        try:
+            await Connection(ws, user, services).serve(expires_at)
+        except Exception:  # one broken connection must never take the server down
+            log.exception("connection of user %s failed", user.id)
 
     async with trio.open_nursery() as nursery:
         ws_server = await nursery.start(
