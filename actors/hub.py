@@ -24,6 +24,7 @@ class Hub:
     def __init__(self) -> None:
         self._games: dict[str, set[Subscriber]] = defaultdict(set)
         self._users: dict[int, set[Subscriber]] = defaultdict(set)
+        self._joined: dict[Subscriber, set[str]] = defaultdict(set)  # conn -> its games
 
     # -- connections ------------------------------------------------------------------
 
@@ -32,7 +33,7 @@ class Hub:
 
     def disconnect(self, conn: Subscriber) -> None:
         self._discard(self._users, conn.user_id, conn)
-        for game_id in [g for g, subs in self._games.items() if conn in subs]:
+        for game_id in self._joined.pop(conn, ()):
             self._discard(self._games, game_id, conn)
 
     def to_user(self, user_id: int, data: bytes) -> None:
@@ -47,9 +48,11 @@ class Hub:
         if conn in subs:
             return False
         subs.add(conn)
+        self._joined[conn].add(game_id)
         return True
 
     def unsubscribe(self, game_id: str, conn: Subscriber) -> bool:
+        self._discard(self._joined, conn, game_id)
         return self._discard(self._games, game_id, conn)
 
     def is_subscribed(self, game_id: str, conn: Subscriber) -> bool:
@@ -63,11 +66,11 @@ class Hub:
         return len(self._games.get(game_id, ()))
 
     @staticmethod
-    def _discard(index: dict, key: object, conn: Subscriber) -> bool:
+    def _discard(index: dict, key: object, member: object) -> bool:
         members = index.get(key)
-        if not members or conn not in members:
+        if not members or member not in members:
             return False
-        members.discard(conn)
+        members.discard(member)
         if not members:
             del index[key]
         return True

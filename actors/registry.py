@@ -159,7 +159,7 @@ class RegistryActor:
         self.clock = clock
         self.users: dict[int, User] = state["users"]
         self.by_name = {u.name.casefold(): u for u in self.users.values()}
-        self.sessions: dict[str, tuple[int, int]] = state["sessions"]  # key -> (user, expiry)
+        self.sessions: dict[int, dict[str, int]] = state["sessions"]  # user -> key -> expiry
         self.nonces: dict[tuple[int, str], int] = state["nonces"]
         self.sources: dict[str, Source] = state["sources"]
         self.game_source: dict[str, str] = {g: s.id for s in self.sources.values() for g in s.games}
@@ -274,15 +274,19 @@ class RegistryActor:
         now = self.clock.now_ms()
         key = secrets.token_urlsafe(24)
         expires_at = now + SESSION_TTL_MS
-        changes: list[Change] = [
-            Insert("sessions", {"key": key, "user_id": user_id, "expires_at": expires_at})
-        ]
-        expired = [k for k, (_, exp) in self.sessions.items() if exp <= now]
-        changes += [Delete("sessions", {"key": k}) for k in expired]
-        await self._commit(changes)
+        sessions = self.sessions.setdefault(user_id, {})
+        expired = [k for k, exp in sessions.items() if exp <= now]
+        stale_nonces = [n for n, exp in self.nonces.items() if n[0] == user_id and exp <= now]
+        await self._commit([
+            Insert("sessions", {"key": key, "user_id": user_id, "expires_at": expires_at}),
+            *(Delete("sessions", {"key": k}) for k in expired),
+            *(Delete("nonces", {"user_id": u, "nonce": n}) for u, n in stale_nonces),
+        ])
         for k in expired:
-            del self.sessions[k]
-        self.sessions[key] = (user_id, expires_at)
+            del sessions[k]
+        for nonce_key in stale_nonces:
+            del self.nonces[nonce_key]
+        sessions[key] = expires_at
         return {"user_id": user_id, "session_key": key, "expires_at": expires_at}
 
     async def _authenticate(self, body: Authenticate) -> tuple[User, int]:
@@ -295,10 +299,9 @@ class RegistryActor:
             raise refused
         now = self.clock.now_ms()
         match = None
-        for key, (owner, expires_at) in self.sessions.items():
+        for key, expires_at in self.sessions.get(user.id, {}).items():
             if (
-                owner == user.id
-                and expires_at > now
+                expires_at > now
                 and hmac.compare_digest(
                     handshake_digest(user.id, body.nonce, key), body.digest.lower()
                 )
@@ -374,9 +377,9 @@ def _load_state(db: Database) -> dict[str, Any]:
         )
         for r in db.rows("SELECT * FROM users")
     }
-    sessions = {
-        r["key"]: (r["user_id"], r["expires_at"]) for r in db.rows("SELECT * FROM sessions")
-    }
+    sessions: dict[int, dict[str, int]] = {}
+    for r in db.rows("SELECT * FROM sessions"):
+        sessions.setdefault(r["user_id"], {})[r["key"]] = r["expires_at"]
     nonces = {(r["user_id"], r["nonce"]): r["expires_at"] for r in db.rows("SELECT * FROM nonces")}
     sources = {
         r["id"]: Source(

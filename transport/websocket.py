@@ -13,7 +13,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 
 from actors.registry import Authenticate, User
 from actors.services import Services
-from domain.codec import DecodeError, decode, server_message
+from domain.codec import DecodeError, decode, encode, server_message
 from domain.errors import DomainError
 from transport.ops import OPS, Context
 from transport.ratelimit import TokenBucket
@@ -151,6 +151,16 @@ class Connection:
         )
 
 
+async def _refuse(request: WebSocketRequest, error: DomainError) -> None:
+    """Refuse the handshake: 401 for bad credentials, 503 when we could not check them."""
+    status = 401 if error.code == "AUTHENTICATION_FAILED" else 503
+    await request.reject(
+        status,
+        extra_headers=[(b"content-type", b"application/json")],
+        body=encode({"error_code": error.code, "text": error.text}),
+    )
+
+
 async def serve_ws(
     services: Services,
     host: str,
@@ -167,15 +177,11 @@ async def serve_ws(
             nonce = query.get("n", [""])[0]
             digest = query.get("h", [""])[0]
             user, expires_at = await services.ask_registry(Authenticate(user_id, nonce, digest))
-        except (ValueError, DomainError) as error:
-            text = error.text if isinstance(error, DomainError) else "id must be a user id."
-            await request.reject(
-                401,
-                extra_headers=[(b"content-type", b"application/json")],
-                body=b'{"error_code":"AUTHENTICATION_FAILED","text":"'
-                + text.replace('"', "'").encode()
-                + b'"}',
-            )
+        except ValueError:
+            await _refuse(request, DomainError("AUTHENTICATION_FAILED", "id must be a user id."))
+            return
+        except DomainError as error:
+            await _refuse(request, error)
             return
         ws = await request.accept()
         try:
