@@ -18,6 +18,14 @@ from domain.ledger import audit
 from tote.server import Endpoints, Server, ServerConfig
 
 
+async def ledger_problems(services: Any) -> list[str]:
+    """The audit of decisions §3 over every ledger line: empty when the books balance."""
+    rows = await services.storage.read(
+        lambda db: [(r["tx_id"], r["account"], r["currency"], r["amount"])
+                    for r in db.rows("SELECT tx_id, account, currency, amount FROM ledger")])
+    return audit(rows)
+
+
 class WsClient:
     """A websocket client that speaks the envelope and can wait for a given res."""
 
@@ -135,13 +143,7 @@ class Harness:
         return _connected(self.ws_url(user), user["user_id"])
 
     async def audit(self) -> list[str]:
-        rows = await self.services.storage.read(
-            lambda db: [
-                (r["tx_id"], r["account"], r["currency"], r["amount"])
-                for r in db.rows("SELECT tx_id, account, currency, amount FROM ledger")
-            ]
-        )
-        return audit(rows)
+        return await ledger_problems(self.services)
 
 
 class _connected:
@@ -209,10 +211,7 @@ class ActorHarness:
         return user.id
 
     async def audit(self) -> list[str]:
-        rows = await self.services.storage.read(
-            lambda db: [(r["tx_id"], r["account"], r["currency"], r["amount"])
-                        for r in db.rows("SELECT tx_id, account, currency, amount FROM ledger")])
-        return audit(rows)
+        return await ledger_problems(self.services)
 
 
 @pytest.fixture
