@@ -187,7 +187,7 @@ class GameActor:
 
     def _close_deadline(self) -> float:
         game = self.game
-        if game.close_at is None or game.is_closed or not game.opened:
+        if game.close_at is None or game.is_closed:  # an upcoming game closes at close_at too
             return math.inf
         if game.closing:
             return math.inf  # waiting for binary pools; the admin resends 375

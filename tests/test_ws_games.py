@@ -83,15 +83,13 @@ def now_ms(harness: Harness) -> int:
 
 
 async def create_game(ws: WsClient, source_id: str, op: int = 370, **fields: Any) -> dict:
-    """Op 370 (or 3701) with sensible defaults; the direct reply, refused or not."""
-    reply = {370: 340, 3701: 3401}[op]
-    request = {
-        "source_id": source_id, "game_name": "Argentina - Brazil", "type": "football",
-        "currency": "EUR", **({"actions": ["Goal", "Offside"], "targets": TARGETS}
-                              if op == 370 else {}),
-        **fields,
-    }
-    return await ws.call(op, reply, **request)
+    """Op 370 (with the seed's actions and targets) or 3701, overridden by ``fields``;
+    returns the 340 or 3401 (a 666 fails the test)."""
+    request = {"source_id": source_id, "game_name": "Argentina - Brazil", "type": "football",
+               "currency": "EUR"}
+    if op == 370:
+        request |= {"actions": ["Goal", "Offside"], "targets": TARGETS}
+    return await ws.call(op, {370: 340, 3701: 3401}[op], **request | fields)
 
 
 async def refused(ws: WsClient, op: int, code: str, **fields: Any) -> dict[str, Any]:
@@ -120,7 +118,7 @@ def res_codes(messages: list[dict[str, Any]]) -> list[int]:
 
 
 async def joined(ws: WsClient, game_id: str) -> None:
-    assert (await ws.call(363, 333, game_id=game_id)) ["res"] == 333
+    assert (await ws.call(363, 333, game_id=game_id))["res"] == 333
     await ws.drain()
 
 
@@ -131,9 +129,9 @@ async def binary_pool(ws: WsClient, game_id: str) -> str:
     return created["pool_id"]
 
 
-async def team_pool(ws: WsClient, game_id: str) -> str:
+async def team_pool(ws: WsClient, game_id: str, **fields: Any) -> str:
     created = await ws.call(385, 350, game_id=game_id, description="Next goal",
-                            action="goal", targets="argentina,brazil")
+                            action="goal", targets="argentina,brazil", **fields)
     assert created["res"] == 350, created
     return created["pool_id"]
 
@@ -162,9 +160,9 @@ async def test_open_source_refuses_bad_fields(admin: WsClient) -> None:
 
 
 async def test_close_source_closes_its_games(
-    harness: Harness, admin: WsClient, player: WsClient, outsider: WsClient, source_id: str
+    admin: WsClient, player: WsClient, outsider: WsClient, source_id: str, game_id: str
 ) -> None:
-    first = (await create_game(admin, source_id))["game_id"]
+    first, pool_id = game_id, await team_pool(admin, game_id)
     second = (await create_game(admin, source_id, 3701))["game_id"]
     await joined(player, first)
     await refused(player, 366, "NOT_AUTHORIZED", source_id=source_id)
@@ -174,7 +172,10 @@ async def test_close_source_closes_its_games(
     assert await status(admin, first) == "game_in_progress_betting_active"
 
     closed = await admin.call(366, 336, source_id=source_id)
-    assert closed["res"] == 336 and closed["source_id"] == source_id
+    assert set(closed) == {"response_header", "res", "source_id"}
+    assert (closed["res"], closed["source_id"]) == (336, source_id)
+    resolved = await player.expect(362)
+    assert (resolved["pool_id"], resolved["winning_target"]) == (pool_id, "none")
     assert (await player.expect(341))["game_id"] == first
     assert [await status(admin, g) for g in (first, second)] == ["game_closed"] * 2
     assert (await admin.call(611, 621))["sources"] == []
@@ -248,6 +249,16 @@ async def test_create_then_open_with_3702(admin: WsClient, source_id: str) -> No
     assert await status(admin, game_id) == "game_in_progress_betting_active"
     await refused(admin, 3702, "INVALID_STATE", game_id=game_id)
     await team_pool(admin, game_id)
+
+
+async def test_upcoming_game_gets_targets_from_373_then_opens(
+    admin: WsClient, source_id: str
+) -> None:
+    game_id = (await create_game(admin, source_id, 3701))["game_id"]
+    await admin.call(373, 343, game_id=game_id, actions=["Goal", "Offside"], targets=TARGETS)
+    assert await status(admin, game_id) == "betting_not_yet_active"
+    opened = await admin.call(3702, 340, game_id=game_id)
+    assert opened["actions"] == WIRE_ACTIONS and opened["targets"] == WIRE_TARGETS
 
 
 async def test_3702_refuses_open_and_closed_games(admin: WsClient, source_id: str) -> None:
@@ -401,7 +412,7 @@ async def test_join_refusals(admin: WsClient, player: WsClient, game_id: str) ->
 async def test_close_resolves_parimutuel_pools_and_answers_341(
     admin: WsClient, player: WsClient, source_id: str, game_id: str
 ) -> None:
-    pool_id = await team_pool(admin, game_id)
+    pool_id = await team_pool(admin, game_id, recreate_on_end=True)
     await joined(player, game_id)
     await refused(player, 375, "NOT_AUTHORIZED", game_id=game_id)
 
@@ -410,9 +421,13 @@ async def test_close_resolves_parimutuel_pools_and_answers_341(
     assert (closed["res"], closed["game_id"]) == (341, game_id)
     resolved = await player.expect(362)
     assert (resolved["pool_id"], resolved["winning_target"]) == (pool_id, "none")
-    assert (await player.expect(341))["game_id"] == game_id
+    published = await player.expect(341)
+    assert published["game_id"] == game_id and "request_id" not in published["response_header"]
     assert await status(player, game_id) == "game_closed"
     assert game_id not in await listed(player, source_id)
+    # a closed game gets no successor pool, recreate_on_end or not
+    assert 352 not in res_codes(await player.drain())
+    assert (await player.call(387, 3535, game_id=game_id))["pools_list"] == {}
     await refused(admin, 375, "INVALID_STATE", game_id=game_id)
     await refused(admin, 373, "INVALID_STATE", game_id=game_id, targets="Chile")
     await refused(admin, 385, "INVALID_STATE", game_id=game_id, pool_type=3)
@@ -433,6 +448,8 @@ async def test_close_waits_for_binary_pools(
     assert 341 not in res_codes(await admin.drain() + await player.drain())
     assert await status(player, game_id) == "game_in_progress_betting_closed"
     await refused(admin, 385, "INVALID_STATE", game_id=game_id, pool_type=3)
+    assert (await admin.call(375, 368, game_id=game_id))["pool_id"] == binary  # still waits
+    assert await status(player, game_id) == "game_in_progress_betting_closed"
 
     resolved = await admin.call(396, 362, pool_id=binary, target="yes")
     assert (resolved["res"], resolved["winning_target"]) == (362, "yes")
@@ -547,6 +564,8 @@ MALFORMED = [
     (370, {"source_id": SOURCE, "game_name": "X", "currency": "E1R"}, "INVALID_PARAMETER"),
     (370, {"source_id": SOURCE, "game_name": "X", "currency": 978}, "INVALID_PARAMETER"),
     (370, {"source_id": SOURCE, "game_name": "X", "close_at": 1417104170}, "INVALID_PARAMETER"),
+    (370, {"source_id": SOURCE, "game_name": "X", "open_at": 4102444800000,
+           "close_at": 4070908800000}, "INVALID_PARAMETER"),  # closes in 2099, opens in 2100
     (370, {"source_id": SOURCE, "game_name": "X", "open_at": "soon"}, "INVALID_PARAMETER"),
     (370, {"source_id": SOURCE, "game_name": "X", "open_at": -5}, "INVALID_PARAMETER"),
     (370, {"source_id": SOURCE, "game_name": "X", "targets": {"a": 1}}, "INVALID_PARAMETER"),
