@@ -12,15 +12,16 @@ import dataclasses
 import logging
 import math
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import trio
 
 from actors.runtime import Mailbox, Request
 from actors.services import Services
-from actors.wallet import Settle, StakeItem, Stakes
+from actors.wallet import GetBalances, Settle, StakeItem, Stakes
 from domain.codec import server_message
 from domain.errors import DomainError
 from domain.pool import BINARY, PARIMUTUEL, Bet, Outcome, Pool
@@ -29,9 +30,29 @@ from storage.changes import Change, Delete, Insert, Update, Upsert
 from storage.database import Database
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_BATCH = 256
 OPEN_TO_RESOLVED = "resolved"
+
+#: Errors after which a request to the wallet or storage may or may not have been committed.
+UNCERTAIN = frozenset({"REQUEST_TIMED_OUT", "ACTOR_RESTARTED", "UNAVAILABLE"})
+
+
+class OutOfSync(Exception):
+    """A change this actor asked for may have been committed without its knowing. The
+    actor stops; the supervisor rebuilds it from storage, and answers whatever it had taken
+    with ACTOR_RESTARTED ("may or may not have been applied")."""
+
+
+async def _sure(call: Awaitable[T]) -> T:
+    """Await a wallet or storage request; turn an answer of unknown fate into OutOfSync."""
+    try:
+        return await call
+    except DomainError as error:
+        if error.code in UNCERTAIN:
+            raise OutOfSync(error.text) from error
+        raise
 
 
 # -- messages -------------------------------------------------------------------------
@@ -126,6 +147,9 @@ class PoolActor:
 
     @classmethod
     async def load(cls, inbox: Mailbox, services: Services, pool_id: str) -> PoolActor:
+        # A barrier: the wallet answers in order, after its commits, so whatever an earlier
+        # incarnation of this pool asked of it is in storage before the pool is read back.
+        await services.ask_wallet(GetBalances(0))
         pool, pending = await services.storage.read(lambda db: load_pool(db, pool_id))
         return cls(inbox, services, pool, pending)
 
@@ -152,6 +176,8 @@ class PoolActor:
                     self._flush_distribution()
                     return
             if request is not None:
+                # a block or a stop due by now applies before the request is judged
+                await self._fire_due_timers()
                 if isinstance(request.body, PlaceBet):
                     batch, leftover = self._gather_bets(request)
                     await self._place_bets(batch)
@@ -233,7 +259,8 @@ class PoolActor:
                         await self._apply_block(True)
                     return "blocked"
                 expired = pool.pool_type == 2
-                await self._settle(NONE, "expired" if expired else OPEN_TO_RESOLVED)
+                # a closed game gets no successor pool, whatever recreate_on_end says
+                await self._settle(NONE, "expired" if expired else OPEN_TO_RESOLVED, recreate=False)
                 return "resolved"
         raise DomainError("UNKNOWN_OP", f"A pool does not handle {type(body).__name__}.")
 
@@ -285,7 +312,7 @@ class PoolActor:
                 for _, bet in accepted
             ]
             try:
-                results = await self.services.ask_wallet(Stakes(items))
+                results = await _sure(self.services.ask_wallet(Stakes(items)))
             except DomainError as error:
                 for request, _ in accepted:
                     request.fail(error)
@@ -314,7 +341,7 @@ class PoolActor:
         key = "blocked_at" if block else "allowed_at"
         if at is not None and at > now:
             changed = dataclasses.replace(pool, **{"block_at" if block else "allow_at": at})
-            await self.services.storage.commit([Upsert("pools", pool_row(changed))])
+            await _sure(self.services.storage.commit([Upsert("pools", pool_row(changed))]))
             if block:
                 pool.block_at = at
             else:
@@ -322,13 +349,14 @@ class PoolActor:
             return {key: at, "pool_id": pool.id, "scheduled": True}
         return await self._apply_block(block)
 
-    async def _apply_block(self, block: bool) -> dict[str, Any]:
-        pool, now = self.pool, self.now
+    async def _apply_block(self, block: bool, due: int = 0) -> dict[str, Any]:
+        """Block or allow now; a timer passes its ``due`` time, the earliest stamp."""
+        pool, now = self.pool, max(self.now, due)
         field_name = "block_at" if block else "allow_at"
         changed = dataclasses.replace(
             pool, blocked=block, blocked_at=now if block else None, **{field_name: None}
         )
-        await self.services.storage.commit([Upsert("pools", pool_row(changed))])
+        await _sure(self.services.storage.commit([Upsert("pools", pool_row(changed))]))
         pool.blocked, pool.blocked_at = changed.blocked, changed.blocked_at
         setattr(pool, field_name, None)
         key, res = ("blocked_at", 368) if block else ("allowed_at", 369)
@@ -339,11 +367,17 @@ class PoolActor:
     # -- settlement -------------------------------------------------------------------
 
     async def _settle(
-        self, winner: str | None, status: str, *, happened_at: int | None = None
+        self,
+        winner: str | None,
+        status: str,
+        *,
+        happened_at: int | None = None,
+        recreate: bool = True,
+        due: int = 0,
     ) -> dict[str, Any]:
         """Pay out once: ledger lines, bet results, the pool's new state and (if asked) its
         successor are one commit; only then do memory and subscribers hear of it."""
-        pool, now = self.pool, self.now
+        pool, now = self.pool, max(self.now, due)
         self._flush_distribution()
         outcome = pool.settle(winner, now=now, happened_at=happened_at)
         settled = dataclasses.replace(pool)
@@ -356,11 +390,17 @@ class PoolActor:
             Update("bets", {"id": bet_id}, {"status": s, "payout": paid})
             for bet_id, (s, paid) in outcome.bet_status.items()
         ]
-        successor = self._successor(now) if pool.recreate_on_end and winner is not None else None
+        successor = (
+            self._successor(now)
+            if recreate and pool.recreate_on_end and winner is not None
+            else None
+        )
         if successor is not None:
             changes.append(Insert("pools", pool_row(successor)))
-        await self.services.ask_wallet(
-            Settle(f"settle:{pool.id}", "settlement", outcome.lines, outcome.released, changes)
+        await _sure(
+            self.services.ask_wallet(
+                Settle(f"settle:{pool.id}", "settlement", outcome.lines, outcome.released, changes)
+            )
         )
         pool.mark_settled(outcome, status)
         self.pending = None
@@ -425,15 +465,17 @@ class PoolActor:
         return min(deadlines, default=math.inf)
 
     async def _fire_due_timers(self) -> None:
-        now = self.now
+        # compared on trio's clock, as the deadline was: epoch ms rounded down could put
+        # "now" a millisecond short of a deadline that has passed, and spin the loop
+        clock, now = self.services.clock, trio.current_time()
         for at, name in sorted(self._timers()):
-            if at > now or not self.pool.is_open:
+            if clock.deadline_for(at) > now or not self.pool.is_open:
                 continue
             try:
                 if name == "expire":
-                    await self._settle(NONE, "expired")
+                    await self._settle(NONE, "expired", due=at)
                 else:
-                    await self._apply_block(name == "block")
+                    await self._apply_block(name == "block", due=at)
             except DomainError:
                 log.exception("pool %s: timer %s failed; will retry", self.pool.id, name)
                 await trio.sleep(1)
