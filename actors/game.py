@@ -114,11 +114,6 @@ class BlockAction:
     block: bool
 
 
-@dataclass(frozen=True, slots=True)
-class ListPools:
-    user_id: int
-
-
 def game_row(game: Game) -> dict[str, Any]:
     return {
         "id": game.id,
@@ -245,8 +240,6 @@ class GameActor:
             case BlockAction(user_id, action, at, block):
                 self._game_admin(user_id)
                 return await self._block_action(action, at, block)
-            case ListPools(user_id):
-                return await self._describe_pools(user_id, user_id in game.admins)
         raise DomainError("UNKNOWN_OP", f"A game does not handle {type(body).__name__}.")
 
     # -- roles ------------------------------------------------------------------------
@@ -338,13 +331,6 @@ class GameActor:
             "pool_type": pool.pool_type,
         }
 
-    async def _describe_pools(self, user_id: int, everything: bool) -> list[dict[str, Any]]:
-        timeout = self.services.settings.request_timeout
-        return [
-            await box.ask(pool_msgs.Describe(user_id, everything), timeout=timeout)
-            for _, box in self.directory.pools_of(self.game.id)
-        ]
-
     async def _register_event(self, body: RegisterEvent) -> dict[str, Any]:
         game, now = self.game, self.now
         self._require_not_closed()
@@ -372,7 +358,7 @@ class GameActor:
             (
                 pool_id,
                 box,
-                await box.ask(pool_msgs.Describe(), timeout=self.services.settings.request_timeout),
+                await box.ask(pool_msgs.Info(), timeout=self.services.settings.request_timeout),
             )
             for pool_id, box in self.directory.pools_of(game.id)
         ]
@@ -454,7 +440,7 @@ class GameActor:
         timeout = self.services.settings.request_timeout
         done = []
         for _, box in self.directory.pools_of(game.id):
-            info = await box.ask(pool_msgs.Describe(), timeout=timeout)
+            info = await box.ask(pool_msgs.Info(), timeout=timeout)
             if info["open"] and info["action"] == aid:
                 done.append(
                     await box.ask(
@@ -615,15 +601,14 @@ class Games:
             lambda inbox: PoolActor.load(inbox, self.services, pool_id),
             capacity=1024,
         )
-        if announce or game_id is None:
-            info = await box.ask(
-                pool_msgs.Describe(), timeout=self.services.settings.request_timeout
+        timeout = self.services.settings.request_timeout
+        if game_id is None:
+            game_id = (await box.ask(pool_msgs.Info(), timeout=timeout))["game_id"]
+        if announce:
+            created = await box.ask(pool_msgs.Announcement(), timeout=timeout)
+            self.services.hub.to_game(
+                game_id, server_message(352, created, t=self.services.clock.now_ms())
             )
-            game_id = info["game_id"]
-            if announce:
-                self.services.hub.to_game(
-                    game_id, server_message(352, info["created"], t=self.services.clock.now_ms())
-                )
         assert game_id is not None
         if pool_id not in self._pool_game:
             self._pool_game[pool_id] = game_id

@@ -73,10 +73,20 @@ class GetDistribution:
 
 @dataclass(frozen=True, slots=True)
 class Describe:
-    """The pool's listing entry for a user, and what the game needs to know of it."""
+    """The pool's listing entry for a user (with their bets, or every bet)."""
 
-    user_id: int = 0
-    everything: bool = False
+    user_id: int
+    everything: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Info:
+    """What a game needs to know of its pool (cheap: no bets)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Announcement:
+    """The full pool as res 352 shows it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,14 +234,18 @@ class PoolActor:
                     "listing": pool.listing(user_id, everything),
                     "open": pool.is_open,
                     "has_bet": user_id in pool.user_target,
+                }
+            case Info():
+                return {
+                    "open": pool.is_open,
                     "action": pool.action,
                     "pool_type": pool.pool_type,
                     "start_at": pool.start_at,
-                    "blocked": pool.blocked,
                     "targets": list(pool.targets),
                     "game_id": pool.game_id,
-                    "created": pool.created_message(),
                 }
+            case Announcement():
+                return pool.created_message()
             case Block(at) | Allow(at):
                 return await self._schedule_block(isinstance(body, Block), at)
             case ResolveByEvent(target_id, happened_at):

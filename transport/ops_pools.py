@@ -5,11 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import trio
+
 from actors import game as g
 from actors import pool as p
 from domain import params
 from domain.errors import DomainError
 from transport.optable import Context, op
+
+
+def first_domain_error(group: BaseExceptionGroup) -> DomainError:
+    """The first DomainError of a group raised by concurrent requests."""
+    while isinstance(group, BaseExceptionGroup):
+        group = group.exceptions[0]
+    return group
 
 
 def _timeout(ctx: Context) -> float:
@@ -55,10 +64,22 @@ async def register_event(ctx: Context, msg: dict[str, Any]) -> None:
 
 
 async def _listing(ctx: Context, msg: dict[str, Any], res: int, keep: Any) -> None:
+    """Ask every pool of the game at once (not one after another, and not through the
+    game actor, which stays free for its own requests)."""
     game_id = params.text(msg, "game_id", required_=True) or ""
-    pools = await ctx.services.games.game(game_id).ask(
-        g.ListPools(ctx.user_id), timeout=_timeout(ctx)
-    )
+    question = p.Describe(ctx.user_id, await _is_game_admin(ctx, game_id))
+    boxes = ctx.services.games.pools_of(game_id)
+    pools: list[Any] = [None] * len(boxes)
+
+    async def describe(i: int, box: Any) -> None:
+        pools[i] = await box.ask(question, timeout=_timeout(ctx))
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for i, (_, box) in enumerate(boxes):
+                nursery.start_soon(describe, i, box)
+    except* DomainError as group:  # one refusal is the answer, not an internal error
+        raise first_domain_error(group) from None
     ctx.reply(
         res,
         {
