@@ -58,6 +58,8 @@ ERROR_CODES: dict[str, str] = {
     "UNAVAILABLE": "The server is shutting down, or the actor is out of service.",
     "STORAGE_FAILURE": "The database could not save the change; nothing was confirmed.",
     "STORAGE_CONFLICT": "The database refused the change; nothing was confirmed.",
+    "METHOD_NOT_ALLOWED": "HTTP only: the route does not take this method.",
+    "PAYLOAD_TOO_LARGE": "HTTP only: the request body is over 64 KiB.",
     "INTERNAL_ERROR": "The server failed to process the message.",
     "GENERAL_EXCEPTION": "The HTTP API failed to process the request.",
 }

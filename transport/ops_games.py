@@ -14,6 +14,11 @@ def _game_id(msg: dict[str, Any]) -> str:
     return params.text(msg, "game_id", required_=True) or ""
 
 
+def _additions(msg: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The actions and targets a 3702 or 373 adds to its game."""
+    return parse_list(msg.get("actions"), "actions"), parse_list(msg.get("targets"), "targets")
+
+
 async def _ask_game(ctx: Context, msg: dict[str, Any], body: Any) -> Any:
     box = ctx.services.games.game(_game_id(msg))
     return await box.ask(body, timeout=ctx.services.settings.request_timeout)
@@ -43,15 +48,7 @@ async def create_game(ctx: Context, msg: dict[str, Any]) -> None:
 @op(3702, "open_game", replies=(340,), role="source admin")
 async def open_game(ctx: Context, msg: dict[str, Any]) -> None:
     """Open an upcoming game, adding actions and targets."""
-    reply = await _ask_game(
-        ctx,
-        msg,
-        g.OpenGame(
-            ctx.user_id,
-            parse_list(msg.get("actions"), "actions"),
-            parse_list(msg.get("targets"), "targets"),
-        ),
-    )
+    reply = await _ask_game(ctx, msg, g.OpenGame(ctx.user_id, *_additions(msg)))
     ctx.reply(340, reply)
 
 
@@ -71,15 +68,7 @@ async def game_details(ctx: Context, msg: dict[str, Any]) -> None:
 @op(373, "update_game_details", replies=(343, 342), role="source admin")
 async def update_details(ctx: Context, msg: dict[str, Any]) -> None:
     """Add actions and targets; subscribers get the new details (342)."""
-    reply = await _ask_game(
-        ctx,
-        msg,
-        g.UpdateDetails(
-            ctx.user_id,
-            parse_list(msg.get("actions"), "actions"),
-            parse_list(msg.get("targets"), "targets"),
-        ),
-    )
+    reply = await _ask_game(ctx, msg, g.UpdateDetails(ctx.user_id, *_additions(msg)))
     ctx.reply(343, reply)
 
 
