@@ -131,6 +131,9 @@ class WalletActor:
         self.references = references
         self.blocked = blocked
         self.on_balance = on_balance
+        self.currencies: dict[int, set[str]] = defaultdict(set)  # user -> currencies held
+        for user_id, currency in [*self.available, *self.exposure]:
+            self.currencies[user_id].add(currency)
 
     @classmethod
     async def load(
@@ -190,7 +193,10 @@ class WalletActor:
         self.references.update(pending.references)
         for user_id, blocked in pending.blocked.items():
             (self.blocked.add if blocked else self.blocked.discard)(user_id)
-        return set(pending.available) | set(pending.exposure)
+        touched = set(pending.available) | set(pending.exposure)
+        for user_id, currency in touched:
+            self.currencies[user_id].add(currency)
+        return touched
 
     # -- reads ------------------------------------------------------------------------
 
@@ -200,9 +206,7 @@ class WalletActor:
         return Balance(available + exposure, available, exposure)
 
     def balances(self, user_id: int) -> dict[str, Balance]:
-        currencies = {c for (u, c) in self.available if u == user_id}
-        currencies |= {c for (u, c) in self.exposure if u == user_id}
-        return {c: self.balance(user_id, c) for c in sorted(currencies)}
+        return {c: self.balance(user_id, c) for c in sorted(self.currencies.get(user_id, ()))}
 
     # -- handlers: validate against memory plus this batch, record the changes --------
 
