@@ -160,14 +160,15 @@ class Supervisor:
     A child that raises, or whose own cancel scope is cancelled from outside (a chaos
     test), is rebuilt by its factory, which reloads its state from storage. Requests it
     had taken are answered with ``ACTOR_RESTARTED``; requests still queued are served by
-    the new incarnation. A child that crashes more than ``max_restarts`` times within
-    ``window`` seconds is given up: its queue is answered with ``UNAVAILABLE``.
+    the new incarnation. A child is never given up (a dead wallet would stop all money),
+    but one that keeps crashing is restarted with a growing pause, up to ``max_backoff``
+    seconds, so a crash loop cannot spin; callers waiting meanwhile time out cleanly.
     """
 
-    def __init__(self, *, max_restarts: int = 5, window: float = 10.0) -> None:
+    def __init__(self, *, max_backoff: float = 2.0, window: float = 10.0) -> None:
         self._children: dict[str, _Child] = {}
         self._nursery: trio.Nursery | None = None
-        self._max_restarts = max_restarts
+        self._max_backoff = max_backoff
         self._window = window
 
     async def run(
@@ -214,6 +215,7 @@ class Supervisor:
             await child.done.wait()
         child.scope.cancel()
         await child.done.wait()
+        child.mailbox.fail_queued(DomainError("UNAVAILABLE", f"{name} has stopped."))
 
     async def stop_all(self, *, timeout: float = 5.0) -> None:
         """Graceful shutdown, newest first: an actor drains before those it depends on
@@ -245,7 +247,9 @@ class Supervisor:
                         crashed = True
                         log.error("actor %s crashed", child.name, exc_info=group)
                 if child.stopping or not (crashed or child.scope.cancelled_caught):
-                    return  # the actor ended on its own: its inbox was closed
+                    # stopped, or ended on its own once its inbox was closed
+                    child.mailbox.fail_taken(DomainError("UNAVAILABLE", f"{child.name} stopped."))
+                    return
                 child.restarts += 1
                 child.mailbox.fail_taken(
                     DomainError(
@@ -258,13 +262,9 @@ class Supervisor:
                 recent.append(now)
                 while recent and recent[0] < now - self._window:
                     recent.popleft()
-                if len(recent) > self._max_restarts:
-                    log.error("actor %s keeps crashing; giving up", child.name)
-                    child.mailbox.close()
-                    child.mailbox.fail_queued(
-                        DomainError("UNAVAILABLE", f"{child.name} is out of service.")
-                    )
-                    return
-                await trio.sleep(min(1.0, 0.05 * 2 ** (len(recent) - 1)))
+                if len(recent) > 1:  # the first restart is immediate, then back off
+                    log.warning("actor %s: %d restarts in %gs", child.name, len(recent),
+                                self._window)
+                    await trio.sleep(min(self._max_backoff, 0.01 * 2 ** len(recent)))
         finally:
             child.done.set()

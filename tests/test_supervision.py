@@ -81,17 +81,35 @@ async def test_cancelling_from_outside_answers_in_flight_and_keeps_the_queue(
     assert results == {"hung": "ACTOR_RESTARTED", "queued": ("pong", 2)}
 
 
-async def test_an_actor_that_keeps_crashing_is_given_up_and_answers_unavailable(
+async def test_an_actor_that_keeps_crashing_is_restarted_with_a_growing_pause(
         supervisor: Supervisor) -> None:
     box = await supervisor.spawn("echo", make_echo)
-    codes = []
+    started = trio.current_time()
     for _ in range(8):
-        try:
+        with pytest.raises(DomainError) as caught:
             await box.ask("crash")
+        assert caught.value.code == "ACTOR_RESTARTED"
+    assert await box.ask("ping") == ("pong", 9)  # never given up
+    assert trio.current_time() - started >= 0.01 * (2**2 + 2**3 + 2**4 + 2**5 + 2**6)
+
+
+async def test_stopping_an_actor_answers_what_is_still_queued(supervisor: Supervisor) -> None:
+    box = await supervisor.spawn("echo", make_echo)
+    codes: list[str] = []
+
+    async def ask(body: str) -> None:
+        try:
+            await box.ask(body)
         except DomainError as error:
             codes.append(error.code)
-    assert codes[0] == "ACTOR_RESTARTED"
-    assert codes[-1] == "UNAVAILABLE"
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ask, "hang")
+        await trio.sleep(0.1)
+        nursery.start_soon(ask, "ping")
+        await trio.sleep(0.1)
+        await supervisor.stop("echo", timeout=1)
+    assert sorted(codes) == ["UNAVAILABLE", "UNAVAILABLE"]
 
 
 async def test_a_request_to_a_busy_actor_times_out_with_a_domain_error(
