@@ -4,6 +4,7 @@ balance, and the pool still resolves correctly afterwards."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from decimal import Decimal
 from typing import Any
@@ -45,9 +46,10 @@ async def test_bets_survive_actors_being_cancelled_mid_request(harness: Harness)
 
         async def chaos(done: trio.Event) -> None:
             rng = random.Random(7)
-            while not done.is_set():
-                await trio.sleep(rng.uniform(0.02, 0.1))
-                victim = rng.choice([f"pool:{pool_id}", "wallet"])
+            for victim in itertools.cycle([f"pool:{pool_id}", "wallet"]):
+                await trio.sleep(rng.uniform(0.02, 0.06))
+                if done.is_set():
+                    return
                 harness.services.supervisor.kill(victim)
 
         done = trio.Event()
