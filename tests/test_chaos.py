@@ -78,5 +78,7 @@ async def test_bets_survive_actors_being_cancelled_mid_request(harness: Harness)
         await aws.call(395, 366, game_id=game_id, action_id="goal", target_id="brazil:7")
         result = await aws.expect(362)
         total = STAKE * len(stored)
-        assert sum(result["winners"].values()) == (total if result["winners"] else 0)
+        winning_bets = len(dist["distribution"]["brazil"]["bets"])
+        breakage = total - sum(result["winners"].values())
+        assert 0 <= breakage < Decimal("0.01") * max(winning_bets, 1)  # floors, per bet
     assert await harness.audit() == []
