@@ -55,15 +55,9 @@ class Hub:
         self._discard(self._joined, conn, game_id)
         return self._discard(self._games, game_id, conn)
 
-    def is_subscribed(self, game_id: str, conn: Subscriber) -> bool:
-        return conn in self._games.get(game_id, ())
-
     def to_game(self, game_id: str, data: bytes) -> None:
         for conn in list(self._games.get(game_id, ())):
             conn.push(data)
-
-    def subscribers(self, game_id: str) -> int:
-        return len(self._games.get(game_id, ()))
 
     @staticmethod
     def _discard(index: dict, key: object, member: object) -> bool:

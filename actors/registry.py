@@ -277,11 +277,13 @@ class RegistryActor:
         sessions = self.sessions.setdefault(user_id, {})
         expired = [k for k, exp in sessions.items() if exp <= now]
         stale_nonces = [n for n, exp in self.nonces.items() if n[0] == user_id and exp <= now]
-        await self._commit([
-            Insert("sessions", {"key": key, "user_id": user_id, "expires_at": expires_at}),
-            *(Delete("sessions", {"key": k}) for k in expired),
-            *(Delete("nonces", {"user_id": u, "nonce": n}) for u, n in stale_nonces),
-        ])
+        await self._commit(
+            [
+                Insert("sessions", {"key": key, "user_id": user_id, "expires_at": expires_at}),
+                *(Delete("sessions", {"key": k}) for k in expired),
+                *(Delete("nonces", {"user_id": u, "nonce": n}) for u, n in stale_nonces),
+            ]
+        )
         for k in expired:
             del sessions[k]
         for nonce_key in stale_nonces:
@@ -300,11 +302,8 @@ class RegistryActor:
         now = self.clock.now_ms()
         match = None
         for key, expires_at in self.sessions.get(user.id, {}).items():
-            if (
-                expires_at > now
-                and hmac.compare_digest(
-                    handshake_digest(user.id, body.nonce, key), body.digest.lower()
-                )
+            if expires_at > now and hmac.compare_digest(
+                handshake_digest(user.id, body.nonce, key), body.digest.lower()
             ):
                 match = expires_at
                 break

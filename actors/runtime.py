@@ -49,8 +49,9 @@ class Request:
         if self._on_answer is not None:
             self._on_answer(self)
         # a caller that gave up waiting has closed its slot: nothing left to tell
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError,
-                                 trio.WouldBlock):
+        with contextlib.suppress(
+            trio.BrokenResourceError, trio.ClosedResourceError, trio.WouldBlock
+        ):
             self._slot.send_nowait(result)
 
 
@@ -89,15 +90,6 @@ class Mailbox:
             slot_receive.close()
         return result.unwrap()
 
-    def tell(self, body: Any) -> bool:
-        """Fire-and-forget without waiting; False when the inbox is full or closed."""
-        slot_send, _ = trio.open_memory_channel[outcome.Outcome[Any]](1)
-        try:
-            self._send.send_nowait(Request(body, slot_send))
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            return False
-        return True
-
     async def receive(self) -> Request:
         """Take the next request; raises trio.EndOfChannel once closed and drained."""
         return self._track(await self._receive.receive())
@@ -134,10 +126,6 @@ class Mailbox:
     def close(self) -> None:
         """Stop taking new requests; the actor drains what is queued, then stops."""
         self._send.close()
-
-    @property
-    def queued(self) -> int:
-        return self._send.statistics().current_buffer_used
 
 
 ActorFactory = Callable[[Mailbox], Awaitable[Actor]]
@@ -263,8 +251,9 @@ class Supervisor:
                 while recent and recent[0] < now - self._window:
                     recent.popleft()
                 if len(recent) > 1:  # the first restart is immediate, then back off
-                    log.warning("actor %s: %d restarts in %gs", child.name, len(recent),
-                                self._window)
+                    log.warning(
+                        "actor %s: %d restarts in %gs", child.name, len(recent), self._window
+                    )
                     await trio.sleep(min(self._max_backoff, 0.01 * 2 ** len(recent)))
         finally:
             child.done.set()

@@ -21,8 +21,11 @@ from tote.server import Endpoints, Server, ServerConfig
 async def ledger_problems(services: Any) -> list[str]:
     """The audit of decisions §3 over every ledger line: empty when the books balance."""
     rows = await services.storage.read(
-        lambda db: [(r["tx_id"], r["account"], r["currency"], r["amount"])
-                    for r in db.rows("SELECT tx_id, account, currency, amount FROM ledger")])
+        lambda db: [
+            (r["tx_id"], r["account"], r["currency"], r["amount"])
+            for r in db.rows("SELECT tx_id, account, currency, amount FROM ledger")
+        ]
+    )
     return audit(rows)
 
 
@@ -200,8 +203,9 @@ class ActorHarness:
         self.services = services
         self.nursery = nursery
 
-    async def user(self, name: str, *, roles: tuple[str, ...] = (), deposit: int = 0,
-                   currency: str = "EUR") -> int:
+    async def user(
+        self, name: str, *, roles: tuple[str, ...] = (), deposit: int = 0, currency: str = "EUR"
+    ) -> int:
         from actors.registry import CreateUser
         from actors.wallet import Deposit
 

@@ -30,14 +30,14 @@ async def test_bets_survive_actors_being_cancelled_mid_request(harness: Harness)
     refused: list[str] = []
     async with harness.connect(admin) as aws:
         game_id = await setup_game(harness, aws)
-        pool_id = (await aws.call(385, 350, game_id=game_id, action="goal",
-                                  targets="argentina,brazil"))["pool_id"]
+        pool_id = (
+            await aws.call(385, 350, game_id=game_id, action="goal", targets="argentina,brazil")
+        )["pool_id"]
 
         async def bettor(user: dict[str, Any], target: str) -> None:
             async with harness.connect(user) as ws:
                 for _ in range(BETS_EACH):
-                    reply = await ws.call(392, pool_id=pool_id, target=target,
-                                          amount=str(STAKE))
+                    reply = await ws.call(392, pool_id=pool_id, target=target, amount=str(STAKE))
                     if reply["res"] == 356:
                         confirmed[reply["bet_id"]] = (user["user_id"], STAKE)
                     else:
@@ -65,13 +65,19 @@ async def test_bets_survive_actors_being_cancelled_mid_request(harness: Harness)
         assert harness.services.supervisor.restarts(f"pool:{pool_id}") > 0
         assert harness.services.supervisor.restarts("wallet") > 0
         dist = await aws.call(393, 360, pool_id=pool_id)
-        stored = {bet_id: bet for target in dist["distribution"].values()
-                  for bet_id, bet in target["bets"].items()}
+        stored = {
+            bet_id: bet
+            for target in dist["distribution"].values()
+            for bet_id, bet in target["bets"].items()
+        }
         assert set(confirmed) <= set(stored)  # "may or may not" ones can be there too
         for user in players:
             balance = (await harness.http.get(f"/v1/users/{user['user_id']}/balances")).json()
-            mine = sum(Decimal(str(b["amount"])) for b in stored.values()
-                       if b["user_id"] == user["user_id"])
+            mine = sum(
+                Decimal(str(b["amount"]))
+                for b in stored.values()
+                if b["user_id"] == user["user_id"]
+            )
             assert Decimal(str(balance["EUR"]["exposure"])) == mine
             assert Decimal(str(balance["EUR"]["current"])) == DEPOSIT
 

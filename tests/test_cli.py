@@ -42,8 +42,9 @@ class Cli:
 
 
 @pytest.fixture
-def tote(harness: Harness, capsys: pytest.CaptureFixture[str],
-         monkeypatch: pytest.MonkeyPatch) -> Cli:
+def tote(
+    harness: Harness, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Cli:
     monkeypatch.delenv("TOTE_OPERATOR_KEY", raising=False)
     monkeypatch.delenv("TOTE_URL", raising=False)
     return Cli(harness, capsys)
@@ -70,8 +71,7 @@ async def test_provisioning_round_trip(tote: Cli) -> None:
     assert withdrawal["balance"]["available"] == 10
     assert await tote.ok("block", "1") == {"user_id": 1, "blocked": True}
     assert await tote.ok("unblock", "1") == {"user_id": 1, "blocked": False}
-    assert await tote.ok("audit") == {"ok": True, "problems": [], "transactions": 3,
-                                      "lines": 6}
+    assert await tote.ok("audit") == {"ok": True, "problems": [], "transactions": 3, "lines": 6}
 
 
 async def test_refusals_exit_1_with_the_error_on_stderr(tote: Cli) -> None:
@@ -97,27 +97,38 @@ async def test_source_admin_add(tote: Cli, harness: Harness) -> None:
     assert answer["admins"] == [developer, player]
 
 
-async def test_audit_exits_1_when_the_books_do_not_balance(tote: Cli,
-                                                           harness: Harness) -> None:
-    await harness.services.storage.commit([
-        Insert("transactions", {"id": "odd", "kind": "test", "created_at": 0}),
-        Insert("ledger", {"tx_id": "odd", "seq": 0, "account": "house", "currency": "EUR",
-                          "amount": 3})])
+async def test_audit_exits_1_when_the_books_do_not_balance(tote: Cli, harness: Harness) -> None:
+    await harness.services.storage.commit(
+        [
+            Insert("transactions", {"id": "odd", "kind": "test", "created_at": 0}),
+            Insert(
+                "ledger",
+                {"tx_id": "odd", "seq": 0, "account": "house", "currency": "EUR", "amount": 3},
+            ),
+        ]
+    )
     code, out, _ = await tote("audit")
     assert code == 1 and decode(out)["ok"] is False
-    await harness.services.storage.commit([
-        Insert("ledger", {"tx_id": "odd", "seq": 1, "account": "operator", "currency": "EUR",
-                          "amount": -3})])
+    await harness.services.storage.commit(
+        [
+            Insert(
+                "ledger",
+                {"tx_id": "odd", "seq": 1, "account": "operator", "currency": "EUR", "amount": -3},
+            )
+        ]
+    )
     code, _, _ = await tote("audit")
     assert code == 0
 
 
-async def test_where_the_url_and_key_come_from(tote: Cli, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_where_the_url_and_key_come_from(
+    tote: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await tote.ok("user", "create", "hal")
     # Options before the command work too.
-    code, out, _ = await tote.raw(f"--url={tote.url}", f"--operator-key={tote.key}",
-                                  "balances", "1")
+    code, out, _ = await tote.raw(
+        f"--url={tote.url}", f"--operator-key={tote.key}", "balances", "1"
+    )
     assert code == 0 and decode(out) == {}
     # The key the server keeps in its data directory.
     (tmp_path / "operator_key").write_text(tote.key + "\n")
@@ -136,27 +147,36 @@ async def test_no_key_or_no_server_exits_2(tote: Cli, tmp_path: Path) -> None:
     with trio.socket.socket() as sock:  # a port nobody listens on
         await sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    code, _, err = await tote.raw("audit", "--url", f"http://127.0.0.1:{port}",
-                                  "--operator-key", "k")
+    code, _, err = await tote.raw(
+        "audit", "--url", f"http://127.0.0.1:{port}", "--operator-key", "k"
+    )
     assert code == 2 and "cannot reach" in err
 
 
-@pytest.mark.parametrize(("argv", "check"), [
-    (["serve"], lambda a: a.synchronous == "FULL" and a.currency == "EUR"),
-    (["serve", "--synchronous", "normal", "--currency", "usd"],
-     lambda a: a.synchronous == "NORMAL" and a.currency == "USD"),
-])
+@pytest.mark.parametrize(
+    ("argv", "check"),
+    [
+        (["serve"], lambda a: a.synchronous == "FULL" and a.currency == "EUR"),
+        (
+            ["serve", "--synchronous", "normal", "--currency", "usd"],
+            lambda a: a.synchronous == "NORMAL" and a.currency == "USD",
+        ),
+    ],
+)
 def test_serve_options(argv: list[str], check: Callable[[Any], bool]) -> None:
     assert check(cli.build_parser().parse_args(argv))
 
 
-@pytest.mark.parametrize("argv", [
-    ["serve", "--synchronous", "OFF"],
-    ["serve", "--currency", "EURO"],
-    ["deposit", "x", "EUR", "1"],
-    ["user", "create", "n", "--role", "admin"],
-    ["user"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve", "--synchronous", "OFF"],
+        ["serve", "--currency", "EURO"],
+        ["deposit", "x", "EUR", "1"],
+        ["user", "create", "n", "--role", "admin"],
+        ["user"],
+    ],
+)
 def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         cli.main(argv)

@@ -28,10 +28,13 @@ class Match:
 
     async def user(self, name: str, roles: list[str], deposit: str) -> None:
         user = (await self.http.post("/v1/users", json={"name": name, "roles": roles})).json()
-        user["session_key"] = (await self.http.post(
-            f"/v1/users/{user['user_id']}/sessions")).json()["session_key"]
-        await self.http.post(f"/v1/users/{user['user_id']}/deposits", json={
-            "currency": "EUR", "amount": deposit, "reference": f"seed-{name}"})
+        user["session_key"] = (
+            await self.http.post(f"/v1/users/{user['user_id']}/sessions")
+        ).json()["session_key"]
+        await self.http.post(
+            f"/v1/users/{user['user_id']}/deposits",
+            json={"currency": "EUR", "amount": deposit, "reference": f"seed-{name}"},
+        )
         self.users[name] = user
 
     def connect(self, ws_port: int, name: str) -> Any:
@@ -39,7 +42,8 @@ class Match:
         nonce = secrets.token_hex(8)
         digest = handshake_digest(user["user_id"], nonce, user["session_key"])
         return open_websocket_url(
-            f"ws://127.0.0.1:{ws_port}/?id={user['user_id']}&n={nonce}&h={digest}")
+            f"ws://127.0.0.1:{ws_port}/?id={user['user_id']}&n={nonce}&h={digest}"
+        )
 
 
 async def test_kill_9_mid_match_loses_no_confirmed_bet_and_settles_once(tmp_path: Path) -> None:
@@ -57,20 +61,29 @@ async def test_kill_9_mid_match_loses_no_confirmed_bet_and_settles_once(tmp_path
             async with match.connect(ws_port, "admin") as raw:
                 admin = WsClient(raw, 0)
                 source = await admin.call(365, 335, source_name="crash")
-                game = await admin.call(370, 340, source_id=source["source_id"],
-                                        game_name="A - B", actions="goal",
-                                        targets="a,b,a:9,b:9")
+                game = await admin.call(
+                    370,
+                    340,
+                    source_id=source["source_id"],
+                    game_name="A - B",
+                    actions="goal",
+                    targets="a,b,a:9,b:9",
+                )
                 game_id = game["game_id"]
                 await admin.call(616, 640, game_id=game_id)
-                pool_id = (await admin.call(385, 350, game_id=game_id, action="goal",
-                                            targets="a,b", takeout="0.05"))["pool_id"]
+                pool_id = (
+                    await admin.call(
+                        385, 350, game_id=game_id, action="goal", targets="a,b", takeout="0.05"
+                    )
+                )["pool_id"]
 
             async def bettor(name: str, target: str) -> None:
                 async with match.connect(ws_port, name) as raw:
                     ws = WsClient(raw, 0)
                     while True:
-                        reply = await ws.call(392, pool_id=pool_id, target=target,
-                                              amount=str(STAKE))
+                        reply = await ws.call(
+                            392, pool_id=pool_id, target=target, amount=str(STAKE)
+                        )
                         assert reply["res"] == 356, reply
                         confirmed[reply["bet_id"]] = (name, target, STAKE)
                         if len(confirmed) >= 40:
@@ -92,14 +105,18 @@ async def test_kill_9_mid_match_loses_no_confirmed_bet_and_settles_once(tmp_path
             async with match.connect(ws_port, "admin") as raw:
                 admin = WsClient(raw, 0)
                 dist = await admin.call(393, 360, pool_id=pool_id)
-                stored = {bet_id: bet for target in dist["distribution"].values()
-                          for bet_id, bet in target["bets"].items()}
+                stored = {
+                    bet_id: bet
+                    for target in dist["distribution"].values()
+                    for bet_id, bet in target["bets"].items()
+                }
                 assert set(confirmed) <= set(stored)  # every confirmed bet is back
                 totals = {t: v["amount_total"] for t, v in dist["distribution"].items()}
                 assert sum(totals.values()) == STAKE * len(stored)
                 await admin.call(363, 333, game_id=game_id)
-                event = await admin.call(395, 366, game_id=game_id, action_id="goal",
-                                         target_id="a:9")
+                event = await admin.call(
+                    395, 366, game_id=game_id, action_id="goal", target_id="a:9"
+                )
                 assert event["res"] == 366
                 result = await admin.expect(362)
                 assert result["winning_target"] == "a"
@@ -109,9 +126,12 @@ async def test_kill_9_mid_match_loses_no_confirmed_bet_and_settles_once(tmp_path
                 assert paid > 0
             audit = (await http.get("/v1/audit")).json()
             assert audit["ok"], audit
-            balances_after = {name: decode((await http.get(
-                f"/v1/users/{match.users[name]['user_id']}/balances")).content)["EUR"]
-                for name in players}
+            balances_after = {
+                name: decode(
+                    (await http.get(f"/v1/users/{match.users[name]['user_id']}/balances")).content
+                )["EUR"]
+                for name in players
+            }
             proc.kill()
             await proc.wait()
 

@@ -34,9 +34,23 @@ async def running_server(data_dir: Path, log: Path) -> AsyncIterator[tuple[trio.
     The process is always SIGKILLed and reaped on the way out."""
     with log.open("ab") as stderr:
         proc = await trio.lowlevel.open_process(
-            [sys.executable, "-m", "tote.cli", "serve", "--data-dir", str(data_dir),
-             "--ws-port", "0", "--http-port", "0", f"--operator-key={KEY}"],
-            stdout=subprocess.PIPE, stderr=stderr, cwd=ROOT)
+            [
+                sys.executable,
+                "-m",
+                "tote.cli",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--ws-port",
+                "0",
+                "--http-port",
+                "0",
+                f"--operator-key={KEY}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            cwd=ROOT,
+        )
     assert proc.stdout is not None
     try:
         seen = b""
@@ -45,7 +59,8 @@ async def running_server(data_dir: Path, log: Path) -> AsyncIterator[tuple[trio.
                 chunk = await proc.stdout.receive_some(4096)
                 if not chunk:
                     raise AssertionError(
-                        f"server ended before ready:\n{await trio.Path(log).read_text()}")
+                        f"server ended before ready:\n{await trio.Path(log).read_text()}"
+                    )
                 seen += chunk
         yield proc, match.group(2).decode(), int(match.group(1))
     finally:
@@ -56,14 +71,16 @@ async def running_server(data_dir: Path, log: Path) -> AsyncIterator[tuple[trio.
 
 
 def client(url: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {KEY}"},
-                             timeout=10)
+    return httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
 
 
-async def move(http: httpx.AsyncClient, user_id: int, kind: str, amount: str,
-               reference: str) -> httpx.Response:
-    return await http.post(f"/v1/users/{user_id}/{kind}", json={
-        "currency": "EUR", "amount": amount, "reference": reference})
+async def move(
+    http: httpx.AsyncClient, user_id: int, kind: str, amount: str, reference: str
+) -> httpx.Response:
+    return await http.post(
+        f"/v1/users/{user_id}/{kind}",
+        json={"currency": "EUR", "amount": amount, "reference": reference},
+    )
 
 
 async def test_confirmed_money_survives_kill_9(tmp_path: Path) -> None:

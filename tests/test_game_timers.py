@@ -78,9 +78,7 @@ async def test_game_closes_itself_at_close_at(
 async def test_status_moves_with_open_at_and_live_start_at(
     actors: ActorHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
-    t = await table(
-        actors, open_at=MINUTE_MS, live_start_at=2 * MINUTE_MS, close_at=3 * MINUTE_MS
-    )
+    t = await table(actors, open_at=MINUTE_MS, live_start_at=2 * MINUTE_MS, close_at=3 * MINUTE_MS)
     assert await t.status() == "betting_not_yet_active"
     with pytest.raises(DomainError) as refused:
         await t.pool(action="goal", targets="a,b")
@@ -104,7 +102,9 @@ async def test_times_in_seconds_drive_the_timers(
     source = await actors.services.ask_registry(OpenSource(admin, "src", ""))
     now_s = actors.services.clock.now_ms() // 1000
     game = await actors.services.games.create_game(
-        source.id, admin, {"game_name": "A - B", "open_at": now_s + 60, "close_at": now_s + 120},
+        source.id,
+        admin,
+        {"game_name": "A - B", "open_at": now_s + 60, "close_at": now_s + 120},
         opened=True,
     )
     assert (game.open_at, game.close_at) == ((now_s + 60) * 1000, (now_s + 120) * 1000)

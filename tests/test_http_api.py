@@ -38,10 +38,23 @@ async def new_user(h: Harness, **fields: Any) -> int:
     return r.json()["user_id"]
 
 
-async def deposit(h: Harness, user_id: int, amount: Any, *, currency: str = "EUR",
-                  reference: str | None = None, kind: str = "deposits") -> httpx.Response:
-    return await h.http.post(f"/v1/users/{user_id}/{kind}", json={
-        "currency": currency, "amount": amount, "reference": reference or secrets.token_hex(8)})
+async def deposit(
+    h: Harness,
+    user_id: int,
+    amount: Any,
+    *,
+    currency: str = "EUR",
+    reference: str | None = None,
+    kind: str = "deposits",
+) -> httpx.Response:
+    return await h.http.post(
+        f"/v1/users/{user_id}/{kind}",
+        json={
+            "currency": currency,
+            "amount": amount,
+            "reference": reference or secrets.token_hex(8),
+        },
+    )
 
 
 async def state(h: Harness, user_id: int) -> tuple[str, int]:
@@ -115,8 +128,12 @@ OPERATOR_CALLS = [
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong", "Basic abc", "Bearer", ""])
 @pytest.mark.parametrize(("method", "path", "body"), OPERATOR_CALLS)
 async def test_operator_calls_need_the_operator_key(
-    harness: Harness, anon: httpx.AsyncClient, authorization: str | None, method: str,
-    path: str, body: Any,
+    harness: Harness,
+    anon: httpx.AsyncClient,
+    authorization: str | None,
+    method: str,
+    path: str,
+    body: Any,
 ) -> None:
     user_id = await new_user(harness)
     assert user_id == 1
@@ -134,50 +151,52 @@ async def test_operator_calls_need_the_operator_key(
 
 
 async def test_create_user(harness: Harness) -> None:
-    r = await harness.http.post("/v1/users", json={"name": "ann", "password": "secret",
-                                                   "roles": ["player", "developer"]})
+    r = await harness.http.post(
+        "/v1/users", json={"name": "ann", "password": "secret", "roles": ["player", "developer"]}
+    )
     assert r.status_code == 201
     assert r.json() == {"user_id": 1, "name": "ann", "roles": ["developer", "player"]}
     r = await harness.http.post("/v1/users", json={"name": "bob", "roles": "developer"})
     assert r.json() == {"user_id": 2, "name": "bob", "roles": ["developer"]}
     stored = await harness.services.storage.read(
-        lambda db: {r["name"]: r["password"] for r in db.rows("SELECT * FROM users")})
+        lambda db: {r["name"]: r["password"] for r in db.rows("SELECT * FROM users")}
+    )
     assert stored["ann"].startswith("scrypt$") and "secret" not in stored["ann"]
     assert stored["bob"] == ""
 
 
-@pytest.mark.parametrize(("body", "status", "code"), [
-    (b"{not json", 400, "MALFORMED_MESSAGE"),
-    (b"", 400, "MALFORMED_MESSAGE"),
-    (b"[1, 2]", 400, "MALFORMED_MESSAGE"),
-    (b'"ann"', 400, "MALFORMED_MESSAGE"),
-    (b"[" * 50_000, 400, "MALFORMED_MESSAGE"),
-    (b"\xff\xfe{}", 400, "MALFORMED_MESSAGE"),
-    (b"{}", 400, "MISSING_PARAMETER"),
-    (b'{"name": "  "}', 400, "MISSING_PARAMETER"),
-    (b'{"name": 7}', 400, "INVALID_PARAMETER"),
-    (b'{"name": "a\\u0000b"}', 400, "INVALID_PARAMETER"),
-    (b'{"name": "' + b"n" * 65 + b'"}', 400, "INVALID_PARAMETER"),
-    (b'{"name": "ann", "password": 5}', 400, "INVALID_PARAMETER"),
-    (b'{"name": "ann", "roles": ["admin"]}', 400, "INVALID_PARAMETER"),
-    (b'{"name": "ann", "roles": [1]}', 400, "INVALID_PARAMETER"),
-    (b'{"name": "ann", "roles": {"a": 1}}', 400, "INVALID_PARAMETER"),
-    (b'{"name": "taken"}', 409, "CONFLICT"),
-    (b'{"name": "TAKEN"}', 409, "CONFLICT"),
-])
-async def test_create_user_refusals(harness: Harness, body: bytes, status: int,
-                                    code: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"{not json", 400, "MALFORMED_MESSAGE"),
+        (b"", 400, "MALFORMED_MESSAGE"),
+        (b"[1, 2]", 400, "MALFORMED_MESSAGE"),
+        (b'"ann"', 400, "MALFORMED_MESSAGE"),
+        (b"[" * 50_000, 400, "MALFORMED_MESSAGE"),
+        (b"\xff\xfe{}", 400, "MALFORMED_MESSAGE"),
+        (b"{}", 400, "MISSING_PARAMETER"),
+        (b'{"name": "  "}', 400, "MISSING_PARAMETER"),
+        (b'{"name": 7}', 400, "INVALID_PARAMETER"),
+        (b'{"name": "a\\u0000b"}', 400, "INVALID_PARAMETER"),
+        (b'{"name": "' + b"n" * 65 + b'"}', 400, "INVALID_PARAMETER"),
+        (b'{"name": "ann", "password": 5}', 400, "INVALID_PARAMETER"),
+        (b'{"name": "ann", "roles": ["admin"]}', 400, "INVALID_PARAMETER"),
+        (b'{"name": "ann", "roles": [1]}', 400, "INVALID_PARAMETER"),
+        (b'{"name": "ann", "roles": {"a": 1}}', 400, "INVALID_PARAMETER"),
+        (b'{"name": "taken"}', 409, "CONFLICT"),
+        (b'{"name": "TAKEN"}', 409, "CONFLICT"),
+    ],
+)
+async def test_create_user_refusals(harness: Harness, body: bytes, status: int, code: str) -> None:
     await new_user(harness, name="taken")
     r = await harness.http.post("/v1/users", content=body)
     assert_error(r, status, code)
-    count = await harness.services.storage.read(
-        lambda db: db.scalar("SELECT COUNT(*) FROM users"))
+    count = await harness.services.storage.read(lambda db: db.scalar("SELECT COUNT(*) FROM users"))
     assert count == 1
 
 
 async def test_oversized_body_is_refused(harness: Harness) -> None:
-    r = await harness.http.post("/v1/users", content=b'{"name": "' + b"x" * MAX_BODY_BYTES
-                                + b'"}')
+    r = await harness.http.post("/v1/users", content=b'{"name": "' + b"x" * MAX_BODY_BYTES + b'"}')
     assert_error(r, 413, "PAYLOAD_TOO_LARGE")
 
 
@@ -208,26 +227,35 @@ async def test_login_with_own_credentials(harness: Harness, anon: httpx.AsyncCli
 
 
 async def test_login_refusals_do_not_tell_which_part_was_wrong(
-    harness: Harness, anon: httpx.AsyncClient,
+    harness: Harness,
+    anon: httpx.AsyncClient,
 ) -> None:
     await new_user(harness, name="dave", password="right")
     await new_user(harness, name="nopass")
     wrong_password = assert_error(
         await anon.post("/v1/login", json={"name": "dave", "password": "wrong"}),
-        403, "AUTHENTICATION_FAILED")
+        403,
+        "AUTHENTICATION_FAILED",
+    )
     unknown_name = assert_error(
         await anon.post("/v1/login", json={"name": "eve", "password": "right"}),
-        403, "AUTHENTICATION_FAILED")
+        403,
+        "AUTHENTICATION_FAILED",
+    )
     no_password = assert_error(
         await anon.post("/v1/login", json={"name": "nopass", "password": "x"}),
-        403, "AUTHENTICATION_FAILED")
+        403,
+        "AUTHENTICATION_FAILED",
+    )
     assert wrong_password == unknown_name == no_password
     assert_error(await anon.post("/v1/login", json={"name": "dave"}), 400, "MISSING_PARAMETER")
-    assert_error(await anon.post("/v1/login", json={"name": "dave", "password": 1}),
-                 400, "INVALID_PARAMETER")
+    assert_error(
+        await anon.post("/v1/login", json={"name": "dave", "password": 1}), 400, "INVALID_PARAMETER"
+    )
     assert_error(await anon.post("/v1/login", content=b"nope"), 400, "MALFORMED_MESSAGE")
     sessions = await harness.services.storage.read(
-        lambda db: db.scalar("SELECT COUNT(*) FROM sessions"))
+        lambda db: db.scalar("SELECT COUNT(*) FROM sessions")
+    )
     assert sessions == 0
 
 
@@ -236,15 +264,21 @@ async def test_login_refusals_do_not_tell_which_part_was_wrong(
 
 async def test_deposits_add_up_exactly(harness: Harness) -> None:
     user_id = await new_user(harness)
-    r = await harness.http.post(f"/v1/users/{user_id}/deposits",
-                                content=b'{"currency":"EUR","amount":10.10,"reference":"a"}')
+    r = await harness.http.post(
+        f"/v1/users/{user_id}/deposits",
+        content=b'{"currency":"EUR","amount":10.10,"reference":"a"}',
+    )
     assert r.status_code == 201, r.text
     r = await deposit(harness, user_id, "0.20", reference="b")
     assert r.status_code == 201
     assert '"current":10.3' in r.text and "10.29" not in r.text and "10.30000" not in r.text
-    assert r.json() == {"user_id": user_id, "currency": "EUR", "reference": "b",
-                        "duplicate": False,
-                        "balance": {"current": 10.3, "available": 10.3, "exposure": 0.0}}
+    assert r.json() == {
+        "user_id": user_id,
+        "currency": "EUR",
+        "reference": "b",
+        "duplicate": False,
+        "balance": {"current": 10.3, "available": 10.3, "exposure": 0.0},
+    }
     r = await harness.http.get(f"/v1/users/{user_id}/balances")
     assert r.text == '{"EUR":{"current":10.3,"available":10.3,"exposure":0.0}}'
 
@@ -254,54 +288,64 @@ async def test_currency_is_normalised_and_has_its_own_decimals(harness: Harness)
     assert (await deposit(harness, user_id, "1.5", currency="usd")).json()["currency"] == "USD"
     assert (await deposit(harness, user_id, "1.005", currency="KWD")).status_code == 201
     assert (await deposit(harness, user_id, 100, currency="JPY")).status_code == 201
-    body = assert_error(await deposit(harness, user_id, "100.5", currency="JPY"),
-                        400, "INVALID_AMOUNT")
+    body = assert_error(
+        await deposit(harness, user_id, "100.5", currency="JPY"), 400, "INVALID_AMOUNT"
+    )
     assert body["parameter"] == "amount" and body["limit"] == "decimals"
-    r = await harness.http.post(f"/v1/users/{user_id}/deposits",
-                                json={"amount": "2", "reference": "no-currency"})
+    r = await harness.http.post(
+        f"/v1/users/{user_id}/deposits", json={"amount": "2", "reference": "no-currency"}
+    )
     assert r.status_code == 201 and r.json()["currency"] == "EUR"
     r = await harness.http.get(f"/v1/users/{user_id}/balances")
-    assert r.text == ('{"EUR":{"current":2.0,"available":2.0,"exposure":0.0},'
-                      '"JPY":{"current":100.0,"available":100.0,"exposure":0.0},'
-                      '"KWD":{"current":1.005,"available":1.005,"exposure":0.0},'
-                      '"USD":{"current":1.5,"available":1.5,"exposure":0.0}}')
+    assert r.text == (
+        '{"EUR":{"current":2.0,"available":2.0,"exposure":0.0},'
+        '"JPY":{"current":100.0,"available":100.0,"exposure":0.0},'
+        '"KWD":{"current":1.005,"available":1.005,"exposure":0.0},'
+        '"USD":{"current":1.5,"available":1.5,"exposure":0.0}}'
+    )
 
 
 @pytest.mark.parametrize("kind", ["deposits", "withdrawals"])
-@pytest.mark.parametrize(("body", "status", "code"), [
-    (b"{oops", 400, "MALFORMED_MESSAGE"),
-    (b"", 400, "MALFORMED_MESSAGE"),
-    (b"[]", 400, "MALFORMED_MESSAGE"),
-    (b"12", 400, "MALFORMED_MESSAGE"),
-    (b'{"currency": "EUR", "reference": "r"}', 400, "MISSING_PARAMETER"),
-    (b'{"currency": "EUR", "amount": "1"}', 400, "MISSING_PARAMETER"),
-    (b'{"currency": "EUR", "amount": "1", "reference": ""}', 400, "MISSING_PARAMETER"),
-    (b'{"currency": "EUR", "amount": "1", "reference": 5}', 400, "INVALID_PARAMETER"),
-    (b'{"currency": "EUR", "amount": "1", "reference": "' + b"r" * 129 + b'"}',
-     400, "INVALID_PARAMETER"),
-    (b'{"currency": "EURO", "amount": "1", "reference": "r"}', 400, "INVALID_PARAMETER"),
-    (b'{"currency": 978, "amount": "1", "reference": "r"}', 400, "INVALID_PARAMETER"),
-    (b'{"currency": "E1R", "amount": "1", "reference": "r"}', 400, "INVALID_PARAMETER"),
-    (b'{"currency": "EUR", "amount": "1.005", "reference": "r"}', 400, "INVALID_AMOUNT"),
-    (b'{"currency": "EUR", "amount": 1.005, "reference": "r"}', 400, "INVALID_AMOUNT"),
-    (b'{"currency": "EUR", "amount": "-1", "reference": "r"}', 400, "INVALID_AMOUNT"),
-    (b'{"currency": "EUR", "amount": -1, "reference": "r"}', 400, "INVALID_AMOUNT"),
-    (b'{"currency": "EUR", "amount": "0", "reference": "r"}', 400, "INVALID_AMOUNT"),
-    (b'{"currency": "EUR", "amount": 0.00, "reference": "r"}', 400, "INVALID_AMOUNT"),
-    (b'{"currency": "EUR", "amount": "ten", "reference": "r"}', 400, "INVALID_AMOUNT"),
-    (b'{"currency": "EUR", "amount": "NaN", "reference": "r"}', 400, "INVALID_AMOUNT"),
-    (b'{"currency": "EUR", "amount": true, "reference": "r"}', 400, "INVALID_AMOUNT"),
-    (b'{"currency": "EUR", "amount": null, "reference": "r"}', 400, "INVALID_AMOUNT"),
-    (b'{"currency": "EUR", "amount": [1], "reference": "r"}', 400, "INVALID_AMOUNT"),
-    (b'{"currency": "EUR", "amount": 1e30, "reference": "r"}', 400, "INVALID_AMOUNT"),
-])
-async def test_money_refusals_change_nothing(harness: Harness, kind: str, body: bytes,
-                                             status: int, code: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        (b"{oops", 400, "MALFORMED_MESSAGE"),
+        (b"", 400, "MALFORMED_MESSAGE"),
+        (b"[]", 400, "MALFORMED_MESSAGE"),
+        (b"12", 400, "MALFORMED_MESSAGE"),
+        (b'{"currency": "EUR", "reference": "r"}', 400, "MISSING_PARAMETER"),
+        (b'{"currency": "EUR", "amount": "1"}', 400, "MISSING_PARAMETER"),
+        (b'{"currency": "EUR", "amount": "1", "reference": ""}', 400, "MISSING_PARAMETER"),
+        (b'{"currency": "EUR", "amount": "1", "reference": 5}', 400, "INVALID_PARAMETER"),
+        (
+            b'{"currency": "EUR", "amount": "1", "reference": "' + b"r" * 129 + b'"}',
+            400,
+            "INVALID_PARAMETER",
+        ),
+        (b'{"currency": "EURO", "amount": "1", "reference": "r"}', 400, "INVALID_PARAMETER"),
+        (b'{"currency": 978, "amount": "1", "reference": "r"}', 400, "INVALID_PARAMETER"),
+        (b'{"currency": "E1R", "amount": "1", "reference": "r"}', 400, "INVALID_PARAMETER"),
+        (b'{"currency": "EUR", "amount": "1.005", "reference": "r"}', 400, "INVALID_AMOUNT"),
+        (b'{"currency": "EUR", "amount": 1.005, "reference": "r"}', 400, "INVALID_AMOUNT"),
+        (b'{"currency": "EUR", "amount": "-1", "reference": "r"}', 400, "INVALID_AMOUNT"),
+        (b'{"currency": "EUR", "amount": -1, "reference": "r"}', 400, "INVALID_AMOUNT"),
+        (b'{"currency": "EUR", "amount": "0", "reference": "r"}', 400, "INVALID_AMOUNT"),
+        (b'{"currency": "EUR", "amount": 0.00, "reference": "r"}', 400, "INVALID_AMOUNT"),
+        (b'{"currency": "EUR", "amount": "ten", "reference": "r"}', 400, "INVALID_AMOUNT"),
+        (b'{"currency": "EUR", "amount": "NaN", "reference": "r"}', 400, "INVALID_AMOUNT"),
+        (b'{"currency": "EUR", "amount": true, "reference": "r"}', 400, "INVALID_AMOUNT"),
+        (b'{"currency": "EUR", "amount": null, "reference": "r"}', 400, "INVALID_AMOUNT"),
+        (b'{"currency": "EUR", "amount": [1], "reference": "r"}', 400, "INVALID_AMOUNT"),
+        (b'{"currency": "EUR", "amount": 1e30, "reference": "r"}', 400, "INVALID_AMOUNT"),
+    ],
+)
+async def test_money_refusals_change_nothing(
+    harness: Harness, kind: str, body: bytes, status: int, code: str
+) -> None:
     user_id = await new_user(harness)
     assert (await deposit(harness, user_id, "5.00")).status_code == 201
     before = await state(harness, user_id)
-    assert_error(await harness.http.post(f"/v1/users/{user_id}/{kind}", content=body),
-                 status, code)
+    assert_error(await harness.http.post(f"/v1/users/{user_id}/{kind}", content=body), status, code)
     assert await state(harness, user_id) == before
 
 
@@ -324,10 +368,16 @@ async def test_deposit_replay_and_conflict(harness: Harness) -> None:
     assert replay.status_code == 200
     assert replay.json() == {**first.json(), "duplicate": True}
     before = await state(harness, user_id)
-    for amount, currency, target in (("8", "EUR", user_id), ("7.25", "USD", user_id),
-                                     ("7.25", "EUR", other)):
-        assert_error(await deposit(harness, target, amount, currency=currency,
-                                   reference="dep-1"), 409, "IDEMPOTENCY_CONFLICT")
+    for amount, currency, target in (
+        ("8", "EUR", user_id),
+        ("7.25", "USD", user_id),
+        ("7.25", "EUR", other),
+    ):
+        assert_error(
+            await deposit(harness, target, amount, currency=currency, reference="dep-1"),
+            409,
+            "IDEMPOTENCY_CONFLICT",
+        )
     assert await state(harness, user_id) == before
     assert (await harness.http.get(f"/v1/users/{other}/balances")).json() == {}
 
@@ -337,8 +387,7 @@ async def test_concurrent_replays_apply_once(harness: Harness) -> None:
     statuses: list[int] = []
 
     async def send(reference: str) -> None:
-        statuses.append((await deposit(harness, user_id, "0.10", reference=reference))
-                        .status_code)
+        statuses.append((await deposit(harness, user_id, "0.10", reference=reference)).status_code)
 
     async with trio.open_nursery() as nursery:
         for i in range(30):
@@ -358,12 +407,19 @@ async def test_withdrawals(harness: Harness) -> None:
     replay = await deposit(harness, user_id, "2.55", reference="same-ref", kind="withdrawals")
     assert replay.status_code == 200 and replay.json()["duplicate"] is True
     before = await state(harness, user_id)
-    assert_error(await deposit(harness, user_id, "7.46", kind="withdrawals"),
-                 400, "INSUFFICIENT_FUNDS")
-    assert_error(await deposit(harness, user_id, "1", currency="USD", kind="withdrawals"),
-                 400, "INSUFFICIENT_FUNDS")
-    assert_error(await deposit(harness, user_id, "2.00", reference="same-ref",
-                               kind="withdrawals"), 409, "IDEMPOTENCY_CONFLICT")
+    assert_error(
+        await deposit(harness, user_id, "7.46", kind="withdrawals"), 400, "INSUFFICIENT_FUNDS"
+    )
+    assert_error(
+        await deposit(harness, user_id, "1", currency="USD", kind="withdrawals"),
+        400,
+        "INSUFFICIENT_FUNDS",
+    )
+    assert_error(
+        await deposit(harness, user_id, "2.00", reference="same-ref", kind="withdrawals"),
+        409,
+        "IDEMPOTENCY_CONFLICT",
+    )
     assert await state(harness, user_id) == before
     r = await deposit(harness, user_id, "7.45", kind="withdrawals")
     assert r.status_code == 201
@@ -392,7 +448,8 @@ async def test_block_and_unblock(harness: Harness) -> None:
     assert r.status_code == 200 and r.json() == {"user_id": user_id, "blocked": False}
     assert (await deposit(harness, user_id, "4", kind="withdrawals")).status_code == 201
     blocked = await harness.services.storage.read(
-        lambda db: db.scalar("SELECT blocked FROM users WHERE id = ?", [user_id]))
+        lambda db: db.scalar("SELECT blocked FROM users WHERE id = ?", [user_id])
+    )
     assert blocked == 0
     for action in ("block", "unblock"):
         assert_error(await harness.http.post(f"/v1/users/999/{action}"), 404, "NOT_FOUND")
@@ -405,20 +462,21 @@ async def test_add_source_admin(harness: Harness) -> None:
     r = await harness.http.post(f"/v1/sources/{source.id}/admins", json={"user_id": player})
     assert r.status_code == 200, r.text
     assert r.json()["admins"] == sorted([developer, player])
-    r = await harness.http.post(f"/v1/sources/{source.id}/admins",
-                                json={"user_id": str(player)})
+    r = await harness.http.post(f"/v1/sources/{source.id}/admins", json={"user_id": str(player)})
     assert r.status_code == 200  # adding twice is harmless
     mine = await harness.services.ask_registry(SourcesOf(player))
     assert [s["id"] for s in mine] == [source.id]
 
     url = f"/v1/sources/{source.id}/admins"
     assert_error(await harness.http.post(url, json={"user_id": 999}), 404, "NOT_FOUND")
-    assert_error(await harness.http.post("/v1/sources/nope/admins", json={"user_id": player}),
-                 404, "NOT_FOUND")
+    assert_error(
+        await harness.http.post("/v1/sources/nope/admins", json={"user_id": player}),
+        404,
+        "NOT_FOUND",
+    )
     assert_error(await harness.http.post(url, json={}), 400, "MISSING_PARAMETER")
     for bad in ("x", True, -1, 1.5, [1]):
-        assert_error(await harness.http.post(url, json={"user_id": bad}),
-                     400, "INVALID_PARAMETER")
+        assert_error(await harness.http.post(url, json={"user_id": bad}), 400, "INVALID_PARAMETER")
     assert_error(await harness.http.post(url, content=b"[]"), 400, "MALFORMED_MESSAGE")
 
 
@@ -438,18 +496,28 @@ async def test_audit_endpoint(harness: Harness) -> None:
 async def test_audit_reports_unbalanced_books(harness: Harness) -> None:
     from storage.changes import Insert
 
-    await harness.services.storage.commit([
-        Insert("transactions", {"id": "bad", "kind": "test", "created_at": 0}),
-        Insert("ledger", {"tx_id": "bad", "seq": 0, "account": "wallet:1", "currency": "EUR",
-                          "amount": 5})])
+    await harness.services.storage.commit(
+        [
+            Insert("transactions", {"id": "bad", "kind": "test", "created_at": 0}),
+            Insert(
+                "ledger",
+                {"tx_id": "bad", "seq": 0, "account": "wallet:1", "currency": "EUR", "amount": 5},
+            ),
+        ]
+    )
     r = await harness.http.get("/v1/audit")
     body = r.json()
     assert r.status_code == 200 and body["ok"] is False and body["lines"] == 1
     assert any("bad" in problem for problem in body["problems"])
     # Undo it, so the harness's own audit at the end of the test passes.
-    await harness.services.storage.commit([
-        Insert("ledger", {"tx_id": "bad", "seq": 1, "account": "operator", "currency": "EUR",
-                          "amount": -5})])
+    await harness.services.storage.commit(
+        [
+            Insert(
+                "ledger",
+                {"tx_id": "bad", "seq": 1, "account": "operator", "currency": "EUR", "amount": -5},
+            )
+        ]
+    )
     assert (await harness.http.get("/v1/audit")).json()["ok"] is True
 
 
@@ -468,8 +536,9 @@ async def test_a_timeout_answers_503(harness: Harness) -> None:
     assert await state(harness, user_id) == before
 
 
-async def test_a_bug_answers_500_without_details(harness: Harness,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_bug_answers_500_without_details(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken(rows: Any) -> list[str]:
         raise RuntimeError("secret internals")
 

@@ -42,7 +42,8 @@ class Match:
 
     async def pool(self, **fields: Any) -> tuple[str, Mailbox]:
         created = await self.game.ask(
-            g.CreatePool(self.admin, {"action": "goal", "targets": "a,b", **fields}))
+            g.CreatePool(self.admin, {"action": "goal", "targets": "a,b", **fields})
+        )
         return created["pool_id"], self.h.services.games.pool(created["pool_id"])[1]
 
     async def player(self, name: str, deposit: int = 100_00) -> int:
@@ -60,8 +61,12 @@ class Match:
 async def open_match(h: ActorHarness, watcher: FakeConnection | None = None) -> Match:
     admin = await h.user("admin", roles=("developer",))
     source = await h.services.ask_registry(OpenSource(admin, "src", ""))
-    game = await h.services.games.create_game(source.id, admin, {
-        "game_name": "A - B", "actions": "goal", "targets": "a,b,c,a:1,a:2,b:1"}, opened=True)
+    game = await h.services.games.create_game(
+        source.id,
+        admin,
+        {"game_name": "A - B", "actions": "goal", "targets": "a,b,c,a:1,a:2,b:1"},
+        opened=True,
+    )
     box = h.services.games.game(game.id)
     assert (await box.ask(g.BecomeAdmin(admin)))["res"] == 640
     watcher = watcher or FakeConnection(admin)
@@ -79,7 +84,8 @@ async def refused(box: Mailbox, body: Any, code: str) -> None:
 
 
 async def test_time_based_pool_expires_to_none_at_finish_at(
-        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
     m = await open_match(actors)
     finish_at = m.now + 60_000
     pool_id, pool = await m.pool(pool_type=2, finish_at=finish_at)
@@ -97,7 +103,8 @@ async def test_time_based_pool_expires_to_none_at_finish_at(
 
 
 async def test_scheduled_block_and_allow_take_effect_at_their_time(
-        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
     m = await open_match(actors)
     pool_id, pool = await m.pool()
     alice = await m.player("alice")
@@ -109,9 +116,9 @@ async def test_scheduled_block_and_allow_take_effect_at_their_time(
     assert m.watcher.take(368) == []
     await trio.sleep(0.1)
     await refused(pool, p.PlaceBet(alice, "a", "1"), "POOL_BLOCKED")
-    assert m.watcher.take(368) == [{
-        "response_header": {"t": block_at}, "res": 368, "blocked_at": block_at,
-        "pool_id": pool_id}]
+    assert m.watcher.take(368) == [
+        {"response_header": {"t": block_at}, "res": 368, "blocked_at": block_at, "pool_id": pool_id}
+    ]
 
     allow_at = m.now + 5_000
     assert (await pool.ask(p.Allow(allow_at)))["allowed_at"] == allow_at
@@ -124,7 +131,8 @@ async def test_scheduled_block_and_allow_take_effect_at_their_time(
 
 
 async def test_action_wide_block_at_fires_in_every_pool_of_the_action(
-        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
     m = await open_match(actors)
     goals = {(await m.pool())[0], (await m.pool(targets="a:1,b:1"))[0]}
     block_at = m.now + 3_000
@@ -135,11 +143,13 @@ async def test_action_wide_block_at_fires_in_every_pool_of_the_action(
     assert m.watcher.take(368) == []
     await trio.sleep(0.2)
     assert {msg["pool_id"]: msg["blocked_at"] for msg in m.watcher.take(368)} == {
-        pool_id: block_at for pool_id in goals}
+        pool_id: block_at for pool_id in goals
+    }
 
 
 async def test_stop_accepting_bets_at_refuses_later_bets_but_keeps_the_pool_open(
-        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
     m = await open_match(actors)
     _, pool = await m.pool(stop_accepting_bets_at=m.now + 30_000)
     alice, bob = await m.player("alice"), await m.player("bob")
@@ -152,7 +162,8 @@ async def test_stop_accepting_bets_at_refuses_later_bets_but_keeps_the_pool_open
 
 
 async def test_binary_time_based_pool_stops_at_finish_at_and_waits_for_396(
-        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
     m = await open_match(actors)
     pool_id, pool = await m.pool(pool_type=4, finish_at=m.now + 60_000, action="", targets="")
     alice, bob = await m.player("alice"), await m.player("bob")
@@ -166,7 +177,10 @@ async def test_binary_time_based_pool_stops_at_finish_at_and_waits_for_396(
     assert (await pool.ask(p.Info()))["open"] is True
     result = await pool.ask(p.ResolveByHand("yes"))
     assert (result["res"], result["winning_target"], result["winners"]) == (
-        362, "yes", {str(alice): 40})
+        362,
+        "yes",
+        {str(alice): 40},
+    )
     assert [msg["pool_id"] for msg in m.watcher.take(362)] == [pool_id]
 
 
@@ -174,7 +188,8 @@ async def test_binary_time_based_pool_stops_at_finish_at_and_waits_for_396(
 
 
 async def test_recreate_on_end_opens_a_fresh_pool_when_the_old_resolves(
-        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
     m = await open_match(actors)
     old_id, old = await m.pool(description="Next goal", recreate_on_end="True", takeout="0.1")
     alice = await m.player("alice")
@@ -185,7 +200,11 @@ async def test_recreate_on_end_opens_a_fresh_pool_when_the_old_resolves(
     fresh = m.watcher.take(352)[0]
     assert fresh["pool_id"] != old_id
     assert (fresh["description"], fresh["action"], fresh["pool_type"], fresh["takeout"]) == (
-        "Next goal", "goal", 1, Decimal("0.1"))
+        "Next goal",
+        "goal",
+        1,
+        Decimal("0.1"),
+    )
     assert fresh["targets"].keys() == {"a", "b", "none"} and fresh["money_at_stake"] == 0
     _, box = actors.services.games.pool(fresh["pool_id"])
     await box.ask(p.PlaceBet(alice, "b", "1"))
@@ -195,7 +214,8 @@ async def test_recreate_on_end_opens_a_fresh_pool_when_the_old_resolves(
 
 
 async def test_recreated_time_based_pool_keeps_its_duration(
-        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
     m = await open_match(actors)
     await m.pool(pool_type=2, finish_at=m.now + 60_000, recreate_on_end=True)
     m.watcher.take(352)
@@ -208,7 +228,8 @@ async def test_recreated_time_based_pool_keeps_its_duration(
 
 
 async def test_void_and_game_close_do_not_recreate(
-        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
     m = await open_match(actors)
     _, voided = await m.pool(recreate_on_end=True)
     await voided.ask(p.Void())
@@ -239,7 +260,8 @@ def aggregates(distribution: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 async def test_360_goes_out_at_most_once_per_interval_with_the_latest_state(
-        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
     interval = actors.services.settings.distribution_interval
     watcher = TimedConnection(0)
     m = await open_match(actors, watcher)
@@ -251,13 +273,17 @@ async def test_360_goes_out_at_most_once_per_interval_with_the_latest_state(
         bet_ids.append(placed["bet_id"])
         await trio.sleep(0.03)
     await trio.sleep(1)
-    sent = [(when, msg) for when, msg in zip(watcher.times, watcher.received, strict=True)
-            if msg["res"] == 360]
+    sent = [
+        (when, msg)
+        for when, msg in zip(watcher.times, watcher.received, strict=True)
+        if msg["res"] == 360
+    ]
     times = [when for when, _ in sent]
     assert all(later - earlier >= interval - 1e-9 for earlier, later in pairwise(times))
     assert len(sent) <= 40 * 0.03 / interval + 2
-    seen = Counter(b for _, msg in sent for row in msg["distribution"].values()
-                   for b in row["bets"])
+    seen = Counter(
+        b for _, msg in sent for row in msg["distribution"].values() for b in row["bets"]
+    )
     assert seen == Counter(bet_ids)
     final = await pool.ask(p.GetDistribution(m.admin, True))
     assert aggregates(sent[-1][1]["distribution"]) == aggregates(final["distribution"])
@@ -268,7 +294,8 @@ async def test_360_goes_out_at_most_once_per_interval_with_the_latest_state(
 
 
 async def test_scheduled_block_and_allow_survive_a_restart(
-        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
     m = await open_match(actors)
     pool_id, pool = await m.pool()
     alice = await m.player("alice")
@@ -289,7 +316,8 @@ async def test_scheduled_block_and_allow_survive_a_restart(
 
 
 async def test_expiry_survives_a_restart(
-        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
     m = await open_match(actors)
     finish_at = m.now + 60_000
     pool_id, pool = await m.pool(pool_type=2, finish_at=finish_at)
@@ -303,7 +331,8 @@ async def test_expiry_survives_a_restart(
 
 
 async def test_timers_fire_on_time_whatever_the_clock_anchor(
-        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
     """Epoch ms derived from trio's float clock can read a millisecond short exactly at a
     deadline; a timer must fire (and be stamped with its time) all the same."""
     from actors.clock import WallClock

@@ -40,14 +40,20 @@ async def wallet(h: ActorHarness, user_id: int) -> tuple[int, int, int]:
 
 
 async def account(h: ActorHarness, name: str) -> int:
-    return await h.services.storage.read(lambda db: db.scalar(
-        "SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE account = ?", (name,)))
+    return await h.services.storage.read(
+        lambda db: db.scalar(
+            "SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE account = ?", (name,)
+        )
+    )
 
 
 async def settlement_lines(h: ActorHarness, pool_id: str) -> list[tuple[str, int]]:
-    rows = await h.services.storage.read(lambda db: db.rows(
-        "SELECT account, amount FROM ledger WHERE tx_id = ? ORDER BY seq",
-        (f"settle:{pool_id}",)))
+    rows = await h.services.storage.read(
+        lambda db: db.rows(
+            "SELECT account, amount FROM ledger WHERE tx_id = ? ORDER BY seq",
+            (f"settle:{pool_id}",),
+        )
+    )
     return [(r["account"], r["amount"]) for r in rows]
 
 
@@ -55,8 +61,7 @@ async def ledger_rows(h: ActorHarness) -> int:
     return await h.services.storage.read(lambda db: db.scalar("SELECT COUNT(*) FROM ledger"))
 
 
-async def assert_books(h: ActorHarness, pool_id: str, balances: dict[int, int],
-                       house: int) -> None:
+async def assert_books(h: ActorHarness, pool_id: str, balances: dict[int, int], house: int) -> None:
     """Every player has ``balances[id]`` cents and no exposure, the house ``house``, the
     escrow is empty, every participant was told their new balance, and the audit passes."""
     for user_id, current in balances.items():
@@ -80,7 +85,8 @@ async def place(pool: Any, bets: list[tuple[int, str, str]]) -> None:
 
 
 async def test_takeout_and_breakage_go_to_the_house_as_their_own_lines(
-        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
     m = await open_match(actors)
     pool_id, pool = await m.pool(takeout="0.1")
     alice, bob, carol = [await m.player(name) for name in ("alice", "bob", "carol")]
@@ -97,10 +103,14 @@ async def test_takeout_and_breakage_go_to_the_house_as_their_own_lines(
     assert result["is_money_return"] is False
     escrow = f"escrow:{pool_id}"
     assert await settlement_lines(actors, pool_id) == [
-        (escrow, -26_14), (f"wallet:{alice}", 26_14),
-        (escrow, -65_36), (f"wallet:{bob}", 65_36),
-        (escrow, -10_16), ("house", 10_16),  # takeout
-        (escrow, -1), ("house", 1),  # breakage
+        (escrow, -26_14),
+        (f"wallet:{alice}", 26_14),
+        (escrow, -65_36),
+        (f"wallet:{bob}", 65_36),
+        (escrow, -10_16),
+        ("house", 10_16),  # takeout
+        (escrow, -1),
+        ("house", 1),  # breakage
     ]
     balances = {alice: 90_00 + 26_14, bob: 75_00 + 65_36, carol: 33_33}
     await assert_books(actors, pool_id, balances, house=10_17)
@@ -108,7 +118,8 @@ async def test_takeout_and_breakage_go_to_the_house_as_their_own_lines(
 
 
 async def test_minus_pool_the_house_tops_winners_up_to_their_stake(
-        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
     m = await open_match(actors)
     pool_id, pool = await m.pool(takeout="0.15")
     alice, bob, carol = [await m.player(name) for name in ("alice", "bob", "carol")]
@@ -122,17 +133,23 @@ async def test_minus_pool_the_house_tops_winners_up_to_their_stake(
     assert result["losers"] == [carol]
     escrow = f"escrow:{pool_id}"
     assert await settlement_lines(actors, pool_id) == [
-        ("house", -15_00), (escrow, 15_00),  # the cover comes in first
-        (escrow, -33_33), (f"wallet:{alice}", 33_33),
-        (escrow, -66_66), (f"wallet:{bob}", 66_66),
-        (escrow, -15_00), ("house", 15_00),
-        (escrow, -1), ("house", 1),
+        ("house", -15_00),
+        (escrow, 15_00),  # the cover comes in first
+        (escrow, -33_33),
+        (f"wallet:{alice}", 33_33),
+        (escrow, -66_66),
+        (f"wallet:{bob}", 66_66),
+        (escrow, -15_00),
+        ("house", 15_00),
+        (escrow, -1),
+        ("house", 1),
     ]
     await assert_books(actors, pool_id, {alice: DEPOSIT, bob: DEPOSIT, carol: 99_99}, house=1)
 
 
 async def test_no_winner_is_a_money_return_without_takeout(
-        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
     m = await open_match(actors)
     pool_id, pool = await m.pool(targets="a:1,b:1", takeout="0.1")
     alice, bob = await m.player("alice"), await m.player("bob")
@@ -143,15 +160,18 @@ async def test_no_winner_is_a_money_return_without_takeout(
     assert (result["winners"], result["losers"]) == ({}, [])
     escrow = f"escrow:{pool_id}"
     assert await settlement_lines(actors, pool_id) == [
-        (escrow, -12_34), (f"wallet:{alice}", 12_34),
-        (escrow, -56_78), (f"wallet:{bob}", 56_78),
+        (escrow, -12_34),
+        (f"wallet:{alice}", 12_34),
+        (escrow, -56_78),
+        (f"wallet:{bob}", 56_78),
     ]
     await assert_books(actors, pool_id, {alice: DEPOSIT, bob: DEPOSIT}, house=0)
     assert pushed_balance(m, alice) == pushed_balance(m, bob) == DEPOSIT
 
 
 async def test_bets_after_happened_at_are_refunded_and_left_out_of_the_pool(
-        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
     m = await open_match(actors)
     pool_id, pool = await m.pool(takeout="0.1")
     alice, bob, carol, dave = [await m.player(n) for n in ("alice", "bob", "carol", "dave")]
@@ -168,19 +188,27 @@ async def test_bets_after_happened_at_are_refunded_and_left_out_of_the_pool(
     assert result["winners"] == {str(alice): 36}
     assert result["losers"] == [carol]
     assert result["invalidated_bettors"] == sorted([alice, bob, dave])
-    statuses = await actors.services.storage.read(lambda db: db.rows(
-        "SELECT user_id, amount, status, payout FROM bets WHERE pool_id = ? ORDER BY rowid",
-        (pool_id,)))
+    statuses = await actors.services.storage.read(
+        lambda db: db.rows(
+            "SELECT user_id, amount, status, payout FROM bets WHERE pool_id = ? ORDER BY rowid",
+            (pool_id,),
+        )
+    )
     assert [(r["user_id"], r["status"], r["payout"]) for r in statuses] == [
-        (alice, "won", 36_00), (carol, "lost", 0),
-        (bob, "refunded", 20_00), (dave, "refunded", 5_00), (alice, "refunded", 1_00)]
+        (alice, "won", 36_00),
+        (carol, "lost", 0),
+        (bob, "refunded", 20_00),
+        (dave, "refunded", 5_00),
+        (alice, "refunded", 1_00),
+    ]
     balances = {alice: 90_00 + 36_00, bob: DEPOSIT, carol: 70_00, dave: DEPOSIT}
     await assert_books(actors, pool_id, balances, house=4_00)
     assert {u: pushed_balance(m, u) for u in balances} == balances
 
 
 async def test_a_pool_pays_out_once(
-        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
     m = await open_match(actors)
     pool_id, pool = await m.pool()
     alice, bob = await m.player("alice"), await m.player("bob")
@@ -222,7 +250,8 @@ async def uncertain(box: Mailbox, body: Any) -> None:
 
 
 async def test_a_stake_committed_without_an_answer_is_still_in_the_pool(
-        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
     m = await open_match(actors)
     pool_id, pool = await m.pool()
     alice, bob = await m.player("alice"), await m.player("bob")
@@ -237,7 +266,8 @@ async def test_a_stake_committed_without_an_answer_is_still_in_the_pool(
 
 
 async def test_a_settlement_committed_without_an_answer_is_not_paid_or_reopened(
-        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
     m = await open_match(actors)
     pool_id, pool = await m.pool()
     alice, bob = await m.player("alice"), await m.player("bob")
@@ -263,8 +293,9 @@ async def fresh_actors() -> AsyncIterator[ActorHarness]:
     database = Database(":memory:", synchronous="OFF")
     try:
         async with trio.open_nursery() as nursery:
-            services = await nursery.start(start_services, ServerConfig(offload=False),
-                                           database, "key")
+            services = await nursery.start(
+                start_services, ServerConfig(offload=False), database, "key"
+            )
             yield ActorHarness(services, nursery)
             nursery.cancel_scope.cancel()
     finally:
@@ -276,15 +307,17 @@ TARGETS = ("a", "b", "none")
 EVENT_FOR = {"a": "a:1", "b": "b:1", "none": "c"}  # the goal that makes each the winner
 
 bets_st = st.lists(
-    st.tuples(st.integers(0, 3), st.integers(1, 5_000)), max_size=10)  # (player, cents)
+    st.tuples(st.integers(0, 3), st.integers(1, 5_000)), max_size=10
+)  # (player, cents)
 outcome_st = st.one_of(
     st.tuples(st.sampled_from((*TARGETS, "void")), st.none()),
     st.tuples(st.sampled_from(TARGETS), st.integers(0, 10)),  # an event after bet #k
 )
 
 
-def expected_credit(bets: list[tuple[int, str, int, bool]], winner: str | None,
-                    takeout: Fraction) -> dict[int, int]:
+def expected_credit(
+    bets: list[tuple[int, str, int, bool]], winner: str | None, takeout: Fraction
+) -> dict[int, int]:
     """What decisions §2 pays each user, computed independently: (user, target, stake,
     late) per bet; ``winner`` None for a void."""
     valid = [(u, t, s) for u, t, s, late in bets if not late]
@@ -301,11 +334,15 @@ def expected_credit(bets: list[tuple[int, str, int, bool]], winner: str | None,
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(bets=bets_st, backs=st.lists(st.sampled_from(TARGETS), min_size=4, max_size=4),
-       takeout=st.sampled_from(("0", "0.05", "0.1", "0.125", "0.3")), outcome=outcome_st)
+@given(
+    bets=bets_st,
+    backs=st.lists(st.sampled_from(TARGETS), min_size=4, max_size=4),
+    takeout=st.sampled_from(("0", "0.05", "0.1", "0.125", "0.3")),
+    outcome=outcome_st,
+)
 async def test_any_settlement_conserves_money_and_pays_once(
-        bets: list[tuple[int, int]], backs: list[str], takeout: str,
-        outcome: tuple[str, int | None]) -> None:
+    bets: list[tuple[int, int]], backs: list[str], takeout: str, outcome: tuple[str, int | None]
+) -> None:
     winner, late_after = outcome
     async with fresh_actors() as h:
         m = await open_match(h)

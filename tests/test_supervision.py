@@ -62,7 +62,8 @@ async def test_a_crash_answers_the_request_and_restarts(supervisor: Supervisor) 
 
 
 async def test_cancelling_from_outside_answers_in_flight_and_keeps_the_queue(
-        supervisor: Supervisor) -> None:
+    supervisor: Supervisor,
+) -> None:
     box = await supervisor.spawn("echo", make_echo)
     results: dict[str, object] = {}
 
@@ -82,7 +83,8 @@ async def test_cancelling_from_outside_answers_in_flight_and_keeps_the_queue(
 
 
 async def test_an_actor_that_keeps_crashing_is_restarted_with_a_growing_pause(
-        supervisor: Supervisor) -> None:
+    supervisor: Supervisor,
+) -> None:
     box = await supervisor.spawn("echo", make_echo)
     started = trio.current_time()
     for _ in range(8):
@@ -113,7 +115,8 @@ async def test_stopping_an_actor_answers_what_is_still_queued(supervisor: Superv
 
 
 async def test_a_request_to_a_busy_actor_times_out_with_a_domain_error(
-        supervisor: Supervisor) -> None:
+    supervisor: Supervisor,
+) -> None:
     box = await supervisor.spawn("echo", make_echo)
     with pytest.raises(DomainError) as caught:
         await box.ask("hang", timeout=1)
@@ -121,16 +124,18 @@ async def test_a_request_to_a_busy_actor_times_out_with_a_domain_error(
 
 
 async def test_a_killed_pool_comes_back_from_storage_with_its_bets(
-        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
     services = actors.services
     admin = await actors.user("admin", roles=("developer",))
     source = await services.ask_registry(OpenSource(admin, "src", ""))
     game = await services.games.create_game(
-        source.id, admin, {"game_name": "A - B", "actions": "goal", "targets": "a,b"},
-        opened=True)
+        source.id, admin, {"game_name": "A - B", "actions": "goal", "targets": "a,b"}, opened=True
+    )
     await services.games.game(game.id).ask(g.BecomeAdmin(admin))
-    created = await services.games.game(game.id).ask(g.CreatePool(admin, {
-        "action": "goal", "targets": "a,b"}))
+    created = await services.games.game(game.id).ask(
+        g.CreatePool(admin, {"action": "goal", "targets": "a,b"})
+    )
     _, pool = services.games.pool(created["pool_id"])
     alice = await actors.user("alice", deposit=10_000)
     await pool.ask(p.PlaceBet(alice, "a", "12.34"))

@@ -25,14 +25,18 @@ async def test_ping_and_request_id_echo(harness: Harness) -> None:
         assert reply["response_header"]["request_id"].startswith("r")
 
 
-@pytest.mark.parametrize("spoil", [
-    lambda url: url.replace("&h=", "&h=00"),           # wrong digest
-    lambda url: url.replace("?id=", "?id=999"),         # unknown user
-    lambda url: url.replace("?id=", "?id=x"),           # not a user id
-    lambda url: url.split("&n=")[0],                    # no nonce, no digest
-])
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda url: url.replace("&h=", "&h=00"),  # wrong digest
+        lambda url: url.replace("?id=", "?id=999"),  # unknown user
+        lambda url: url.replace("?id=", "?id=x"),  # not a user id
+        lambda url: url.split("&n=")[0],  # no nonce, no digest
+    ],
+)
 async def test_a_bad_handshake_is_refused_with_401_before_the_upgrade(
-        harness: Harness, spoil: object) -> None:
+    harness: Harness, spoil: object
+) -> None:
     user = await harness.user()
     with pytest.raises(ConnectionRejected) as caught:
         async with open_websocket_url(spoil(harness.ws_url(user))):  # type: ignore[operator]
@@ -53,7 +57,8 @@ async def test_a_nonce_is_good_once(harness: Harness) -> None:
 
 
 async def test_an_expired_session_is_refused(
-        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
     from actors.registry import handshake_digest
 
     user = await actors.services.ask_registry(CreateUser("eve", "", []))
@@ -67,19 +72,26 @@ async def test_an_expired_session_is_refused(
     assert caught.value.code == "AUTHENTICATION_FAILED"
 
 
-@pytest.mark.parametrize(("raw", "code", "op"), [
-    ("not json", "MALFORMED_MESSAGE", None),
-    ("[1, 2]", "MALFORMED_MESSAGE", None),
-    ('{"header": {}}', "MALFORMED_MESSAGE", None),
-    ('{"header": {}, "op": "ping"}', "MALFORMED_MESSAGE", "ping"),
-    ('{"header": 5, "op": 1}', "MALFORMED_MESSAGE", 1),
-    ('{"header": {}, "op": 12345}', "UNKNOWN_OP", 12345),
-    ('{"header": {}, "op": 385}', "MISSING_PARAMETER", 385),
-    ('{"header": {}, "op": 392, "pool_id": {"x": 1}, "target": "a", "amount": 1}',
-     "INVALID_PARAMETER", 392),
-])
+@pytest.mark.parametrize(
+    ("raw", "code", "op"),
+    [
+        ("not json", "MALFORMED_MESSAGE", None),
+        ("[1, 2]", "MALFORMED_MESSAGE", None),
+        ('{"header": {}}', "MALFORMED_MESSAGE", None),
+        ('{"header": {}, "op": "ping"}', "MALFORMED_MESSAGE", "ping"),
+        ('{"header": 5, "op": 1}', "MALFORMED_MESSAGE", 1),
+        ('{"header": {}, "op": 12345}', "UNKNOWN_OP", 12345),
+        ('{"header": {}, "op": 385}', "MISSING_PARAMETER", 385),
+        (
+            '{"header": {}, "op": 392, "pool_id": {"x": 1}, "target": "a", "amount": 1}',
+            "INVALID_PARAMETER",
+            392,
+        ),
+    ],
+)
 async def test_bad_messages_get_a_666_and_the_connection_stays_open(
-        harness: Harness, raw: str, code: str, op: object) -> None:
+    harness: Harness, raw: str, code: str, op: object
+) -> None:
     user = await harness.user()
     async with harness.connect(user) as ws:
         await ws.send_raw(raw)
@@ -115,12 +127,17 @@ async def test_balances_and_the_pushed_815(harness: Harness) -> None:
         assert (await ws.call(810, 810))["available_balance"] == Decimal("12.3")  # default EUR
         assert (await ws.call(840, 840, currency="EUR"))["exposure"] == Decimal("0.0")
         assert (await ws.call(800, 800, currency="USD"))["current_balance"] == Decimal("0.0")
-        r = await harness.http.post(f"/v1/users/{user['user_id']}/deposits", json={
-            "currency": "EUR", "amount": "0.70", "reference": "more"})
+        r = await harness.http.post(
+            f"/v1/users/{user['user_id']}/deposits",
+            json={"currency": "EUR", "amount": "0.70", "reference": "more"},
+        )
         assert r.status_code == 201
         pushed = await ws.expect(815)
     assert (pushed["current_balance"], pushed["available_balance"], pushed["currency"]) == (
-        Decimal("13.0"), Decimal("13.0"), "EUR")
+        Decimal("13.0"),
+        Decimal("13.0"),
+        "EUR",
+    )
     assert "request_id" not in pushed["response_header"]
 
 
@@ -161,7 +178,8 @@ class _StuckSocket:
 
 
 async def test_a_client_that_does_not_read_is_dropped_not_waited_for(
-        actors: ActorHarness, autojump_clock: trio.testing.MockClock) -> None:
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
     from actors.registry import User
 
     actors.services.settings.outbox_messages = 3

@@ -15,8 +15,15 @@ from tests.conftest import Harness, WsClient
 TARGETS = "Argentina,Brazil,Argentina:1,Argentina:2,Brazil:7"
 # the fields 340, 3401 and 3402 share (seed 001)
 GAME_HEADER = {
-    "source_id", "game_id", "game_name", "type", "open_at", "live_start_at",
-    "live_finish_at", "close_at", "hashtag",
+    "source_id",
+    "game_id",
+    "game_name",
+    "type",
+    "open_at",
+    "live_start_at",
+    "live_finish_at",
+    "close_at",
+    "hashtag",
 }
 HOUR_MS = 3_600_000
 
@@ -85,8 +92,12 @@ def now_ms(harness: Harness) -> int:
 async def create_game(ws: WsClient, source_id: str, op: int = 370, **fields: Any) -> dict:
     """Op 370 (with the seed's actions and targets) or 3701, overridden by ``fields``;
     returns the 340 or 3401 (a 666 fails the test)."""
-    request = {"source_id": source_id, "game_name": "Argentina - Brazil", "type": "football",
-               "currency": "EUR"}
+    request = {
+        "source_id": source_id,
+        "game_name": "Argentina - Brazil",
+        "type": "football",
+        "currency": "EUR",
+    }
     if op == 370:
         request |= {"actions": ["Goal", "Offside"], "targets": TARGETS}
     return await ws.call(op, {370: 340, 3701: 3401}[op], **request | fields)
@@ -123,15 +134,23 @@ async def joined(ws: WsClient, game_id: str) -> None:
 
 
 async def binary_pool(ws: WsClient, game_id: str) -> str:
-    created = await ws.call(385, 350, game_id=game_id, description="Penalty shoot-out?",
-                            pool_type=3)
+    created = await ws.call(
+        385, 350, game_id=game_id, description="Penalty shoot-out?", pool_type=3
+    )
     assert created["res"] == 350 and created["pool_type"] == 3, created
     return created["pool_id"]
 
 
 async def team_pool(ws: WsClient, game_id: str, **fields: Any) -> str:
-    created = await ws.call(385, 350, game_id=game_id, description="Next goal",
-                            action="goal", targets="argentina,brazil", **fields)
+    created = await ws.call(
+        385,
+        350,
+        game_id=game_id,
+        description="Next goal",
+        action="goal",
+        targets="argentina,brazil",
+        **fields,
+    )
     assert created["res"] == 350, created
     return created["pool_id"]
 
@@ -207,8 +226,12 @@ async def test_create_and_open_answers_340_in_the_seed_shape(
 ) -> None:
     start_s = now_ms(harness) // 1000 + 3600  # times in seconds, as the seed sends them
     game = await create_game(
-        admin, source_id, open_at=start_s, live_start_at=start_s + 600,
-        live_finish_at=start_s + 6000, hashtag="#ArgBra",
+        admin,
+        source_id,
+        open_at=start_s,
+        live_start_at=start_s + 600,
+        live_finish_at=start_s + 6000,
+        hashtag="#ArgBra",
     )
     assert game["res"] == 340
     assert GAME_HEADER | {"actions", "targets"} <= set(game)
@@ -217,7 +240,9 @@ async def test_create_and_open_answers_340_in_the_seed_shape(
     assert game["actions"] == WIRE_ACTIONS
     assert game["targets"] == WIRE_TARGETS
     assert (game["open_at"], game["live_start_at"], game["live_finish_at"]) == (
-        start_s * 1000, (start_s + 600) * 1000, (start_s + 6000) * 1000
+        start_s * 1000,
+        (start_s + 600) * 1000,
+        (start_s + 6000) * 1000,
     )
     assert game["close_at"] is None
 
@@ -284,8 +309,13 @@ async def test_3702_refuses_open_and_closed_games(admin: WsClient, source_id: st
     ],
 )
 async def test_status_follows_open_and_live_start(
-    harness: Harness, admin: WsClient, source_id: str,
-    op: int, open_in: int, live_in: int, expected: str,
+    harness: Harness,
+    admin: WsClient,
+    source_id: str,
+    op: int,
+    open_in: int,
+    live_in: int,
+    expected: str,
 ) -> None:
     now = now_ms(harness)
     times = {"open_at": now + open_in, "live_start_at": now + live_in} if open_in or live_in else {}
@@ -308,8 +338,9 @@ async def test_become_admin_up_to_the_limit(
         assert (became["res"], became["game_id"]) == (640, game_id)
 
     async with client(harness, "second", "developer") as second:
-        r = await harness.http.post(f"/v1/sources/{source_id}/admins",
-                                    json={"user_id": second.user_id})
+        r = await harness.http.post(
+            f"/v1/sources/{source_id}/admins", json={"user_id": second.user_id}
+        )
         assert r.status_code == 200, r.text
         full = await second.call(616, 645, game_id=game_id)
         assert full["res"] == 645 and full["game_id"] == game_id
@@ -329,8 +360,19 @@ async def test_details_answer_342_with_status_and_past_events(
 ) -> None:
     details = await player.call(372, 342, game_id=game_id)
     assert {
-        "status", "game_id", "name", "hashtag", "past_events", "actions", "currency", "type",
-        "targets", "open_at", "live_start_at", "live_finish_at", "close_at",
+        "status",
+        "game_id",
+        "name",
+        "hashtag",
+        "past_events",
+        "actions",
+        "currency",
+        "type",
+        "targets",
+        "open_at",
+        "live_start_at",
+        "live_finish_at",
+        "close_at",
     } <= set(details)
     assert details["status"] == "game_in_progress_betting_active"
     assert (details["game_id"], details["name"]) == (game_id, "Argentina - Brazil")
@@ -342,7 +384,9 @@ async def test_details_answer_342_with_status_and_past_events(
     details = await player.call(372, 342, game_id=game_id)
     assert details["past_events"] == {
         event["event_id"]: {
-            "happened_at": event["happened_at"], "target_id": "argentina:1", "action_id": "goal"
+            "happened_at": event["happened_at"],
+            "target_id": "argentina:1",
+            "action_id": "goal",
         }
     }
 
@@ -355,8 +399,9 @@ async def test_update_answers_343_and_broadcasts_342(
     await refused(outsider, 373, "NOT_AUTHORIZED", game_id=game_id, targets="Chile")
     assert res_codes(await player.drain()) == []
 
-    updated = await admin.call(373, 343, game_id=game_id, actions=["Corner", "goal"],
-                               targets=["Brazil:9", "Argentina"])
+    updated = await admin.call(
+        373, 343, game_id=game_id, actions=["Corner", "goal"], targets=["Brazil:9", "Argentina"]
+    )
     assert set(updated) == {"response_header", "res", "game_id"}
     assert (updated["res"], updated["game_id"]) == (343, game_id)
     published = await player.expect(342)
@@ -383,14 +428,18 @@ async def test_join_and_leave_are_published(
     assert (joined_reply["res"], joined_reply["game_id"]) == (333, game_id)
     news = await admin.expect(470)
     assert {k: news[k] for k in ("game_id", "user_id", "user_name")} == {
-        "game_id": game_id, "user_id": player.user_id, "user_name": "player"
+        "game_id": game_id,
+        "user_id": player.user_id,
+        "user_name": "player",
     }
     assert (await player.call(363, 333, game_id=game_id))["res"] == 333  # again: no news
     left = await player.call(364, 334, game_id=game_id)
     assert (left["res"], left["game_id"]) == (334, game_id)
     news = await admin.expect(480)
     assert (news["game_id"], news["user_id"], news["user_name"]) == (
-        game_id, player.user_id, "player"
+        game_id,
+        player.user_id,
+        "player",
     )
     assert res_codes(await admin.drain()) == []
 
@@ -474,12 +523,20 @@ async def test_list_games_for_source_leaves_closed_games_out(
     reply = await player.call(380, 345, source_id=source_id)
     assert reply["res"] == 345
     assert reply["games"] == {
-        running: {"status": "game_in_progress_betting_active", "name": "Argentina - Brazil",
-                  "type": "football", "open_at": reply["games"][running]["open_at"],
-                  "close_at": later},
-        upcoming: {"status": "betting_not_yet_active", "name": "Chile - Peru",
-                   "type": "football", "open_at": reply["games"][upcoming]["open_at"],
-                   "close_at": None},
+        running: {
+            "status": "game_in_progress_betting_active",
+            "name": "Argentina - Brazil",
+            "type": "football",
+            "open_at": reply["games"][running]["open_at"],
+            "close_at": later,
+        },
+        upcoming: {
+            "status": "betting_not_yet_active",
+            "name": "Chile - Peru",
+            "type": "football",
+            "open_at": reply["games"][upcoming]["open_at"],
+            "close_at": None,
+        },
     }
     await refused(player, 380, "MISSING_PARAMETER")
     await refused(player, 380, "NOT_FOUND", source_id="no-such-source")
@@ -522,18 +579,26 @@ async def test_source_admins_need_616_for_pools_and_events(
 ) -> None:
     pool_id = await binary_pool(admin, game_id)
     async with client(harness, "second", "developer") as second:
-        r = await harness.http.post(f"/v1/sources/{source_id}/admins",
-                                    json={"user_id": second.user_id})
+        r = await harness.http.post(
+            f"/v1/sources/{source_id}/admins", json={"user_id": second.user_id}
+        )
         assert r.status_code == 200, r.text
         await refused(second, 385, "NOT_AUTHORIZED", game_id=game_id, pool_type=3)
-        await refused(second, 395, "NOT_AUTHORIZED", game_id=game_id, action_id="goal",
-                      target_id="argentina:1")
+        await refused(
+            second,
+            395,
+            "NOT_AUTHORIZED",
+            game_id=game_id,
+            action_id="goal",
+            target_id="argentina:1",
+        )
         await refused(second, 396, "NOT_AUTHORIZED", pool_id=pool_id, target="yes")
         # source-level ops need no 616
         assert (await second.call(373, 343, game_id=game_id, targets="Chile"))["res"] == 343
         assert (await second.call(616, 640, game_id=game_id))["res"] == 640
-        assert (await second.call(395, 366, game_id=game_id, action_id="goal",
-                                  target_id="argentina:1"))["res"] == 366
+        assert (
+            await second.call(395, 366, game_id=game_id, action_id="goal", target_id="argentina:1")
+        )["res"] == 366
 
 
 # -- malformed requests -------------------------------------------------------------------
@@ -564,8 +629,16 @@ MALFORMED = [
     (370, {"source_id": SOURCE, "game_name": "X", "currency": "E1R"}, "INVALID_PARAMETER"),
     (370, {"source_id": SOURCE, "game_name": "X", "currency": 978}, "INVALID_PARAMETER"),
     (370, {"source_id": SOURCE, "game_name": "X", "close_at": 1417104170}, "INVALID_PARAMETER"),
-    (370, {"source_id": SOURCE, "game_name": "X", "open_at": 4102444800000,
-           "close_at": 4070908800000}, "INVALID_PARAMETER"),  # closes in 2099, opens in 2100
+    (
+        370,
+        {
+            "source_id": SOURCE,
+            "game_name": "X",
+            "open_at": 4102444800000,
+            "close_at": 4070908800000,
+        },
+        "INVALID_PARAMETER",
+    ),  # closes in 2099, opens in 2100
     (370, {"source_id": SOURCE, "game_name": "X", "open_at": "soon"}, "INVALID_PARAMETER"),
     (370, {"source_id": SOURCE, "game_name": "X", "open_at": -5}, "INVALID_PARAMETER"),
     (370, {"source_id": SOURCE, "game_name": "X", "targets": {"a": 1}}, "INVALID_PARAMETER"),
@@ -581,8 +654,10 @@ MALFORMED = [
 async def test_malformed_requests_are_refused_without_effect(
     admin: WsClient, source_id: str, game_id: str, op: int, fields: dict[str, Any], code: str
 ) -> None:
-    fields = {k: {SOURCE: source_id, GAME: game_id}.get(v, v) if isinstance(v, str) else v
-              for k, v in fields.items()}
+    fields = {
+        k: {SOURCE: source_id, GAME: game_id}.get(v, v) if isinstance(v, str) else v
+        for k, v in fields.items()
+    }
     before = (await listed(admin, source_id), await admin.call(372, 342, game_id=game_id))
     await refused(admin, op, code, **fields)
     after = (await listed(admin, source_id), await admin.call(372, 342, game_id=game_id))

@@ -25,8 +25,11 @@ from tests.test_pool_timers import aggregates
 D = Decimal
 HUNDRED = {"current": D("100"), "available": D("100"), "exposure": D("0")}
 TEAMS = {"description": "Next goal by team", "action": "Goal", "targets": "argentina,brazil"}
-PLAYERS = {"description": "Next goal by player", "action": "goal",
-           "targets": "argentina:1,argentina:2,brazil:7"}
+PLAYERS = {
+    "description": "Next goal by player",
+    "action": "goal",
+    "targets": "argentina:1,argentina:2,brazil:7",
+}
 BINARY = {"description": "Will Brazil score?", "pool_type": "3", "action": "", "targets": ""}
 
 
@@ -52,8 +55,9 @@ class Table:
         return str(self.ids[name])
 
     async def pool(self, **fields: Any) -> str:
-        created = await self.admin.call(385, 350, game_id=self.game_id,
-                                        **{"pool_type": "1", **TEAMS, **fields})
+        created = await self.admin.call(
+            385, 350, game_id=self.game_id, **{"pool_type": "1", **TEAMS, **fields}
+        )
         return created["pool_id"]
 
     async def bet(self, name: str, pool_id: str, target: str, amount: Any) -> dict[str, Any]:
@@ -80,8 +84,13 @@ async def table(harness: Harness, *names: str, deposit: str = "100.00") -> Async
         for name, user in users.items():
             players[name] = await stack.enter_async_context(harness.connect(user))
             await players[name].call(363, 333, game_id=game_id)
-        yield Table(harness, game_id, admin_ws, players,
-                    {name: user["user_id"] for name, user in users.items()})
+        yield Table(
+            harness,
+            game_id,
+            admin_ws,
+            players,
+            {name: user["user_id"] for name, user in users.items()},
+        )
 
 
 async def refused(ws: WsClient, op: int, code: str, **fields: Any) -> dict[str, Any]:
@@ -104,42 +113,68 @@ async def expect_pool(ws: WsClient, res: int, pool_id: str, timeout: float = 5) 
 # -- 385 create -------------------------------------------------------------------------
 
 
-async def test_create_pool_confirms_350_and_broadcasts_the_full_pool_352(
-        harness: Harness) -> None:
+async def test_create_pool_confirms_350_and_broadcasts_the_full_pool_352(harness: Harness) -> None:
     async with table(harness, "alice") as t:
         # the seed's own request, strings and blanks included
         created = await t.admin.call(
-            385, 350, game_id=t.game_id, description="Next Goal By Team", action="Goal",
-            targets="argentina,brazil", pool_type="1", start_at="", finish_at="",
-            stop_accepting_bets_at="", recreate_on_end="False")
+            385,
+            350,
+            game_id=t.game_id,
+            description="Next Goal By Team",
+            action="Goal",
+            targets="argentina,brazil",
+            pool_type="1",
+            start_at="",
+            finish_at="",
+            stop_accepting_bets_at="",
+            recreate_on_end="False",
+        )
         pool_id = created["pool_id"]
         assert uuid.UUID(pool_id)
         assert {k: created[k] for k in ("res", "game_id", "description", "pool_type")} == {
-            "res": 350, "game_id": t.game_id, "description": "Next Goal By Team", "pool_type": 1}
+            "res": 350,
+            "game_id": t.game_id,
+            "description": "Next Goal By Team",
+            "pool_type": 1,
+        }
         announced = await t["alice"].expect(352)
         assert announced["response_header"].get("request_id") is None
-        empty_target = {"backing_people": 0, "to_win_if_backed": D("1.0"),
-                        "backing_money": D("0")}
+        empty_target = {"backing_people": 0, "to_win_if_backed": D("1.0"), "backing_money": D("0")}
         assert announced == {
-            "response_header": announced["response_header"], "res": 352,
-            "game_id": t.game_id, "pool_id": pool_id, "description": "Next Goal By Team",
-            "pool_type": 1, "action": "goal", "people_involved": 0,
-            "money_at_stake": D("0"), "target_level": 1,
+            "response_header": announced["response_header"],
+            "res": 352,
+            "game_id": t.game_id,
+            "pool_id": pool_id,
+            "description": "Next Goal By Team",
+            "pool_type": 1,
+            "action": "goal",
+            "people_involved": 0,
+            "money_at_stake": D("0"),
+            "target_level": 1,
             "targets": {
-                "argentina": {**empty_target,
-                              "display_name": {"symbol": "arg", "display_name": "Argentina"}},
-                "brazil": {**empty_target,
-                           "display_name": {"symbol": "bra", "display_name": "Brazil"}},
-                "none": {**empty_target,
-                         "display_name": {"symbol": "non", "display_name": "None"}},
+                "argentina": {
+                    **empty_target,
+                    "display_name": {"symbol": "arg", "display_name": "Argentina"},
+                },
+                "brazil": {
+                    **empty_target,
+                    "display_name": {"symbol": "bra", "display_name": "Brazil"},
+                },
+                "none": {**empty_target, "display_name": {"symbol": "non", "display_name": "None"}},
             },
-            "start_at": announced["start_at"], "finish_at": None,
-            "stop_accepting_bets_at": None, "takeout": D("0"), "currency": "EUR",
+            "start_at": announced["start_at"],
+            "finish_at": None,
+            "stop_accepting_bets_at": None,
+            "takeout": D("0"),
+            "currency": "EUR",
         }
         assert abs(announced["start_at"] - t.now) < 5_000
         # the creator is a subscriber too: it gets the broadcast besides its 350
         assert (await expect_pool(t.admin, 352, pool_id))["targets"].keys() == {
-            "argentina", "brazil", "none"}
+            "argentina",
+            "brazil",
+            "none",
+        }
 
 
 async def test_create_pool_refusals_change_nothing(harness: Harness) -> None:
@@ -176,7 +211,10 @@ async def test_bet_is_confirmed_356_with_its_id_and_exact_amount(harness: Harnes
         assert placed["pool_id"] == pool_id and uuid.UUID(placed["bet_id"])
         assert placed["amount"] == D("10.5") and str(placed["amount"]) == "10.5"
         assert await t.balance("alice") == {
-            "current": D("100"), "available": D("89.5"), "exposure": D("10.5")}
+            "current": D("100"),
+            "available": D("89.5"),
+            "exposure": D("10.5"),
+        }
         # adding to the target already backed is fine; a JSON number works too
         again = await t.bet("alice", pool_id, "brazil", D("0.25"))
         assert again["bet_id"] != placed["bet_id"] and again["amount"] == D("0.25")
@@ -200,43 +238,47 @@ async def test_bet_refusals_leave_balances_unchanged(harness: Harness) -> None:
             ("MISSING_PARAMETER", "brazil", "", None),
         ]
         for code, target, amount, limit in cases:
-            reply = await refused(t["alice"], 392, code, pool_id=pool_id, target=target,
-                                  amount=amount)
+            reply = await refused(
+                t["alice"], 392, code, pool_id=pool_id, target=target, amount=amount
+            )
             assert reply.get("limit") == limit, reply
             if limit in ("min_stake", "max_stake"):
                 assert reply[limit] == {"min_stake": D("1"), "max_stake": D("90")}[limit]
                 assert limit in reply["text"]
             assert await t.balance("alice") == before, (code, amount)
-        await refused(t["alice"], 392, "NOT_FOUND", pool_id=str(uuid.uuid4()), target="brazil",
-                      amount="1")
+        await refused(
+            t["alice"], 392, "NOT_FOUND", pool_id=str(uuid.uuid4()), target="brazil", amount="1"
+        )
         # the limits themselves are fine, on the one target alice backs
         await t.bet("alice", pool_id, "brazil", "1")
         await t.bet("alice", pool_id, "brazil", "84")
         assert await t.balance("alice") == {
-            "current": D("100"), "available": D("0"), "exposure": D("100")}
+            "current": D("100"),
+            "available": D("0"),
+            "exposure": D("100"),
+        }
 
 
 async def test_bets_are_refused_in_blocked_resolved_and_stopped_pools(harness: Harness) -> None:
     async with table(harness, "alice", "bob") as t:
         blocked = await t.pool()
         await t.admin.call(397, 368, pool_id=blocked)
-        await refused(t["alice"], 392, "POOL_BLOCKED", pool_id=blocked, target="brazil",
-                      amount="1")
+        await refused(t["alice"], 392, "POOL_BLOCKED", pool_id=blocked, target="brazil", amount="1")
         await t.admin.call(398, 369, pool_id=blocked)
         await t.bet("alice", blocked, "brazil", "1")
 
         resolved = await t.pool()
         await t.bet("bob", resolved, "brazil", "1")
         await t.admin.call(396, 362, pool_id=resolved, target="brazil")
-        await refused(t["alice"], 392, "POOL_CLOSED", pool_id=resolved, target="brazil",
-                      amount="1")
+        await refused(t["alice"], 392, "POOL_CLOSED", pool_id=resolved, target="brazil", amount="1")
 
         stopping = await t.pool(stop_accepting_bets_at=t.now + 300)
         await t.bet("bob", stopping, "argentina", "2")
         await trio.sleep(0.35)
         before = await t.balance("bob")
-        await refused(t["bob"], 392, "POOL_CLOSED", pool_id=stopping, target="argentina",
-                      amount="1")
+        await refused(
+            t["bob"], 392, "POOL_CLOSED", pool_id=stopping, target="argentina", amount="1"
+        )
         assert await t.balance("bob") == before
         # no longer betting, but still open: it resolves as usual
         result = await t.admin.call(396, 362, pool_id=stopping, target="argentina")
@@ -248,8 +290,7 @@ async def test_blocked_user_cannot_bet(harness: Harness) -> None:
         pool_id = await t.pool()
         r = await harness.http.post(f"/v1/users/{t.ids['alice']}/block")
         assert r.status_code == 200, r.text
-        await refused(t["alice"], 392, "USER_BLOCKED", pool_id=pool_id, target="brazil",
-                      amount="1")
+        await refused(t["alice"], 392, "USER_BLOCKED", pool_id=pool_id, target="brazil", amount="1")
         assert await t.balance("alice") == HUNDRED
         await harness.http.post(f"/v1/users/{t.ids['alice']}/unblock")
         await t.bet("alice", pool_id, "brazil", "1")
@@ -261,17 +302,34 @@ async def test_blocked_user_cannot_bet(harness: Harness) -> None:
 async def test_distribution_shows_own_bets_and_whole_pool_odds(harness: Harness) -> None:
     async with table(harness, "alice", "bob", "carol") as t:
         pool_id = await t.pool(takeout="0.1")
-        bets = {name: await t.bet(name, pool_id, target, amount)
-                for name, target, amount in (("alice", "brazil", "1"), ("bob", "brazil", "2"),
-                                             ("carol", "argentina", "1"))}
+        bets = {
+            name: await t.bet(name, pool_id, target, amount)
+            for name, target, amount in (
+                ("alice", "brazil", "1"),
+                ("bob", "brazil", "2"),
+                ("carol", "argentina", "1"),
+            )
+        }
         # T = 4, N = 4 - floor(0.4) = 3.6; one more unit: T' = 5, N' = 5 - 0.5 = 4.5
         odds = {
-            "brazil": {"amount_total": D("3"), "backing_people": 2,
-                       "multiplier": D("1.2"), "to_win_if_backed": D("1.125")},  # 3.6/3, 4.5/4
-            "argentina": {"amount_total": D("1"), "backing_people": 1,
-                          "multiplier": D("3.6"), "to_win_if_backed": D("2.25")},  # 3.6/1, 4.5/2
-            "none": {"amount_total": D("0"), "backing_people": 0,
-                     "multiplier": D("1"), "to_win_if_backed": D("4.5")},  # empty; 4.5/1
+            "brazil": {
+                "amount_total": D("3"),
+                "backing_people": 2,
+                "multiplier": D("1.2"),
+                "to_win_if_backed": D("1.125"),
+            },  # 3.6/3, 4.5/4
+            "argentina": {
+                "amount_total": D("1"),
+                "backing_people": 1,
+                "multiplier": D("3.6"),
+                "to_win_if_backed": D("2.25"),
+            },  # 3.6/1, 4.5/2
+            "none": {
+                "amount_total": D("0"),
+                "backing_people": 0,
+                "multiplier": D("1"),
+                "to_win_if_backed": D("4.5"),
+            },  # empty; 4.5/1
         }
 
         def bet_ids(distribution: dict[str, Any]) -> dict[str, set[str]]:
@@ -281,7 +339,10 @@ async def test_distribution_shows_own_bets_and_whole_pool_odds(harness: Harness)
         assert mine["pool_id"] == pool_id and mine["target_level"] == 1
         assert aggregates(mine["distribution"]) == odds
         assert bet_ids(mine["distribution"]) == {
-            "brazil": {bets["alice"]["bet_id"]}, "argentina": set(), "none": set()}
+            "brazil": {bets["alice"]["bet_id"]},
+            "argentina": set(),
+            "none": set(),
+        }
         row = mine["distribution"]["brazil"]["bets"][bets["alice"]["bet_id"]]
         assert row["amount"] == D("1") and row["user_id"] == t.ids["alice"]
         assert abs(row["placed_at"] - t.now) < 5_000
@@ -290,7 +351,9 @@ async def test_distribution_shows_own_bets_and_whole_pool_odds(harness: Harness)
         everything = await t.admin.call(393, 360, pool_id=pool_id)
         assert bet_ids(everything["distribution"]) == {
             "brazil": {bets["alice"]["bet_id"], bets["bob"]["bet_id"]},
-            "argentina": {bets["carol"]["bet_id"]}, "none": set()}
+            "argentina": {bets["carol"]["bet_id"]},
+            "none": set(),
+        }
         assert aggregates(everything["distribution"]) == odds
         await refused(t["alice"], 393, "NOT_FOUND", pool_id=str(uuid.uuid4()))
 
@@ -310,9 +373,15 @@ async def test_listings_387_to_390_per_user(harness: Harness) -> None:
         everything = await listing(t["alice"], 387, 3535)
         assert everything.keys() == {goals, offsides}
         entry = everything[goals]
-        assert (entry["pool_id"], entry["description"], entry["type"], entry["action_id"],
-                entry["money_at_stake"], entry["people_involved"], entry["target_level"]) == (
-            goals, "Next goal by team", 1, "goal", D("50"), 2, 1)
+        assert (
+            entry["pool_id"],
+            entry["description"],
+            entry["type"],
+            entry["action_id"],
+            entry["money_at_stake"],
+            entry["people_involved"],
+            entry["target_level"],
+        ) == (goals, "Next goal by team", 1, "goal", D("50"), 2, 1)
         assert entry["distributions"]["brazil"]["bets"].keys() == {alice_bet["bet_id"]}
         assert entry["distributions"]["argentina"]["bets"] == {}
         assert entry["distributions"]["argentina"]["amount_total"] == D("30")
@@ -328,8 +397,10 @@ async def test_listings_387_to_390_per_user(harness: Harness) -> None:
         await t.admin.call(396, 362, pool_id=goals, target="brazil")
         assert (await listing(t["alice"], 387, 3535)).keys() == {offsides}
         assert await listing(t["alice"], 389, 354) == {}
-        for name, backed, winnings in (("alice", {"brazil": D("20")}, D("50")),
-                                       ("bob", {"argentina": D("30")}, D("0"))):
+        for name, backed, winnings in (
+            ("alice", {"brazil": D("20")}, D("50")),
+            ("bob", {"argentina": D("30")}, D("0")),
+        ):
             resolved = await listing(t[name], 390, 355)
             assert resolved.keys() == {goals}
             entry = resolved[goals]
@@ -358,14 +429,12 @@ async def test_block_and_allow_a_pool_now_and_later(harness: Harness) -> None:
         await t.bet("alice", pool_id, "brazil", "1")  # not yet
         fired = await expect_pool(t["alice"], 368, pool_id)
         assert fired["blocked_at"] >= at
-        await refused(t["alice"], 392, "POOL_BLOCKED", pool_id=pool_id, target="brazil",
-                      amount="1")
+        await refused(t["alice"], 392, "POOL_BLOCKED", pool_id=pool_id, target="brazil", amount="1")
 
         at = t.now + 300
         scheduled = await t.admin.call(398, 369, pool_id=pool_id, allow_at=at)
         assert scheduled["allowed_at"] == at
-        await refused(t["alice"], 392, "POOL_BLOCKED", pool_id=pool_id, target="brazil",
-                      amount="1")
+        await refused(t["alice"], 392, "POOL_BLOCKED", pool_id=pool_id, target="brazil", amount="1")
         assert (await expect_pool(t["alice"], 369, pool_id))["allowed_at"] >= at
         await t.bet("alice", pool_id, "brazil", "1")
 
@@ -389,8 +458,9 @@ async def test_block_and_allow_every_pool_of_an_action(harness: Harness) -> None
         assert (await t["alice"].expect(370))["blocked_at"] == reply["blocked_at"]
         await per_pool(368, "blocked_at")
         for pool_id, target in backed.items():
-            await refused(t["alice"], 392, "POOL_BLOCKED", pool_id=pool_id, target=target,
-                          amount="1")
+            await refused(
+                t["alice"], 392, "POOL_BLOCKED", pool_id=pool_id, target=target, amount="1"
+            )
         await t.bet("alice", offsides, "brazil", "1")  # another action: untouched
 
         reply = await t.admin.call(3985, 371, game_id=t.game_id, action="goal")
@@ -402,8 +472,9 @@ async def test_block_and_allow_every_pool_of_an_action(harness: Harness) -> None
         assert reply["blocked_at"] == at
         fired = await per_pool(368, "blocked_at")
         assert all(when >= at for when in fired.values())
-        reply = await t.admin.call(3985, 371, game_id=t.game_id, action="goal",
-                                   allow_at=t.now + 300)
+        reply = await t.admin.call(
+            3985, 371, game_id=t.game_id, action="goal", allow_at=t.now + 300
+        )
         await per_pool(369, "allowed_at")
         await refused(t.admin, 3975, "INVALID_PARAMETER", game_id=t.game_id, action="corner")
 
@@ -418,8 +489,9 @@ async def test_binary_pool_resolves_only_by_hand(harness: Harness) -> None:
         assert announced["targets"].keys() == {"yes", "no"}
         await t.bet("alice", pool_id, "yes", "10")
         await t.bet("bob", pool_id, "no", "30")
-        event = await t.admin.call(395, 366, game_id=t.game_id, action_id="goal",
-                                   target_id="brazil:7")
+        event = await t.admin.call(
+            395, 366, game_id=t.game_id, action_id="goal", target_id="brazil:7"
+        )
         assert event["res"] == 366
         await trio.sleep(0.05)
         assert [m for m in await t["alice"].drain() if m["res"] == 362] == []
@@ -428,13 +500,17 @@ async def test_binary_pool_resolves_only_by_hand(harness: Harness) -> None:
 
         result = await t.admin.call(396, 362, pool_id=pool_id, target="Yes")
         assert (result["pool_id"], result["game_id"], result["winning_target"]) == (
-            pool_id, t.game_id, "yes")
+            pool_id,
+            t.game_id,
+            "yes",
+        )
         assert result["winners"] == {t.uid("alice"): D("40")}
         assert result["losers"] == [t.ids["bob"]]
         assert (result["invalidated_bettors"], result["is_money_return"]) == ([], False)
         broadcast = await expect_pool(t["bob"], 362, pool_id)
         assert {k: v for k, v in broadcast.items() if k != "response_header"} == {
-            k: v for k, v in result.items() if k != "response_header"}
+            k: v for k, v in result.items() if k != "response_header"
+        }
         for name, current in (("alice", D("130")), ("bob", D("70"))):
             assert (await t[name].expect(815))["current_balance"] == current
         await refused(t.admin, 396, "POOL_CLOSED", pool_id=pool_id, target="no")
@@ -450,8 +526,7 @@ async def test_void_refunds_everyone(harness: Harness) -> None:
         await t.drain_all()
         result = await t.admin.call(399, 362, pool_id=pool_id)
         assert result["is_money_return"] is True
-        assert (result["winners"], result["losers"], result["invalidated_bettors"]) == (
-            {}, [], [])
+        assert (result["winners"], result["losers"], result["invalidated_bettors"]) == ({}, [], [])
         for name in ("alice", "bob"):
             assert (await expect_pool(t[name], 362, pool_id))["is_money_return"] is True
             assert (await t[name].expect(815))["current_balance"] == D("100")
@@ -459,8 +534,7 @@ async def test_void_refunds_everyone(harness: Harness) -> None:
         await refused(t.admin, 399, "POOL_CLOSED", pool_id=pool_id)
 
 
-async def test_events_resolve_team_and_player_pools_on_the_event_path(
-        harness: Harness) -> None:
+async def test_events_resolve_team_and_player_pools_on_the_event_path(harness: Harness) -> None:
     async with table(harness, "alice", "bob") as t:
         teams = await t.pool()
         players = await t.pool(**PLAYERS)
@@ -472,19 +546,40 @@ async def test_events_resolve_team_and_player_pools_on_the_event_path(
         await t.bet("bob", players, "brazil:7", "5")
         await t.bet("bob", binary, "no", "5")
         for target in ("argentina", "none", "uruguay"):  # a team with players, none, unknown
-            await refused(t.admin, 395, "INVALID_TARGET", game_id=t.game_id, action_id="goal",
-                          target_id=target)
-        await refused(t.admin, 395, "INVALID_PARAMETER", game_id=t.game_id,
-                      action_id="corner", target_id="argentina:1")
+            await refused(
+                t.admin,
+                395,
+                "INVALID_TARGET",
+                game_id=t.game_id,
+                action_id="goal",
+                target_id=target,
+            )
+        await refused(
+            t.admin,
+            395,
+            "INVALID_PARAMETER",
+            game_id=t.game_id,
+            action_id="corner",
+            target_id="argentina:1",
+        )
         await t.drain_all()
 
-        event = await t.admin.call(395, 366, game_id=t.game_id, action_id="Goal",
-                                   target_id="Argentina:1")
+        event = await t.admin.call(
+            395, 366, game_id=t.game_id, action_id="Goal", target_id="Argentina:1"
+        )
         assert (event["action_id"], event["target_id"], event["game_id"]) == (
-            "goal", "argentina:1", t.game_id)
+            "goal",
+            "argentina:1",
+            t.game_id,
+        )
         assert abs(event["happened_at"] - t.now) < 5_000
-        results = {m["pool_id"]: m for m in (await expect_pool(t["bob"], 362, teams),
-                                             await expect_pool(t["bob"], 362, players))}
+        results = {
+            m["pool_id"]: m
+            for m in (
+                await expect_pool(t["bob"], 362, teams),
+                await expect_pool(t["bob"], 362, players),
+            )
+        }
         assert results[teams]["winning_target"] == "argentina"
         assert results[teams]["winners"] == {t.uid("alice"): D("20")}
         assert results[players]["winning_target"] == "argentina:1"
@@ -497,11 +592,13 @@ async def test_events_resolve_team_and_player_pools_on_the_event_path(
         assert (await t["alice"].expect(815))["current_balance"] in (D("105"), D("110"))
         assert (await t["alice"].expect(815))["current_balance"] == D("115")
         assert (await t.balance("bob")) == {
-            "current": D("85"), "available": D("80"), "exposure": D("5")}
+            "current": D("85"),
+            "available": D("80"),
+            "exposure": D("5"),
+        }
 
 
-async def test_bets_placed_after_the_event_are_invalidated_and_refunded(
-        harness: Harness) -> None:
+async def test_bets_placed_after_the_event_are_invalidated_and_refunded(harness: Harness) -> None:
     async with table(harness, "alice", "bob", "carol") as t:
         pool_id = await t.pool(takeout="0.1")
         await t.bet("alice", pool_id, "brazil", "10")
@@ -511,8 +608,14 @@ async def test_bets_placed_after_the_event_are_invalidated_and_refunded(
         await trio.sleep(0.01)
         await t.bet("bob", pool_id, "brazil", "20")  # after the goal, before it is registered
         await t.drain_all()
-        await t.admin.call(395, 366, game_id=t.game_id, action_id="goal", target_id="brazil:7",
-                           happened_at=happened_at)
+        await t.admin.call(
+            395,
+            366,
+            game_id=t.game_id,
+            action_id="goal",
+            target_id="brazil:7",
+            happened_at=happened_at,
+        )
         result = await expect_pool(t["alice"], 362, pool_id)
         # valid T = 40, N = 36, W = 10: alice gets 36.00; bob's 20 comes back
         assert result["winners"] == {t.uid("alice"): D("36")}
@@ -522,7 +625,10 @@ async def test_bets_placed_after_the_event_are_invalidated_and_refunded(
         for name, current in (("alice", D("126")), ("bob", D("100")), ("carol", D("70"))):
             assert (await t[name].expect(815))["current_balance"] == current
             assert await t.balance(name) == {
-                "current": current, "available": current, "exposure": D("0")}
+                "current": current,
+                "available": current,
+                "exposure": D("0"),
+            }
 
 
 async def test_only_game_admins_may_run_admin_ops(harness: Harness) -> None:
@@ -557,8 +663,9 @@ async def test_distribution_broadcasts_are_coalesced(harness: Harness) -> None:
         sent: dict[str, list[str]] = {name: [] for name in backs}
         for i in range(8):
             for name, target in backs.items():
-                request_id = await t[name].send(392, pool_id=pool_id, target=target,
-                                                amount=f"1.{i}5")
+                request_id = await t[name].send(
+                    392, pool_id=pool_id, target=target, amount=f"1.{i}5"
+                )
                 sent[name].append(request_id)
         bet_ids = []
         for name, request_ids in sent.items():
@@ -570,10 +677,15 @@ async def test_distribution_broadcasts_are_coalesced(harness: Harness) -> None:
         broadcasts = [m for m in await t["dave"].drain() if m["res"] == 360]
         assert all(m["pool_id"] == pool_id for m in broadcasts)
         assert 1 <= len(broadcasts) < len(bet_ids)
-        seen = Counter(bet_id for m in broadcasts for row in m["distribution"].values()
-                       for bet_id in row["bets"])
+        seen = Counter(
+            bet_id
+            for m in broadcasts
+            for row in m["distribution"].values()
+            for bet_id in row["bets"]
+        )
         assert seen == Counter(bet_ids)  # every bet in exactly one 360
         final = await t.admin.call(393, 360, pool_id=pool_id)
         assert aggregates(broadcasts[-1]["distribution"]) == aggregates(final["distribution"])
         assert final["distribution"]["brazil"]["amount_total"] == sum(
-            D(f"1.{i}5") for i in range(8))
+            D(f"1.{i}5") for i in range(8)
+        )

@@ -30,9 +30,12 @@ from tote.server import Server, ServerConfig
 async def _user(http: httpx.AsyncClient, name: str, roles: list[str], deposit: str) -> dict:
     user = (await http.post("/v1/users", json={"name": name, "roles": roles})).json()
     user["session_key"] = (await http.post(f"/v1/users/{user['user_id']}/sessions")).json()[
-        "session_key"]
-    await http.post(f"/v1/users/{user['user_id']}/deposits",
-                    json={"currency": "EUR", "amount": deposit, "reference": name})
+        "session_key"
+    ]
+    await http.post(
+        f"/v1/users/{user['user_id']}/deposits",
+        json={"currency": "EUR", "amount": deposit, "reference": name},
+    )
     return user
 
 
@@ -53,22 +56,36 @@ async def _call(ws, op: int, **fields) -> dict:
 async def run(clients: int, bets: int, synchronous: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(rate_per_second=1e9, rate_burst=10**9)
-        server = Server(ServerConfig(data_dir=Path(tmp), ws_port=0, http_port=0,
-                                     synchronous=synchronous, settings=settings))
+        server = Server(
+            ServerConfig(
+                data_dir=Path(tmp),
+                ws_port=0,
+                http_port=0,
+                synchronous=synchronous,
+                settings=settings,
+            )
+        )
         async with trio.open_nursery() as nursery:
             ep = await nursery.start(server.run)
-            http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{ep.http_port}",
-                                     headers={"Authorization": f"Bearer {ep.operator_key}"})
+            http = httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{ep.http_port}",
+                headers={"Authorization": f"Bearer {ep.operator_key}"},
+            )
             admin = await _user(http, "admin", ["developer"], "1")
             players = [await _user(http, f"p{i}", [], "100000") for i in range(clients)]
             async with open_websocket_url(_url(ep.ws_port, admin)) as aws:
                 source = await _call(aws, 365, source_name="bench")
-                game = await _call(aws, 370, source_id=source["source_id"], game_name="A - B",
-                                   actions="goal", targets="a,b")
+                game = await _call(
+                    aws,
+                    370,
+                    source_id=source["source_id"],
+                    game_name="A - B",
+                    actions="goal",
+                    targets="a,b",
+                )
                 await _call(aws, 616, game_id=game["game_id"])
                 await _call(aws, 363, game_id=game["game_id"])
-                pool = await _call(aws, 385, game_id=game["game_id"], action="goal",
-                                   targets="a,b")
+                pool = await _call(aws, 385, game_id=game["game_id"], action="goal", targets="a,b")
                 latencies: list[float] = []
 
                 async def player(user: dict, n: int) -> None:
@@ -76,8 +93,9 @@ async def run(clients: int, bets: int, synchronous: str) -> dict[str, float]:
                         target = "a" if n % 2 else "b"
                         for _ in range(bets):
                             start = time.perf_counter()
-                            reply = await _call(ws, 392, pool_id=pool["pool_id"],
-                                                target=target, amount="1.25")
+                            reply = await _call(
+                                ws, 392, pool_id=pool["pool_id"], target=target, amount="1.25"
+                            )
                             assert reply["res"] == 356, reply
                             latencies.append(time.perf_counter() - start)
 

@@ -50,9 +50,12 @@ async def _serve(config: ServerConfig) -> None:
     server = Server(config)
     async with trio.open_nursery() as nursery:
         endpoints = await nursery.start(server.run)
-        print(f"tote ready: websocket ws://{config.host}:{endpoints.ws_port}  "
-              f"http http://{config.host}:{endpoints.http_port}  "
-              f"data {config.data_dir}", flush=True)
+        print(
+            f"tote ready: websocket ws://{config.host}:{endpoints.ws_port}  "
+            f"http http://{config.host}:{endpoints.http_port}  "
+            f"data {config.data_dir}",
+            flush=True,
+        )
         print(f"operator key: {endpoints.operator_key}", flush=True)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for _ in signals:
@@ -68,12 +71,16 @@ def _currency(text: str) -> str:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    config = ServerConfig(data_dir=args.data_dir, host=args.host, ws_port=args.ws_port,
-                          http_port=args.http_port, operator_key=args.operator_key,
-                          synchronous=args.synchronous,
-                          settings=Settings(default_currency=args.currency))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    config = ServerConfig(
+        data_dir=args.data_dir,
+        host=args.host,
+        ws_port=args.ws_port,
+        http_port=args.http_port,
+        operator_key=args.operator_key,
+        synchronous=args.synchronous,
+        settings=Settings(default_currency=args.currency),
+    )
     trio.run(_serve, config)
     return 0
 
@@ -91,12 +98,15 @@ def operator_key(args: argparse.Namespace) -> str:
     try:
         return path.read_text().strip()
     except OSError as error:
-        raise CliError(f"no operator key: pass --operator-key, set TOTE_OPERATOR_KEY, "
-                       f"or point --data-dir at the server's data ({error})") from None
+        raise CliError(
+            f"no operator key: pass --operator-key, set TOTE_OPERATOR_KEY, "
+            f"or point --data-dir at the server's data ({error})"
+        ) from None
 
 
-def call(args: argparse.Namespace, method: str, path: str, body: Any = None, *,
-         auth: bool = True) -> tuple[int, bytes]:
+def call(
+    args: argparse.Namespace, method: str, path: str, body: Any = None, *, auth: bool = True
+) -> tuple[int, bytes]:
     """One HTTP call; returns (status, body) for any HTTP answer, raises CliError when
     there is no answer."""
     url = (args.url or os.environ.get("TOTE_URL") or DEFAULT_URL).rstrip("/") + path
@@ -149,9 +159,17 @@ def _user_create(a: argparse.Namespace) -> Call:
 def _money(kind: str) -> Callable[[argparse.Namespace], Call]:
     def build(a: argparse.Namespace) -> Call:
         # The amount goes as a string: the server parses its exact decimal text.
-        return "POST", f"/v1/users/{a.user_id}/{kind}", {
-            "currency": a.currency, "amount": a.amount,
-            "reference": a.reference or str(uuid.uuid4())}, True
+        return (
+            "POST",
+            f"/v1/users/{a.user_id}/{kind}",
+            {
+                "currency": a.currency,
+                "amount": a.amount,
+                "reference": a.reference or str(uuid.uuid4()),
+            },
+            True,
+        )
+
     return build
 
 
@@ -164,8 +182,12 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Call]] = {
     "balances": lambda a: ("GET", f"/v1/users/{a.user_id}/balances", None, True),
     "block": lambda a: ("POST", f"/v1/users/{a.user_id}/block", None, True),
     "unblock": lambda a: ("POST", f"/v1/users/{a.user_id}/unblock", None, True),
-    "source-admin add": lambda a: ("POST", f"/v1/sources/{a.source_id}/admins",
-                                   {"user_id": a.user_id}, True),
+    "source-admin add": lambda a: (
+        "POST",
+        f"/v1/sources/{a.source_id}/admins",
+        {"user_id": a.user_id},
+        True,
+    ),
     "audit": lambda a: ("GET", "/v1/audit", None, True),
 }
 
@@ -189,19 +211,30 @@ def _run_client(args: argparse.Namespace) -> int:
 def _client_options() -> argparse.ArgumentParser:
     """--url, --operator-key and --data-dir, accepted before or after the command."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=argparse.SUPPRESS,
-                        help=f"server HTTP address (env TOTE_URL, default {DEFAULT_URL})")
-    common.add_argument("--operator-key", default=argparse.SUPPRESS,
-                        help="operator key (env TOTE_OPERATOR_KEY, else <data-dir>/operator_key)")
-    common.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS,
-                        help="where to find operator_key (default ./data)")
+    common.add_argument(
+        "--url",
+        default=argparse.SUPPRESS,
+        help=f"server HTTP address (env TOTE_URL, default {DEFAULT_URL})",
+    )
+    common.add_argument(
+        "--operator-key",
+        default=argparse.SUPPRESS,
+        help="operator key (env TOTE_OPERATOR_KEY, else <data-dir>/operator_key)",
+    )
+    common.add_argument(
+        "--data-dir",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="where to find operator_key (default ./data)",
+    )
     return common
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = _client_options()
-    parser = argparse.ArgumentParser(prog="tote", parents=[common],
-                                     description="Run or provision a tote server.")
+    parser = argparse.ArgumentParser(
+        prog="tote", parents=[common], description="Run or provision a tote server."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the server")
@@ -210,10 +243,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--ws-port", type=int, default=8765)
     serve.add_argument("--http-port", type=int, default=8766)
     serve.add_argument("--operator-key", default=None)
-    serve.add_argument("--synchronous", choices=["FULL", "NORMAL"], default="FULL",
-                       type=str.upper, help="SQLite fsync level (default FULL)")
-    serve.add_argument("--currency", type=_currency, default=Settings.default_currency,
-                       help="default currency of balance operations")
+    serve.add_argument(
+        "--synchronous",
+        choices=["FULL", "NORMAL"],
+        default="FULL",
+        type=str.upper,
+        help="SQLite fsync level (default FULL)",
+    )
+    serve.add_argument(
+        "--currency",
+        type=_currency,
+        default=Settings.default_currency,
+        help="default currency of balance operations",
+    )
 
     def client(name: str, text: str, parent: Any = sub, action: str | None = None) -> Any:
         p = parent.add_parser(name, help=text, parents=[common])
@@ -226,10 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--password")
     p.add_argument("--role", action="append", choices=["developer", "player"])
 
-    session = sub.add_parser("session", help="sessions").add_subparsers(dest="sub",
-                                                                        required=True)
+    session = sub.add_parser("session", help="sessions").add_subparsers(dest="sub", required=True)
     client("create", "mint a session key", session, "session create").add_argument(
-        "user_id", type=int)
+        "user_id", type=int
+    )
 
     p = client("login", "log in as a player (no operator key)")
     p.add_argument("name")
@@ -242,12 +284,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("amount", help="exact decimal text, like 10.50")
         p.add_argument("--reference", help="idempotency key (default: a new uuid4)")
 
-    for name, text in (("balances", "show balances"), ("block", "block a user"),
-                       ("unblock", "unblock a user")):
+    for name, text in (
+        ("balances", "show balances"),
+        ("block", "block a user"),
+        ("unblock", "unblock a user"),
+    ):
         client(name, text).add_argument("user_id", type=int)
 
     admins = sub.add_parser("source-admin", help="game source admins").add_subparsers(
-        dest="sub", required=True)
+        dest="sub", required=True
+    )
     p = client("add", "add a game source admin", admins, "source-admin add")
     p.add_argument("source_id")
     p.add_argument("user_id", type=int)

@@ -18,17 +18,22 @@ PROTOCOL = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 
 def tables() -> dict[str, str]:
     responses = ["| res | name |", "| --- | --- |"] + [
-        f"| {code} | `{name}` |" for name, code in sorted(RESPONSES.items(), key=lambda x: x[1])]
+        f"| {code} | `{name}` |" for name, code in sorted(RESPONSES.items(), key=lambda x: x[1])
+    ]
     errors = ["| error_code | meaning |", "| --- | --- |"] + [
-        f"| `{code}` | {meaning} |" for code, meaning in ERROR_CODES.items()]
-    return {"ops": markdown_table(), "responses": "\n".join(responses),
-            "errors": "\n".join(errors)}
+        f"| `{code}` | {meaning} |" for code, meaning in ERROR_CODES.items()
+    ]
+    return {"ops": markdown_table(), "responses": "\n".join(responses), "errors": "\n".join(errors)}
 
 
 def render(text: str) -> str:
     for name, table in tables().items():
-        text = re.sub(rf"(<!-- {name}:start -->\n).*?(\n<!-- {name}:end -->)",
-                      lambda m, t=table: m.group(1) + t + m.group(2), text, flags=re.S)
+        text = re.sub(
+            rf"(<!-- {name}:start -->\n).*?(\n<!-- {name}:end -->)",
+            lambda m, t=table: m.group(1) + t + m.group(2),
+            text,
+            flags=re.S,
+        )
     return text
 
 

@@ -77,8 +77,12 @@ STATUS_OF: dict[str, int] = {
 }
 
 #: What werkzeug's own HTTP errors are called on our wire.
-_HTTP_CODES = {400: "MALFORMED_MESSAGE", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
-               413: "PAYLOAD_TOO_LARGE"}
+_HTTP_CODES = {
+    400: "MALFORMED_MESSAGE",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+}
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -98,16 +102,17 @@ def json_response(body: object, status: int = 200) -> Response:
 
 def error_response(error: DomainError, status: int | None = None) -> Response:
     """The seed-002 error body, plus the error's extra fields (``parameter``, ``limit``)."""
-    body = {**error.extra, "status": "FAILURE", "errorCode": error.code,
-            "errorMessage": error.text}
+    body = {**error.extra, "status": "FAILURE", "errorCode": error.code, "errorMessage": error.text}
     return json_response(body, status or STATUS_OF.get(error.code, 500))
 
 
 def balance_wire(currency: str, balance: Balance) -> dict[str, Any]:
     exp = exponent_of(currency)
-    return {"current": to_wire(balance.current, exp),
-            "available": to_wire(balance.available, exp),
-            "exposure": to_wire(balance.exposure, exp)}
+    return {
+        "current": to_wire(balance.current, exp),
+        "available": to_wire(balance.available, exp),
+        "exposure": to_wire(balance.exposure, exp),
+    }
 
 
 # -- request parsing ------------------------------------------------------------------
@@ -138,9 +143,11 @@ def text_field(body: dict[str, Any], name: str, *, max_len: int) -> str:
         raise DomainError("INVALID_PARAMETER", f"{name} must be a string.", parameter=name)
     value = value.strip()
     if len(value) > max_len or _CONTROL.search(value):
-        raise DomainError("INVALID_PARAMETER",
-                          f"{name} must be at most {max_len} printable characters.",
-                          parameter=name)
+        raise DomainError(
+            "INVALID_PARAMETER",
+            f"{name} must be at most {max_len} printable characters.",
+            parameter=name,
+        )
     return value
 
 
@@ -150,9 +157,11 @@ def password_field(body: dict[str, Any]) -> str:
     if value is None:
         return ""
     if not isinstance(value, str) or len(value) > MAX_PASSWORD:
-        raise DomainError("INVALID_PARAMETER",
-                          f"password must be a string of at most {MAX_PASSWORD} characters.",
-                          parameter="password")
+        raise DomainError(
+            "INVALID_PARAMETER",
+            f"password must be a string of at most {MAX_PASSWORD} characters.",
+            parameter="password",
+        )
     return value
 
 
@@ -164,8 +173,9 @@ def user_id_field(body: dict[str, Any], name: str = "user_id") -> int:
     if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise DomainError("INVALID_PARAMETER", f"{name} must be a positive integer.",
-                          parameter=name)
+        raise DomainError(
+            "INVALID_PARAMETER", f"{name} must be a positive integer.", parameter=name
+        )
     return value
 
 
@@ -177,13 +187,16 @@ def roles_field(body: dict[str, Any]) -> list[str]:
     if isinstance(value, str):
         value = [part.strip() for part in value.split(",") if part.strip()]
     if not isinstance(value, list) or not all(isinstance(role, str) for role in value):
-        raise DomainError("INVALID_PARAMETER", "roles must be a list of strings.",
-                          parameter="roles")
+        raise DomainError(
+            "INVALID_PARAMETER", "roles must be a list of strings.", parameter="roles"
+        )
     unknown = sorted(set(value) - ROLES)
     if unknown:
-        raise DomainError("INVALID_PARAMETER",
-                          f"Unknown roles: {', '.join(unknown)}; use {', '.join(sorted(ROLES))}.",
-                          parameter="roles")
+        raise DomainError(
+            "INVALID_PARAMETER",
+            f"Unknown roles: {', '.join(unknown)}; use {', '.join(sorted(ROLES))}.",
+            parameter="roles",
+        )
     return sorted(set(value))
 
 
@@ -192,8 +205,9 @@ def currency_field(body: dict[str, Any], default: str) -> str:
     if value is None or value == "":
         return default
     if not isinstance(value, str) or not _CURRENCY.fullmatch(value.strip().upper()):
-        raise DomainError("INVALID_PARAMETER", "currency must be a 3-letter code like EUR.",
-                          parameter="currency")
+        raise DomainError(
+            "INVALID_PARAMETER", "currency must be a 3-letter code like EUR.", parameter="currency"
+        )
     return value.strip().upper()
 
 
@@ -213,8 +227,9 @@ def operator_only(
             if scheme.lower() != "bearer" or not hmac.compare_digest(
                 token.strip().encode(), expected
             ):
-                raise DomainError("AUTHENTICATION_FAILED",
-                                  "This call needs Authorization: Bearer <operator key>.")
+                raise DomainError(
+                    "AUTHENTICATION_FAILED", "This call needs Authorization: Bearer <operator key>."
+                )
             return await handler(*args, **kwargs)
 
         return guarded
@@ -257,7 +272,8 @@ def create_app(services: Services) -> QuartTrio:
     async def unexpected(error: Exception) -> Response:
         log.error("HTTP %s %s failed", request.method, request.path, exc_info=error)
         return error_response(
-            DomainError("GENERAL_EXCEPTION", "The server failed to handle this request."), 500)
+            DomainError("GENERAL_EXCEPTION", "The server failed to handle this request."), 500
+        )
 
     # -- open endpoints -------------------------------------------------------------
 
@@ -281,8 +297,7 @@ def create_app(services: Services) -> QuartTrio:
         name = text_field(body, "name", max_len=MAX_NAME)
         password = password_field(body)
         if not password:
-            raise DomainError("MISSING_PARAMETER", "password is required.",
-                              parameter="password")
+            raise DomainError("MISSING_PARAMETER", "password is required.", parameter="password")
         try:
             user: User | None = await services.ask_registry(FindUser(name))
         except DomainError as error:
@@ -293,7 +308,8 @@ def create_app(services: Services) -> QuartTrio:
         verified = await in_password_thread(verify_password, password, stored)
         if user is None or not user.password or not verified:
             return error_response(
-                DomainError("AUTHENTICATION_FAILED", "Wrong name or password."), 403)
+                DomainError("AUTHENTICATION_FAILED", "Wrong name or password."), 403
+            )
         session = await services.ask_registry(CreateSession(user.id))
         return json_response({"id": user.id, "user_session_key": session["session_key"]})
 
@@ -320,16 +336,22 @@ def create_app(services: Services) -> QuartTrio:
         currency = currency_field(body, services.settings.default_currency)
         if "amount" not in body:
             raise DomainError("MISSING_PARAMETER", "amount is required.", parameter="amount")
-        amount = parse_amount(body["amount"], exponent_of(currency), field="amount",
-                              code="INVALID_AMOUNT")
+        amount = parse_amount(
+            body["amount"], exponent_of(currency), field="amount", code="INVALID_AMOUNT"
+        )
         reference = text_field(body, "reference", max_len=MAX_REFERENCE)
         await existing_user(user_id)
         result = await services.ask_wallet(kind(user_id, currency, amount, reference))
         return json_response(
-            {"user_id": user_id, "currency": currency, "reference": reference,
-             "duplicate": result["duplicate"],
-             "balance": balance_wire(currency, result["balance"])},
-            200 if result["duplicate"] else 201)
+            {
+                "user_id": user_id,
+                "currency": currency,
+                "reference": reference,
+                "duplicate": result["duplicate"],
+                "balance": balance_wire(currency, result["balance"]),
+            },
+            200 if result["duplicate"] else 201,
+        )
 
     @app.post("/v1/users/<int:user_id>/deposits")
     @operator
@@ -368,24 +390,38 @@ def create_app(services: Services) -> QuartTrio:
     async def add_source_admin(source_id: str) -> Response:
         user_id = user_id_field(await json_body())
         return json_response(
-            await services.ask_registry(AddSourceAdmin(source_id, user_id, by=None)))
+            await services.ask_registry(AddSourceAdmin(source_id, user_id, by=None))
+        )
 
     @app.get("/v1/audit")
     @operator
     async def run_audit() -> Response:
-        rows = await services.storage.read(lambda db: [
-            (r["tx_id"], r["account"], r["currency"], r["amount"])
-            for r in db.rows("SELECT tx_id, account, currency, amount FROM ledger")])
+        rows = await services.storage.read(
+            lambda db: [
+                (r["tx_id"], r["account"], r["currency"], r["amount"])
+                for r in db.rows("SELECT tx_id, account, currency, amount FROM ledger")
+            ]
+        )
         problems = await trio.to_thread.run_sync(audit, rows)
-        return json_response({"ok": not problems, "problems": problems,
-                              "transactions": len({row[0] for row in rows}),
-                              "lines": len(rows)})
+        return json_response(
+            {
+                "ok": not problems,
+                "problems": problems,
+                "transactions": len({row[0] for row in rows}),
+                "lines": len(rows),
+            }
+        )
 
     return app
 
 
-async def serve_http(services: Services, host: str, port: int, *,
-                     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+async def serve_http(
+    services: Services,
+    host: str,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
     """Serve the operator API; ``task_status`` gets the bound port."""
     config = Config()
     config.bind = [f"{host}:{port}"]

@@ -30,13 +30,23 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 
 def _user_id_param() -> dict[str, Any]:
-    return {"name": "user_id", "in": "path", "required": True,
-            "schema": {"type": "integer", "minimum": 1}}
+    return {
+        "name": "user_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 1},
+    }
 
 
-def _operation(summary: str, responses: dict[str, Any], *, body: str | None = None,
-               operator: bool = True, params: list[dict[str, Any]] | None = None,
-               errors: tuple[int, ...] = ()) -> dict[str, Any]:
+def _operation(
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    body: str | None = None,
+    operator: bool = True,
+    params: list[dict[str, Any]] | None = None,
+    errors: tuple[int, ...] = (),
+) -> dict[str, Any]:
     """One operation; operator calls add the 401 and the 503/500 every actor call can give."""
     op: dict[str, Any] = {"summary": summary, "responses": dict(responses)}
     if body:
@@ -50,16 +60,21 @@ def _operation(summary: str, responses: dict[str, Any], *, body: str | None = No
     return op
 
 
-_MONEY = {"type": "number",
-          "description": "Exact decimal text (never a rounded binary float), e.g. 10.3."}
-_AMOUNT_IN = {"oneOf": [{"type": "number"}, {"type": "string", "pattern": r"^\d+(\.\d+)?$"}],
-              "description": "Positive, with no more decimals than the currency allows "
-                             "(2 unless ISO 4217 says otherwise). A string keeps it exact "
-                             "in clients that parse JSON numbers as floats."}
+_MONEY = {
+    "type": "number",
+    "description": "Exact decimal text (never a rounded binary float), e.g. 10.3.",
+}
+_AMOUNT_IN = {
+    "oneOf": [{"type": "number"}, {"type": "string", "pattern": r"^\d+(\.\d+)?$"}],
+    "description": "Positive, with no more decimals than the currency allows "
+    "(2 unless ISO 4217 says otherwise). A string keeps it exact "
+    "in clients that parse JSON numbers as floats.",
+}
 
 _SCHEMAS: dict[str, Any] = {
     "Error": {
-        "type": "object", "required": ["status", "errorCode"],
+        "type": "object",
+        "required": ["status", "errorCode"],
         "properties": {
             "status": {"const": "FAILURE"},
             "errorCode": {"type": "string", "examples": ["INVALID_AMOUNT", "NOT_FOUND"]},
@@ -70,79 +85,120 @@ _SCHEMAS: dict[str, Any] = {
         "additionalProperties": True,
     },
     "NewUser": {
-        "type": "object", "required": ["name"],
+        "type": "object",
+        "required": ["name"],
         "properties": {
             "name": {"type": "string", "minLength": 1, "maxLength": 64},
-            "password": {"type": "string", "maxLength": 1024,
-                         "description": "Omitted: the user can never log in with a password."},
-            "roles": {"oneOf": [
-                {"type": "array", "items": {"enum": ["developer", "player"]}},
-                {"type": "string", "description": "comma-separated"}]},
+            "password": {
+                "type": "string",
+                "maxLength": 1024,
+                "description": "Omitted: the user can never log in with a password.",
+            },
+            "roles": {
+                "oneOf": [
+                    {"type": "array", "items": {"enum": ["developer", "player"]}},
+                    {"type": "string", "description": "comma-separated"},
+                ]
+            },
         },
     },
     "User": {
-        "type": "object", "required": ["user_id", "name", "roles"],
-        "properties": {"user_id": {"type": "integer"}, "name": {"type": "string"},
-                       "roles": {"type": "array", "items": {"type": "string"}}},
+        "type": "object",
+        "required": ["user_id", "name", "roles"],
+        "properties": {
+            "user_id": {"type": "integer"},
+            "name": {"type": "string"},
+            "roles": {"type": "array", "items": {"type": "string"}},
+        },
     },
     "Session": {
-        "type": "object", "required": ["user_id", "session_key", "expires_at"],
-        "properties": {"user_id": {"type": "integer"}, "session_key": {"type": "string"},
-                       "expires_at": {"type": "integer", "description": "epoch ms"}},
+        "type": "object",
+        "required": ["user_id", "session_key", "expires_at"],
+        "properties": {
+            "user_id": {"type": "integer"},
+            "session_key": {"type": "string"},
+            "expires_at": {"type": "integer", "description": "epoch ms"},
+        },
     },
     "Login": {
-        "type": "object", "required": ["name", "password"],
+        "type": "object",
+        "required": ["name", "password"],
         "properties": {"name": {"type": "string"}, "password": {"type": "string"}},
     },
     "LoginResult": {
-        "type": "object", "required": ["id", "user_session_key"],
+        "type": "object",
+        "required": ["id", "user_session_key"],
         "properties": {"id": {"type": "integer"}, "user_session_key": {"type": "string"}},
     },
     "MoneyMovement": {
-        "type": "object", "required": ["amount", "reference"],
+        "type": "object",
+        "required": ["amount", "reference"],
         "properties": {
-            "currency": {"type": "string", "pattern": "^[A-Za-z]{3}$",
-                         "description": "Upper-cased; omitted: the server's default currency."},
+            "currency": {
+                "type": "string",
+                "pattern": "^[A-Za-z]{3}$",
+                "description": "Upper-cased; omitted: the server's default currency.",
+            },
             "amount": _AMOUNT_IN,
-            "reference": {"type": "string", "minLength": 1, "maxLength": 128,
-                          "description": "Idempotency key: a replay answers 200 with "
-                                         "duplicate true; reuse with another payload is 409."},
+            "reference": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 128,
+                "description": "Idempotency key: a replay answers 200 with "
+                "duplicate true; reuse with another payload is 409.",
+            },
         },
     },
     "Balance": {
-        "type": "object", "required": ["current", "available", "exposure"],
+        "type": "object",
+        "required": ["current", "available", "exposure"],
         "properties": {"current": _MONEY, "available": _MONEY, "exposure": _MONEY},
     },
     "MoneyResult": {
         "type": "object",
         "required": ["user_id", "currency", "reference", "duplicate", "balance"],
-        "properties": {"user_id": {"type": "integer"}, "currency": {"type": "string"},
-                       "reference": {"type": "string"}, "duplicate": {"type": "boolean"},
-                       "balance": _ref("Balance")},
+        "properties": {
+            "user_id": {"type": "integer"},
+            "currency": {"type": "string"},
+            "reference": {"type": "string"},
+            "duplicate": {"type": "boolean"},
+            "balance": _ref("Balance"),
+        },
     },
     "Balances": {
-        "type": "object", "additionalProperties": _ref("Balance"),
+        "type": "object",
+        "additionalProperties": _ref("Balance"),
         "description": "currency -> balance; empty for a user who never held money.",
     },
     "Blocked": {
-        "type": "object", "required": ["user_id", "blocked"],
+        "type": "object",
+        "required": ["user_id", "blocked"],
         "properties": {"user_id": {"type": "integer"}, "blocked": {"type": "boolean"}},
     },
     "NewSourceAdmin": {
-        "type": "object", "required": ["user_id"],
+        "type": "object",
+        "required": ["user_id"],
         "properties": {"user_id": {"type": "integer", "minimum": 1}},
     },
     "Source": {
-        "type": "object", "required": ["id", "name", "admins"],
-        "properties": {"id": {"type": "string"}, "name": {"type": "string"},
-                       "description": {"type": "string"},
-                       "admins": {"type": "array", "items": {"type": "integer"}}},
+        "type": "object",
+        "required": ["id", "name", "admins"],
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "admins": {"type": "array", "items": {"type": "integer"}},
+        },
     },
     "Audit": {
-        "type": "object", "required": ["ok", "problems", "transactions", "lines"],
-        "properties": {"ok": {"type": "boolean"},
-                       "problems": {"type": "array", "items": {"type": "string"}},
-                       "transactions": {"type": "integer"}, "lines": {"type": "integer"}},
+        "type": "object",
+        "required": ["ok", "problems", "transactions", "lines"],
+        "properties": {
+            "ok": {"type": "boolean"},
+            "problems": {"type": "array", "items": {"type": "string"}},
+            "transactions": {"type": "integer"},
+            "lines": {"type": "integer"},
+        },
     },
     "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
 }
@@ -151,60 +207,133 @@ _SCHEMAS: dict[str, Any] = {
 def openapi_document() -> dict[str, Any]:
     """The whole document, as a dict for the exact-decimal JSON codec."""
     user = [_user_id_param()]
-    money_responses = {"201": _json(_ref("MoneyResult"), "applied"),
-                       "200": _json(_ref("MoneyResult"), "a replay of this reference")}
+    money_responses = {
+        "201": _json(_ref("MoneyResult"), "applied"),
+        "200": _json(_ref("MoneyResult"), "a replay of this reference"),
+    }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "tote operator API", "version": "1",
-                 "description": "Provisioning and money movements for a tote server. "
-                                "Every error answers with the Error body."},
+        "info": {
+            "title": "tote operator API",
+            "version": "1",
+            "description": "Provisioning and money movements for a tote server. "
+            "Every error answers with the Error body.",
+        },
         "components": {
-            "securitySchemes": {"operator": {"type": "http", "scheme": "bearer",
-                                             "description": "The operator key."}},
+            "securitySchemes": {
+                "operator": {"type": "http", "scheme": "bearer", "description": "The operator key."}
+            },
             "schemas": _SCHEMAS,
             "responses": {"Error": _json(_ref("Error"), "refused; nothing was changed")},
         },
         "paths": {
-            "/v1/users": {"post": _operation(
-                "Create a user", {"201": _json(_ref("User"), "created")},
-                body="NewUser", errors=(400, 409, 413))},
-            "/v1/users/{user_id}/sessions": {"post": _operation(
-                "Mint a session key for a user", {"201": _json(_ref("Session"), "created")},
-                params=user, errors=(404,))},
-            "/v1/login": {"post": _operation(
-                "A player's own login; no operator key",
-                {"200": _json(_ref("LoginResult"), "logged in")},
-                body="Login", operator=False, errors=(400, 403, 503))},
-            "/v1/users/{user_id}/deposits": {"post": _operation(
-                "Credit a wallet", money_responses, body="MoneyMovement", params=user,
-                errors=(400, 404, 409, 413))},
-            "/v1/users/{user_id}/withdrawals": {"post": _operation(
-                "Debit the available balance (INSUFFICIENT_FUNDS, USER_BLOCKED: 400)",
-                money_responses, body="MoneyMovement", params=user,
-                errors=(400, 404, 409, 413))},
-            "/v1/users/{user_id}/balances": {"get": _operation(
-                "A user's balances", {"200": _json(_ref("Balances"), "balances")},
-                params=user, errors=(404,))},
-            "/v1/users/{user_id}/block": {"post": _operation(
-                "Block a user from betting and withdrawing",
-                {"200": _json(_ref("Blocked"), "blocked")}, params=user, errors=(404,))},
-            "/v1/users/{user_id}/unblock": {"post": _operation(
-                "Unblock a user", {"200": _json(_ref("Blocked"), "unblocked")},
-                params=user, errors=(404,))},
-            "/v1/sources/{source_id}/admins": {"post": _operation(
-                "Add a game source admin", {"200": _json(_ref("Source"), "the source")},
-                body="NewSourceAdmin", errors=(400, 404),
-                params=[{"name": "source_id", "in": "path", "required": True,
-                         "schema": {"type": "string"}}])},
-            "/v1/audit": {"get": _operation(
-                "Check the double-entry ledger", {"200": _json(_ref("Audit"), "the result")})},
-            "/healthz": {"get": _operation(
-                "Liveness", {"200": _json(_ref("Status"), "alive")}, operator=False)},
-            "/readyz": {"get": _operation(
-                "Readiness: storage recovered and actors running",
-                {"200": _json(_ref("Status"), "ready"),
-                 "503": _json(_ref("Status"), "starting")}, operator=False)},
-            "/openapi.json": {"get": _operation(
-                "This document", {"200": {"description": "OpenAPI 3.1"}}, operator=False)},
+            "/v1/users": {
+                "post": _operation(
+                    "Create a user",
+                    {"201": _json(_ref("User"), "created")},
+                    body="NewUser",
+                    errors=(400, 409, 413),
+                )
+            },
+            "/v1/users/{user_id}/sessions": {
+                "post": _operation(
+                    "Mint a session key for a user",
+                    {"201": _json(_ref("Session"), "created")},
+                    params=user,
+                    errors=(404,),
+                )
+            },
+            "/v1/login": {
+                "post": _operation(
+                    "A player's own login; no operator key",
+                    {"200": _json(_ref("LoginResult"), "logged in")},
+                    body="Login",
+                    operator=False,
+                    errors=(400, 403, 503),
+                )
+            },
+            "/v1/users/{user_id}/deposits": {
+                "post": _operation(
+                    "Credit a wallet",
+                    money_responses,
+                    body="MoneyMovement",
+                    params=user,
+                    errors=(400, 404, 409, 413),
+                )
+            },
+            "/v1/users/{user_id}/withdrawals": {
+                "post": _operation(
+                    "Debit the available balance (INSUFFICIENT_FUNDS, USER_BLOCKED: 400)",
+                    money_responses,
+                    body="MoneyMovement",
+                    params=user,
+                    errors=(400, 404, 409, 413),
+                )
+            },
+            "/v1/users/{user_id}/balances": {
+                "get": _operation(
+                    "A user's balances",
+                    {"200": _json(_ref("Balances"), "balances")},
+                    params=user,
+                    errors=(404,),
+                )
+            },
+            "/v1/users/{user_id}/block": {
+                "post": _operation(
+                    "Block a user from betting and withdrawing",
+                    {"200": _json(_ref("Blocked"), "blocked")},
+                    params=user,
+                    errors=(404,),
+                )
+            },
+            "/v1/users/{user_id}/unblock": {
+                "post": _operation(
+                    "Unblock a user",
+                    {"200": _json(_ref("Blocked"), "unblocked")},
+                    params=user,
+                    errors=(404,),
+                )
+            },
+            "/v1/sources/{source_id}/admins": {
+                "post": _operation(
+                    "Add a game source admin",
+                    {"200": _json(_ref("Source"), "the source")},
+                    body="NewSourceAdmin",
+                    errors=(400, 404),
+                    params=[
+                        {
+                            "name": "source_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                )
+            },
+            "/v1/audit": {
+                "get": _operation(
+                    "Check the double-entry ledger", {"200": _json(_ref("Audit"), "the result")}
+                )
+            },
+            "/healthz": {
+                "get": _operation(
+                    "Liveness", {"200": _json(_ref("Status"), "alive")}, operator=False
+                )
+            },
+            "/readyz": {
+                "get": _operation(
+                    "Readiness: storage recovered and actors running",
+                    {
+                        "200": _json(_ref("Status"), "ready"),
+                        "503": _json(_ref("Status"), "starting"),
+                    },
+                    operator=False,
+                )
+            },
+            "/openapi.json": {
+                "get": _operation(
+                    "This document", {"200": {"description": "OpenAPI 3.1"}}, operator=False
+                )
+            },
         },
     }
