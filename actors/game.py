@@ -161,6 +161,7 @@ class GameActor:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        await self._finish_pending_resolutions()
         while True:
             request = None
             with trio.move_on_at(self._close_deadline()):
@@ -179,6 +180,25 @@ class GameActor:
                 request.reply(await self._handle(request.body))
             except DomainError as error:
                 request.fail(error)
+
+    async def _finish_pending_resolutions(self) -> None:
+        """An event whose pools were not all resolved when this actor died: resolve the
+        rest now. (Pools not running yet resolve their own pending event when they start.)"""
+        game_id = self.game.id
+        rows = await self.services.storage.read(
+            lambda db: db.rows(
+                "SELECT r.pool_id, r.winning_target, r.happened_at FROM pending_resolutions r"
+                " JOIN pools p ON p.id = r.pool_id WHERE p.game_id = ? AND p.status = 'open'",
+                (game_id,),
+            )
+        )
+        running = dict(self.directory.pools_of(game_id))
+        for row in rows:
+            if row["pool_id"] in running:
+                await running[row["pool_id"]].ask(
+                    pool_msgs.ResolveByEvent(row["winning_target"], row["happened_at"]),
+                    timeout=self.services.settings.request_timeout,
+                )
 
     def _close_deadline(self) -> float:
         game = self.game

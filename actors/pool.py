@@ -420,7 +420,10 @@ class PoolActor:
         self.pending = None
         message = self._result_message(outcome, status)
         if successor is not None:
-            await self.services.games.start_pool(successor.id, announce=True)
+            try:
+                await self.services.games.start_pool(successor.id, announce=True)
+            except DomainError:  # it is committed: it starts with the next server start
+                log.exception("pool %s: could not start its successor", pool.id)
         return message
 
     def _result_message(self, outcome: Outcome, status: str) -> dict[str, Any]:
