@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -12,7 +13,9 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from actors.registry import handshake_digest
+from actors import game as g
+from actors.registry import OpenSource, handshake_digest
+from actors.runtime import Mailbox
 from domain.codec import decode, encode
 from domain.ledger import audit
 from tote.server import Endpoints, Server, ServerConfig
@@ -236,3 +239,76 @@ async def actors() -> AsyncIterator[ActorHarness]:
         finally:
             nursery.cancel_scope.cancel()
     database.close()
+
+
+# -- a game ready for pools, over the websocket and on the actors ----------------------
+
+
+async def setup_game(harness: Harness, admin_ws: WsClient, **game: Any) -> str:
+    source = await admin_ws.call(365, 335, source_name="example.com")
+    created = await admin_ws.call(
+        370,
+        340,
+        source_id=source["source_id"],
+        game_name="Argentina - Brazil",
+        currency="EUR",
+        actions=["Goal", "Offside"],
+        targets="Argentina,Brazil,Argentina:1,Argentina:2,Brazil:7",
+        **game,
+    )
+    game_id = created["game_id"]
+    assert (await admin_ws.call(616, game_id=game_id))["res"] == 640
+    assert (await admin_ws.call(363, 333, game_id=game_id))["res"] == 333
+    return game_id
+
+
+@dataclass
+class Match:
+    """An opened game on the actors, with its admin and a subscriber that keeps what the
+    game broadcasts."""
+
+    h: ActorHarness
+    game_id: str
+    admin: int
+    watcher: FakeConnection
+
+    @property
+    def now(self) -> int:
+        return self.h.services.clock.now_ms()
+
+    @property
+    def game(self) -> Mailbox:
+        return self.h.services.games.game(self.game_id)
+
+    async def pool(self, **fields: Any) -> tuple[str, Mailbox]:
+        created = await self.game.ask(
+            g.CreatePool(self.admin, {"action": "goal", "targets": "a,b", **fields})
+        )
+        return created["pool_id"], self.h.services.games.pool(created["pool_id"])[1]
+
+    async def player(self, name: str, deposit: int = 100_00) -> int:
+        """A user with money, whose balance pushes (815) land in ``self.pushes[id]``."""
+        user_id = await self.h.user(name, deposit=deposit)
+        conn = FakeConnection(user_id)
+        self.h.services.hub.connect(conn)
+        self.pushes[user_id] = conn
+        return user_id
+
+    def __post_init__(self) -> None:
+        self.pushes: dict[int, FakeConnection] = {}
+
+
+async def open_match(h: ActorHarness, watcher: FakeConnection | None = None) -> Match:
+    admin = await h.user("admin", roles=("developer",))
+    source = await h.services.ask_registry(OpenSource(admin, "src", ""))
+    game = await h.services.games.create_game(
+        source.id,
+        admin,
+        {"game_name": "A - B", "actions": "goal", "targets": "a,b,c,a:1,a:2,b:1"},
+        opened=True,
+    )
+    box = h.services.games.game(game.id)
+    assert (await box.ask(g.BecomeAdmin(admin)))["res"] == 640
+    watcher = watcher or FakeConnection(admin)
+    await box.ask(g.Join(watcher))
+    return Match(h, game.id, admin, watcher)

@@ -11,8 +11,7 @@ from typing import Any
 
 import trio
 
-from tests.conftest import Harness
-from tests.test_match import setup_game
+from tests.conftest import Harness, setup_game
 
 PLAYERS = 4
 BETS_EACH = 20

@@ -3,27 +3,8 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
-from tests.conftest import Harness, WsClient
-
-
-async def setup_game(harness: Harness, admin_ws: WsClient, **game: Any) -> str:
-    source = await admin_ws.call(365, 335, source_name="example.com")
-    created = await admin_ws.call(
-        370,
-        340,
-        source_id=source["source_id"],
-        game_name="Argentina - Brazil",
-        currency="EUR",
-        actions=["Goal", "Offside"],
-        targets="Argentina,Brazil,Argentina:1,Argentina:2,Brazil:7",
-        **game,
-    )
-    game_id = created["game_id"]
-    assert (await admin_ws.call(616, game_id=game_id))["res"] == 640
-    assert (await admin_ws.call(363, 333, game_id=game_id))["res"] == 333
-    return game_id
+from tests.conftest import Harness, setup_game
 
 
 async def test_next_goal_pool_pays_winners_to_the_cent(harness: Harness) -> None:

@@ -4,7 +4,6 @@ finish, recreate_on_end, coalesced 360s, and timers that outlive a restart."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from decimal import Decimal
 from itertools import pairwise
 from typing import Any
@@ -14,64 +13,11 @@ import trio
 
 from actors import game as g
 from actors import pool as p
-from actors.registry import OpenSource
 from actors.runtime import Mailbox
 from domain.errors import DomainError
-from tests.conftest import ActorHarness, FakeConnection
+from tests.conftest import ActorHarness, FakeConnection, open_match
 
 AGGREGATES = ("multiplier", "amount_total", "backing_people", "to_win_if_backed")
-
-
-@dataclass
-class Match:
-    """An opened game on the actors, with its admin and a subscriber that keeps what the
-    game broadcasts."""
-
-    h: ActorHarness
-    game_id: str
-    admin: int
-    watcher: FakeConnection
-
-    @property
-    def now(self) -> int:
-        return self.h.services.clock.now_ms()
-
-    @property
-    def game(self) -> Mailbox:
-        return self.h.services.games.game(self.game_id)
-
-    async def pool(self, **fields: Any) -> tuple[str, Mailbox]:
-        created = await self.game.ask(
-            g.CreatePool(self.admin, {"action": "goal", "targets": "a,b", **fields})
-        )
-        return created["pool_id"], self.h.services.games.pool(created["pool_id"])[1]
-
-    async def player(self, name: str, deposit: int = 100_00) -> int:
-        """A user with money, whose balance pushes (815) land in ``self.pushes[id]``."""
-        user_id = await self.h.user(name, deposit=deposit)
-        conn = FakeConnection(user_id)
-        self.h.services.hub.connect(conn)
-        self.pushes[user_id] = conn
-        return user_id
-
-    def __post_init__(self) -> None:
-        self.pushes: dict[int, FakeConnection] = {}
-
-
-async def open_match(h: ActorHarness, watcher: FakeConnection | None = None) -> Match:
-    admin = await h.user("admin", roles=("developer",))
-    source = await h.services.ask_registry(OpenSource(admin, "src", ""))
-    game = await h.services.games.create_game(
-        source.id,
-        admin,
-        {"game_name": "A - B", "actions": "goal", "targets": "a,b,c,a:1,a:2,b:1"},
-        opened=True,
-    )
-    box = h.services.games.game(game.id)
-    assert (await box.ask(g.BecomeAdmin(admin)))["res"] == 640
-    watcher = watcher or FakeConnection(admin)
-    await box.ask(g.Join(watcher))
-    return Match(h, game.id, admin, watcher)
 
 
 async def refused(box: Mailbox, body: Any, code: str) -> None:

@@ -26,8 +26,7 @@ from actors.runtime import Mailbox
 from actors.wallet import GetBalances, Settle, Stakes
 from domain.errors import DomainError
 from storage.database import Database
-from tests.conftest import ActorHarness
-from tests.test_pool_timers import Match, open_match
+from tests.conftest import ActorHarness, Match, open_match
 from tote.server import ServerConfig, start_services
 
 DEPOSIT = 100_00  # every player starts with 100.00 EUR

@@ -6,13 +6,12 @@ from __future__ import annotations
 import pytest
 import trio
 
-from actors import game as g
 from actors import pool as p
-from actors.registry import OpenSource
 from actors.runtime import Mailbox, Supervisor
 from actors.wallet import GetBalances
 from domain.errors import DomainError
-from tests.conftest import ActorHarness
+from storage.changes import Upsert
+from tests.conftest import ActorHarness, open_match
 
 
 class Echo:
@@ -126,62 +125,37 @@ async def test_a_request_to_a_busy_actor_times_out_with_a_domain_error(
 async def test_a_killed_pool_comes_back_from_storage_with_its_bets(
     actors: ActorHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
-    services = actors.services
-    admin = await actors.user("admin", roles=("developer",))
-    source = await services.ask_registry(OpenSource(admin, "src", ""))
-    game = await services.games.create_game(
-        source.id, admin, {"game_name": "A - B", "actions": "goal", "targets": "a,b"}, opened=True
-    )
-    await services.games.game(game.id).ask(g.BecomeAdmin(admin))
-    created = await services.games.game(game.id).ask(
-        g.CreatePool(admin, {"action": "goal", "targets": "a,b"})
-    )
-    _, pool = services.games.pool(created["pool_id"])
-    alice = await actors.user("alice", deposit=10_000)
+    m = await open_match(actors)
+    pool_id, pool = await m.pool()
+    alice = await m.player("alice", deposit=10_000)
     await pool.ask(p.PlaceBet(alice, "a", "12.34"))
 
-    services.supervisor.kill(f"pool:{created['pool_id']}")
+    actors.services.supervisor.kill(f"pool:{pool_id}")
     await pool.ask(p.PlaceBet(alice, "a", "0.66"))  # same address, new incarnation
     dist = await pool.ask(p.GetDistribution(alice, everything=False))
     assert str(dist["distribution"]["a"]["amount_total"]) == "13.0"
-    balances = await services.ask_wallet(GetBalances(alice))
+    balances = await actors.services.ask_wallet(GetBalances(alice))
     assert (balances["EUR"].available, balances["EUR"].exposure) == (10_000 - 1300, 1300)
-    assert services.supervisor.restarts(f"pool:{created['pool_id']}") == 1
+    assert actors.services.supervisor.restarts(f"pool:{pool_id}") == 1
 
 
 async def test_a_game_that_dies_mid_event_has_its_pools_resolved_when_it_restarts(
     actors: ActorHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
-    from storage.changes import Upsert
-
     services = actors.services
-    admin = await actors.user("admin", roles=("developer",))
-    source = await services.ask_registry(OpenSource(admin, "src", ""))
-    game = await services.games.create_game(
-        source.id, admin, {"game_name": "A - B", "actions": "goal", "targets": "a,b"}, opened=True
-    )
-    await services.games.game(game.id).ask(g.BecomeAdmin(admin))
-    created = await services.games.game(game.id).ask(
-        g.CreatePool(admin, {"action": "goal", "targets": "a,b"})
-    )
-    _, pool = services.games.pool(created["pool_id"])
-    alice = await actors.user("alice", deposit=1_000)
+    m = await open_match(actors)
+    pool_id, pool = await m.pool()
+    alice = await m.player("alice", deposit=1_000)
     await pool.ask(p.PlaceBet(alice, "a", "2"))
     # what the event's commit leaves behind when the game dies before telling the pool
-    await services.storage.commit(
-        [
-            Upsert(
-                "pending_resolutions",
-                {
-                    "pool_id": created["pool_id"],
-                    "winning_target": "a",
-                    "happened_at": services.clock.now_ms(),
-                    "event_id": "e1",
-                },
-            )
-        ]
-    )
-    services.supervisor.kill(f"game:{game.id}")
+    pending = {
+        "pool_id": pool_id,
+        "winning_target": "a",
+        "happened_at": services.clock.now_ms(),
+        "event_id": "e1",
+    }
+    await services.storage.commit([Upsert("pending_resolutions", pending)])
+    services.supervisor.kill(f"game:{m.game_id}")
     await trio.sleep(1)
     assert (await pool.ask(p.Info()))["open"] is False
     balances = await services.ask_wallet(GetBalances(alice))

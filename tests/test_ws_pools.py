@@ -18,8 +18,7 @@ from typing import Any
 import trio
 
 from domain.codec import decode
-from tests.conftest import Harness, WsClient
-from tests.test_match import setup_game
+from tests.conftest import Harness, WsClient, setup_game
 from tests.test_pool_timers import aggregates
 
 D = Decimal
