@@ -244,7 +244,8 @@ async def actors() -> AsyncIterator[ActorHarness]:
 # -- a game ready for pools, over the websocket and on the actors ----------------------
 
 
-async def setup_game(harness: Harness, admin_ws: WsClient, **game: Any) -> str:
+async def setup_game(admin_ws: WsClient, **game: Any) -> str:
+    """A source, an open Argentina - Brazil game, the caller its admin and subscriber."""
     source = await admin_ws.call(365, 335, source_name="example.com")
     created = await admin_ws.call(
         370,

@@ -28,7 +28,7 @@ async def test_bets_survive_actors_being_cancelled_mid_request(harness: Harness)
     confirmed: dict[str, tuple[int, Decimal]] = {}  # bet id -> (user id, stake)
     refused: list[str] = []
     async with harness.connect(admin) as aws:
-        game_id = await setup_game(harness, aws)
+        game_id = await setup_game(aws)
         pool_id = (
             await aws.call(385, 350, game_id=game_id, action="goal", targets="argentina,brazil")
         )["pool_id"]

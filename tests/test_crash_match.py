@@ -13,7 +13,7 @@ from trio_websocket import open_websocket_url
 
 from actors.registry import handshake_digest
 from domain.codec import decode
-from tests.conftest import WsClient
+from tests.conftest import WsClient, setup_game
 from tests.test_crash_recovery import client, running_server
 
 STAKE = Decimal("1.25")
@@ -60,20 +60,15 @@ async def test_kill_9_mid_match_loses_no_confirmed_bet_and_settles_once(tmp_path
                 await match.user(name, [], "1000")
             async with match.connect(ws_port, "admin") as raw:
                 admin = WsClient(raw, 0)
-                source = await admin.call(365, 335, source_name="crash")
-                game = await admin.call(
-                    370,
-                    340,
-                    source_id=source["source_id"],
-                    game_name="A - B",
-                    actions="goal",
-                    targets="a,b,a:9,b:9",
-                )
-                game_id = game["game_id"]
-                await admin.call(616, 640, game_id=game_id)
+                game_id = await setup_game(admin)
                 pool_id = (
                     await admin.call(
-                        385, 350, game_id=game_id, action="goal", targets="a,b", takeout="0.05"
+                        385,
+                        350,
+                        game_id=game_id,
+                        action="goal",
+                        targets="argentina,brazil",
+                        takeout="0.05",
                     )
                 )["pool_id"]
 
@@ -92,7 +87,7 @@ async def test_kill_9_mid_match_loses_no_confirmed_bet_and_settles_once(tmp_path
             try:
                 async with trio.open_nursery() as nursery:
                     for n, name in enumerate(players):
-                        nursery.start_soon(bettor, name, "a" if n % 2 else "b")
+                        nursery.start_soon(bettor, name, "argentina" if n % 2 else "brazil")
                     with trio.fail_after(30):
                         await enough_confirmed.wait()
                     proc.kill()  # SIGKILL with bets in flight
@@ -115,11 +110,11 @@ async def test_kill_9_mid_match_loses_no_confirmed_bet_and_settles_once(tmp_path
                 assert sum(totals.values()) == STAKE * len(stored)
                 await admin.call(363, 333, game_id=game_id)
                 event = await admin.call(
-                    395, 366, game_id=game_id, action_id="goal", target_id="a:9"
+                    395, 366, game_id=game_id, action_id="goal", target_id="argentina:1"
                 )
                 assert event["res"] == 366
                 result = await admin.expect(362)
-                assert result["winning_target"] == "a"
+                assert result["winning_target"] == "argentina"
                 paid = sum(result["winners"].values())
                 total = STAKE * len(stored)
                 assert paid <= total - (total * Decimal("0.05")).quantize(Decimal("0.01"))
@@ -139,7 +134,7 @@ async def test_kill_9_mid_match_loses_no_confirmed_bet_and_settles_once(tmp_path
             match.http = http
             async with match.connect(ws_port, "admin") as raw:
                 admin = WsClient(raw, 0)
-                again = await admin.call(396, pool_id=pool_id, target="b")
+                again = await admin.call(396, pool_id=pool_id, target="brazil")
                 assert again["res"] == 666 and again["error_code"] == "POOL_CLOSED"
             for name in players:
                 r = await http.get(f"/v1/users/{match.users[name]['user_id']}/balances")

@@ -18,7 +18,7 @@ async def test_next_goal_pool_pays_winners_to_the_cent(harness: Harness) -> None
         harness.connect(bob) as b,
         harness.connect(carol) as c,
     ):
-        game_id = await setup_game(harness, aws)
+        game_id = await setup_game(aws)
         for ws in (a, b, c):
             await ws.call(363, 333, game_id=game_id)
         created = await aws.call(

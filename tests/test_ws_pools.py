@@ -78,7 +78,7 @@ async def table(harness: Harness, *names: str, deposit: str = "100.00") -> Async
     users = {name: await harness.user(deposit=deposit) for name in names}
     async with AsyncExitStack() as stack:
         admin_ws = await stack.enter_async_context(harness.connect(admin))
-        game_id = await setup_game(harness, admin_ws)
+        game_id = await setup_game(admin_ws)
         players = {}
         for name, user in users.items():
             players[name] = await stack.enter_async_context(harness.connect(user))
