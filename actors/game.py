@@ -162,13 +162,22 @@ class GameActor:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         await self._finish_pending_resolutions()
+        idle_since = trio.current_time()
         while True:
             request = None
-            with trio.move_on_at(self._close_deadline()):
+            idle_until = (
+                idle_since + self.services.settings.idle_seconds
+                if self.game.is_closed
+                else math.inf
+            )
+            with trio.move_on_at(min(self._close_deadline(), idle_until)):
                 try:
                     request = await self.inbox.receive()
                 except trio.EndOfChannel:
                     return
+            if request is None and trio.current_time() >= idle_until:
+                return  # closed and idle: leave memory; the directory reloads on demand
+            idle_since = trio.current_time()
             if request is None:
                 try:
                     await self._close(None)
@@ -183,7 +192,7 @@ class GameActor:
 
     async def _finish_pending_resolutions(self) -> None:
         """An event whose pools were not all resolved when this actor died: resolve the
-        rest now. (Pools not running yet resolve their own pending event when they start.)"""
+        rest now (a pool that starts meanwhile resolves it itself; the second ask is a no-op)."""
         game_id = self.game.id
         rows = await self.services.storage.read(
             lambda db: db.rows(
@@ -192,13 +201,12 @@ class GameActor:
                 (game_id,),
             )
         )
-        running = dict(self.directory.pools_of(game_id))
         for row in rows:
-            if row["pool_id"] in running:
-                await running[row["pool_id"]].ask(
-                    pool_msgs.ResolveByEvent(row["winning_target"], row["happened_at"]),
-                    timeout=self.services.settings.request_timeout,
-                )
+            _, box = await self.directory.pool(row["pool_id"])
+            await box.ask(
+                pool_msgs.ResolveByEvent(row["winning_target"], row["happened_at"]),
+                timeout=self.services.settings.request_timeout,
+            )
 
     def _close_deadline(self) -> float:
         game = self.game
@@ -321,7 +329,7 @@ class GameActor:
         game = self.game
         self._require_not_closed()
         blocked: list[str] = []
-        for pool_id, box in self.directory.pools_of(game.id):
+        for pool_id, box in await self.directory.pools_of(game.id, open_only=True):
             outcome = await box.ask(
                 pool_msgs.CloseForGame(), timeout=self.services.settings.request_timeout
             )
@@ -380,7 +388,7 @@ class GameActor:
                 box,
                 await box.ask(pool_msgs.Info(), timeout=self.services.settings.request_timeout),
             )
-            for pool_id, box in self.directory.pools_of(game.id)
+            for pool_id, box in await self.directory.pools_of(game.id, open_only=True)
         ]
         hit = [
             (pool_id, box, winning_target(info["targets"], target))
@@ -459,7 +467,7 @@ class GameActor:
             at = None
         timeout = self.services.settings.request_timeout
         done = []
-        for _, box in self.directory.pools_of(game.id):
+        for _, box in await self.directory.pools_of(game.id, open_only=True):
             info = await box.ask(pool_msgs.Info(), timeout=timeout)
             if info["open"] and info["action"] == aid:
                 done.append(
@@ -583,28 +591,47 @@ def new_game(
 
 
 class Games:
-    """Where game and pool actors live: spawns them (from storage) and finds them."""
+    """Where game and pool actors live: knows every game and pool id, and spawns an actor
+    (from storage) when one is needed. At start only live games and open pools are
+    started; closed games and resolved pools come back on demand, and leave memory again
+    when idle (``Settings.idle_seconds``)."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
         self._pools_by_game: dict[str, list[str]] = {}
         self._pool_game: dict[str, str] = {}
+        self._open: set[str] = set()  # pools not yet resolved, as their actors report
 
     @classmethod
     async def load(cls, services: Services) -> Games:
         games = cls(services)
         services.games = games
-        rows = await services.storage.read(
+        game_rows, pool_rows = await services.storage.read(
             lambda db: (
-                db.rows("SELECT id FROM games ORDER BY rowid"),
-                db.rows("SELECT id, game_id FROM pools ORDER BY rowid"),
+                db.rows("SELECT id, doc FROM games ORDER BY rowid"),
+                db.rows("SELECT id, game_id, status FROM pools ORDER BY rowid"),
             )
         )
-        for row in rows[0]:
-            await games.start_game(row["id"])
-        for row in rows[1]:
-            await games.start_pool(row["id"], game_id=row["game_id"])
+        for row in pool_rows:
+            games._index_pool(row["id"], row["game_id"])
+            if row["status"] == "open":
+                games._open.add(row["id"])
+        for row in game_rows:
+            games._pools_by_game.setdefault(row["id"], [])
+            if msgspec.json.decode(row["doc"]).get("closed_at") is None:
+                await games.start_game(row["id"])
+        for pool_id in list(games._open):
+            await games.start_pool(pool_id)
         return games
+
+    def pool_resolved(self, pool_id: str) -> None:
+        """A pool actor says it settled: events and closes need not wake it again."""
+        self._open.discard(pool_id)
+
+    def _index_pool(self, pool_id: str, game_id: str) -> None:
+        if pool_id not in self._pool_game:
+            self._pool_game[pool_id] = game_id
+            self._pools_by_game.setdefault(game_id, []).append(pool_id)
 
     async def start_game(self, game_id: str) -> Mailbox:
         self._pools_by_game.setdefault(game_id, [])
@@ -615,24 +642,23 @@ class Games:
     async def start_pool(
         self, pool_id: str, *, game_id: str | None = None, announce: bool = False
     ) -> Mailbox:
-        """Spawn a pool actor; with ``announce`` broadcast it (352) once it runs."""
+        """Spawn a pool actor (or find it running); with ``announce`` broadcast it (352)."""
         box = await self.services.supervisor.spawn(
             f"pool:{pool_id}",
             lambda inbox: PoolActor.load(inbox, self.services, pool_id),
             capacity=1024,
         )
         timeout = self.services.settings.request_timeout
+        game_id = game_id or self._pool_game.get(pool_id)
         if game_id is None:
             game_id = (await box.ask(pool_msgs.Info(), timeout=timeout))["game_id"]
+        self._index_pool(pool_id, game_id)
         if announce:
+            self._open.add(pool_id)
             created = await box.ask(pool_msgs.Announcement(), timeout=timeout)
             self.services.hub.to_game(
                 game_id, server_message(352, created, t=self.services.clock.now_ms())
             )
-        assert game_id is not None
-        if pool_id not in self._pool_game:
-            self._pool_game[pool_id] = game_id
-            self._pools_by_game.setdefault(game_id, []).append(pool_id)
         return box
 
     async def create_game(
@@ -652,31 +678,27 @@ class Games:
         await self.start_game(game.id)
         return game
 
-    def game(self, game_id: Any) -> Mailbox:
-        box = (
-            self.services.supervisor.mailbox(f"game:{game_id}")
-            if isinstance(game_id, str)
-            else None
-        )
-        if box is None:
+    async def game(self, game_id: Any) -> Mailbox:
+        """The game's mailbox, its actor started if it was not running."""
+        if not isinstance(game_id, str) or game_id not in self._pools_by_game:
             raise DomainError("NOT_FOUND", f"There is no game {game_id!r}.")
-        return box
+        return await self.start_game(game_id)
 
-    def pool(self, pool_id: Any) -> tuple[str, Mailbox]:
-        """The pool's game id and mailbox."""
+    async def pool(self, pool_id: Any) -> tuple[str, Mailbox]:
+        """The pool's game id and mailbox, its actor started if it was not running."""
         game_id = self._pool_game.get(pool_id) if isinstance(pool_id, str) else None
-        box = self.services.supervisor.mailbox(f"pool:{pool_id}") if game_id else None
-        if game_id is None or box is None:
+        if game_id is None:
             raise DomainError("NOT_FOUND", f"There is no pool {pool_id!r}.")
-        return game_id, box
+        return game_id, await self.start_pool(pool_id, game_id=game_id)
 
-    def pools_of(self, game_id: str) -> list[tuple[str, Mailbox]]:
-        out = []
-        for pool_id in self._pools_by_game.get(game_id, []):
-            box = self.services.supervisor.mailbox(f"pool:{pool_id}")
-            if box is not None:
-                out.append((pool_id, box))
-        return out
+    async def pools_of(self, game_id: str, *, open_only: bool = False) -> list[tuple[str, Mailbox]]:
+        """The game's pools (only unresolved ones with ``open_only``), each actor started
+        if it was not running."""
+        return [
+            (pool_id, await self.start_pool(pool_id, game_id=game_id))
+            for pool_id in list(self._pools_by_game.get(game_id, []))
+            if not open_only or pool_id in self._open
+        ]
 
     async def games_of(self, source_id: str) -> list[str]:
         return await self.services.ask_registry(GamesOf(source_id))
@@ -688,7 +710,7 @@ class Games:
         waiting: list[dict[str, Any]] = []
         for game_id in await self.games_of(source_id):
             try:
-                reply = await self.game(game_id).ask(
+                reply = await (await self.game(game_id)).ask(
                     Close(None), timeout=self.services.settings.request_timeout
                 )
             except DomainError as error:

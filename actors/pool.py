@@ -154,6 +154,7 @@ class PoolActor:
         self.pending = pending
         self.unsent: list[Bet] = []  # bets not yet in a 360 broadcast
         self.last_flush = -math.inf
+        self.last_request = trio.current_time()
 
     @classmethod
     async def load(cls, inbox: Mailbox, services: Services, pool_id: str) -> PoolActor:
@@ -185,7 +186,10 @@ class PoolActor:
                 except trio.EndOfChannel:
                     self._flush_distribution()
                     return
+            if request is None and self._idle_enough():
+                return  # resolved and idle: leave memory; the directory reloads on demand
             if request is not None:
+                self.last_request = trio.current_time()
                 # a block or a stop due by now applies before the request is judged
                 await self._fire_due_timers()
                 if isinstance(request.body, PlaceBet):
@@ -418,6 +422,7 @@ class PoolActor:
         )
         pool.mark_settled(outcome, status)
         self.pending = None
+        self.services.games.pool_resolved(pool.id)
         message = self._result_message(outcome, status)
         if successor is not None:
             try:
@@ -479,7 +484,16 @@ class PoolActor:
         deadlines = [clock.deadline_for(at) for at, _ in self._timers()]
         if self.unsent:
             deadlines.append(self.last_flush + self.services.settings.distribution_interval)
+        if not self.pool.is_open:
+            deadlines.append(self.last_request + self.services.settings.idle_seconds)
         return min(deadlines, default=math.inf)
+
+    def _idle_enough(self) -> bool:
+        return (
+            not self.pool.is_open
+            and not self.unsent
+            and trio.current_time() >= self.last_request + self.services.settings.idle_seconds
+        )
 
     async def _fire_due_timers(self) -> None:
         # compared on trio's clock, as the deadline was: epoch ms rounded down could put

@@ -123,6 +123,9 @@ class Mailbox:
             request.fail(error)
             count += 1
 
+    def has_queued(self) -> bool:
+        return self._send.statistics().current_buffer_used > 0
+
     def close(self) -> None:
         """Stop taking new requests; the actor drains what is queued, then stops."""
         self._send.close()
@@ -148,7 +151,8 @@ class Supervisor:
     A child that raises, or whose own cancel scope is cancelled from outside (a chaos
     test), is rebuilt by its factory, which reloads its state from storage. Requests it
     had taken are answered with ``ACTOR_RESTARTED``; requests still queued are served by
-    the new incarnation. A child is never given up (a dead wallet would stop all money),
+    the new incarnation. A child that returns on its own (idle, nothing queued) is
+    forgotten until spawned again. A child is never given up (a dead wallet would stop all money),
     but one that keeps crashing is restarted with a growing pause, up to ``max_backoff``
     seconds, so a crash loop cannot spin; callers waiting meanwhile time out cleanly.
     """
@@ -234,9 +238,17 @@ class Supervisor:
                             raise
                         crashed = True
                         log.error("actor %s crashed", child.name, exc_info=group)
-                if child.stopping or not (crashed or child.scope.cancelled_caught):
-                    # stopped, or ended on its own once its inbox was closed
+                if child.stopping:
                     child.mailbox.fail_taken(DomainError("UNAVAILABLE", f"{child.name} stopped."))
+                    return
+                if not (crashed or child.scope.cancelled_caught):
+                    # The actor went idle and ended itself (passivation): it is forgotten,
+                    # and spawned again from storage when next needed. A request that
+                    # slipped in meanwhile wakes it instead.
+                    if child.mailbox.has_queued():
+                        continue
+                    del self._children[child.name]
+                    child.mailbox.close()
                     return
                 child.restarts += 1
                 child.mailbox.fail_taken(

@@ -25,6 +25,8 @@ class Settings:
     rate_burst: int = 100
     game_admin_limit: int = 3
     distribution_interval: float = 0.25
+    #: a resolved pool or a closed game idle this long leaves memory (reloaded on demand)
+    idle_seconds: float = 300.0
 
 
 @dataclass

@@ -279,13 +279,15 @@ class Match:
 
     @property
     def game(self) -> Mailbox:
-        return self.h.services.games.game(self.game_id)
+        box = self.h.services.supervisor.mailbox(f"game:{self.game_id}")
+        assert box is not None, "the game actor is not running"
+        return box
 
     async def pool(self, **fields: Any) -> tuple[str, Mailbox]:
         created = await self.game.ask(
             g.CreatePool(self.admin, {"action": "goal", "targets": "a,b", **fields})
         )
-        return created["pool_id"], self.h.services.games.pool(created["pool_id"])[1]
+        return created["pool_id"], (await self.h.services.games.pool(created["pool_id"]))[1]
 
     async def player(self, name: str, deposit: int = 100_00) -> int:
         """A user with money, whose balance pushes (815) land in ``self.pushes[id]``."""
@@ -299,8 +301,11 @@ class Match:
         self.pushes: dict[int, FakeConnection] = {}
 
 
-async def open_match(h: ActorHarness, watcher: FakeConnection | None = None) -> Match:
-    admin = await h.user("admin", roles=("developer",))
+async def open_match(
+    h: ActorHarness, watcher: FakeConnection | None = None, *, name: str = "admin"
+) -> Match:
+    """An open game on the actors; ``name`` names its admin (one match per name)."""
+    admin = await h.user(name, roles=("developer",))
     source = await h.services.ask_registry(OpenSource(admin, "src", ""))
     game = await h.services.games.create_game(
         source.id,
@@ -308,7 +313,7 @@ async def open_match(h: ActorHarness, watcher: FakeConnection | None = None) -> 
         {"game_name": "A - B", "actions": "goal", "targets": "a,b,c,a:1,a:2,b:1"},
         opened=True,
     )
-    box = h.services.games.game(game.id)
+    box = await h.services.games.game(game.id)
     assert (await box.ask(g.BecomeAdmin(admin)))["res"] == 640
     watcher = watcher or FakeConnection(admin)
     await box.ask(g.Join(watcher))

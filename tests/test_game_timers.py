@@ -25,14 +25,16 @@ class Table:
 
     def __init__(self, h: ActorHarness, game_id: str, admin: int, watcher: FakeConnection):
         self.h, self.game_id, self.admin, self.watcher = h, game_id, admin, watcher
-        self.box = h.services.games.game(game_id)
+        box = h.services.supervisor.mailbox(f"game:{game_id}")
+        assert box is not None
+        self.box = box
 
     async def status(self) -> str:
         return (await self.box.ask(g.Details()))["status"]
 
     async def pool(self, **fields: Any) -> Mailbox:
         created = await self.box.ask(g.CreatePool(self.admin, fields))
-        return self.h.services.games.pool(created["pool_id"])[1]
+        return (await self.h.services.games.pool(created["pool_id"]))[1]
 
 
 async def table(h: ActorHarness, *, opened: bool = True, **times: int) -> Table:
@@ -108,7 +110,7 @@ async def test_times_in_seconds_drive_the_timers(
         opened=True,
     )
     assert (game.open_at, game.close_at) == ((now_s + 60) * 1000, (now_s + 120) * 1000)
-    box = actors.services.games.game(game.id)
+    box = await actors.services.games.game(game.id)
     await trio.sleep(61)
     assert (await box.ask(g.Details()))["status"] == "game_in_progress_betting_active"
     await trio.sleep(60)

@@ -152,7 +152,7 @@ async def test_recreate_on_end_opens_a_fresh_pool_when_the_old_resolves(
         Decimal("0.1"),
     )
     assert fresh["targets"].keys() == {"a", "b", "none"} and fresh["money_at_stake"] == 0
-    _, box = actors.services.games.pool(fresh["pool_id"])
+    _, box = await actors.services.games.pool(fresh["pool_id"])
     await box.ask(p.PlaceBet(alice, "b", "1"))
     # and the fresh pool recreates itself in turn
     await box.ask(p.ResolveByHand("b"))

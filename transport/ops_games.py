@@ -20,7 +20,7 @@ def _additions(msg: dict[str, Any]) -> tuple[list[str], list[str]]:
 
 
 async def _ask_game(ctx: Context, msg: dict[str, Any], body: Any) -> Any:
-    box = ctx.services.games.game(_game_id(msg))
+    box = await ctx.services.games.game(_game_id(msg))
     return await box.ask(body, timeout=ctx.services.settings.request_timeout)
 
 
@@ -102,7 +102,7 @@ async def list_games(ctx: Context, msg: dict[str, Any]) -> None:
     games = ctx.services.games
     listed = {}
     for game_id in await games.games_of(source_id):
-        summary = await games.game(game_id).ask(
+        summary = await (await games.game(game_id)).ask(
             g.Summary(), timeout=ctx.services.settings.request_timeout
         )
         if summary["status"] != "game_closed":

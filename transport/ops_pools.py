@@ -26,12 +26,14 @@ def _timeout(ctx: Context) -> float:
 
 
 async def _is_game_admin(ctx: Context, game_id: str) -> bool:
-    return await ctx.services.games.game(game_id).ask(g.IsAdmin(ctx.user_id), timeout=_timeout(ctx))
+    return await (await ctx.services.games.game(game_id)).ask(
+        g.IsAdmin(ctx.user_id), timeout=_timeout(ctx)
+    )
 
 
 async def _pool(ctx: Context, msg: dict[str, Any], *, admin: bool = False) -> Any:
     """The pool's mailbox; with ``admin``, only for the game's admins."""
-    game_id, box = ctx.services.games.pool(params.text(msg, "pool_id", required_=True))
+    game_id, box = await ctx.services.games.pool(params.text(msg, "pool_id", required_=True))
     if admin and not await _is_game_admin(ctx, game_id):
         raise DomainError("NOT_AUTHORIZED", "Only admins of this game may do this.")
     return box
@@ -40,14 +42,14 @@ async def _pool(ctx: Context, msg: dict[str, Any], *, admin: bool = False) -> An
 @op(385, "create_betting_pool", replies=(350, 352), role="game admin")
 async def create_pool(ctx: Context, msg: dict[str, Any]) -> None:
     """Open a pool on an action; subscribers get the full pool (352)."""
-    box = ctx.services.games.game(params.text(msg, "game_id", required_=True))
+    box = await ctx.services.games.game(params.text(msg, "game_id", required_=True))
     ctx.reply(350, await box.ask(g.CreatePool(ctx.user_id, msg), timeout=_timeout(ctx)))
 
 
 @op(395, "register_game_event", replies=(366, 362), role="game admin")
 async def register_event(ctx: Context, msg: dict[str, Any]) -> None:
     """Record an event; it resolves the open parimutuel pools of its action (362)."""
-    box = ctx.services.games.game(params.text(msg, "game_id", required_=True))
+    box = await ctx.services.games.game(params.text(msg, "game_id", required_=True))
     reply = await box.ask(
         g.RegisterEvent(
             ctx.user_id,
@@ -63,12 +65,14 @@ async def register_event(ctx: Context, msg: dict[str, Any]) -> None:
         ctx.reply(resolved.pop("res"), resolved)
 
 
-async def _listing(ctx: Context, msg: dict[str, Any], res: int, keep: Any) -> None:
+async def _listing(
+    ctx: Context, msg: dict[str, Any], res: int, keep: Any, *, open_only: bool = True
+) -> None:
     """Ask every pool of the game at once (not one after another, and not through the
     game actor, which stays free for its own requests)."""
     game_id = params.text(msg, "game_id", required_=True) or ""
     question = p.Describe(ctx.user_id, await _is_game_admin(ctx, game_id))
-    boxes = ctx.services.games.pools_of(game_id)
+    boxes = await ctx.services.games.pools_of(game_id, open_only=open_only)
     pools: list[Any] = [None] * len(boxes)
 
     async def describe(i: int, box: Any) -> None:
@@ -112,7 +116,9 @@ async def list_my_running(ctx: Context, msg: dict[str, Any]) -> None:
 @op(390, "list_my_resolved_pools_for_game", replies=(355,))
 async def list_my_resolved(ctx: Context, msg: dict[str, Any]) -> None:
     """Resolved pools you had bet in, with your winnings."""
-    await _listing(ctx, msg, 355, lambda info: not info["open"] and info["has_bet"])
+    await _listing(
+        ctx, msg, 355, lambda info: not info["open"] and info["has_bet"], open_only=False
+    )
 
 
 @op(392, "place_bet_in_betting_pool", replies=(356, 360))
@@ -131,7 +137,7 @@ async def place_bet(ctx: Context, msg: dict[str, Any]) -> None:
 @op(393, "get_betting_pool_bets_distribution", replies=(360,))
 async def distribution(ctx: Context, msg: dict[str, Any]) -> None:
     """The pool's distribution, with your own bets (every bet for game admins)."""
-    game_id, box = ctx.services.games.pool(params.text(msg, "pool_id", required_=True))
+    game_id, box = await ctx.services.games.pool(params.text(msg, "pool_id", required_=True))
     everything = await _is_game_admin(ctx, game_id)
     ctx.reply(360, await box.ask(p.GetDistribution(ctx.user_id, everything), timeout=_timeout(ctx)))
 
@@ -156,7 +162,7 @@ async def allow_pool(ctx: Context, msg: dict[str, Any]) -> None:
 
 
 async def _block_action(ctx: Context, msg: dict[str, Any], block: bool) -> None:
-    box = ctx.services.games.game(params.text(msg, "game_id", required_=True))
+    box = await ctx.services.games.game(params.text(msg, "game_id", required_=True))
     at = params.epoch_ms(msg, "block_at" if block else "allow_at")
     reply = dict(
         await box.ask(
