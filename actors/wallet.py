@@ -119,7 +119,6 @@ class WalletActor:
         *,
         available: dict[Key, int],
         exposure: dict[Key, int],
-        references: dict[str, str],
         blocked: set[int],
         on_balance: Callable[[int, str, Balance], None] = lambda *_: None,
     ) -> None:
@@ -128,7 +127,7 @@ class WalletActor:
         self.clock = clock
         self.available = defaultdict(int, available)
         self.exposure = defaultdict(int, exposure)
-        self.references = references
+        self.references: dict[str, str] = {}  # this batch's stored references, read ahead
         self.blocked = blocked
         self.on_balance = on_balance
         self.currencies: dict[int, set[str]] = defaultdict(set)  # user -> currencies held
@@ -164,6 +163,7 @@ class WalletActor:
             await self._handle_batch(batch)
 
     async def _handle_batch(self, batch: list[Request]) -> None:
+        await self._read_references(batch)
         pending = _Pending()
         for request in batch:
             try:
@@ -190,7 +190,6 @@ class WalletActor:
             self.available[key] += delta
         for key, delta in pending.exposure.items():
             self.exposure[key] += delta
-        self.references.update(pending.references)
         for user_id, blocked in pending.blocked.items():
             (self.blocked.add if blocked else self.blocked.discard)(user_id)
         touched = set(pending.available) | set(pending.exposure)
@@ -226,12 +225,28 @@ class WalletActor:
                 return self._settle(body, pending)
         raise DomainError("UNKNOWN_OP", f"The wallet does not handle {type(body).__name__}.")
 
+    async def _read_references(self, batch: list[Request]) -> None:
+        """Idempotency references live in SQLite, not memory (they only grow): read the
+        ones this batch names, in one query, before judging it."""
+        keys = [_reference_key(r.body) for r in batch if isinstance(r.body, Deposit | Withdraw)]
+        self.references = {}
+        if keys:
+            marks = ", ".join("?" for _ in keys)
+            self.references = await self.storage.read(
+                lambda db: {
+                    row["key"]: row["fingerprint"]
+                    for row in db.rows(
+                        f"SELECT key, fingerprint FROM idempotency WHERE key IN ({marks})", keys
+                    )
+                }
+            )
+
     def _available(self, key: Key, pending: _Pending) -> int:
         return self.available.get(key, 0) + pending.available.get(key, 0)
 
     def _move_money(self, body: Deposit | Withdraw, pending: _Pending) -> Any:
         kind = "deposit" if isinstance(body, Deposit) else "withdrawal"
-        ref_key = f"{kind}:{body.reference}"
+        ref_key = _reference_key(body)
         fingerprint = f"{body.user_id}:{body.currency}:{body.amount}"
         seen = pending.references.get(ref_key) or self.references.get(ref_key)
         key = (body.user_id, body.currency)
@@ -315,6 +330,11 @@ class WalletActor:
         return changes
 
 
+def _reference_key(body: Deposit | Withdraw) -> str:
+    kind = "deposit" if isinstance(body, Deposit) else "withdrawal"
+    return f"{kind}:{body.reference}"
+
+
 def _load_state(db: Database) -> dict[str, Any]:
     available = {
         (int(r["account"].removeprefix("wallet:")), r["currency"]): r["total"]
@@ -330,17 +350,9 @@ def _load_state(db: Database) -> dict[str, Any]:
             "WHERE status = 'active' GROUP BY user_id, currency"
         )
     }
-    references = {
-        r["key"]: r["fingerprint"]
-        for r in db.rows(
-            "SELECT key, fingerprint FROM idempotency "
-            "WHERE key LIKE 'deposit:%' OR key LIKE 'withdrawal:%'"
-        )
-    }
     blocked = {r["id"] for r in db.rows("SELECT id FROM users WHERE blocked = 1")}
     return {
         "available": available,
         "exposure": exposure,
-        "references": references,
         "blocked": blocked,
     }
