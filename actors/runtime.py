@@ -211,10 +211,11 @@ class Supervisor:
 
     async def stop_all(self, *, timeout: float = 5.0) -> None:
         """Graceful shutdown, newest first: an actor drains before those it depends on
-        (pools before the wallet, everything before storage) are closed."""
+        (pools before the wallet, everything before storage) are closed. ``timeout`` bounds
+        the whole shutdown; past it, the actors left are cancelled at once."""
+        deadline = trio.current_time() + timeout
         for name in reversed(list(self._children)):
-            with trio.move_on_after(timeout):
-                await self.stop(name, timeout=timeout)
+            await self.stop(name, timeout=max(0.0, deadline - trio.current_time()))
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
 

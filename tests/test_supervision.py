@@ -3,6 +3,8 @@ they had taken goes unanswered."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import trio
 
@@ -160,3 +162,19 @@ async def test_a_game_that_dies_mid_event_has_its_pools_resolved_when_it_restart
     assert (await pool.ask(p.Info()))["open"] is False
     balances = await services.ask_wallet(GetBalances(alice))
     assert (balances["EUR"].available, balances["EUR"].exposure) == (1_000, 0)
+
+
+async def test_shutdown_is_bounded_by_one_deadline_for_all_actors(supervisor: Supervisor) -> None:
+    boxes = [await supervisor.spawn(f"echo{i}", make_echo) for i in range(5)]
+    async with trio.open_nursery() as nursery:
+        for box in boxes:  # every actor busy forever: each would use its own whole timeout
+            nursery.start_soon(_ask_quietly, box, "hang")
+        await trio.sleep(0.1)
+        started = trio.current_time()
+        await supervisor.stop_all(timeout=2)
+        assert trio.current_time() - started <= 2.01
+
+
+async def _ask_quietly(box: Mailbox, body: str) -> None:
+    with contextlib.suppress(DomainError):
+        await box.ask(body)
