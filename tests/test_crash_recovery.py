@@ -151,3 +151,19 @@ async def test_confirmed_money_survives_kill_9(tmp_path: Path) -> None:
             audit = (await http.get("/v1/audit")).json()
             assert audit["ok"] is True, audit
             assert audit["lines"] == 2 * audit["transactions"]
+
+
+async def test_sigterm_shuts_down_gracefully_and_keeps_everything(tmp_path: Path) -> None:
+    data_dir, log = tmp_path / "data", tmp_path / "server.log"
+    with trio.fail_after(60):
+        async with running_server(data_dir, log) as (proc, url, _), client(url) as http:
+            user_id = (await http.post("/v1/users", json={"name": "sam"})).json()["user_id"]
+            r = await move(http, user_id, "deposits", "7.77", "d-sam")
+            assert r.status_code == 201
+            proc.terminate()  # SIGTERM: stop taking traffic, drain the actors, close
+            assert await proc.wait() == 0
+        log_text = log.read_text()
+        assert "shutting down" in log_text and "Traceback" not in log_text
+        async with running_server(data_dir, log) as (proc, url, _), client(url) as http:
+            balance = decode((await http.get(f"/v1/users/{user_id}/balances")).content)["EUR"]
+            assert balance["current"] == Decimal("7.77")
