@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,9 +165,9 @@ class _connected:
         return await self._cm.__aexit__(*exc)
 
 
-@pytest.fixture
-async def harness() -> AsyncIterator[Harness]:
-    """A server on an in-memory database; the books are audited when the test ends."""
+@asynccontextmanager
+async def running_harness() -> AsyncIterator[Harness]:
+    """A server on an in-memory database; the books are audited when it stops."""
     server = Server(ServerConfig(ws_port=0, http_port=0, synchronous="OFF"))
     async with trio.open_nursery() as nursery:
         endpoints = await nursery.start(server.run)
@@ -178,6 +179,12 @@ async def harness() -> AsyncIterator[Harness]:
         finally:
             await h.aclose()
             server.request_stop()
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    async with running_harness() as h:
+        yield h
 
 
 class FakeConnection:
