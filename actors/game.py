@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
@@ -295,7 +295,7 @@ class GameActor:
                 "game_id": game.id,
                 "reason": "This game already has enough admins.",
             }
-        await self._save(Game.from_doc({**game.to_doc(), "admins": [*game.admins, user_id]}))
+        await self._save(replace(game, admins=[*game.admins, user_id]))
         return {"res": 640, "game_id": game.id}
 
     # -- state changes ----------------------------------------------------------------
@@ -311,14 +311,7 @@ class GameActor:
             **{k: v for k, v in build_actions(actions).items() if k not in game.actions},
         }
         tree = game.tree.merged(targets)
-        return Game.from_doc(
-            {
-                **game.to_doc(),
-                "actions": merged_actions,
-                "targets": tree.as_dict(),
-                "opened": opened,
-            }
-        )
+        return replace(game, actions=merged_actions, targets=tree.as_dict(), opened=opened)
 
     async def _save(self, game: Game, extra: list[Change] | None = None) -> None:
         """Commit the game's new state, then adopt it (never the other way round)."""
@@ -337,9 +330,9 @@ class GameActor:
                 blocked.append(pool_id)
         if blocked:
             if not game.closing:
-                await self._save(Game.from_doc({**game.to_doc(), "closing": True}))
+                await self._save(replace(game, closing=True))
             return {"closed": False, "game_id": game.id, "blocked": blocked, "blocked_at": self.now}
-        await self._save(Game.from_doc({**game.to_doc(), "closed_at": self.now}))
+        await self._save(replace(game, closed_at=self.now))
         self._broadcast(341, {"game_id": game.id})
         return {"closed": True, "game_id": game.id}
 
@@ -426,7 +419,7 @@ class GameActor:
             )
             for pool_id, _, winner in hit
         ]
-        await self._save(Game.from_doc({**game.to_doc(), "counts": counts}), changes)
+        await self._save(replace(game, counts=counts), changes)
         self.events[event_id] = {
             "happened_at": happened_at,
             "target_id": target,
