@@ -56,7 +56,12 @@ async def _serve(config: ServerConfig) -> None:
             f"data {config.data_dir}",
             flush=True,
         )
-        print(f"operator key: {endpoints.operator_key}", flush=True)
+        if endpoints.operator_key_is_new:  # a secret: shown once, when it is generated
+            print(
+                f"operator key (new, kept in {config.data_dir}/operator_key): "
+                f"{endpoints.operator_key}",
+                flush=True,
+            )
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for _ in signals:
                 server.request_stop()

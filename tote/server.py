@@ -42,6 +42,7 @@ class Endpoints:
     http_port: int
     operator_key: str
     services: Services
+    operator_key_is_new: bool = False  # generated on this start: show it once
 
 
 def operator_key_for(config: ServerConfig) -> tuple[str, bool]:
@@ -136,7 +137,7 @@ class Server:
             config.data_dir.mkdir(parents=True, exist_ok=True)
         path = ":memory:" if config.data_dir is None else config.data_dir / "tote.db"
         database = Database(path, synchronous=config.synchronous)
-        operator_key, _ = operator_key_for(config)
+        operator_key, key_is_new = operator_key_for(config)
         try:
             async with trio.open_nursery() as nursery:
                 services = await nursery.start(start_services, config, database, operator_key)
@@ -146,7 +147,7 @@ class Server:
                         serve_http, services, config.host, config.http_port
                     )
                     services.ready.set()
-                    task_status.started(Endpoints(ws, http, operator_key, services))
+                    task_status.started(Endpoints(ws, http, operator_key, services, key_is_new))
                     await self._stop.wait()
                     log.info("shutting down: no new traffic, draining actors")
                     transports.cancel_scope.cancel()
