@@ -62,6 +62,15 @@ def operator_key_for(config: ServerConfig) -> tuple[str, bool]:
     return key, True
 
 
+def open_storage(config: ServerConfig) -> tuple[Database, str, bool]:
+    """The blocking part of start-up (directory, SQLite schema, key file), for a thread."""
+    if config.data_dir is not None:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+    path = ":memory:" if config.data_dir is None else config.data_dir / "tote.db"
+    database = Database(path, synchronous=config.synchronous)
+    return (database, *operator_key_for(config))
+
+
 async def start_services(
     config: ServerConfig,
     database: Database,
@@ -133,11 +142,7 @@ class Server:
         from transport.websocket import serve_ws
 
         config = self.config
-        if config.data_dir is not None:
-            config.data_dir.mkdir(parents=True, exist_ok=True)
-        path = ":memory:" if config.data_dir is None else config.data_dir / "tote.db"
-        database = Database(path, synchronous=config.synchronous)
-        operator_key, key_is_new = operator_key_for(config)
+        database, operator_key, key_is_new = await trio.to_thread.run_sync(open_storage, config)
         try:
             async with trio.open_nursery() as nursery:
                 services = await nursery.start(start_services, config, database, operator_key)
@@ -155,4 +160,5 @@ class Server:
                     await services.supervisor.stop_all(timeout=5.0)
                 nursery.cancel_scope.cancel()
         finally:
-            database.close()
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(database.close)
