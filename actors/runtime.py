@@ -190,11 +190,15 @@ class Supervisor:
         return child.mailbox if child else None
 
     def kill(self, name: str) -> None:
-        """Cancel an actor from outside, as a crash would; it is restarted."""
-        self._children[name].scope.cancel()
+        """Cancel an actor from outside, as a crash would; it is restarted. (An actor not
+        running, e.g. passivated, has nothing to kill.)"""
+        if (child := self._children.get(name)) is not None:
+            child.scope.cancel()
 
     def restarts(self, name: str) -> int:
-        return self._children[name].restarts
+        """Restarts of the running incarnation's lifetime (0 when not running)."""
+        child = self._children.get(name)
+        return child.restarts if child is not None else 0
 
     async def stop(self, name: str, *, timeout: float = 5.0) -> None:
         """Close an actor's inbox, let it drain, and wait for it to end."""
