@@ -24,7 +24,7 @@ from actors.services import Services
 from actors.wallet import GetBalances, Settle, StakeItem, Stakes
 from domain.codec import server_message
 from domain.errors import DomainError
-from domain.pool import BINARY, PARIMUTUEL, Bet, Outcome, Pool
+from domain.pool import BINARY, PARIMUTUEL, Bet, Pool
 from domain.targets import NONE, winning_target
 from storage.changes import Change, Delete, Insert, Update, Upsert
 from storage.database import Database
@@ -172,6 +172,8 @@ class PoolActor:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        if not self.pool.is_open and not self.pool.announced:  # settled, result not sent
+            await self._announce()
         if self.pending is not None and self.pool.is_open:  # an event committed, settle it
             await self._settle(
                 self.pending["winning_target"],
@@ -423,7 +425,7 @@ class PoolActor:
         pool.mark_settled(outcome, status)
         self.pending = None
         self.services.games.pool_resolved(pool.id)
-        message = self._result_message(outcome, status)
+        message = await self._announce()
         if successor is not None:
             try:
                 await self.services.games.start_pool(successor.id, announce=True)
@@ -431,14 +433,20 @@ class PoolActor:
                 log.exception("pool %s: could not start its successor", pool.id)
         return message
 
-    def _result_message(self, outcome: Outcome, status: str) -> dict[str, Any]:
-        message = dict(outcome.message)
-        res = 362
-        if status == "expired":
-            res = 363
-            message["expired_at"] = message["resolved_at"]
-        self._broadcast(res, message)
-        return {"res": res, **message}
+    async def _announce(self) -> dict[str, Any]:
+        """Broadcast the result (362, or 363 for an expiry), then record that it went out;
+        a restart before that record sends it again rather than never."""
+        pool = self.pool
+        res, fields = pool.result_message()
+        self._broadcast(res, fields)
+        try:
+            await self.services.storage.commit(
+                [Upsert("pools", pool_row(dataclasses.replace(pool, announced=True)))]
+            )
+            pool.announced = True
+        except DomainError:
+            log.warning("pool %s: result sent, not yet recorded as sent", pool.id)
+        return {"res": res, **fields}
 
     def _successor(self, now: int) -> Pool:
         pool = self.pool

@@ -74,6 +74,9 @@ class Pool:
     resolved_at: int | None = None
     winning_target: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
+    #: False from the settling commit until its 362/363 went out: a pool that restarts in
+    #: between sends it then (at least once), so subscribers never miss a result.
+    announced: bool = True
     bets: list[Bet] = field(default_factory=list)
     totals: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     backers: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
@@ -107,6 +110,7 @@ class Pool:
         "resolved_at",
         "winning_target",
         "result",
+        "announced",
     )
 
     def to_doc(self) -> dict[str, Any]:
@@ -334,6 +338,24 @@ class Pool:
             "invalidated_bettors": outcome.message["invalidated_bettors"],
             "is_money_return": outcome.message["is_money_return"],
         }
+        self.announced = False
+
+    def result_message(self) -> tuple[int, dict[str, Any]]:
+        """The settled pool's 362 (363 when it expired), from its stored result."""
+        fields: dict[str, Any] = {
+            "pool_id": self.id,
+            "game_id": self.game_id,
+            "winning_target": self.winning_target,
+            "description": self.description,
+            "winners": {u: self.money(a) for u, a in self.result.get("winners", {}).items()},
+            "losers": self.result.get("losers", []),
+            "invalidated_bettors": self.result.get("invalidated_bettors", []),
+            "is_money_return": self.result.get("is_money_return", False),
+            "resolved_at": self.resolved_at,
+        }
+        if self.status == "expired":
+            return 363, {**fields, "expired_at": self.resolved_at}
+        return 362, fields
 
 
 def resolves_by_event(pool: Pool, action: str, happened_at: int) -> bool:

@@ -4,6 +4,7 @@ they had taken goes unanswered."""
 from __future__ import annotations
 
 import contextlib
+from decimal import Decimal
 
 import pytest
 import trio
@@ -178,3 +179,29 @@ async def test_shutdown_is_bounded_by_one_deadline_for_all_actors(supervisor: Su
 async def _ask_quietly(box: Mailbox, body: str) -> None:
     with contextlib.suppress(DomainError):
         await box.ask(body)
+
+
+async def test_a_result_not_yet_sent_when_the_pool_died_is_sent_on_restart(
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    from actors.pool import load_pool, pool_row
+
+    services = actors.services
+    m = await open_match(actors)
+    pool_id, pool = await m.pool()
+    alice = await m.player("alice", deposit=1_000)
+    await pool.ask(p.PlaceBet(alice, "a", "2"))
+    await pool.ask(p.ResolveByHand("a"))
+    assert len(m.watcher.take(362)) == 1
+    # the state a crash between the settling commit and the broadcast leaves behind
+    settled, _ = await services.storage.read(lambda db: load_pool(db, pool_id))
+    settled.announced = False
+    await services.storage.commit([Upsert("pools", pool_row(settled))])
+    services.supervisor.kill(f"pool:{pool_id}")
+    await trio.sleep(1)
+    [again] = m.watcher.take(362)
+    assert (again["pool_id"], again["winning_target"]) == (pool_id, "a")
+    assert again["winners"] == {str(alice): Decimal("2.0")}
+    services.supervisor.kill(f"pool:{pool_id}")  # recorded as sent now: not sent twice
+    await trio.sleep(1)
+    assert m.watcher.take(362) == []
