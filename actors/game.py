@@ -21,7 +21,7 @@ from domain.codec import server_message
 from domain.errors import DomainError
 from domain.game import Game, default_hashtag
 from domain.money import exponent_of, parse_amount, parse_rate
-from domain.pool import BINARY, TIMED, Pool
+from domain.pool import BINARY, TIMED, Pool, resolves_by_event
 from domain.targets import (
     NONE,
     TargetTree,
@@ -386,10 +386,7 @@ class GameActor:
         hit = [
             (pool_id, box, winning_target(info["targets"], target))
             for pool_id, box, info in pools
-            if info["open"]
-            and info["pool_type"] not in BINARY
-            and info["action"] == action
-            and info["start_at"] <= happened_at
+            if resolves_by_event(info, action, happened_at)
         ]
         event_id = str(uuid.uuid4())
         counts = {**game.counts, action: dict(game.counts.get(action, {}))}

@@ -5,6 +5,7 @@ wraps this with plumbing, and tests can drive it directly."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -358,13 +359,16 @@ class Pool:
         return 362, fields
 
 
-def resolves_by_event(pool: Pool, action: str, happened_at: int) -> bool:
-    """An event resolves the open parimutuel pools of its action opened before it."""
+def resolves_by_event(info: Mapping[str, Any], action: str, happened_at: int) -> bool:
+    """An event resolves the open parimutuel pools of its action opened before it happened.
+
+    ``info`` is what a pool tells its game: ``open``, ``pool_type``, ``action``, ``start_at``.
+    """
     return (
-        pool.is_open
-        and pool.pool_type in PARIMUTUEL
-        and pool.action == action
-        and pool.start_at <= happened_at
+        info["open"]
+        and info["pool_type"] in PARIMUTUEL
+        and info["action"] == action
+        and info["start_at"] <= happened_at
     )
 
 

@@ -203,3 +203,15 @@ def test_tree_properties(names: list[str]) -> None:
 
     assert count(tree.to_wire()) == len(ids)
     assert TargetTree(tree.as_dict()) == tree
+
+
+def test_an_event_resolves_open_parimutuel_pools_of_its_action_opened_before_it() -> None:
+    from domain.pool import resolves_by_event
+
+    pool = {"open": True, "pool_type": 1, "action": "goal", "start_at": 100}
+    assert resolves_by_event(pool, "goal", 100)
+    assert resolves_by_event({**pool, "pool_type": 2}, "goal", 150)
+    assert not resolves_by_event({**pool, "pool_type": 3}, "goal", 150)  # binary: by hand
+    assert not resolves_by_event({**pool, "open": False}, "goal", 150)
+    assert not resolves_by_event(pool, "card", 150)
+    assert not resolves_by_event(pool, "goal", 99)  # the goal came before the pool
