@@ -152,7 +152,6 @@ class PoolActor:
         self.services = services
         self.pool = pool
         self.pending = pending
-        self.unsent: list[Bet] = []  # bets not yet in a 360 broadcast
         self.last_flush = -math.inf
         self.last_request = trio.current_time()
 
@@ -186,7 +185,7 @@ class PoolActor:
                 try:
                     request = await self.inbox.receive()
                 except trio.EndOfChannel:
-                    self._flush_distribution()
+                    await self._flush_distribution()
                     return
             if request is None and self._idle_enough():
                 return  # resolved and idle: leave memory; the directory reloads on demand
@@ -343,7 +342,6 @@ class PoolActor:
                         request.fail(refusal)
                         continue
                     pool.add(bet)
-                    self.unsent.append(bet)
                     request.reply(
                         {
                             "pool_id": pool.id,
@@ -398,7 +396,7 @@ class PoolActor:
         """Pay out once: ledger lines, bet results, the pool's new state and (if asked) its
         successor are one commit; only then do memory and subscribers hear of it."""
         pool, now = self.pool, max(self.now, due)
-        self._flush_distribution()
+        await self._flush_distribution()
         outcome = pool.settle(winner, now=now, happened_at=happened_at)
         settled = dataclasses.replace(pool)
         settled.mark_settled(outcome, status)
@@ -490,7 +488,7 @@ class PoolActor:
     def _next_deadline(self) -> float:
         clock = self.services.clock
         deadlines = [clock.deadline_for(at) for at, _ in self._timers()]
-        if self.unsent:
+        if self.pool.unsent_bets:
             deadlines.append(self.last_flush + self.services.settings.distribution_interval)
         if not self.pool.is_open:
             deadlines.append(self.last_request + self.services.settings.idle_seconds)
@@ -499,7 +497,7 @@ class PoolActor:
     def _idle_enough(self) -> bool:
         return (
             not self.pool.is_open
-            and not self.unsent
+            and not self.pool.unsent_bets
             and trio.current_time() >= self.last_request + self.services.settings.idle_seconds
         )
 
@@ -518,26 +516,31 @@ class PoolActor:
             except DomainError:
                 log.exception("pool %s: timer %s failed; will retry", self.pool.id, name)
                 await trio.sleep(1)
-        if self.unsent and (
+        if self.pool.unsent_bets and (
             trio.current_time() - self.last_flush >= self.services.settings.distribution_interval
         ):
-            self._flush_distribution()
+            await self._flush_distribution()
 
-    def _flush_distribution(self) -> None:
-        """One 360 for everything since the last: bets new since then, aggregates now."""
-        if not self.unsent:
-            return
+    async def _flush_distribution(self) -> None:
+        """One 360 for everything since the last: bets new since then, aggregates now.
+        Then record how far the 360s got (best effort: a lost record re-sends a few)."""
         pool = self.pool
+        if not pool.unsent_bets:
+            return
         self._broadcast(
             360,
             {
                 "pool_id": pool.id,
                 "target_level": pool.target_level,
-                "distribution": pool.distribution(self.unsent),
+                "distribution": pool.distribution(pool.unsent_bets),
             },
         )
-        self.unsent = []
+        pool.broadcast_bets = len(pool.bets)
         self.last_flush = trio.current_time()
+        try:
+            await self.services.storage.commit([Upsert("pools", pool_row(pool))])
+        except DomainError:
+            log.warning("pool %s: 360 sent, not yet recorded as sent", pool.id)
 
     def _broadcast(self, res: int, fields: dict[str, Any]) -> None:
         self.services.hub.to_game(self.pool.game_id, server_message(res, fields, t=self.now))

@@ -78,6 +78,9 @@ class Pool:
     #: False from the settling commit until its 362/363 went out: a pool that restarts in
     #: between sends it then (at least once), so subscribers never miss a result.
     announced: bool = True
+    #: how many of ``bets`` (in order) have gone out in a 360; recorded after each 360,
+    #: so a restart re-sends at most the last few (bets are keyed by id: harmless)
+    broadcast_bets: int = 0
     bets: list[Bet] = field(default_factory=list)
     totals: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     backers: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
@@ -112,6 +115,7 @@ class Pool:
         "winning_target",
         "result",
         "announced",
+        "broadcast_bets",
     )
 
     def to_doc(self) -> dict[str, Any]:
@@ -138,6 +142,11 @@ class Pool:
     @property
     def is_binary(self) -> bool:
         return self.pool_type in BINARY
+
+    @property
+    def unsent_bets(self) -> list[Bet]:
+        """Bets not yet in a 360 broadcast."""
+        return self.bets[self.broadcast_bets :]
 
     @property
     def total(self) -> int:
