@@ -105,7 +105,8 @@ class _Pending:
     changes: list[Change] = field(default_factory=list)
     available: dict[Key, int] = field(default_factory=lambda: defaultdict(int))
     exposure: dict[Key, int] = field(default_factory=lambda: defaultdict(int))
-    references: dict[str, str] = field(default_factory=dict)
+    references: dict[str, str] = field(default_factory=dict)  # added by this batch
+    stored_references: dict[str, str] = field(default_factory=dict)  # read ahead from SQLite
     blocked: dict[int, bool] = field(default_factory=dict)
     replies: list[tuple[Request, Any]] = field(default_factory=list)
 
@@ -127,7 +128,6 @@ class WalletActor:
         self.clock = clock
         self.available = defaultdict(int, available)
         self.exposure = defaultdict(int, exposure)
-        self.references: dict[str, str] = {}  # this batch's stored references, read ahead
         self.blocked = blocked
         self.on_balance = on_balance
         self.currencies: dict[int, set[str]] = defaultdict(set)  # user -> currencies held
@@ -163,8 +163,7 @@ class WalletActor:
             await self._handle_batch(batch)
 
     async def _handle_batch(self, batch: list[Request]) -> None:
-        await self._read_references(batch)
-        pending = _Pending()
+        pending = _Pending(stored_references=await self._read_references(batch))
         for request in batch:
             try:
                 result = self._handle(request.body, pending)
@@ -225,21 +224,21 @@ class WalletActor:
                 return self._settle(body, pending)
         raise DomainError("UNKNOWN_OP", f"The wallet does not handle {type(body).__name__}.")
 
-    async def _read_references(self, batch: list[Request]) -> None:
+    async def _read_references(self, batch: list[Request]) -> dict[str, str]:
         """Idempotency references live in SQLite, not memory (they only grow): read the
         ones this batch names, in one query, before judging it."""
         keys = [_reference_key(r.body) for r in batch if isinstance(r.body, Deposit | Withdraw)]
-        self.references = {}
-        if keys:
-            marks = ", ".join("?" for _ in keys)
-            self.references = await self.storage.read(
-                lambda db: {
-                    row["key"]: row["fingerprint"]
-                    for row in db.rows(
-                        f"SELECT key, fingerprint FROM idempotency WHERE key IN ({marks})", keys
-                    )
-                }
-            )
+        if not keys:
+            return {}
+        marks = ", ".join("?" for _ in keys)
+        return await self.storage.read(
+            lambda db: {
+                row["key"]: row["fingerprint"]
+                for row in db.rows(
+                    f"SELECT key, fingerprint FROM idempotency WHERE key IN ({marks})", keys
+                )
+            }
+        )
 
     def _available(self, key: Key, pending: _Pending) -> int:
         return self.available.get(key, 0) + pending.available.get(key, 0)
@@ -248,7 +247,7 @@ class WalletActor:
         kind = "deposit" if isinstance(body, Deposit) else "withdrawal"
         ref_key = _reference_key(body)
         fingerprint = f"{body.user_id}:{body.currency}:{body.amount}"
-        seen = pending.references.get(ref_key) or self.references.get(ref_key)
+        seen = pending.references.get(ref_key) or pending.stored_references.get(ref_key)
         key = (body.user_id, body.currency)
         if seen is not None:
             if seen != fingerprint:
