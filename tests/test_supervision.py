@@ -14,7 +14,20 @@ from actors.runtime import Mailbox, Supervisor
 from actors.wallet import GetBalances
 from domain.errors import DomainError
 from storage.changes import Upsert
-from tests.conftest import ActorHarness, open_match
+from tests.conftest import ActorHarness, Match, open_match
+
+
+async def alice_in_a_pool(actors: ActorHarness, deposit: int) -> tuple[Match, str, Mailbox, int]:
+    """An open pool of a fresh match, and a player "alice" with ``deposit`` minor units."""
+    m = await open_match(actors)
+    pool_id, pool = await m.pool()
+    return m, pool_id, pool, await m.player("alice", deposit=deposit)
+
+
+async def wallet_of(actors: ActorHarness, user_id: int) -> tuple[int, int]:
+    """(available, exposure) in EUR minor units."""
+    balance = (await actors.services.ask_wallet(GetBalances(user_id)))["EUR"]
+    return balance.available, balance.exposure
 
 
 class Echo:
@@ -128,17 +141,14 @@ async def test_a_request_to_a_busy_actor_times_out_with_a_domain_error(
 async def test_a_killed_pool_comes_back_from_storage_with_its_bets(
     actors: ActorHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
-    m = await open_match(actors)
-    pool_id, pool = await m.pool()
-    alice = await m.player("alice", deposit=10_000)
+    _, pool_id, pool, alice = await alice_in_a_pool(actors, 10_000)
     await pool.ask(p.PlaceBet(alice, "a", "12.34"))
 
     actors.services.supervisor.kill(f"pool:{pool_id}")
     await pool.ask(p.PlaceBet(alice, "a", "0.66"))  # same address, new incarnation
     dist = await pool.ask(p.GetDistribution(alice, everything=False))
     assert str(dist["distribution"]["a"]["amount_total"]) == "13.0"
-    balances = await actors.services.ask_wallet(GetBalances(alice))
-    assert (balances["EUR"].available, balances["EUR"].exposure) == (10_000 - 1300, 1300)
+    assert await wallet_of(actors, alice) == (10_000 - 1300, 1300)
     assert actors.services.supervisor.restarts(f"pool:{pool_id}") == 1
 
 
@@ -146,9 +156,7 @@ async def test_a_game_that_dies_mid_event_has_its_pools_resolved_when_it_restart
     actors: ActorHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
     services = actors.services
-    m = await open_match(actors)
-    pool_id, pool = await m.pool()
-    alice = await m.player("alice", deposit=1_000)
+    m, pool_id, pool, alice = await alice_in_a_pool(actors, 1_000)
     await pool.ask(p.PlaceBet(alice, "a", "2"))
     # what the event's commit leaves behind when the game dies before telling the pool
     pending = {
@@ -161,8 +169,7 @@ async def test_a_game_that_dies_mid_event_has_its_pools_resolved_when_it_restart
     services.supervisor.kill(f"game:{m.game_id}")
     await trio.sleep(1)
     assert (await pool.ask(p.Info()))["open"] is False
-    balances = await services.ask_wallet(GetBalances(alice))
-    assert (balances["EUR"].available, balances["EUR"].exposure) == (1_000, 0)
+    assert await wallet_of(actors, alice) == (1_000, 0)
 
 
 async def test_shutdown_is_bounded_by_one_deadline_for_all_actors(supervisor: Supervisor) -> None:
@@ -187,9 +194,7 @@ async def test_a_result_not_yet_sent_when_the_pool_died_is_sent_on_restart(
     from actors.pool import load_pool, pool_row
 
     services = actors.services
-    m = await open_match(actors)
-    pool_id, pool = await m.pool()
-    alice = await m.player("alice", deposit=1_000)
+    m, pool_id, pool, alice = await alice_in_a_pool(actors, 1_000)
     await pool.ask(p.PlaceBet(alice, "a", "2"))
     await pool.ask(p.ResolveByHand("a"))
     assert len(m.watcher.take(362)) == 1
@@ -210,9 +215,7 @@ async def test_a_result_not_yet_sent_when_the_pool_died_is_sent_on_restart(
 async def test_bets_not_yet_in_a_360_go_out_after_a_restart(
     actors: ActorHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
-    m = await open_match(actors)
-    pool_id, pool = await m.pool()
-    alice = await m.player("alice", deposit=1_000)
+    m, pool_id, pool, alice = await alice_in_a_pool(actors, 1_000)
     first = await pool.ask(p.PlaceBet(alice, "a", "1"))  # the first 360 goes out at once
     second = await pool.ask(p.PlaceBet(alice, "a", "2"))  # this one waits for the interval
     assert [set(d["distribution"]["a"]["bets"]) for d in m.watcher.take(360)] == [{first["bet_id"]}]
