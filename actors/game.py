@@ -14,7 +14,7 @@ import trio
 from actors import pool as pool_msgs
 from actors.pool import PoolActor, pool_row
 from actors.registry import AddGame, CheckSourceAdmin, GamesOf
-from actors.runtime import Mailbox
+from actors.runtime import Actor, Mailbox
 from actors.services import Services
 from domain import params
 from domain.codec import server_message
@@ -122,34 +122,50 @@ def game_row(game: Game) -> dict[str, Any]:
     }
 
 
-def _load_game(db: Database, game_id: str) -> tuple[Game, dict[str, dict[str, Any]]]:
+def _load_game(
+    db: Database, game_id: str
+) -> tuple[Game, dict[str, dict[str, Any]], dict[tuple[str, str, int], str]]:
     rows = db.rows("SELECT doc FROM games WHERE id = ?", (game_id,))
     if not rows:
         raise DomainError("NOT_FOUND", f"There is no game {game_id!r}.")
+    stored = db.rows("SELECT * FROM events WHERE game_id = ? ORDER BY happened_at", (game_id,))
     events = {
         r["id"]: {
             "happened_at": r["happened_at"],
             "target_id": r["target_id"],
             "action_id": r["action_id"],
         }
-        for r in db.rows("SELECT * FROM events WHERE game_id = ? ORDER BY happened_at", (game_id,))
+        for r in stored
     }
-    return Game.from_doc(msgspec.json.decode(rows[0]["doc"])), events
+    reported = {
+        (r["action_id"], r["target_id"], r["reported_at"]): r["id"]
+        for r in stored
+        if r["reported_at"] is not None
+    }
+    return Game.from_doc(msgspec.json.decode(rows[0]["doc"])), events, reported
 
 
-class GameActor:
+class GameActor(Actor):
     def __init__(
         self, inbox: Mailbox, services: Services, game: Game, events: dict[str, dict[str, Any]]
     ) -> None:
-        self.inbox = inbox
+        super().__init__(inbox)
         self.services = services
         self.game = game
         self.events = events
+        #: (action, target, reported happened_at) -> event id: how a resent event is known
+        self.reported: dict[tuple[str, str, int], str] = {}
+        self.idle_seconds = services.settings.idle_seconds
+        #: when to try again to settle pools that an event resolved but that failed to
+        #: settle (their ``pending_resolutions`` rows are still there)
+        self.retry_pending_at = math.inf
 
     @classmethod
     async def load(cls, inbox: Mailbox, services: Services, game_id: str) -> GameActor:
-        game, events = await services.storage.read(lambda db: _load_game(db, game_id))
-        return cls(inbox, services, game, events)
+        game, events, reported = await services.storage.read(lambda db: _load_game(db, game_id))
+        actor = cls(inbox, services, game, events)
+        actor.reported = reported
+        return actor
 
     @property
     def now(self) -> int:
@@ -159,40 +175,26 @@ class GameActor:
     def directory(self) -> Games:
         return self.services.games
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
+    # -- the kit's hooks --------------------------------------------------------------
+
+    async def on_start(self) -> None:
         await self._finish_pending_resolutions()
-        idle_since = trio.current_time()
-        while True:
-            request = None
-            idle_until = (
-                idle_since + self.services.settings.idle_seconds
-                if self.game.is_closed
-                else math.inf
-            )
-            with trio.move_on_at(min(self._close_deadline(), idle_until)):
-                try:
-                    request = await self.inbox.receive()
-                except trio.EndOfChannel:
-                    return
-            if request is None and trio.current_time() >= idle_until:
-                return  # closed and idle: leave memory; the directory reloads on demand
-            idle_since = trio.current_time()
-            if request is None:
-                try:
-                    await self._close(None)
-                except DomainError:
-                    log.exception("game %s: scheduled close failed; retrying", self.game.id)
-                    await trio.sleep(1)
-                continue
-            try:
-                request.reply(await self._handle(request.body))
-            except DomainError as error:
-                request.fail(error)
+
+    def can_passivate(self) -> bool:
+        return self.game.is_closed
+
+    def next_deadline(self) -> float:
+        return min(self._close_deadline(), self.retry_pending_at)
+
+    async def on_deadline(self) -> None:
+        if trio.current_time() >= self.retry_pending_at:
+            await self._finish_pending_resolutions()
+        if trio.current_time() >= self._close_deadline():
+            await self._close(None)
 
     async def _finish_pending_resolutions(self) -> None:
-        """An event whose pools were not all resolved when this actor died: resolve the
-        rest now (a pool that starts meanwhile resolves it itself; the second ask is a no-op)."""
+        """Settle every pool an event resolved that has not settled yet (its game or the
+        pool died meanwhile, or the pool did not answer): the rows say what to settle."""
         game_id = self.game.id
         rows = await self.services.storage.read(
             lambda db: db.rows(
@@ -201,12 +203,57 @@ class GameActor:
                 (game_id,),
             )
         )
-        for row in rows:
-            _, box = await self.directory.pool(row["pool_id"])
-            await box.ask(
-                pool_msgs.ResolveByEvent(row["winning_target"], row["happened_at"]),
-                timeout=self.services.settings.request_timeout,
-            )
+        await self._resolve_pools(
+            [(row["pool_id"], row["winning_target"], row["happened_at"]) for row in rows]
+        )
+
+    async def _resolve_pools(self, pools: list[tuple[str, str, int]]) -> list[dict[str, Any]]:
+        """Ask each pool (at once, not one after another) to settle its committed event
+        resolution. A pool that fails does not stop the others; it is tried again later,
+        and it also settles itself once it knows of the event."""
+        results: list[dict[str, Any]] = []
+        failed = False
+
+        async def resolve(pool_id: str, target_id: str, happened_at: int) -> None:
+            nonlocal failed
+            try:
+                _, box = await self.directory.pool(pool_id)
+                result = await box.ask(
+                    pool_msgs.ResolveByEvent(target_id, happened_at),
+                    timeout=self.services.settings.request_timeout,
+                )
+            except DomainError as error:
+                failed = True
+                log.warning("game %s: pool %s not settled yet: %s", self.game.id, pool_id, error)
+                return
+            if result is not None:
+                results.append(result)
+
+        async with trio.open_nursery() as nursery:
+            for pool in pools:
+                nursery.start_soon(resolve, *pool)
+        self.retry_pending_at = (
+            trio.current_time() + self.services.settings.request_timeout if failed else math.inf
+        )
+        return results
+
+    async def _halt_pools(self, pools: list[tuple[str, str, int]]) -> None:
+        """Tell each pool an event resolves to take no more bets, before anyone hears of
+        the event. (The event's commit already closed them; this tells their actors.)"""
+
+        async def halt(pool_id: str, target_id: str, happened_at: int) -> None:
+            try:
+                _, box = await self.directory.pool(pool_id)
+                await box.ask(
+                    pool_msgs.HaltForEvent(target_id, happened_at),
+                    timeout=self.services.settings.request_timeout,
+                )
+            except DomainError as error:  # it is settled from its pending row instead
+                log.warning("game %s: pool %s not halted: %s", self.game.id, pool_id, error)
+
+        async with trio.open_nursery() as nursery:
+            for pool in pools:
+                nursery.start_soon(halt, *pool)
 
     def _close_deadline(self) -> float:
         game = self.game
@@ -216,7 +263,7 @@ class GameActor:
             return math.inf  # waiting for binary pools; the admin resends 375
         return self.services.clock.deadline_for(game.close_at)
 
-    async def _handle(self, body: Any) -> Any:  # one flat dispatch
+    async def handle(self, body: Any) -> Any:  # one flat dispatch
         game = self.game
         match body:
             case Details():
@@ -370,36 +417,35 @@ class GameActor:
                 f"{body.target!r} is not a leaf target of this game; events "
                 "name the most specific target (a player, not a team).",
             )
-        happened_at = now if body.happened_at is None else body.happened_at
-        if happened_at > now + HAPPENED_AT_SLACK_MS:
+        reported = body.happened_at
+        if reported is not None and reported > now + HAPPENED_AT_SLACK_MS:
             raise DomainError(
                 "INVALID_PARAMETER", "happened_at is in the future.", parameter="happened_at"
             )
-        pools = [
-            (
-                pool_id,
-                box,
-                await box.ask(pool_msgs.Info(), timeout=self.services.settings.request_timeout),
-            )
-            for pool_id, box in await self.directory.pools_of(game.id, open_only=True)
-        ]
+        if reported is not None and (seen := self.reported.get((action, target, reported))):
+            # a resend: not counted again; whatever it left unsettled is settled now
+            await self._finish_pending_resolutions()
+            return {"event": self._event_message(seen), "resolved": [], "duplicate": True}
+        # A clock ahead of ours must not keep bets placed from now on valid: an event
+        # never happened later than we heard of it.
+        happened_at = now if reported is None else min(reported, now)
         hit = [
-            (pool_id, box, winning_target(info["targets"], target))
-            for pool_id, box, info in pools
+            (pool_id, winning_target(info["targets"], target), happened_at)
+            for pool_id, info in await self._open_pools()
             if resolves_by_event(info, action, happened_at)
         ]
         event_id = str(uuid.uuid4())
         counts = {**game.counts, action: dict(game.counts.get(action, {}))}
         counts[action][target] = counts[action].get(target, 0) + 1
+        event = {"happened_at": happened_at, "target_id": target, "action_id": action}
         changes: list[Change] = [
             Insert(
                 "events",
                 {
                     "id": event_id,
                     "game_id": game.id,
-                    "action_id": action,
-                    "target_id": target,
-                    "happened_at": happened_at,
+                    **event,
+                    "reported_at": reported,
                     "registered_at": now,
                 },
             ),
@@ -414,33 +460,46 @@ class GameActor:
                     "event_id": event_id,
                 },
             )
-            for pool_id, _, winner in hit
+            for pool_id, winner, _ in hit
         ]
         await self._save(replace(game, counts=counts), changes)
-        self.events[event_id] = {
-            "happened_at": happened_at,
-            "target_id": target,
+        self.events[event_id] = event
+        if reported is not None:
+            self.reported[(action, target, reported)] = event_id
+        # every pool it resolves stops taking bets before anyone hears of the event
+        await self._halt_pools(hit)
+        message = self._event_message(event_id)
+        self._broadcast(366, message)
+        return {"event": message, "resolved": await self._resolve_pools(hit)}
+
+    def _event_message(self, event_id: str) -> dict[str, Any]:
+        event = self.events[event_id]
+        action, target = event["action_id"], event["target_id"]
+        return {
             "action_id": action,
-        }
-        event = {
-            "action_id": action,
             "target_id": target,
-            "target_display_name": tree.display_name(target),
-            "current_count": counts[action],
-            "game_id": game.id,
-            "happened_at": happened_at,
+            "target_display_name": self.game.tree.display_name(target),
+            "current_count": self.game.counts.get(action, {}),
+            "game_id": self.game.id,
+            "happened_at": event["happened_at"],
             "event_id": event_id,
         }
-        self._broadcast(366, event)
-        resolved = []
-        for _, box, _ in hit:
-            result = await box.ask(
-                pool_msgs.ResolveByEvent(target, happened_at),
-                timeout=self.services.settings.request_timeout,
+
+    async def _open_pools(self) -> list[tuple[str, dict[str, Any]]]:
+        """What an event needs to know of the game's open pools, read from storage (a pool
+        whose actor is down or busy still counts)."""
+        game_id = self.game.id
+        rows = await self.services.storage.read(
+            lambda db: db.rows(
+                "SELECT id, doc FROM pools WHERE game_id = ? AND status = 'open'", (game_id,)
             )
-            if result is not None:
-                resolved.append(result)
-        return {"event": event, "resolved": resolved}
+        )
+        pools = []
+        for row in rows:
+            doc = msgspec.json.decode(row["doc"])
+            info = {key: doc[key] for key in ("action", "pool_type", "start_at", "targets")}
+            pools.append((row["id"], {**info, "open": True}))
+        return pools
 
     async def _block_action(self, action: Any, at: int | None, block: bool) -> dict[str, Any]:
         game = self.game

@@ -12,16 +12,16 @@ import dataclasses
 import logging
 import math
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 import trio
 
-from actors.runtime import Mailbox, Request
+from actors.runtime import Actor, Mailbox, Request
 from actors.services import Services
-from actors.wallet import GetBalances, Settle, StakeItem, Stakes
+from actors.wallet import Settle, StakeItem, Stakes, Sync
 from domain.codec import server_message
 from domain.errors import DomainError
 from domain.pool import BINARY, PARIMUTUEL, Bet, Pool
@@ -30,30 +30,9 @@ from storage.changes import Change, Delete, Insert, Update, Upsert
 from storage.database import Database
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 MAX_BATCH = 256
 OPEN_TO_RESOLVED = "resolved"
-
-#: Errors after which a request to the wallet or storage may or may not have been committed.
-UNCERTAIN = frozenset({"REQUEST_TIMED_OUT", "ACTOR_RESTARTED", "UNAVAILABLE"})
-
-
-class OutOfSync(Exception):
-    """A change this actor asked for may have been committed without its knowing. The
-    actor stops; the supervisor rebuilds it from storage, and answers whatever it had taken
-    with ACTOR_RESTARTED ("may or may not have been applied")."""
-
-
-async def _sure(call: Awaitable[T]) -> T:
-    """Await a wallet or storage request; turn an answer of unknown fate into OutOfSync."""
-    try:
-        return await call
-    except DomainError as error:
-        if error.code in UNCERTAIN:
-            raise OutOfSync(error.text) from error
-        raise
-
 
 # -- messages -------------------------------------------------------------------------
 
@@ -106,6 +85,15 @@ class ResolveByEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class HaltForEvent:
+    """An event that resolves this pool is committed (its ``pending_resolutions`` row):
+    take no more bets, and settle on ``ResolveByEvent`` or, failing that, by itself."""
+
+    target_id: str
+    happened_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class ResolveByHand:
     target: Any
 
@@ -144,22 +132,26 @@ def load_pool(db: Database, pool_id: str) -> tuple[Pool, dict[str, Any] | None]:
     )
 
 
-class PoolActor:
+class PoolActor(Actor):
+    max_batch = MAX_BATCH
+
     def __init__(
         self, inbox: Mailbox, services: Services, pool: Pool, pending: dict[str, Any] | None
     ) -> None:
-        self.inbox = inbox
+        super().__init__(inbox)
         self.services = services
         self.pool = pool
+        #: the committed event resolution this pool waits to settle (no bets meanwhile)
         self.pending = pending
+        self.pending_since = trio.current_time()
         self.last_flush = -math.inf
-        self.last_request = trio.current_time()
+        self.idle_seconds = services.settings.idle_seconds
 
     @classmethod
     async def load(cls, inbox: Mailbox, services: Services, pool_id: str) -> PoolActor:
-        # A barrier: the wallet answers in order, after its commits, so whatever an earlier
+        # The wallet answers in order, after its commits, so whatever an earlier
         # incarnation of this pool asked of it is in storage before the pool is read back.
-        await services.ask_wallet(GetBalances(0))
+        await services.ask_wallet(Sync())
         pool, pending = await services.storage.read(lambda db: load_pool(db, pool_id))
         return cls(inbox, services, pool, pending)
 
@@ -167,62 +159,26 @@ class PoolActor:
     def now(self) -> int:
         return self.services.clock.now_ms()
 
-    # -- the loop ---------------------------------------------------------------------
+    # -- the kit's hooks --------------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
+    async def on_start(self) -> None:
         if not self.pool.is_open and not self.pool.announced:  # settled, result not sent
             await self._announce()
-        if self.pending is not None and self.pool.is_open:  # an event committed, settle it
-            await self._settle(
-                self.pending["winning_target"],
-                OPEN_TO_RESOLVED,
-                happened_at=self.pending["happened_at"],
-            )
-        while True:
-            request = None
-            with trio.move_on_at(self._next_deadline()):
-                try:
-                    request = await self.inbox.receive()
-                except trio.EndOfChannel:
-                    await self._flush_distribution()
-                    return
-            if request is None and self._idle_enough():
-                return  # resolved and idle: leave memory; the directory reloads on demand
-            if request is not None:
-                self.last_request = trio.current_time()
-                # a block or a stop due by now applies before the request is judged
-                await self._fire_due_timers()
-                if isinstance(request.body, PlaceBet):
-                    batch, leftover = self._gather_bets(request)
-                    await self._place_bets(batch)
-                    if leftover is not None:
-                        await self._answer(leftover)
-                else:
-                    await self._answer(request)
-            await self._fire_due_timers()
+        await self._settle_pending()
 
-    def _gather_bets(self, first: Request) -> tuple[list[Request], Request | None]:
-        """The bets queued behind ``first``, up to the first other request (answered
-        right after the batch, so that nothing overtakes a request queued before it)."""
-        batch = [first]
-        while len(batch) < MAX_BATCH:
-            try:
-                more = self.inbox.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break
-            if not isinstance(more.body, PlaceBet):
-                return batch, more
-            batch.append(more)
-        return batch, None
+    async def on_stop(self) -> None:
+        await self._flush_distribution()
 
-    async def _answer(self, request: Request) -> None:
-        try:
-            request.reply(await self._handle(request.body))
-        except DomainError as error:
-            request.fail(error)
+    def batch_key(self, body: Any) -> Hashable | None:
+        return "bets" if isinstance(body, PlaceBet) else None
 
-    async def _handle(self, body: Any) -> Any:
+    async def handle_batch(self, requests: list[Request]) -> None:
+        await self._place_bets(requests)
+
+    def can_passivate(self) -> bool:
+        return not self.pool.is_open and not self.pool.unsent_bets
+
+    async def handle(self, body: Any) -> Any:
         pool = self.pool
         match body:
             case GetDistribution(user_id, everything):
@@ -253,6 +209,14 @@ class PoolActor:
                 return pool.created_message()
             case Block(at) | Allow(at):
                 return await self._schedule_block(isinstance(body, Block), at)
+            case HaltForEvent(target_id, happened_at):
+                if pool.is_open and pool.pool_type in PARIMUTUEL and self.pending is None:
+                    self.pending = {
+                        "winning_target": winning_target(pool.targets, target_id),
+                        "happened_at": happened_at,
+                    }
+                    self.pending_since = trio.current_time()
+                return None
             case ResolveByEvent(target_id, happened_at):
                 if not pool.is_open or pool.pool_type not in PARIMUTUEL:
                     return None
@@ -295,6 +259,9 @@ class PoolActor:
         chosen: dict[int, str] = {}
         for request in batch:
             body: PlaceBet = request.body
+            if self.pending is not None:
+                request.fail(DomainError("POOL_CLOSED", "An event has resolved this pool."))
+                continue
             try:
                 target, stake = pool.check_bet(
                     body.user_id, body.target, body.amount, now, chosen.get(body.user_id)
@@ -330,26 +297,21 @@ class PoolActor:
                 )
                 for _, bet in accepted
             ]
-            try:
-                results = await _sure(self.services.ask_wallet(Stakes(items)))
-            except DomainError as error:
-                for request, _ in accepted:
-                    request.fail(error)
-                results = None
-            if results is not None:
-                for (request, bet), refusal in zip(accepted, results, strict=True):
-                    if refusal is not None:
-                        request.fail(refusal)
-                        continue
-                    pool.add(bet)
-                    request.reply(
-                        {
-                            "pool_id": pool.id,
-                            "bet_id": bet.id,
-                            "amount": pool.money(bet.amount),
-                            "target": bet.target,
-                        }
-                    )
+            # an error fails the whole batch (the kit answers it): nothing was staked
+            results = await self.services.ask_wallet(Stakes(items))
+            for (request, bet), refusal in zip(accepted, results, strict=True):
+                if refusal is not None:
+                    request.fail(refusal)
+                    continue
+                pool.add(bet)
+                request.reply(
+                    {
+                        "pool_id": pool.id,
+                        "bet_id": bet.id,
+                        "amount": pool.money(bet.amount),
+                        "target": bet.target,
+                    }
+                )
 
     # -- block / allow ----------------------------------------------------------------
 
@@ -359,7 +321,7 @@ class PoolActor:
         key = "blocked_at" if block else "allowed_at"
         if at is not None and at > now:
             changed = dataclasses.replace(pool, **{"block_at" if block else "allow_at": at})
-            await _sure(self.services.storage.commit([Upsert("pools", pool_row(changed))]))
+            await self.services.storage.commit([Upsert("pools", pool_row(changed))])
             if block:
                 pool.block_at = at
             else:
@@ -374,7 +336,7 @@ class PoolActor:
         changed = dataclasses.replace(
             pool, blocked=block, blocked_at=now if block else None, **{field_name: None}
         )
-        await _sure(self.services.storage.commit([Upsert("pools", pool_row(changed))]))
+        await self.services.storage.commit([Upsert("pools", pool_row(changed))])
         pool.blocked, pool.blocked_at = changed.blocked, changed.blocked_at
         setattr(pool, field_name, None)
         key, res = ("blocked_at", 368) if block else ("allowed_at", 369)
@@ -415,10 +377,8 @@ class PoolActor:
         )
         if successor is not None:
             changes.append(Insert("pools", pool_row(successor)))
-        await _sure(
-            self.services.ask_wallet(
-                Settle(f"settle:{pool.id}", "settlement", outcome.lines, outcome.released, changes)
-            )
+        await self.services.ask_wallet(
+            Settle(f"settle:{pool.id}", "settlement", outcome.lines, outcome.released, changes)
         )
         pool.mark_settled(outcome, status)
         self.pending = None
@@ -485,41 +445,44 @@ class PoolActor:
             due.append((pool.finish_at, "expire"))
         return due
 
-    def _next_deadline(self) -> float:
+    def next_deadline(self) -> float:
         clock = self.services.clock
         deadlines = [clock.deadline_for(at) for at, _ in self._timers()]
         if self.pool.unsent_bets:
             deadlines.append(self.last_flush + self.services.settings.distribution_interval)
-        if not self.pool.is_open:
-            deadlines.append(self.last_request + self.services.settings.idle_seconds)
+        if self.pending is not None and self.pool.is_open:
+            # the game settles us with ResolveByEvent; if it cannot, we do it ourselves
+            deadlines.append(self.pending_since + self.services.settings.request_timeout)
         return min(deadlines, default=math.inf)
 
-    def _idle_enough(self) -> bool:
-        return (
-            not self.pool.is_open
-            and not self.pool.unsent_bets
-            and trio.current_time() >= self.last_request + self.services.settings.idle_seconds
-        )
-
-    async def _fire_due_timers(self) -> None:
+    async def on_deadline(self) -> None:
         # compared on trio's clock, as the deadline was: epoch ms rounded down could put
         # "now" a millisecond short of a deadline that has passed, and spin the loop
         clock, now = self.services.clock, trio.current_time()
         for at, name in sorted(self._timers()):
             if clock.deadline_for(at) > now or not self.pool.is_open:
                 continue
-            try:
-                if name == "expire":
-                    await self._settle(NONE, "expired", due=at)
-                else:
-                    await self._apply_block(name == "block", due=at)
-            except DomainError:
-                log.exception("pool %s: timer %s failed; will retry", self.pool.id, name)
-                await trio.sleep(1)
+            if name == "expire":
+                await self._settle(NONE, "expired", due=at)
+            else:
+                await self._apply_block(name == "block", due=at)
+        if self.pending is not None and now >= self.pending_since + (
+            self.services.settings.request_timeout
+        ):
+            await self._settle_pending()
         if self.pool.unsent_bets and (
             trio.current_time() - self.last_flush >= self.services.settings.distribution_interval
         ):
             await self._flush_distribution()
+
+    async def _settle_pending(self) -> None:
+        """Settle the event resolution committed for this pool, if it is still open."""
+        if self.pending is not None and self.pool.is_open:
+            await self._settle(
+                self.pending["winning_target"],
+                OPEN_TO_RESOLVED,
+                happened_at=self.pending["happened_at"],
+            )
 
     async def _flush_distribution(self) -> None:
         """One 360 for everything since the last: bets new since then, aggregates now.

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-import trio
 
 from actors.clock import WallClock
-from actors.runtime import Mailbox
+from actors.runtime import Actor, Mailbox
 from domain.errors import DomainError
 from storage.actor import Storage
 from storage.changes import Change, Delete, Insert, Update
@@ -152,9 +151,9 @@ def handshake_digest(user_id: int | str, nonce: str, session_key: str) -> str:
     return hashlib.sha256(f"{user_id}{nonce}{session_key}".encode()).hexdigest()
 
 
-class RegistryActor:
+class RegistryActor(Actor):
     def __init__(self, inbox: Mailbox, storage: Storage, clock: WallClock, state: dict) -> None:
-        self.inbox = inbox
+        super().__init__(inbox)
         self.storage = storage
         self.clock = clock
         self.users: dict[int, User] = state["users"]
@@ -168,22 +167,10 @@ class RegistryActor:
     async def load(cls, inbox: Mailbox, storage: Storage, clock: WallClock) -> RegistryActor:
         return cls(inbox, storage, clock, await storage.read(_load_state))
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        while True:
-            try:
-                request = await self.inbox.receive()
-            except trio.EndOfChannel:
-                return
-            try:
-                request.reply(await self._handle(request.body))
-            except DomainError as error:
-                request.fail(error)
-
     async def _commit(self, changes: list[Change]) -> None:
         await self.storage.commit(changes)
 
-    async def _handle(self, body: Any) -> Any:
+    async def handle(self, body: Any) -> Any:
         match body:
             case GetUser(user_id):
                 return self._user(user_id)

@@ -1,19 +1,27 @@
-"""Actor plumbing: bounded inboxes, reply slots and a supervisor that restarts actors.
+"""The actor kit: addresses, requests answered exactly once, one serve loop, supervision.
 
-An actor is a trio task that owns its state and reads requests from a :class:`Mailbox`.
-A caller sends a :class:`Request` and waits on its one-shot reply slot with a deadline;
-the actor answers with ``send_nowait`` and never waits on a slow caller. The supervisor,
-not the actor, owns the mailbox, so an actor that crashes (or is cancelled by a chaos
-test) is restarted behind the same address; whatever it had taken but not answered is
-answered with an error so that no caller is left hanging.
+An actor is a trio task that owns its state and reads requests from a :class:`Mailbox`,
+its address. A caller :meth:`Mailbox.ask`\\ s and waits for the answer under a deadline;
+the actor answers without ever waiting on the caller.
+
+Every business actor subclasses :class:`Actor`, whose :meth:`Actor.run` is the one serve
+loop: it takes a batch of queued requests, fires due timers, answers every request
+exactly once and applies the **uncertain-outcome policy**. A request that reached an actor
+but whose answer never came back (the caller's deadline passed, or the actor died while
+handling it) may still have been applied; the caller sees :class:`OutcomeUnknown`. An
+actor that gets it from storage or from another actor cannot know what was committed, so
+the kit stops it and the :class:`Supervisor` rebuilds it from storage: no actor keeps
+memory that disagrees with the database. A request that timed out *before* its actor
+took it is withdrawn instead, so that answer is certain: not applied.
 """
 
 from __future__ import annotations
 
-import contextlib
+import enum
 import logging
+import math
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,38 +35,66 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 10.0
 
 
-@dataclass(eq=False)
-class Request:
-    """A message plus the one-shot slot its answer goes into."""
+class OutcomeUnknown(DomainError):
+    """The request reached its actor but no answer came back: it may have been applied.
 
-    body: Any
-    _slot: trio.MemorySendChannel[outcome.Outcome[Any]]
-    _on_answer: Callable[[Request], None] | None = field(default=None, repr=False)
-    answered: bool = False
+    Its code is what the client sees (``REQUEST_TIMED_OUT``, ``ACTOR_RESTARTED`` or
+    ``UNAVAILABLE``); its type is what an actor's kit acts on."""
+
+
+class RequestState(enum.Enum):
+    QUEUED = "queued"
+    TAKEN = "taken"
+    ANSWERED = "answered"
+    WITHDRAWN = "withdrawn"  # the caller gave up before the actor took it
+
+
+class Request:
+    """A message and the one answer its caller waits for."""
+
+    __slots__ = ("_answer", "_on_answer", "_waiter", "body", "state")
+
+    def __init__(self, body: Any) -> None:
+        self.body = body
+        self.state = RequestState.QUEUED
+        self._answer: outcome.Outcome[Any] | None = None
+        self._waiter: Any = None  # the trio task parked in wait()
+        self._on_answer: Callable[[Request], None] | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.state is RequestState.ANSWERED
 
     def reply(self, value: Any = None) -> None:
-        self._answer(outcome.Value(value))
+        self._settle(outcome.Value(value))
 
     def fail(self, error: BaseException) -> None:
-        self._answer(outcome.Error(error))
+        self._settle(outcome.Error(error))
 
-    def _answer(self, result: outcome.Outcome[Any]) -> None:
-        if self.answered:
-            return
-        self.answered = True
+    def _settle(self, result: outcome.Outcome[Any]) -> None:
+        if self.state is RequestState.ANSWERED:
+            return  # exactly once: a late second answer is dropped
+        self.state = RequestState.ANSWERED
         if self._on_answer is not None:
             self._on_answer(self)
-        # a caller that gave up waiting has closed its slot: nothing left to tell
-        with contextlib.suppress(
-            trio.BrokenResourceError, trio.ClosedResourceError, trio.WouldBlock
-        ):
-            self._slot.send_nowait(result)
+        if self._waiter is not None:
+            waiter, self._waiter = self._waiter, None
+            trio.lowlevel.reschedule(waiter, result)
+        else:
+            self._answer = result
 
+    async def wait(self) -> Any:
+        """The answer (raised if it is an error). Parks the task without a channel: an
+        ask is on every bet's path, so it costs one reschedule."""
+        if self._answer is not None:
+            return self._answer.unwrap()
 
-class Actor(Protocol):
-    async def run(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None: ...
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self._waiter = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        self._waiter = trio.lowlevel.current_task()
+        return await trio.lowlevel.wait_task_rescheduled(abort)
 
 
 class Mailbox:
@@ -70,41 +106,58 @@ class Mailbox:
         self._taken: set[Request] = set()
 
     async def ask(self, body: Any, *, timeout: float = DEFAULT_TIMEOUT) -> Any:
-        """Send ``body`` and wait for the answer; raise its error, or REQUEST_TIMED_OUT."""
-        slot_send, slot_receive = trio.open_memory_channel[outcome.Outcome[Any]](1)
-        request = Request(body, slot_send)
+        """Send ``body`` and wait for its answer; raise its error. Past ``timeout``: a
+        request still queued is withdrawn (``REQUEST_TIMED_OUT``, certainly not applied);
+        one already taken raises :class:`OutcomeUnknown`."""
+        request = Request(body)
         try:
-            with trio.fail_after(timeout):
+            with trio.move_on_after(timeout):
                 try:
-                    await self._send.send(request)
+                    self._send.send_nowait(request)
+                except trio.WouldBlock:
+                    await self._send.send(request)  # a full inbox pushes back on the caller
                 except (trio.ClosedResourceError, trio.BrokenResourceError):
                     raise DomainError(
                         "UNAVAILABLE", f"{self.name} is shutting down; try again later."
                     ) from None
-                result = await slot_receive.receive()
-        except trio.TooSlowError:
-            raise DomainError(
-                "REQUEST_TIMED_OUT", f"{self.name} did not answer within {timeout:g}s."
-            ) from None
+                return await request.wait()
         finally:
-            slot_receive.close()
-        return result.unwrap()
+            if request.state is RequestState.QUEUED:
+                request.state = RequestState.WITHDRAWN
+        if request.answered:  # answered just as the deadline passed
+            return await request.wait()
+        if request.state is RequestState.WITHDRAWN:
+            raise DomainError(
+                "REQUEST_TIMED_OUT",
+                f"{self.name} did not take this request within {timeout:g}s; it was not applied.",
+            )
+        raise OutcomeUnknown(
+            "REQUEST_TIMED_OUT",
+            f"{self.name} did not answer within {timeout:g}s; "
+            "the request may or may not have been applied.",
+        )
 
     async def receive(self) -> Request:
         """Take the next request; raises trio.EndOfChannel once closed and drained."""
-        return self._track(await self._receive.receive())
+        while True:
+            request = await self._receive.receive()
+            if self._take(request):
+                return request
 
     def receive_nowait(self) -> Request:
-        """Take a queued request without waiting (for batching); raises trio.WouldBlock."""
-        return self._track(self._receive.receive_nowait())
+        """Take a queued request without waiting; raises trio.WouldBlock or EndOfChannel."""
+        while True:
+            request = self._receive.receive_nowait()
+            if self._take(request):
+                return request
 
-    def _track(self, request: Request) -> Request:
+    def _take(self, request: Request) -> bool:
+        if request.state is not RequestState.QUEUED:
+            return False  # withdrawn by its caller: nobody waits, nothing may be applied
+        request.state = RequestState.TAKEN
         self._taken.add(request)
-        request._on_answer = self._forget
-        return request
-
-    def _forget(self, request: Request) -> None:
-        self._taken.discard(request)
+        request._on_answer = self._taken.discard
+        return True
 
     def fail_taken(self, error: DomainError) -> int:
         """Answer every request the (dead) actor took but did not answer."""
@@ -114,10 +167,11 @@ class Mailbox:
         return len(taken)
 
     def fail_queued(self, error: DomainError) -> int:
+        """Answer every queued request (none of them was applied)."""
         count = 0
         while True:
             try:
-                request = self._receive.receive_nowait()
+                request = self.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 return count
             request.fail(error)
@@ -131,7 +185,176 @@ class Mailbox:
         self._send.close()
 
 
-ActorFactory = Callable[[Mailbox], Awaitable[Actor]]
+class Actor:
+    """Base of every business actor: the one serve loop. Subclasses declare what they
+    take (their messages, beside them) and override the hooks they need.
+
+    - :meth:`handle` answers one message; :meth:`handle_batch` answers several messages
+      that :meth:`batch_key` puts in one group (the default handles them one by one).
+    - :meth:`next_deadline` and :meth:`on_deadline` are the actor's timers. Timers due by
+      now fire before the next request is judged.
+    - :meth:`can_passivate`: with ``idle_seconds`` set, an actor idle that long leaves
+      memory; the directory spawns it again from storage when it is next asked.
+
+    A :class:`DomainError` fails the request and changes nothing. An unexpected exception
+    fails only its request (``INTERNAL_ERROR``): actors validate and compute before they
+    commit and adopt state only after the commit, so memory is still right. An
+    :class:`OutcomeUnknown` fails the request and stops the actor for a rebuild.
+    """
+
+    max_batch: int = 256
+    idle_seconds: float | None = None
+
+    def __init__(self, inbox: Mailbox) -> None:
+        self.inbox = inbox
+        self._timers_paused_until = -math.inf
+        self._timer_failures = 0
+        self.last_active = trio.current_time()
+
+    # -- hooks ------------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        """Finish what a previous incarnation left (runs after ``started``)."""
+
+    async def on_stop(self) -> None:
+        """The inbox closed and drained: a graceful stop."""
+
+    async def handle(self, body: Any) -> Any:
+        raise DomainError("UNKNOWN_OP", f"{self.inbox.name} does not handle {type(body).__name__}.")
+
+    def batch_key(self, body: Any) -> Hashable | None:
+        """Requests with the same non-None key, queued together, form one batch."""
+        return None
+
+    async def handle_batch(self, requests: list[Request]) -> None:
+        for request in requests:
+            await self._serve_one(request)
+
+    def next_deadline(self) -> float:
+        return math.inf
+
+    async def on_deadline(self) -> None:
+        """Fire the timers due by now."""
+
+    def can_passivate(self) -> bool:
+        return False
+
+    # -- the loop ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await self.on_start()
+        held: Request | None = None
+        while True:
+            if held is None:
+                with trio.move_on_at(self._wake_at()):
+                    try:
+                        held = await self.inbox.receive()
+                    except trio.EndOfChannel:
+                        await self.on_stop()
+                        return
+                if held is None and self._idle_long_enough():
+                    return
+            await self._fire_due_timers()
+            if held is None:
+                continue
+            self.last_active = trio.current_time()
+            batch, held = self._gather(held)
+            if len(batch) == 1 and self.batch_key(batch[0].body) is None:
+                await self._serve_one(batch[0])
+            else:
+                await self._serve_batch(batch)
+
+    def _gather(self, first: Request) -> tuple[list[Request], Request | None]:
+        """``first`` and the requests of its batch queued behind it, up to the first one
+        of another kind (served next, so nothing overtakes an earlier request)."""
+        key = self.batch_key(first.body)
+        batch = [first]
+        if key is None:
+            return batch, None
+        while len(batch) < self.max_batch:
+            try:
+                more = self.inbox.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            if self.batch_key(more.body) != key:
+                return batch, more
+            batch.append(more)
+        return batch, None
+
+    async def _serve_one(self, request: Request) -> None:
+        try:
+            result = await self.handle(request.body)
+        except BaseException as error:
+            self._fail([request], error)
+        else:
+            request.reply(result)
+
+    async def _serve_batch(self, batch: list[Request]) -> None:
+        try:
+            await self.handle_batch(batch)
+        except BaseException as error:
+            self._fail(batch, error)
+        unanswered = [r for r in batch if not r.answered]
+        if unanswered:
+            log.error("%s left %d requests unanswered", self.inbox.name, len(unanswered))
+            self._fail(unanswered, DomainError("INTERNAL_ERROR", "The request was not answered."))
+
+    def _fail(self, requests: Iterable[Request], error: BaseException) -> None:
+        """Answer ``requests`` for ``error``; re-raise what must stop the actor."""
+        if isinstance(error, DomainError):
+            reply = error
+        elif isinstance(error, Exception):
+            log.exception("%s failed on a request", self.inbox.name, exc_info=error)
+            reply = DomainError("INTERNAL_ERROR", "The server failed to process this request.")
+        else:  # Cancelled, KeyboardInterrupt: the supervisor answers what was taken
+            raise error
+        for request in requests:
+            request.fail(reply)
+        if isinstance(error, OutcomeUnknown):
+            raise error  # our memory may disagree with storage: rebuild from it
+
+    # -- timers -----------------------------------------------------------------------
+
+    def _wake_at(self) -> float:
+        wake = max(self.next_deadline(), self._timers_paused_until)
+        if self.idle_seconds is not None and self.can_passivate():
+            wake = min(wake, self.last_active + self.idle_seconds)
+        return wake
+
+    def _idle_long_enough(self) -> bool:
+        return (
+            self.idle_seconds is not None
+            and self.can_passivate()
+            and not self.inbox.has_queued()
+            and trio.current_time() >= self.last_active + self.idle_seconds
+        )
+
+    async def _fire_due_timers(self) -> None:
+        """A timer that fails is retried with a growing pause; requests are still served."""
+        now = trio.current_time()
+        if now < self._timers_paused_until or self.next_deadline() > now:
+            return
+        try:
+            await self.on_deadline()
+        except OutcomeUnknown:
+            raise
+        except Exception:
+            self._timer_failures += 1
+            pause = min(30.0, 0.5 * 2 ** min(self._timer_failures, 6))
+            log.exception("%s: a timer failed; retrying in %gs", self.inbox.name, pause)
+            self._timers_paused_until = trio.current_time() + pause
+        else:
+            self._timer_failures = 0
+
+
+class Startable(Protocol):
+    async def run(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None: ...
+
+
+ActorFactory = Callable[[Mailbox], Awaitable[Startable]]
 
 
 @dataclass
@@ -148,13 +371,15 @@ class _Child:
 class Supervisor:
     """Owns the nursery of every actor; restarts a crashed one from storage.
 
-    A child that raises, or whose own cancel scope is cancelled from outside (a chaos
-    test), is rebuilt by its factory, which reloads its state from storage. Requests it
-    had taken are answered with ``ACTOR_RESTARTED``; requests still queued are served by
-    the new incarnation. A child that returns on its own (idle, nothing queued) is
-    forgotten until spawned again. A child is never given up (a dead wallet would stop all money),
-    but one that keeps crashing is restarted with a growing pause, up to ``max_backoff``
-    seconds, so a crash loop cannot spin; callers waiting meanwhile time out cleanly.
+    A child that raises (a crash, or :class:`OutcomeUnknown`), or whose own cancel scope
+    is cancelled from outside (a chaos test), is rebuilt by its factory, which reloads
+    its state from storage. Requests it had taken are answered with ``ACTOR_RESTARTED``
+    (may or may not have been applied); requests still queued are served by the new
+    incarnation. A child that returns on its own (idle, nothing queued) is forgotten until
+    spawned again. A child is never given up (a dead wallet would stop all money), but one
+    that keeps crashing is restarted with a growing pause, up to ``max_backoff`` seconds;
+    while it cannot even be loaded, its queued requests are refused with ``UNAVAILABLE``
+    rather than left to time out.
     """
 
     def __init__(self, *, max_backoff: float = 2.0, window: float = 10.0) -> None:
@@ -172,7 +397,8 @@ class Supervisor:
             await trio.sleep_forever()
 
     async def spawn(self, name: str, factory: ActorFactory, *, capacity: int = 256) -> Mailbox:
-        """Build and start an actor; returns once it is ready to take requests."""
+        """Build and start an actor; returns once it is ready to take requests. An actor
+        that cannot be built is ``UNAVAILABLE`` to the caller, who carries on."""
         assert self._nursery is not None, "Supervisor.run has not started"
         if name in self._children:
             return self._children[name].mailbox
@@ -180,6 +406,15 @@ class Supervisor:
         self._children[name] = child
         try:
             await self._nursery.start(self._keep_running, child)
+        except Exception as error:
+            self._children.pop(name, None)
+            cause = _sole_cause(error)
+            if isinstance(cause, DomainError):
+                raise cause from None
+            log.exception("actor %s could not be started", name)
+            raise DomainError(
+                "UNAVAILABLE", f"{name} could not be loaded; an operator has been alerted."
+            ) from error
         except BaseException:
             self._children.pop(name, None)
             raise
@@ -229,22 +464,30 @@ class Supervisor:
         try:
             while True:
                 child.scope = trio.CancelScope()
-                crashed = False
+                crashed = loaded = False
                 with child.scope:
                     try:
                         actor = await child.factory(child.mailbox)
+                        loaded = True
                         async with trio.open_nursery() as nursery:
                             await nursery.start(actor.run)
                             if first:
                                 first = False
                                 task_status.started()
+                    except* OutcomeUnknown:
+                        if first:
+                            raise
+                        crashed = True
+                        log.warning("actor %s: a commit of unknown outcome; reloading", child.name)
                     except* Exception as group:
                         if first:
                             raise
                         crashed = True
                         log.error("actor %s crashed", child.name, exc_info=group)
                 if child.stopping:
-                    child.mailbox.fail_taken(DomainError("UNAVAILABLE", f"{child.name} stopped."))
+                    child.mailbox.fail_taken(
+                        OutcomeUnknown("UNAVAILABLE", f"{child.name} stopped while handling this.")
+                    )
                     return
                 if not (crashed or child.scope.cancelled_caught):
                     # The actor went idle and ended itself (passivation): it is forgotten,
@@ -257,20 +500,33 @@ class Supervisor:
                     return
                 child.restarts += 1
                 child.mailbox.fail_taken(
-                    DomainError(
+                    OutcomeUnknown(
                         "ACTOR_RESTARTED",
                         f"{child.name} restarted while handling this request; "
                         "it may or may not have been applied, check before retrying.",
                     )
                 )
-                now = trio.current_time()
-                recent.append(now)
-                while recent and recent[0] < now - self._window:
-                    recent.popleft()
-                if len(recent) > 1:  # the first restart is immediate, then back off
-                    log.warning(
-                        "actor %s: %d restarts in %gs", child.name, len(recent), self._window
+                if not loaded:
+                    child.mailbox.fail_queued(
+                        DomainError("UNAVAILABLE", f"{child.name} cannot be loaded right now.")
                     )
-                    await trio.sleep(min(self._max_backoff, 0.01 * 2 ** len(recent)))
+                await self._pause_after_restart(child, recent)
         finally:
             child.done.set()
+
+    async def _pause_after_restart(self, child: _Child, recent: deque[float]) -> None:
+        """The first restart is immediate; then each waits twice as long, up to a limit."""
+        now = trio.current_time()
+        recent.append(now)
+        while recent and recent[0] < now - self._window:
+            recent.popleft()
+        if len(recent) > 1:
+            log.warning("actor %s: %d restarts in %gs", child.name, len(recent), self._window)
+            await trio.sleep(min(self._max_backoff, 0.01 * 2 ** len(recent)))
+
+
+def _sole_cause(error: BaseException) -> BaseException:
+    """The one exception inside (nested) single-member exception groups."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error

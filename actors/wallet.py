@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import trio
-
 from actors.clock import WallClock
-from actors.runtime import Mailbox, Request
+from actors.runtime import Actor, Mailbox, Request
 from domain import ledger
 from domain.errors import DomainError
 from storage.actor import Storage
 from storage.changes import Change, Insert, Update
 from storage.database import Database
-
-MAX_BATCH = 256
 
 Key = tuple[int, str]  # (user_id, currency)
 
@@ -59,6 +55,12 @@ class Withdraw:
 @dataclass(frozen=True, slots=True)
 class GetBalances:
     user_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Sync:
+    """Answered once every request queued before it is committed: a restarted actor
+    sends it before reading storage, so what it asked of the wallet is there to read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +113,7 @@ class _Pending:
     replies: list[tuple[Request, Any]] = field(default_factory=list)
 
 
-class WalletActor:
+class WalletActor(Actor):
     def __init__(
         self,
         inbox: Mailbox,
@@ -123,7 +125,7 @@ class WalletActor:
         blocked: set[int],
         on_balance: Callable[[int, str, Balance], None] = lambda *_: None,
     ) -> None:
-        self.inbox = inbox
+        super().__init__(inbox)
         self.storage = storage
         self.clock = clock
         self.available = defaultdict(int, available)
@@ -146,38 +148,23 @@ class WalletActor:
         state = await storage.read(_load_state)
         return cls(inbox, storage, clock, on_balance=on_balance, **state)
 
-    # -- the loop ---------------------------------------------------------------------
+    # -- the loop: every request queued together is judged together, one commit ------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        while True:
-            try:
-                batch = [await self.inbox.receive()]
-            except trio.EndOfChannel:
-                return
-            while len(batch) < MAX_BATCH:
-                try:
-                    batch.append(self.inbox.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-            await self._handle_batch(batch)
+    def batch_key(self, body: Any) -> Hashable:
+        return "wallet"
 
-    async def _handle_batch(self, batch: list[Request]) -> None:
-        pending = _Pending(stored_references=await self._read_references(batch))
-        for request in batch:
+    async def handle_batch(self, requests: list[Request]) -> None:
+        pending = _Pending(stored_references=await self._read_references(requests))
+        for request in requests:
             try:
                 result = self._handle(request.body, pending)
             except DomainError as error:
                 request.fail(error)
             else:
                 pending.replies.append((request, result))
-        if pending.changes:
-            try:
-                await self.storage.commit(pending.changes)
-            except DomainError as error:
-                for request, _ in pending.replies:
-                    request.fail(error)
-                return
+        # a failed commit fails the batch (the kit answers it); one of unknown outcome
+        # also has the wallet rebuilt from the ledger
+        await self.storage.commit(pending.changes)
         touched = self._apply(pending)
         for request, result in pending.replies:
             request.reply(result() if callable(result) else result)
@@ -212,6 +199,8 @@ class WalletActor:
         match body:
             case GetBalances(user_id):
                 return lambda: self.balances(user_id)
+            case Sync():
+                return None
             case Deposit() | Withdraw():
                 return self._move_money(body, pending)
             case SetBlocked(user_id, blocked):

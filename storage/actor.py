@@ -10,13 +10,13 @@ which is what tests under trio's mock clock want (no threads for the clock to ou
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import trio
 
-from actors.runtime import DEFAULT_TIMEOUT, Mailbox, Request
+from actors.runtime import DEFAULT_TIMEOUT, Actor, Mailbox, Request
 from domain.errors import DomainError
 from storage.changes import Change
 from storage.database import Database
@@ -37,61 +37,41 @@ class Read:
     query: Callable[[Database], Any]
 
 
-class StorageActor:
+class StorageActor(Actor):
+    max_batch = MAX_BATCH
+
     def __init__(self, database: Database, inbox: Mailbox, *, offload: bool = True) -> None:
+        super().__init__(inbox)
         self.database = database
-        self.inbox = inbox
         self.offload = offload
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        pending: Request | None = None
-        while True:
-            if pending is None:
-                try:
-                    pending = await self.inbox.receive()
-                except trio.EndOfChannel:
-                    return
-            request, pending = pending, None
-            if isinstance(request.body, Read):
-                await self._read(request)
-                continue
-            batch = [request]
-            while len(batch) < MAX_BATCH:
-                try:
-                    more = self.inbox.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-                if isinstance(more.body, Read):
-                    pending = more  # keep order: reads see every earlier commit
-                    break
-                batch.append(more)
-            await self._commit(batch)
+    def batch_key(self, body: Commit | Read) -> Hashable | None:
+        # reads are served one at a time, in order: each sees every earlier commit
+        return "commit" if isinstance(body, Commit) else None
 
-    async def _commit(self, batch: list[Request]) -> None:
+    async def handle(self, body: Read) -> Any:
+        try:
+            return await self._call(body.query, self.database)
+        except DomainError:
+            raise
+        except Exception as exc:
+            log.exception("read failed")
+            raise DomainError("STORAGE_FAILURE", f"The read failed: {exc}.") from exc
+
+    async def handle_batch(self, batch: list[Request]) -> None:
         try:
             results = await self._call(
                 self.database.apply_batch, [request.body.changes for request in batch]
             )
         except Exception as exc:
             log.exception("commit of %d requests failed", len(batch))
-            error = DomainError("STORAGE_FAILURE", f"The change was not saved: {exc}.")
-            for request in batch:
-                request.fail(error)
-            return
+            raise DomainError("STORAGE_FAILURE", f"The change was not saved: {exc}.") from exc
         for request, failure in zip(batch, results, strict=True):
             if failure is None:
                 request.reply()
             else:
                 log.warning("request refused by the database: %s", failure)
                 request.fail(DomainError("STORAGE_CONFLICT", f"The change was refused: {failure}."))
-
-    async def _read(self, request: Request) -> None:
-        try:
-            request.reply(await self._call(request.body.query, self.database))
-        except Exception as exc:
-            log.exception("read failed")
-            request.fail(DomainError("STORAGE_FAILURE", f"The read failed: {exc}."))
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self.offload:

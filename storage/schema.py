@@ -32,6 +32,8 @@ TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
             "action_id": str,
             "target_id": str,
             "happened_at": int,
+            # the happened_at the admin sent (None: none sent): a resend is recognised by it
+            "reported_at": int,
             "registered_at": int,
         },
         "id",
@@ -79,7 +81,14 @@ INDEXES: list[tuple[str, list[str], bool]] = [
 
 
 def create(db: sqlite_utils.Database) -> None:
+    """Create what is missing: tables, and columns added since a database was made."""
     for name, (columns, pk) in TABLES.items():
-        db[name].create(columns, pk=pk, if_not_exists=True)  # type: ignore[union-attr]
+        table = db[name]
+        if not table.exists():
+            table.create(columns, pk=pk)  # type: ignore[union-attr]
+            continue
+        for column, kind in columns.items():
+            if column not in table.columns_dict:
+                table.add_column(column, kind)  # type: ignore[union-attr]
     for table, columns, unique in INDEXES:
         db[table].create_index(columns, unique=unique, if_not_exists=True)  # type: ignore[union-attr]

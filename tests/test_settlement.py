@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from actors import game as g
 from actors import pool as p
-from actors.runtime import Mailbox
+from actors.runtime import Mailbox, OutcomeUnknown
 from actors.wallet import GetBalances, Settle, Stakes
 from domain.errors import DomainError
 from storage.database import Database
@@ -237,7 +237,7 @@ class LosesOneAnswer:
         answer = await self.wallet.ask(body, timeout=timeout)
         if isinstance(body, self.kind) and not self.lost:
             self.lost = True
-            raise DomainError("REQUEST_TIMED_OUT", "The wallet did not answer in time.")
+            raise OutcomeUnknown("REQUEST_TIMED_OUT", "The wallet did not answer in time.")
         return answer
 
 
