@@ -178,6 +178,7 @@ class GameActor(Actor):
     # -- the kit's hooks --------------------------------------------------------------
 
     async def on_start(self) -> None:
+        await self.directory.adopt_open_pools(self.game.id)
         await self._finish_pending_resolutions()
 
     def can_passivate(self) -> bool:
@@ -496,8 +497,12 @@ class GameActor(Actor):
         )
         pools = []
         for row in rows:
-            doc = msgspec.json.decode(row["doc"])
-            info = {key: doc[key] for key in ("action", "pool_type", "start_at", "targets")}
+            try:
+                doc = msgspec.json.decode(row["doc"])
+                info = {key: doc[key] for key in ("action", "pool_type", "start_at", "targets")}
+            except (msgspec.DecodeError, KeyError, TypeError):
+                log.error("game %s: pool %s is unreadable in storage", self.game.id, row["id"])
+                continue
             pools.append((row["id"], {**info, "open": True}))
         return pools
 
@@ -672,6 +677,20 @@ class Games:
         for pool_id in list(games._open):
             await games.start_pool(pool_id)
         return games
+
+    async def adopt_open_pools(self, game_id: str) -> None:
+        """Start the game's open pools that storage has and this directory does not know:
+        a pool created by a commit whose answer was lost is real all the same."""
+        rows = await self.services.storage.read(
+            lambda db: db.rows(
+                "SELECT id FROM pools WHERE game_id = ? AND status = 'open' ORDER BY rowid",
+                (game_id,),
+            )
+        )
+        for row in rows:
+            if row["id"] not in self._pool_game:
+                self._open.add(row["id"])
+                await self.start_pool(row["id"], game_id=game_id, announce=True)
 
     def pool_resolved(self, pool_id: str) -> None:
         """A pool actor says it settled: events and closes need not wake it again."""

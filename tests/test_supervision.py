@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from actors import pool as p
-from actors.runtime import Mailbox, Supervisor
+from actors.runtime import Actor, Mailbox, OutcomeUnknown, Supervisor
 from actors.wallet import GetBalances
 from domain.errors import DomainError
 from storage.changes import Upsert
@@ -224,3 +226,69 @@ async def test_bets_not_yet_in_a_360_go_out_after_a_restart(
     [late] = m.watcher.take(360)
     assert set(late["distribution"]["a"]["bets"]) == {second["bet_id"]}
     assert str(late["distribution"]["a"]["amount_total"]) == "3.0"
+
+
+# -- the kit's serve loop ----------------------------------------------------------------
+
+
+class Counter(Actor):
+    """A kit actor: "slow" takes a while, "count" counts, "boom" is a bug."""
+
+    def __init__(self, inbox: Mailbox) -> None:
+        super().__init__(inbox)
+        self.count = 0
+
+    async def handle(self, body: Any) -> Any:
+        if body == "slow":
+            await trio.sleep(5)
+        if body == "boom":
+            raise ValueError("a bug")
+        self.count += body == "count"
+        return self.count
+
+
+async def test_a_request_withdrawn_before_it_was_taken_is_never_applied(
+    supervisor: Supervisor,
+) -> None:
+    counter: list[Counter] = []
+
+    async def make(inbox: Mailbox) -> Counter:
+        counter.append(Counter(inbox))
+        return counter[-1]
+
+    box = await supervisor.spawn("counter", make)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(box.ask, "slow")
+        await trio.testing.wait_all_tasks_blocked()
+        with pytest.raises(DomainError) as caught:
+            await box.ask("count", timeout=1)  # queued behind "slow" until it gave up
+    assert caught.value.code == "REQUEST_TIMED_OUT"
+    assert not isinstance(caught.value, OutcomeUnknown)  # certain: not applied
+    assert await box.ask("read") == 0
+
+
+async def test_a_request_that_hits_a_bug_fails_alone(supervisor: Supervisor) -> None:
+    box = await supervisor.spawn("counter", lambda inbox: _ready(Counter(inbox)))
+    assert await box.ask("count") == 1
+    with pytest.raises(DomainError) as caught:
+        await box.ask("boom")
+    assert caught.value.code == "INTERNAL_ERROR"
+    assert await box.ask("count") == 2  # same incarnation, same state
+    assert supervisor.restarts("counter") == 0
+
+
+async def test_an_actor_that_cannot_be_loaded_is_unavailable_to_its_caller(
+    supervisor: Supervisor,
+) -> None:
+    async def broken(inbox: Mailbox) -> Counter:
+        raise OverflowError("a stored time out of range")
+
+    with pytest.raises(DomainError) as caught:
+        await supervisor.spawn("broken", broken)
+    assert caught.value.code == "UNAVAILABLE"
+    assert supervisor.mailbox("broken") is None
+    assert await (await supervisor.spawn("counter", lambda i: _ready(Counter(i)))).ask("count")
+
+
+async def _ready(actor: Actor) -> Actor:
+    return actor
