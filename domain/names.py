@@ -19,6 +19,9 @@ MAX_NAME_LENGTH = 64
 #: Unicode categories a name may not contain: controls, format characters (zero-width
 #: joiners, bidi overrides), surrogates, private use, unassigned, line/paragraph breaks.
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+#: Letters and symbols that render as nothing (Hangul fillers, the blank Braille pattern,
+#: Khmer inherent vowels): a name of only these looks empty.
+_BLANK_LOOKING = frozenset("\u115f\u1160\u3164\uffa0\u2800\u17b4\u17b5")
 #: Scripts that are written together in one name (Japanese mixes all three, Korean two).
 _SCRIPT_FAMILIES = {"HIRAGANA": "CJK", "KATAKANA": "CJK", "HANGUL": "CJK", "CJK": "CJK"}
 
@@ -32,9 +35,10 @@ def display_name(value: Any, parameter: str, *, max_length: int = MAX_NAME_LENGT
         raise DomainError(
             "INVALID_PARAMETER", f"{parameter} must be a string.", parameter=parameter
         )
-    name = " ".join(unicodedata.normalize("NFKC", value).split())
+    name = unicodedata.normalize("NFKC", value).strip()
     if any(unicodedata.category(ch) in _FORBIDDEN_CATEGORIES for ch in name):
         raise _invalid(parameter, "must not contain control or invisible format characters")
+    name = " ".join(name.split())  # only spaces are left inside: runs become one
     if len(name) > max_length:
         raise _invalid(parameter, f"must be at most {max_length} characters")
     if not any(_is_visible(ch) for ch in name):
@@ -53,7 +57,7 @@ def name_key(name: str) -> str:
 
 def _is_visible(ch: str) -> bool:
     category = unicodedata.category(ch)
-    return not (category[0] in "CZ" or category in ("Mn", "Me"))
+    return not (category[0] in "CZ" or category in ("Mn", "Me") or ch in _BLANK_LOOKING)
 
 
 def _scripts(name: str) -> set[str]:
