@@ -4,29 +4,53 @@ It answers "who is this and what may they do" for every message, so roles are ch
 against its current state, never against what a connection cached when it opened.
 Password hashing (scrypt) is slow on purpose and runs in a worker thread in the caller,
 never in this actor and never on the event loop.
+
+Handshakes are cheap and bounded: a user has at most ``MAX_SESSIONS_PER_USER`` live
+sessions (a new one retires the oldest), so checking a digest costs at most that many
+sha256s; handshakes that queue up together commit their nonces in one storage request;
+expired sessions and nonces are pruned on a timer, a bounded number per pass.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
+import logging
+import math
+import re
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import trio
 
 from actors.clock import WallClock
-from actors.runtime import Actor, Mailbox
+from actors.runtime import Actor, Mailbox, OutcomeUnknown, Request
 from domain.errors import DomainError
+from domain.names import display_name, name_key
 from storage.actor import Storage
-from storage.changes import Change, Delete, Insert, Update
+from storage.changes import Change, Delete, Insert, Update, Upsert
 from storage.database import Database
+
+log = logging.getLogger(__name__)
 
 SESSION_TTL_MS = 24 * 3600 * 1000
 ROLES = frozenset({"developer", "player"})
+#: Live sessions a user may hold; a new one retires the oldest (bounds a handshake's cost).
+MAX_SESSIONS_PER_USER = 16
+#: Remembered nonces per user; past it handshakes are refused until some expire.
+MAX_NONCES_PER_USER = 10_000
+#: Expired sessions and nonces are deleted every this many seconds, at most PRUNE_BATCH.
+PRUNE_INTERVAL_SECONDS = 60.0
+PRUNE_BATCH = 1000
+MAX_SOURCE_NAME = 256
+#: A nonce is 1 to 128 visible ASCII characters; a digest is a sha256 hexdigest.
+_NONCE = re.compile(r"[\x21-\x7e]{1,128}")
+_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
 
 
 @dataclass
@@ -130,20 +154,51 @@ class GamesOf:
 
 # -- passwords (run these in a worker thread) -----------------------------------------
 
+#: Today's recommended scrypt cost (OWASP: N=2^17, r=8, p=1); stored with each hash.
+SCRYPT_N = 2**17
+SCRYPT_R = 8
+SCRYPT_P = 1
+#: The cost of hashes stored as ``scrypt$salt$digest``, before parameters were stored.
+_LEGACY_COST = (2**14, 8, 1)
+#: A stored hash asking for more than this is refused rather than run (memory).
+_MAX_N, _MAX_R, _MAX_P = 2**20, 32, 16
 
-def hash_password(password: str) -> str:
+
+def hash_password(password: str, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
+    """``scrypt$n$r$p$salt$digest``: the cost travels with the hash, so it can be raised."""
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
-    return f"scrypt${salt.hex()}${digest.hex()}"
+    return f"scrypt${n}${r}${p}${salt.hex()}${_scrypt(password, salt, n, r, p).hex()}"
 
 
 def verify_password(password: str, stored: str) -> bool:
+    """Whether ``password`` matches ``stored`` (either format); False for a damaged hash."""
+    parts = stored.split("$")
     try:
-        _, salt, digest = stored.split("$")
+        if len(parts) == 3 and parts[0] == "scrypt":
+            (n, r, p), salt, digest = _LEGACY_COST, parts[1], parts[2]
+        elif len(parts) == 6 and parts[0] == "scrypt":
+            n, r, p = (int(part) for part in parts[1:4])
+            salt, digest = parts[4], parts[5]
+        else:
+            return False
+        if not (1 < n <= _MAX_N and n & (n - 1) == 0 and 0 < r <= _MAX_R and 0 < p <= _MAX_P):
+            return False
+        candidate = _scrypt(password, bytes.fromhex(salt), n, r, p)
     except ValueError:
         return False
-    candidate = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=2**14, r=8, p=1)
-    return hmac.compare_digest(candidate.hex(), digest)
+    return hmac.compare_digest(candidate.hex(), digest.lower())
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    # scrypt needs 128 * n * r * p bytes; hashlib refuses more than 32 MiB unless told.
+    return hashlib.scrypt(
+        password.encode("utf-8", "surrogatepass"),
+        salt=salt,
+        n=n,
+        r=r,
+        p=p,
+        maxmem=128 * n * r * p + 2**20,
+    )
 
 
 def handshake_digest(user_id: int | str, nonce: str, session_key: str) -> str:
@@ -151,23 +206,62 @@ def handshake_digest(user_id: int | str, nonce: str, session_key: str) -> str:
     return hashlib.sha256(f"{user_id}{nonce}{session_key}".encode()).hexdigest()
 
 
+def _valid_handshake(body: Authenticate) -> bool:
+    """Whether the handshake's fields have the right types and shapes (any content)."""
+    return (
+        type(body.user_id) is int
+        and isinstance(body.nonce, str)
+        and isinstance(body.digest, str)
+        and _NONCE.fullmatch(body.nonce) is not None
+        and _DIGEST.fullmatch(body.digest) is not None
+    )
+
+
 class RegistryActor(Actor):
     def __init__(self, inbox: Mailbox, storage: Storage, clock: WallClock, state: dict) -> None:
         super().__init__(inbox)
         self.storage = storage
         self.clock = clock
+        self.next_prune = math.inf  # armed when the actor starts
         self.users: dict[int, User] = state["users"]
-        self.by_name = {u.name.casefold(): u for u in self.users.values()}
+        self.by_name = {name_key(u.name): u for u in sorted(self.users.values(), key=_newest)}
         self.sessions: dict[int, dict[str, int]] = state["sessions"]  # user -> key -> expiry
-        self.nonces: dict[tuple[int, str], int] = state["nonces"]
+        self.nonces: dict[int, dict[str, int]] = state["nonces"]  # user -> nonce -> expiry
         self.sources: dict[str, Source] = state["sources"]
         self.game_source: dict[str, str] = {g: s.id for s in self.sources.values() for g in s.games}
+        # (expires_at, table, user_id, key): what the pruner deletes, soonest first
+        self.expiries: list[tuple[int, str, int, str]] = [
+            (expires_at, table, user_id, key)
+            for table, rows in (("sessions", self.sessions), ("nonces", self.nonces))
+            for user_id, keys in rows.items()
+            for key, expires_at in keys.items()
+        ]
+        heapq.heapify(self.expiries)
 
     @classmethod
     async def load(cls, inbox: Mailbox, storage: Storage, clock: WallClock) -> RegistryActor:
         return cls(inbox, storage, clock, await storage.read(_load_state))
 
+    # -- the kit's hooks: queued handshakes are judged together and commit once -------
+
+    def batch_key(self, body: Any) -> Hashable | None:
+        return "handshakes" if isinstance(body, Authenticate) else None
+
+    async def handle_batch(self, requests: list[Request]) -> None:
+        await self._authenticate_all(requests)
+
+    async def on_start(self) -> None:
+        self.next_prune = trio.current_time() + PRUNE_INTERVAL_SECONDS
+
+    def next_deadline(self) -> float:
+        return self.next_prune
+
+    async def on_deadline(self) -> None:
+        await self._prune()
+        self.next_prune = trio.current_time() + PRUNE_INTERVAL_SECONDS
+
     async def _commit(self, changes: list[Change]) -> None:
+        # an answer of unknown fate stops the registry; the kit rebuilds it from storage
         await self.storage.commit(changes)
 
     async def handle(self, body: Any) -> Any:
@@ -175,7 +269,7 @@ class RegistryActor(Actor):
             case GetUser(user_id):
                 return self._user(user_id)
             case FindUser(name):
-                user = self.by_name.get(name.casefold())
+                user = self.by_name.get(name_key(name)) if isinstance(name, str) else None
                 if user is None:
                     raise DomainError("AUTHENTICATION_FAILED", "Wrong name or password.")
                 return user
@@ -183,8 +277,6 @@ class RegistryActor(Actor):
                 return await self._create_user(body)
             case CreateSession(user_id):
                 return await self._create_session(user_id)
-            case Authenticate():
-                return await self._authenticate(body)
             case OpenSource():
                 return await self._open_source(body)
             case CloseSource(user_id, source_id):
@@ -223,19 +315,22 @@ class RegistryActor(Actor):
     # -- users and sessions -----------------------------------------------------------
 
     def _user(self, user_id: int) -> User:
-        user = self.users.get(user_id)
+        user = self.users.get(user_id) if type(user_id) is int else None
         if user is None:
             raise DomainError("NOT_FOUND", f"There is no user {user_id}.")
         return user
 
     async def _create_user(self, body: CreateUser) -> User:
-        if body.name.casefold() in self.by_name:
-            raise DomainError("CONFLICT", f"The name {body.name!r} is taken.")
+        name = display_name(body.name, "name")
+        if name_key(name) in self.by_name:
+            raise DomainError("CONFLICT", f"The name {name!r} is taken.", parameter="name")
         unknown = set(body.roles) - ROLES
         if unknown:
             raise DomainError("INVALID_PARAMETER", f"Unknown roles: {', '.join(sorted(unknown))}.")
+        # Adopted only after the commit; if its answer is lost, _commit reloads, so the
+        # next id is computed from what the database really holds.
         user = User(
-            max(self.users, default=0) + 1, body.name, sorted(set(body.roles)), body.password_hash
+            max(self.users, default=0) + 1, name, sorted(set(body.roles)), body.password_hash
         )
         await self._commit(
             [
@@ -253,61 +348,132 @@ class RegistryActor(Actor):
             ]
         )
         self.users[user.id] = user
-        self.by_name[user.name.casefold()] = user
+        self.by_name[name_key(user.name)] = user
         return user
 
     async def _create_session(self, user_id: int) -> dict[str, Any]:
+        """A new session; expired ones and the oldest beyond MAX_SESSIONS_PER_USER go."""
         self._user(user_id)
         now = self.clock.now_ms()
+        held = self.sessions.get(user_id, {})
+        oldest_first = sorted(held, key=held.__getitem__)
+        live = [k for k in oldest_first if held[k] > now]
+        retired = [k for k in oldest_first if held[k] <= now]
+        retired += live[: max(0, len(live) - MAX_SESSIONS_PER_USER + 1)]
         key = secrets.token_urlsafe(24)
         expires_at = now + SESSION_TTL_MS
-        sessions = self.sessions.setdefault(user_id, {})
-        expired = [k for k, exp in sessions.items() if exp <= now]
-        stale_nonces = [n for n, exp in self.nonces.items() if n[0] == user_id and exp <= now]
         await self._commit(
             [
                 Insert("sessions", {"key": key, "user_id": user_id, "expires_at": expires_at}),
-                *(Delete("sessions", {"key": k}) for k in expired),
-                *(Delete("nonces", {"user_id": u, "nonce": n}) for u, n in stale_nonces),
+                *(Delete("sessions", {"key": k}) for k in retired),
             ]
         )
-        for k in expired:
+        sessions = self.sessions.setdefault(user_id, {})
+        for k in retired:
             del sessions[k]
-        for nonce_key in stale_nonces:
-            del self.nonces[nonce_key]
         sessions[key] = expires_at
+        heapq.heappush(self.expiries, (expires_at, "sessions", user_id, key))
         return {"user_id": user_id, "session_key": key, "expires_at": expires_at}
 
-    async def _authenticate(self, body: Authenticate) -> tuple[User, int]:
-        """The user and the expiry of the session that signed the handshake."""
+    def _check_handshake(self, body: Authenticate, claimed: dict[tuple[int, str], int]) -> User:
+        """The user, if the digest matches a live session and the nonce is fresh (not
+        remembered, not ``claimed`` earlier in this batch); the nonce's expiry goes into
+        ``claimed``. Malformed fields of any type are refused like a wrong digest."""
         refused = DomainError(
             "AUTHENTICATION_FAILED", "Unknown user, wrong digest or expired session."
         )
+        if not _valid_handshake(body):
+            raise refused
         user = self.users.get(body.user_id)
-        if user is None or not body.nonce or len(body.nonce) > 128:
+        if user is None:
             raise refused
         now = self.clock.now_ms()
-        match = None
-        for key, expires_at in self.sessions.get(user.id, {}).items():
-            if expires_at > now and hmac.compare_digest(
-                handshake_digest(user.id, body.nonce, key), body.digest.lower()
-            ):
-                match = expires_at
-                break
-        if match is None:
+        digest = body.digest.lower()
+        expires_at = next(
+            (
+                expiry
+                for key, expiry in self.sessions.get(user.id, {}).items()
+                if expiry > now
+                and hmac.compare_digest(handshake_digest(user.id, body.nonce, key), digest)
+            ),
+            None,
+        )
+        if expires_at is None:
             raise refused
-        nonce_key = (user.id, body.nonce)
-        if self.nonces.get(nonce_key, 0) > now:
+        remembered = self.nonces.get(user.id, {})
+        if remembered.get(body.nonce, 0) > now or (user.id, body.nonce) in claimed:
             raise DomainError("AUTHENTICATION_FAILED", "This nonce was already used.")
+        pending = sum(1 for claimed_user, _ in claimed if claimed_user == user.id)
+        if len(remembered) + pending >= MAX_NONCES_PER_USER:
+            raise DomainError(
+                "AUTHENTICATION_FAILED",
+                "Too many handshakes for this user; try again once older sessions expire.",
+            )
+        claimed[(user.id, body.nonce)] = expires_at
+        return user
+
+    async def _authenticate_all(self, requests: list[Request]) -> None:
+        """Answer a run of handshakes: each gets (user, session expiry) or a refusal; the
+        nonces of the accepted ones are committed in one request, then remembered."""
+        if not requests:
+            return
+        claimed: dict[tuple[int, str], int] = {}
+        accepted: list[tuple[Request, User, int]] = []
+        for request in requests:
+            try:
+                user = self._check_handshake(request.body, claimed)
+            except DomainError as error:
+                request.fail(error)
+                continue
+            accepted.append((request, user, claimed[(user.id, request.body.nonce)]))
+        # a failed commit fails the run (the kit answers it, and rebuilds the registry
+        # when the outcome is unknown)
         await self._commit(
-            [Insert("nonces", {"user_id": user.id, "nonce": body.nonce, "expires_at": match})]
-            if nonce_key not in self.nonces
-            else [
-                Update("nonces", {"user_id": user.id, "nonce": body.nonce}, {"expires_at": match})
+            [
+                Upsert("nonces", {"user_id": user_id, "nonce": nonce, "expires_at": expiry})
+                for (user_id, nonce), expiry in claimed.items()
             ]
         )
-        self.nonces[nonce_key] = match
-        return user, match
+        for (user_id, nonce), expiry in claimed.items():
+            self.nonces.setdefault(user_id, {})[nonce] = expiry
+            heapq.heappush(self.expiries, (expiry, "nonces", user_id, nonce))
+        for request, user, expiry in accepted:
+            request.reply((user, expiry))
+
+    async def _prune(self) -> None:
+        """Delete up to PRUNE_BATCH expired sessions and nonces in one commit."""
+        now = self.clock.now_ms()
+        due: list[tuple[int, str, int, str]] = []
+        while self.expiries and self.expiries[0][0] <= now and len(due) < PRUNE_BATCH:
+            entry = heapq.heappop(self.expiries)
+            expires_at, table, user_id, key = entry
+            if self._rows(table).get(user_id, {}).get(key) == expires_at:  # else: stale
+                due.append(entry)
+        try:
+            await self._commit(
+                [
+                    Delete("sessions", {"key": key})
+                    if table == "sessions"
+                    else Delete("nonces", {"user_id": user_id, "nonce": key})
+                    for _, table, user_id, key in due
+                ]
+            )
+        except OutcomeUnknown:
+            raise
+        except DomainError:
+            log.warning("pruning %d expired sessions and nonces failed", len(due), exc_info=True)
+            for entry in due:  # tried again next pass (a reload rebuilt them already)
+                heapq.heappush(self.expiries, entry)
+            return
+        for _, table, user_id, key in due:
+            rows = self._rows(table)
+            keys = rows.get(user_id, {})
+            keys.pop(key, None)  # an entry pushed back after a failed pass may repeat
+            if not keys:
+                rows.pop(user_id, None)
+
+    def _rows(self, table: str) -> dict[int, dict[str, int]]:
+        return self.sessions if table == "sessions" else self.nonces
 
     # -- sources ----------------------------------------------------------------------
 
@@ -329,13 +495,10 @@ class RegistryActor(Actor):
         user = self._user(body.user_id)
         if "developer" not in user.roles:
             raise DomainError("NOT_AUTHORIZED", "Only developers may open a game source.")
-        if not body.name:
-            raise DomainError(
-                "MISSING_PARAMETER", "source_name is required.", parameter="source_name"
-            )
+        name = display_name(body.name, "source_name", max_length=MAX_SOURCE_NAME)
         if len(body.description) > 512:
             raise DomainError("INVALID_PARAMETER", "description is limited to 512 characters.")
-        source = Source(str(uuid.uuid4()), body.name, body.description, user.id, admins={user.id})
+        source = Source(str(uuid.uuid4()), name, body.description, user.id, admins={user.id})
         await self._commit(
             [
                 Insert(
@@ -356,6 +519,11 @@ class RegistryActor(Actor):
         return source
 
 
+def _newest(user: User) -> int:
+    """Sort key, newest user first: where legacy names fold together, the oldest wins."""
+    return -user.id
+
+
 def _load_state(db: Database) -> dict[str, Any]:
     users = {
         r["id"]: User(
@@ -366,7 +534,9 @@ def _load_state(db: Database) -> dict[str, Any]:
     sessions: dict[int, dict[str, int]] = {}
     for r in db.rows("SELECT * FROM sessions"):
         sessions.setdefault(r["user_id"], {})[r["key"]] = r["expires_at"]
-    nonces = {(r["user_id"], r["nonce"]): r["expires_at"] for r in db.rows("SELECT * FROM nonces")}
+    nonces: dict[int, dict[str, int]] = {}
+    for r in db.rows("SELECT * FROM nonces"):
+        nonces.setdefault(r["user_id"], {})[r["nonce"]] = r["expires_at"]
     sources = {
         r["id"]: Source(
             r["id"], r["name"], r["description"] or "", r["owner_id"], bool(r["closed"])

@@ -209,7 +209,7 @@ class Actor:
         self.inbox = inbox
         self._timers_paused_until = -math.inf
         self._timer_failures = 0
-        self.last_active = trio.current_time()
+        self.last_active = -math.inf  # set when the loop starts
 
     # -- hooks ------------------------------------------------------------------------
 
@@ -243,6 +243,7 @@ class Actor:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        self.last_active = trio.current_time()
         await self.on_start()
         held: Request | None = None
         while True:

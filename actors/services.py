@@ -27,6 +27,12 @@ class Settings:
     distribution_interval: float = 0.25
     #: a resolved pool or a closed game idle this long leaves memory (reloaded on demand)
     idle_seconds: float = 300.0
+    #: scrypt cost of new password hashes (stored with each hash); tests lower it
+    scrypt_n: int = 2**17
+    #: POST /v1/login attempts per window, per name and per client address (429 past it)
+    login_attempts_per_name: int = 5
+    login_attempts_per_address: int = 30
+    login_window_seconds: float = 60.0
 
 
 @dataclass

@@ -17,9 +17,13 @@ from trio_websocket import open_websocket_url
 from actors import game as g
 from actors.registry import OpenSource, handshake_digest
 from actors.runtime import Mailbox
+from actors.services import Settings
 from domain.codec import decode, encode
 from domain.ledger import audit
 from tote.server import Endpoints, Server, ServerConfig
+
+#: Password hashes in tests: the real cost (N=2^17) would make every user take ~1 s.
+CHEAP_SCRYPT_N = 2**10
 
 
 async def ledger_problems(services: Any) -> list[str]:
@@ -168,7 +172,11 @@ class _connected:
 @asynccontextmanager
 async def running_harness() -> AsyncIterator[Harness]:
     """A server on an in-memory database; the books are audited when it stops."""
-    server = Server(ServerConfig(ws_port=0, http_port=0, synchronous="OFF"))
+    server = Server(
+        ServerConfig(
+            ws_port=0, http_port=0, synchronous="OFF", settings=Settings(scrypt_n=CHEAP_SCRYPT_N)
+        )
+    )
     async with trio.open_nursery() as nursery:
         endpoints = await nursery.start(server.run)
         h = Harness(endpoints, nursery)

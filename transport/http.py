@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable
 from functools import partial, wraps
@@ -40,6 +41,8 @@ from domain.codec import DecodeError, decode, encode
 from domain.errors import DomainError
 from domain.ledger import audit
 from domain.money import exponent_of, parse_amount, to_wire
+from domain.names import display_name, name_key
+from domain.throttle import AttemptWindow
 from transport.openapi import openapi_document
 
 log = logging.getLogger(__name__)
@@ -48,12 +51,11 @@ P = ParamSpec("P")
 
 #: Largest request body accepted; every operator call fits in a few hundred bytes.
 MAX_BODY_BYTES = 64 * 1024
-MAX_NAME = 64
 MAX_PASSWORD = 1024
 MAX_REFERENCE = 128
-#: Concurrent scrypt computations (16 MiB of memory each): login floods queue up here
-#: instead of exhausting memory or the default thread pool.
-PASSWORD_THREADS = 4
+#: Concurrent scrypt computations (128 MiB of memory each at N=2^17): login floods queue
+#: up here instead of exhausting memory or the default thread pool.
+PASSWORD_THREADS = 2
 
 #: errorCode -> HTTP status. Codes not listed are server faults: 500.
 STATUS_OF: dict[str, int] = {
@@ -71,6 +73,7 @@ STATUS_OF: dict[str, int] = {
     "IDEMPOTENCY_CONFLICT": 409,
     "INVALID_STATE": 409,
     "PAYLOAD_TOO_LARGE": 413,
+    "RATE_LIMITED": 429,
     "REQUEST_TIMED_OUT": 503,
     "UNAVAILABLE": 503,
     "ACTOR_RESTARTED": 503,
@@ -87,9 +90,11 @@ _HTTP_CODES = {
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-#: Verified against when the name is unknown or has no password, so a refusal costs the
-#: same scrypt time either way and does not reveal which names exist.
-_DUMMY_HASH = "scrypt$" + "00" * 16 + "$" + "00" * 64
+
+def dummy_hash(scrypt_n: int) -> str:
+    """Verified against when the name is unknown or has no password, so a refusal costs
+    the same scrypt time either way and does not reveal which names exist."""
+    return f"scrypt${scrypt_n}$8$1${'00' * 16}${'00' * 64}"
 
 
 # -- responses ------------------------------------------------------------------------
@@ -246,6 +251,12 @@ def create_app(services: Services) -> QuartTrio:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     operator = operator_only(services)
     password_threads = trio.CapacityLimiter(PASSWORD_THREADS)
+    settings = services.settings
+    login_names = AttemptWindow(settings.login_attempts_per_name, settings.login_window_seconds)
+    login_addresses = AttemptWindow(
+        settings.login_attempts_per_address, settings.login_window_seconds
+    )
+    unknown_user_hash = dummy_hash(settings.scrypt_n)
 
     async def in_password_thread(fn: Callable[..., Any], *args: Any) -> Any:
         return await trio.to_thread.run_sync(fn, *args, limiter=password_threads)
@@ -257,7 +268,10 @@ def create_app(services: Services) -> QuartTrio:
 
     @app.errorhandler(DomainError)
     async def domain_error(error: DomainError) -> Response:
-        return error_response(error)
+        response = error_response(error)
+        if "retry_after" in error.extra:
+            response.headers["Retry-After"] = str(error.extra["retry_after"])
+        return response
 
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
@@ -291,25 +305,41 @@ def create_app(services: Services) -> QuartTrio:
     async def openapi() -> Response:
         return json_response(openapi_document())
 
+    def throttle_login(name: str) -> None:
+        """Count a login attempt by name and by address; RATE_LIMITED (429) past either
+        limit, before any scrypt work is spent on it."""
+        now = trio.current_time()
+        wait = login_addresses.attempt(request.remote_addr, now)
+        if wait is None:
+            wait = login_names.attempt(name_key(name), now)
+        if wait is not None:
+            raise DomainError(
+                "RATE_LIMITED",
+                "Too many login attempts; try again later.",
+                retry_after=math.ceil(wait),
+            )
+
     @app.post("/v1/login")
     async def login() -> Response:
         body = await json_body()
-        name = text_field(body, "name", max_len=MAX_NAME)
+        name = display_name(body.get("name"), "name")
         password = password_field(body)
         if not password:
             raise DomainError("MISSING_PARAMETER", "password is required.", parameter="password")
+        throttle_login(name)
         try:
             user: User | None = await services.ask_registry(FindUser(name))
         except DomainError as error:
             if error.code != "AUTHENTICATION_FAILED":
                 raise
             user = None
-        stored = user.password if user is not None and user.password else _DUMMY_HASH
+        stored = user.password if user is not None and user.password else unknown_user_hash
         verified = await in_password_thread(verify_password, password, stored)
         if user is None or not user.password or not verified:
             return error_response(
                 DomainError("AUTHENTICATION_FAILED", "Wrong name or password."), 403
             )
+        login_names.forget(name_key(name))
         session = await services.ask_registry(CreateSession(user.id))
         return json_response({"id": user.id, "user_session_key": session["session_key"]})
 
@@ -319,10 +349,12 @@ def create_app(services: Services) -> QuartTrio:
     @operator
     async def create_user() -> Response:
         body = await json_body()
-        name = text_field(body, "name", max_len=MAX_NAME)
+        name = display_name(body.get("name"), "name")
         password = password_field(body)
         roles = roles_field(body)
-        password_hash = await in_password_thread(hash_password, password) if password else ""
+        password_hash = (
+            await in_password_thread(hash_password, password, settings.scrypt_n) if password else ""
+        )
         user = await services.ask_registry(CreateUser(name, password_hash, roles))
         return json_response(user.public(), 201)
 
