@@ -284,7 +284,7 @@ class WalletActor:
         if item.user_id in self.blocked or pending.blocked.get(item.user_id):
             return DomainError("USER_BLOCKED", "You are blocked from betting.")
         if item.amount <= 0:
-            return DomainError("INVALID_STAKE", "A stake must be positive.")
+            return DomainError("INVALID_STAKE", "A stake must be positive.", parameter="amount")
         if self._available(key, pending) < item.amount:
             return DomainError(
                 "INSUFFICIENT_FUNDS", "Your available balance does not cover this stake."

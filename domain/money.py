@@ -14,17 +14,27 @@ from fractions import Fraction
 from domain.errors import DomainError
 
 __all__ = [
+    "CURRENCY_EXPONENTS",
+    "MAX_BALANCE",
     "MAX_MINOR",
     "exponent_of",
     "parse_amount",
+    "parse_currency",
     "parse_rate",
+    "rate_text",
     "ratio",
+    "stored_rate",
     "to_wire",
 ]
 
-#: Largest amount accepted from the wire, in minor units. Far above any real stake, but it
-#: keeps sums comfortably inside SQLite's 64-bit integers and refuses absurd input early.
+#: Largest single amount accepted from the wire (deposit, withdrawal, stake, min/max
+#: stake), in minor units: 10^13 EUR. Far above any real stake, refused past it.
 MAX_MINOR = 10**15
+
+#: Largest balance a deposit may bring a wallet to, in minor units. With every amount and
+#: every balance at most 10^15, a ledger sum needs ~9,000 of the largest amounts to reach
+#: SQLite's 2^63 - 1; the wallet also sums in pieces that cannot overflow (actors/wallet.py).
+MAX_BALANCE = 10**15
 
 #: Most decimal places accepted in a takeout rate; more is noise and only grows fractions.
 MAX_RATE_PLACES = 10
@@ -32,13 +42,25 @@ MAX_RATE_PLACES = 10
 #: Longest decimal text accepted; a real amount or rate is far shorter.
 _MAX_TEXT = 64
 
-_ZERO_DECIMAL = frozenset(
-    {
-        "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG",
-        "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF",
-    }
-)  # fmt: skip
-_THREE_DECIMAL = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
+#: The active ISO 4217 currency codes and their minor-unit exponents (decimal places).
+#: A static table (decisions: no dependency for 180 rows that change once in years);
+#: codes without a minor unit (gold XAU, SDR XDR, test XTS, none XXX...) are left out:
+#: no one stakes in them. A code not listed here is refused, never guessed.
+_CODES_BY_EXPONENT = {
+    0: "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF",
+    2: "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BOV BRL BSD "
+    "BTN BWP BYN BZD CAD CDF CHE CHF CHW CNY COP COU CRC CUP CVE CZK DKK DOP DZD EGP "
+    "ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR "
+    "JMD KES KGS KHR KPW KYD KZT LAK LBP LKR LRD LSL MAD MDL MGA MKD MMK MNT MOP MRU "
+    "MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN PGK PHP PKR PLN QAR "
+    "RON RSD RUB SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS "
+    "TMT TOP TRY TTD TWD TZS UAH USD USN UYU UZS VED VES WST XCD XCG YER ZAR ZMW ZWG",
+    3: "BHD IQD JOD KWD LYD OMR TND",
+    4: "CLF UYW",
+}
+CURRENCY_EXPONENTS: dict[str, int] = {
+    code: exponent for exponent, codes in _CODES_BY_EXPONENT.items() for code in codes.split()
+}
 
 # Plain decimal text only: ASCII digits, one optional point, optional short exponent.
 # ``Decimal()`` alone would also take "1_000", Unicode digits and "NaN".
@@ -46,13 +68,29 @@ _DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0
 
 
 def exponent_of(currency: str) -> int:
-    """Decimal places of ``currency`` (ISO 4217 minor unit); 2 unless listed otherwise."""
-    code = currency.strip().upper()
-    if code in _ZERO_DECIMAL:
-        return 0
-    if code in _THREE_DECIMAL:
-        return 3
-    return 2
+    """Decimal places of ``currency`` (its ISO 4217 minor unit).
+
+    Input goes through ``parse_currency`` first; only a wallet or game stored by an older
+    version can hold an unlisted code, and it keeps the 2 places it was written with.
+    """
+    return CURRENCY_EXPONENTS.get(currency.strip().upper(), 2)
+
+
+def parse_currency(value: object, *, field: str = "currency", default: str | None = None) -> str:
+    """An ISO 4217 code from the wire (any case, blank means ``default``), or
+    ``INVALID_PARAMETER``: a mistyped ``ZZZ`` must not create a wallet or a game."""
+    if value is None or (isinstance(value, str) and value.strip() in ("", "None", "null")):
+        if default is None:
+            raise DomainError("MISSING_PARAMETER", f"{field} is required.", parameter=field)
+        value = default
+    code = value.strip().upper() if isinstance(value, str) else None
+    if code not in CURRENCY_EXPONENTS:
+        raise DomainError(
+            "INVALID_PARAMETER",
+            f"{field} must be an ISO 4217 currency code like EUR, not {str(value)[:16]!r}.",
+            parameter=field,
+        )
+    return code
 
 
 def _to_decimal(value: object, field: str, code: str) -> Decimal:
@@ -153,6 +191,23 @@ def ratio(numerator: int, denominator: int, places: int = 4) -> Decimal:
     negative = (numerator < 0) != (denominator < 0)
     scaled = abs(numerator) * 10**places // abs(denominator)
     return to_wire(-scaled if negative and scaled else scaled, places)
+
+
+def rate_text(rate: Fraction) -> str:
+    """The one stored form of a rate: exact decimal text (``Fraction(1, 20) -> "0.05"``),
+    which ``parse_rate`` reads back. Every rate comes from decimal text, so it ends."""
+    places = 0
+    while (rate * 10**places).denominator != 1:
+        places += 1
+        if places > MAX_RATE_PLACES:
+            raise ValueError(f"{rate} has no short decimal form")
+    return str(to_wire((rate * 10**places).numerator, places))
+
+
+def stored_rate(text: str) -> Fraction:
+    """A rate read back from a stored document: ``rate_text``'s form, or the ``"1/20"``
+    that older versions wrote."""
+    return Fraction(text)
 
 
 def parse_rate(value: object, *, field: str = "takeout") -> Fraction:
