@@ -17,6 +17,8 @@ __all__ = [
     "CURRENCY_EXPONENTS",
     "MAX_BALANCE",
     "MAX_MINOR",
+    "MAX_POOL_TOTAL",
+    "check_deposit",
     "exponent_of",
     "parse_amount",
     "parse_currency",
@@ -31,10 +33,14 @@ __all__ = [
 #: stake), in minor units: 10^13 EUR. Far above any real stake, refused past it.
 MAX_MINOR = 10**15
 
-#: Largest balance a deposit may bring a wallet to, in minor units. With every amount and
-#: every balance at most 10^15, a ledger sum needs ~9,000 of the largest amounts to reach
-#: SQLite's 2^63 - 1; the wallet also sums in pieces that cannot overflow (actors/wallet.py).
+#: Largest balance a deposit may bring a wallet to, in minor units (winnings may pass it;
+#: then the wallet only takes no more deposits).
 MAX_BALANCE = 10**15
+
+#: Largest total of stakes in one pool, in minor units, so that a payout line (at most the
+#: pool's total) stays far inside SQLite's 64-bit integers (2^63 - 1 ~ 9.2 * 10^18) even
+#: when a whole batch of maximal stakes is checked against the total before the batch.
+MAX_POOL_TOTAL = 10**17
 
 #: Most decimal places accepted in a takeout rate; more is noise and only grows fractions.
 MAX_RATE_PLACES = 10
@@ -152,8 +158,13 @@ def parse_amount(
         )
     # Exact comparison (Decimal compares without rounding); done before any scaling so
     # a huge exponent such as 1E+999999 never turns into a huge integer.
-    if d > Decimal((0, (1,), 0)).scaleb(15 - exponent):
-        raise DomainError(code, f"{field} is too large.", parameter=field, limit="max_amount")
+    if d > Decimal(MAX_MINOR).scaleb(-exponent):
+        raise DomainError(
+            code,
+            f"{field} may be at most {to_wire(MAX_MINOR, exponent)}.",
+            parameter=field,
+            limit="max_amount",
+        )
     coefficient, exp = _stripped(d)
     if exp + exponent < 0:
         places = "no decimals" if exponent == 0 else f"at most {exponent} decimal places"
@@ -161,6 +172,18 @@ def parse_amount(
             code, f"{field} may have {places} in this currency.", parameter=field, limit="decimals"
         )
     return coefficient * 10 ** (exp + exponent)
+
+
+def check_deposit(balance: int, amount: int, exponent: int) -> None:
+    """Refuse a deposit that would take a wallet's balance past ``MAX_BALANCE``."""
+    if balance + amount > MAX_BALANCE:
+        raise DomainError(
+            "INVALID_AMOUNT",
+            f"A balance may not exceed {to_wire(MAX_BALANCE, exponent)}; "
+            f"this deposit would bring it to {to_wire(balance + amount, exponent)}.",
+            parameter="amount",
+            limit="max_balance",
+        )
 
 
 def to_wire(minor: int, exponent: int) -> Decimal:

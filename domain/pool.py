@@ -15,7 +15,15 @@ from typing import Any
 from domain import ledger, params, parimutuel
 from domain.errors import DomainError, about
 from domain.game import Game
-from domain.money import exponent_of, parse_amount, parse_rate, rate_text, stored_rate, to_wire
+from domain.money import (
+    MAX_POOL_TOTAL,
+    exponent_of,
+    parse_amount,
+    parse_rate,
+    rate_text,
+    stored_rate,
+    to_wire,
+)
 from domain.params import stored_time
 from domain.targets import NONE, action_id, level, parse_list, pool_targets, symbol
 
@@ -215,6 +223,14 @@ class Pool:
                 parameter="amount",
                 limit="min_stake",
                 min_stake=to_wire(self.min_stake, self.exponent),
+            )
+        if self.total + stake > MAX_POOL_TOTAL:
+            raise DomainError(
+                "INVALID_STAKE",
+                "The pool's total stakes would pass its limit of "
+                f"{to_wire(MAX_POOL_TOTAL, self.exponent)}.",
+                parameter="amount",
+                limit="max_pool_total",
             )
         if self.max_stake is not None and stake > self.max_stake:
             raise DomainError(
