@@ -8,7 +8,6 @@ else is refused with a clear error, never guessed.
 from __future__ import annotations
 
 import logging
-import math
 import re
 from decimal import Decimal
 from typing import Any
@@ -151,13 +150,11 @@ def stored_time(value: Any, name: str) -> int | None:
         isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= TIME_MAX_MS
     ):
         return value
-    if (
-        isinstance(value, int | float | Decimal)
-        and not isinstance(value, bool)
-        and not math.isnan(value)
-    ):
-        sane = 0 if value < 0 else TIME_MAX_MS if value > TIME_MAX_MS else int(value)
-    else:
+    is_number = isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+    is_nan = value.is_nan() if isinstance(value, Decimal) else value != value
+    if not is_number or is_nan:
         sane = TIME_MAX_MS
+    else:
+        sane = 0 if value < 0 else TIME_MAX_MS if value > TIME_MAX_MS else int(value)
     log.warning("stored %s=%.40r is out of range; read as %d", name, value, sane)
     return sane
