@@ -6,9 +6,12 @@ under ``trio.testing.MockClock`` moves timers *and* timestamps together.
 
 from __future__ import annotations
 
+import math
 import time
 
 import trio
+
+from domain.params import TIME_MAX_MS
 
 
 class WallClock:
@@ -22,5 +25,11 @@ class WallClock:
         return self._anchor_ms + int((trio.current_time() - self._anchor_trio) * 1000)
 
     def deadline_for(self, epoch_ms: int) -> float:
-        """The trio deadline at which wall-clock time ``epoch_ms`` is reached."""
-        return self._anchor_trio + (epoch_ms - self._anchor_ms) / 1000
+        """The trio deadline at which wall-clock time ``epoch_ms`` is reached.
+
+        Never raises, whatever a stored document holds: a time beyond ``TIME_MAX_MS``
+        (or not a number at all) is "never", ``math.inf``; one before 0 is long past.
+        """
+        if not epoch_ms <= TIME_MAX_MS:  # also catches NaN
+            return math.inf
+        return self._anchor_trio + (max(epoch_ms, 0) - self._anchor_ms) / 1000

@@ -16,22 +16,11 @@ from actors.pool import PoolActor, pool_row
 from actors.registry import AddGame, CheckSourceAdmin, GamesOf
 from actors.runtime import Actor, Mailbox
 from actors.services import Services
-from domain import params
 from domain.codec import server_message
 from domain.errors import DomainError
-from domain.game import Game, default_hashtag
-from domain.money import exponent_of, parse_amount, parse_rate
-from domain.pool import BINARY, TIMED, Pool, resolves_by_event
-from domain.targets import (
-    NONE,
-    TargetTree,
-    action_id,
-    build_actions,
-    level,
-    parse_list,
-    pool_targets,
-    winning_target,
-)
+from domain.game import Game, event_target, new_game
+from domain.pool import new_pool, resolves_by_event
+from domain.targets import action_id, build_actions, winning_target
 from storage.changes import Change, Insert, Upsert
 from storage.database import Database
 
@@ -411,13 +400,7 @@ class GameActor(Actor):
             )
         action = action_id(body.action)
         tree = game.tree
-        target = body.target.strip().lower() if isinstance(body.target, str) else None
-        if target is None or target == NONE or not tree.is_leaf(target):
-            raise DomainError(
-                "INVALID_TARGET",
-                f"{body.target!r} is not a leaf target of this game; events "
-                "name the most specific target (a player, not a team).",
-            )
+        target = event_target(tree, body.target)
         reported = body.happened_at
         if reported is not None and reported > now + HAPPENED_AT_SLACK_MS:
             raise DomainError(
@@ -536,112 +519,6 @@ class GameActor(Actor):
 
     def _broadcast(self, res: int, fields: dict[str, Any]) -> None:
         self.services.hub.to_game(self.game.id, server_message(res, fields, t=self.now))
-
-
-def new_pool(game: Game, fields: dict[str, Any], now: int) -> Pool:
-    """Validate an op 385 request against its game and build the pool (not yet saved)."""
-    pool_type = params.integer(fields, "pool_type", default=1)
-    if pool_type not in (1, 2, 3, 4):
-        raise DomainError(
-            "INVALID_PARAMETER", "pool_type must be 1, 2, 3 or 4.", parameter="pool_type"
-        )
-    tree = game.tree
-    if pool_type in BINARY:
-        names = parse_list(fields.get("targets"), "targets") or ["yes", "no"]
-        ids = list(dict.fromkeys(n.strip().lower() for n in names))
-        if len(ids) != 2 or any(":" in t or not t for t in ids):
-            raise DomainError("INVALID_TARGET", "A binary pool has exactly two targets.")
-        targets = dict(zip(ids, (n.strip() for n in names), strict=False))
-        action, target_level = "binary", 1
-    else:
-        raw_action = params.text(fields, "action", required_=True) or ""
-        action = action_id(raw_action)
-        if action not in game.actions:
-            raise DomainError(
-                "INVALID_PARAMETER",
-                f"{raw_action!r} is not an action of this game.",
-                parameter="action",
-            )
-        ids = pool_targets(tree, parse_list(fields.get("targets"), "targets"))
-        targets = {t: tree.display_name(t) for t in ids}
-        target_level = level(next(t for t in ids if t != NONE))
-    finish_at = params.epoch_ms(fields, "finish_at")
-    stop_at = params.epoch_ms(fields, "stop_accepting_bets_at")
-    if pool_type in TIMED and finish_at is None:
-        raise DomainError(
-            "MISSING_PARAMETER", "A time-based pool needs finish_at.", parameter="finish_at"
-        )
-    for name, at in (("finish_at", finish_at), ("stop_accepting_bets_at", stop_at)):
-        if at is not None and at <= now:
-            raise DomainError("INVALID_PARAMETER", f"{name} must be in the future.", parameter=name)
-    exponent = exponent_of(game.currency)
-    limits = {}
-    for name in ("min_stake", "max_stake"):
-        value = fields.get(name)
-        limits[name] = (
-            None
-            if params.is_null(value)
-            else parse_amount(value, exponent, field=name, code="INVALID_PARAMETER")
-        )
-    if limits["min_stake"] and limits["max_stake"] and limits["min_stake"] > limits["max_stake"]:
-        raise DomainError("INVALID_PARAMETER", "min_stake is above max_stake.")
-    takeout = parse_rate(fields.get("takeout", game.takeout))
-    return Pool(
-        str(uuid.uuid4()),
-        game.id,
-        game.name,
-        params.text(fields, "description", default="", max_len=512) or "",
-        action,
-        pool_type,
-        targets,
-        target_level,
-        game.currency,
-        exponent,
-        takeout,
-        limits["min_stake"],
-        limits["max_stake"],
-        start_at=now,
-        finish_at=finish_at,
-        stop_accepting_bets_at=stop_at,
-        recreate_on_end=params.boolean(fields, "recreate_on_end"),
-    )
-
-
-def new_game(
-    source_id: str, fields: dict[str, Any], now: int, *, opened: bool, default_currency: str
-) -> Game:
-    """Validate an op 370/3701 request and build the game (not yet saved)."""
-    name = params.text(fields, "game_name", required_=True) or ""
-    currency = (params.text(fields, "currency", default=default_currency) or "").upper()
-    if not (len(currency) == 3 and currency.isalpha()):
-        raise DomainError(
-            "INVALID_PARAMETER", "currency must be a three-letter code.", parameter="currency"
-        )
-    open_at = params.epoch_ms(fields, "open_at", default=now) or now
-    close_at = params.epoch_ms(fields, "close_at")
-    if close_at is not None and close_at <= max(open_at, now):
-        raise DomainError(
-            "INVALID_PARAMETER", "close_at must be after open_at and now.", parameter="close_at"
-        )
-    actions = parse_list(fields.get("actions"), "actions")
-    targets = parse_list(fields.get("targets"), "targets")
-    return Game(
-        id=str(uuid.uuid4()),
-        source_id=source_id,
-        name=name,
-        type=params.text(fields, "type"),
-        currency=currency,
-        hashtag=params.text(fields, "hashtag") or default_hashtag(name),
-        open_at=open_at,
-        live_start_at=params.epoch_ms(fields, "live_start_at", default=open_at) or open_at,
-        live_finish_at=params.epoch_ms(fields, "live_finish_at"),
-        close_at=close_at,
-        created_at=now,
-        opened=opened,
-        actions=build_actions(actions),
-        targets=TargetTree.build(targets).as_dict(),
-        takeout=str(parse_rate(fields.get("takeout"))),
-    )
 
 
 class Games:

@@ -19,6 +19,7 @@ from actors.clock import WallClock
 from actors.runtime import Actor, Mailbox, Request
 from domain import ledger
 from domain.errors import DomainError
+from domain.money import check_deposit, exponent_of
 from storage.actor import Storage
 from storage.changes import Change, Insert, Update
 from storage.database import Database
@@ -257,6 +258,8 @@ class WalletActor(Actor):
             )
             pending.available[key] -= body.amount
         else:
+            balance = self._available(key, pending) + self.exposure.get(key, 0)
+            check_deposit(balance, body.amount, exponent_of(body.currency))
             lines = ledger.transfer(
                 ledger.OPERATOR, ledger.wallet(body.user_id), body.currency, body.amount
             )
@@ -273,7 +276,7 @@ class WalletActor(Actor):
         if item.user_id in self.blocked or pending.blocked.get(item.user_id):
             return DomainError("USER_BLOCKED", "You are blocked from betting.")
         if item.amount <= 0:
-            return DomainError("INVALID_STAKE", "A stake must be positive.")
+            return DomainError("INVALID_STAKE", "A stake must be positive.", parameter="amount")
         if self._available(key, pending) < item.amount:
             return DomainError(
                 "INSUFFICIENT_FUNDS", "Your available balance does not cover this stake."
@@ -323,18 +326,30 @@ def _reference_key(body: Deposit | Withdraw) -> str:
     return f"{kind}:{body.reference}"
 
 
+#: ``SUM(amount)`` in two halves that cannot overflow SQLite's 64-bit integers (a plain
+#: SUM raises "integer overflow" once its running total passes 2^63 - 1, and the server
+#: could not start): the high parts are each at most 2^63 / 10^9 and the low parts below
+#: 10^9, so either sum needs billions of rows to overflow. Python adds them exactly.
+EXACT_SUM = "SUM(amount / 1000000000) AS high, SUM(amount % 1000000000) AS low"
+
+
+def exact_total(row: Any) -> int:
+    """The exact sum a row of ``EXACT_SUM`` stands for."""
+    return row["high"] * 1_000_000_000 + row["low"]
+
+
 def _load_state(db: Database) -> dict[str, Any]:
     available = {
-        (int(r["account"].removeprefix("wallet:")), r["currency"]): r["total"]
+        (int(r["account"].removeprefix("wallet:")), r["currency"]): exact_total(r)
         for r in db.rows(
-            "SELECT account, currency, SUM(amount) AS total FROM ledger "
+            f"SELECT account, currency, {EXACT_SUM} FROM ledger "
             "WHERE account LIKE 'wallet:%' GROUP BY account, currency"
         )
     }
     exposure = {
-        (r["user_id"], r["currency"]): r["total"]
+        (r["user_id"], r["currency"]): exact_total(r)
         for r in db.rows(
-            "SELECT user_id, currency, SUM(amount) AS total FROM bets "
+            f"SELECT user_id, currency, {EXACT_SUM} FROM bets "
             "WHERE status = 'active' GROUP BY user_id, currency"
         )
     }

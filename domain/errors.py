@@ -6,6 +6,8 @@ reply needs: a stable machine code, a human sentence, and optional extra fields.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -29,6 +31,17 @@ class DomainError(Exception):
     def __repr__(self) -> str:
         extra = "".join(f", {k}={v!r}" for k, v in self.extra.items())
         return f"DomainError({self.code!r}, {self.text!r}{extra})"
+
+
+@contextmanager
+def about(parameter: str) -> Iterator[None]:
+    """Name ``parameter`` on a DomainError raised inside that names no field yet: helpers
+    shared by several fields (target lists, action names) need not know which one."""
+    try:
+        yield
+    except DomainError as error:
+        error.extra.setdefault("parameter", parameter)
+        raise
 
 
 #: Every error code a client can see, with what it means. docs/protocol.md lists them;

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from domain.targets import TargetTree
+from domain import params
+from domain.errors import DomainError, about
+from domain.money import parse_currency, parse_rate, rate_text, stored_rate
+from domain.params import stored_time
+from domain.targets import NONE, TargetTree, build_actions, parse_list
 
 NOT_YET = "betting_not_yet_active"
 PRE_GAME = "pre_game_betting_active"
 IN_PROGRESS = "game_in_progress_betting_active"
 BETTING_CLOSED = "game_in_progress_betting_closed"
 CLOSED = "game_closed"
+
+_TIME_FIELDS = ("open_at", "live_start_at", "live_finish_at", "close_at", "created_at", "closed_at")
 
 
 @dataclass
@@ -31,7 +38,7 @@ class Game:
     actions: dict[str, dict[str, str]] = field(default_factory=dict)
     targets: dict[str, str] = field(default_factory=lambda: TargetTree.build([]).as_dict())
     admins: list[int] = field(default_factory=list)
-    takeout: str = "0"
+    takeout: str = "0"  # exact decimal text (money.rate_text), the pools' default
     closing: bool = False
     closed_at: int | None = None
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -41,7 +48,14 @@ class Game:
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Game:
-        return cls(**doc)
+        """The stored game; out-of-range times and the ``"1/20"`` takeouts of older
+        versions are read into today's forms rather than crash the actor."""
+        fields = dict(doc)
+        for name in _TIME_FIELDS:
+            if name in fields:
+                fields[name] = stored_time(fields[name], name)
+        fields["takeout"] = rate_text(stored_rate(fields.get("takeout", "0")))
+        return cls(**fields)
 
     @property
     def tree(self) -> TargetTree:
@@ -116,3 +130,58 @@ class Game:
 
 def default_hashtag(name: str) -> str:
     return "#" + "".join(ch for ch in name.title() if ch.isalnum())
+
+
+def new_game(
+    source_id: str, fields: dict[str, Any], now: int, *, opened: bool, default_currency: str
+) -> Game:
+    """Validate an op 370/3701 request and build the game (not yet saved)."""
+    name = params.text(fields, "game_name", required_=True) or ""
+    currency = parse_currency(fields.get("currency"), default=default_currency)
+    open_at = params.epoch_ms(fields, "open_at", default=now) or now
+    close_at = params.epoch_ms(fields, "close_at")
+    if close_at is not None and close_at <= max(open_at, now):
+        raise DomainError(
+            "INVALID_PARAMETER", "close_at must be after open_at and now.", parameter="close_at"
+        )
+    with about("actions"):
+        actions = build_actions(parse_list(fields.get("actions"), "actions"))
+    with about("targets"):
+        targets = TargetTree.build(parse_list(fields.get("targets"), "targets"))
+    return Game(
+        id=str(uuid.uuid4()),
+        source_id=source_id,
+        name=name,
+        type=params.text(fields, "type"),
+        currency=currency,
+        hashtag=params.text(fields, "hashtag") or default_hashtag(name),
+        open_at=open_at,
+        live_start_at=params.epoch_ms(fields, "live_start_at", default=open_at) or open_at,
+        live_finish_at=params.epoch_ms(fields, "live_finish_at"),
+        close_at=close_at,
+        created_at=now,
+        opened=opened,
+        actions=actions,
+        targets=targets.as_dict(),
+        takeout=rate_text(parse_rate(fields.get("takeout"))),
+    )
+
+
+def event_target(tree: TargetTree, raw: object) -> str:
+    """The target an event (op 395) names: a leaf of the game's tree. An unknown name and
+    a known team are different mistakes, and the reply says which."""
+    target = raw.strip().lower() if isinstance(raw, str) else None
+    if target is None or target == NONE or target not in tree:
+        raise DomainError(
+            "INVALID_TARGET",
+            f"{str(raw)[:64]!r} is not a target of this game.",
+            parameter="target_id",
+        )
+    if not tree.is_leaf(target):
+        raise DomainError(
+            "INVALID_TARGET",
+            f"{raw!r} is not a leaf target; events name the most specific target "
+            "(a player, not a team).",
+            parameter="target_id",
+        )
+    return target

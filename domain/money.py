@@ -14,17 +14,33 @@ from fractions import Fraction
 from domain.errors import DomainError
 
 __all__ = [
+    "CURRENCY_EXPONENTS",
+    "MAX_BALANCE",
     "MAX_MINOR",
+    "MAX_POOL_TOTAL",
+    "check_deposit",
     "exponent_of",
     "parse_amount",
+    "parse_currency",
     "parse_rate",
+    "rate_text",
     "ratio",
+    "stored_rate",
     "to_wire",
 ]
 
-#: Largest amount accepted from the wire, in minor units. Far above any real stake, but it
-#: keeps sums comfortably inside SQLite's 64-bit integers and refuses absurd input early.
+#: Largest single amount accepted from the wire (deposit, withdrawal, stake, min/max
+#: stake), in minor units: 10^13 EUR. Far above any real stake, refused past it.
 MAX_MINOR = 10**15
+
+#: Largest balance a deposit may bring a wallet to, in minor units (winnings may pass it;
+#: then the wallet only takes no more deposits).
+MAX_BALANCE = 10**15
+
+#: Largest total of stakes in one pool, in minor units, so that a payout line (at most the
+#: pool's total) stays far inside SQLite's 64-bit integers (2^63 - 1 ~ 9.2 * 10^18) even
+#: when a whole batch of maximal stakes is checked against the total before the batch.
+MAX_POOL_TOTAL = 10**17
 
 #: Most decimal places accepted in a takeout rate; more is noise and only grows fractions.
 MAX_RATE_PLACES = 10
@@ -32,13 +48,25 @@ MAX_RATE_PLACES = 10
 #: Longest decimal text accepted; a real amount or rate is far shorter.
 _MAX_TEXT = 64
 
-_ZERO_DECIMAL = frozenset(
-    {
-        "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG",
-        "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF",
-    }
-)  # fmt: skip
-_THREE_DECIMAL = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
+#: The active ISO 4217 currency codes and their minor-unit exponents (decimal places).
+#: A static table (decisions: no dependency for 180 rows that change once in years);
+#: codes without a minor unit (gold XAU, SDR XDR, test XTS, none XXX...) are left out:
+#: no one stakes in them. A code not listed here is refused, never guessed.
+_CODES_BY_EXPONENT = {
+    0: "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF",
+    2: "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BOV BRL BSD "
+    "BTN BWP BYN BZD CAD CDF CHE CHF CHW CNY COP COU CRC CUP CVE CZK DKK DOP DZD EGP "
+    "ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR "
+    "JMD KES KGS KHR KPW KYD KZT LAK LBP LKR LRD LSL MAD MDL MGA MKD MMK MNT MOP MRU "
+    "MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN PGK PHP PKR PLN QAR "
+    "RON RSD RUB SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS "
+    "TMT TOP TRY TTD TWD TZS UAH USD USN UYU UZS VED VES WST XCD XCG YER ZAR ZMW ZWG",
+    3: "BHD IQD JOD KWD LYD OMR TND",
+    4: "CLF UYW",
+}
+CURRENCY_EXPONENTS: dict[str, int] = {
+    code: exponent for exponent, codes in _CODES_BY_EXPONENT.items() for code in codes.split()
+}
 
 # Plain decimal text only: ASCII digits, one optional point, optional short exponent.
 # ``Decimal()`` alone would also take "1_000", Unicode digits and "NaN".
@@ -46,13 +74,29 @@ _DECIMAL_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0
 
 
 def exponent_of(currency: str) -> int:
-    """Decimal places of ``currency`` (ISO 4217 minor unit); 2 unless listed otherwise."""
-    code = currency.strip().upper()
-    if code in _ZERO_DECIMAL:
-        return 0
-    if code in _THREE_DECIMAL:
-        return 3
-    return 2
+    """Decimal places of ``currency`` (its ISO 4217 minor unit).
+
+    Input goes through ``parse_currency`` first; only a wallet or game stored by an older
+    version can hold an unlisted code, and it keeps the 2 places it was written with.
+    """
+    return CURRENCY_EXPONENTS.get(currency.strip().upper(), 2)
+
+
+def parse_currency(value: object, *, field: str = "currency", default: str | None = None) -> str:
+    """An ISO 4217 code from the wire (any case, blank means ``default``), or
+    ``INVALID_PARAMETER``: a mistyped ``ZZZ`` must not create a wallet or a game."""
+    if value is None or (isinstance(value, str) and value.strip() in ("", "None", "null")):
+        if default is None:
+            raise DomainError("MISSING_PARAMETER", f"{field} is required.", parameter=field)
+        value = default
+    code = value.strip().upper() if isinstance(value, str) else None
+    if code not in CURRENCY_EXPONENTS:
+        raise DomainError(
+            "INVALID_PARAMETER",
+            f"{field} must be an ISO 4217 currency code like EUR, not {str(value)[:16]!r}.",
+            parameter=field,
+        )
+    return code
 
 
 def _to_decimal(value: object, field: str, code: str) -> Decimal:
@@ -114,8 +158,13 @@ def parse_amount(
         )
     # Exact comparison (Decimal compares without rounding); done before any scaling so
     # a huge exponent such as 1E+999999 never turns into a huge integer.
-    if d > Decimal((0, (1,), 0)).scaleb(15 - exponent):
-        raise DomainError(code, f"{field} is too large.", parameter=field, limit="max_amount")
+    if d > Decimal(MAX_MINOR).scaleb(-exponent):
+        raise DomainError(
+            code,
+            f"{field} may be at most {to_wire(MAX_MINOR, exponent)}.",
+            parameter=field,
+            limit="max_amount",
+        )
     coefficient, exp = _stripped(d)
     if exp + exponent < 0:
         places = "no decimals" if exponent == 0 else f"at most {exponent} decimal places"
@@ -123,6 +172,18 @@ def parse_amount(
             code, f"{field} may have {places} in this currency.", parameter=field, limit="decimals"
         )
     return coefficient * 10 ** (exp + exponent)
+
+
+def check_deposit(balance: int, amount: int, exponent: int) -> None:
+    """Refuse a deposit that would take a wallet's balance past ``MAX_BALANCE``."""
+    if balance + amount > MAX_BALANCE:
+        raise DomainError(
+            "INVALID_AMOUNT",
+            f"A balance may not exceed {to_wire(MAX_BALANCE, exponent)}; "
+            f"this deposit would bring it to {to_wire(balance + amount, exponent)}.",
+            parameter="amount",
+            limit="max_balance",
+        )
 
 
 def to_wire(minor: int, exponent: int) -> Decimal:
@@ -153,6 +214,23 @@ def ratio(numerator: int, denominator: int, places: int = 4) -> Decimal:
     negative = (numerator < 0) != (denominator < 0)
     scaled = abs(numerator) * 10**places // abs(denominator)
     return to_wire(-scaled if negative and scaled else scaled, places)
+
+
+def rate_text(rate: Fraction) -> str:
+    """The one stored form of a rate: exact decimal text (``Fraction(1, 20) -> "0.05"``),
+    which ``parse_rate`` reads back. Every rate comes from decimal text, so it ends."""
+    places = 0
+    while (rate * 10**places).denominator != 1:
+        places += 1
+        if places > MAX_RATE_PLACES:
+            raise ValueError(f"{rate} has no short decimal form")
+    return str(to_wire((rate * 10**places).numerator, places))
+
+
+def stored_rate(text: str) -> Fraction:
+    """A rate read back from a stored document: ``rate_text``'s form, or the ``"1/20"``
+    that older versions wrote."""
+    return Fraction(text)
 
 
 def parse_rate(value: object, *, field: str = "takeout") -> Fraction:

@@ -4,6 +4,7 @@ wraps this with plumbing, and tests can drive it directly."""
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,10 +12,20 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from domain import ledger, parimutuel
-from domain.errors import DomainError
-from domain.money import parse_amount, to_wire
-from domain.targets import NONE, symbol
+from domain import ledger, params, parimutuel
+from domain.errors import DomainError, about
+from domain.game import Game
+from domain.money import (
+    MAX_POOL_TOTAL,
+    exponent_of,
+    parse_amount,
+    parse_rate,
+    rate_text,
+    stored_rate,
+    to_wire,
+)
+from domain.params import stored_time
+from domain.targets import NONE, action_id, level, parse_list, pool_targets, symbol
 
 PARIMUTUEL = frozenset({1, 2})
 BINARY = frozenset({3, 4})
@@ -117,18 +128,30 @@ class Pool:
         "announced",
         "broadcast_bets",
     )
+    _TIME_FIELDS = (
+        "start_at",
+        "finish_at",
+        "stop_accepting_bets_at",
+        "block_at",
+        "allow_at",
+        "blocked_at",
+        "resolved_at",
+    )
 
     def to_doc(self) -> dict[str, Any]:
         doc = {name: getattr(self, name) for name in self._DOC_FIELDS}
-        doc["takeout"] = str(self.takeout)
+        doc["takeout"] = rate_text(self.takeout)
         return doc
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any], bets: list[Bet]) -> Pool:
-        pool = cls(
-            **{k: v for k, v in doc.items() if k in cls._DOC_FIELDS},
-            takeout=Fraction(doc.get("takeout", "0")),
-        )
+        """The stored pool; a time an older version let through out of range is made
+        harmless (``params.stored_time``) rather than crash the actor on every start."""
+        fields = {k: v for k, v in doc.items() if k in cls._DOC_FIELDS}
+        for name in cls._TIME_FIELDS:
+            if name in fields:
+                fields[name] = stored_time(fields[name], name)
+        pool = cls(**fields, takeout=stored_rate(doc.get("takeout", "0")))
         for bet in bets:
             pool.add(bet)
         return pool
@@ -179,26 +202,41 @@ class Pool:
         if refusal is not None:
             raise refusal
         if not isinstance(target, str) or target.strip().lower() not in self.targets:
-            raise DomainError("INVALID_TARGET", f"{target!r} is not a target of this pool.")
+            raise DomainError(
+                "INVALID_TARGET",
+                f"{str(target)[:64]!r} is not a target of this pool.",
+                parameter="target",
+            )
         tid = target.strip().lower()
         backed = pending_target or self.user_target.get(user_id)
         if backed is not None and backed != tid:
             raise DomainError(
                 "INVALID_TARGET",
                 f"You already backed {backed!r} in this pool; one target per pool.",
+                parameter="target",
             )
         stake = parse_amount(amount, self.exponent, field="amount", code="INVALID_STAKE")
         if self.min_stake is not None and stake < self.min_stake:
             raise DomainError(
                 "INVALID_STAKE",
                 "The stake is below the pool's min_stake.",
+                parameter="amount",
                 limit="min_stake",
                 min_stake=to_wire(self.min_stake, self.exponent),
+            )
+        if self.total + stake > MAX_POOL_TOTAL:
+            raise DomainError(
+                "INVALID_STAKE",
+                "The pool's total stakes would pass its limit of "
+                f"{to_wire(MAX_POOL_TOTAL, self.exponent)}.",
+                parameter="amount",
+                limit="max_pool_total",
             )
         if self.max_stake is not None and stake > self.max_stake:
             raise DomainError(
                 "INVALID_STAKE",
                 "The stake is above the pool's max_stake.",
+                parameter="amount",
                 limit="max_stake",
                 max_stake=to_wire(self.max_stake, self.exponent),
             )
@@ -381,6 +419,85 @@ def resolves_by_event(info: Mapping[str, Any], action: str, happened_at: int) ->
     )
 
 
+def new_pool(game: Game, fields: dict[str, Any], now: int) -> Pool:
+    """Validate an op 385 request against its game and build the pool (not yet saved)."""
+    pool_type = params.integer(fields, "pool_type", default=1, minimum=1, maximum=4)
+    if pool_type in BINARY:
+        action, target_level = "binary", 1
+        targets = _binary_targets(fields)
+    else:
+        raw_action = params.text(fields, "action", required_=True) or ""
+        with about("action"):
+            action = action_id(raw_action)
+        if action not in game.actions:
+            raise DomainError(
+                "INVALID_PARAMETER",
+                f"{raw_action!r} is not an action of this game.",
+                parameter="action",
+            )
+        tree = game.tree
+        with about("targets"):
+            ids = pool_targets(tree, parse_list(fields.get("targets"), "targets"))
+        targets = {t: tree.display_name(t) for t in ids}
+        target_level = level(next(t for t in ids if t != NONE))
+    finish_at = params.epoch_ms(fields, "finish_at")
+    stop_at = params.epoch_ms(fields, "stop_accepting_bets_at")
+    if pool_type in TIMED and finish_at is None:
+        raise DomainError(
+            "MISSING_PARAMETER", "A time-based pool needs finish_at.", parameter="finish_at"
+        )
+    for name, at in (("finish_at", finish_at), ("stop_accepting_bets_at", stop_at)):
+        if at is not None and at <= now:
+            raise DomainError("INVALID_PARAMETER", f"{name} must be in the future.", parameter=name)
+    exponent = exponent_of(game.currency)
+    limits = {
+        name: None
+        if params.is_null(fields.get(name))
+        else parse_amount(fields[name], exponent, field=name, code="INVALID_PARAMETER")
+        for name in ("min_stake", "max_stake")
+    }
+    if limits["min_stake"] and limits["max_stake"] and limits["min_stake"] > limits["max_stake"]:
+        raise DomainError(
+            "INVALID_PARAMETER", "min_stake is above max_stake.", parameter="min_stake"
+        )
+    takeout = (
+        stored_rate(game.takeout)
+        if params.is_null(fields.get("takeout"))
+        else parse_rate(fields["takeout"])
+    )
+    return Pool(
+        str(uuid.uuid4()),
+        game.id,
+        game.name,
+        params.text(fields, "description", default="", max_len=512) or "",
+        action,
+        pool_type,
+        targets,
+        target_level,
+        game.currency,
+        exponent,
+        takeout,
+        limits["min_stake"],
+        limits["max_stake"],
+        start_at=now,
+        finish_at=finish_at,
+        stop_accepting_bets_at=stop_at,
+        recreate_on_end=params.boolean(fields, "recreate_on_end"),
+    )
+
+
+def _binary_targets(fields: dict[str, Any]) -> dict[str, str]:
+    """A binary pool's two targets (``yes``/``no`` unless named), id -> display name."""
+    with about("targets"):
+        names = parse_list(fields.get("targets"), "targets") or ["yes", "no"]
+    ids = list(dict.fromkeys(n.strip().lower() for n in names))
+    if len(ids) != 2 or any(":" in t or not t for t in ids):
+        raise DomainError(
+            "INVALID_TARGET", "A binary pool has exactly two targets.", parameter="targets"
+        )
+    return dict(zip(ids, (n.strip() for n in names), strict=False))
+
+
 __all__ = [
     "BINARY",
     "NONE",
@@ -390,5 +507,6 @@ __all__ = [
     "Bet",
     "Outcome",
     "Pool",
+    "new_pool",
     "resolves_by_event",
 ]

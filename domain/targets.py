@@ -216,15 +216,25 @@ def pool_targets(tree: TargetTree, names: Iterable[str]) -> list[str]:
     for name in names:
         tid = target_id(name)
         if tid not in tree:
-            raise DomainError("INVALID_TARGET", f"Target {name!r} is not a target of this game.")
+            raise DomainError(
+                "INVALID_TARGET",
+                f"Target {name!r} is not a target of this game.",
+                parameter="targets",
+            )
         if tid not in ids:
             ids.append(tid)
     real = [t for t in ids if t != NONE]
     if not real:
-        raise DomainError("INVALID_TARGET", "A pool needs at least one target besides 'none'.")
+        raise DomainError(
+            "INVALID_TARGET",
+            "A pool needs at least one target besides 'none'.",
+            parameter="targets",
+        )
     if len({level(t) for t in real}) > 1:
         raise DomainError(
-            "INVALID_TARGET", "All targets of a pool must be of the same level.", targets=real
+            "INVALID_TARGET",
+            f"All targets of a pool must be of the same level, not {', '.join(real)}.",
+            parameter="targets",
         )
     if NONE not in ids:
         ids.append(NONE)

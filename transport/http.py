@@ -40,7 +40,7 @@ from actors.wallet import Balance, Deposit, GetBalances, SetBlocked, Withdraw
 from domain.codec import DecodeError, decode, encode
 from domain.errors import DomainError
 from domain.ledger import audit
-from domain.money import exponent_of, parse_amount, to_wire
+from domain.money import exponent_of, parse_amount, parse_currency, to_wire
 from domain.names import display_name, name_key
 from domain.throttle import AttemptWindow
 from transport.openapi import openapi_document
@@ -87,7 +87,6 @@ _HTTP_CODES = {
     413: "PAYLOAD_TOO_LARGE",
 }
 
-_CURRENCY = re.compile(r"[A-Z]{3}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -206,14 +205,7 @@ def roles_field(body: dict[str, Any]) -> list[str]:
 
 
 def currency_field(body: dict[str, Any], default: str) -> str:
-    value = body.get("currency")
-    if value is None or value == "":
-        return default
-    if not isinstance(value, str) or not _CURRENCY.fullmatch(value.strip().upper()):
-        raise DomainError(
-            "INVALID_PARAMETER", "currency must be a 3-letter code like EUR.", parameter="currency"
-        )
-    return value.strip().upper()
+    return parse_currency(body.get("currency"), default=default)
 
 
 # -- operator auth --------------------------------------------------------------------

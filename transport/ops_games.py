@@ -6,7 +6,8 @@ from typing import Any
 
 from actors import game as g
 from domain import params
-from domain.targets import parse_list
+from domain.errors import about
+from domain.targets import TargetTree, build_actions, parse_list
 from transport.optable import Context, op
 
 
@@ -15,8 +16,15 @@ def _game_id(msg: dict[str, Any]) -> str:
 
 
 def _additions(msg: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """The actions and targets a 3702 or 373 adds to its game."""
-    return parse_list(msg.get("actions"), "actions"), parse_list(msg.get("targets"), "targets")
+    """The actions and targets a 3702 or 373 adds to its game, checked as names here
+    (so a refusal names its field); the game checks them against what it has."""
+    with about("actions"):
+        actions = parse_list(msg.get("actions"), "actions")
+        build_actions(actions)
+    with about("targets"):
+        targets = parse_list(msg.get("targets"), "targets")
+        TargetTree.build(targets)
+    return actions, targets
 
 
 async def _ask_game(ctx: Context, msg: dict[str, Any], body: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 from actors import registry as reg
 from actors.wallet import Balance, GetBalances
 from domain import params
-from domain.money import exponent_of, to_wire
+from domain.money import exponent_of, parse_currency, to_wire
 from transport.optable import OPS, RESPONSES, Context, op
 
 
@@ -47,9 +47,7 @@ async def logon(ctx: Context, msg: dict[str, Any]) -> None:
 
 
 async def _balance(ctx: Context, msg: dict[str, Any]) -> tuple[str, Balance]:
-    currency = (
-        params.text(msg, "currency", default=ctx.services.settings.default_currency) or ""
-    ).upper()
+    currency = parse_currency(msg.get("currency"), default=ctx.services.settings.default_currency)
     balances = await ctx.services.ask_wallet(GetBalances(ctx.user_id))
     return currency, balances.get(currency, Balance(0, 0, 0))
 
