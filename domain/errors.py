@@ -52,6 +52,8 @@ ERROR_CODES: dict[str, str] = {
     "IDEMPOTENCY_CONFLICT": "The reference was already used with a different payload.",
     "AUTHENTICATION_FAILED": "Unknown user, wrong digest or password, expired session.",
     "RATE_LIMITED": "Too many messages a second on this connection.",
+    "TOO_MANY_CONNECTIONS": "Handshake only (HTTP 429): the user has the most websocket "
+    "connections allowed open.",
     "REQUEST_TIMED_OUT": "The actor behind the request did not answer in time.",
     "ACTOR_RESTARTED": "The actor crashed while handling the request and was restarted; "
     "check before retrying.",

@@ -182,7 +182,7 @@ async def test_a_client_that_does_not_read_is_dropped_not_waited_for(
 ) -> None:
     from actors.registry import User
 
-    actors.services.settings.outbox_messages = 3
+    actors.services.settings.outbox_bytes = 3
     socket = _StuckSocket()
     conn = Connection(socket, User(1, "slow", []), actors.services)  # type: ignore[arg-type]
     async with trio.open_nursery() as nursery:
