@@ -55,7 +55,10 @@ def decode(data: bytes | str) -> Any:
         raise DecodeError(f"Not valid JSON: {error}.") from None
     except RecursionError:
         raise DecodeError("The JSON is nested too deeply.") from None
-    if _keys_in_text(data) != _keys_in_value(value):
+    keys = _keys_in_value(value)
+    # Every key has its colon, so as many colons as keys means no key repeats; only when
+    # string values hold colons too does the text need a closer look.
+    if _colons(data) != keys and _keys_in_text(data) != keys:
         raise DecodeError("The JSON has an object with the same key twice.")
     return value
 
@@ -114,6 +117,10 @@ def request_id_in(header: Any) -> Any:
     )
 
 
+def _colons(data: bytes | str) -> int:
+    return data.count(":") if isinstance(data, str) else data.count(b":")
+
+
 def _keys_in_text(data: bytes | str) -> int:
     """How many object keys valid JSON text holds: outside string literals a colon only
     ever separates a key from its value."""
@@ -126,14 +133,15 @@ def _keys_in_value(value: Any) -> int:
     """How many keys the decoded objects hold (fewer than in the text when one repeats);
     iterative, so any depth msgspec could decode is fine."""
     keys = 0
-    pending = [value]
+    pending = [value] if type(value) is dict or type(value) is list else []
     while pending:
         item = pending.pop()
-        if isinstance(item, dict):
+        if type(item) is dict:
             keys += len(item)
-            pending.extend(v for v in item.values() if isinstance(v, (dict, list)))
-        elif isinstance(item, list):
-            pending.extend(v for v in item if isinstance(v, (dict, list)))
+            item = item.values()
+        for inner in item:
+            if type(inner) is dict or type(inner) is list:
+                pending.append(inner)
     return keys
 
 
