@@ -22,7 +22,6 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_
 from actors.registry import User
 from domain.codec import decode, encode, named_op, op_code
 from tests.conftest import ActorHarness, Harness, running_harness
-from tests.test_ws_connection import _StuckSocket
 from transport.websocket import CLOSE_SLOW, Connection, Outbox
 
 # -- resets during the handshake --------------------------------------------------------
@@ -287,6 +286,20 @@ async def test_the_outbox_counts_bytes_and_wakes_its_reader() -> None:
     assert got == [b"late"] and outbox.size == 0
     outbox.close()
     assert outbox.put(b"after") and outbox.size == 0  # a closed outbox keeps nothing
+
+
+class _StuckSocket:
+    """A websocket whose peer never reads: every send blocks forever."""
+
+    async def send_message(self, data: str) -> None:
+        await trio.sleep_forever()
+
+    async def get_message(self) -> str:
+        await trio.sleep_forever()
+        return ""
+
+    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
+        self.closed = (code, reason)
 
 
 async def test_a_client_that_does_not_read_is_dropped_at_the_byte_bound(
