@@ -34,7 +34,8 @@ class DomainError(Exception):
 #: Every error code a client can see, with what it means. docs/protocol.md lists them;
 #: a test keeps the code, this table and the docs in step.
 ERROR_CODES: dict[str, str] = {
-    "MALFORMED_MESSAGE": "The message is not a JSON object with an integer op.",
+    "MALFORMED_MESSAGE": "The message is not one JSON object with an integer op, or its "
+    "header or request_id cannot be echoed, or an object in it repeats a key.",
     "UNKNOWN_OP": "No such op code.",
     "MISSING_PARAMETER": "A required field is missing or blank.",
     "INVALID_PARAMETER": "A field has the wrong type or an impossible value.",
