@@ -33,6 +33,7 @@ CLOSE_SLOW = 1008  # policy violation: a client that does not read its messages
 CLOSE_TOO_BIG = 1009
 CLOSE_EXPIRED = 4001
 
+#: The handshake `id`: ASCII digits only (`int()` reads other scripts' digits too).
 MAX_ID_DIGITS = 18
 #: Handshake refusals: HTTP status by error code (anything else: 503, we could not check).
 REFUSAL_STATUS = {"AUTHENTICATION_FAILED": 401, "TOO_MANY_CONNECTIONS": 429}
