@@ -1,5 +1,6 @@
-# Two commands: `make run` starts the server, `make test` runs the whole suite.
-# Both build .venv first when pyproject.toml is newer than the last install.
+# `make run` starts the server, `make test` runs ruff and the whole suite, `make lint`
+# only ruff, `make audit` checks the ledger of the server `make run` started, `make bench`
+# measures. Each builds .venv first when pyproject.toml is newer than the last install.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -16,10 +17,16 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/tote serve
 
-test: $(STAMP)
+lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+test: lint
 	$(BIN)/pytest -q
+
+# The running server at its default address, with the key it keeps in ./data.
+audit: $(STAMP)
+	$(BIN)/tote audit
 
 bench: $(STAMP)
 	$(BIN)/python -m tote.bench

@@ -20,7 +20,10 @@ class Settings:
     default_currency: str = "EUR"
     request_timeout: float = 10.0
     max_frame_bytes: int = 64 * 1024
-    outbox_messages: int = 1024
+    #: unsent bytes one connection may hold before it is closed (1008) as too slow
+    outbox_bytes: int = 1024 * 1024
+    #: websocket connections one user may have open at once; the next handshake gets 429
+    max_connections_per_user: int = 8
     rate_per_second: float = 50.0
     rate_burst: int = 100
     game_admin_limit: int = 3

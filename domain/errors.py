@@ -47,7 +47,8 @@ def about(parameter: str) -> Iterator[None]:
 #: Every error code a client can see, with what it means. docs/protocol.md lists them;
 #: a test keeps the code, this table and the docs in step.
 ERROR_CODES: dict[str, str] = {
-    "MALFORMED_MESSAGE": "The message is not a JSON object with an integer op.",
+    "MALFORMED_MESSAGE": "The message is not one JSON object with an integer op, or its "
+    "header or request_id cannot be echoed, or an object in it repeats a key.",
     "UNKNOWN_OP": "No such op code.",
     "MISSING_PARAMETER": "A required field is missing or blank.",
     "INVALID_PARAMETER": "A field has the wrong type or an impossible value.",
@@ -65,6 +66,8 @@ ERROR_CODES: dict[str, str] = {
     "IDEMPOTENCY_CONFLICT": "The reference was already used with a different payload.",
     "AUTHENTICATION_FAILED": "Unknown user, wrong digest or password, expired session.",
     "RATE_LIMITED": "Too many messages a second on this connection.",
+    "TOO_MANY_CONNECTIONS": "Handshake only (HTTP 429): the user has the most websocket "
+    "connections allowed open.",
     "REQUEST_TIMED_OUT": "The actor behind the request did not answer in time.",
     "ACTOR_RESTARTED": "The actor crashed while handling the request and was restarted; "
     "check before retrying.",

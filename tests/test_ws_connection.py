@@ -13,7 +13,6 @@ from actors.registry import Authenticate, CreateSession, CreateUser
 from domain.errors import DomainError
 from tests.conftest import ActorHarness, Harness
 from transport.ops import OPS, RESPONSES
-from transport.websocket import CLOSE_SLOW, Connection
 
 
 async def test_ping_and_request_id_echo(harness: Harness) -> None:
@@ -161,34 +160,3 @@ async def test_a_flood_is_rate_limited(harness: Harness) -> None:
     assert sum(r["res"] == 1 for r in replies) == 5
     limited = [r for r in replies if r["res"] == 666]
     assert {r["error_code"] for r in limited} == {"RATE_LIMITED"}
-
-
-class _StuckSocket:
-    """A websocket whose peer never reads: every send blocks forever."""
-
-    async def send_message(self, data: str) -> None:
-        await trio.sleep_forever()
-
-    async def get_message(self) -> str:
-        await trio.sleep_forever()
-        return ""
-
-    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
-        self.closed = (code, reason)
-
-
-async def test_a_client_that_does_not_read_is_dropped_not_waited_for(
-    actors: ActorHarness, autojump_clock: trio.testing.MockClock
-) -> None:
-    from actors.registry import User
-
-    actors.services.settings.outbox_messages = 3
-    socket = _StuckSocket()
-    conn = Connection(socket, User(1, "slow", []), actors.services)  # type: ignore[arg-type]
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(conn.serve, actors.services.clock.now_ms() + 10**9)
-        await trio.sleep(1)
-        for _ in range(10):
-            conn.push(b"{}")  # never blocks, whatever the client does
-    assert conn.close_reason is not None and conn.close_reason[0] == CLOSE_SLOW
-    assert socket.closed[0] == CLOSE_SLOW

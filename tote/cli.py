@@ -27,7 +27,7 @@ import trio
 
 from actors.services import Settings
 from domain.codec import decode, encode
-from tote.server import Server, ServerConfig
+from tote.server import Server, ServerConfig, StartError, first_of, operator_key_for
 
 DEFAULT_URL = "http://127.0.0.1:8766"
 DEFAULT_DATA_DIR = Path("data")
@@ -37,6 +37,8 @@ CLIENT_TIMEOUT = 30.0
 #: could not be asked at all (no key, not reachable).
 EXIT_REFUSED = 1
 EXIT_UNREACHABLE = 2
+#: ``tote serve`` could not start (a port taken, an unreadable key file).
+EXIT_CANNOT_START = 3
 
 
 class CliError(Exception):
@@ -56,12 +58,6 @@ async def _serve(config: ServerConfig) -> None:
             f"data {config.data_dir}",
             flush=True,
         )
-        if endpoints.operator_key_is_new:  # a secret: shown once, when it is generated
-            print(
-                f"operator key (new, kept in {config.data_dir}/operator_key): "
-                f"{endpoints.operator_key}",
-                flush=True,
-            )
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for _ in signals:
                 server.request_stop()
@@ -86,8 +82,32 @@ def _run_serve(args: argparse.Namespace) -> int:
         synchronous=args.synchronous,
         settings=Settings(default_currency=args.currency),
     )
-    trio.run(_serve, config)
+    try:
+        _show_operator_key(config)
+        trio.run(_serve, config)
+    except (StartError, BaseExceptionGroup) as error:
+        failure = first_of(error, StartError)
+        if failure is None:
+            raise
+        print(f"tote: {failure}", file=sys.stderr)
+        return EXIT_CANNOT_START
     return 0
+
+
+def _show_operator_key(config: ServerConfig) -> None:
+    """Settle the operator key before anything can fail, so that a new key is shown even
+    when this first start then fails (it is shown once: it is a secret)."""
+    given = config.operator_key or os.environ.get("TOTE_OPERATOR_KEY")
+    where = f"kept in {config.data_dir}/operator_key"
+    try:
+        key, is_new = operator_key_for(config)
+    except OSError as error:
+        raise StartError(f"cannot read or create the operator key {where}: {error}") from None
+    config.operator_key = key
+    if is_new:
+        print(f"operator key (new, {where}): {key}", flush=True)
+    elif not given:
+        print(f"operator key: {where}", flush=True)
 
 
 # -- the HTTP client ------------------------------------------------------------------

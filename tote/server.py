@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import trio
 
@@ -22,6 +25,24 @@ from storage.actor import Storage, StorageActor
 from storage.database import Database
 
 log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=BaseException)
+
+
+class StartError(Exception):
+    """The server cannot start; the message says why and what to change, in one line."""
+
+
+def first_of(error: BaseException, kind: type[E]) -> E | None:
+    """The first ``kind`` in ``error`` or in the trio exception groups wrapped around it."""
+    if isinstance(error, kind):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = first_of(inner, kind)
+            if found is not None:
+                return found
+    return None
 
 
 @dataclass
@@ -42,7 +63,6 @@ class Endpoints:
     http_port: int
     operator_key: str
     services: Services
-    operator_key_is_new: bool = False  # generated on this start: show it once
 
 
 def operator_key_for(config: ServerConfig) -> tuple[str, bool]:
@@ -54,21 +74,62 @@ def operator_key_for(config: ServerConfig) -> tuple[str, bool]:
     if config.data_dir is None:
         return secrets.token_hex(32), True
     path = config.data_dir / "operator_key"
-    if path.exists():
-        return path.read_text().strip(), False
+    if not path.exists():
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        key = _new_key_file(path)
+        if key is not None:
+            return key, True
+    key = path.read_text().strip()
+    if not key:
+        raise StartError(
+            f"{path} is empty: delete it to have a new key made, or set TOTE_OPERATOR_KEY"
+        )
+    return key, False
+
+
+def _new_key_file(path: Path) -> str | None:
+    """A new key saved in ``path``, which is never readable by others nor seen half
+    written: the key goes to a private (0600) temporary file, then is linked into place.
+    None when another start saved one first."""
     key = secrets.token_hex(32)
-    path.write_text(key + "\n")
-    path.chmod(0o600)
-    return key, True
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(key + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.link(temporary, path)
+    except FileExistsError:
+        return None
+    finally:
+        temporary.unlink(missing_ok=True)
+    return key
 
 
-def open_storage(config: ServerConfig) -> tuple[Database, str, bool]:
+def open_storage(config: ServerConfig) -> tuple[Database, str]:
     """The blocking part of start-up (directory, SQLite schema, key file), for a thread."""
     if config.data_dir is not None:
         config.data_dir.mkdir(parents=True, exist_ok=True)
     path = ":memory:" if config.data_dir is None else config.data_dir / "tote.db"
     database = Database(path, synchronous=config.synchronous)
-    return (database, *operator_key_for(config))
+    return database, operator_key_for(config)[0]
+
+
+async def listen(
+    start: Callable[[], Awaitable[int]], what: str, option: str, host: str, port: int
+) -> int:
+    """Start a transport; when its port cannot be had (taken, not allowed, no such host),
+    one StartError that names the port and the option to change, not a page of groups."""
+    try:
+        return await start()
+    except* OSError as group:
+        failure = first_of(group, OSError)
+        assert failure is not None  # except* matched at least one
+        raise StartError(
+            f"cannot listen for the {what} on {host}:{port}: {failure.strerror or failure}; "
+            f"free it or choose another with --{option} (or another --host)"
+        ) from None
 
 
 async def start_services(
@@ -142,17 +203,29 @@ class Server:
         from transport.websocket import serve_ws
 
         config = self.config
-        database, operator_key, key_is_new = await trio.to_thread.run_sync(open_storage, config)
+        database, operator_key = await trio.to_thread.run_sync(open_storage, config)
         try:
             async with trio.open_nursery() as nursery:
                 services = await nursery.start(start_services, config, database, operator_key)
                 async with trio.open_nursery() as transports:
-                    ws = await transports.start(serve_ws, services, config.host, config.ws_port)
-                    http = await transports.start(
-                        serve_http, services, config.host, config.http_port
+                    ws = await listen(
+                        partial(transports.start, serve_ws, services, config.host, config.ws_port),
+                        "websocket",
+                        "ws-port",
+                        config.host,
+                        config.ws_port,
+                    )
+                    http = await listen(
+                        partial(
+                            transports.start, serve_http, services, config.host, config.http_port
+                        ),
+                        "HTTP API",
+                        "http-port",
+                        config.host,
+                        config.http_port,
                     )
                     services.ready.set()
-                    task_status.started(Endpoints(ws, http, operator_key, services, key_is_new))
+                    task_status.started(Endpoints(ws, http, operator_key, services))
                     await self._stop.wait()
                     log.info("shutting down: no new traffic, draining actors")
                     transports.cancel_scope.cancel()

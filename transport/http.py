@@ -127,8 +127,8 @@ async def json_body() -> dict[str, Any]:
     data = await request.get_data()
     try:
         body = decode(data)
-    except (DecodeError, RecursionError):  # RecursionError: absurdly deep nesting
-        raise DomainError("MALFORMED_MESSAGE", "The request body is not valid JSON.") from None
+    except DecodeError as error:  # not JSON, not UTF-8, too deep, a key given twice
+        raise DomainError("MALFORMED_MESSAGE", str(error)) from None
     if not isinstance(body, dict):
         raise DomainError("MALFORMED_MESSAGE", "The request body must be a JSON object.")
     return body

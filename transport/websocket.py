@@ -4,16 +4,25 @@ connection (a reader that dispatches, a writer that drains a bounded outbox)."""
 from __future__ import annotations
 
 import logging
-from functools import partial
+from collections import Counter, deque
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, WebSocketServer
 
 from actors.registry import Authenticate, User
 from actors.services import Services
-from domain.codec import DecodeError, decode, encode, server_message
+from domain.codec import (
+    DecodeError,
+    decode,
+    decode_envelope,
+    encode,
+    named_op,
+    op_code,
+    request_id_in,
+    server_message,
+)
 from domain.errors import DomainError
 from transport.ops import OPS, Context
 from transport.ratelimit import TokenBucket
@@ -21,7 +30,62 @@ from transport.ratelimit import TokenBucket
 log = logging.getLogger(__name__)
 
 CLOSE_SLOW = 1008  # policy violation: a client that does not read its messages
+CLOSE_TOO_BIG = 1009
 CLOSE_EXPIRED = 4001
+
+#: The handshake `id`: ASCII digits only (`int()` reads other scripts' digits too).
+MAX_ID_DIGITS = 18
+#: Handshake refusals: HTTP status by error code (anything else: 503, we could not check).
+REFUSAL_STATUS = {"AUTHENTICATION_FAILED": 401, "TOO_MANY_CONNECTIONS": 429}
+
+
+class Outbox:
+    """What is waiting to be sent to one client, bounded in bytes (trio's memory channels
+    count messages, and one message may be 100 KB).
+
+    ``put`` never waits: it says False when the message would take the outbox past its
+    bound. A message is always taken into an empty outbox, so a reply larger than the
+    bound still reaches a client that reads.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._messages: deque[bytes] = deque()
+        self._ready = trio.Event()  # set while there is something to send
+        self._closed = False
+
+    def put(self, data: bytes) -> bool:
+        if self._closed:
+            return True  # the connection is over: nothing will be sent, nothing to refuse
+        if self._messages and self.size + len(data) > self.max_bytes:
+            return False
+        self._messages.append(data)
+        self.size += len(data)
+        self._ready.set()
+        return True
+
+    async def get(self) -> bytes:
+        """The oldest message, waiting for one."""
+        await self._ready.wait()
+        data = self._messages.popleft()
+        self.size -= len(data)
+        if not self._messages:
+            self._ready = trio.Event()
+        return data
+
+    def close(self) -> None:
+        """Free what is queued and ignore later puts: the connection is gone."""
+        self._closed = True
+        self._messages.clear()
+        self.size = 0
+
+
+def utf8_size(message: str | bytes) -> int:
+    """The size of a message on the wire, in bytes (trio-websocket counts characters)."""
+    if isinstance(message, bytes) or message.isascii():
+        return len(message)
+    return len(message.encode())
 
 
 class Connection:
@@ -33,19 +97,13 @@ class Connection:
         self.user_name = user.name
         self.services = services
         self.logged_on = False
-        self._out_send, self._out_receive = trio.open_memory_channel[bytes](
-            services.settings.outbox_messages
-        )
+        self._outbox = Outbox(services.settings.outbox_bytes)
         self._scope = trio.CancelScope()
         self.close_reason: tuple[int, str] | None = None
 
     def push(self, data: bytes) -> None:
-        try:
-            self._out_send.send_nowait(data)
-        except trio.WouldBlock:
-            self.drop(CLOSE_SLOW, "too slow: outbox full")
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
+        if not self._outbox.put(data):
+            self.drop(CLOSE_SLOW, f"too slow: over {self._outbox.max_bytes} bytes unread")
 
     def drop(self, code: int, reason: str) -> None:
         if self.close_reason is None:
@@ -66,7 +124,7 @@ class Connection:
                 self.close_reason = (CLOSE_EXPIRED, "session expired")
         finally:
             services.hub.disconnect(self)
-            self._out_send.close()
+            self._outbox.close()
             if self.close_reason is not None:
                 with trio.move_on_after(2) as cleanup:
                     cleanup.shield = True
@@ -77,7 +135,8 @@ class Connection:
 
     async def _write(self) -> None:
         try:
-            async for data in self._out_receive:
+            while True:
+                data = await self._outbox.get()
                 await self.ws.send_message(data.decode())
         except ConnectionClosed:
             self._scope.cancel()  # the client is gone: stop reading for it too
@@ -90,56 +149,59 @@ class Connection:
                 raw = await self.ws.get_message()
             except ConnectionClosed:
                 return
-            if not bucket.take():
+            if utf8_size(raw) > settings.max_frame_bytes:
+                self.drop(CLOSE_TOO_BIG, f"message over {settings.max_frame_bytes} bytes")
+                return
+            if bucket.take():
+                await self._dispatch(raw)
+            else:
+                op, request_id = _named(raw)
                 self._error(
-                    None,
-                    None,
+                    op,
+                    request_id,
                     DomainError(
                         "RATE_LIMITED", f"More than {settings.rate_per_second:g} messages a second."
                     ),
                 )
-                continue
-            await self._dispatch(raw)
 
     async def _dispatch(self, raw: str | bytes) -> None:
         try:
             msg = decode(raw)
-        except DecodeError:
-            self._error(None, None, DomainError("MALFORMED_MESSAGE", "The message is not JSON."))
+        except DecodeError as error:
+            self._error(*_named(raw), DomainError("MALFORMED_MESSAGE", str(error)))
             return
         if not isinstance(msg, dict):
             self._error(
                 None, None, DomainError("MALFORMED_MESSAGE", "The message must be a JSON object.")
             )
             return
-        header = msg.get("header")
-        request_id = header.get("request_id") if isinstance(header, dict) else None
         op = msg.get("op")
-        if header is not None and not isinstance(header, dict):
+        try:
+            request_id = request_id_in(msg.get("header"))
+        except DomainError as error:
+            self._error(named_op(op), None, error)
+            return
+        code = op_code(op)
+        if code is None:
             self._error(
-                op, request_id, DomainError("MALFORMED_MESSAGE", "header must be an object.")
+                named_op(op),
+                request_id,
+                DomainError("MALFORMED_MESSAGE", "op must be an integer op code.", parameter="op"),
             )
             return
-        if isinstance(op, str) and op.strip().isdigit():
-            op = int(op)
-        if not isinstance(op, int) or isinstance(op, bool):
-            self._error(
-                op, request_id, DomainError("MALFORMED_MESSAGE", "op must be an integer op code.")
-            )
-            return
-        spec = OPS.get(op)
+        spec = OPS.get(code)
         if spec is None:
-            self._error(op, request_id, DomainError("UNKNOWN_OP", f"There is no op {op}."))
+            self._error(code, request_id, DomainError("UNKNOWN_OP", f"There is no op {code}."))
             return
-        ctx = Context(self, self.services, op, request_id)
+        ctx = Context(self, self.services, code, request_id)
         try:
             await spec.handler(ctx, msg)
         except DomainError as error:
-            self._error(op, request_id, error)
+            self._error(code, request_id, error)
         except Exception:
-            log.exception("op %s failed", op)
+            log.exception("op %s failed", code)
             self._error(
-                op,
+                code,
                 request_id,
                 DomainError("INTERNAL_ERROR", "The server failed to process this message."),
             )
@@ -151,14 +213,37 @@ class Connection:
         )
 
 
+def _named(raw: str | bytes) -> tuple[Any, Any]:
+    """(op, request_id) for a refusal of a message we will not decode in full (rate
+    limited) or could not (not JSON, a repeated key): as much as can be read, else null."""
+    op, header = decode_envelope(raw)
+    try:
+        request_id = request_id_in(header)
+    except DomainError:
+        request_id = None
+    return named_op(op), request_id
+
+
 async def _refuse(request: WebSocketRequest, error: DomainError) -> None:
-    """Refuse the handshake: 401 for bad credentials, 503 when we could not check them."""
-    status = 401 if error.code == "AUTHENTICATION_FAILED" else 503
+    """Refuse the handshake: 401 bad credentials, 429 too many connections, 503 when we
+    could not check."""
     await request.reject(
-        status,
+        REFUSAL_STATUS.get(error.code, 503),
         extra_headers=[(b"content-type", b"application/json")],
         body=encode({"error_code": error.code, "text": error.text}),
     )
+
+
+class _ContainedServer(WebSocketServer):
+    """trio-websocket's server, except that an error in one connection (the library's own
+    per-connection tasks included: a client that resets the socket at the wrong moment
+    makes them raise ``ConnectionClosed``) ends that connection only, never the server."""
+
+    async def _handle_connection(self, stream: trio.abc.Stream) -> None:
+        try:
+            await super()._handle_connection(stream)
+        except Exception:
+            log.info("a websocket connection ended with an error", exc_info=True)
 
 
 async def serve_ws(
@@ -169,35 +254,50 @@ async def serve_ws(
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the websocket API; ``task_status`` gets the bound port."""
+    settings = services.settings
+    open_per_user: Counter[int] = Counter()
 
-    async def handler(request: WebSocketRequest) -> None:
+    async def admit(request: WebSocketRequest) -> None:
         query = parse_qs(urlsplit(request.path).query)
-        try:
-            user_id = int(query.get("id", [""])[0])
-            nonce = query.get("n", [""])[0]
-            digest = query.get("h", [""])[0]
-            user, expires_at = await services.ask_registry(Authenticate(user_id, nonce, digest))
-        except ValueError:
+        id_text = query.get("id", [""])[0]
+        if not (id_text.isascii() and id_text.isdigit() and len(id_text) <= MAX_ID_DIGITS):
             await _refuse(request, DomainError("AUTHENTICATION_FAILED", "id must be a user id."))
             return
+        check = Authenticate(int(id_text), query.get("n", [""])[0], query.get("h", [""])[0])
+        try:
+            user, expires_at = await services.ask_registry(check)
         except DomainError as error:
             await _refuse(request, error)
             return
-        ws = await request.accept()
-        try:
-            await Connection(ws, user, services).serve(expires_at)
-        except Exception:  # one broken connection must never take the server down
-            log.exception("connection of user %s failed", user.id)
-
-    async with trio.open_nursery() as nursery:
-        ws_server = await nursery.start(
-            partial(
-                serve_websocket,
-                handler,
-                host,
-                port,
-                None,
-                max_message_size=services.settings.max_frame_bytes,
+        limit = settings.max_connections_per_user
+        if open_per_user[user.id] >= limit:
+            await _refuse(
+                request,
+                DomainError(
+                    "TOO_MANY_CONNECTIONS", f"At most {limit} connections per user at once."
+                ),
             )
-        )
-        task_status.started(ws_server.port)
+            return
+        open_per_user[user.id] += 1  # no await since the check: the count is exact
+        try:
+            ws = await request.accept()
+            await Connection(ws, user, services).serve(expires_at)
+        finally:
+            open_per_user[user.id] -= 1
+            if not open_per_user[user.id]:
+                del open_per_user[user.id]
+
+    async def handler(request: WebSocketRequest) -> None:
+        """Whatever a client does, it ends at most its own connection."""
+        try:
+            await admit(request)
+        except ConnectionClosed:
+            log.debug("a websocket client left during the handshake")
+        except Exception:
+            log.exception("a websocket connection failed")
+
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    server = _ContainedServer(handler, listeners, max_message_size=settings.max_frame_bytes)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run)
+        task_status.started(server.port)
