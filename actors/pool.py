@@ -229,7 +229,11 @@ class PoolActor(Actor):
                 self._require_open()
                 tid = target.strip().lower() if isinstance(target, str) else None
                 if tid not in pool.targets:
-                    raise DomainError("INVALID_TARGET", f"{target!r} is not a target of this pool.")
+                    raise DomainError(
+                        "INVALID_TARGET",
+                        f"{target!r} is not a target of this pool.",
+                        parameter="target",
+                    )
                 return await self._settle(tid, OPEN_TO_RESOLVED)
             case Void():
                 self._require_open()

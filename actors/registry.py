@@ -326,9 +326,13 @@ class RegistryActor(Actor):
             raise DomainError("CONFLICT", f"The name {name!r} is taken.", parameter="name")
         unknown = set(body.roles) - ROLES
         if unknown:
-            raise DomainError("INVALID_PARAMETER", f"Unknown roles: {', '.join(sorted(unknown))}.")
-        # Adopted only after the commit; if its answer is lost, _commit reloads, so the
-        # next id is computed from what the database really holds.
+            raise DomainError(
+                "INVALID_PARAMETER",
+                f"Unknown roles: {', '.join(sorted(unknown))}.",
+                parameter="roles",
+            )
+        # Adopted only after the commit; if its answer is lost, the kit rebuilds the
+        # registry, so the next id is computed from what the database really holds.
         user = User(
             max(self.users, default=0) + 1, name, sorted(set(body.roles)), body.password_hash
         )
@@ -497,7 +501,11 @@ class RegistryActor(Actor):
             raise DomainError("NOT_AUTHORIZED", "Only developers may open a game source.")
         name = display_name(body.name, "source_name", max_length=MAX_SOURCE_NAME)
         if len(body.description) > 512:
-            raise DomainError("INVALID_PARAMETER", "description is limited to 512 characters.")
+            raise DomainError(
+                "INVALID_PARAMETER",
+                "description is limited to 512 characters.",
+                parameter="description",
+            )
         source = Source(str(uuid.uuid4()), name, body.description, user.id, admins={user.id})
         await self._commit(
             [

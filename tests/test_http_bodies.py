@@ -33,3 +33,22 @@ async def test_a_body_the_codec_refuses_is_a_400_and_moves_nothing(
     assert r.json()["errorCode"] == "MALFORMED_MESSAGE"
     balances = await harness.http.get(f"/v1/users/{user['user_id']}/balances")
     assert balances.json()["EUR"]["current"] == 5
+
+
+@pytest.mark.parametrize("path_id", ["\u0663", "\u00b2", "\uff11", "1" * 40])
+async def test_a_path_id_is_ascii_digits_or_not_found(harness: Harness, path_id: str) -> None:
+    user = await harness.user(deposit="5.00")
+    assert user["user_id"] == 1  # what a fullwidth one would have been read as
+    r = await harness.http.post(
+        f"/v1/users/{path_id}/withdrawals",
+        json={"currency": "EUR", "amount": "5", "reference": "w"},
+    )
+    assert r.status_code == 404, r.text
+    balances = await harness.http.get(f"/v1/users/{user['user_id']}/balances")
+    assert balances.json()["EUR"]["current"] == 5
+
+
+async def test_a_refused_field_is_named_in_parameter(harness: Harness) -> None:
+    r = await harness.http.post("/v1/users", json={"name": "ann", "roles": ["king"]})
+    assert r.status_code == 400, r.text
+    assert r.json()["parameter"] == "roles"

@@ -23,6 +23,7 @@ from hypercorn.trio import serve
 from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import IntegerConverter
 
 from actors.registry import (
     ROLES,
@@ -237,9 +238,17 @@ def operator_only(
 # -- the application ------------------------------------------------------------------
 
 
+class AsciiIntegerConverter(IntegerConverter):
+    """Path ids are ASCII digits: werkzeug's ``\\d`` also matches "٣", which int() reads
+    as 3, so a look-alike path would reach another user."""
+
+    regex = r"[0-9]{1,18}"
+
+
 def create_app(services: Services) -> QuartTrio:
     """The Quart app; every route's logic is a few lines over the actors."""
     app = QuartTrio("tote")
+    app.url_map.converters["int"] = AsciiIntegerConverter
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     operator = operator_only(services)
     password_threads = trio.CapacityLimiter(PASSWORD_THREADS)
