@@ -112,6 +112,7 @@ class Mailbox:
         request = Request(body)
         try:
             with trio.move_on_after(timeout):
+                await trio.lowlevel.checkpoint_if_cancelled()  # a deadline already past
                 try:
                     self._send.send_nowait(request)
                 except trio.WouldBlock:

@@ -242,7 +242,7 @@ class AsciiIntegerConverter(IntegerConverter):
     """Path ids are ASCII digits: werkzeug's ``\\d`` also matches "٣", which int() reads
     as 3, so a look-alike path would reach another user."""
 
-    regex = r"[0-9]{1,18}"
+    regex = r"(?:0|[1-9][0-9]{0,17})"
 
 
 def create_app(services: Services) -> QuartTrio:
