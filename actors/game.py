@@ -1,28 +1,32 @@
-"""The game actor (one task per game) and the directory of game and pool actors."""
+"""The game actor: one task per game. Its protocol (messages, results, events) first."""
 
 from __future__ import annotations
 
 import logging
 import math
 import uuid
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 import trio
 
 from actors import pool as pool_msgs
-from actors.pool import PoolActor, pool_row
-from actors.registry import AddGame, CheckSourceAdmin, GamesOf
+from actors.hub import Address, Broadcast
+from actors.pool import pool_row
+from actors.registry import CheckSourceAdmin
 from actors.runtime import Actor, Mailbox
 from actors.services import Services
-from domain.codec import server_message
 from domain.errors import DomainError
-from domain.game import Game, event_target, new_game
+from domain.game import Game, event_target
 from domain.pool import new_pool, resolves_by_event
+from domain.roles import Role
 from domain.targets import action_id, build_actions, winning_target
 from storage.changes import Change, Insert, Upsert
 from storage.database import Database
+
+if TYPE_CHECKING:
+    from actors.directory import Games
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +34,12 @@ HAPPENED_AT_SLACK_MS = 60_000  # an event may be stamped this far ahead of our c
 
 
 # -- messages -------------------------------------------------------------------------
+# A command's ``role`` says who may send it; ``GameActor._authorize`` checks it.
 
 
 @dataclass(frozen=True, slots=True)
 class OpenGame:
+    role: ClassVar[Role] = Role.SOURCE_ADMIN
     user_id: int
     actions: list[str]
     targets: list[str]
@@ -41,6 +47,7 @@ class OpenGame:
 
 @dataclass(frozen=True, slots=True)
 class UpdateDetails:
+    role: ClassVar[Role] = Role.SOURCE_ADMIN
     user_id: int
     actions: list[str]
     targets: list[str]
@@ -48,6 +55,9 @@ class UpdateDetails:
 
 @dataclass(frozen=True, slots=True)
 class BecomeAdmin:
+    """Answered with an ``AdminGrant``: a refusal is an answer, not an error (seed 001)."""
+
+    role: ClassVar[Role] = Role.SOURCE_ADMIN
     user_id: int
 
 
@@ -68,27 +78,36 @@ class Summary:
 
 @dataclass(frozen=True, slots=True)
 class Join:
-    conn: Any
+    """Subscribe ``address`` to the game's events."""
+
+    user_id: int
+    user_name: str
+    address: Address
 
 
 @dataclass(frozen=True, slots=True)
 class Leave:
-    conn: Any
+    user_id: int
+    user_name: str
+    address: Address
 
 
 @dataclass(frozen=True, slots=True)
 class Close:
+    role: ClassVar[Role] = Role.SOURCE_ADMIN
     user_id: int | None  # None: the system (close_at, or the source closing)
 
 
 @dataclass(frozen=True, slots=True)
 class CreatePool:
+    role: ClassVar[Role] = Role.GAME_ADMIN
     user_id: int
     fields: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class RegisterEvent:
+    role: ClassVar[Role] = Role.GAME_ADMIN
     user_id: int
     action: Any
     target: Any
@@ -97,10 +116,83 @@ class RegisterEvent:
 
 @dataclass(frozen=True, slots=True)
 class BlockAction:
+    role: ClassVar[Role] = Role.GAME_ADMIN
     user_id: int
     action: Any
     at: int | None
     block: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ForPool:
+    """An admin's command to one of the game's pools (``Block``, ``Allow``,
+    ``ResolveByHand``, ``Void``): the game owns who its admins are, so it checks, then
+    forwards; the answer is the pool's."""
+
+    role: ClassVar[Role] = Role.GAME_ADMIN
+    user_id: int
+    pool_id: str
+    command: pool_msgs.Block | pool_msgs.Allow | pool_msgs.ResolveByHand | pool_msgs.Void
+
+
+# -- results --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AdminGrant:
+    game_id: str
+    refused: str | None = None  # why not, when the user did not become an admin
+
+
+@dataclass(frozen=True, slots=True)
+class GameClosure:
+    game_id: str
+    #: binary pools still open, now blocked: the game closes once their admins resolve
+    #: them and close it again
+    blocked: list[str] = field(default_factory=list)
+    blocked_at: int | None = None
+
+    @property
+    def closed(self) -> bool:
+        return not self.blocked
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecorded:
+    event: EventRegistered
+    resolved: list[pool_msgs.PoolSettled]
+    duplicate: bool = False
+
+
+# -- events (to the game's subscribers) ----------------------------------------------
+
+
+class DetailsChanged(Broadcast):
+    """The game's details, after actions or targets were added."""
+
+
+class GameClosed(Broadcast):
+    pass
+
+
+class PlayerJoined(Broadcast):
+    pass
+
+
+class PlayerLeft(Broadcast):
+    pass
+
+
+class EventRegistered(Broadcast):
+    """Something happened in the game (a goal); the pools it resolves follow."""
+
+
+class ActionBlocked(Broadcast):
+    """Every open pool of an action is blocked (or will be, at ``blocked_at``)."""
+
+
+class ActionAllowed(Broadcast):
+    pass
 
 
 def game_row(game: Game) -> dict[str, Any]:
@@ -180,7 +272,7 @@ class GameActor(Actor):
         if trio.current_time() >= self.retry_pending_at:
             await self._finish_pending_resolutions()
         if trio.current_time() >= self._close_deadline():
-            await self._close(None)
+            await self._close()
 
     async def _finish_pending_resolutions(self) -> None:
         """Settle every pool an event resolved that has not settled yet (its game or the
@@ -197,11 +289,13 @@ class GameActor(Actor):
             [(row["pool_id"], row["winning_target"], row["happened_at"]) for row in rows]
         )
 
-    async def _resolve_pools(self, pools: list[tuple[str, str, int]]) -> list[dict[str, Any]]:
+    async def _resolve_pools(
+        self, pools: list[tuple[str, str, int]]
+    ) -> list[pool_msgs.PoolSettled]:
         """Ask each pool (at once, not one after another) to settle its committed event
         resolution. A pool that fails does not stop the others; it is tried again later,
         and it also settles itself once it knows of the event."""
-        results: list[dict[str, Any]] = []
+        results: list[pool_msgs.PoolSettled] = []
         failed = False
 
         async def resolve(pool_id: str, target_id: str, happened_at: int) -> None:
@@ -255,6 +349,9 @@ class GameActor(Actor):
 
     async def handle(self, body: Any) -> Any:  # one flat dispatch
         game = self.game
+        if isinstance(body, BecomeAdmin):
+            return await self._become_admin(body)
+        await self._authorize(body)
         match body:
             case Details():
                 return game.details(self.now, self.events)
@@ -262,78 +359,71 @@ class GameActor(Actor):
                 return game.summary(self.now)
             case IsAdmin(user_id):
                 return user_id in game.admins
-            case OpenGame(user_id, actions, targets):
-                await self._source_admin(user_id)
+            case OpenGame(_, actions, targets):
                 self._require_not_closed()
                 if game.opened:
                     raise DomainError("INVALID_STATE", "This game is already open.")
                 await self._save(self._with_details(actions, targets, opened=True))
                 return self.game.opened_message()  # the saved game, not ``game``
-            case UpdateDetails(user_id, actions, targets):
-                await self._source_admin(user_id)
+            case UpdateDetails(_, actions, targets):
                 self._require_not_closed()
                 await self._save(self._with_details(actions, targets, opened=game.opened))
-                self._broadcast(342, self.game.details(self.now, self.events))
+                self._publish(DetailsChanged(self.game.details(self.now, self.events)))
                 return {"game_id": game.id}
-            case BecomeAdmin(user_id):
-                return await self._become_admin(user_id)
-            case Join(conn):
+            case Join(user_id, user_name, address):
                 self._require_not_closed()
-                if self.services.hub.subscribe(game.id, conn):
-                    self._broadcast(
-                        470,
-                        {"game_id": game.id, "user_id": conn.user_id, "user_name": conn.user_name},
-                    )
+                if self.services.hub.subscribe(game.id, address):
+                    self._publish(PlayerJoined(self._player(user_id, user_name)))
                 return {"game_id": game.id}
-            case Leave(conn):
-                if self.services.hub.unsubscribe(game.id, conn):
-                    self._broadcast(
-                        480,
-                        {"game_id": game.id, "user_id": conn.user_id, "user_name": conn.user_name},
-                    )
+            case Leave(user_id, user_name, address):
+                if self.services.hub.unsubscribe(game.id, address):
+                    self._publish(PlayerLeft(self._player(user_id, user_name)))
                 return {"game_id": game.id}
-            case Close(user_id):
-                if user_id is not None:
-                    await self._source_admin(user_id)
-                return await self._close(user_id)
-            case CreatePool(user_id, fields):
-                self._game_admin(user_id)
+            case Close():
+                return await self._close()
+            case CreatePool(_, fields):
                 return await self._create_pool(fields)
             case RegisterEvent():
-                self._game_admin(body.user_id)
                 return await self._register_event(body)
-            case BlockAction(user_id, action, at, block):
-                self._game_admin(user_id)
+            case BlockAction(_, action, at, block):
                 return await self._block_action(action, at, block)
+            case ForPool(_, pool_id, command):
+                game_id, box = await self.directory.pool(pool_id)
+                if game_id != game.id:
+                    raise DomainError("NOT_FOUND", f"This game has no pool {pool_id!r}.")
+                return await box.ask(command, timeout=self.services.settings.request_timeout)
         raise DomainError("UNKNOWN_OP", f"A game does not handle {type(body).__name__}.")
+
+    def _player(self, user_id: int, user_name: str) -> dict[str, Any]:
+        return {"game_id": self.game.id, "user_id": user_id, "user_name": user_name}
 
     # -- roles ------------------------------------------------------------------------
 
-    async def _source_admin(self, user_id: int) -> None:
-        await self.services.ask_registry(CheckSourceAdmin(self.game.source_id, user_id))
-
-    def _game_admin(self, user_id: int) -> None:
-        if user_id not in self.game.admins:
+    async def _authorize(self, body: Any) -> None:
+        """The one check of who may send a command: the role its message declares."""
+        role = getattr(body, "role", Role.ANYONE)
+        user_id = getattr(body, "user_id", None)
+        if role is Role.ANYONE or user_id is None:  # None: the game's own timers
+            return
+        if role is Role.SOURCE_ADMIN:
+            await self.services.ask_registry(CheckSourceAdmin(self.game.source_id, user_id))
+        elif user_id not in self.game.admins:
             raise DomainError(
                 "NOT_AUTHORIZED", "Only admins of this game may do this; ask with op 616 first."
             )
 
-    async def _become_admin(self, user_id: int) -> dict[str, Any]:
+    async def _become_admin(self, body: BecomeAdmin) -> AdminGrant:
         game = self.game
         try:
-            await self._source_admin(user_id)
+            await self._authorize(body)
         except DomainError as error:
-            return {"res": 645, "game_id": game.id, "reason": error.text}
-        if user_id in game.admins:
-            return {"res": 640, "game_id": game.id}
+            return AdminGrant(game.id, refused=error.text)
+        if body.user_id in game.admins:
+            return AdminGrant(game.id)
         if len(game.admins) >= self.services.settings.game_admin_limit:
-            return {
-                "res": 645,
-                "game_id": game.id,
-                "reason": "This game already has enough admins.",
-            }
-        await self._save(replace(game, admins=[*game.admins, user_id]))
-        return {"res": 640, "game_id": game.id}
+            return AdminGrant(game.id, refused="This game already has enough admins.")
+        await self._save(replace(game, admins=[*game.admins, body.user_id]))
+        return AdminGrant(game.id)
 
     # -- state changes ----------------------------------------------------------------
 
@@ -355,7 +445,7 @@ class GameActor(Actor):
         await self.services.storage.commit([Upsert("games", game_row(game)), *(extra or [])])
         self.game = game
 
-    async def _close(self, user_id: int | None) -> dict[str, Any]:
+    async def _close(self) -> GameClosure:
         game = self.game
         self._require_not_closed()
         blocked: list[str] = []
@@ -363,15 +453,15 @@ class GameActor(Actor):
             outcome = await box.ask(
                 pool_msgs.CloseForGame(), timeout=self.services.settings.request_timeout
             )
-            if outcome == "blocked":
+            if outcome is pool_msgs.PoolClosure.BLOCKED:
                 blocked.append(pool_id)
         if blocked:
             if not game.closing:
                 await self._save(replace(game, closing=True))
-            return {"closed": False, "game_id": game.id, "blocked": blocked, "blocked_at": self.now}
+            return GameClosure(game.id, blocked, self.now)
         await self._save(replace(game, closed_at=self.now))
-        self._broadcast(341, {"game_id": game.id})
-        return {"closed": True, "game_id": game.id}
+        self._publish(GameClosed({"game_id": game.id}))
+        return GameClosure(game.id)
 
     async def _create_pool(self, fields: dict[str, Any]) -> dict[str, Any]:
         game, now = self.game, self.now
@@ -389,7 +479,7 @@ class GameActor(Actor):
             "pool_type": pool.pool_type,
         }
 
-    async def _register_event(self, body: RegisterEvent) -> dict[str, Any]:
+    async def _register_event(self, body: RegisterEvent) -> EventRecorded:
         game, now = self.game, self.now
         self._require_not_closed()
         if not isinstance(body.action, str) or action_id(body.action) not in game.actions:
@@ -409,7 +499,7 @@ class GameActor(Actor):
         if reported is not None and (seen := self.reported.get((action, target, reported))):
             # a resend: not counted again; whatever it left unsettled is settled now
             await self._finish_pending_resolutions()
-            return {"event": self._event_message(seen), "resolved": [], "duplicate": True}
+            return EventRecorded(self._event_message(seen), [], duplicate=True)
         # A clock ahead of ours must not keep bets placed from now on valid: an event
         # never happened later than we heard of it.
         happened_at = now if reported is None else min(reported, now)
@@ -453,21 +543,23 @@ class GameActor(Actor):
         # every pool it resolves stops taking bets before anyone hears of the event
         await self._halt_pools(hit)
         message = self._event_message(event_id)
-        self._broadcast(366, message)
-        return {"event": message, "resolved": await self._resolve_pools(hit)}
+        self._publish(message)
+        return EventRecorded(message, await self._resolve_pools(hit))
 
-    def _event_message(self, event_id: str) -> dict[str, Any]:
+    def _event_message(self, event_id: str) -> EventRegistered:
         event = self.events[event_id]
         action, target = event["action_id"], event["target_id"]
-        return {
-            "action_id": action,
-            "target_id": target,
-            "target_display_name": self.game.tree.display_name(target),
-            "current_count": self.game.counts.get(action, {}),
-            "game_id": self.game.id,
-            "happened_at": event["happened_at"],
-            "event_id": event_id,
-        }
+        return EventRegistered(
+            {
+                "action_id": action,
+                "target_id": target,
+                "target_display_name": self.game.tree.display_name(target),
+                "current_count": self.game.counts.get(action, {}),
+                "game_id": self.game.id,
+                "happened_at": event["happened_at"],
+                "event_id": event_id,
+            }
+        )
 
     async def _open_pools(self) -> list[tuple[str, dict[str, Any]]]:
         """What an event needs to know of the game's open pools, read from storage (a pool
@@ -489,7 +581,9 @@ class GameActor(Actor):
             pools.append((row["id"], {**info, "open": True}))
         return pools
 
-    async def _block_action(self, action: Any, at: int | None, block: bool) -> dict[str, Any]:
+    async def _block_action(
+        self, action: Any, at: int | None, block: bool
+    ) -> ActionBlocked | ActionAllowed:
         game = self.game
         self._require_not_closed()
         if not isinstance(action, str) or action_id(action) not in game.actions:
@@ -503,168 +597,19 @@ class GameActor(Actor):
         if at is not None and at <= now:
             at = None
         timeout = self.services.settings.request_timeout
-        done = []
         for _, box in await self.directory.pools_of(game.id, open_only=True):
             info = await box.ask(pool_msgs.Info(), timeout=timeout)
             if info["open"] and info["action"] == aid:
-                done.append(
-                    await box.ask(
-                        pool_msgs.Block(at) if block else pool_msgs.Allow(at), timeout=timeout
-                    )
+                await box.ask(
+                    pool_msgs.Block(at) if block else pool_msgs.Allow(at), timeout=timeout
                 )
-        key, res = ("blocked_at", 370) if block else ("allowed_at", 371)
-        message = {"game_id": game.id, "action": aid, key: at or now}
-        self._broadcast(res, message)
-        return {"res": res, **message, "pools": done}
-
-    def _broadcast(self, res: int, fields: dict[str, Any]) -> None:
-        self.services.hub.to_game(self.game.id, server_message(res, fields, t=self.now))
-
-
-class Games:
-    """Where game and pool actors live: knows every game and pool id, and spawns an actor
-    (from storage) when one is needed. At start only live games and open pools are
-    started; closed games and resolved pools come back on demand, and leave memory again
-    when idle (``Settings.idle_seconds``)."""
-
-    def __init__(self, services: Services) -> None:
-        self.services = services
-        self._pools_by_game: dict[str, list[str]] = {}
-        self._pool_game: dict[str, str] = {}
-        self._open: set[str] = set()  # pools not yet resolved, as their actors report
-
-    @classmethod
-    async def load(cls, services: Services) -> Games:
-        games = cls(services)
-        services.games = games
-        game_rows, pool_rows = await services.storage.read(
-            lambda db: (
-                db.rows("SELECT id, doc FROM games ORDER BY rowid"),
-                db.rows("SELECT id, game_id, status FROM pools ORDER BY rowid"),
-            )
+        event = (
+            ActionBlocked({"game_id": game.id, "action": aid, "blocked_at": at or now})
+            if block
+            else ActionAllowed({"game_id": game.id, "action": aid, "allowed_at": at or now})
         )
-        for row in pool_rows:
-            games._index_pool(row["id"], row["game_id"])
-            if row["status"] == "open":
-                games._open.add(row["id"])
-        for row in game_rows:
-            games._pools_by_game.setdefault(row["id"], [])
-            if msgspec.json.decode(row["doc"]).get("closed_at") is None:
-                await games.start_game(row["id"])
-        for pool_id in list(games._open):
-            await games.start_pool(pool_id)
-        return games
+        self._publish(event)
+        return event
 
-    async def adopt_open_pools(self, game_id: str) -> None:
-        """Start the game's open pools that storage has and this directory does not know:
-        a pool created by a commit whose answer was lost is real all the same."""
-        rows = await self.services.storage.read(
-            lambda db: db.rows(
-                "SELECT id FROM pools WHERE game_id = ? AND status = 'open' ORDER BY rowid",
-                (game_id,),
-            )
-        )
-        for row in rows:
-            if row["id"] not in self._pool_game:
-                self._open.add(row["id"])
-                await self.start_pool(row["id"], game_id=game_id, announce=True)
-
-    def pool_resolved(self, pool_id: str) -> None:
-        """A pool actor says it settled: events and closes need not wake it again."""
-        self._open.discard(pool_id)
-
-    def _index_pool(self, pool_id: str, game_id: str) -> None:
-        if pool_id not in self._pool_game:
-            self._pool_game[pool_id] = game_id
-            self._pools_by_game.setdefault(game_id, []).append(pool_id)
-
-    async def start_game(self, game_id: str) -> Mailbox:
-        self._pools_by_game.setdefault(game_id, [])
-        return await self.services.supervisor.spawn(
-            f"game:{game_id}", lambda inbox: GameActor.load(inbox, self.services, game_id)
-        )
-
-    async def start_pool(
-        self, pool_id: str, *, game_id: str | None = None, announce: bool = False
-    ) -> Mailbox:
-        """Spawn a pool actor (or find it running); with ``announce`` broadcast it (352)."""
-        box = await self.services.supervisor.spawn(
-            f"pool:{pool_id}",
-            lambda inbox: PoolActor.load(inbox, self.services, pool_id),
-            capacity=1024,
-        )
-        timeout = self.services.settings.request_timeout
-        game_id = game_id or self._pool_game.get(pool_id)
-        if game_id is None:
-            game_id = (await box.ask(pool_msgs.Info(), timeout=timeout))["game_id"]
-        self._index_pool(pool_id, game_id)
-        if announce:
-            self._open.add(pool_id)
-            created = await box.ask(pool_msgs.Announcement(), timeout=timeout)
-            self.services.hub.to_game(
-                game_id, server_message(352, created, t=self.services.clock.now_ms())
-            )
-        return box
-
-    async def create_game(
-        self, source_id: str, user_id: int, fields: dict[str, Any], *, opened: bool
-    ) -> Game:
-        services = self.services
-        await services.ask_registry(CheckSourceAdmin(source_id, user_id))
-        game = new_game(
-            source_id,
-            fields,
-            services.clock.now_ms(),
-            opened=opened,
-            default_currency=services.settings.default_currency,
-        )
-        await services.storage.commit([Insert("games", game_row(game))])
-        await services.ask_registry(AddGame(source_id, game.id))
-        await self.start_game(game.id)
-        return game
-
-    async def game(self, game_id: Any) -> Mailbox:
-        """The game's mailbox, its actor started if it was not running."""
-        if not isinstance(game_id, str) or game_id not in self._pools_by_game:
-            raise DomainError("NOT_FOUND", f"There is no game {game_id!r}.")
-        return await self.start_game(game_id)
-
-    async def pool(self, pool_id: Any) -> tuple[str, Mailbox]:
-        """The pool's game id and mailbox, its actor started if it was not running."""
-        game_id = self._pool_game.get(pool_id) if isinstance(pool_id, str) else None
-        if game_id is None:
-            raise DomainError("NOT_FOUND", f"There is no pool {pool_id!r}.")
-        return game_id, await self.start_pool(pool_id, game_id=game_id)
-
-    async def pools_of(self, game_id: str, *, open_only: bool = False) -> list[tuple[str, Mailbox]]:
-        """The game's pools (only unresolved ones with ``open_only``), each actor started
-        if it was not running."""
-        return [
-            (pool_id, await self.start_pool(pool_id, game_id=game_id))
-            for pool_id in list(self._pools_by_game.get(game_id, []))
-            if not open_only or pool_id in self._open
-        ]
-
-    async def games_of(self, source_id: str) -> list[str]:
-        return await self.services.ask_registry(GamesOf(source_id))
-
-    async def close_source(self, source_id: str) -> list[dict[str, Any]]:
-        """Close every game of a closing source, as op 375 would. Returns the binary pools
-        still waiting for op 396 (as 368 fields): while there are any, the source stays
-        open, and its admin resolves them and resends op 366."""
-        waiting: list[dict[str, Any]] = []
-        for game_id in await self.games_of(source_id):
-            try:
-                reply = await (await self.game(game_id)).ask(
-                    Close(None), timeout=self.services.settings.request_timeout
-                )
-            except DomainError as error:
-                if error.code != "INVALID_STATE":  # already closed
-                    raise
-                continue
-            if not reply["closed"]:
-                waiting += [
-                    {"blocked_at": reply["blocked_at"], "pool_id": pool_id}
-                    for pool_id in reply["blocked"]
-                ]
-        return waiting
+    def _publish(self, event: Broadcast) -> None:
+        self.services.hub.to_game(self.game.id, event)

@@ -1,63 +1,76 @@
-"""Fan-out of server messages to connections: per game (subscribers) and per user.
+"""Fan-out of what actors announce: to a game's subscribers, and to a user's connections.
 
-A broadcast is encoded once and the same bytes are pushed to every recipient. Pushing
-never waits: a connection whose bounded outbox is full is closed by its own ``push``,
-so a slow client can never slow an actor or the other clients.
+Actors publish domain events (the ``Broadcast`` kinds declared beside each actor); they
+never see frames or connections. A subscriber is an address: a function that queues bytes
+without waiting (a connection's bounded outbox closes the client when it is full, so a
+slow client never slows an actor or the others). The transport gives the hub its
+``render``: each event becomes bytes once, and the same bytes go to every recipient.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+#: Where a subscriber's messages go: queues them without waiting.
+Address = Callable[[bytes], None]
 
 
-class Subscriber(Protocol):
-    user_id: int
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """Something an actor announces; ``fields`` is its shape in the seeds (decisions §1)."""
 
-    def push(self, data: bytes) -> None:
-        """Queue ``data`` for sending without waiting (drop the connection if it is full)."""
+    fields: dict[str, Any]
 
 
 class Hub:
-    """Who listens to which game, and which connections belong to which user."""
+    """Who listens to which game, and which addresses belong to which user."""
 
-    def __init__(self) -> None:
-        self._games: dict[str, set[Subscriber]] = defaultdict(set)
-        self._users: dict[int, set[Subscriber]] = defaultdict(set)
-        self._joined: dict[Subscriber, set[str]] = defaultdict(set)  # conn -> its games
+    def __init__(self, render: Callable[[object], bytes]) -> None:
+        self._render = render
+        self._games: dict[str, set[Address]] = defaultdict(set)
+        self._users: dict[int, set[Address]] = defaultdict(set)
+        self._joined: dict[Address, set[str]] = defaultdict(set)  # address -> its games
 
-    # -- connections ------------------------------------------------------------------
+    # -- users ------------------------------------------------------------------------
 
-    def connect(self, conn: Subscriber) -> None:
-        self._users[conn.user_id].add(conn)
+    def connect(self, user_id: int, address: Address) -> None:
+        self._users[user_id].add(address)
 
-    def disconnect(self, conn: Subscriber) -> None:
-        self._discard(self._users, conn.user_id, conn)
-        for game_id in self._joined.pop(conn, ()):
-            self._discard(self._games, game_id, conn)
+    def disconnect(self, user_id: int, address: Address) -> None:
+        self._discard(self._users, user_id, address)
+        for game_id in self._joined.pop(address, ()):
+            self._discard(self._games, game_id, address)
 
-    def to_user(self, user_id: int, data: bytes) -> None:
-        for conn in list(self._users.get(user_id, ())):
-            conn.push(data)
+    def to_user(self, user_id: int, event: object) -> None:
+        self._send(self._users.get(user_id), event)
 
     # -- games ------------------------------------------------------------------------
 
-    def subscribe(self, game_id: str, conn: Subscriber) -> bool:
+    def subscribe(self, game_id: str, address: Address) -> bool:
         """Add a subscriber; False when it was already subscribed."""
         subs = self._games[game_id]
-        if conn in subs:
+        if address in subs:
             return False
-        subs.add(conn)
-        self._joined[conn].add(game_id)
+        subs.add(address)
+        self._joined[address].add(game_id)
         return True
 
-    def unsubscribe(self, game_id: str, conn: Subscriber) -> bool:
-        self._discard(self._joined, conn, game_id)
-        return self._discard(self._games, game_id, conn)
+    def unsubscribe(self, game_id: str, address: Address) -> bool:
+        self._discard(self._joined, address, game_id)
+        return self._discard(self._games, game_id, address)
 
-    def to_game(self, game_id: str, data: bytes) -> None:
-        for conn in list(self._games.get(game_id, ())):
-            conn.push(data)
+    def to_game(self, game_id: str, event: object) -> None:
+        self._send(self._games.get(game_id), event)
+
+    def _send(self, addresses: set[Address] | None, event: object) -> None:
+        if not addresses:
+            return  # nobody listens: nothing to render
+        data = self._render(event)
+        for address in list(addresses):
+            address(data)
 
     @staticmethod
     def _discard(index: dict, key: object, member: object) -> bool:

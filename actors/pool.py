@@ -14,17 +14,18 @@ import math
 import uuid
 from collections.abc import Hashable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import msgspec
 import trio
 
+from actors.hub import Broadcast
 from actors.runtime import Actor, Mailbox, Request
 from actors.services import Services
 from actors.wallet import Settle, StakeItem, Stakes, Sync
-from domain.codec import server_message
 from domain.errors import DomainError
-from domain.pool import BINARY, PARIMUTUEL, Bet, Pool
+from domain.pool import BINARY, PARIMUTUEL, Bet, BetStatus, Pool, PoolStatus
 from domain.targets import NONE, winning_target
 from storage.changes import Change, Delete, Insert, Update, Upsert
 from storage.database import Database
@@ -32,7 +33,6 @@ from storage.database import Database
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 256
-OPEN_TO_RESOLVED = "resolved"
 
 # -- messages -------------------------------------------------------------------------
 
@@ -106,7 +106,60 @@ class Void:
 @dataclass(frozen=True, slots=True)
 class CloseForGame:
     """The game closes: parimutuel pools resolve to none (time-based ones expire),
-    binary pools are blocked. Answers "resolved", "blocked" or "done"."""
+    binary pools are blocked. Answers a ``PoolClosure``."""
+
+
+# -- results --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BetPlaced:
+    """A bet committed: its stake in minor units of the pool's currency."""
+
+    pool_id: str
+    bet_id: str
+    target: str
+    amount: int
+    currency: str
+    exponent: int
+
+
+class PoolClosure(Enum):
+    """What closing its game did to a pool."""
+
+    ALREADY_SETTLED = "already settled"
+    SETTLED = "settled"
+    BLOCKED = "blocked"  # a binary pool: it waits for its admin to resolve it
+
+
+# -- events (to the game's subscribers; a settlement's also answers its request) -----
+
+
+class PoolOpened(Broadcast):
+    """The full pool, when it opens."""
+
+
+class BetsDistributed(Broadcast):
+    """The bets since the last such event, and the pool's totals now (coalesced)."""
+
+
+class PoolResolved(Broadcast):
+    """The pool settled: winners, losers, refunds."""
+
+
+class PoolExpired(Broadcast):
+    """A time-based pool settled at its finish time."""
+
+
+class PoolBlocked(Broadcast):
+    """No bets are taken (now, or from ``blocked_at`` when scheduled)."""
+
+
+class PoolAllowed(Broadcast):
+    """Bets are taken again."""
+
+
+PoolSettled = PoolResolved | PoolExpired
 
 
 def pool_row(pool: Pool) -> dict[str, Any]:
@@ -206,7 +259,7 @@ class PoolActor(Actor):
                     "game_id": pool.game_id,
                 }
             case Announcement():
-                return pool.created_message()
+                return PoolOpened(pool.created_message())
             case Block(at) | Allow(at):
                 return await self._schedule_block(isinstance(body, Block), at)
             case HaltForEvent(target_id, happened_at):
@@ -222,7 +275,7 @@ class PoolActor(Actor):
                     return None
                 return await self._settle(
                     winning_target(pool.targets, target_id),
-                    OPEN_TO_RESOLVED,
+                    PoolStatus.RESOLVED,
                     happened_at=happened_at,
                 )
             case ResolveByHand(target):
@@ -234,21 +287,23 @@ class PoolActor(Actor):
                         f"{target!r} is not a target of this pool.",
                         parameter="target",
                     )
-                return await self._settle(tid, OPEN_TO_RESOLVED)
+                return await self._settle(tid, PoolStatus.RESOLVED)
             case Void():
                 self._require_open()
-                return await self._settle(None, "voided")
+                return await self._settle(None, PoolStatus.VOIDED)
             case CloseForGame():
                 if not pool.is_open:
-                    return "done"
+                    return PoolClosure.ALREADY_SETTLED
                 if pool.pool_type in BINARY:
                     if not pool.blocked:
                         await self._apply_block(True)
-                    return "blocked"
+                    return PoolClosure.BLOCKED
                 expired = pool.pool_type == 2
                 # a closed game gets no successor pool, whatever recreate_on_end says
-                await self._settle(NONE, "expired" if expired else OPEN_TO_RESOLVED, recreate=False)
-                return "resolved"
+                await self._settle(
+                    NONE, PoolStatus.EXPIRED if expired else PoolStatus.RESOLVED, recreate=False
+                )
+                return PoolClosure.SETTLED
         raise DomainError("UNKNOWN_OP", f"A pool does not handle {type(body).__name__}.")
 
     def _require_open(self) -> None:
@@ -293,7 +348,7 @@ class PoolActor(Actor):
                                 "amount": bet.amount,
                                 "currency": pool.currency,
                                 "placed_at": bet.placed_at,
-                                "status": "active",
+                                "status": BetStatus.ACTIVE,
                                 "payout": 0,
                             },
                         ),
@@ -309,17 +364,12 @@ class PoolActor(Actor):
                     continue
                 pool.add(bet)
                 request.reply(
-                    {
-                        "pool_id": pool.id,
-                        "bet_id": bet.id,
-                        "amount": pool.money(bet.amount),
-                        "target": bet.target,
-                    }
+                    BetPlaced(pool.id, bet.id, bet.target, bet.amount, pool.currency, pool.exponent)
                 )
 
     # -- block / allow ----------------------------------------------------------------
 
-    async def _schedule_block(self, block: bool, at: int | None) -> dict[str, Any]:
+    async def _schedule_block(self, block: bool, at: int | None) -> PoolBlocked | PoolAllowed:
         self._require_open()
         pool, now = self.pool, self.now
         key = "blocked_at" if block else "allowed_at"
@@ -330,10 +380,12 @@ class PoolActor(Actor):
                 pool.block_at = at
             else:
                 pool.allow_at = at
-            return {key: at, "pool_id": pool.id, "scheduled": True}
+            return (PoolBlocked if block else PoolAllowed)(
+                {key: at, "pool_id": pool.id, "scheduled": True}
+            )
         return await self._apply_block(block)
 
-    async def _apply_block(self, block: bool, due: int = 0) -> dict[str, Any]:
+    async def _apply_block(self, block: bool, due: int = 0) -> PoolBlocked | PoolAllowed:
         """Block or allow now; a timer passes its ``due`` time, the earliest stamp."""
         pool, now = self.pool, max(self.now, due)
         field_name = "block_at" if block else "allow_at"
@@ -343,22 +395,25 @@ class PoolActor(Actor):
         await self.services.storage.commit([Upsert("pools", pool_row(changed))])
         pool.blocked, pool.blocked_at = changed.blocked, changed.blocked_at
         setattr(pool, field_name, None)
-        key, res = ("blocked_at", 368) if block else ("allowed_at", 369)
-        fields = {key: now, "pool_id": pool.id}
-        self._broadcast(res, fields)
-        return fields
+        event = (
+            PoolBlocked({"blocked_at": now, "pool_id": pool.id})
+            if block
+            else PoolAllowed({"allowed_at": now, "pool_id": pool.id})
+        )
+        self._publish(event)
+        return event
 
     # -- settlement -------------------------------------------------------------------
 
     async def _settle(
         self,
         winner: str | None,
-        status: str,
+        status: PoolStatus,
         *,
         happened_at: int | None = None,
         recreate: bool = True,
         due: int = 0,
-    ) -> dict[str, Any]:
+    ) -> PoolSettled:
         """Pay out once: ledger lines, bet results, the pool's new state and (if asked) its
         successor are one commit; only then do memory and subscribers hear of it."""
         pool, now = self.pool, max(self.now, due)
@@ -395,12 +450,13 @@ class PoolActor(Actor):
                 log.exception("pool %s: could not start its successor", pool.id)
         return message
 
-    async def _announce(self) -> dict[str, Any]:
-        """Broadcast the result (362, or 363 for an expiry), then record that it went out;
-        a restart before that record sends it again rather than never."""
+    async def _announce(self) -> PoolSettled:
+        """Publish the result, then record that it went out; a restart before that record
+        publishes it again rather than never."""
         pool = self.pool
-        res, fields = pool.result_message()
-        self._broadcast(res, fields)
+        fields = pool.result_fields()
+        event = PoolExpired(fields) if pool.status is PoolStatus.EXPIRED else PoolResolved(fields)
+        self._publish(event)
         try:
             await self.services.storage.commit(
                 [Upsert("pools", pool_row(dataclasses.replace(pool, announced=True)))]
@@ -408,7 +464,7 @@ class PoolActor(Actor):
             pool.announced = True
         except DomainError:
             log.warning("pool %s: result sent, not yet recorded as sent", pool.id)
-        return {"res": res, **fields}
+        return event
 
     def _successor(self, now: int) -> Pool:
         pool = self.pool
@@ -467,7 +523,7 @@ class PoolActor(Actor):
             if clock.deadline_for(at) > now or not self.pool.is_open:
                 continue
             if name == "expire":
-                await self._settle(NONE, "expired", due=at)
+                await self._settle(NONE, PoolStatus.EXPIRED, due=at)
             else:
                 await self._apply_block(name == "block", due=at)
         if self.pending is not None and now >= self.pending_since + (
@@ -484,7 +540,7 @@ class PoolActor(Actor):
         if self.pending is not None and self.pool.is_open:
             await self._settle(
                 self.pending["winning_target"],
-                OPEN_TO_RESOLVED,
+                PoolStatus.RESOLVED,
                 happened_at=self.pending["happened_at"],
             )
 
@@ -494,13 +550,14 @@ class PoolActor(Actor):
         pool = self.pool
         if not pool.unsent_bets:
             return
-        self._broadcast(
-            360,
-            {
-                "pool_id": pool.id,
-                "target_level": pool.target_level,
-                "distribution": pool.distribution(pool.unsent_bets),
-            },
+        self._publish(
+            BetsDistributed(
+                {
+                    "pool_id": pool.id,
+                    "target_level": pool.target_level,
+                    "distribution": pool.distribution(pool.unsent_bets),
+                }
+            )
         )
         pool.broadcast_bets = len(pool.bets)
         self.last_flush = trio.current_time()
@@ -509,5 +566,5 @@ class PoolActor(Actor):
         except DomainError:
             log.warning("pool %s: 360 sent, not yet recorded as sent", pool.id)
 
-    def _broadcast(self, res: int, fields: dict[str, Any]) -> None:
-        self.services.hub.to_game(self.pool.game_id, server_message(res, fields, t=self.now))
+    def _publish(self, event: Broadcast) -> None:
+        self.services.hub.to_game(self.pool.game_id, event)

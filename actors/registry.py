@@ -23,7 +23,7 @@ import secrets
 import uuid
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 import trio
@@ -32,6 +32,7 @@ from actors.clock import WallClock
 from actors.runtime import Actor, Mailbox, OutcomeUnknown, Request
 from domain.errors import DomainError
 from domain.names import display_name, name_key
+from domain.roles import Role
 from storage.actor import Storage
 from storage.changes import Change, Delete, Insert, Update, Upsert
 from storage.database import Database
@@ -112,6 +113,7 @@ class Authenticate:
 
 @dataclass(frozen=True, slots=True)
 class OpenSource:
+    role: ClassVar[Role] = Role.DEVELOPER
     user_id: int
     name: str
     description: str
@@ -119,6 +121,7 @@ class OpenSource:
 
 @dataclass(frozen=True, slots=True)
 class CloseSource:
+    role: ClassVar[Role] = Role.SOURCE_ADMIN
     user_id: int
     source_id: str
 
@@ -497,7 +500,7 @@ class RegistryActor(Actor):
 
     async def _open_source(self, body: OpenSource) -> Source:
         user = self._user(body.user_id)
-        if "developer" not in user.roles:
+        if Role.DEVELOPER not in user.roles:
             raise DomainError("NOT_AUTHORIZED", "Only developers may open a game source.")
         name = display_name(body.name, "source_name", max_length=MAX_SOURCE_NAME)
         if len(body.description) > 512:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -11,6 +11,9 @@ from actors.clock import WallClock
 from actors.hub import Hub
 from actors.runtime import Mailbox, Supervisor
 from storage.actor import Storage
+
+if TYPE_CHECKING:
+    from actors.directory import Games
 
 
 @dataclass
@@ -48,8 +51,10 @@ class Services:
     clock: WallClock
     settings: Settings
     operator_key: str
-    games: Any = None  # actors.games.Games, once games are loaded
     ready: trio.Event = field(default_factory=trio.Event)
+    #: the directory of game and pool actors; ``Games.load`` sets it (it needs these
+    #: services to spawn actors, and the actors need it)
+    games: Games = field(init=False)
 
     async def ask_registry(self, body: Any) -> Any:
         return await self.registry.ask(body, timeout=self.settings.request_timeout)

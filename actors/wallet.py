@@ -34,6 +34,14 @@ class Balance:
     exposure: int
 
 
+@dataclass(frozen=True, slots=True)
+class BalanceChanged:
+    """Told to a user's connections after a commit moved their money (event)."""
+
+    currency: str
+    balance: Balance
+
+
 # -- messages -------------------------------------------------------------------------
 
 
@@ -124,7 +132,7 @@ class WalletActor(Actor):
         available: dict[Key, int],
         exposure: dict[Key, int],
         blocked: set[int],
-        on_balance: Callable[[int, str, Balance], None] = lambda *_: None,
+        on_balance: Callable[[int, BalanceChanged], None] = lambda *_: None,
     ) -> None:
         super().__init__(inbox)
         self.storage = storage
@@ -143,7 +151,7 @@ class WalletActor(Actor):
         inbox: Mailbox,
         storage: Storage,
         clock: WallClock,
-        on_balance: Callable[[int, str, Balance], None] = lambda *_: None,
+        on_balance: Callable[[int, BalanceChanged], None] = lambda *_: None,
     ) -> WalletActor:
         """Rebuild balances from the ledger and the unresolved bets."""
         state = await storage.read(_load_state)
@@ -170,7 +178,7 @@ class WalletActor(Actor):
         for request, result in pending.replies:
             request.reply(result() if callable(result) else result)
         for user_id, currency in touched:
-            self.on_balance(user_id, currency, self.balance(user_id, currency))
+            self.on_balance(user_id, BalanceChanged(currency, self.balance(user_id, currency)))
 
     def _apply(self, pending: _Pending) -> set[Key]:
         for key, delta in pending.available.items():
@@ -266,9 +274,7 @@ class WalletActor(Actor):
             pending.available[key] += body.amount
         pending.references[ref_key] = fingerprint
         pending.changes.extend(self._transaction(uuid.uuid4().hex, kind, lines))
-        pending.changes.append(
-            Insert("idempotency", {"key": ref_key, "fingerprint": fingerprint, "response": ""})
-        )
+        pending.changes.append(Insert("idempotency", {"key": ref_key, "fingerprint": fingerprint}))
         return lambda: {"duplicate": False, "balance": self.balance(*key)}
 
     def _stake(self, item: StakeItem, pending: _Pending) -> DomainError | None:

@@ -147,11 +147,3 @@ def _keys_in_value(value: Any) -> int:
 
 def encode(value: Any) -> bytes:
     return _encoder.encode(value)
-
-
-def server_message(res: int, fields: dict[str, Any], *, t: int, request_id: Any = None) -> bytes:
-    """A server message in the envelope of decisions §1: response_header first, then res."""
-    header: dict[str, Any] = {"t": t}
-    if request_id is not None:
-        header["request_id"] = request_id
-    return _encoder.encode({"response_header": header, "res": res, **fields})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from domain import params
@@ -12,11 +13,16 @@ from domain.money import parse_currency, parse_rate, rate_text, stored_rate
 from domain.params import stored_time
 from domain.targets import NONE, TargetTree, build_actions, parse_list
 
-NOT_YET = "betting_not_yet_active"
-PRE_GAME = "pre_game_betting_active"
-IN_PROGRESS = "game_in_progress_betting_active"
-BETTING_CLOSED = "game_in_progress_betting_closed"
-CLOSED = "game_closed"
+
+class GameStatus(StrEnum):
+    """A game's status over time, as seed 001 names it."""
+
+    NOT_YET = "betting_not_yet_active"
+    PRE_GAME = "pre_game_betting_active"
+    IN_PROGRESS = "game_in_progress_betting_active"
+    BETTING_CLOSED = "game_in_progress_betting_closed"
+    CLOSED = "game_closed"
+
 
 _TIME_FIELDS = ("open_at", "live_start_at", "live_finish_at", "close_at", "created_at", "closed_at")
 
@@ -65,19 +71,19 @@ class Game:
     def is_closed(self) -> bool:
         return self.closed_at is not None
 
-    def status(self, now: int) -> str:
+    def status(self, now: int) -> GameStatus:
         if self.is_closed:
-            return CLOSED
+            return GameStatus.CLOSED
         if not self.opened or now < self.open_at:
-            return NOT_YET
+            return GameStatus.NOT_YET
         if self.closing:
-            return BETTING_CLOSED
+            return GameStatus.BETTING_CLOSED
         if now < self.live_start_at:
-            return PRE_GAME
-        return IN_PROGRESS
+            return GameStatus.PRE_GAME
+        return GameStatus.IN_PROGRESS
 
     def accepts_pools(self, now: int) -> bool:
-        return self.status(now) in (PRE_GAME, IN_PROGRESS)
+        return self.status(now) in (GameStatus.PRE_GAME, GameStatus.IN_PROGRESS)
 
     def header(self) -> dict[str, Any]:
         """The fields shared by 340, 3401 and 3402."""

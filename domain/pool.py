@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 from fractions import Fraction
 from typing import Any
 
@@ -30,7 +31,20 @@ from domain.targets import NONE, action_id, level, parse_list, pool_targets, sym
 PARIMUTUEL = frozenset({1, 2})
 BINARY = frozenset({3, 4})
 TIMED = frozenset({2, 4})
-OPEN = "open"
+
+
+class PoolStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+    VOIDED = "voided"
+    EXPIRED = "expired"
+
+
+class BetStatus(StrEnum):
+    ACTIVE = "active"
+    WON = "won"
+    LOST = "lost"
+    REFUNDED = "refunded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +68,7 @@ class Outcome:
     """A settled pool: the ledger lines and bet updates to commit, and the 362 fields."""
 
     lines: list[ledger.Line]
-    bet_status: dict[str, tuple[str, int]]  # bet id -> (status, amount credited)
+    bet_status: dict[str, tuple[BetStatus, int]]  # bet id -> (status, amount credited)
     released: dict[tuple[int, str], int]
     message: dict[str, Any]
 
@@ -82,7 +96,7 @@ class Pool:
     blocked: bool = False
     blocked_at: int | None = None
     recreate_on_end: bool = False
-    status: str = OPEN
+    status: PoolStatus = PoolStatus.OPEN
     resolved_at: int | None = None
     winning_target: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
@@ -151,6 +165,7 @@ class Pool:
         for name in cls._TIME_FIELDS:
             if name in fields:
                 fields[name] = stored_time(fields[name], name)
+        fields["status"] = PoolStatus(fields.get("status", PoolStatus.OPEN))
         pool = cls(**fields, takeout=stored_rate(doc.get("takeout", "0")))
         for bet in bets:
             pool.add(bet)
@@ -160,11 +175,7 @@ class Pool:
 
     @property
     def is_open(self) -> bool:
-        return self.status == OPEN
-
-    @property
-    def is_binary(self) -> bool:
-        return self.pool_type in BINARY
+        return self.status is PoolStatus.OPEN
 
     @property
     def unsent_bets(self) -> list[Bet]:
@@ -351,13 +362,13 @@ class Pool:
                 ledger.escrow(self.id), ledger.wallet(bet.user_id), self.currency, bet.amount
             )
         ledger.check_balanced(lines)
-        bet_status: dict[str, tuple[str, int]] = {}
+        bet_status: dict[str, tuple[BetStatus, int]] = {}
         for bet in self.bets:
             paid = settlement.payouts.get(bet.id, 0)
             if bet.id in late_ids or settlement.is_money_return:
-                bet_status[bet.id] = ("refunded", bet.amount)
+                bet_status[bet.id] = (BetStatus.REFUNDED, bet.amount)
             else:
-                bet_status[bet.id] = ("won" if paid else "lost", paid)
+                bet_status[bet.id] = (BetStatus.WON if paid else BetStatus.LOST, paid)
         released: dict[tuple[int, str], int] = defaultdict(int)
         for bet in self.bets:
             released[(bet.user_id, self.currency)] += bet.amount
@@ -374,7 +385,7 @@ class Pool:
         }
         return Outcome(lines, bet_status, dict(released), message)
 
-    def mark_settled(self, outcome: Outcome, status: str) -> None:
+    def mark_settled(self, outcome: Outcome, status: PoolStatus) -> None:
         self.status = status
         self.resolved_at = outcome.message["resolved_at"]
         self.winning_target = outcome.message["winning_target"]
@@ -388,8 +399,9 @@ class Pool:
         }
         self.announced = False
 
-    def result_message(self) -> tuple[int, dict[str, Any]]:
-        """The settled pool's 362 (363 when it expired), from its stored result."""
+    def result_fields(self) -> dict[str, Any]:
+        """What a settled pool announces (362, or 363 with ``expired_at``), from its stored
+        result."""
         fields: dict[str, Any] = {
             "pool_id": self.id,
             "game_id": self.game_id,
@@ -401,9 +413,9 @@ class Pool:
             "is_money_return": self.result.get("is_money_return", False),
             "resolved_at": self.resolved_at,
         }
-        if self.status == "expired":
-            return 363, {**fields, "expired_at": self.resolved_at}
-        return 362, fields
+        if self.status is PoolStatus.EXPIRED:
+            fields["expired_at"] = self.resolved_at
+        return fields
 
 
 def resolves_by_event(info: Mapping[str, Any], action: str, happened_at: int) -> bool:
@@ -501,12 +513,13 @@ def _binary_targets(fields: dict[str, Any]) -> dict[str, str]:
 __all__ = [
     "BINARY",
     "NONE",
-    "OPEN",
     "PARIMUTUEL",
     "TIMED",
     "Bet",
+    "BetStatus",
     "Outcome",
     "Pool",
+    "PoolStatus",
     "new_pool",
     "resolves_by_event",
 ]

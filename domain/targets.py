@@ -185,10 +185,6 @@ class TargetTree:
         """True for a known target without sub-targets; events may only name leaves."""
         return tid in self._names and tid not in self._parents
 
-    def children(self, tid: str) -> list[str]:
-        """Direct sub-targets of ``tid``."""
-        return [c for c in self._names if _parent(c) == tid]
-
     def to_wire(self) -> dict[str, Any]:
         """The nested shape of seed 001: children keyed by their last segment."""
         root: dict[str, Any] = {}

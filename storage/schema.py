@@ -67,7 +67,7 @@ TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
         {"pool_id": str, "winning_target": str, "happened_at": int, "event_id": str},
         "pool_id",
     ),
-    "idempotency": ({"key": str, "fingerprint": str, "response": str}, "key"),
+    "idempotency": ({"key": str, "fingerprint": str}, "key"),
 }
 
 INDEXES: list[tuple[str, list[str], bool]] = [

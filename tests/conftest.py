@@ -15,6 +15,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from actors import game as g
+from actors.directory import CreateGame
 from actors.registry import OpenSource, handshake_digest
 from actors.runtime import Mailbox
 from actors.services import Settings
@@ -206,6 +207,10 @@ class FakeConnection:
     def push(self, data: bytes) -> None:
         self.received.append(decode(data))
 
+    def join(self) -> g.Join:
+        """The message that subscribes this connection to a game."""
+        return g.Join(self.user_id, self.user_name, self.push)
+
     def take(self, res: int) -> list[dict[str, Any]]:
         """Remove and return every received message with this res."""
         hits = [m for m in self.received if m["res"] == res]
@@ -308,7 +313,7 @@ class Match:
         """A user with money, whose balance pushes (815) land in ``self.pushes[id]``."""
         user_id = await self.h.user(name, deposit=deposit)
         conn = FakeConnection(user_id)
-        self.h.services.hub.connect(conn)
+        self.h.services.hub.connect(user_id, conn.push)
         self.pushes[user_id] = conn
         return user_id
 
@@ -323,13 +328,15 @@ async def open_match(
     admin = await h.user(name, roles=("developer",))
     source = await h.services.ask_registry(OpenSource(admin, "src", ""))
     game = await h.services.games.create_game(
-        source.id,
-        admin,
-        {"game_name": "A - B", "actions": "goal", "targets": "a,b,c,a:1,a:2,b:1"},
-        opened=True,
+        CreateGame(
+            source.id,
+            admin,
+            {"game_name": "A - B", "actions": "goal", "targets": "a,b,c,a:1,a:2,b:1"},
+            opened=True,
+        )
     )
     box = await h.services.games.game(game.id)
-    assert (await box.ask(g.BecomeAdmin(admin)))["res"] == 640
+    assert (await box.ask(g.BecomeAdmin(admin))).refused is None
     watcher = watcher or FakeConnection(admin)
-    await box.ask(g.Join(watcher))
+    await box.ask(watcher.join())
     return Match(h, game.id, admin, watcher)

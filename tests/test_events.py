@@ -45,14 +45,14 @@ async def test_an_event_stamped_ahead_of_our_clock_lets_no_late_bet_win(
     alice, bob = await m.player("alice"), await m.player("bob")
     sniper = Sniper(await m.player("carol"), actors.nursery)
     sniper.pool = pool
-    await m.game.ask(g.Join(sniper))
+    await m.game.ask(sniper.join())
     await pool.ask(p.PlaceBet(alice, "a", "10"))
     await pool.ask(p.PlaceBet(bob, "b", "10"))
     received = m.now
     reply = await m.game.ask(g.RegisterEvent(m.admin, "goal", "b:1", received + 30_000))
-    assert reply["event"]["happened_at"] == received  # never later than we heard of it
-    [result] = reply["resolved"]
-    assert result["winners"] == {str(bob): 20}
+    assert reply.event.fields["happened_at"] == received  # never later than we heard of it
+    [result] = reply.resolved
+    assert result.fields["winners"] == {str(bob): 20}
     await trio.testing.wait_all_tasks_blocked()
     assert sniper.answers == ["POOL_CLOSED"]
 
@@ -64,14 +64,14 @@ async def test_a_resent_event_is_recognised_and_not_counted_twice(
     at = m.now - 1_000
     first = await m.game.ask(g.RegisterEvent(m.admin, "goal", "a:1", at))
     again = await m.game.ask(g.RegisterEvent(m.admin, "Goal", "A:1", at))
-    assert again["duplicate"] is True
-    assert again["event"]["event_id"] == first["event"]["event_id"]
-    assert again["event"]["current_count"] == {"a:1": 1}
+    assert again.duplicate is True
+    assert again.event.fields["event_id"] == first.event.fields["event_id"]
+    assert again.event.fields["current_count"] == {"a:1": 1}
     assert len(m.watcher.take(366)) == 1
     details = await m.game.ask(g.Details())
-    assert list(details["past_events"]) == [first["event"]["event_id"]]
+    assert list(details["past_events"]) == [first.event.fields["event_id"]]
     later = await m.game.ask(g.RegisterEvent(m.admin, "goal", "a:1", at + 1))
-    assert later["event"]["current_count"] == {"a:1": 2}
+    assert later.event.fields["current_count"] == {"a:1": 2}
 
 
 async def test_a_pool_that_cannot_settle_stops_no_other_and_settles_later(
@@ -93,7 +93,7 @@ async def test_a_pool_that_cannot_settle_stops_no_other_and_settles_later(
     services.supervisor.kill(f"pool:{stuck_id}")
 
     reply = await m.game.ask(g.RegisterEvent(m.admin, "goal", "a:1", None))
-    assert [r["pool_id"] for r in reply["resolved"]] == [fine_id]
+    assert [r.fields["pool_id"] for r in reply.resolved] == [fine_id]
     with pytest.raises(DomainError):
         await fine.ask(p.PlaceBet(bob, "b", "1"))
 

@@ -11,6 +11,7 @@ import trio
 
 from actors import game as g
 from actors import pool as p
+from actors.directory import CreateGame
 from actors.registry import OpenSource
 from actors.runtime import Mailbox
 from actors.wallet import Balance, GetBalances
@@ -45,10 +46,10 @@ async def table(h: ActorHarness, *, opened: bool = True, **times: int) -> Table:
     now = h.services.clock.now_ms()
     fields = {"game_name": "A - B", "actions": "goal", "targets": "a,b,a:1,b:1"}
     fields |= {name: now + offset for name, offset in times.items()}
-    game = await h.services.games.create_game(source.id, admin, fields, opened=opened)
+    game = await h.services.games.create_game(CreateGame(source.id, admin, fields, opened=opened))
     t = Table(h, game.id, admin, FakeConnection(admin))
-    assert (await t.box.ask(g.BecomeAdmin(admin)))["res"] == 640
-    await t.box.ask(g.Join(t.watcher))
+    assert (await t.box.ask(g.BecomeAdmin(admin))).refused is None
+    await t.box.ask(t.watcher.join())
     t.watcher.received.clear()  # our own 470
     return t
 
@@ -104,10 +105,12 @@ async def test_times_in_seconds_drive_the_timers(
     source = await actors.services.ask_registry(OpenSource(admin, "src", ""))
     now_s = actors.services.clock.now_ms() // 1000
     game = await actors.services.games.create_game(
-        source.id,
-        admin,
-        {"game_name": "A - B", "open_at": now_s + 60, "close_at": now_s + 120},
-        opened=True,
+        CreateGame(
+            source.id,
+            admin,
+            {"game_name": "A - B", "open_at": now_s + 60, "close_at": now_s + 120},
+            opened=True,
+        )
     )
     assert (game.open_at, game.close_at) == ((now_s + 60) * 1000, (now_s + 120) * 1000)
     box = await actors.services.games.game(game.id)
@@ -129,8 +132,8 @@ async def test_close_at_blocks_binary_pools_until_they_are_resolved(
     await trio.sleep(600)  # the timer does not fire again: the admin resends 375
     assert t.watcher.received == []
 
-    assert (await binary.ask(p.ResolveByHand("yes")))["winning_target"] == "yes"
-    assert (await t.box.ask(g.Close(t.admin)))["closed"] is True
+    assert (await binary.ask(p.ResolveByHand("yes"))).fields["winning_target"] == "yes"
+    assert (await t.box.ask(g.Close(t.admin))).closed is True
     assert len(t.watcher.take(341)) == 1
     assert await t.status() == "game_closed"
 

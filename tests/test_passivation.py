@@ -32,7 +32,7 @@ async def test_idle_resolved_pools_and_closed_games_leave_memory_and_come_back(
     listing = (await revived.ask(p.Describe(alice, everything=False)))["listing"]
     assert (listing["winning_target"], str(listing["total_winnings"])) == ("a", "3.0")
 
-    assert (await m.game.ask(g.Close(None)))["closed"] is True
+    assert (await m.game.ask(g.Close(None))).closed is True
     await trio.sleep(idle + 1)
     assert supervisor.mailbox(f"game:{m.game_id}") is None
     details = await (await services.games.game(m.game_id)).ask(g.Details())

@@ -56,7 +56,7 @@ async def test_scheduled_block_and_allow_take_effect_at_their_time(
     alice = await m.player("alice")
     block_at = m.now + 10_000
     scheduled = await pool.ask(p.Block(block_at))
-    assert (scheduled["pool_id"], scheduled["blocked_at"]) == (pool_id, block_at)
+    assert (scheduled.fields["pool_id"], scheduled.fields["blocked_at"]) == (pool_id, block_at)
     await trio.sleep(9.9)
     await pool.ask(p.PlaceBet(alice, "a", "1"))
     assert m.watcher.take(368) == []
@@ -67,7 +67,7 @@ async def test_scheduled_block_and_allow_take_effect_at_their_time(
     ]
 
     allow_at = m.now + 5_000
-    assert (await pool.ask(p.Allow(allow_at)))["allowed_at"] == allow_at
+    assert (await pool.ask(p.Allow(allow_at))).fields["allowed_at"] == allow_at
     await trio.sleep(4.9)
     await refused(pool, p.PlaceBet(alice, "a", "1"), "POOL_BLOCKED")
     assert m.watcher.take(369) == []
@@ -83,7 +83,7 @@ async def test_action_wide_block_at_fires_in_every_pool_of_the_action(
     goals = {(await m.pool())[0], (await m.pool(targets="a:1,b:1"))[0]}
     block_at = m.now + 3_000
     reply = await m.game.ask(g.BlockAction(m.admin, "goal", block_at, True))
-    assert (reply["res"], reply["blocked_at"]) == (370, block_at)
+    assert (type(reply), reply.fields["blocked_at"]) == (g.ActionBlocked, block_at)
     assert m.watcher.take(370)[0]["blocked_at"] == block_at
     await trio.sleep(2.9)
     assert m.watcher.take(368) == []
@@ -104,7 +104,7 @@ async def test_stop_accepting_bets_at_refuses_later_bets_but_keeps_the_pool_open
     await trio.sleep(0.1)
     await refused(pool, p.PlaceBet(bob, "b", "10"), "POOL_CLOSED")
     result = await pool.ask(p.ResolveByHand("a"))
-    assert result["winners"] == {str(alice): 10}
+    assert result.fields["winners"] == {str(alice): 10}
 
 
 async def test_binary_time_based_pool_stops_at_finish_at_and_waits_for_396(
@@ -122,8 +122,8 @@ async def test_binary_time_based_pool_stops_at_finish_at_and_waits_for_396(
     await trio.sleep(3600)
     assert (await pool.ask(p.Info()))["open"] is True
     result = await pool.ask(p.ResolveByHand("yes"))
-    assert (result["res"], result["winning_target"], result["winners"]) == (
-        362,
+    assert (type(result), result.fields["winning_target"], result.fields["winners"]) == (
+        p.PoolResolved,
         "yes",
         {str(alice): 40},
     )
@@ -181,7 +181,7 @@ async def test_void_and_game_close_do_not_recreate(
     await voided.ask(p.Void())
     await m.pool(recreate_on_end=True)
     m.watcher.received.clear()
-    assert (await m.game.ask(g.Close(None)))["closed"] is True
+    assert (await m.game.ask(g.Close(None))).closed is True
     assert len(m.watcher.take(362)) == 1
     assert m.watcher.take(352) == []
 
@@ -216,7 +216,7 @@ async def test_360_goes_out_at_most_once_per_interval_with_the_latest_state(
     bet_ids = []
     for i in range(40):
         placed = await pool.ask(p.PlaceBet(players[i % 3], "ab"[i % 3 % 2], f"0.{i + 1:02d}"))
-        bet_ids.append(placed["bet_id"])
+        bet_ids.append(placed.bet_id)
         await trio.sleep(0.03)
     await trio.sleep(1)
     sent = [

@@ -128,8 +128,8 @@ async def test_minus_pool_the_house_tops_winners_up_to_their_stake(
     # alice floor(33.33 * 85 / 99.99) = 28.33 < 33.33: the house adds 5.00
     # bob   floor(66.66 * 85 / 99.99) = 56.66 < 66.66: the house adds 10.00
     # breakage 85.00 - 84.99 = 0.01; house: 15.00 + 0.01 - 15.00 = 0.01 (carol's stake)
-    assert result["winners"] == {str(alice): D("33.33"), str(bob): D("66.66")}
-    assert result["losers"] == [carol]
+    assert result.fields["winners"] == {str(alice): D("33.33"), str(bob): D("66.66")}
+    assert result.fields["losers"] == [carol]
     escrow = f"escrow:{pool_id}"
     assert await settlement_lines(actors, pool_id) == [
         ("house", -15_00),
@@ -260,7 +260,7 @@ async def test_a_stake_committed_without_an_answer_is_still_in_the_pool(
     await trio.sleep(1)
     await pool.ask(p.PlaceBet(bob, "b", "10"))
     result = await pool.ask(p.ResolveByHand("a"))
-    assert result["winners"] == {str(alice): 20}
+    assert result.fields["winners"] == {str(alice): 20}
     await assert_books(actors, pool_id, {alice: 110_00, bob: 90_00}, house=0)
 
 
@@ -362,9 +362,9 @@ async def test_any_settlement_conserves_money_and_pays_once(
             await m.game.ask(g.RegisterEvent(m.admin, "goal", EVENT_FOR[winner], happened_at))
             [result] = m.watcher.take(362)
         elif winner == "void":
-            result = await pool.ask(p.Void())
+            result = (await pool.ask(p.Void())).fields
         else:
-            result = await pool.ask(p.ResolveByHand(winner))
+            result = (await pool.ask(p.ResolveByHand(winner))).fields
 
         staked = sum(cents for _, _, cents, _ in placed)
         spent = defaultdict(int)

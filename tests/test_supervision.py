@@ -220,11 +220,11 @@ async def test_bets_not_yet_in_a_360_go_out_after_a_restart(
     m, pool_id, pool, alice = await alice_in_a_pool(actors, 1_000)
     first = await pool.ask(p.PlaceBet(alice, "a", "1"))  # the first 360 goes out at once
     second = await pool.ask(p.PlaceBet(alice, "a", "2"))  # this one waits for the interval
-    assert [set(d["distribution"]["a"]["bets"]) for d in m.watcher.take(360)] == [{first["bet_id"]}]
+    assert [set(d["distribution"]["a"]["bets"]) for d in m.watcher.take(360)] == [{first.bet_id}]
     actors.services.supervisor.kill(f"pool:{pool_id}")  # before that interval is up
     await trio.sleep(1)
     [late] = m.watcher.take(360)
-    assert set(late["distribution"]["a"]["bets"]) == {second["bet_id"]}
+    assert set(late["distribution"]["a"]["bets"]) == {second.bet_id}
     assert str(late["distribution"]["a"]["amount_total"]) == "3.0"
 
 

@@ -90,7 +90,7 @@ async def test_a_pool_whose_creation_answer_is_lost_is_adopted_by_its_game(
     assert announced["pool_id"] == row["id"]
     _, pool = await services.games.pool(row["id"])
     alice = await m.player("alice")
-    assert (await pool.ask(p.PlaceBet(alice, "a", "1")))["pool_id"] == row["id"]
+    assert (await pool.ask(p.PlaceBet(alice, "a", "1"))).pool_id == row["id"]
     assert services.supervisor.restarts(f"game:{m.game_id}") == 1
 
 

@@ -14,15 +14,17 @@ from typing import TypeVar
 import trio
 
 from actors.clock import WallClock
+from actors.directory import Games
 from actors.hub import Hub
 from actors.registry import RegistryActor
 from actors.runtime import Mailbox, Supervisor
 from actors.services import Services, Settings
-from actors.wallet import Balance, WalletActor
-from domain.codec import server_message
-from domain.money import exponent_of, to_wire
+from actors.wallet import WalletActor
 from storage.actor import Storage, StorageActor
 from storage.database import Database
+from transport.http import serve_http
+from transport.presenters import frame
+from transport.websocket import serve_ws
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +145,10 @@ async def start_services(
 
     Tests that need no sockets (timers under a mock clock, chaos) start just this.
     """
-    from actors.game import Games
-
     async with trio.open_nursery() as nursery:
         supervisor: Supervisor = await nursery.start(Supervisor().run)
         clock = WallClock()
-        hub = Hub()
+        hub = Hub(lambda event: frame(event, t=clock.now_ms()))
 
         async def storage_actor(inbox: Mailbox) -> StorageActor:
             return StorageActor(database, inbox, offload=config.offload)
@@ -158,27 +158,12 @@ async def start_services(
             timeout=config.settings.request_timeout,
         )
 
-        def push_balance(user_id: int, currency: str, balance: Balance) -> None:
-            exp = exponent_of(currency)
-            hub.to_user(
-                user_id,
-                server_message(
-                    815,
-                    {
-                        "current_balance": to_wire(balance.current, exp),
-                        "available_balance": to_wire(balance.available, exp),
-                        "currency": currency,
-                    },
-                    t=clock.now_ms(),
-                ),
-            )
-
         registry = await supervisor.spawn(
             "registry", lambda inbox: RegistryActor.load(inbox, storage, clock)
         )
         wallet = await supervisor.spawn(
             "wallet",
-            lambda inbox: WalletActor.load(inbox, storage, clock, push_balance),
+            lambda inbox: WalletActor.load(inbox, storage, clock, hub.to_user),
             capacity=4096,
         )
         services = Services(
@@ -199,9 +184,6 @@ class Server:
     async def run(
         self, *, task_status: trio.TaskStatus[Endpoints] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        from transport.http import serve_http
-        from transport.websocket import serve_ws
-
         config = self.config
         database, operator_key = await trio.to_thread.run_sync(open_storage, config)
         try:

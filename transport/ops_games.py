@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from actors import game as g
+from actors.directory import CreateGame
 from domain import params
 from domain.errors import about
+from domain.game import GameStatus
 from domain.targets import TargetTree, build_actions, parse_list
 from transport.optable import Context, op
 
@@ -34,37 +36,38 @@ async def _ask_game(ctx: Context, msg: dict[str, Any], body: Any) -> Any:
 
 async def _create(ctx: Context, msg: dict[str, Any], *, opened: bool) -> None:
     source_id = params.text(msg, "source_id", required_=True) or ""
-    game = await ctx.services.games.create_game(source_id, ctx.user_id, msg, opened=opened)
+    game = await ctx.services.games.create_game(
+        CreateGame(source_id, ctx.user_id, msg, opened=opened)
+    )
     if opened:
         ctx.reply(340, game.opened_message())
     else:
         ctx.reply(3401, game.header())
 
 
-@op(370, "create_and_open_game", replies=(340,), role="source admin")
+@op(370, "create_and_open_game", replies=(340,), command=CreateGame)
 async def create_and_open_game(ctx: Context, msg: dict[str, Any]) -> None:
     """Create a game with its actions and targets, open for pools at once."""
     await _create(ctx, msg, opened=True)
 
 
-@op(3701, "create_game", replies=(3401,), role="source admin")
+@op(3701, "create_game", replies=(3401,), command=CreateGame)
 async def create_game(ctx: Context, msg: dict[str, Any]) -> None:
     """Create an upcoming game; open it later with op 3702."""
     await _create(ctx, msg, opened=False)
 
 
-@op(3702, "open_game", replies=(340,), role="source admin")
+@op(3702, "open_game", replies=(340,), command=g.OpenGame)
 async def open_game(ctx: Context, msg: dict[str, Any]) -> None:
     """Open an upcoming game, adding actions and targets."""
     reply = await _ask_game(ctx, msg, g.OpenGame(ctx.user_id, *_additions(msg)))
     ctx.reply(340, reply)
 
 
-@op(616, "become_an_admin_for_game", replies=(640, 645), role="source admin")
+@op(616, "become_an_admin_for_game", replies=(640, 645), command=g.BecomeAdmin)
 async def become_admin(ctx: Context, msg: dict[str, Any]) -> None:
     """Become one of the game's admins (up to the per-game limit)."""
-    reply = dict(await _ask_game(ctx, msg, g.BecomeAdmin(ctx.user_id)))
-    ctx.reply(reply.pop("res"), reply)
+    ctx.answer(await _ask_game(ctx, msg, g.BecomeAdmin(ctx.user_id)))
 
 
 @op(372, "get_game_details", replies=(342,))
@@ -73,7 +76,7 @@ async def game_details(ctx: Context, msg: dict[str, Any]) -> None:
     ctx.reply(342, await _ask_game(ctx, msg, g.Details()))
 
 
-@op(373, "update_game_details", replies=(343, 342), role="source admin")
+@op(373, "update_game_details", replies=(343, 342), command=g.UpdateDetails)
 async def update_details(ctx: Context, msg: dict[str, Any]) -> None:
     """Add actions and targets; subscribers get the new details (342)."""
     reply = await _ask_game(ctx, msg, g.UpdateDetails(ctx.user_id, *_additions(msg)))
@@ -83,24 +86,23 @@ async def update_details(ctx: Context, msg: dict[str, Any]) -> None:
 @op(363, "join_game", replies=(333, 470))
 async def join_game(ctx: Context, msg: dict[str, Any]) -> None:
     """Subscribe to a game's messages; subscribers hear of it (470)."""
-    ctx.reply(333, await _ask_game(ctx, msg, g.Join(ctx.conn)))
+    ctx.reply(
+        333, await _ask_game(ctx, msg, g.Join(ctx.user_id, ctx.conn.user_name, ctx.conn.push))
+    )
 
 
 @op(364, "leave_game", replies=(334, 480))
 async def leave_game(ctx: Context, msg: dict[str, Any]) -> None:
     """Unsubscribe from a game; the others hear of it (480)."""
-    ctx.reply(334, await _ask_game(ctx, msg, g.Leave(ctx.conn)))
+    ctx.reply(
+        334, await _ask_game(ctx, msg, g.Leave(ctx.user_id, ctx.conn.user_name, ctx.conn.push))
+    )
 
 
-@op(375, "close_game", replies=(341, 362, 368), role="source admin")
+@op(375, "close_game", replies=(341, 362, 368), command=g.Close)
 async def close_game(ctx: Context, msg: dict[str, Any]) -> None:
     """Resolve parimutuel pools to none, block binary ones; 341 once none is left."""
-    reply = await _ask_game(ctx, msg, g.Close(ctx.user_id))
-    if reply["closed"]:
-        ctx.reply(341, {"game_id": reply["game_id"]})
-        return
-    for pool_id in reply["blocked"]:
-        ctx.reply(368, {"blocked_at": reply["blocked_at"], "pool_id": pool_id})
+    ctx.answer(await _ask_game(ctx, msg, g.Close(ctx.user_id)))
 
 
 @op(380, "list_games_for_source", replies=(345,))
@@ -113,6 +115,6 @@ async def list_games(ctx: Context, msg: dict[str, Any]) -> None:
         summary = await (await games.game(game_id)).ask(
             g.Summary(), timeout=ctx.services.settings.request_timeout
         )
-        if summary["status"] != "game_closed":
+        if summary["status"] is not GameStatus.CLOSED:
             listed[game_id] = summary
     ctx.reply(345, {"source_id": source_id, "games": listed})

@@ -84,7 +84,7 @@ async def exposure(ctx: Context, msg: dict[str, Any]) -> None:
     )
 
 
-@op(365, "open_game_source", replies=(335,), role="developer")
+@op(365, "open_game_source", replies=(335,), command=reg.OpenSource)
 async def open_game_source(ctx: Context, msg: dict[str, Any]) -> None:
     """Register a game source; you become its admin."""
     source = await ctx.services.ask_registry(
@@ -97,21 +97,12 @@ async def open_game_source(ctx: Context, msg: dict[str, Any]) -> None:
     ctx.reply(335, {"source_id": source.id})
 
 
-@op(366, "close_game_source", replies=(336, 368), role="source admin")
+@op(366, "close_game_source", replies=(336, 368), command=reg.CloseSource)
 async def close_game_source(ctx: Context, msg: dict[str, Any]) -> None:
     """Close a game source you admin and every game it runs; like op 375, binary pools
     are blocked (368) and the source closes (336) once they are resolved and 366 resent."""
     source_id = params.text(msg, "source_id", required_=True) or ""
-    await ctx.services.ask_registry(reg.CheckSourceAdmin(source_id, ctx.user_id))
-    games = ctx.services.games
-    if games is not None:
-        waiting = await games.close_source(source_id)
-        if waiting:
-            for blocked in waiting:
-                ctx.reply(368, blocked)
-            return
-    await ctx.services.ask_registry(reg.CloseSource(ctx.user_id, source_id))
-    ctx.reply(336, {"source_id": source_id})
+    ctx.answer(await ctx.services.games.close_source(ctx.user_id, source_id))
 
 
 @op(611, "list_game_sources_i_am_admin_of", replies=(621,))

@@ -26,31 +26,32 @@ def _timeout(ctx: Context) -> float:
 
 
 async def _is_game_admin(ctx: Context, game_id: str) -> bool:
+    """Whether the sender sees every bet (a view, not a command: commands are checked by
+    the actor that owns them)."""
     return await (await ctx.services.games.game(game_id)).ask(
         g.IsAdmin(ctx.user_id), timeout=_timeout(ctx)
     )
 
 
-async def _pool(ctx: Context, msg: dict[str, Any], *, admin: bool = False) -> Any:
-    """The pool's mailbox; with ``admin``, only for the game's admins."""
-    game_id, box = await ctx.services.games.pool(params.text(msg, "pool_id", required_=True))
-    if admin and not await _is_game_admin(ctx, game_id):
-        raise DomainError("NOT_AUTHORIZED", "Only admins of this game may do this.")
-    return box
+async def _for_pool(ctx: Context, msg: dict[str, Any], command: Any) -> Any:
+    """An admin's command to a pool goes through its game, which knows its admins."""
+    pool_id = params.text(msg, "pool_id", required_=True) or ""
+    game = await ctx.services.games.game(ctx.services.games.game_of_pool(pool_id))
+    return await game.ask(g.ForPool(ctx.user_id, pool_id, command), timeout=_timeout(ctx))
 
 
-@op(385, "create_betting_pool", replies=(350, 352), role="game admin")
+@op(385, "create_betting_pool", replies=(350, 352), command=g.CreatePool)
 async def create_pool(ctx: Context, msg: dict[str, Any]) -> None:
     """Open a pool on an action; subscribers get the full pool (352)."""
     box = await ctx.services.games.game(params.text(msg, "game_id", required_=True))
     ctx.reply(350, await box.ask(g.CreatePool(ctx.user_id, msg), timeout=_timeout(ctx)))
 
 
-@op(395, "register_game_event", replies=(366, 362), role="game admin")
+@op(395, "register_game_event", replies=(366, 362), command=g.RegisterEvent)
 async def register_event(ctx: Context, msg: dict[str, Any]) -> None:
     """Record an event; it resolves the open parimutuel pools of its action (362)."""
     box = await ctx.services.games.game(params.text(msg, "game_id", required_=True))
-    reply = await box.ask(
+    recorded = await box.ask(
         g.RegisterEvent(
             ctx.user_id,
             params.required(msg, "action_id"),
@@ -59,10 +60,7 @@ async def register_event(ctx: Context, msg: dict[str, Any]) -> None:
         ),
         timeout=_timeout(ctx),
     )
-    ctx.reply(366, reply["event"])
-    for resolved in reply["resolved"]:
-        resolved = dict(resolved)
-        ctx.reply(resolved.pop("res"), resolved)
+    ctx.answer(recorded)
 
 
 async def _listing(
@@ -124,13 +122,12 @@ async def list_my_resolved(ctx: Context, msg: dict[str, Any]) -> None:
 @op(392, "place_bet_in_betting_pool", replies=(356, 360))
 async def place_bet(ctx: Context, msg: dict[str, Any]) -> None:
     """Stake on a target; answered (356) once the stake is committed."""
-    box = await _pool(ctx, msg)
-    ctx.reply(
-        356,
+    _, box = await ctx.services.games.pool(params.text(msg, "pool_id", required_=True))
+    ctx.answer(
         await box.ask(
             p.PlaceBet(ctx.user_id, params.required(msg, "target"), params.required(msg, "amount")),
             timeout=_timeout(ctx),
-        ),
+        )
     )
 
 
@@ -143,19 +140,17 @@ async def distribution(ctx: Context, msg: dict[str, Any]) -> None:
 
 
 async def _block(ctx: Context, msg: dict[str, Any], block: bool) -> None:
-    box = await _pool(ctx, msg, admin=True)
     at = params.epoch_ms(msg, "block_at" if block else "allow_at")
-    reply = dict(await box.ask(p.Block(at) if block else p.Allow(at), timeout=_timeout(ctx)))
-    ctx.reply(368 if block else 369, reply)
+    ctx.answer(await _for_pool(ctx, msg, p.Block(at) if block else p.Allow(at)))
 
 
-@op(397, "block_betting_in_betting_pool", replies=(368,), role="game admin")
+@op(397, "block_betting_in_betting_pool", replies=(368,), command=g.ForPool)
 async def block_pool(ctx: Context, msg: dict[str, Any]) -> None:
     """Stop taking bets now, or at block_at."""
     await _block(ctx, msg, True)
 
 
-@op(398, "allow_betting_in_betting_pool", replies=(369,), role="game admin")
+@op(398, "allow_betting_in_betting_pool", replies=(369,), command=g.ForPool)
 async def allow_pool(ctx: Context, msg: dict[str, Any]) -> None:
     """Take bets again now, or at allow_at."""
     await _block(ctx, msg, False)
@@ -164,41 +159,33 @@ async def allow_pool(ctx: Context, msg: dict[str, Any]) -> None:
 async def _block_action(ctx: Context, msg: dict[str, Any], block: bool) -> None:
     box = await ctx.services.games.game(params.text(msg, "game_id", required_=True))
     at = params.epoch_ms(msg, "block_at" if block else "allow_at")
-    reply = dict(
+    ctx.answer(
         await box.ask(
             g.BlockAction(ctx.user_id, params.required(msg, "action"), at, block),
             timeout=_timeout(ctx),
         )
     )
-    reply.pop("pools")
-    ctx.reply(reply.pop("res"), reply)
 
 
-@op(3975, "block_betting_for_game_and_action", replies=(370, 368), role="game admin")
+@op(3975, "block_betting_for_game_and_action", replies=(370, 368), command=g.BlockAction)
 async def block_action(ctx: Context, msg: dict[str, Any]) -> None:
     """Block every open pool of an action, now or at block_at."""
     await _block_action(ctx, msg, True)
 
 
-@op(3985, "allow_betting_for_game_and_action", replies=(371, 369), role="game admin")
+@op(3985, "allow_betting_for_game_and_action", replies=(371, 369), command=g.BlockAction)
 async def allow_action(ctx: Context, msg: dict[str, Any]) -> None:
     """Allow every open pool of an action again, now or at allow_at."""
     await _block_action(ctx, msg, False)
 
 
-@op(396, "resolve_betting_pool", replies=(362,), role="game admin")
+@op(396, "resolve_betting_pool", replies=(362,), command=g.ForPool)
 async def resolve_pool(ctx: Context, msg: dict[str, Any]) -> None:
     """Resolve a pool by hand (the only way for binary pools)."""
-    box = await _pool(ctx, msg, admin=True)
-    reply = dict(
-        await box.ask(p.ResolveByHand(params.required(msg, "target")), timeout=_timeout(ctx))
-    )
-    ctx.reply(reply.pop("res"), reply)
+    ctx.answer(await _for_pool(ctx, msg, p.ResolveByHand(params.required(msg, "target"))))
 
 
-@op(399, "void_betting_pool", replies=(362,), role="game admin")
+@op(399, "void_betting_pool", replies=(362,), command=g.ForPool)
 async def void_pool(ctx: Context, msg: dict[str, Any]) -> None:
     """Refund every bet and close the pool (362 with is_money_return)."""
-    box = await _pool(ctx, msg, admin=True)
-    reply = dict(await box.ask(p.Void(), timeout=_timeout(ctx)))
-    ctx.reply(reply.pop("res"), reply)
+    ctx.answer(await _for_pool(ctx, msg, p.Void()))

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from actors.services import Services
-from domain.codec import server_message
+from domain.roles import Role
+from transport.presenters import present, server_message
 
 if TYPE_CHECKING:
     from transport.websocket import Connection
@@ -33,6 +34,11 @@ class Context:
             )
         )
 
+    def answer(self, result: object) -> None:
+        """Reply with the messages that present ``result`` (transport.presenters)."""
+        for res, fields in present(result):
+            self.reply(res, fields)
+
 
 Handler = Callable[[Context, dict[str, Any]], Awaitable[None]]
 
@@ -42,9 +48,15 @@ class Op:
     code: int
     name: str
     replies: tuple[int, ...]
-    role: str  # who may send it: "anyone", "developer", "source admin", "game admin"
+    #: the actor message the op sends; its declared ``role`` is who may send the op, and
+    #: the actor that owns the message checks it
+    command: type | None
     summary: str
     handler: Handler
+
+    @property
+    def role(self) -> Role:
+        return getattr(self.command, "role", Role.ANYONE)
 
 
 OPS: dict[int, Op] = {}
@@ -95,7 +107,12 @@ RESPONSES: dict[str, int] = {
 
 
 def op(
-    code: int, name: str, *, replies: tuple[int, ...], role: str = "anyone", summary: str = ""
+    code: int,
+    name: str,
+    *,
+    replies: tuple[int, ...],
+    command: type | None = None,
+    summary: str = "",
 ) -> Callable[[Handler], Handler]:
     """Register a handler in the table under ``code``."""
 
@@ -103,7 +120,7 @@ def op(
         if code in OPS:
             raise ValueError(f"op {code} registered twice")
         OPS[code] = Op(
-            code, name, replies, role, summary or (handler.__doc__ or "").strip(), handler
+            code, name, replies, command, summary or (handler.__doc__ or "").strip(), handler
         )
         return handler
 

@@ -21,10 +21,10 @@ from domain.codec import (
     named_op,
     op_code,
     request_id_in,
-    server_message,
 )
 from domain.errors import DomainError
 from transport.ops import OPS, Context
+from transport.presenters import server_message
 from transport.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class Connection:
 
     async def serve(self, expires_at: int) -> None:
         services = self.services
-        services.hub.connect(self)
+        services.hub.connect(self.user_id, self.push)
         try:
             with self._scope:
                 self._scope.deadline = services.clock.deadline_for(expires_at)
@@ -123,7 +123,7 @@ class Connection:
             if self._scope.cancelled_caught and self.close_reason is None:
                 self.close_reason = (CLOSE_EXPIRED, "session expired")
         finally:
-            services.hub.disconnect(self)
+            services.hub.disconnect(self.user_id, self.push)
             self._outbox.close()
             if self.close_reason is not None:
                 with trio.move_on_after(2) as cleanup:

@@ -1,0 +1,94 @@
+"""The websocket presenter: what actors answer and announce, as instamrkt messages.
+
+Actors speak in domain results and events; this module alone knows their res codes and
+wire shapes (decisions §1). The HTTP presenters live beside their blueprints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actors import game as g
+from actors import pool as p
+from actors.directory import SourceClosure
+from actors.hub import Broadcast
+from actors.wallet import BalanceChanged
+from domain.codec import encode
+from domain.money import exponent_of, to_wire
+
+#: The res code of each event the actors publish.
+EVENT_RES: dict[type[Broadcast], int] = {
+    g.GameClosed: 341,
+    g.DetailsChanged: 342,
+    g.EventRegistered: 366,
+    g.ActionBlocked: 370,
+    g.ActionAllowed: 371,
+    g.PlayerJoined: 470,
+    g.PlayerLeft: 480,
+    p.PoolOpened: 352,
+    p.BetsDistributed: 360,
+    p.PoolResolved: 362,
+    p.PoolExpired: 363,
+    p.PoolBlocked: 368,
+    p.PoolAllowed: 369,
+}
+
+
+def server_message(res: int, fields: dict[str, Any], *, t: int, request_id: Any = None) -> bytes:
+    """A server message in the envelope of decisions §1: response_header first, then res."""
+    header: dict[str, Any] = {"t": t}
+    if request_id is not None:
+        header["request_id"] = request_id
+    return encode({"response_header": header, "res": res, **fields})
+
+
+def frame(event: object, *, t: int) -> bytes:
+    """One event as the bytes every recipient gets (the hub renders once per event)."""
+    [(res, fields)] = present(event)
+    return server_message(res, fields, t=t)
+
+
+def present(result: object) -> list[tuple[int, dict[str, Any]]]:
+    """The messages (res, fields) that show a result or an event, in order."""
+    match result:
+        case Broadcast(fields):
+            return [(EVENT_RES[type(result)], fields)]
+        case BalanceChanged(currency, balance):
+            exponent = exponent_of(currency)
+            return [
+                (
+                    815,
+                    {
+                        "current_balance": to_wire(balance.current, exponent),
+                        "available_balance": to_wire(balance.available, exponent),
+                        "currency": currency,
+                    },
+                )
+            ]
+        case p.BetPlaced(pool_id, bet_id, target, amount, _, exponent):
+            return [
+                (
+                    356,
+                    {
+                        "pool_id": pool_id,
+                        "bet_id": bet_id,
+                        "amount": to_wire(amount, exponent),
+                        "target": target,
+                    },
+                )
+            ]
+        case g.AdminGrant(game_id, None):
+            return [(640, {"game_id": game_id})]
+        case g.AdminGrant(game_id, reason):
+            return [(645, {"game_id": game_id, "reason": reason})]
+        case g.EventRecorded(event, resolved):
+            return [message for item in (event, *resolved) for message in present(item)]
+        case g.GameClosure(game_id, blocked, blocked_at) if blocked:
+            return [(368, {"blocked_at": blocked_at, "pool_id": pool_id}) for pool_id in blocked]
+        case g.GameClosure(game_id):
+            return [(341, {"game_id": game_id})]
+        case SourceClosure(source_id, blocked) if blocked:
+            return [message for closure in blocked for message in present(closure)]
+        case SourceClosure(source_id):
+            return [(336, {"source_id": source_id})]
+    raise TypeError(f"no websocket presentation for {type(result).__name__}")
