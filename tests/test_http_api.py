@@ -542,6 +542,6 @@ async def test_a_bug_answers_500_without_details(
     def broken(rows: Any) -> list[str]:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr("transport.http.audit", broken)
+    monkeypatch.setattr("transport.routes_status.audit", broken)
     body = assert_error(await harness.http.get("/v1/audit"), 500, "GENERAL_EXCEPTION")
     assert "secret" not in str(body)

@@ -1,0 +1,51 @@
+"""Open status endpoints (health, readiness, the OpenAPI document) and the ledger audit."""
+
+from __future__ import annotations
+
+import trio
+from quart import Blueprint, Response
+
+from actors.services import Services
+from domain.ledger import audit
+from transport.httpkit import json_response, operator_only
+from transport.openapi import openapi_document
+
+
+def status_blueprint(services: Services) -> Blueprint:
+    routes = Blueprint("status", __name__)
+    operator = operator_only(services)
+
+    @routes.get("/healthz")
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @routes.get("/readyz")
+    async def readyz() -> Response:
+        if services.ready.is_set():
+            return json_response({"status": "ready"})
+        return json_response({"status": "starting"}, 503)
+
+    @routes.get("/openapi.json")
+    async def openapi() -> Response:
+        return json_response(openapi_document())
+
+    @routes.get("/v1/audit")
+    @operator
+    async def run_audit() -> Response:
+        rows = await services.storage.read(
+            lambda db: [
+                (r["tx_id"], r["account"], r["currency"], r["amount"])
+                for r in db.rows("SELECT tx_id, account, currency, amount FROM ledger")
+            ]
+        )
+        problems = await trio.to_thread.run_sync(audit, rows)
+        return json_response(
+            {
+                "ok": not problems,
+                "problems": problems,
+                "transactions": len({row[0] for row in rows}),
+                "lines": len(rows),
+            }
+        )
+
+    return routes
