@@ -259,6 +259,10 @@ def create_app(services: Services) -> QuartTrio:
     )
     unknown_user_hash = dummy_hash(settings.scrypt_n)
 
+    from transport.lotteries import lotteries_blueprint  # it imports this module's helpers
+
+    app.register_blueprint(lotteries_blueprint(services))
+
     async def in_password_thread(fn: Callable[..., Any], *args: Any) -> Any:
         return await trio.to_thread.run_sync(fn, *args, limiter=password_threads)
 
