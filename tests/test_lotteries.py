@@ -15,6 +15,7 @@ import pytest
 from domain.codec import decode
 from domain.lotteries import CURIES, DEFAULT_PAGE_SIZE
 from tests.conftest import Harness, WsClient, setup_game
+from tote.cli import build_parser
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 HOUR = 3_600_000
@@ -80,9 +81,16 @@ async def problem(
     return body
 
 
+@pytest.fixture
+async def made(harness: Harness) -> dict[str, Any]:
+    """A product with a later and an earlier draw (created in that order) and 27 pools
+    over them; ``admin`` administers it all."""
+    admin = await harness.user(roles=["developer"])
+    async with harness.connect(admin) as ws:
+        return {"admin": admin, **await two_draws(harness, ws)}
+
+
 async def two_draws(harness: Harness, ws: WsClient) -> dict[str, Any]:
-    """A product with a later and an earlier draw (created in that order), 27 pools over
-    them, and bets in one pool."""
     base = harness.services.clock.now_ms()
     later = await setup_game(ws, live_start_at=base + 2 * HOUR)
     source_id = (await ws.call(372, game_id=later))["source_id"]
@@ -117,17 +125,13 @@ async def two_draws(harness: Harness, ws: WsClient) -> dict[str, Any]:
 
 
 async def test_every_resource_is_reached_from_the_entry_point_and_every_link_answers(
-    harness: Harness, anon: httpx.AsyncClient
+    harness: Harness, anon: httpx.AsyncClient, made: dict[str, Any]
 ) -> None:
-    admin = await harness.user(roles=["developer"])
-    bettors = [await harness.user(deposit="100") for _ in range(2)]
-    async with harness.connect(admin) as ws:
-        made = await two_draws(harness, ws)
-        betted = made["pools"][made["earlier"]][0]
-        for user, target, amount in ((bettors[0], "chile", "5"), (bettors[1], "peru", "7")):
-            async with harness.connect(user) as bettor:
-                for _ in range(2):
-                    await bettor.call(392, 356, pool_id=betted, target=target, amount=amount)
+    betted = made["pools"][made["earlier"]][0]
+    for target, amount in (("chile", "5"), ("peru", "7")):
+        async with harness.connect(await harness.user(deposit="100")) as bettor:
+            for _ in range(2):
+                await bettor.call(392, 356, pool_id=betted, target=target, amount=amount)
 
     entry = f"{root(harness)}/gaming-products"
     seen: dict[str, dict[str, Any]] = {}
@@ -186,11 +190,9 @@ async def test_every_resource_is_reached_from_the_entry_point_and_every_link_ans
 
 
 async def test_the_listing_filters_by_status_and_draw(
-    harness: Harness, anon: httpx.AsyncClient
+    harness: Harness, anon: httpx.AsyncClient, made: dict[str, Any]
 ) -> None:
-    admin = await harness.user(roles=["developer"])
-    async with harness.connect(admin) as ws:
-        made = await two_draws(harness, ws)
+    async with harness.connect(made["admin"]) as ws:
         voided = made["pools"][made["later"]][0]
         await ws.call(399, 362, pool_id=voided)
     base = f"{root(harness)}/gaming-products/{made['source_id']}/participation-pools"
@@ -208,11 +210,9 @@ async def test_the_listing_filters_by_status_and_draw(
 
 
 async def test_bad_queries_ids_and_hosts_get_4xx_problems(
-    harness: Harness, anon: httpx.AsyncClient
+    harness: Harness, anon: httpx.AsyncClient, made: dict[str, Any]
 ) -> None:
-    admin = await harness.user(roles=["developer"])
-    async with harness.connect(admin) as ws:
-        made = await two_draws(harness, ws)
+    async with harness.connect(made["admin"]) as ws:
         other_source = (await ws.call(365, 335, source_name="other.example"))["source_id"]
     product = f"/gaming-products/{made['source_id']}"
     pools = f"{product}/participation-pools"
@@ -268,3 +268,27 @@ async def test_a_configured_public_url_starts_every_link(
     r = await anon.get("/gaming-products")
     body = decode(r.content)
     assert body["_links"]["self"]["href"] == "https://tote.example/api/gaming-products"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--public-url", "ftp://tote.example"],
+        ["--public-url", "https://tote.example/?q=1"],
+        ["--public-url", "https://tote.example/#top"],
+        ["--fail-safe-delay", "0"],
+        ["--fail-safe-delay", "-5"],
+        ["--fail-safe-delay", "1.5"],
+        ["--fail-safe-delay", "٣"],
+    ],
+)
+def test_serve_refuses_a_bad_public_url_or_fail_safe_delay(argv: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", *argv])
+
+
+def test_serve_takes_a_public_url_and_a_fail_safe_delay() -> None:
+    args = build_parser().parse_args(
+        ["serve", "--public-url", "https://tote.example/api/", "--fail-safe-delay", "600"]
+    )
+    assert (args.public_url, args.fail_safe_delay) == ("https://tote.example/api", 600)
