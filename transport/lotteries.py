@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import msgspec
+import trio
 from quart import Blueprint, Response, request
 
 from actors.services import Services
@@ -24,6 +25,7 @@ from domain.lotteries import (
     Listing,
     Page,
     PoolEntry,
+    PoolStatus,
     Product,
     Statistics,
     base_url,
@@ -82,6 +84,15 @@ def _entry(row: dict[str, Any], game_of: Callable[[str], Game]) -> PoolEntry:
     """A catalog pool row, with its game looked up by the pool's ``game_id``."""
     pool = Pool.from_doc(_decoded(row["doc"]), [])
     return PoolEntry(pool, game_of(pool.game_id), bool(row["resolving"]))
+
+
+def _listed(
+    games: dict[str, str], rows: list[dict[str, Any]], now: int, status: PoolStatus | None
+) -> list[PoolEntry]:
+    """The listing's pools in order; run in a worker thread, since a product may have
+    thousands of pools to decode and the event loop must not wait for that."""
+    game_of = {game_id: Game.from_doc(_decoded(doc)) for game_id, doc in games.items()}
+    return select_pools((_entry(row, game_of.__getitem__) for row in rows), now, status)
 
 
 def _statistics(found: dict[str, dict[str, int]], pool_id: str) -> Statistics:
@@ -156,13 +167,8 @@ def lotteries_blueprint(services: Services) -> Blueprint:
             raise DomainError(
                 "INVALID_PARAMETER", "draw is not a draw of this product.", parameter="draw"
             )
-        game_of = {game_id: Game.from_doc(_decoded(doc)) for game_id, doc in games.items()}
         moment = now()
-        shown = select_pools(
-            (_entry(row, game_of.__getitem__) for row in rows),
-            moment,
-            listing.status,
-        )
+        shown = await trio.to_thread.run_sync(_listed, games, rows, moment, listing.status)
         page = Page.of(listing, len(shown))
         on_page = shown[page.offset : page.offset + page.size]
         stats = await read(
