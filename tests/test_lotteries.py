@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from domain.codec import decode
-from domain.lotteries import CURIES, DEFAULT_PAGE_SIZE
+from domain.lotteries import CURIES, DEFAULT_PAGE_SIZE, iso_time
 from tests.conftest import Harness, WsClient, setup_game
 from tote.cli import build_parser
 
@@ -292,3 +292,35 @@ def test_serve_takes_a_public_url_and_a_fail_safe_delay() -> None:
         ["serve", "--public-url", "https://tote.example/api/", "--fail-safe-delay", "600"]
     )
     assert (args.public_url, args.fail_safe_delay) == ("https://tote.example/api", 600)
+
+
+async def test_a_draw_shows_its_result_and_its_pools_once_resolved(
+    harness: Harness, anon: httpx.AsyncClient, made: dict[str, Any]
+) -> None:
+    async with harness.connect(made["admin"]) as ws:
+        event = await ws.call(
+            395, 366, game_id=made["earlier"], action_id="goal", target_id="Chile"
+        )
+    product = f"{root(harness)}/gaming-products/{made['source_id']}"
+    view = await hal(anon, f"{product}/draw-view/{made['earlier']}")
+    assert (view["pools"], view["open-pools"], view["events"]) == (13, 0, 1)
+    draw = await hal(anon, view["_links"]["lo:draw"]["href"])
+    assert draw["result"] == [
+        {
+            "action": "goal",
+            "target": "chile",
+            "target-name": "Chile",
+            "time": draw["result"][0]["time"],
+        }
+    ]
+    assert draw["result"][0]["time"] == iso_time(event["happened_at"])
+    assert view["_links"]["lo:participation-pools"]["href"] == (
+        f"{product}/participation-pools?draw={made['earlier']}"
+    )
+    resolved = await hal(
+        anon, f"{product}/participation-pools?status=resolved&draw={made['earlier']}"
+    )
+    assert resolved["total"] == 13
+    pool = await hal(anon, resolved["_links"]["lo:participation-pool"][0]["href"])
+    assert (pool["pool-status"], pool["winning-target"]) == ("resolved", "chile")
+    assert ISO.fullmatch(pool["resolved-time"])
