@@ -147,6 +147,8 @@ async def test_every_resource_is_reached_from_the_entry_point_and_every_link_ans
 
     # the listing: two pages, earlier draws first, each link with status and counts
     products = seen[entry]
+    [product_href] = [link["href"] for link in products["_links"]["lo:gaming-product"]]
+    assert seen[product_href]["_links"]["collection"]["href"] == entry
     [pools_href] = [link["href"] for link in products["_links"]["lo:participation-pools"]]
     first = seen[pools_href]
     assert "prev" not in first["_links"] and first["total"] == 27
