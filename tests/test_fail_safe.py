@@ -108,6 +108,20 @@ async def test_a_pool_resolved_before_its_fail_safe_time_is_untouched(
     assert await available(actors.services, alice) == 90_00
 
 
+async def test_an_event_resolution_under_way_wins_over_the_fail_safe(
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    m = await open_match(actors)
+    fail_safe_at = m.now + 5_000  # before the pool would settle the event by itself
+    _, pool = await m.pool(fail_safe_at=fail_safe_at)
+    alice, _ = await two_bettors(m, pool)
+    await pool.ask(p.HaltForEvent("a", m.now))
+    await trio.sleep(6)
+    [settled] = m.watcher.take(362)
+    assert (settled["winning_target"], settled["is_money_return"]) == ("a", False)
+    assert settled["winners"] == {str(alice): 40}
+
+
 async def test_a_recreated_pool_keeps_its_fail_safe_distance(
     actors: ActorHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
