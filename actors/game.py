@@ -469,7 +469,9 @@ class GameActor(Actor):
             raise DomainError(
                 "INVALID_STATE", f"Pools cannot be opened while the game is {game.status(now)}."
             )
-        pool = new_pool(game, fields, now)
+        pool = new_pool(
+            game, fields, now, fail_safe_delay_ms=self.services.settings.fail_safe_delay_ms
+        )
         await self.services.storage.commit([Insert("pools", pool_row(pool))])
         await self.directory.start_pool(pool.id, announce=True)
         return {

@@ -167,6 +167,7 @@ def pool_row(pool: Pool) -> dict[str, Any]:
         "id": pool.id,
         "game_id": pool.game_id,
         "status": pool.status,
+        "fail_safe_at": pool.fail_safe_at,
         "doc": msgspec.json.encode(pool.to_doc()).decode(),
     }
 
@@ -468,9 +469,11 @@ class PoolActor(Actor):
 
     def _successor(self, now: int) -> Pool:
         pool = self.pool
-        finish_at = None
+        finish_at = fail_safe_at = None
         if pool.finish_at is not None:
             finish_at = now + max(0, pool.finish_at - pool.start_at)
+        if pool.fail_safe_at is not None:  # the same distance from its start
+            fail_safe_at = now + max(0, pool.fail_safe_at - pool.start_at)
         return Pool(
             str(uuid.uuid4()),
             pool.game_id,
@@ -487,6 +490,7 @@ class PoolActor(Actor):
             pool.max_stake,
             start_at=now,
             finish_at=finish_at,
+            fail_safe_at=fail_safe_at,
             recreate_on_end=True,
         )
 
@@ -503,6 +507,8 @@ class PoolActor(Actor):
         ]
         if pool.pool_type == 2 and pool.finish_at is not None:
             due.append((pool.finish_at, "expire"))
+        if pool.fail_safe_at is not None:
+            due.append((pool.fail_safe_at, "fail_safe"))
         return due
 
     def next_deadline(self) -> float:
@@ -524,6 +530,8 @@ class PoolActor(Actor):
                 continue
             if name == "expire":
                 await self._settle(NONE, PoolStatus.EXPIRED, due=at)
+            elif name == "fail_safe":
+                await self._fail_safe(at)
             else:
                 await self._apply_block(name == "block", due=at)
         if self.pending is not None and now >= self.pending_since + (
@@ -534,6 +542,15 @@ class PoolActor(Actor):
             trio.current_time() - self.last_flush >= self.services.settings.distribution_interval
         ):
             await self._flush_distribution()
+
+    async def _fail_safe(self, due: int) -> None:
+        """Seed 003: nobody resolved the pool by its fail-safe time, so it is voided as op
+        399 does (every stake back); an event resolution already committed still wins."""
+        if self.pending is not None:
+            await self._settle_pending()
+            return
+        log.warning("pool %s: unresolved at its fail-safe time, voided", self.pool.id)
+        await self._settle(None, PoolStatus.VOIDED, due=due)
 
     async def _settle_pending(self) -> None:
         """Settle the event resolution committed for this pool, if it is still open."""

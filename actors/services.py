@@ -10,6 +10,7 @@ import trio
 from actors.clock import WallClock
 from actors.hub import Hub
 from actors.runtime import Mailbox, Supervisor
+from domain.pool import DEFAULT_FAIL_SAFE_MS
 from storage.actor import Storage
 
 if TYPE_CHECKING:
@@ -39,6 +40,12 @@ class Settings:
     login_attempts_per_name: int = 5
     login_attempts_per_address: int = 30
     login_window_seconds: float = 60.0
+    #: an unresolved pool is voided this long after its closing when op 385 sets no
+    #: fail_safe_at (seed 003); docs/lotteries.md
+    fail_safe_delay_ms: int = DEFAULT_FAIL_SAFE_MS
+    #: the scheme and host the HAL resources' links start with (``https://tote.example``);
+    #: None: the request's own
+    public_url: str | None = None
 
 
 @dataclass

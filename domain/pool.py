@@ -47,6 +47,11 @@ class BetStatus(StrEnum):
     REFUNDED = "refunded"
 
 
+#: How long after its closing an unresolved pool is voided when 385 sets no
+#: ``fail_safe_at`` (``Settings.fail_safe_delay_ms`` overrides it): a day.
+DEFAULT_FAIL_SAFE_MS = 24 * 60 * 60 * 1000
+
+
 @dataclass(frozen=True, slots=True)
 class Bet:
     id: str
@@ -91,6 +96,8 @@ class Pool:
     start_at: int = 0
     finish_at: int | None = None
     stop_accepting_bets_at: int | None = None
+    #: seed 003: still unresolved at this time, the pool is voided (None: no fail-safe)
+    fail_safe_at: int | None = None
     block_at: int | None = None
     allow_at: int | None = None
     blocked: bool = False
@@ -130,6 +137,7 @@ class Pool:
         "start_at",
         "finish_at",
         "stop_accepting_bets_at",
+        "fail_safe_at",
         "block_at",
         "allow_at",
         "blocked",
@@ -146,6 +154,7 @@ class Pool:
         "start_at",
         "finish_at",
         "stop_accepting_bets_at",
+        "fail_safe_at",
         "block_at",
         "allow_at",
         "blocked_at",
@@ -192,6 +201,14 @@ class Pool:
         self.backers[bet.target].add(bet.user_id)
         self.user_target[bet.user_id] = bet.target
         self.user_stake[bet.user_id] += bet.amount
+
+    def closing_at(self, game_close_at: int | None) -> int | None:
+        """When betting ends for good (seed 003's closing time): the pool's own stop or
+        finish time, else its game's ``close_at`` (closing a game closes its pools);
+        None while neither is known."""
+        finish_at = self.finish_at if self.pool_type in TIMED else None
+        own = [at for at in (self.stop_accepting_bets_at, finish_at) if at is not None]
+        return min(own, default=game_close_at)
 
     def refusal(self, now: int) -> DomainError | None:
         """Why no bet can be taken at ``now``, or None."""
@@ -431,7 +448,9 @@ def resolves_by_event(info: Mapping[str, Any], action: str, happened_at: int) ->
     )
 
 
-def new_pool(game: Game, fields: dict[str, Any], now: int) -> Pool:
+def new_pool(
+    game: Game, fields: dict[str, Any], now: int, *, fail_safe_delay_ms: int = DEFAULT_FAIL_SAFE_MS
+) -> Pool:
     """Validate an op 385 request against its game and build the pool (not yet saved)."""
     pool_type = params.integer(fields, "pool_type", default=1, minimum=1, maximum=4)
     if pool_type in BINARY:
@@ -477,7 +496,7 @@ def new_pool(game: Game, fields: dict[str, Any], now: int) -> Pool:
         if params.is_null(fields.get("takeout"))
         else parse_rate(fields["takeout"])
     )
-    return Pool(
+    pool = Pool(
         str(uuid.uuid4()),
         game.id,
         game.name,
@@ -496,6 +515,32 @@ def new_pool(game: Game, fields: dict[str, Any], now: int) -> Pool:
         stop_accepting_bets_at=stop_at,
         recreate_on_end=params.boolean(fields, "recreate_on_end"),
     )
+    pool.fail_safe_at = fail_safe_time(fields, pool, game.close_at, now, fail_safe_delay_ms)
+    return pool
+
+
+def fail_safe_time(
+    fields: dict[str, Any], pool: Pool, game_close_at: int | None, now: int, delay_ms: int
+) -> int | None:
+    """Seed 003's fail-safe time: ``fail_safe_at`` as sent (after now and after the pool's
+    finish and stop times), else ``delay_ms`` after the pool's closing. None when there is
+    no closing time to count from, or the sum passes the last time there is."""
+    at = params.epoch_ms(fields, "fail_safe_at")
+    if at is None:
+        closing = pool.closing_at(game_close_at)
+        if closing is None or closing + delay_ms > params.TIME_MAX_MS:
+            return None
+        return closing + delay_ms
+    for name, after in (
+        ("now", now),
+        ("finish_at", pool.finish_at),
+        ("stop_accepting_bets_at", pool.stop_accepting_bets_at),
+    ):
+        if after is not None and at <= after:
+            raise DomainError(
+                "INVALID_PARAMETER", f"fail_safe_at must be after {name}.", parameter="fail_safe_at"
+            )
+    return at
 
 
 def _binary_targets(fields: dict[str, Any]) -> dict[str, str]:
@@ -520,6 +565,7 @@ __all__ = [
     "Outcome",
     "Pool",
     "PoolStatus",
+    "fail_safe_time",
     "new_pool",
     "resolves_by_event",
 ]

@@ -38,7 +38,11 @@ TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
         },
         "id",
     ),
-    "pools": ({"id": str, "game_id": str, "status": str, "doc": str}, "id"),
+    "pools": (
+        # fail_safe_at (epoch ms, seed 003) is also in doc; the column is for queries
+        {"id": str, "game_id": str, "status": str, "fail_safe_at": int, "doc": str},
+        "id",
+    ),
     "bets": (
         {
             "id": str,

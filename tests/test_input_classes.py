@@ -174,9 +174,11 @@ def test_stored_docs_with_huge_times_load_as_never() -> None:
         "block_at": 10**400,
         "stop_accepting_bets_at": 1e30,
         "finish_at": float("inf"),
+        "fail_safe_at": 10**400,
     }
     pool = Pool.from_doc(pool_doc, [Bet("b1", 7, "a", 100, NOW)])
     assert (pool.block_at, pool.stop_accepting_bets_at) == (TIME_MAX_MS, TIME_MAX_MS)
+    assert pool.fail_safe_at == TIME_MAX_MS
     assert pool.refusal(NOW) is None and pool.total == 100
 
 
@@ -340,6 +342,7 @@ async def test_ws_time_fields_out_of_range_are_refused_by_name(harness: Harness)
             ),
             (385, "finish_at", {**new_pool, "pool_type": 2}),
             (385, "stop_accepting_bets_at", new_pool),
+            (385, "fail_safe_at", new_pool),
         ]:
             for bad in (Decimal("1E+400"), Decimal("1E+30"), "9" * 5000, "²"):
                 await _refused(ws, op, "INVALID_PARAMETER", name, **fields, **{name: bad})

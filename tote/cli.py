@@ -27,6 +27,7 @@ import trio
 
 from actors.services import Settings
 from domain.codec import decode, encode
+from domain.lotteries import check_public_url
 from tote.server import Server, ServerConfig, StartError, first_of, operator_key_for
 
 DEFAULT_URL = "http://127.0.0.1:8766"
@@ -71,6 +72,20 @@ def _currency(text: str) -> str:
     return code
 
 
+def _public_url(text: str) -> str:
+    try:
+        return check_public_url(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _seconds(text: str) -> int:
+    """A positive whole number of seconds, at most ten years, in ASCII digits."""
+    if not re.fullmatch(r"[0-9]{1,9}", text) or not 0 < int(text) <= 10 * 365 * 86_400:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds up to 10 years")
+    return int(text)
+
+
 def _run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     config = ServerConfig(
@@ -80,7 +95,11 @@ def _run_serve(args: argparse.Namespace) -> int:
         http_port=args.http_port,
         operator_key=args.operator_key,
         synchronous=args.synchronous,
-        settings=Settings(default_currency=args.currency),
+        settings=Settings(
+            default_currency=args.currency,
+            public_url=args.public_url,
+            fail_safe_delay_ms=args.fail_safe_delay * 1000,
+        ),
     )
     try:
         _show_operator_key(config)
@@ -280,6 +299,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=_currency,
         default=Settings.default_currency,
         help="default currency of balance operations",
+    )
+    serve.add_argument(
+        "--public-url",
+        type=_public_url,
+        default=None,
+        help="where the lotteries.io links start (default: the request's scheme and host)",
+    )
+    serve.add_argument(
+        "--fail-safe-delay",
+        type=_seconds,
+        default=Settings.fail_safe_delay_ms // 1000,
+        help="seconds after its closing an unresolved pool is voided, when op 385 sets no "
+        "fail_safe_at (default one day)",
     )
 
     def client(name: str, text: str, parent: Any = sub, action: str | None = None) -> Any:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from transport import openapi_lotteries
+
 _ERROR = {"$ref": "#/components/responses/Error"}
 _OPERATOR = [{"operator": []}]
 
@@ -223,8 +225,11 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {
                 "operator": {"type": "http", "scheme": "bearer", "description": "The operator key."}
             },
-            "schemas": _SCHEMAS,
-            "responses": {"Error": _json(_ref("Error"), "refused; nothing was changed")},
+            "schemas": {**_SCHEMAS, **openapi_lotteries.SCHEMAS},
+            "responses": {
+                "Error": _json(_ref("Error"), "refused; nothing was changed"),
+                **openapi_lotteries.RESPONSES,
+            },
         },
         "paths": {
             "/v1/users": {
@@ -335,5 +340,6 @@ def openapi_document() -> dict[str, Any]:
                     "This document", {"200": {"description": "OpenAPI 3.1"}}, operator=False
                 )
             },
+            **openapi_lotteries.lottery_paths(),
         },
     }

@@ -1,0 +1,224 @@
+"""The lotteries.io resources of seed 003 over HTTP: read-only HAL+JSON, no key needed.
+
+A client starts at ``GET /gaming-products`` and reaches every product, draw,
+participation pool and scheme by following links (docs/lotteries.md). This module only
+reads the request and storage; ``domain.lotteries`` checks the query and shapes the
+answers. Every refusal is ``application/problem+json`` with a 4xx status (a storage
+failure is 503), and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
+
+import msgspec
+import trio
+from quart import Blueprint, Response, request
+
+from actors.services import Services
+from domain.errors import DomainError
+from domain.game import Game
+from domain.lotteries import (
+    Hrefs,
+    Listing,
+    Page,
+    ParticipationStatus,
+    PoolEntry,
+    Product,
+    Statistics,
+    base_url,
+    betting_scheme,
+    checked_id,
+    draw_resource,
+    draw_view_resource,
+    pool_resource,
+    pools_listing,
+    product_resource,
+    products_listing,
+    select_pools,
+    single_values,
+    winning_scheme,
+)
+from domain.pool import Pool
+from storage import catalog
+from storage.database import Database
+from transport.httpkit import STATUS_OF, json_response
+
+T = TypeVar("T")
+
+HAL = "application/hal+json"
+PROBLEM = "application/problem+json"
+LISTING_PARAMETERS = ("page", "size")
+POOL_LISTING_PARAMETERS = ("page", "size", "status", "draw")
+
+
+def problem_response(error: DomainError) -> Response:
+    """RFC 9457 problem details, with the error code and the field at fault."""
+    status = STATUS_OF.get(error.code, 503)
+    body = {
+        **error.extra,
+        "type": "about:blank",
+        "title": error.code.replace("_", " ").capitalize(),
+        "status": status,
+        "detail": error.text,
+        "errorCode": error.code,
+    }
+    response = json_response(body, status)
+    response.content_type = PROBLEM
+    return response
+
+
+def hal_response(body: dict[str, Any]) -> Response:
+    response = json_response(body)
+    response.content_type = HAL
+    return response
+
+
+def _decoded(doc: str) -> dict[str, Any]:
+    return msgspec.json.decode(doc)
+
+
+def _entry(row: dict[str, Any], game_of: Callable[[str], Game]) -> PoolEntry:
+    """A catalog pool row, with its game looked up by the pool's ``game_id``."""
+    pool = Pool.from_doc(_decoded(row["doc"]), [])
+    return PoolEntry(pool, game_of(pool.game_id), bool(row["resolving"]))
+
+
+def _listed(
+    games: dict[str, str], rows: list[dict[str, Any]], now: int, status: ParticipationStatus | None
+) -> list[PoolEntry]:
+    """The listing's pools in order; run in a worker thread, since a product may have
+    thousands of pools to decode and the event loop must not wait for that."""
+    game_of = {game_id: Game.from_doc(_decoded(doc)) for game_id, doc in games.items()}
+    return select_pools((_entry(row, game_of.__getitem__) for row in rows), now, status)
+
+
+def _statistics(found: dict[str, dict[str, int]], pool_id: str) -> Statistics:
+    row = found.get(pool_id)
+    return Statistics(**row) if row else Statistics()
+
+
+def lotteries_blueprint(services: Services) -> Blueprint:
+    """The seed-003 resources; routes are closures over ``services``, like ``create_app``."""
+    bp = Blueprint("lotteries", __name__)
+
+    @bp.errorhandler(DomainError)
+    async def refused(error: DomainError) -> Response:
+        return problem_response(error)
+
+    async def read(query: Callable[[Database], T]) -> T:
+        return await services.storage.read(query)
+
+    def now() -> int:
+        return services.clock.now_ms()
+
+    def hrefs() -> Hrefs:
+        return Hrefs(base_url(services.settings.public_url, request.scheme, request.host))
+
+    def query(allowed: tuple[str, ...] = ()) -> dict[str, str]:
+        return single_values(request.args.lists(), allowed)
+
+    async def product_of(product_id: str) -> Product:
+        row = await read(partial(catalog.source, source_id=checked_id(product_id, "product")))
+        if row is None:
+            raise DomainError("NOT_FOUND", f"There is no gaming product {product_id!r}.")
+        return Product.from_row(row)
+
+    async def pool_of(product_id: str, pool_id: str) -> tuple[PoolEntry, Statistics]:
+        """The pool, when it is one of the product's: a pool under another product's
+        address is not found, so every resource has one address."""
+        checked_id(product_id, "product")
+        row = await read(partial(catalog.pool, pool_id=checked_id(pool_id, "pool")))
+        if row is None or row["source_id"] != product_id:
+            raise DomainError("NOT_FOUND", f"There is no participation pool {pool_id!r} here.")
+        stats = await read(partial(catalog.statistics, pool_ids=[pool_id]))
+        game = Game.from_doc(_decoded(row["game_doc"]))
+        return _entry(row, lambda _: game), _statistics(stats, pool_id)
+
+    @bp.get("/gaming-products")
+    async def products() -> Response:
+        listing = Listing.parse(query(LISTING_PARAMETERS))
+        total, rows = await read(
+            partial(
+                catalog.sources_page,
+                offset=(listing.page - 1) * listing.size,
+                limit=listing.size,
+            )
+        )
+        page = Page.of(listing, total)
+        found = [Product.from_row(row) for row in rows]
+        return hal_response(products_listing(hrefs(), listing, page, found))
+
+    @bp.get("/gaming-products/<product_id>")
+    async def product(product_id: str) -> Response:
+        query()
+        return hal_response(product_resource(hrefs(), await product_of(product_id)))
+
+    @bp.get("/gaming-products/<product_id>/participation-pools")
+    async def pools(product_id: str) -> Response:
+        listing = Listing.parse(query(POOL_LISTING_PARAMETERS))
+        found = await product_of(product_id)
+        games, rows = await read(
+            partial(catalog.pools_of, source_id=found.id, game_id=listing.draw)
+        )
+        if listing.draw is not None and listing.draw not in games:
+            raise DomainError(
+                "INVALID_PARAMETER", "draw is not a draw of this product.", parameter="draw"
+            )
+        moment = now()
+        shown = await trio.to_thread.run_sync(_listed, games, rows, moment, listing.status)
+        page = Page.of(listing, len(shown))
+        on_page = shown[page.offset : page.offset + page.size]
+        stats = await read(
+            partial(catalog.statistics, pool_ids=[entry.pool.id for entry in on_page])
+        )
+        entries = [(entry, _statistics(stats, entry.pool.id)) for entry in on_page]
+        return hal_response(pools_listing(hrefs(), found.id, listing, page, entries, moment))
+
+    @bp.get("/gaming-products/<product_id>/participation-pools/<pool_id>")
+    async def pool(product_id: str, pool_id: str) -> Response:
+        query()
+        entry, stats = await pool_of(product_id, pool_id)
+        return hal_response(pool_resource(hrefs(), product_id, entry, stats, now()))
+
+    @bp.get("/gaming-products/<product_id>/participation-pools/<pool_id>/betting-scheme")
+    async def pool_betting_scheme(product_id: str, pool_id: str) -> Response:
+        query()
+        entry, _ = await pool_of(product_id, pool_id)
+        return hal_response(betting_scheme(hrefs(), product_id, entry.pool))
+
+    @bp.get("/gaming-products/<product_id>/participation-pools/<pool_id>/winning-scheme")
+    async def pool_winning_scheme(product_id: str, pool_id: str) -> Response:
+        query()
+        entry, _ = await pool_of(product_id, pool_id)
+        return hal_response(winning_scheme(hrefs(), product_id, entry.pool))
+
+    async def game_of(draw_id: str) -> tuple[Game, list[dict[str, Any]]]:
+        found = await read(partial(catalog.game, game_id=checked_id(draw_id, "draw")))
+        if found is None:
+            raise DomainError("NOT_FOUND", f"There is no draw {draw_id!r}.")
+        doc, events = found
+        return Game.from_doc(_decoded(doc)), events
+
+    @bp.get("/draws/<draw_id>")
+    async def draw(draw_id: str) -> Response:
+        query()
+        game, events = await game_of(draw_id)
+        return hal_response(draw_resource(hrefs(), game, events, now()))
+
+    @bp.get("/gaming-products/<product_id>/draw-view/<draw_id>")
+    async def draw_view(product_id: str, draw_id: str) -> Response:
+        query()
+        checked_id(product_id, "product")
+        game, events = await game_of(draw_id)
+        if game.source_id != product_id:
+            raise DomainError("NOT_FOUND", f"There is no draw {draw_id!r} of this product.")
+        _, rows = await read(partial(catalog.pools_of, source_id=product_id, game_id=game.id))
+        entries = [_entry(row, lambda _: game) for row in rows]
+        stats = await read(partial(catalog.statistics, pool_ids=[row["id"] for row in rows]))
+        stakes = sum(row["stakes"] for row in stats.values())
+        return hal_response(draw_view_resource(hrefs(), game, entries, stakes, len(events), now()))
+
+    return bp
