@@ -14,6 +14,7 @@ import math
 import uuid
 from collections.abc import Hashable
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import Enum
 from typing import Any
 
@@ -21,13 +22,13 @@ import msgspec
 import trio
 
 from actors.hub import Broadcast
-from actors.runtime import Actor, Mailbox, Request
+from actors.runtime import Actor, Mailbox, OutcomeUnknown, Request
 from actors.services import Services
 from actors.wallet import Settle, StakeItem, Stakes, Sync
 from domain.errors import DomainError
 from domain.pool import BINARY, PARIMUTUEL, Bet, BetStatus, Pool, PoolStatus
 from domain.targets import NONE, winning_target
-from storage.changes import Change, Delete, Insert, Update, Upsert
+from storage.changes import Change, Check, Delete, Insert, Update, Upsert
 from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,52 @@ class CloseForGame:
     binary pools are blocked. Answers a ``PoolClosure``."""
 
 
+@dataclass(frozen=True, slots=True)
+class SlipStake:
+    """One bet of a betslip for this pool: its place in the slip, target and exact stake
+    (major units), and the slip's own columns of its bet row."""
+
+    index: int
+    target: Any
+    stake: Decimal
+    columns: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Reserve:
+    """Check a betslip's bets for this pool as bets are checked, and hold them until
+    ``Release``: meanwhile they count for the one-target rule, and the pool settles only
+    after it knows whether they were placed. ``until`` (trio time) is when the desk stops
+    trying to commit them. Answers ``Reserved``."""
+
+    slip_key: str
+    user_id: int
+    game_id: str
+    action: str
+    stakes: list[SlipStake]
+    until: float
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """The desk's decision on a reserved slip: placed (the bets join the book) or not."""
+
+    slip_key: str
+    placed: bool
+
+
 # -- results --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    """What the pool holds for a slip (its bets with their rows and stake items), and
+    the refusal of each bet it could not take, by the bet's place in the slip."""
+
+    pool_id: str
+    exponent: int
+    held: list[tuple[int, Bet, StakeItem]]
+    refusals: list[tuple[int, DomainError]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +208,27 @@ class PoolAllowed(Broadcast):
 PoolSettled = PoolResolved | PoolExpired
 
 
+def slip_checks(pool_id: str) -> list[Check]:
+    """What must still hold when a betslip commits bets in this pool, read inside the
+    slip's transaction (the pool actor may be settling meanwhile)."""
+    return [
+        Check(
+            "SELECT status FROM pools WHERE id = ?",
+            (pool_id,),
+            PoolStatus.OPEN.value,
+            "INVALID_BET_DETAILS",
+            "The pool was resolved while the slip was being placed.",
+        ),
+        Check(
+            "SELECT COUNT(*) FROM pending_resolutions WHERE pool_id = ?",
+            (pool_id,),
+            0,
+            "INVALID_BET_DETAILS",
+            "An event resolved the pool while the slip was being placed.",
+        ),
+    ]
+
+
 def pool_row(pool: Pool) -> dict[str, Any]:
     return {
         "id": pool.id,
@@ -200,6 +267,8 @@ class PoolActor(Actor):
         self.pending_since = trio.current_time()
         self.last_flush = -math.inf
         self.idle_seconds = services.settings.idle_seconds
+        #: betslips reserved here and not yet decided: slip key -> (user, bets, until)
+        self.held: dict[str, tuple[int, list[Bet], float]] = {}
 
     @classmethod
     async def load(cls, inbox: Mailbox, services: Services, pool_id: str) -> PoolActor:
@@ -261,6 +330,14 @@ class PoolActor(Actor):
                 }
             case Announcement():
                 return PoolOpened(pool.created_message())
+            case Reserve():
+                return self._reserve(body)
+            case Release(slip_key, placed):
+                user_id, bets, _ = self.held.pop(slip_key, (0, [], 0.0))
+                if placed:
+                    for bet in bets:
+                        pool.add(bet)
+                return None
             case Block(at) | Allow(at):
                 return await self._schedule_block(isinstance(body, Block), at)
             case HaltForEvent(target_id, happened_at):
@@ -316,7 +393,7 @@ class PoolActor(Actor):
     async def _place_bets(self, batch: list[Request]) -> None:
         pool, now = self.pool, self.now
         accepted: list[tuple[Request, Bet]] = []
-        chosen: dict[int, str] = {}
+        chosen = self._held_targets()
         for request in batch:
             body: PlaceBet = request.body
             if self.pending is not None:
@@ -332,31 +409,7 @@ class PoolActor(Actor):
             chosen[body.user_id] = target
             accepted.append((request, Bet(str(uuid.uuid4()), body.user_id, target, stake, now)))
         if accepted:
-            items = [
-                StakeItem(
-                    bet.user_id,
-                    pool.currency,
-                    bet.amount,
-                    pool.id,
-                    (
-                        Insert(
-                            "bets",
-                            {
-                                "id": bet.id,
-                                "pool_id": pool.id,
-                                "user_id": bet.user_id,
-                                "target": bet.target,
-                                "amount": bet.amount,
-                                "currency": pool.currency,
-                                "placed_at": bet.placed_at,
-                                "status": BetStatus.ACTIVE,
-                                "payout": 0,
-                            },
-                        ),
-                    ),
-                )
-                for _, bet in accepted
-            ]
+            items = [self._stake_item(bet) for _, bet in accepted]
             # an error fails the whole batch (the kit answers it): nothing was staked
             results = await self.services.ask_wallet(Stakes(items))
             for (request, bet), refusal in zip(accepted, results, strict=True):
@@ -367,6 +420,82 @@ class PoolActor(Actor):
                 request.reply(
                     BetPlaced(pool.id, bet.id, bet.target, bet.amount, pool.currency, pool.exponent)
                 )
+
+    def _stake_item(self, bet: Bet, columns: dict[str, Any] | None = None) -> StakeItem:
+        """What the wallet commits for a bet: its stake, and its row."""
+        pool = self.pool
+        row = {
+            "id": bet.id,
+            "pool_id": pool.id,
+            "user_id": bet.user_id,
+            "target": bet.target,
+            "amount": bet.amount,
+            "currency": pool.currency,
+            "placed_at": bet.placed_at,
+            "status": BetStatus.ACTIVE,
+            "payout": 0,
+            **(columns or {}),
+        }
+        return StakeItem(bet.user_id, pool.currency, bet.amount, pool.id, (Insert("bets", row),))
+
+    # -- betslips ---------------------------------------------------------------------
+
+    def _held_targets(self) -> dict[int, str]:
+        """The target each user with a reserved slip backs here (one target per pool)."""
+        return {user_id: bets[0].target for user_id, bets, _ in self.held.values() if bets}
+
+    def _reserve(self, body: Reserve) -> Reserved:
+        pool, now = self.pool, self.now
+        held: list[tuple[int, Bet, StakeItem]] = []
+        refusals: list[tuple[int, DomainError]] = []
+        chosen = self._held_targets()
+        for stake in body.stakes:
+            try:
+                if body.game_id != pool.game_id or body.action != pool.action:
+                    raise DomainError(
+                        "INVALID_TARGET", "marketId is not a pool of this eventId and marketTypeId."
+                    )
+                if self.pending is not None:
+                    raise DomainError("POOL_CLOSED", "An event has resolved this pool.")
+                target, minor = pool.check_bet(
+                    body.user_id, stake.target, stake.stake, now, chosen.get(body.user_id)
+                )
+            except DomainError as error:
+                refusals.append((stake.index, error))
+                continue
+            chosen[body.user_id] = target
+            bet = Bet(str(uuid.uuid4()), body.user_id, target, minor, now)
+            held.append((stake.index, bet, self._stake_item(bet, stake.columns)))
+        if held and not refusals:
+            self.held[body.slip_key] = (body.user_id, [bet for _, bet, _ in held], body.until)
+        return Reserved(pool.id, pool.exponent, held, refusals)
+
+    async def _decide_held(self, only_expired: bool) -> None:
+        """Learn from storage what became of reserved slips whose desk did not say (gone,
+        or slower than ``until``): the wallet answers in order after its commits, so once
+        it has answered a ``Sync`` every slip it took is in storage or never will be."""
+        now = trio.current_time()
+        keys = [k for k, (_, _, until) in self.held.items() if not only_expired or until <= now]
+        if not keys:
+            return
+        await self.services.ask_wallet(Sync())
+        marks = ", ".join("?" for _ in keys)
+        pool_id = self.pool.id
+        placed = await self.services.storage.read(
+            lambda db: {
+                row["slip_key"]
+                for row in db.rows(
+                    "SELECT DISTINCT slip_key FROM bets"
+                    f" WHERE pool_id = ? AND slip_key IN ({marks})",
+                    (pool_id, *keys),
+                )
+            }
+        )
+        for key in keys:
+            _, bets, _ = self.held.pop(key)
+            if key in placed:
+                for bet in bets:
+                    self.pool.add(bet)
 
     # -- block / allow ----------------------------------------------------------------
 
@@ -417,12 +546,21 @@ class PoolActor(Actor):
     ) -> PoolSettled:
         """Pay out once: ledger lines, bet results, the pool's new state and (if asked) its
         successor are one commit; only then do memory and subscribers hear of it."""
+        await self._decide_held(only_expired=False)
         pool, now = self.pool, max(self.now, due)
         await self._flush_distribution()
         outcome = pool.settle(winner, now=now, happened_at=happened_at)
         settled = dataclasses.replace(pool)
         settled.mark_settled(outcome, status)
         changes: list[Change] = [
+            # a betslip that landed since we last looked makes us reload, then settle
+            Check(
+                "SELECT COUNT(*) FROM bets WHERE pool_id = ?",
+                (pool.id,),
+                len(pool.bets),
+                "POOL_CHANGED",
+                "A betslip reached the pool while it was settling.",
+            ),
             Upsert("pools", pool_row(settled)),
             Delete("pending_resolutions", {"pool_id": pool.id}),
         ]
@@ -437,9 +575,16 @@ class PoolActor(Actor):
         )
         if successor is not None:
             changes.append(Insert("pools", pool_row(successor)))
-        await self.services.ask_wallet(
-            Settle(f"settle:{pool.id}", "settlement", outcome.lines, outcome.released, changes)
-        )
+        try:
+            await self.services.ask_wallet(
+                Settle(f"settle:{pool.id}", "settlement", outcome.lines, outcome.released, changes)
+            )
+        except DomainError as error:
+            if error.code == "POOL_CHANGED":
+                raise OutcomeUnknown(
+                    "ACTOR_RESTARTED", "The pool took a betslip while settling; try again."
+                ) from error
+            raise
         pool.mark_settled(outcome, status)
         self.pending = None
         self.services.games.pool_resolved(pool.id)
@@ -519,12 +664,14 @@ class PoolActor(Actor):
         if self.pending is not None and self.pool.is_open:
             # the game settles us with ResolveByEvent; if it cannot, we do it ourselves
             deadlines.append(self.pending_since + self.services.settings.request_timeout)
+        deadlines += [until for _, _, until in self.held.values()]
         return min(deadlines, default=math.inf)
 
     async def on_deadline(self) -> None:
         # compared on trio's clock, as the deadline was: epoch ms rounded down could put
         # "now" a millisecond short of a deadline that has passed, and spin the loop
         clock, now = self.services.clock, trio.current_time()
+        await self._decide_held(only_expired=True)
         for at, name in sorted(self._timers()):
             if clock.deadline_for(at) > now or not self.pool.is_open:
                 continue

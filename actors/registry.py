@@ -95,6 +95,15 @@ class GetUser:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckSession:
+    """A session key presented as is (the betslip's ``sessionToken``): the user, or
+    ``INVALID_USER`` / ``INVALID_SESSION``."""
+
+    user_id: int
+    session_key: str
+
+
+@dataclass(frozen=True, slots=True)
 class FindUser:
     name: str
 
@@ -271,6 +280,8 @@ class RegistryActor(Actor):
         match body:
             case GetUser(user_id):
                 return self._user(user_id)
+            case CheckSession(user_id, session_key):
+                return self._check_session(user_id, session_key)
             case FindUser(name):
                 user = self.by_name.get(name_key(name)) if isinstance(name, str) else None
                 if user is None:
@@ -321,6 +332,15 @@ class RegistryActor(Actor):
         user = self.users.get(user_id) if type(user_id) is int else None
         if user is None:
             raise DomainError("NOT_FOUND", f"There is no user {user_id}.")
+        return user
+
+    def _check_session(self, user_id: int, session_key: str) -> User:
+        user = self.users.get(user_id) if type(user_id) is int else None
+        if user is None:
+            raise DomainError("INVALID_USER", "userId is not a user of this operator.")
+        expires_at = self.sessions.get(user_id, {}).get(session_key)
+        if expires_at is None or expires_at <= self.clock.now_ms():
+            raise DomainError("INVALID_SESSION", "The session is unknown, expired or not yours.")
         return user
 
     async def _create_user(self, body: CreateUser) -> User:

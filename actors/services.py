@@ -14,6 +14,7 @@ from domain.pool import DEFAULT_FAIL_SAFE_MS
 from storage.actor import Storage
 
 if TYPE_CHECKING:
+    from actors.betslips import BetslipDesk
     from actors.directory import Games
 
 
@@ -62,6 +63,8 @@ class Services:
     #: the directory of game and pool actors; ``Games.load`` sets it (it needs these
     #: services to spawn actors, and the actors need it)
     games: Games = field(init=False)
+    #: the betslip desk (seed 002); it places bets through the directory's pools
+    betslips: BetslipDesk = field(init=False)
 
     async def ask_registry(self, body: Any) -> Any:
         return await self.registry.ask(body, timeout=self.settings.request_timeout)

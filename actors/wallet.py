@@ -15,6 +15,8 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import trio
+
 from actors.clock import WallClock
 from actors.runtime import Actor, Mailbox, Request
 from domain import ledger
@@ -98,6 +100,19 @@ class Stakes:
 
 
 @dataclass(frozen=True, slots=True)
+class PlaceSlip:
+    """A betslip's stakes, all or none, with the slip's own rows and checks, in a
+    transaction of its own (a check that fails refuses this slip, nothing else). Judged
+    after ``not_after`` (trio time) it is refused unplaced: the pools holding its bets
+    stop waiting for it then."""
+
+    user_id: int
+    items: Sequence[StakeItem]
+    changes: Sequence[Change]
+    not_after: float
+
+
+@dataclass(frozen=True, slots=True)
 class Settle:
     """Pay a pool out: ``lines`` leave the escrow at zero, ``released`` is the exposure
     (stake) each user gets back from this pool, ``changes`` mark the pool settled."""
@@ -160,7 +175,9 @@ class WalletActor(Actor):
     # -- the loop: every request queued together is judged together, one commit ------
 
     def batch_key(self, body: Any) -> Hashable:
-        return "wallet"
+        # a slip or a settlement carries checks that may refuse it: alone, so a refusal
+        # never takes anyone else's request down with it
+        return id(body) if isinstance(body, PlaceSlip | Settle) else "wallet"
 
     async def handle_batch(self, requests: list[Request]) -> None:
         pending = _Pending(stored_references=await self._read_references(requests))
@@ -218,6 +235,8 @@ class WalletActor(Actor):
                 return None
             case Stakes(items):
                 return [self._stake(item, pending) for item in items]
+            case PlaceSlip():
+                return self._place_slip(body, pending)
             case Settle():
                 return self._settle(body, pending)
         raise DomainError("UNKNOWN_OP", f"The wallet does not handle {type(body).__name__}.")
@@ -295,6 +314,25 @@ class WalletActor(Actor):
         pending.changes.extend(self._transaction(uuid.uuid4().hex, "stake", lines))
         pending.changes.extend(item.changes)
         return None
+
+    def _place_slip(self, body: PlaceSlip, pending: _Pending) -> None:
+        if trio.current_time() > body.not_after:
+            raise DomainError("REQUEST_TIMED_OUT", "The betslip was not placed in time.")
+        if body.user_id in self.blocked:
+            raise DomainError("USER_BLOCKED", "You are blocked from betting.")
+        if any(item.amount <= 0 or item.user_id != body.user_id for item in body.items):
+            raise DomainError("INVALID_STAKE", "A slip stakes positive amounts of its user.")
+        needed: dict[Key, int] = defaultdict(int)
+        for item in body.items:
+            needed[(item.user_id, item.currency)] += item.amount
+        if any(self._available(key, pending) < amount for key, amount in needed.items()):
+            raise DomainError(
+                "INSUFFICIENT_FUNDS", "Your available balance does not cover the slip's stakes."
+            )
+        pending.changes.extend(body.changes)  # its checks read the state before its bets
+        # checked above: none of these can be refused, so the slip is all or none
+        for item in body.items:
+            self._stake(item, pending)
 
     def _settle(self, body: Settle, pending: _Pending) -> None:
         ledger.check_balanced(body.lines)

@@ -78,4 +78,10 @@ ERROR_CODES: dict[str, str] = {
     "PAYLOAD_TOO_LARGE": "HTTP only: the request body is over 64 KiB.",
     "INTERNAL_ERROR": "The server failed to process the message.",
     "GENERAL_EXCEPTION": "The HTTP API failed to process the request.",
+    "INVALID_USER": "Betslip: userId is not a user of this operator.",
+    "INVALID_SESSION": "Betslip: the session token is unknown, expired or another user's.",
+    "INVALID_BET_DETAILS": "Betslip: a bet names no open game, pool or target of ours, or "
+    "does not match it; failedBets lists them.",
+    "IDEMPOTENCY_KEY_REUSED": "Betslip: this X-Idempotency-Key came with another body.",
+    "REQUEST_IN_PROGRESS": "Betslip: a request with this X-Idempotency-Key is still running.",
 }

@@ -69,6 +69,8 @@ class StorageActor(Actor):
         for request, failure in zip(batch, results, strict=True):
             if failure is None:
                 request.reply()
+            elif isinstance(failure, DomainError):  # a Check that did not hold
+                request.fail(failure)
             else:
                 log.warning("request refused by the database: %s", failure)
                 request.fail(DomainError("STORAGE_CONFLICT", f"The change was refused: {failure}."))

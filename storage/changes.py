@@ -39,4 +39,18 @@ class Delete:
     key: dict[str, Any]
 
 
-Change = Insert | Upsert | Update | Delete
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A condition the request needs, read inside its transaction: when ``sql`` does not
+    give ``expected``, the request fails with ``code`` and changes nothing. How an actor
+    that is not the only writer of a row (a betslip on a pool, a settlement) stays right
+    without a lock."""
+
+    sql: str
+    params: tuple[Any, ...]
+    expected: Any
+    code: str
+    message: str
+
+
+Change = Insert | Upsert | Update | Delete | Check

@@ -9,8 +9,9 @@ from typing import Any
 
 import sqlite_utils
 
+from domain.errors import DomainError
 from storage import schema
-from storage.changes import Change, Delete, Insert, Update, Upsert
+from storage.changes import Change, Check, Delete, Insert, Update, Upsert
 
 
 class Database:
@@ -98,5 +99,9 @@ def _execute(cur: sqlite3.Cursor, change: Change) -> None:
         case Delete(table, key):
             where = " AND ".join(f'"{c}" = ?' for c in key)
             cur.execute(f'DELETE FROM "{table}" WHERE {where}', tuple(key.values()))
+        case Check(sql, params, expected, code, message):
+            row = cur.execute(sql, params).fetchone()
+            if (None if row is None else row[0]) != expected:
+                raise DomainError(code, message)
         case _:
             raise TypeError(f"not a change: {change!r}")

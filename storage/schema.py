@@ -54,6 +54,13 @@ TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
             "placed_at": int,
             "status": str,
             "payout": int,
+            # betslip bets (seed 002): the slip's key, the caller's betId, the accepted
+            # price and stake * price as exact decimal text, and the caller's labels
+            "slip_key": str,
+            "external_bet_id": str,
+            "price": str,
+            "potential_payout": str,
+            "labels": str,
         },
         "id",
     ),
@@ -72,11 +79,32 @@ TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
         "pool_id",
     ),
     "idempotency": ({"key": str, "fingerprint": str}, "key"),
+    # Keys that may call POST /v1/betslips and nothing else (only their hash is kept).
+    "partners": (
+        {"id": str, "key_hash": str, "created_at": int, "revoked_at": int},
+        "id",
+    ),
+    # A betslip's final answer (2xx or 4xx), byte for byte, under its idempotency key;
+    # a placed slip's row is in the same transaction as its bets.
+    "betslips": (
+        {
+            "key": str,
+            "fingerprint": str,
+            "user_id": int,
+            "status": int,
+            "body": bytes,
+            "created_at": int,
+        },
+        "key",
+    ),
 }
 
 INDEXES: list[tuple[str, list[str], bool]] = [
     ("users", ["name"], True),
     ("bets", ["pool_id"], False),
+    ("bets", ["slip_key"], False),
+    ("partners", ["key_hash"], True),
+    ("bets", ["user_id", "external_bet_id"], True),
     ("events", ["game_id"], False),
     ("pools", ["game_id"], False),
     ("games", ["source_id"], False),

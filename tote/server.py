@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import trio
 
+from actors.betslips import BetslipDesk
 from actors.clock import WallClock
 from actors.directory import Games
 from actors.hub import Hub
@@ -170,6 +171,7 @@ async def start_services(
             storage, supervisor, registry, wallet, hub, clock, config.settings, operator_key
         )
         await Games.load(services)
+        services.betslips = BetslipDesk(services)
         task_status.started(services)
 
 

@@ -23,6 +23,7 @@ from actors.services import Services
 from domain.errors import DomainError
 from transport.httpkit import AsciiIntegerConverter, error_response
 from transport.lotteries import lotteries_blueprint
+from transport.routes_betslips import betslips_blueprint, partners_blueprint
 from transport.routes_money import money_blueprint
 from transport.routes_status import status_blueprint
 from transport.routes_users import users_blueprint
@@ -74,6 +75,8 @@ def create_app(services: Services) -> QuartTrio:
     app.register_blueprint(users_blueprint(services))
     app.register_blueprint(money_blueprint(services))
     app.register_blueprint(lotteries_blueprint(services))
+    app.register_blueprint(betslips_blueprint(services))
+    app.register_blueprint(partners_blueprint(services))
     return app
 
 

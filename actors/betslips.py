@@ -1,0 +1,340 @@
+"""The betslip desk (seed 002, decisions §6): a slip's bets over several pools and games,
+placed all or none, and one final answer per idempotency key, for ever.
+
+Not an actor: a coordinator that runs in the caller's task and keeps only the keys in
+flight. It reserves the bets on each pool actor (each checks them as it checks any bet and
+holds them), then has the wallet commit every stake, every bet row and the slip's answer
+in one transaction of its own, guarded by checks that the pools are still open; then it
+tells each pool what became of the slip. A pool settles only once it knows (it asks
+storage itself when the desk is gone or too slow), and a settlement that a slip raced
+reloads the pool first. See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import trio
+
+from actors import game as game_msgs
+from actors import pool as pool_msgs
+from actors.registry import CheckSession
+from actors.runtime import OutcomeUnknown
+from actors.services import Services
+from actors.wallet import PlaceSlip, StakeItem, Sync
+from domain.betslip import BetRefusal, Slip, SlipBet, Stage, fingerprint, read_bets, read_slip
+from domain.errors import DomainError
+from domain.game import GameStatus
+from storage.changes import Check, Insert
+
+log = logging.getLogger(__name__)
+
+#: The game status each stage of seed 002 means.
+STAGE_STATUS = {Stage.IN_PLAY: GameStatus.IN_PROGRESS, Stage.PRE_PLAY: GameStatus.PRE_GAME}
+
+
+@dataclass(frozen=True, slots=True)
+class SlipPlaced:
+    slip: Slip
+    bets: list[dict[str, Any]]  # each as answered: as sent, with exact numbers
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class SlipRefused:
+    error: DomainError
+    failed_bets: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A final answer as the transport rendered it; kept and replayed byte for byte."""
+
+    status: int
+    body: bytes
+
+
+#: The transport's presenter: an outcome as (HTTP status, body bytes).
+Render = Callable[[SlipPlaced | SlipRefused], Answer]
+
+
+class Refused(Exception):
+    """The slip is refused for good (a 4xx): stored under its key and answered."""
+
+    def __init__(self, error: DomainError, failed_bets: list[dict[str, Any]] | None = None):
+        super().__init__(error.text)
+        self.outcome = SlipRefused(error, failed_bets or [])
+
+
+class BetslipDesk:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._running: set[str] = set()
+
+    async def place(self, key: str, body: Any, render: Render) -> Answer:
+        """The slip's final answer (placed or refused), or a DomainError that is not
+        final (the slip is certainly not placed: a retry with the key runs it again)."""
+        if key in self._running:
+            raise DomainError("REQUEST_IN_PROGRESS", "This X-Idempotency-Key is still running.")
+        self._running.add(key)
+        try:
+            print_ = fingerprint(body)  # a body refused as unreadable has one too
+            stored = await self._stored(key)
+            if stored is not None:
+                if stored[0] != print_:
+                    raise DomainError(
+                        "IDEMPOTENCY_KEY_REUSED", "This X-Idempotency-Key came with another body."
+                    )
+                return stored[1]
+            try:
+                return await self._place(key, print_, body, render)
+            except Refused as refused:
+                return await self._keep(key, print_, None, render(refused.outcome))
+        finally:
+            self._running.discard(key)
+
+    # -- the steps --------------------------------------------------------------------
+
+    async def _place(self, key: str, print_: str, body: Any, render: Render) -> Answer:
+        services = self.services
+        try:
+            if not isinstance(body, dict):
+                raise DomainError("MISSING_PARAMETER", "The body must be a JSON object.")
+            slip = read_slip(body)
+            await services.ask_registry(CheckSession(slip.user_id, slip.session_token))
+            bets, refusals = read_bets(slip)
+        except DomainError as error:
+            if error.code in ("REQUEST_TIMED_OUT", "UNAVAILABLE", "ACTOR_RESTARTED"):
+                raise
+            raise Refused(error) from None
+        refusals += await self._check_games(bets)
+        refused_at = {r.failed["betId"] for r in refusals}
+        until = trio.current_time() + services.settings.request_timeout
+        by_pool: dict[str, list[SlipBet]] = defaultdict(list)
+        for bet in bets:
+            if bet.bet_id not in refused_at:
+                by_pool[bet.details["marketId"]].append(bet)
+        reserved: dict[str, pool_msgs.Reserved] = {}
+        placed = False
+        try:
+            refusals += await self._reserve(key, slip, by_pool, until, reserved)
+            if refusals:
+                raise _refused(refusals)
+            answer, items, changes = self._commit_plan(key, print_, slip, bets, reserved, render)
+            try:
+                await services.ask_wallet(PlaceSlip(slip.user_id, items, changes, until))
+            except OutcomeUnknown:
+                stored = await self._truth(key)
+                if stored is None:
+                    raise DomainError(
+                        "REQUEST_TIMED_OUT", "The slip was not placed; send it again."
+                    ) from None
+                placed = True
+                return stored
+            except DomainError as error:
+                if error.code in ("INSUFFICIENT_FUNDS", "USER_BLOCKED", "INVALID_BET_DETAILS"):
+                    raise Refused(error) from None
+                raise
+            placed = True
+            return answer
+        finally:
+            with trio.move_on_after(services.settings.request_timeout) as cleanup:
+                cleanup.shield = True
+                await self._release(key, reserved, placed)
+
+    async def _check_games(self, bets: list[SlipBet]) -> list[BetRefusal]:
+        """Each bet's game and pool exist, belong together, and its stage is the game's."""
+        services = self.services
+        statuses: dict[str, GameStatus | None] = {}
+        refusals = []
+        for bet in bets:
+            game_id, pool_id = bet.details["eventId"], bet.details["marketId"]
+            try:
+                if services.games.game_of_pool(pool_id) != game_id:
+                    raise DomainError("NOT_FOUND", "marketId is not a pool of eventId.")
+                if game_id not in statuses:
+                    summary = await (await services.games.game(game_id)).ask(
+                        game_msgs.Summary(), timeout=services.settings.request_timeout
+                    )
+                    statuses[game_id] = summary["status"]
+            except DomainError as error:
+                if error.code != "NOT_FOUND":
+                    raise
+                refusals.append(_bet_refusal(bet, f"{error.text} (betId {bet.bet_id!r})"))
+                continue
+            if statuses[game_id] is not STAGE_STATUS[bet.stage]:
+                refusals.append(
+                    _bet_refusal(
+                        bet,
+                        f"eventStage {bet.stage} does not match the game, which is "
+                        f"{statuses[game_id]} (betId {bet.bet_id!r}).",
+                    )
+                )
+        return refusals
+
+    async def _reserve(
+        self,
+        key: str,
+        slip: Slip,
+        by_pool: dict[str, list[SlipBet]],
+        until: float,
+        reserved: dict[str, pool_msgs.Reserved],
+    ) -> list[BetRefusal]:
+        """Reserve on every pool at once; the refusals of the bets a pool would not take."""
+        services = self.services
+        bet_of = {bet.index: bet for bets in by_pool.values() for bet in bets}
+        refusals: list[BetRefusal] = []
+
+        async def reserve(pool_id: str, bets: list[SlipBet]) -> None:
+            game_id, box = await services.games.pool(pool_id)
+            stakes = [
+                pool_msgs.SlipStake(
+                    bet.index, bet.details["selectionId"], bet.stake_text, _columns(key, bet)
+                )
+                for bet in bets
+            ]
+            answer = await box.ask(
+                pool_msgs.Reserve(
+                    key, slip.user_id, game_id, bets[0].details["marketTypeId"], stakes, until
+                ),
+                timeout=services.settings.request_timeout,
+            )
+            reserved[pool_id] = answer
+            for index, error in answer.refusals:
+                refusals.append(_pool_refusal(bet_of[index], error))
+
+        async with trio.open_nursery() as nursery:
+            for pool_id, bets in by_pool.items():
+                nursery.start_soon(reserve, pool_id, bets)
+        return refusals
+
+    def _commit_plan(
+        self,
+        key: str,
+        print_: str,
+        slip: Slip,
+        bets: list[SlipBet],
+        reserved: dict[str, pool_msgs.Reserved],
+        render: Render,
+    ) -> tuple[Answer, list[StakeItem], list[Any]]:
+        """The answer, rendered now so that it commits with the bets, and what to commit."""
+        held = {
+            index: (answer.exponent, bet.amount, item)
+            for answer in reserved.values()
+            for index, bet, item in answer.held
+        }
+        now = self.services.clock.now_ms()
+        answers = [bet.answer(held[bet.index][0], held[bet.index][1]) for bet in bets]
+        answer = render(SlipPlaced(slip, answers, now))
+        bet_ids = [bet.bet_id for bet in bets]
+        marks = ", ".join("?" for _ in bet_ids)
+        changes: list[Any] = [
+            Check(
+                f"SELECT COUNT(*) FROM bets WHERE user_id = ? AND external_bet_id IN ({marks})",
+                (slip.user_id, *bet_ids),
+                0,
+                "INVALID_BET_DETAILS",
+                "A betId of this slip was already placed.",
+            ),
+            *(check for pool_id in reserved for check in pool_msgs.slip_checks(pool_id)),
+            Insert("betslips", _slip_row(key, print_, slip.user_id, answer, now)),
+        ]
+        return answer, [held[bet.index][2] for bet in bets], changes
+
+    async def _release(
+        self, key: str, reserved: dict[str, pool_msgs.Reserved], placed: bool
+    ) -> None:
+        """Tell every pool that holds the slip what became of it (a pool that does not
+        hear asks storage itself once the slip's time is up)."""
+        services = self.services
+
+        async def release(pool_id: str) -> None:
+            try:
+                _, box = await services.games.pool(pool_id)
+                await box.ask(
+                    pool_msgs.Release(key, placed), timeout=services.settings.request_timeout
+                )
+            except DomainError as error:
+                log.warning("betslip %s: pool %s not told: %s", key, pool_id, error)
+
+        async with trio.open_nursery() as nursery:
+            for pool_id in reserved:
+                nursery.start_soon(release, pool_id)
+
+    # -- storage ----------------------------------------------------------------------
+
+    async def _stored(self, key: str) -> tuple[str, Answer] | None:
+        row = await self.services.storage.read(
+            lambda db: db.rows("SELECT * FROM betslips WHERE key = ?", (key,))
+        )
+        if not row:
+            return None
+        return row[0]["fingerprint"], Answer(row[0]["status"], bytes(row[0]["body"]))
+
+    async def _truth(self, key: str) -> Answer | None:
+        """After a commit of unknown fate: once the wallet has answered a later request,
+        the slip is in storage or never will be."""
+        await self.services.ask_wallet(Sync())
+        stored = await self._stored(key)
+        return None if stored is None else stored[1]
+
+    async def _keep(self, key: str, print_: str, user_id: int | None, answer: Answer) -> Answer:
+        """Store a refusal under its key, so the key is refused the same way for ever."""
+        now = self.services.clock.now_ms()
+        await self.services.storage.commit(
+            [Insert("betslips", _slip_row(key, print_, user_id, answer, now))]
+        )
+        return answer
+
+
+def _slip_row(key: str, print_: str, user_id: int | None, answer: Answer, now: int) -> dict:
+    return {
+        "key": key,
+        "fingerprint": print_,
+        "user_id": user_id,
+        "status": answer.status,
+        "body": answer.body,
+        "created_at": now,
+    }
+
+
+def _columns(key: str, bet: SlipBet) -> dict[str, Any]:
+    """The slip's own columns of a bet row: the caller's id, price and labels."""
+    return {
+        "slip_key": key,
+        "external_bet_id": bet.bet_id,
+        "price": str(bet.price),
+        "potential_payout": str(bet.potential_payout()),
+        "labels": msgspec.json.encode(bet.details).decode(),
+    }
+
+
+def _bet_refusal(bet: SlipBet, text: str) -> BetRefusal:
+    return BetRefusal("INVALID_BET_DETAILS", text, bet.failed())
+
+
+def _pool_refusal(bet: SlipBet, error: DomainError) -> BetRefusal:
+    """A pool's refusal of a bet in the seed's terms: a broken stake limit is
+    INVALID_STAKE with the limit's value; anything else is the bet's details."""
+    if error.code != "INVALID_STAKE":
+        return _bet_refusal(bet, f"{error.text} (betId {bet.bet_id!r})")
+    reason = {
+        name: error.extra[field]
+        for name, field in (("minStake", "min_stake"), ("maxStake", "max_stake"))
+        if field in error.extra
+    }
+    return BetRefusal("INVALID_STAKE", f"{error.text} (betId {bet.bet_id!r})", bet.failed(reason))
+
+
+def _refused(refusals: list[BetRefusal]) -> Refused:
+    """The slip's refusal: bet details come before stakes, as the seed orders them."""
+    details = [r for r in refusals if r.code == "INVALID_BET_DETAILS"]
+    chosen = details or refusals
+    code = chosen[0].code
+    text = "; ".join(r.text for r in chosen)
+    return Refused(DomainError(code, text), [r.failed for r in chosen])

@@ -1,0 +1,164 @@
+"""The betslip endpoint (seed 002) and the partner keys that may call it.
+
+The desk (``actors.betslips``) places a slip and keeps its final answer; this blueprint
+reads the request, renders outcomes in the seed's bodies, and maps every error onto the
+seed's codes and statuses (``GENERAL_EXCEPTION`` 500, ``REQUEST_TIMED_OUT`` 503 when the
+slip is certainly not placed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import uuid
+
+from quart import Blueprint, Response, request
+
+from actors.betslips import Answer, SlipPlaced, SlipRefused
+from actors.services import Services
+from domain.betslip import failure_body, placed_body
+from domain.codec import DecodeError, decode, encode
+from domain.errors import DomainError
+from storage.changes import Insert, Update
+from transport.httpkit import json_response, operator_only
+
+log = logging.getLogger(__name__)
+
+#: HTTP status of each error code a betslip answers with (seed 002, and the two of the
+#: idempotency rule); any other error is a GENERAL_EXCEPTION (500).
+SLIP_STATUS = {
+    "INVALID_USER": 400,
+    "INVALID_BET_DETAILS": 400,
+    "INVALID_STAKE": 400,
+    "INSUFFICIENT_FUNDS": 400,
+    "USER_BLOCKED": 400,
+    "MISSING_PARAMETER": 400,
+    "INVALID_SESSION": 401,
+    "AUTHENTICATION_FAILED": 403,
+    "REQUEST_IN_PROGRESS": 409,
+    "IDEMPOTENCY_KEY_REUSED": 422,
+    "GENERAL_EXCEPTION": 500,
+    "REQUEST_TIMED_OUT": 503,
+}
+#: Errors that mean "not placed, try again": answered as REQUEST_TIMED_OUT (503).
+_RETRYABLE = {"REQUEST_TIMED_OUT", "UNAVAILABLE", "ACTOR_RESTARTED", "STORAGE_FAILURE"}
+
+
+def render(outcome: SlipPlaced | SlipRefused) -> Answer:
+    """A final outcome as its seed-002 body: what is stored and replayed byte for byte."""
+    match outcome:
+        case SlipPlaced(slip, bets, at):
+            return Answer(200, encode(placed_body(slip, bets, at)))
+        case SlipRefused(error, failed_bets):
+            status = SLIP_STATUS.get(error.code, 400)
+            return Answer(status, encode(failure_body(error, failed_bets)))
+
+
+def slip_error(error: DomainError) -> Response:
+    """An answer that is not final (never stored)."""
+    if error.code in _RETRYABLE:
+        error = DomainError("REQUEST_TIMED_OUT", f"The slip was not placed: {error.text}")
+    elif error.code not in SLIP_STATUS:
+        log.error("betslip failed: %s", error)
+        error = DomainError("GENERAL_EXCEPTION", "The betslip could not be processed.")
+    return Response(
+        encode(failure_body(error)),
+        status=SLIP_STATUS[error.code],
+        content_type="application/json",
+    )
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def betslips_blueprint(services: Services) -> Blueprint:
+    routes = Blueprint("betslips", __name__)
+    operator_key = services.operator_key.encode()
+
+    async def caller_may_place() -> bool:
+        """The operator key, or a partner key not revoked (read from storage each time:
+        a revocation takes effect at once, in every process)."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token or len(token) > 256:
+            return False
+        if hmac.compare_digest(token.encode(), operator_key):
+            return True
+        digest = key_hash(token)
+        found = await services.storage.read(
+            lambda db: db.scalar(
+                "SELECT COUNT(*) FROM partners WHERE key_hash = ? AND revoked_at IS NULL",
+                (digest,),
+            )
+        )
+        return bool(found)
+
+    @routes.errorhandler(DomainError)
+    async def refused(error: DomainError) -> Response:
+        return slip_error(error)
+
+    @routes.post("/v1/betslips")
+    async def place_betslip() -> Response:
+        if not await caller_may_place():
+            raise DomainError(
+                "AUTHENTICATION_FAILED", "This call needs the operator key or a partner key."
+            )
+        key = request.headers.get("X-Idempotency-Key", "").strip()
+        if not key:
+            raise DomainError("MISSING_PARAMETER", "The X-Idempotency-Key header is required.")
+        try:
+            key = str(uuid.UUID(key))
+        except ValueError:
+            raise DomainError("MISSING_PARAMETER", "X-Idempotency-Key must be a UUID.") from None
+        data = await request.get_data()
+        try:
+            body = decode(data)
+        except DecodeError:  # refused as unreadable: the refusal is final for this key
+            body = data.decode("utf-8", "replace")
+        answer = await services.betslips.place(key, body, render)
+        return Response(answer.body, status=answer.status, content_type="application/json")
+
+    return routes
+
+
+def partners_blueprint(services: Services) -> Blueprint:
+    """Partner keys, minted and revoked by the operator (operator API errors)."""
+    routes = Blueprint("partners", __name__)
+    operator = operator_only(services)
+
+    @routes.post("/v1/partners")
+    @operator
+    async def create_partner() -> Response:
+        partner_id, key = str(uuid.uuid4()), secrets.token_hex(32)
+        await services.storage.commit(
+            [
+                Insert(
+                    "partners",
+                    {
+                        "id": partner_id,
+                        "key_hash": key_hash(key),
+                        "created_at": services.clock.now_ms(),
+                        "revoked_at": None,
+                    },
+                )
+            ]
+        )
+        return json_response({"partner_id": partner_id, "key": key, "scope": "betslips"}, 201)
+
+    @routes.delete("/v1/partners/<partner_id>")
+    @operator
+    async def revoke_partner(partner_id: str) -> Response:
+        found = await services.storage.read(
+            lambda db: db.scalar("SELECT COUNT(*) FROM partners WHERE id = ?", (partner_id,))
+        )
+        if not found:
+            raise DomainError("NOT_FOUND", f"There is no partner {partner_id!r}.")
+        await services.storage.commit(
+            [Update("partners", {"id": partner_id}, {"revoked_at": services.clock.now_ms()})]
+        )
+        return json_response({"partner_id": partner_id, "revoked": True})
+
+    return routes
