@@ -36,6 +36,8 @@ class Settings:
     login_attempts_per_name: int = 5
     login_attempts_per_address: int = 30
     login_window_seconds: float = 60.0
+    #: a commit slower than this is logged as a warning (the disk or the batch is in trouble)
+    slow_commit_seconds: float = 0.5
 
 
 @dataclass

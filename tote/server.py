@@ -53,6 +53,7 @@ class ServerConfig:
     http_port: int = 8766
     operator_key: str | None = None
     synchronous: str = "FULL"
+    log_level: str = "INFO"  # set up by `tote serve`, before the server starts
     offload: bool = True  # SQLite in a worker thread; False only under a mock clock
     settings: Settings = field(default_factory=Settings)
 
