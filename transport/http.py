@@ -247,6 +247,8 @@ class AsciiIntegerConverter(IntegerConverter):
 
 def create_app(services: Services) -> QuartTrio:
     """The Quart app; every route's logic is a few lines over the actors."""
+    from transport.http_listing import listing_blueprint  # it imports this module's helpers
+
     app = QuartTrio("tote")
     app.url_map.converters["int"] = AsciiIntegerConverter
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
@@ -445,6 +447,7 @@ def create_app(services: Services) -> QuartTrio:
             }
         )
 
+    app.register_blueprint(listing_blueprint(services))
     return app
 
 
