@@ -11,6 +11,7 @@ from actors.clock import WallClock
 from actors.hub import Hub
 from actors.runtime import Mailbox, Supervisor
 from storage.actor import Storage
+from tote.metrics import Metrics
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Services:
     operator_key: str
     games: Any = None  # actors.games.Games, once games are loaded
     ready: trio.Event = field(default_factory=trio.Event)
+    metrics: Metrics = field(default_factory=Metrics)
 
     async def ask_registry(self, body: Any) -> Any:
         return await self.registry.ask(body, timeout=self.settings.request_timeout)

@@ -23,6 +23,7 @@ from domain.codec import server_message
 from domain.money import exponent_of, to_wire
 from storage.actor import Storage, StorageActor
 from storage.database import Database
+from tote.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -146,13 +147,18 @@ async def start_services(
     """
     from actors.game import Games
 
+    metrics = Metrics(slow_commit_seconds=config.settings.slow_commit_seconds)
     async with trio.open_nursery() as nursery:
-        supervisor: Supervisor = await nursery.start(Supervisor().run)
+        supervisor = Supervisor(on_restart=metrics.actor_restarted)
+        await nursery.start(supervisor.run)
+        metrics.watch_inboxes(supervisor.inbox_depths)
         clock = WallClock()
         hub = Hub()
 
         async def storage_actor(inbox: Mailbox) -> StorageActor:
-            return StorageActor(database, inbox, offload=config.offload)
+            return StorageActor(
+                database, inbox, offload=config.offload, on_commit=metrics.committed
+            )
 
         storage = Storage(
             await supervisor.spawn("storage", storage_actor, capacity=4096),
@@ -183,7 +189,15 @@ async def start_services(
             capacity=4096,
         )
         services = Services(
-            storage, supervisor, registry, wallet, hub, clock, config.settings, operator_key
+            storage,
+            supervisor,
+            registry,
+            wallet,
+            hub,
+            clock,
+            config.settings,
+            operator_key,
+            metrics=metrics,
         )
         await Games.load(services)
         task_status.started(services)

@@ -248,6 +248,7 @@ class AsciiIntegerConverter(IntegerConverter):
 def create_app(services: Services) -> QuartTrio:
     """The Quart app; every route's logic is a few lines over the actors."""
     from transport.http_listing import listing_blueprint  # it imports this module's helpers
+    from transport.http_metrics import metrics_blueprint
 
     app = QuartTrio("tote")
     app.url_map.converters["int"] = AsciiIntegerConverter
@@ -448,6 +449,7 @@ def create_app(services: Services) -> QuartTrio:
         )
 
     app.register_blueprint(listing_blueprint(services))
+    app.register_blueprint(metrics_blueprint(services))
     return app
 
 

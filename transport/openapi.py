@@ -434,6 +434,18 @@ def openapi_document() -> dict[str, Any]:
                     operator=False,
                 )
             },
+            "/metrics": {
+                "get": _operation(
+                    "Metrics in the Prometheus text format (docs/operations.md)",
+                    {
+                        "200": {
+                            "description": "Prometheus text exposition 0.0.4",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                    operator=False,
+                )
+            },
             "/openapi.json": {
                 "get": _operation(
                     "This document", {"200": {"description": "OpenAPI 3.1"}}, operator=False
