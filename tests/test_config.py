@@ -48,6 +48,11 @@ def test_flag_over_environment_over_file_over_default(tmp_path: Path) -> None:
     assert config.settings.rate_burst == 9
 
 
+def test_an_empty_variable_is_unset() -> None:
+    config = config_from(serve_args(), environ={"TOTE_WS_PORT": "", "TOTE_HOST": "  "})
+    assert (config.ws_port, config.host) == (8765, "127.0.0.1")
+
+
 def test_values_are_parsed_to_their_type() -> None:
     config = config_from(
         serve_args("--synchronous", "normal", "--currency", "usd", "--data-dir", "/tmp/x"),

@@ -227,6 +227,8 @@ def config_from(args: argparse.Namespace, environ: Mapping[str, str] | None = No
     """The ServerConfig from ``tote serve``'s parsed flags, the environment and the
     ``--config`` file (``$TOTE_CONFIG`` when no flag)."""
     environ = os.environ if environ is None else environ
+    # an empty variable (`TOTE_WS_PORT=` in a compose file) means unset, as in most tools
+    environ = {key: value for key, value in environ.items() if value.strip()}
     flags = {s.name: getattr(args, s.name) for s in SETTINGS if hasattr(args, s.name)}
     path = getattr(args, "config", None) or environ.get(ENV_PREFIX + "CONFIG")
     file = read_file(Path(path)) if path else {}
