@@ -83,6 +83,8 @@ def test_every_setting_refuses_every_bad_value_of_its_kind(setting) -> None:  # 
         ("ws_port", "65536"),
         ("rate_burst", "0"),
         ("scrypt_n", "1000"),
+        ("scrypt_n", "1"),
+        ("scrypt_n", str(2**21)),
         ("synchronous", "OFF"),
         ("log_level", "LOUD"),
         ("default_currency", "EURO"),

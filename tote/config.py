@@ -63,6 +63,9 @@ NOT_SETTINGS = frozenset({"settings", "offload"})
 
 METAVARS: dict[type, str] = {int: "N", float: "NUMBER", str: "TEXT", Path: "DIR"}
 
+#: 1 GiB of memory per hash (128 * N * r, r = 8): past it one login could take the host.
+MAX_SCRYPT_N = 2**20
+
 #: Older flag names that still work.
 ALIASES: dict[str, tuple[str, ...]] = {"default_currency": ("--currency",)}
 
@@ -131,8 +134,8 @@ def parse_value(setting: Setting, value: Any) -> Any:
         low, high = (0, 65535) if name.endswith("_port") else (1, 2**62)
         if not low <= number <= high:
             raise ValueError(f"expected an integer from {low} to {high}")
-        if name == "scrypt_n" and number & (number - 1):
-            raise ValueError("expected a power of two")
+        if name == "scrypt_n" and (number & (number - 1) or not 2 <= number <= MAX_SCRYPT_N):
+            raise ValueError(f"expected a power of two from 2 to {MAX_SCRYPT_N}")
         return number
     if setting.kind is float:
         number = _number(value)
