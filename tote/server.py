@@ -189,16 +189,9 @@ async def start_services(
             capacity=4096,
         )
         services = Services(
-            storage,
-            supervisor,
-            registry,
-            wallet,
-            hub,
-            clock,
-            config.settings,
-            operator_key,
-            metrics=metrics,
+            storage, supervisor, registry, wallet, hub, clock, config.settings, operator_key
         )
+        services.metrics = metrics  # the one the supervisor and storage already report to
         await Games.load(services)
         task_status.started(services)
 
