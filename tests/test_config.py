@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from tote import cli
-from tote.config import HELP, SETTINGS, ConfigError, config_from, parse_value
+from tote.config import (
+    ALL_SETTINGS,
+    HELP,
+    SETTINGS,
+    ConfigError,
+    Setting,
+    config_from,
+    kind_of,
+    parse_value,
+)
 from tote.docs import OPERATIONS, operations_tables, render
 from tote.server import ServerConfig
 
@@ -19,6 +28,7 @@ def serve_args(*argv: str) -> argparse.Namespace:
 
 
 def test_every_setting_has_help_and_the_table_is_up_to_date() -> None:
+    assert all(s.kind for s in ALL_SETTINGS), [s.name for s in ALL_SETTINGS if not s.kind]
     assert all(s.help for s in SETTINGS), [s.name for s in SETTINGS if not s.help]
     assert set(HELP) == {s.name for s in SETTINGS}, "HELP names a setting that is gone"
     text = OPERATIONS.read_text()
@@ -94,6 +104,29 @@ def test_range_and_choice_checks(name: str, value: str) -> None:
     setting = next(s for s in SETTINGS if s.name == name)
     with pytest.raises(ValueError):
         parse_value(setting, value)
+
+
+def test_kinds_a_new_setting_may_have() -> None:
+    assert kind_of(int | None) is int and kind_of(Path | None) is Path
+    assert kind_of(tuple[str, ...]) is tuple and kind_of(frozenset[str]) is frozenset
+    assert kind_of(dict[str, int]) is None and kind_of(tuple[int, ...]) is None
+    flag = Setting("strict", bool, False, "a flag", in_settings=True)
+    assert [parse_value(flag, v) for v in ("true", " No ", "1", "off", True)] == [
+        True,
+        False,
+        True,
+        False,
+        True,
+    ]
+    for bad in ("maybe", "", 1, None):
+        with pytest.raises(ValueError):
+            parse_value(flag, bad)
+    origins = Setting("origins", tuple, (), "a list", in_settings=True)
+    assert parse_value(origins, "http://a, http://b,") == ("http://a", "http://b")
+    assert parse_value(origins, ["http://a"]) == ("http://a",)
+    for bad in ("a,\x01", [1], 5, ["a", "b\x00c"]):
+        with pytest.raises(ValueError):
+            parse_value(origins, bad)
 
 
 def test_a_bad_setting_names_itself_and_its_source(tmp_path: Path) -> None:

@@ -4,8 +4,10 @@ The fields of :class:`tote.server.ServerConfig` and :class:`actors.services.Sett
 the settings: their names, types and defaults come from the dataclasses, and ``HELP``
 below says what each one does. From that one list come the ``tote serve`` flags, the
 ``TOTE_...`` variables, the keys of the ``--config`` file and the table in
-docs/operations.md. A field without help text fails ``tests/test_config.py``, so a new
-setting cannot go undocumented.
+docs/operations.md. A new field needs one line in ``HELP``: ``tests/test_config.py``
+fails on a field without help or of a kind this module cannot parse (it parses int,
+float, bool, text, paths and tuples/lists/frozensets of text), so a new setting cannot go
+undocumented.
 
 Precedence: flag > environment > file > default.
 """
@@ -18,6 +20,7 @@ import math
 import os
 import re
 import tomllib
+import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -61,7 +64,16 @@ SERVE_DEFAULTS: dict[str, Any] = {"data_dir": Path("data")}
 #: ServerConfig fields that are wiring, not settings.
 NOT_SETTINGS = frozenset({"settings", "offload"})
 
-METAVARS: dict[type, str] = {int: "N", float: "NUMBER", str: "TEXT", Path: "DIR"}
+SEQUENCES = (tuple, list, frozenset)
+METAVARS: dict[type, str] = {
+    int: "N",
+    float: "NUMBER",
+    bool: "true|false",
+    str: "TEXT",
+    Path: "DIR",
+    **{kind: "A,B,..." for kind in SEQUENCES},
+}
+_TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
 #: 1 GiB of memory per hash (128 * N * r, r = 8): past it one login could take the host.
 MAX_SCRYPT_N = 2**20
@@ -84,7 +96,7 @@ class Setting:
     """One setting: where it lives, its type and default, and how it is named outside."""
 
     name: str
-    kind: type
+    kind: type | None  # None: a type this module cannot parse (the test says which)
     default: Any
     help: str
     in_settings: bool  # a field of Settings (else of ServerConfig)
@@ -98,22 +110,38 @@ class Setting:
         return ENV_PREFIX + self.name.upper()
 
 
+def kind_of(hint: Any) -> type | None:
+    """The kind a setting is parsed as: int, float, bool, str, Path, or a sequence type
+    (tuple, list, frozenset) of text; ``X | None`` is X. None: a kind not supported."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    if hint in (int, float, bool, str, Path):
+        return hint
+    origin = typing.get_origin(hint)
+    if origin in SEQUENCES and set(typing.get_args(hint)) <= {str, Ellipsis}:
+        return origin
+    return None
+
+
 def _fields(cls: type, *, in_settings: bool) -> list[Setting]:
     hints = typing.get_type_hints(cls)
     found = []
     for f in dataclasses.fields(cls):
         if f.name in NOT_SETTINGS:
             continue
-        kinds = typing.get_args(hints[f.name]) or (hints[f.name],)  # X | None: X
-        kind = next(k for k in kinds if k is not type(None))
         default = SERVE_DEFAULTS.get(f.name, f.default)
+        if default is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        kind = kind_of(hints[f.name])
         found.append(Setting(f.name, kind, default, HELP.get(f.name, ""), in_settings))
     return found
 
 
-SETTINGS: list[Setting] = _fields(ServerConfig, in_settings=False) + _fields(
+#: Every field, supported or not (the test names those that are not).
+ALL_SETTINGS: list[Setting] = _fields(ServerConfig, in_settings=False) + _fields(
     Settings, in_settings=True
 )
+SETTINGS = [s for s in ALL_SETTINGS if s.kind is not None]
 BY_NAME = {s.name: s for s in SETTINGS}
 
 
@@ -122,33 +150,37 @@ BY_NAME = {s.name: s for s in SETTINGS}
 
 def parse_value(setting: Setting, value: Any) -> Any:
     """``value`` (text from a flag or the environment, or a TOML value) as the setting's
-    type, checked: numbers finite and positive (ports 0-65535), names from their choices.
-    Raises ValueError saying what is expected."""
-    name = setting.name
+    kind, checked: numbers finite and positive (ports 0-65535), text non-empty and
+    printable, names from their choices. Raises ValueError saying what is expected."""
+    kind = setting.kind
     if isinstance(value, Path):  # `tote --data-dir DIR serve`: parsed by the client options
         value = str(value)
+    if kind is bool:
+        return _boolean(value)
     if isinstance(value, bool):
         raise ValueError("expected a number or text, not a boolean")
-    if setting.kind is int:
-        number = _integer(value)
-        low, high = (0, 65535) if name.endswith("_port") else (1, 2**62)
-        if not low <= number <= high:
-            raise ValueError(f"expected an integer from {low} to {high}")
-        if name == "scrypt_n" and (number & (number - 1) or not 2 <= number <= MAX_SCRYPT_N):
-            raise ValueError(f"expected a power of two from 2 to {MAX_SCRYPT_N}")
-        return number
-    if setting.kind is float:
+    if kind is int:
+        return _checked_integer(setting.name, _integer(value))
+    if kind is float:
         number = _number(value)
         if not (math.isfinite(number) and number > 0):
             raise ValueError("expected a positive number of seconds or a rate")
         return number
+    if kind in SEQUENCES:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list):
+            raise ValueError("expected a comma-separated list or an array of text")
+        return kind(_text(setting.name, item) for item in items if str(item).strip())
+    text = _text(setting.name, value)
+    return Path(text) if kind is Path else text
+
+
+def _text(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("expected text")
     text = value.strip()
     if not text or any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise ValueError("expected non-empty printable text")
-    if setting.kind is Path:
-        return Path(text)
     if name in CHOICES:
         text = text.upper()
         if text not in CHOICES[name]:
@@ -158,6 +190,23 @@ def parse_value(setting: Setting, value: Any) -> Any:
         if not re.fullmatch(r"[A-Z]{3}", text):
             raise ValueError("expected a 3-letter currency code")
     return text
+
+
+def _checked_integer(name: str, number: int) -> int:
+    low, high = (0, 65535) if name.endswith("_port") else (1, 2**62)
+    if not low <= number <= high:
+        raise ValueError(f"expected an integer from {low} to {high}")
+    if name == "scrypt_n" and (number & (number - 1) or not 2 <= number <= MAX_SCRYPT_N):
+        raise ValueError(f"expected a power of two from 2 to {MAX_SCRYPT_N}")
+    return number
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError("expected true or false")
 
 
 def _integer(value: Any) -> int:
@@ -258,7 +307,14 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def display_default(setting: Setting) -> str:
-    return "none" if setting.default is None else str(setting.default)
+    if setting.default is None:
+        return "none"
+    if setting.kind in SEQUENCES:
+        items = setting.default
+        return ",".join(sorted(items) if isinstance(items, frozenset) else items) or "(empty)"
+    if setting.kind is bool:
+        return str(setting.default).lower()
+    return str(setting.default)
 
 
 # -- the table in docs/operations.md ------------------------------------------------------
