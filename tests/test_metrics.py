@@ -135,3 +135,30 @@ def test_log_lines_are_key_value(extra: dict[str, Any], expected: str) -> None:
     line = KeyValueFormatter().format(record)
     assert line.startswith("ts=") and "level=info logger=tote.events" in line
     assert expected in line and "\n" not in line
+
+
+async def test_http_answers_are_counted_and_refusals_logged(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    assert (await harness.http.get("/v1/games")).status_code == 200
+    assert (await harness.http.get("/v1/nothing")).status_code == 404
+    assert (await harness.http.request("BREW", "/v1/games")).status_code == 405
+    bad_key = {"Authorization": "Bearer nope"}
+    assert (await harness.http.get("/v1/games", headers=bad_key)).status_code == 401
+    m = await scrape(harness)
+    counted = {
+        labels: value for (name, labels), value in m.items() if name == "tote_http_requests_total"
+    }
+    route = (("method", "GET"), ("route", "/v1/games"))
+    assert counted[(*route, ("status", "200"))] == 1
+    assert counted[(*route, ("status", "401"))] == 1
+    assert counted[(("method", "GET"), ("route", "unmatched"), ("status", "404"))] == 1
+    assert counted[(("method", "OTHER"), ("route", "unmatched"), ("status", "405"))] == 1
+    refusals = [
+        (r.route, r.status, r.error_code)  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.getMessage() == "http_refused"
+    ]
+    assert ("/v1/games", 401, "AUTHENTICATION_FAILED") in refusals
+    assert ("unmatched", 404, "NOT_FOUND") in refusals

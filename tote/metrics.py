@@ -27,6 +27,8 @@ log = logging.getLogger("tote.events")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Methods counted by name; any other (a client may send any token) is OTHER.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class Client(Protocol):
@@ -68,6 +70,12 @@ class Metrics:
             "Time from reading a message to its answer being queued, by op (answered ones).",
             ["op"],
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "tote_http_requests",
+            "HTTP requests answered, by route, method and status.",
+            ["route", "method", "status"],
             registry=r,
         )
         self.bets = Counter("tote_bets", "Bets accepted (committed).", registry=r)
@@ -131,9 +139,14 @@ class Metrics:
         if is_bet:
             self.bets.inc()
         elif result != "ok":
-            # a flood's refusals are bounded by nothing but the flood: those only in DEBUG
-            level = logging.DEBUG if result == "RATE_LIMITED" else logging.INFO
-            log.log(level, "refused", extra={"op": name, "error_code": result})
+            _log_refusal("refused", result, op=name)
+
+    def http_request(self, route: str, method: str, status: int, error_code: str | None) -> None:
+        """An HTTP answer; a refusal is logged with its error code."""
+        method = method if method in HTTP_METHODS else "OTHER"
+        self.http_requests.labels(route, method, str(status)).inc()
+        if error_code is not None:
+            _log_refusal("http_refused", error_code, route=route, status=status)
 
     def _series(self, name: str, result: str) -> tuple[Any, Any, bool]:
         """The labelled children of one (op, result), made once: ``labels()`` costs more
@@ -156,6 +169,13 @@ class Metrics:
     def actor_restarted(self, name: str, restarts: int) -> None:
         self.restarts.labels(actor_kind(name)).inc()
         log.warning("actor_restarted", extra={"actor": name, "restarts": restarts})
+
+
+def _log_refusal(event: str, error_code: str, **fields: Any) -> None:
+    """A refusal at INFO, except a flood's (RATE_LIMITED): bounded by nothing but the
+    flood, those are written only at DEBUG."""
+    level = logging.DEBUG if error_code == "RATE_LIMITED" else logging.INFO
+    log.log(level, event, extra={**fields, "error_code": error_code})
 
 
 class _Present(Collector):
