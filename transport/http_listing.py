@@ -43,6 +43,8 @@ def paged(name: str, rows: list[dict[str, Any]], limit: int, **extra: Any) -> di
 
 
 def source_rows(db: Database, limit: int, offset: int) -> list[dict[str, Any]]:
+    """A page of sources with their admins and how many games each has (in the storage
+    thread: two queries, whatever the page size)."""
     rows = db.rows(
         "SELECT s.id, s.name, s.description, s.owner_id, s.closed, s.created_at,"
         " (SELECT COUNT(*) FROM games g WHERE g.source_id = s.id) AS games"
@@ -85,6 +87,7 @@ def game_rows(db: Database, limit: int, offset: int) -> list[tuple[str, dict[str
 
 
 def game_summary(doc: str, pools: dict[str, int], now: int) -> dict[str, Any]:
+    """What an operator needs of a game; its status is computed for ``now``."""
     game = Game.from_doc(msgspec.json.decode(doc))
     return {
         "game_id": game.id,
@@ -117,6 +120,7 @@ def pool_rows(db: Database, game_id: str, limit: int, offset: int) -> list[dict[
 
 
 def pool_summary(doc: dict[str, Any], bets: int, staked: int) -> dict[str, Any]:
+    """What an operator needs of a pool; ``staked`` in the pool currency's exact decimal."""
     return {
         "pool_id": doc["id"],
         "status": doc["status"],
