@@ -123,7 +123,7 @@ class Metrics:
 
     def connection_closed(self, client: Client, reason: tuple[int, str] | None) -> None:
         self._clients.discard(client)
-        code, text = reason or (1000, "client left")
+        code, text = reason or (1000, "closed by the client or a server stop")
         log.info(
             "connection_closed",
             extra={"user_id": client.user_id, "close_code": code, "reason": text},
