@@ -39,13 +39,18 @@ class BackupReport:
 
 def backup(database: Path, target: Path) -> BackupReport:
     """Copy ``database`` to ``target`` (which must not exist) and check the copy. The
-    copy is written beside ``target`` and renamed into place, so ``target`` is either
-    absent or complete."""
+    copy is written beside ``target``, readable by its owner only, and renamed into
+    place, so ``target`` is either absent or complete."""
     if target.exists():
         raise BackupError(f"{target} exists; choose a new path")
     if not database.is_file():
         raise BackupError(f"there is no database at {database}")
     partial = target.with_name(f".{target.name}.partial")
+    try:
+        # private (0600) like the operator key: it holds password hashes and session keys
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as error:
+        raise BackupError(f"cannot write beside {target}: {error.strerror}") from None
     try:
         # mode=rw: never create an empty database where the real one was expected
         source = sqlite3.connect(f"{database.resolve().as_uri()}?mode=rw", uri=True)

@@ -45,6 +45,7 @@ def inspect(path: Path) -> tuple[list[tuple[str, str, str, int]], str, str, list
     """The copy's ledger lines, journal mode and integrity check, read afresh, and the
     files beside it."""
     files = sorted(p.name for p in path.parent.iterdir())
+    assert path.stat().st_mode & 0o777 == 0o600, "the copy holds secrets: owner only"
     conn = sqlite3.connect(path)
     try:
         rows = conn.execute("SELECT tx_id, account, currency, amount FROM ledger").fetchall()
@@ -96,7 +97,7 @@ async def test_a_backup_under_writes_is_consistent_and_audits(
         assert files == ["copy.db", "data"]  # no partial file left beside it
 
 
-def test_backup_refuses_a_target_that_exists_or_no_database(tmp_path: Path) -> None:
+def test_backup_refuses_a_target_that_exists_no_database_or_no_folder(tmp_path: Path) -> None:
     target = tmp_path / "there.db"
     target.write_text("keep me")
     with pytest.raises(BackupError, match="exists"):
@@ -105,6 +106,9 @@ def test_backup_refuses_a_target_that_exists_or_no_database(tmp_path: Path) -> N
     with pytest.raises(BackupError, match="no database"):
         backup(tmp_path / "tote.db", tmp_path / "new.db")
     assert not (tmp_path / "tote.db").exists(), "the backup must not create a database"
+    (tmp_path / "tote.db").write_bytes(b"")
+    with pytest.raises(BackupError, match="cannot write"):
+        backup(tmp_path / "tote.db", tmp_path / "no-such-dir" / "new.db")
 
 
 def test_tote_backup_exits_1_with_the_reason(
