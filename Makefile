@@ -1,12 +1,16 @@
 # `make run` starts the server, `make test` runs ruff and the whole suite, `make lint`
 # only ruff, `make audit` checks the ledger of the server `make run` started, `make bench`
-# measures. Each builds .venv first when pyproject.toml is newer than the last install.
+# measures, `make binary` builds the single executable dist/tote and `make test-binary`
+# builds it and runs it against a real client (about 2 minutes: not in `make test`).
+# Each builds .venv first when pyproject.toml is newer than the last install.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench audit clean
+BINARY := dist/tote
+
+.PHONY: run test lint bench audit binary test-binary clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,5 +35,15 @@ audit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m tote.bench
 
+# One self-contained executable (Python, the dependencies and SQLite inside).
+binary: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,binary]'
+	$(BIN)/pyinstaller --onefile --name tote --noconfirm --log-level WARN \
+		--distpath dist --workpath build/pyinstaller --specpath build tote/__main__.py
+	@ls -l $(BINARY)
+
+test-binary: binary
+	TOTE_BINARY=$(abspath $(BINARY)) $(BIN)/pytest -q -s tests/test_binary.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist

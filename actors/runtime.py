@@ -179,7 +179,11 @@ class Mailbox:
             count += 1
 
     def has_queued(self) -> bool:
-        return self._send.statistics().current_buffer_used > 0
+        return self.queued() > 0
+
+    def queued(self) -> int:
+        """Requests waiting in the inbox (withdrawn ones included until skipped)."""
+        return self._send.statistics().current_buffer_used
 
     def close(self) -> None:
         """Stop taking new requests; the actor drains what is queued, then stops."""
@@ -384,7 +388,14 @@ class Supervisor:
     rather than left to time out.
     """
 
-    def __init__(self, *, max_backoff: float = 2.0, window: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        max_backoff: float = 2.0,
+        window: float = 10.0,
+        on_restart: Callable[[str, int], None] = lambda name, restarts: None,
+    ) -> None:
+        self._on_restart = on_restart  # (actor name, its restarts so far): metrics and logs
         self._children: dict[str, _Child] = {}
         self._nursery: trio.Nursery | None = None
         self._max_backoff = max_backoff
@@ -431,6 +442,10 @@ class Supervisor:
         running, e.g. passivated, has nothing to kill.)"""
         if (child := self._children.get(name)) is not None:
             child.scope.cancel()
+
+    def inbox_depths(self) -> dict[str, int]:
+        """Requests queued for each running actor (read by the metrics when scraped)."""
+        return {name: child.mailbox.queued() for name, child in self._children.items()}
 
     def restarts(self, name: str) -> int:
         """Restarts of the running incarnation's lifetime (0 when not running)."""
@@ -501,6 +516,7 @@ class Supervisor:
                     child.mailbox.close()
                     return
                 child.restarts += 1
+                self._on_restart(child.name, child.restarts)
                 child.mailbox.fail_taken(
                     OutcomeUnknown(
                         "ACTOR_RESTARTED",

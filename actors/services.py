@@ -12,6 +12,7 @@ from actors.hub import Hub
 from actors.runtime import Mailbox, Supervisor
 from domain.pool import DEFAULT_FAIL_SAFE_MS
 from storage.actor import Storage
+from tote.metrics import Metrics
 
 if TYPE_CHECKING:
     from actors.betslips import BetslipDesk
@@ -47,6 +48,8 @@ class Settings:
     #: the scheme and host the HAL resources' links start with (``https://tote.example``);
     #: None: the request's own
     public_url: str | None = None
+    #: a commit slower than this is logged as a warning (the disk or the batch is in trouble)
+    slow_commit_seconds: float = 0.5
 
 
 @dataclass
@@ -65,6 +68,7 @@ class Services:
     games: Games = field(init=False)
     #: the betslip desk (seed 002); it places bets through the directory's pools
     betslips: BetslipDesk = field(init=False)
+    metrics: Metrics = field(default_factory=Metrics)
 
     async def ask_registry(self, body: Any) -> Any:
         return await self.registry.ask(body, timeout=self.settings.request_timeout)

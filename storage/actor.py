@@ -10,6 +10,7 @@ which is what tests under trio's mock clock want (no threads for the clock to ou
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -40,10 +41,18 @@ class Read:
 class StorageActor(Actor):
     max_batch = MAX_BATCH
 
-    def __init__(self, database: Database, inbox: Mailbox, *, offload: bool = True) -> None:
+    def __init__(
+        self,
+        database: Database,
+        inbox: Mailbox,
+        *,
+        offload: bool = True,
+        on_commit: Callable[[int, float], None] = lambda requests, seconds: None,
+    ) -> None:
         super().__init__(inbox)
         self.database = database
         self.offload = offload
+        self.on_commit = on_commit  # (requests in the batch, seconds): metrics and logs
 
     def batch_key(self, body: Commit | Read) -> Hashable | None:
         # reads are served one at a time, in order: each sees every earlier commit
@@ -59,6 +68,7 @@ class StorageActor(Actor):
             raise DomainError("STORAGE_FAILURE", f"The read failed: {exc}.") from exc
 
     async def handle_batch(self, batch: list[Request]) -> None:
+        started = time.perf_counter()
         try:
             results = await self._call(
                 self.database.apply_batch, [request.body.changes for request in batch]
@@ -66,6 +76,7 @@ class StorageActor(Actor):
         except Exception as exc:
             log.exception("commit of %d requests failed", len(batch))
             raise DomainError("STORAGE_FAILURE", f"The change was not saved: {exc}.") from exc
+        self.on_commit(len(batch), time.perf_counter() - started)
         for request, failure in zip(batch, results, strict=True):
             if failure is None:
                 request.reply()

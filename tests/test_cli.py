@@ -3,7 +3,6 @@ in a worker thread (it blocks on urllib), talking HTTP to the harness server."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -154,24 +153,8 @@ async def test_no_key_or_no_server_exits_2(tote: Cli, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("argv", "check"),
-    [
-        (["serve"], lambda a: a.synchronous == "FULL" and a.currency == "EUR"),
-        (
-            ["serve", "--synchronous", "normal", "--currency", "usd"],
-            lambda a: a.synchronous == "NORMAL" and a.currency == "USD",
-        ),
-    ],
-)
-def test_serve_options(argv: list[str], check: Callable[[Any], bool]) -> None:
-    assert check(cli.build_parser().parse_args(argv))
-
-
-@pytest.mark.parametrize(
     "argv",
     [
-        ["serve", "--synchronous", "OFF"],
-        ["serve", "--currency", "EURO"],
         ["deposit", "x", "EUR", "1"],
         ["user", "create", "n", "--role", "admin"],
         ["user"],

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import logging
 import os
 import re
 import signal
@@ -21,13 +20,15 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import msgspec
 import trio
 
-from actors.services import Settings
 from domain.codec import decode, encode
-from domain.lotteries import check_public_url
+from storage.backup import BackupError, backup
+from tote import logs
+from tote.config import ConfigError, add_flags, config_from
 from tote.server import Server, ServerConfig, StartError, first_of, operator_key_for
 
 DEFAULT_URL = "http://127.0.0.1:8766"
@@ -38,6 +39,8 @@ CLIENT_TIMEOUT = 30.0
 #: could not be asked at all (no key, not reachable).
 EXIT_REFUSED = 1
 EXIT_UNREACHABLE = 2
+#: A setting is wrong (argparse uses the same status for a bad flag).
+EXIT_USAGE = 2
 #: ``tote serve`` could not start (a port taken, an unreadable key file).
 EXIT_CANNOT_START = 3
 
@@ -72,35 +75,13 @@ def _currency(text: str) -> str:
     return code
 
 
-def _public_url(text: str) -> str:
-    try:
-        return check_public_url(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _seconds(text: str) -> int:
-    """A positive whole number of seconds, at most ten years, in ASCII digits."""
-    if not re.fullmatch(r"[0-9]{1,9}", text) or not 0 < int(text) <= 10 * 365 * 86_400:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds up to 10 years")
-    return int(text)
-
-
 def _run_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    config = ServerConfig(
-        data_dir=args.data_dir,
-        host=args.host,
-        ws_port=args.ws_port,
-        http_port=args.http_port,
-        operator_key=args.operator_key,
-        synchronous=args.synchronous,
-        settings=Settings(
-            default_currency=args.currency,
-            public_url=args.public_url,
-            fail_safe_delay_ms=args.fail_safe_delay * 1000,
-        ),
-    )
+    try:
+        config = config_from(args)
+    except ConfigError as error:
+        print(f"tote: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    logs.setup(config.log_level)
     try:
         _show_operator_key(config)
         trio.run(_serve, config)
@@ -217,6 +198,10 @@ def _money(kind: str) -> Callable[[argparse.Namespace], Call]:
     return build
 
 
+def _page(a: argparse.Namespace) -> str:
+    return urlencode({"limit": a.limit, "offset": a.offset})
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], Call]] = {
     "user create": _user_create,
     "session create": lambda a: ("POST", f"/v1/users/{a.user_id}/sessions", None, True),
@@ -233,6 +218,14 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Call]] = {
         True,
     ),
     "audit": lambda a: ("GET", "/v1/audit", None, True),
+    "sources": lambda a: ("GET", f"/v1/sources?{_page(a)}", None, True),
+    "games": lambda a: ("GET", f"/v1/games?{_page(a)}", None, True),
+    "pools": lambda a: (
+        "GET",
+        f"/v1/games/{quote(a.game_id, safe='')}/pools?{_page(a)}",
+        None,
+        True,
+    ),
 }
 
 
@@ -247,6 +240,25 @@ def _run_client(args: argparse.Namespace) -> int:
     if code == 0 and args.action == "audit" and not decode(data).get("ok"):
         return EXIT_REFUSED
     return code
+
+
+def _run_backup(args: argparse.Namespace) -> int:
+    """Exit 0 with the copy's report, 1 when it could not be made or fails its checks."""
+    try:
+        report = backup(args.data_dir / "tote.db", args.path)
+    except BackupError as error:
+        print(f"tote: {error}", file=sys.stderr)
+        return EXIT_REFUSED
+    summary = {
+        "path": str(report.path),
+        "bytes": report.bytes,
+        "integrity": report.integrity,
+        "ledger_lines": report.ledger_lines,
+        "problems": report.problems,
+        "ok": report.ok,
+    }
+    print(encode(summary).decode(), file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else EXIT_REFUSED
 
 
 # -- argument parsing -----------------------------------------------------------------
@@ -281,63 +293,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the server")
-    serve.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--ws-port", type=int, default=8765)
-    serve.add_argument("--http-port", type=int, default=8766)
-    serve.add_argument("--operator-key", default=None)
-    serve.add_argument(
-        "--synchronous",
-        choices=["FULL", "NORMAL"],
-        default="FULL",
-        type=str.upper,
-        help="SQLite fsync level (default FULL)",
+    serve = sub.add_parser(
+        "serve",
+        help="run the server",
+        description="Run the server. Every setting is a flag, a TOTE_ environment variable "
+        "or a key of the --config TOML file; a flag wins over the environment, which wins "
+        "over the file (docs/operations.md).",
     )
-    serve.add_argument(
-        "--currency",
-        type=_currency,
-        default=Settings.default_currency,
-        help="default currency of balance operations",
-    )
-    serve.add_argument(
-        "--public-url",
-        type=_public_url,
-        default=None,
-        help="where the lotteries.io links start (default: the request's scheme and host)",
-    )
-    serve.add_argument(
-        "--fail-safe-delay",
-        type=_seconds,
-        default=Settings.fail_safe_delay_ms // 1000,
-        help="seconds after its closing an unresolved pool is voided, when op 385 sets no "
-        "fail_safe_at (default one day)",
-    )
+    add_flags(serve)
 
     def client(name: str, text: str, parent: Any = sub, action: str | None = None) -> Any:
-        p = parent.add_parser(name, help=text, parents=[common])
+        p = parent.add_parser(name, help=text, description=text, parents=[common])
         p.set_defaults(action=action or name)
         return p
 
+    def user_id(p: argparse.ArgumentParser) -> None:
+        p.add_argument("user_id", type=int, help="the user's id (tote user create prints it)")
+
     user = sub.add_parser("user", help="users").add_subparsers(dest="sub", required=True)
     p = client("create", "create a user", user, "user create")
-    p.add_argument("name")
-    p.add_argument("--password")
-    p.add_argument("--role", action="append", choices=["developer", "player"])
-
-    session = sub.add_parser("session", help="sessions").add_subparsers(dest="sub", required=True)
-    client("create", "mint a session key", session, "session create").add_argument(
-        "user_id", type=int
+    p.add_argument("name", help="display name, unique regardless of case")
+    p.add_argument("--password", help="password for POST /v1/login (default: none, no login)")
+    p.add_argument(
+        "--role",
+        action="append",
+        choices=["developer", "player"],
+        help="a role to grant; repeat for several",
     )
 
+    session = sub.add_parser("session", help="sessions").add_subparsers(dest="sub", required=True)
+    user_id(client("create", "mint a session key", session, "session create"))
+
     p = client("login", "log in as a player (no operator key)")
-    p.add_argument("name")
-    p.add_argument("password")
+    p.add_argument("name", help="the user's name")
+    p.add_argument("password", help="the user's password")
 
     for name, text in (("deposit", "credit a wallet"), ("withdraw", "debit a wallet")):
         p = client(name, text)
-        p.add_argument("user_id", type=int)
-        p.add_argument("currency", type=_currency)
+        user_id(p)
+        p.add_argument("currency", type=_currency, help="3-letter currency code, like EUR")
         p.add_argument("amount", help="exact decimal text, like 10.50")
         p.add_argument("--reference", help="idempotency key (default: a new uuid4)")
 
@@ -346,16 +340,41 @@ def build_parser() -> argparse.ArgumentParser:
         ("block", "block a user"),
         ("unblock", "unblock a user"),
     ):
-        client(name, text).add_argument("user_id", type=int)
+        user_id(client(name, text))
 
     admins = sub.add_parser("source-admin", help="game source admins").add_subparsers(
         dest="sub", required=True
     )
     p = client("add", "add a game source admin", admins, "source-admin add")
-    p.add_argument("source_id")
-    p.add_argument("user_id", type=int)
+    p.add_argument("source_id", help="the source's id (tote sources lists them)")
+    user_id(p)
 
     client("audit", "check the ledger; exit 1 when it has problems")
+
+    for name, text in (
+        ("sources", "list game sources with their admins"),
+        ("games", "list games with their status and pools by status"),
+        ("pools", "list a game's pools with their bets and stakes"),
+    ):
+        p = client(name, text)
+        if name == "pools":
+            p.add_argument("game_id", help="the game's id (tote games lists them)")
+        p.add_argument("--limit", type=int, default=100, help="at most this many (1-1000)")
+        p.add_argument("--offset", type=int, default=0, help="skip this many first")
+
+    p = sub.add_parser(
+        "backup",
+        help="copy the database of a running server, consistently",
+        description="Copy <data-dir>/tote.db to PATH with SQLite's backup API (safe while "
+        "the server runs), then check the copy's integrity and ledger.",
+    )
+    p.add_argument("path", type=Path, help="where to write the copy (must not exist)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("TOTE_DATA_DIR", DEFAULT_DATA_DIR)),
+        help="the server's data directory (env TOTE_DATA_DIR, default ./data)",
+    )
     return parser
 
 
@@ -364,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         return _run_serve(args)
+    if args.command == "backup":
+        return _run_backup(args)
     for name in ("url", "operator_key", "data_dir"):
         setattr(args, name, getattr(args, name, None))
     return _run_client(args)

@@ -1,4 +1,5 @@
-"""Regenerate the tables of docs/protocol.md from the code: ``python -m tote.docs``.
+"""Regenerate the tables of docs/protocol.md and docs/operations.md from the code:
+``python -m tote.docs``.
 
 The op-code table, the response codes and the error codes each live once in the code;
 the docs show them between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers.
@@ -10,10 +11,12 @@ import re
 from pathlib import Path
 
 from domain.errors import ERROR_CODES
+from tote.config import settings_table
 from transport.ops import RESPONSES
 from transport.optable import markdown_table
 
 PROTOCOL = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
+OPERATIONS = PROTOCOL.with_name("operations.md")
 
 
 def tables() -> dict[str, str]:
@@ -26,8 +29,13 @@ def tables() -> dict[str, str]:
     return {"ops": markdown_table(), "responses": "\n".join(responses), "errors": "\n".join(errors)}
 
 
-def render(text: str) -> str:
-    for name, table in tables().items():
+def operations_tables() -> dict[str, str]:
+    return {"settings": settings_table()}
+
+
+def render(text: str, generated: dict[str, str] | None = None) -> str:
+    """``text`` with every marked table replaced (the protocol's unless ``generated``)."""
+    for name, table in (tables() if generated is None else generated).items():
         text = re.sub(
             rf"(<!-- {name}:start -->\n).*?(\n<!-- {name}:end -->)",
             lambda m, t=table: m.group(1) + t + m.group(2),
@@ -39,6 +47,7 @@ def render(text: str) -> str:
 
 def main() -> None:
     PROTOCOL.write_text(render(PROTOCOL.read_text()))
+    OPERATIONS.write_text(render(OPERATIONS.read_text(), operations_tables()))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from actors.services import Services, Settings
 from actors.wallet import WalletActor
 from storage.actor import Storage, StorageActor
 from storage.database import Database
+from tote.metrics import Metrics
 from transport.http import serve_http
 from transport.presenters import frame
 from transport.websocket import serve_ws
@@ -56,6 +57,7 @@ class ServerConfig:
     http_port: int = 8766
     operator_key: str | None = None
     synchronous: str = "FULL"
+    log_level: str = "INFO"  # set up by `tote serve`, before the server starts
     offload: bool = True  # SQLite in a worker thread; False only under a mock clock
     settings: Settings = field(default_factory=Settings)
 
@@ -146,13 +148,18 @@ async def start_services(
 
     Tests that need no sockets (timers under a mock clock, chaos) start just this.
     """
+    metrics = Metrics(slow_commit_seconds=config.settings.slow_commit_seconds)
     async with trio.open_nursery() as nursery:
-        supervisor: Supervisor = await nursery.start(Supervisor().run)
+        supervisor = Supervisor(on_restart=metrics.actor_restarted)
+        await nursery.start(supervisor.run)
+        metrics.watch_inboxes(supervisor.inbox_depths)
         clock = WallClock()
         hub = Hub(lambda event: frame(event, t=clock.now_ms()))
 
         async def storage_actor(inbox: Mailbox) -> StorageActor:
-            return StorageActor(database, inbox, offload=config.offload)
+            return StorageActor(
+                database, inbox, offload=config.offload, on_commit=metrics.committed
+            )
 
         storage = Storage(
             await supervisor.spawn("storage", storage_actor, capacity=4096),
@@ -170,6 +177,7 @@ async def start_services(
         services = Services(
             storage, supervisor, registry, wallet, hub, clock, config.settings, operator_key
         )
+        services.metrics = metrics  # the one the supervisor and storage already report to
         await Games.load(services)
         services.betslips = BetslipDesk(services)
         task_status.started(services)

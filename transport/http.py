@@ -21,6 +21,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from actors.services import Services
 from domain.errors import DomainError
+from transport.http_listing import listing_blueprint
+from transport.http_metrics import metrics_blueprint
 from transport.httpkit import AsciiIntegerConverter, error_response
 from transport.lotteries import lotteries_blueprint
 from transport.routes_betslips import betslips_blueprint, partners_blueprint
@@ -77,6 +79,8 @@ def create_app(services: Services) -> QuartTrio:
     app.register_blueprint(lotteries_blueprint(services))
     app.register_blueprint(betslips_blueprint(services))
     app.register_blueprint(partners_blueprint(services))
+    app.register_blueprint(listing_blueprint(services))
+    app.register_blueprint(metrics_blueprint(services))
     return app
 
 

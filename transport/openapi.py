@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from transport import openapi_lotteries
+from transport import openapi_betslips, openapi_lotteries
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 _OPERATOR = [{"operator": []}]
@@ -72,6 +72,29 @@ _AMOUNT_IN = {
     "(2 unless ISO 4217 says otherwise). A string keeps it exact "
     "in clients that parse JSON numbers as floats.",
 }
+
+
+def _page_of(name: str, item: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A page of a listing: the items in creation order, and whether more follow."""
+    return {
+        "type": "object",
+        "required": [name, "more"],
+        "properties": {
+            **extra,
+            name: {"type": "array", "items": {"type": "object", "properties": item}},
+            "more": {"type": "boolean", "description": "A next page exists (offset + limit)."},
+        },
+    }
+
+
+_PAGE = [
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+    },
+    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
+]
 
 _SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -203,6 +226,55 @@ _SCHEMAS: dict[str, Any] = {
         },
     },
     "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
+    "SourceList": _page_of(
+        "sources",
+        {
+            "source_id": {"type": "string"},
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "owner_id": {"type": "integer"},
+            "admins": {"type": "array", "items": {"type": "integer"}},
+            "closed": {"type": "boolean"},
+            "created_at": {"type": "integer", "description": "ms since the epoch"},
+            "games": {"type": "integer"},
+        },
+    ),
+    "GameList": _page_of(
+        "games",
+        {
+            "game_id": {"type": "string"},
+            "source_id": {"type": "string"},
+            "game_name": {"type": "string"},
+            "status": {"type": "string", "examples": ["game_in_progress_betting_active"]},
+            "currency": {"type": "string"},
+            "open_at": {"type": "integer"},
+            "live_start_at": {"type": "integer"},
+            "created_at": {"type": "integer"},
+            "closed_at": {"type": ["integer", "null"]},
+            "admins": {"type": "array", "items": {"type": "integer"}},
+            "pools": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": "How many pools the game has, by status.",
+            },
+        },
+    ),
+    "PoolList": _page_of(
+        "pools",
+        {
+            "pool_id": {"type": "string"},
+            "status": {"type": "string", "examples": ["open", "resolved"]},
+            "action": {"type": ["string", "null"]},
+            "pool_type": {"type": ["string", "null"]},
+            "currency": {"type": "string"},
+            "start_at": {"type": ["integer", "null"]},
+            "finish_at": {"type": ["integer", "null"]},
+            "winning_target": {"type": ["string", "null"]},
+            "bets": {"type": "integer"},
+            "staked": _MONEY,
+        },
+        game_id={"type": "string"},
+    ),
 }
 
 
@@ -225,7 +297,7 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {
                 "operator": {"type": "http", "scheme": "bearer", "description": "The operator key."}
             },
-            "schemas": {**_SCHEMAS, **openapi_lotteries.SCHEMAS},
+            "schemas": {**_SCHEMAS, **openapi_lotteries.SCHEMAS, **openapi_betslips.SCHEMAS},
             "responses": {
                 "Error": _json(_ref("Error"), "refused; nothing was changed"),
                 **openapi_lotteries.RESPONSES,
@@ -315,6 +387,38 @@ def openapi_document() -> dict[str, Any]:
                     ],
                 )
             },
+            "/v1/sources": {
+                "get": _operation(
+                    "List game sources",
+                    {"200": _json(_ref("SourceList"), "a page of sources")},
+                    params=_PAGE,
+                    errors=(400,),
+                )
+            },
+            "/v1/games": {
+                "get": _operation(
+                    "List games with their status and pools by status",
+                    {"200": _json(_ref("GameList"), "a page of games")},
+                    params=_PAGE,
+                    errors=(400,),
+                )
+            },
+            "/v1/games/{game_id}/pools": {
+                "get": _operation(
+                    "List a game's pools with their bets and stakes",
+                    {"200": _json(_ref("PoolList"), "a page of pools")},
+                    params=[
+                        {
+                            "name": "game_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+                        },
+                        *_PAGE,
+                    ],
+                    errors=(400, 404),
+                )
+            },
             "/v1/audit": {
                 "get": _operation(
                     "Check the double-entry ledger", {"200": _json(_ref("Audit"), "the result")}
@@ -335,11 +439,24 @@ def openapi_document() -> dict[str, Any]:
                     operator=False,
                 )
             },
+            "/metrics": {
+                "get": _operation(
+                    "Metrics in the Prometheus text format (docs/operations.md)",
+                    {
+                        "200": {
+                            "description": "Prometheus text exposition 0.0.4",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                    operator=False,
+                )
+            },
             "/openapi.json": {
                 "get": _operation(
                     "This document", {"200": {"description": "OpenAPI 3.1"}}, operator=False
                 )
             },
             **openapi_lotteries.lottery_paths(),
+            **openapi_betslips.betslip_paths(_OPERATOR, _ERROR),
         },
     }

@@ -4,6 +4,7 @@ connection (a reader that dispatches, a writer that drains a bounded outbox)."""
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter, deque
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -101,6 +102,10 @@ class Connection:
         self._scope = trio.CancelScope()
         self.close_reason: tuple[int, str] | None = None
 
+    @property
+    def outbox_bytes(self) -> int:
+        return self._outbox.size
+
     def push(self, data: bytes) -> None:
         if not self._outbox.put(data):
             self.drop(CLOSE_SLOW, f"too slow: over {self._outbox.max_bytes} bytes unread")
@@ -113,6 +118,7 @@ class Connection:
     async def serve(self, expires_at: int) -> None:
         services = self.services
         services.hub.connect(self.user_id, self.push)
+        services.metrics.connection_opened(self)
         try:
             with self._scope:
                 self._scope.deadline = services.clock.deadline_for(expires_at)
@@ -124,6 +130,7 @@ class Connection:
                 self.close_reason = (CLOSE_EXPIRED, "session expired")
         finally:
             services.hub.disconnect(self.user_id, self.push)
+            services.metrics.connection_closed(self, self.close_reason)
             self._outbox.close()
             if self.close_reason is not None:
                 with trio.move_on_after(2) as cleanup:
@@ -194,8 +201,10 @@ class Connection:
             self._error(code, request_id, DomainError("UNKNOWN_OP", f"There is no op {code}."))
             return
         ctx = Context(self, self.services, code, request_id)
+        started = time.perf_counter()
         try:
             await spec.handler(ctx, msg)
+            self.services.metrics.message(code, "ok", time.perf_counter() - started)
         except DomainError as error:
             self._error(code, request_id, error)
         except Exception:
@@ -207,6 +216,7 @@ class Connection:
             )
 
     def _error(self, op: Any, request_id: Any, error: DomainError) -> None:
+        self.services.metrics.message(op, error.code)
         fields = {"text": error.text, "error_code": error.code, "op": op, **error.extra}
         self.push(
             server_message(666, fields, t=self.services.clock.now_ms(), request_id=request_id)
@@ -227,6 +237,7 @@ def _named(raw: str | bytes) -> tuple[Any, Any]:
 async def _refuse(request: WebSocketRequest, error: DomainError) -> None:
     """Refuse the handshake: 401 bad credentials, 429 too many connections, 503 when we
     could not check."""
+    log.info("handshake_refused", extra={"error_code": error.code})
     await request.reject(
         REFUSAL_STATUS.get(error.code, 503),
         extra_headers=[(b"content-type", b"application/json")],
@@ -256,6 +267,7 @@ async def serve_ws(
     """Serve the websocket API; ``task_status`` gets the bound port."""
     settings = services.settings
     open_per_user: Counter[int] = Counter()
+    services.metrics.name_ops({code: spec.name for code, spec in OPS.items()})
 
     async def admit(request: WebSocketRequest) -> None:
         query = parse_qs(urlsplit(request.path).query)
