@@ -36,6 +36,9 @@ class Settings:
     login_attempts_per_name: int = 5
     login_attempts_per_address: int = 30
     login_window_seconds: float = 60.0
+    #: browser origins (``scheme://host[:port]``) whose pages may open a websocket, besides
+    #: the server's own HTTP origin; ``"*"`` allows any. Clients sending no Origin pass.
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass
@@ -49,6 +52,9 @@ class Services:
     settings: Settings
     operator_key: str
     games: Any = None  # actors.games.Games, once games are loaded
+    #: the bound ports, once each transport listens (the page and the Origin check need them)
+    ws_port: int = 0
+    http_port: int = 0
     ready: trio.Event = field(default_factory=trio.Event)
 
     async def ask_registry(self, body: Any) -> Any:
