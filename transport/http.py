@@ -445,6 +445,9 @@ def create_app(services: Services) -> QuartTrio:
             }
         )
 
+    from transport.page import page_blueprint  # it imports this module's helpers
+
+    app.register_blueprint(page_blueprint(services))
     return app
 
 
