@@ -27,6 +27,7 @@ import trio
 
 from actors.services import Settings
 from domain.codec import decode, encode
+from tote.demo import add_demo_command
 from tote.server import Server, ServerConfig, StartError, first_of, operator_key_for
 
 DEFAULT_URL = "http://127.0.0.1:8766"
@@ -324,12 +325,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("user_id", type=int)
 
     client("audit", "check the ledger; exit 1 when it has problems")
+    add_demo_command(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "run", None) is not None:
+        return args.run(args)
     if args.command == "serve":
         return _run_serve(args)
     for name in ("url", "operator_key", "data_dir"):

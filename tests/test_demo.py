@@ -1,0 +1,68 @@
+"""``tote demo``: the simulated match runs for a bounded number of rounds against a real
+server, every bot a websocket client; each round waits on replies, never on the clock."""
+
+from __future__ import annotations
+
+import random
+
+import trio
+
+from actors.registry import FindUser
+from tests.conftest import Harness
+from tote import demo
+from tote.cli import build_parser
+from tote.server import Endpoints, ServerConfig
+
+
+async def test_demo_match_bets_fires_events_and_reopens_pools(harness: Harness) -> None:
+    rounds = 3 * demo.EVENT_EVERY
+    report = await demo.run_match(
+        harness.services,
+        harness.endpoints.ws_port,
+        steps=rounds,
+        pace=trio.lowlevel.checkpoint,
+        rng=random.Random(7),
+    )
+    assert report.steps == rounds
+    assert report.events == 3
+    # one pool per action at the start, and one anew after each event
+    assert report.pools_opened == len(demo.ACTIONS) + 3
+    assert report.bets + report.refusals == rounds * len(demo.BOT_NAMES)
+    assert report.bets > 0
+    async with harness.connect(await harness.user()) as watcher:
+        listing = await watcher.call(387, 3535, game_id=report.game_id)
+    assert len(listing["pools_list"]) == len(demo.ACTIONS)  # resolved ones left the list
+    # the books balance: the harness audits the ledger when the test ends
+
+
+async def test_demo_twice_on_the_same_data_reuses_users_and_source(harness: Harness) -> None:
+    """A second demo on kept data finds its users, pays no second seed deposit and
+    starts a new game on the same source."""
+    first = await demo.run_match(
+        harness.services,
+        harness.endpoints.ws_port,
+        steps=1,
+        pace=trio.lowlevel.checkpoint,
+        rng=random.Random(1),
+    )
+    second = await demo.run_match(
+        harness.services,
+        harness.endpoints.ws_port,
+        steps=1,
+        pace=trio.lowlevel.checkpoint,
+        rng=random.Random(2),
+    )
+    assert first.game_id != second.game_id
+    guest = await harness.services.ask_registry(FindUser("demo-guest"))
+    balances = (await harness.http.get(f"/v1/users/{guest.id}/balances")).json()
+    assert balances["EUR"]["current"] == 100  # seeded once
+
+
+def test_demo_command_and_where_to_look() -> None:
+    args = build_parser().parse_args(["demo", "--ws-port", "0", "--steps", "5"])
+    assert args.run is demo.run_demo and args.steps == 5 and args.data_dir is None
+    config = ServerConfig(host="127.0.0.1")
+    text = demo.where_to_look(config, Endpoints(1, 2, "key", services=None), "g")  # type: ignore[arg-type]
+    assert "http://127.0.0.1:2/#game=g" in text
+    for name, password in demo.human_logins().items():
+        assert f"{name} / {password}" in text
