@@ -1,12 +1,18 @@
-# `make run` starts the server, `make test` runs ruff and the whole suite, `make lint`
-# only ruff, `make audit` checks the ledger of the server `make run` started, `make bench`
-# measures. Each builds .venv first when pyproject.toml is newer than the last install.
+# `make run` starts the server, `make demo` one with a simulated match, `make test` runs
+# ruff and the whole suite (installing Chromium for the browser tests when it is missing),
+# `make lint` only ruff, `make audit` checks the ledger of the server `make run` started,
+# `make bench` measures. Each builds .venv first when pyproject.toml is newer than the
+# last install.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench audit clean
+CHROMIUM := /usr/bin/chromium
+# apt-get needs root; sudo when we are not.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run demo test lint browser bench audit clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +23,21 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/tote serve
 
+demo: $(STAMP)
+	$(BIN)/tote demo
+
+# Debian's Chromium for the browser tests (Playwright drives it; never `playwright install`).
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -q
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint $(CHROMIUM)
 	$(BIN)/pytest -q
 
 # The running server at its default address, with the key it keeps in ./data.
