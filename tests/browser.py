@@ -84,7 +84,9 @@ class Browser:
         try:
             return await trio.to_thread.run_sync(future.result, abandon_on_cancel=True)
         except Exception as error:
+            shown = self._executor.submit(lambda: self.page.inner_text("body")).result()
             error.add_note("page console:\n" + "\n".join(self.console[-30:]))
+            error.add_note(f"page text:\n{shown}")
             raise
 
 

@@ -126,3 +126,35 @@ async def test_screenshot_of_a_demo_match(harness: Harness) -> None:
         path = SCREENSHOT_DIR / "demo-match.png"
         await browser.run(lambda page: page.screenshot(path=str(path), full_page=True))
         assert path.stat().st_size > 0
+
+
+async def test_admin_view_opens_a_pool_and_registers_an_event(harness: Harness) -> None:
+    """A source admin sees the admin view; its forms open a pool on the teams and
+    register an event that resolves it."""
+    admin = await harness.user("boss", roles=["developer"])
+    async with harness.connect(admin) as admin_ws:
+        game_id = await setup_game(admin_ws)
+    async with chromium() as browser:
+        await browser.run(log_in(page_url(harness, game_id), "boss", "pw-boss"))
+        await browser.run(wait_for("#admin-view:not([hidden])"))
+
+        def open_pool(page: Any) -> None:
+            page.select_option("#pool-action", "goal")
+            page.select_option("#pool-level", "1")
+            page.click("#open-pool-button")
+            page.wait_for_selector(".pool[data-state='open'] [data-target='argentina']")
+
+        await browser.run(open_pool)
+
+        def register_event(page: Any) -> None:
+            page.select_option("#event-action", "goal")
+            page.select_option("#event-target", "brazil:7")
+            page.click("#event-button")
+
+        await browser.run(register_event)
+        # nobody had bet: the pool resolves with every (no) stake returned
+        await browser.run(wait_for(".pool[data-state='resolved']"))
+        assert "void" in await browser.run(text_of(".pool .pool-result"))
+        assert "Goal: brazil:7" in await browser.run(text_of("#events li"))
+        games = await browser.run(text_of("#my-games"))
+        assert "Argentina - Brazil (example.com" in games

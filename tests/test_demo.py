@@ -4,25 +4,32 @@ server, every bot a websocket client; each round waits on replies, never on the 
 from __future__ import annotations
 
 import random
+import socket
 
+import pytest
 import trio
 
 from actors.registry import FindUser
 from tests.conftest import Harness
 from tote import demo
-from tote.cli import build_parser
+from tote.cli import EXIT_CANNOT_START, build_parser, main
 from tote.server import Endpoints, ServerConfig
 
 
-async def test_demo_match_bets_fires_events_and_reopens_pools(harness: Harness) -> None:
-    rounds = 3 * demo.EVENT_EVERY
-    report = await demo.run_match(
+async def play(harness: Harness, rounds: int, seed: int) -> demo.MatchReport:
+    """A demo match of ``rounds`` rounds with no pause between them."""
+    return await demo.run_match(
         harness.services,
         harness.endpoints.ws_port,
         steps=rounds,
         pace=trio.lowlevel.checkpoint,
-        rng=random.Random(7),
+        rng=random.Random(seed),
     )
+
+
+async def test_demo_match_bets_fires_events_and_reopens_pools(harness: Harness) -> None:
+    rounds = 3 * demo.EVENT_EVERY
+    report = await play(harness, rounds, seed=7)
     assert report.steps == rounds
     assert report.events == 3
     # one pool per action at the start, and one anew after each event
@@ -38,24 +45,21 @@ async def test_demo_match_bets_fires_events_and_reopens_pools(harness: Harness) 
 async def test_demo_twice_on_the_same_data_reuses_users_and_source(harness: Harness) -> None:
     """A second demo on kept data finds its users, pays no second seed deposit and
     starts a new game on the same source."""
-    first = await demo.run_match(
-        harness.services,
-        harness.endpoints.ws_port,
-        steps=1,
-        pace=trio.lowlevel.checkpoint,
-        rng=random.Random(1),
-    )
-    second = await demo.run_match(
-        harness.services,
-        harness.endpoints.ws_port,
-        steps=1,
-        pace=trio.lowlevel.checkpoint,
-        rng=random.Random(2),
-    )
+    first = await play(harness, 1, seed=1)
+    second = await play(harness, 1, seed=2)
     assert first.game_id != second.game_id
     guest = await harness.services.ask_registry(FindUser("demo-guest"))
     balances = (await harness.http.get(f"/v1/users/{guest.id}/balances")).json()
     assert balances["EUR"]["current"] == 100  # seeded once
+    admin = await harness.services.ask_registry(FindUser(demo.ADMIN))
+    async with harness.connect({"user_id": admin.id, **await session(harness, admin.id)}) as ws:
+        sources = (await ws.call(611, 621))["sources"]
+    assert [source["name"] for source in sources] == [demo.SOURCE_NAME]
+
+
+async def session(harness: Harness, user_id: int) -> dict[str, str]:
+    response = await harness.http.post(f"/v1/users/{user_id}/sessions")
+    return {"session_key": response.json()["session_key"]}
 
 
 def test_demo_command_and_where_to_look() -> None:
@@ -66,3 +70,16 @@ def test_demo_command_and_where_to_look() -> None:
     assert "http://127.0.0.1:2/#game=g" in text
     for name, password in demo.human_logins().items():
         assert f"{name} / {password}" in text
+
+
+async def test_demo_on_a_taken_port_says_so_in_one_line(capfd: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status = await trio.to_thread.run_sync(
+            main, ["demo", "--ws-port", str(port), "--http-port", "0"]
+        )
+    assert status == EXIT_CANNOT_START
+    error = capfd.readouterr().err.strip()
+    assert error.startswith("tote demo: cannot listen for the websocket") and "\n" not in error

@@ -13,6 +13,7 @@ import logging
 import random
 import secrets
 import signal
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -31,7 +32,7 @@ from actors.wallet import Deposit
 from domain.codec import decode, encode
 from domain.errors import DomainError
 from domain.money import exponent_of, parse_amount
-from tote.server import Endpoints, Server, ServerConfig
+from tote.server import Endpoints, Server, ServerConfig, StartError, first_of
 
 log = logging.getLogger(__name__)
 
@@ -347,7 +348,16 @@ def run_demo(args: argparse.Namespace) -> int:
             synchronous="NORMAL",
             settings=Settings(default_currency=CURRENCY),
         )
-        trio.run(_demo, config, args.steps, args.step_seconds)
+        try:
+            trio.run(_demo, config, args.steps, args.step_seconds)
+        except (StartError, BaseExceptionGroup) as error:
+            failure = first_of(error, StartError)
+            if failure is None:
+                raise
+            from tote.cli import EXIT_CANNOT_START  # cli imports this module
+
+            print(f"tote demo: {failure}", file=sys.stderr)
+            return EXIT_CANNOT_START
     return 0
 
 

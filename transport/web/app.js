@@ -174,7 +174,7 @@ async function listMyGames() {
       const item = document.createElement("li");
       const link = document.createElement("a");
       link.href = `#game=${encodeURIComponent(gameId)}`;
-      link.textContent = `${game.game_name} (${source.name})`;
+      link.textContent = `${game.name} (${source.name}, ${game.status})`;
       link.addEventListener("click", () => joinGame(gameId));
       item.append(link);
       list.append(item);
