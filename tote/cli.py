@@ -83,14 +83,24 @@ def _run_serve(args: argparse.Namespace) -> int:
         synchronous=args.synchronous,
         settings=Settings(default_currency=args.currency),
     )
-    try:
+
+    def start() -> None:
         _show_operator_key(config)
         trio.run(_serve, config)
+
+    return reporting_start_errors("tote", start)
+
+
+def reporting_start_errors(command: str, run: Callable[[], None]) -> int:
+    """Run a server command; a StartError (possibly inside trio's exception groups) ends
+    it with one line on stderr and EXIT_CANNOT_START, not a page of tracebacks."""
+    try:
+        run()
     except (StartError, BaseExceptionGroup) as error:
         failure = first_of(error, StartError)
         if failure is None:
             raise
-        print(f"tote: {failure}", file=sys.stderr)
+        print(f"{command}: {failure}", file=sys.stderr)
         return EXIT_CANNOT_START
     return 0
 

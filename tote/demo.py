@@ -13,7 +13,6 @@ import logging
 import random
 import secrets
 import signal
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -32,7 +31,7 @@ from actors.wallet import Deposit
 from domain.codec import decode, encode
 from domain.errors import DomainError
 from domain.money import exponent_of, parse_amount
-from tote.server import Endpoints, Server, ServerConfig, StartError, first_of
+from tote.server import Endpoints, Server, ServerConfig
 
 log = logging.getLogger(__name__)
 
@@ -348,17 +347,11 @@ def run_demo(args: argparse.Namespace) -> int:
             synchronous="NORMAL",
             settings=Settings(default_currency=CURRENCY),
         )
-        try:
-            trio.run(_demo, config, args.steps, args.step_seconds)
-        except (StartError, BaseExceptionGroup) as error:
-            failure = first_of(error, StartError)
-            if failure is None:
-                raise
-            from tote.cli import EXIT_CANNOT_START  # cli imports this module
+        from tote.cli import reporting_start_errors  # cli imports this module
 
-            print(f"tote demo: {failure}", file=sys.stderr)
-            return EXIT_CANNOT_START
-    return 0
+        return reporting_start_errors(
+            "tote demo", partial(trio.run, _demo, config, args.steps, args.step_seconds)
+        )
 
 
 def add_demo_command(sub: Any) -> None:
