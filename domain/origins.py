@@ -8,6 +8,7 @@ concerned: they authenticate with the digest alone.
 
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import urlsplit
 
 #: In ``allowed_origins``: every origin is allowed (a development setting).
@@ -33,18 +34,33 @@ def normalized_origin(origin: str) -> str | None:
 
 def own_origins(host_header: str | None, http_port: int) -> set[str]:
     """The origins of this server's own page: the host the client reached the websocket
-    by (its ``Host`` header), on the HTTP port, over http or https."""
+    by (its ``Host`` header), on the HTTP port, over http or https.
+
+    Only for an IP address or ``localhost``: a page under a domain name could be an
+    attacker's whose name was pointed at this machine after it loaded (DNS rebinding), and
+    it would name the same host. Pages under a name are admitted by the allow-list only.
+    """
     if not host_header or not http_port:
         return set()
     try:
         hostname = urlsplit(f"//{host_header.strip().lower()}").hostname
     except ValueError:
         return set()
-    if not hostname:
+    if not hostname or not _is_address(hostname):
         return set()
     host = f"[{hostname}]" if ":" in hostname else hostname
     found = {normalized_origin(f"{scheme}://{host}:{http_port}") for scheme in ("http", "https")}
     return {origin for origin in found if origin is not None}
+
+
+def _is_address(hostname: str) -> bool:
+    if hostname == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(hostname)
+    except ValueError:
+        return False
+    return True
 
 
 def origin_allowed(

@@ -40,6 +40,14 @@ def test_own_origin_is_the_host_reached_on_the_http_port() -> None:
         "http://localhost:8766",
         "https://localhost:8766",
     }
+    assert own_origins("[::1]:8765", 8766) == {"http://[::1]:8766", "https://[::1]:8766"}
+    assert own_origins("10.1.2.3:8765", 80) == {"http://10.1.2.3", "https://10.1.2.3:80"}
+    # a name could be an attacker's pointed here after its page loaded: listed ones only
+    assert own_origins("rebound.example:8765", 8766) == set()
+    assert not origin_allowed("http://rebound.example:8766", "rebound.example:8765", 8766, ())
+    assert origin_allowed(
+        "http://tote.example:8766", "tote.example:8765", 8766, ("http://tote.example:8766",)
+    )
     assert own_origins(None, 8766) == set()
     assert own_origins("127.0.0.1:8765", 0) == set()  # HTTP not listening yet
     assert own_origins("[bad", 8766) == set()
