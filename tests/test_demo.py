@@ -72,6 +72,33 @@ def test_demo_command_and_where_to_look() -> None:
         assert f"{name} / {password}" in text
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--step-seconds", "-1"],
+        ["--step-seconds", "nan"],
+        ["--step-seconds", "inf"],
+        ["--step-seconds", "x"],
+        ["--steps", "0"],
+        ["--steps", "-3"],
+        ["--steps", "٣"],
+        ["--steps", "1.5"],
+        ["--allowed-origin", "null"],
+        ["--allowed-origin", "example.com"],
+        ["--ws-port", "x"],
+        ["--ws-port", "-1"],
+        ["--http-port", "65536"],
+    ],
+)
+def test_demo_arguments_are_checked_before_anything_starts(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["demo", *argv])
+    assert exited.value.code == 2
+    assert argv[0] in capsys.readouterr().err
+
+
 async def test_demo_on_a_taken_port_says_so_in_one_line(capfd: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

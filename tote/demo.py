@@ -31,6 +31,7 @@ from actors.wallet import Deposit
 from domain.codec import decode, encode
 from domain.errors import DomainError
 from domain.money import exponent_of, parse_amount
+from domain.origins import ANY_ORIGIN, normalized_origin
 from tote.server import Endpoints, Server, ServerConfig
 
 log = logging.getLogger(__name__)
@@ -345,13 +346,42 @@ def run_demo(args: argparse.Namespace) -> int:
             ws_port=args.ws_port,
             http_port=args.http_port,
             synchronous="NORMAL",
-            settings=Settings(default_currency=CURRENCY),
+            settings=Settings(
+                default_currency=CURRENCY, allowed_origins=tuple(args.allowed_origin)
+            ),
         )
         from tote.cli import reporting_start_errors  # cli imports this module
 
         return reporting_start_errors(
             "tote demo", partial(trio.run, _demo, config, args.steps, args.step_seconds)
         )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 3600")
+    return value
+
+
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: ASCII digits from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        if not (text.isascii() and text.isdigit() and low <= int(text) <= high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from {low} to {high}")
+        return int(text)
+
+    return parse
+
+
+def _origin(text: str) -> str:
+    if text != ANY_ORIGIN and normalized_origin(text) is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an origin like https://host:port")
+    return text
 
 
 def add_demo_command(sub: Any) -> None:
@@ -366,10 +396,24 @@ def add_demo_command(sub: Any) -> None:
         "--data-dir", type=Path, default=None, help="keep the data here (default: a temporary dir)"
     )
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    demo.add_argument("--ws-port", type=int, default=8765, help="websocket port (0: any free)")
-    demo.add_argument("--http-port", type=int, default=8766, help="HTTP port of the page")
     demo.add_argument(
-        "--step-seconds", type=float, default=1.0, help="pause between betting rounds"
+        "--ws-port", type=_whole(0, 65535), default=8765, help="websocket port (0: any free)"
     )
-    demo.add_argument("--steps", type=int, default=None, help="stop betting after this many rounds")
+    demo.add_argument(
+        "--http-port", type=_whole(0, 65535), default=8766, help="HTTP port of the page"
+    )
+    demo.add_argument(
+        "--step-seconds", type=_seconds, default=1.0, help="pause between betting rounds"
+    )
+    demo.add_argument(
+        "--steps", type=_whole(1, 10**9), default=None, help="stop betting after this many rounds"
+    )
+    demo.add_argument(
+        "--allowed-origin",
+        type=_origin,
+        action="append",
+        default=[],
+        help="another origin whose pages may connect (repeatable; the page on an IP "
+        "address or localhost needs none)",
+    )
     demo.set_defaults(run=run_demo)
