@@ -62,6 +62,48 @@ async def session(harness: Harness, user_id: int) -> dict[str, str]:
     return {"session_key": response.json()["session_key"]}
 
 
+async def test_demo_reopens_a_pool_someone_else_resolved(harness: Harness) -> None:
+    """A person in the admin view resolves the demo's goal pool after the first round: a
+    bot finds it closed and the match opens a new one."""
+    admin_id = (await demo.provision_humans(harness.services))[demo.ADMIN]
+    person = {"user_id": admin_id, **await session(harness, admin_id)}
+    first_round = True
+    started, finished = trio.Event(), trio.Event()
+
+    async def pace() -> None:
+        nonlocal first_round
+        if first_round:
+            first_round = False
+            await started.wait()  # ``report`` is assigned
+            async with harness.connect(person) as ws:
+                await ws.call(
+                    395, 366, game_id=report.game_id, action_id="goal", target_id="lions:9"
+                )
+
+    async def play(task_status: trio.TaskStatus[demo.MatchReport]) -> None:
+        await demo.run_match(
+            harness.services,
+            harness.endpoints.ws_port,
+            steps=demo.EVENT_EVERY - 1,  # no event of the demo's own
+            pace=pace,
+            rng=random.Random(3),
+            task_status=task_status,
+        )
+        finished.set()
+
+    report = await harness.nursery.start(play)
+    started.set()
+    await finished.wait()
+    assert report.events == 0 and report.refusals > 0
+    assert report.pools_opened == len(demo.ACTIONS) + 1
+    async with harness.connect(person) as ws:
+        listing = await ws.call(387, 3535, game_id=report.game_id)
+    assert sorted(pool["action_id"] for pool in listing["pools_list"].values()) == [
+        "corner",
+        "goal",
+    ]
+
+
 def test_demo_command_and_where_to_look() -> None:
     args = build_parser().parse_args(["demo", "--ws-port", "0", "--steps", "5"])
     assert args.run is demo.run_demo and args.steps == 5 and args.data_dir is None

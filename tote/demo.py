@@ -83,7 +83,11 @@ class DemoClient:
 
     async def read(self) -> None:
         """Route replies until the connection ends (run as a task)."""
-        async for raw in _messages(self.ws):
+        while True:
+            try:
+                raw = await self.ws.get_message()
+            except ConnectionClosed:
+                return
             message = decode(raw)
             request_id = message["response_header"].get("request_id")
             waiting = self._waiting.pop(request_id, None)
@@ -111,14 +115,6 @@ class DemoClient:
         if reply["res"] != res:
             raise RuntimeError(f"demo: op {op} answered {reply}")
         return reply
-
-
-async def _messages(ws: WebSocketConnection) -> AsyncIterator[str | bytes]:
-    while True:
-        try:
-            yield await ws.get_message()
-        except ConnectionClosed:
-            return
 
 
 # -- provisioning ---------------------------------------------------------------------
@@ -175,6 +171,8 @@ class Match:
     details: dict[str, Any]
     report: MatchReport
     open_pools: dict[str, str] = field(default_factory=dict)  # action id -> pool id
+    #: actions whose pool a bet found closed (someone else resolved it): opened anew
+    closed: set[str] = field(default_factory=set)
 
     def leaf_targets(self) -> list[str]:
         return [
@@ -234,14 +232,17 @@ async def start_match(admin: DemoClient, report: MatchReport) -> Match:
 async def bet(bot: DemoClient, match: Match, rng: random.Random) -> None:
     """One bot's bet on a random open pool; a refusal (a pool just resolved, no money
     left) is counted, not fatal: the bots are players, not the system under test."""
-    pool_id = match.open_pools[rng.choice(sorted(match.open_pools))]
+    action = rng.choice(sorted(match.open_pools))
+    pool_id = match.open_pools[action]
     team = rng.choice(POOL_TARGETS.split(","))
     amount = str(Decimal(rng.randint(1, MAX_STAKE_UNITS)))
     reply = await bot.call(392, pool_id=pool_id, target=team, amount=amount)
     if reply["res"] == 356:
         match.report.bets += 1
-    else:
-        match.report.refusals += 1
+        return
+    match.report.refusals += 1
+    if reply.get("error_code") == "POOL_CLOSED" and match.open_pools[action] == pool_id:
+        match.closed.add(action)
 
 
 async def run_match(
@@ -276,6 +277,9 @@ async def run_match(
                     for bot in bots:
                         nursery.start_soon(bet, bot, match, rng)
                 report.steps += 1
+                for action in sorted(match.closed):
+                    await match.open_pool(action)
+                match.closed.clear()
                 if report.steps % EVENT_EVERY == 0:
                     await match.register_event(rng)
                 await pace()
