@@ -117,11 +117,28 @@ async def test_screenshot_of_a_demo_match(harness: Harness) -> None:
     async with chromium() as browser:
         await browser.run(log_in(page_url(harness, report.game_id), guest, password))
         await browser.run(wait_for(".pool[data-state='open']"))
+
+        def bet_on_the_first_open_pool(page: Any) -> None:
+            pool = page.locator(".pool[data-state='open']").first
+            pool.locator(".bet-amount").fill("5")
+            pool.locator(".bet-button").click()
+            pool.locator(".my-bets li").wait_for()
+
+        await browser.run(bet_on_the_first_open_pool)
         watching.set()
         await finished.wait()
         assert report.events == 2 and report.bets > 0  # the report the match filled in
         await browser.run(wait_for(".pool[data-state='resolved'] [data-winner='true']"))
         await browser.run(wait_for("#events li"))
+        async with harness.connect(await harness.user()) as watcher:
+            listing = await watcher.call(387, 3535, game_id=report.game_id)
+        for pool_id, pool in listing["pools_list"].items():
+            total = sum(target["amount_total"] for target in pool["distributions"].values())
+            assert total == int(total)  # the bots stake whole units
+            # the bars end where the server's books are, once the last 360 has arrived
+            await browser.run(
+                wait_for(f".pool[data-pool-id='{pool_id}'][data-total='{int(total)}']")
+            )
         SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOT_DIR / "demo-match.png"
         await browser.run(lambda page: page.screenshot(path=str(path), full_page=True))

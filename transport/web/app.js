@@ -59,6 +59,10 @@ function option(value, label) {
 
 // Send an op; resolves with its first direct reply (which may be a 666).
 function request(op, fields = {}) {
+  if (!state.ws || state.ws.readyState !== WebSocket.OPEN) {
+    showMessage("Not connected: log in again.");
+    return Promise.resolve({ res: null });
+  }
   const requestId = `p${state.nextRequest++}`;
   return new Promise((resolve) => {
     state.pending.set(requestId, resolve);
@@ -132,6 +136,9 @@ function showBalance(m) {
 // -- games ----------------------------------------------------------------------------
 
 async function joinGame(gameId) {
+  if (state.game && state.game.game_id !== gameId) {
+    await request(364, { game_id: state.game.game_id }); // stop hearing of the old one
+  }
   const joined = await request(363, { game_id: gameId });
   if (joined.res !== 333) return;
   const details = await request(372, { game_id: gameId });
@@ -218,7 +225,7 @@ function addPool(pool) {
   element.dataset.poolId = pool.pool_id;
   const action = pool.action || pool.action_id;
   const actionName = (state.game.actions[action] || {}).name || action;
-  $(".pool-title", element).textContent = pool.description || `${actionName}: who next?`;
+  $(".pool-title", element).textContent = pool.description || `Next ${actionName.toLowerCase()}`;
   const entry = { element, targets: new Map(), state: "open", myBets: 0 };
   state.pools.set(pool.pool_id, entry);
   for (const [target, info] of Object.entries(pool.distributions || {})) {
