@@ -104,6 +104,27 @@ async def test_demo_reopens_a_pool_someone_else_resolved(harness: Harness) -> No
     ]
 
 
+async def test_demo_bots_that_lost_everything_are_paid_in_again(harness: Harness) -> None:
+    await play(harness, 1, seed=4)
+    bots = [
+        await harness.services.ask_registry(FindUser(f"demo-bot-{name}")) for name in demo.BOT_NAMES
+    ]
+    for bot in bots:  # as if each had lost it all
+        available = (await harness.http.get(f"/v1/users/{bot.id}/balances")).json()["EUR"][
+            "available"
+        ]
+        withdrawn = await harness.http.post(
+            f"/v1/users/{bot.id}/withdrawals",
+            json={"amount": str(available), "reference": f"all-{bot.id}"},
+        )
+        assert withdrawn.status_code == 201, withdrawn.text
+    report = await play(harness, 1, seed=5)
+    assert (report.bets, report.refusals) == (0, len(bots))
+    for bot in bots:
+        balance = (await harness.http.get(f"/v1/users/{bot.id}/balances")).json()["EUR"]
+        assert balance["available"] == int(demo.BOT_DEPOSIT)
+
+
 def test_demo_command_and_where_to_look() -> None:
     args = build_parser().parse_args(["demo", "--ws-port", "0", "--steps", "5"])
     assert args.run is demo.run_demo and args.steps == 5 and args.data_dir is None

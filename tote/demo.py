@@ -14,6 +14,7 @@ import random
 import secrets
 import signal
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -57,6 +58,9 @@ MAX_STAKE_UNITS = 20
 #: An event every this many steps.
 EVENT_EVERY = 4
 REPLY_TIMEOUT = 30.0
+#: Where the bots connect when the server listens on every address.
+LOOPBACK = "127.0.0.1"
+WILDCARDS = ("", "0.0.0.0", "::")
 
 
 @dataclass
@@ -75,9 +79,10 @@ class DemoClient:
     """A websocket client that reads everything it is sent (an unread outbox would have
     the server close it) and hands each direct reply to the request waiting for it."""
 
-    def __init__(self, ws: WebSocketConnection, name: str) -> None:
+    def __init__(self, ws: WebSocketConnection, name: str, user_id: int) -> None:
         self.ws = ws
         self.name = name
+        self.user_id = user_id
         self._next_id = 0
         self._waiting: dict[str, trio.MemorySendChannel[dict[str, Any]]] = {}
 
@@ -138,22 +143,27 @@ async def ensure_user(
         user = await services.ask_registry(CreateUser(name, password_hash, list(roles)))
     if deposit is None:
         return user.id
-    amount = parse_amount(deposit, exponent_of(CURRENCY), field="amount", code="INVALID_AMOUNT")
-    await services.ask_wallet(Deposit(user.id, CURRENCY, amount, f"demo-seed-{name}"))
+    await services.ask_wallet(Deposit(user.id, CURRENCY, _minor(deposit), f"demo-seed-{name}"))
     return user.id
+
+
+def _minor(amount: str) -> int:
+    """An amount of the demo's currency, in minor units."""
+    return parse_amount(amount, exponent_of(CURRENCY), field="amount", code="INVALID_AMOUNT")
 
 
 @asynccontextmanager
 async def connected(
-    services: Services, ws_port: int, name: str, user_id: int
+    services: Services, address: tuple[str, int], name: str, user_id: int
 ) -> AsyncIterator[DemoClient]:
     """A bot's connection, with a fresh session, and its reader running."""
     session = await services.ask_registry(CreateSession(user_id))
     nonce = secrets.token_hex(8)
     digest = handshake_digest(user_id, nonce, session["session_key"])
-    url = f"ws://127.0.0.1:{ws_port}/?id={user_id}&n={nonce}&h={digest}"
+    host, port = address
+    url = f"ws://{host}:{port}/?id={user_id}&n={nonce}&h={digest}"
     async with open_websocket_url(url) as ws, trio.open_nursery() as nursery:
-        client = DemoClient(ws, name)
+        client = DemoClient(ws, name, user_id)
         nursery.start_soon(client.read)
         yield client
         nursery.cancel_scope.cancel()
@@ -166,6 +176,7 @@ async def connected(
 class Match:
     """The admin bot's view of the game: which pool is open on each action."""
 
+    services: Services
     admin: DemoClient
     game_id: str
     details: dict[str, Any]
@@ -203,7 +214,7 @@ class Match:
         await self.open_pool(action)
 
 
-async def start_match(admin: DemoClient, report: MatchReport) -> Match:
+async def start_match(services: Services, admin: DemoClient, report: MatchReport) -> Match:
     """A source (reused when the data already has one), a new open game, its pools."""
     sources = (await admin.expect(611, 621))["sources"]
     source_id = next((s["id"] for s in sources if s["name"] == SOURCE_NAME), None)
@@ -223,7 +234,7 @@ async def start_match(admin: DemoClient, report: MatchReport) -> Match:
     await admin.expect(363, 333, game_id=game_id)
     details = await admin.expect(372, 342, game_id=game_id)
     report.game_id = game_id
-    match = Match(admin, game_id, details, report)
+    match = Match(services, admin, game_id, details, report)
     for action in details["actions"]:
         await match.open_pool(action)
     return match
@@ -243,12 +254,17 @@ async def bet(bot: DemoClient, match: Match, rng: random.Random) -> None:
     match.report.refusals += 1
     if reply.get("error_code") == "POOL_CLOSED" and match.open_pools[action] == pool_id:
         match.closed.add(action)
+    elif reply.get("error_code") == "INSUFFICIENT_FUNDS":  # a long demo: lost it all
+        await match.services.ask_wallet(
+            Deposit(bot.user_id, CURRENCY, _minor(BOT_DEPOSIT), f"demo-top-up-{uuid.uuid4()}")
+        )
 
 
 async def run_match(
     services: Services,
     ws_port: int,
     *,
+    host: str = LOOPBACK,
     steps: int | None,
     pace: Callable[[], Awaitable[None]],
     rng: random.Random,
@@ -264,12 +280,13 @@ async def run_match(
         name: await ensure_user(services, f"demo-bot-{name}", (), "", BOT_DEPOSIT)
         for name in BOT_NAMES
     }
-    async with connected(services, ws_port, "admin", admin_id) as admin:
-        match = await start_match(admin, report)
+    address = (host, ws_port)
+    async with connected(services, address, "admin", admin_id) as admin:
+        match = await start_match(services, admin, report)
         task_status.started(report)
         async with AsyncExitStack() as stack:
             bots = [
-                await stack.enter_async_context(connected(services, ws_port, name, user_id))
+                await stack.enter_async_context(connected(services, address, name, user_id))
                 for name, user_id in bot_ids.items()
             ]
             while steps is None or report.steps < steps:
@@ -327,6 +344,7 @@ async def _demo(config: ServerConfig, steps: int | None, step_seconds: float) ->
                     run_match,
                     services,
                     endpoints.ws_port,
+                    host=LOOPBACK if config.host in WILDCARDS else config.host,
                     steps=steps,
                     pace=partial(trio.sleep, step_seconds),
                     rng=random.Random(),
