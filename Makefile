@@ -1,16 +1,20 @@
-# `make run` starts the server, `make test` runs ruff and the whole suite, `make lint`
-# only ruff, `make audit` checks the ledger of the server `make run` started, `make bench`
-# measures, `make binary` builds the single executable dist/tote and `make test-binary`
-# builds it and runs it against a real client (about 2 minutes: not in `make test`).
-# Each builds .venv first when pyproject.toml is newer than the last install.
+# `make run` starts the server, `make demo` one with a simulated match, `make test` runs
+# ruff and the whole suite (installing Chromium for the browser tests when it is missing),
+# `make lint` only ruff, `make audit` checks the ledger of the server `make run` started,
+# `make bench` measures, `make binary` builds the single executable dist/tote and
+# `make test-binary` builds it and runs it against a real client (about 2 minutes: not in
+# `make test`). Each builds .venv first when pyproject.toml is newer than the last install.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 BINARY := dist/tote
+CHROMIUM := /usr/bin/chromium
+# apt-get needs root; sudo when we are not.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench audit binary test-binary clean
+.PHONY: run demo test lint browser bench audit binary test-binary clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +25,21 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/tote serve
 
+demo: $(STAMP)
+	$(BIN)/tote demo
+
+# Debian's Chromium for the browser tests (Playwright drives it; never `playwright install`).
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -q
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint $(CHROMIUM)
 	$(BIN)/pytest -q
 
 # The running server at its default address, with the key it keeps in ./data.
@@ -39,7 +53,7 @@ bench: $(STAMP)
 binary: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,binary]'
 	$(BIN)/pyinstaller --onefile --name tote --noconfirm --log-level WARN \
-		--distpath dist --workpath build/pyinstaller --specpath build tote/__main__.py
+		--distpath dist --workpath build/pyinstaller --specpath build --collect-data transport.web tote/__main__.py
 	@ls -l $(BINARY)
 
 test-binary: binary

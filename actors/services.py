@@ -50,6 +50,9 @@ class Settings:
     public_url: str | None = None
     #: a commit slower than this is logged as a warning (the disk or the batch is in trouble)
     slow_commit_seconds: float = 0.5
+    #: browser origins (``scheme://host[:port]``) whose pages may open a websocket, besides
+    #: the server's own HTTP origin; ``"*"`` allows any. Clients sending no Origin pass.
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass
@@ -62,6 +65,9 @@ class Services:
     clock: WallClock
     settings: Settings
     operator_key: str
+    #: the bound ports, once each transport listens (the page and the Origin check need them)
+    ws_port: int = 0
+    http_port: int = 0
     ready: trio.Event = field(default_factory=trio.Event)
     #: the directory of game and pool actors; ``Games.load`` sets it (it needs these
     #: services to spawn actors, and the actors need it)

@@ -68,6 +68,8 @@ ERROR_CODES: dict[str, str] = {
     "RATE_LIMITED": "Too many messages a second on this connection.",
     "TOO_MANY_CONNECTIONS": "Handshake only (HTTP 429): the user has the most websocket "
     "connections allowed open.",
+    "ORIGIN_REFUSED": "Handshake only (HTTP 403): a browser page whose Origin is not "
+    "allowed (Settings.allowed_origins) may not open a websocket.",
     "REQUEST_TIMED_OUT": "The actor behind the request did not answer in time.",
     "ACTOR_RESTARTED": "The actor crashed while handling the request and was restarted; "
     "check before retrying.",

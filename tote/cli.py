@@ -29,6 +29,7 @@ from domain.codec import decode, encode
 from storage.backup import BackupError, backup
 from tote import logs
 from tote.config import ConfigError, add_flags, config_from
+from tote.demo import add_demo_command
 from tote.server import Server, ServerConfig, StartError, first_of, operator_key_for
 
 DEFAULT_URL = "http://127.0.0.1:8766"
@@ -82,14 +83,24 @@ def _run_serve(args: argparse.Namespace) -> int:
         print(f"tote: {error}", file=sys.stderr)
         return EXIT_USAGE
     logs.setup(config.log_level)
-    try:
+
+    def start() -> None:
         _show_operator_key(config)
         trio.run(_serve, config)
+
+    return reporting_start_errors("tote", start)
+
+
+def reporting_start_errors(command: str, run: Callable[[], None]) -> int:
+    """Run a server command; a StartError (possibly inside trio's exception groups) ends
+    it with one line on stderr and EXIT_CANNOT_START, not a page of tracebacks."""
+    try:
+        run()
     except (StartError, BaseExceptionGroup) as error:
         failure = first_of(error, StartError)
         if failure is None:
             raise
-        print(f"tote: {failure}", file=sys.stderr)
+        print(f"{command}: {failure}", file=sys.stderr)
         return EXIT_CANNOT_START
     return 0
 
@@ -375,12 +386,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path(os.environ.get("TOTE_DATA_DIR", DEFAULT_DATA_DIR)),
         help="the server's data directory (env TOTE_DATA_DIR, default ./data)",
     )
+    add_demo_command(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "run", None) is not None:
+        return args.run(args)
     if args.command == "serve":
         return _run_serve(args)
     if args.command == "backup":

@@ -60,6 +60,8 @@ HELP: dict[str, str] = {
     "fail_safe_delay_ms": "milliseconds after its closing an unresolved pool is voided, when "
     "op 385 sets no fail_safe_at (seed 003)",
     "public_url": "scheme and host the lotteries.io links start with (default: the request's)",
+    "allowed_origins": "browser origins (scheme://host[:port]) whose pages may open a "
+    "websocket besides the server's own; * allows any",
 }
 
 #: Where ``tote serve`` differs from the dataclass default (tests run on memory).

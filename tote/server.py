@@ -216,6 +216,7 @@ class Server:
                         config.host,
                         config.http_port,
                     )
+                    services.ws_port, services.http_port = ws, http
                     services.ready.set()
                     task_status.started(Endpoints(ws, http, operator_key, services))
                     await self._stop.wait()

@@ -25,6 +25,7 @@ from transport.http_listing import listing_blueprint
 from transport.http_metrics import metrics_blueprint
 from transport.httpkit import AsciiIntegerConverter, error_response
 from transport.lotteries import lotteries_blueprint
+from transport.page import page_blueprint
 from transport.routes_betslips import betslips_blueprint, partners_blueprint
 from transport.routes_money import money_blueprint
 from transport.routes_status import status_blueprint
@@ -81,6 +82,7 @@ def create_app(services: Services) -> QuartTrio:
     app.register_blueprint(partners_blueprint(services))
     app.register_blueprint(listing_blueprint(services))
     app.register_blueprint(metrics_blueprint(services))
+    app.register_blueprint(page_blueprint(services))
     return app
 
 

@@ -458,5 +458,33 @@ def openapi_document() -> dict[str, Any]:
             },
             **openapi_lotteries.lottery_paths(),
             **openapi_betslips.betslip_paths(_OPERATOR, _ERROR),
+            "/": {
+                "get": _operation(
+                    "The browser client's page", {"200": {"description": "HTML"}}, operator=False
+                )
+            },
+            "/web/config.json": {
+                "get": _operation(
+                    "Where the page opens its websocket: {ws_port, currency}",
+                    {"200": {"description": "JSON"}},
+                    operator=False,
+                )
+            },
+            "/web/{name}": {
+                "get": _operation(
+                    "The page's script (app.js) and style (app.css)",
+                    {"200": {"description": "JavaScript or CSS"}},
+                    errors=(404,),
+                    operator=False,
+                    params=[
+                        {
+                            "name": "name",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                )
+            },
         },
     }

@@ -24,6 +24,7 @@ from domain.codec import (
     request_id_in,
 )
 from domain.errors import DomainError
+from domain.origins import origin_allowed
 from transport.ops import OPS, Context
 from transport.presenters import server_message
 from transport.ratelimit import TokenBucket
@@ -37,7 +38,11 @@ CLOSE_EXPIRED = 4001
 #: The handshake `id`: ASCII digits only (`int()` reads other scripts' digits too).
 MAX_ID_DIGITS = 18
 #: Handshake refusals: HTTP status by error code (anything else: 503, we could not check).
-REFUSAL_STATUS = {"AUTHENTICATION_FAILED": 401, "TOO_MANY_CONNECTIONS": 429}
+REFUSAL_STATUS = {
+    "AUTHENTICATION_FAILED": 401,
+    "ORIGIN_REFUSED": 403,
+    "TOO_MANY_CONNECTIONS": 429,
+}
 
 
 class Outbox:
@@ -234,9 +239,17 @@ def _named(raw: str | bytes) -> tuple[Any, Any]:
     return named_op(op), request_id
 
 
+def _host_of(request: WebSocketRequest) -> str | None:
+    """The handshake's Host header. trio-websocket lists only the other headers; wsproto's
+    request event keeps this one apart. None (so only the allow-list admits a browser)
+    should that ever move: the check fails closed."""
+    host = getattr(getattr(request, "_event", None), "host", None)
+    return host if isinstance(host, str) else None
+
+
 async def _refuse(request: WebSocketRequest, error: DomainError) -> None:
-    """Refuse the handshake: 401 bad credentials, 429 too many connections, 503 when we
-    could not check."""
+    """Refuse the handshake: 401 bad credentials, 403 a foreign page, 429 too many
+    connections, 503 when we could not check."""
     log.info("handshake_refused", extra={"error_code": error.code})
     await request.reject(
         REFUSAL_STATUS.get(error.code, 503),
@@ -270,6 +283,16 @@ async def serve_ws(
     services.metrics.name_ops({code: spec.name for code, spec in OPS.items()})
 
     async def admit(request: WebSocketRequest) -> None:
+        headers = {name.lower(): value.decode("latin-1") for name, value in request.headers}
+        origin = headers.get(b"origin")
+        if not origin_allowed(
+            origin, _host_of(request), services.http_port, settings.allowed_origins
+        ):
+            await _refuse(
+                request,
+                DomainError("ORIGIN_REFUSED", f"Pages from {origin[:200]!r} may not connect."),
+            )
+            return
         query = parse_qs(urlsplit(request.path).query)
         id_text = query.get("id", [""])[0]
         if not (id_text.isascii() and id_text.isdigit() and len(id_text) <= MAX_ID_DIGITS):

@@ -1,0 +1,177 @@
+"""The browser client in headless Chromium against a real server on port 0: log in, bet,
+watch the odds move as others bet, see the pool resolve; and a screenshot of a demo match.
+
+Every wait is a condition on the page (Playwright waits for a selector) or a reply over
+the websocket, never a sleep.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import trio
+
+from tests.browser import SCREENSHOT_DIR, chromium
+from tests.conftest import Harness, setup_game
+from tote import demo
+
+
+def page_url(h: Harness, game_id: str) -> str:
+    return f"http://127.0.0.1:{h.endpoints.http_port}/#game={game_id}"
+
+
+def log_in(url: str, name: str, password: str) -> Any:
+    """A step for the browser's thread: open the page and log in with the form."""
+
+    def step(page: Any) -> None:
+        page.goto(url)
+        page.wait_for_selector("body[data-ready='true']")
+        page.fill("#login-name", name)
+        page.fill("#login-password", password)
+        page.click("#login-button")
+        page.wait_for_selector("#status[data-state='online']")
+
+    return step
+
+
+def wait_for(selector: str) -> Any:
+    return lambda page: page.wait_for_selector(selector, state="attached")
+
+
+def text_of(selector: str) -> Any:
+    return lambda page: page.text_content(selector)
+
+
+async def test_browser_logs_in_bets_sees_odds_move_and_pool_resolve(harness: Harness) -> None:
+    admin = await harness.user(roles=["developer"])
+    await harness.user("alice", deposit="50")
+    bob = await harness.user("bob", deposit="50")
+    async with harness.connect(admin) as admin_ws, harness.connect(bob) as bob_ws:
+        game_id = await setup_game(admin_ws)
+        pool_id = (
+            await admin_ws.call(
+                385, 350, game_id=game_id, action="goal", targets="Argentina,Brazil"
+            )
+        )["pool_id"]
+        pool = f".pool[data-pool-id='{pool_id}']"
+        async with chromium() as browser:
+            await browser.run(log_in(page_url(harness, game_id), "alice", "pw-alice"))
+            await browser.run(wait_for(f"{pool}[data-state='open']"))
+
+            def bet(page: Any) -> None:
+                page.select_option(f"{pool} .bet-target", "argentina")
+                page.fill(f"{pool} .bet-amount", "5")
+                page.click(f"{pool} .bet-button")
+
+            await browser.run(bet)
+            await browser.run(wait_for(f"{pool}[data-total='5'] .my-bets li"))
+            await browser.run(wait_for("#balance[data-available='45']"))
+            odds_alone = await browser.run(text_of(f"{pool} [data-target='brazil'] .target-odds"))
+
+            await bob_ws.call(392, 356, pool_id=pool_id, target="Brazil", amount="15")
+            await browser.run(wait_for(f"{pool}[data-total='20']"))
+            await browser.run(wait_for(f"{pool} [data-target='brazil'][data-amount='15']"))
+            odds_after = await browser.run(text_of(f"{pool} [data-target='brazil'] .target-odds"))
+            assert odds_after != odds_alone  # the bar and the odds moved with bob's bet
+
+            await admin_ws.call(
+                395, 366, game_id=game_id, action_id="goal", target_id="argentina:1"
+            )
+            await browser.run(wait_for(f"{pool}[data-state='resolved']"))
+            await browser.run(wait_for(f"{pool} [data-target='argentina'][data-winner='true']"))
+            result = await browser.run(text_of(f"{pool} .pool-result"))
+            assert "Argentina won" in result and "you won 20.00 EUR" in result
+            await browser.run(wait_for("#balance[data-available='65']"))
+
+
+async def test_screenshot_of_a_demo_match(harness: Harness) -> None:
+    """The page as a guest sees a demo match: bots bet, an event resolves a pool and the
+    admin bot opens it anew; saved to build/demo-match.png."""
+    services = harness.services
+    await demo.provision_humans(services)
+    watching = trio.Event()
+    finished = trio.Event()
+    first_round = True
+
+    async def pace() -> None:
+        nonlocal first_round
+        if first_round:  # the first round has bets; then wait for the page to watch
+            first_round = False
+            await watching.wait()
+        await trio.lowlevel.checkpoint()
+
+    async def run_match(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await demo.run_match(
+            services,
+            harness.endpoints.ws_port,
+            steps=2 * demo.EVENT_EVERY,
+            pace=pace,
+            rng=random.Random(12),
+            task_status=task_status,
+        )
+        finished.set()
+
+    report = await harness.nursery.start(run_match)
+    guest, password = "demo-guest", demo.human_logins()["demo-guest"]
+    async with chromium() as browser:
+        await browser.run(log_in(page_url(harness, report.game_id), guest, password))
+        await browser.run(wait_for(".pool[data-state='open']"))
+
+        def bet_on_the_first_open_pool(page: Any) -> None:
+            pool = page.locator(".pool[data-state='open']").first
+            pool.locator(".bet-amount").fill("5")
+            pool.locator(".bet-button").click()
+            pool.locator(".my-bets li").wait_for()
+
+        await browser.run(bet_on_the_first_open_pool)
+        watching.set()
+        await finished.wait()
+        assert report.events == 2 and report.bets > 0  # the report the match filled in
+        await browser.run(wait_for(".pool[data-state='resolved'] [data-winner='true']"))
+        await browser.run(wait_for("#events li"))
+        async with harness.connect(await harness.user()) as watcher:
+            listing = await watcher.call(387, 3535, game_id=report.game_id)
+        for pool_id, pool in listing["pools_list"].items():
+            total = sum(target["amount_total"] for target in pool["distributions"].values())
+            assert total == int(total)  # the bots stake whole units
+            # the bars end where the server's books are, once the last 360 has arrived
+            await browser.run(
+                wait_for(f".pool[data-pool-id='{pool_id}'][data-total='{int(total)}']")
+            )
+        SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOT_DIR / "demo-match.png"
+        await browser.run(lambda page: page.screenshot(path=str(path), full_page=True))
+        assert path.stat().st_size > 0
+
+
+async def test_admin_view_opens_a_pool_and_registers_an_event(harness: Harness) -> None:
+    """A source admin sees the admin view; its forms open a pool on the teams and
+    register an event that resolves it."""
+    admin = await harness.user("boss", roles=["developer"])
+    async with harness.connect(admin) as admin_ws:
+        game_id = await setup_game(admin_ws)
+    async with chromium() as browser:
+        await browser.run(log_in(page_url(harness, game_id), "boss", "pw-boss"))
+        await browser.run(wait_for("#admin-view:not([hidden])"))
+
+        def open_pool(page: Any) -> None:
+            page.select_option("#pool-action", "goal")
+            page.select_option("#pool-level", "1")
+            page.click("#open-pool-button")
+            page.wait_for_selector(".pool[data-state='open'] [data-target='argentina']")
+
+        await browser.run(open_pool)
+
+        def register_event(page: Any) -> None:
+            page.select_option("#event-action", "goal")
+            page.select_option("#event-target", "brazil:7")
+            page.click("#event-button")
+
+        await browser.run(register_event)
+        # nobody had bet: the pool resolves with every (no) stake returned
+        await browser.run(wait_for(".pool[data-state='resolved']"))
+        assert "void" in await browser.run(text_of(".pool .pool-result"))
+        assert "Goal: brazil:7" in await browser.run(text_of("#events li"))
+        games = await browser.run(text_of("#my-games"))
+        assert "Argentina - Brazil (example.com" in games
