@@ -77,6 +77,7 @@ BAD = {
     int: ["", "x", "-1", "1.5", "1e3", "99999999999999999999", True, 2.0],
     float: ["", "x", "0", "-1", "nan", "inf", "1e3", True, 0, -0.5],
     str: ["", "  ", "a\nb", 5, True],
+    tuple: ["a\nb", 5, True, "ftp://x", "https://x/path"],
 }
 
 

@@ -16,6 +16,7 @@ from domain.codec import decode
 from domain.lotteries import CURIES, DEFAULT_PAGE_SIZE, iso_time
 from tests.conftest import Harness, WsClient, setup_game
 from tote.cli import build_parser
+from tote.config import ConfigError, config_from
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 HOUR = 3_600_000
@@ -278,22 +279,27 @@ async def test_a_configured_public_url_starts_every_link(
         ["--public-url", "ftp://tote.example"],
         ["--public-url", "https://tote.example/?q=1"],
         ["--public-url", "https://tote.example/#top"],
-        ["--fail-safe-delay", "0"],
-        ["--fail-safe-delay", "-5"],
-        ["--fail-safe-delay", "1.5"],
-        ["--fail-safe-delay", "٣"],
+        ["--fail-safe-delay-ms", "0"],
+        ["--fail-safe-delay-ms", "-5"],
+        ["--fail-safe-delay-ms", "1.5"],
+        ["--fail-safe-delay-ms", "٣"],
     ],
 )
 def test_serve_refuses_a_bad_public_url_or_fail_safe_delay(argv: list[str]) -> None:
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["serve", *argv])
+    with pytest.raises(ConfigError):
+        config_from(build_parser().parse_args(["serve", *argv]))
 
 
 def test_serve_takes_a_public_url_and_a_fail_safe_delay() -> None:
-    args = build_parser().parse_args(
-        ["serve", "--public-url", "https://tote.example/api/", "--fail-safe-delay", "600"]
+    config = config_from(
+        build_parser().parse_args(
+            ["serve", "--public-url", "https://tote.example/api/", "--fail-safe-delay-ms", "600000"]
+        )
     )
-    assert (args.public_url, args.fail_safe_delay) == ("https://tote.example/api", 600)
+    assert (config.settings.public_url, config.settings.fail_safe_delay_ms) == (
+        "https://tote.example/api",
+        600_000,
+    )
 
 
 async def test_a_draw_shows_its_result_and_its_pools_once_resolved(

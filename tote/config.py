@@ -29,6 +29,7 @@ from typing import Any
 
 from actors.services import Settings
 from domain.lotteries import check_public_url
+from domain.origins import ANY_ORIGIN, normalized_origin
 from tote.server import ServerConfig
 
 ENV_PREFIX = "TOTE_"
@@ -176,11 +177,23 @@ def parse_value(setting: Setting, value: Any) -> Any:
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, list):
             raise ValueError("expected a comma-separated list or an array of text")
-        return kind(_text(setting.name, item) for item in items if str(item).strip())
+        texts = [_text(setting.name, item) for item in items if str(item).strip()]
+        if setting.name == "allowed_origins":
+            texts = [_origin(text) for text in texts]
+        return kind(texts)
     text = _text(setting.name, value)
     if setting.name == "public_url":
         return check_public_url(text)  # ValueError says what is expected
     return Path(text) if kind is Path else text
+
+
+def _origin(text: str) -> str:
+    if text == ANY_ORIGIN:
+        return text
+    origin = normalized_origin(text)
+    if origin is None:
+        raise ValueError("expected origins as scheme://host[:port], or *")
+    return origin
 
 
 def _text(name: str, value: Any) -> str:
