@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import math
 import uuid
+from collections import defaultdict
 from collections.abc import Hashable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -393,7 +394,7 @@ class PoolActor(Actor):
     async def _place_bets(self, batch: list[Request]) -> None:
         pool, now = self.pool, self.now
         accepted: list[tuple[Request, Bet]] = []
-        chosen = self._held_targets()
+        chosen, staked = self._held()
         for request in batch:
             body: PlaceBet = request.body
             if self.pending is not None:
@@ -401,12 +402,18 @@ class PoolActor(Actor):
                 continue
             try:
                 target, stake = pool.check_bet(
-                    body.user_id, body.target, body.amount, now, chosen.get(body.user_id)
+                    body.user_id,
+                    body.target,
+                    body.amount,
+                    now,
+                    chosen.get(body.user_id),
+                    staked[body.user_id],
                 )
             except DomainError as error:
                 request.fail(error)
                 continue
             chosen[body.user_id] = target
+            staked[body.user_id] += stake
             accepted.append((request, Bet(str(uuid.uuid4()), body.user_id, target, stake, now)))
         if accepted:
             items = [self._stake_item(bet) for _, bet in accepted]
@@ -440,15 +447,22 @@ class PoolActor(Actor):
 
     # -- betslips ---------------------------------------------------------------------
 
-    def _held_targets(self) -> dict[int, str]:
-        """The target each user with a reserved slip backs here (one target per pool)."""
-        return {user_id: bets[0].target for user_id, bets, _ in self.held.values() if bets}
+    def _held(self) -> tuple[dict[int, str], defaultdict[int, int]]:
+        """What reserved slips hold here, by user: the target backed (one per pool), and
+        the stakes (they count toward the user's liability in this pool)."""
+        targets: dict[int, str] = {}
+        stakes: defaultdict[int, int] = defaultdict(int)
+        for user_id, bets, _ in self.held.values():
+            for bet in bets:
+                targets[user_id] = bet.target
+                stakes[user_id] += bet.amount
+        return targets, stakes
 
     def _reserve(self, body: Reserve) -> Reserved:
         pool, now = self.pool, self.now
         held: list[tuple[int, Bet, StakeItem]] = []
         refusals: list[tuple[int, DomainError]] = []
-        chosen = self._held_targets()
+        chosen, staked = self._held()
         for stake in body.stakes:
             try:
                 if body.game_id != pool.game_id or body.action != pool.action:
@@ -458,12 +472,18 @@ class PoolActor(Actor):
                 if self.pending is not None:
                     raise DomainError("POOL_CLOSED", "An event has resolved this pool.")
                 target, minor = pool.check_bet(
-                    body.user_id, stake.target, stake.stake, now, chosen.get(body.user_id)
+                    body.user_id,
+                    stake.target,
+                    stake.stake,
+                    now,
+                    chosen.get(body.user_id),
+                    staked[body.user_id],
                 )
             except DomainError as error:
                 refusals.append((stake.index, error))
                 continue
             chosen[body.user_id] = target
+            staked[body.user_id] += minor
             bet = Bet(str(uuid.uuid4()), body.user_id, target, minor, now)
             held.append((stake.index, bet, self._stake_item(bet, stake.columns)))
         if held and not refusals:
@@ -633,6 +653,7 @@ class PoolActor(Actor):
             pool.takeout,
             pool.min_stake,
             pool.max_stake,
+            pool.max_liability,
             start_at=now,
             finish_at=finish_at,
             fail_safe_at=fail_safe_at,

@@ -81,6 +81,14 @@ class SetBlocked:
 
 
 @dataclass(frozen=True, slots=True)
+class SetCooldown:
+    """No bets from the user until ``until`` (epoch ms; one in the past lifts it)."""
+
+    user_id: int
+    until: int
+
+
+@dataclass(frozen=True, slots=True)
 class StakeItem:
     """Move ``amount`` from the user's wallet into a pool's escrow, with ``changes``
     (the bet rows) committed in the same transaction."""
@@ -134,6 +142,7 @@ class _Pending:
     references: dict[str, str] = field(default_factory=dict)  # added by this batch
     stored_references: dict[str, str] = field(default_factory=dict)  # read ahead from SQLite
     blocked: dict[int, bool] = field(default_factory=dict)
+    cooldowns: dict[int, int] = field(default_factory=dict)
     replies: list[tuple[Request, Any]] = field(default_factory=list)
 
 
@@ -147,6 +156,7 @@ class WalletActor(Actor):
         available: dict[Key, int],
         exposure: dict[Key, int],
         blocked: set[int],
+        cooldowns: dict[int, int],
         on_balance: Callable[[int, BalanceChanged], None] = lambda *_: None,
     ) -> None:
         super().__init__(inbox)
@@ -155,6 +165,7 @@ class WalletActor(Actor):
         self.available = defaultdict(int, available)
         self.exposure = defaultdict(int, exposure)
         self.blocked = blocked
+        self.cooldowns = cooldowns  # user -> no bets before this epoch ms
         self.on_balance = on_balance
         self.currencies: dict[int, set[str]] = defaultdict(set)  # user -> currencies held
         for user_id, currency in [*self.available, *self.exposure]:
@@ -204,6 +215,7 @@ class WalletActor(Actor):
             self.exposure[key] += delta
         for user_id, blocked in pending.blocked.items():
             (self.blocked.add if blocked else self.blocked.discard)(user_id)
+        self.cooldowns.update(pending.cooldowns)
         touched = set(pending.available) | set(pending.exposure)
         for user_id, currency in touched:
             self.currencies[user_id].add(currency)
@@ -232,6 +244,10 @@ class WalletActor(Actor):
             case SetBlocked(user_id, blocked):
                 pending.blocked[user_id] = blocked
                 pending.changes.append(Update("users", {"id": user_id}, {"blocked": int(blocked)}))
+                return None
+            case SetCooldown(user_id, until):
+                pending.cooldowns[user_id] = until
+                pending.changes.append(Update("users", {"id": user_id}, {"cooldown_until": until}))
                 return None
             case Stakes(items):
                 return [self._stake(item, pending) for item in items]
@@ -298,8 +314,9 @@ class WalletActor(Actor):
 
     def _stake(self, item: StakeItem, pending: _Pending) -> DomainError | None:
         key = (item.user_id, item.currency)
-        if item.user_id in self.blocked or pending.blocked.get(item.user_id):
-            return DomainError("USER_BLOCKED", "You are blocked from betting.")
+        refusal = self._may_bet(item.user_id, pending)
+        if refusal is not None:
+            return refusal
         if item.amount <= 0:
             return DomainError("INVALID_STAKE", "A stake must be positive.", parameter="amount")
         if self._available(key, pending) < item.amount:
@@ -315,11 +332,21 @@ class WalletActor(Actor):
         pending.changes.extend(item.changes)
         return None
 
+    def _may_bet(self, user_id: int, pending: _Pending) -> DomainError | None:
+        """USER_BLOCKED for a blocked user or one in a cool-down (decisions §6)."""
+        if user_id in self.blocked or pending.blocked.get(user_id):
+            return DomainError("USER_BLOCKED", "You are blocked from betting.")
+        until = pending.cooldowns.get(user_id, self.cooldowns.get(user_id, 0))
+        if until > self.clock.now_ms():
+            return DomainError("USER_BLOCKED", f"You are in a cool-down until {until}.")
+        return None
+
     def _place_slip(self, body: PlaceSlip, pending: _Pending) -> None:
         if trio.current_time() > body.not_after:
             raise DomainError("REQUEST_TIMED_OUT", "The betslip was not placed in time.")
-        if body.user_id in self.blocked:
-            raise DomainError("USER_BLOCKED", "You are blocked from betting.")
+        refusal = self._may_bet(body.user_id, pending)
+        if refusal is not None:
+            raise refusal
         if any(item.amount <= 0 or item.user_id != body.user_id for item in body.items):
             raise DomainError("INVALID_STAKE", "A slip stakes positive amounts of its user.")
         needed: dict[Key, int] = defaultdict(int)
@@ -398,8 +425,13 @@ def _load_state(db: Database) -> dict[str, Any]:
         )
     }
     blocked = {r["id"] for r in db.rows("SELECT id FROM users WHERE blocked = 1")}
+    cooldowns = {
+        r["id"]: r["cooldown_until"]
+        for r in db.rows("SELECT id, cooldown_until FROM users WHERE cooldown_until > 0")
+    }
     return {
         "available": available,
         "exposure": exposure,
         "blocked": blocked,
+        "cooldowns": cooldowns,
     }

@@ -9,7 +9,14 @@ from typing import Any
 
 from domain import params
 from domain.errors import DomainError, about
-from domain.money import parse_currency, parse_rate, rate_text, stored_rate
+from domain.money import (
+    exponent_of,
+    parse_amount,
+    parse_currency,
+    parse_rate,
+    rate_text,
+    stored_rate,
+)
 from domain.params import stored_time
 from domain.targets import NONE, TargetTree, build_actions, parse_list
 
@@ -45,6 +52,8 @@ class Game:
     targets: dict[str, str] = field(default_factory=lambda: TargetTree.build([]).as_dict())
     admins: list[int] = field(default_factory=list)
     takeout: str = "0"  # exact decimal text (money.rate_text), the pools' default
+    #: the most one user may stake in one pool, in minor units: its pools' default
+    max_liability: int | None = None
     closing: bool = False
     closed_at: int | None = None
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -170,7 +179,15 @@ def new_game(
         actions=actions,
         targets=targets.as_dict(),
         takeout=rate_text(parse_rate(fields.get("takeout"))),
+        max_liability=optional_amount(fields, "max_liability", exponent_of(currency)),
     )
+
+
+def optional_amount(fields: dict[str, Any], name: str, exponent: int) -> int | None:
+    """An optional limit in minor units (``INVALID_PARAMETER`` naming the field)."""
+    if params.is_null(fields.get(name)):
+        return None
+    return parse_amount(fields[name], exponent, field=name, code="INVALID_PARAMETER")
 
 
 def event_target(tree: TargetTree, raw: object) -> str:

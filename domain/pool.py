@@ -15,7 +15,7 @@ from typing import Any
 
 from domain import ledger, params, parimutuel
 from domain.errors import DomainError, about
-from domain.game import Game
+from domain.game import Game, optional_amount
 from domain.money import (
     MAX_POOL_TOTAL,
     exponent_of,
@@ -93,6 +93,8 @@ class Pool:
     takeout: Fraction = Fraction(0)
     min_stake: int | None = None
     max_stake: int | None = None
+    #: the most one user may stake in this pool in all, in minor units (decisions §6)
+    max_liability: int | None = None
     start_at: int = 0
     finish_at: int | None = None
     stop_accepting_bets_at: int | None = None
@@ -134,6 +136,7 @@ class Pool:
         "exponent",
         "min_stake",
         "max_stake",
+        "max_liability",
         "start_at",
         "finish_at",
         "stop_accepting_bets_at",
@@ -223,9 +226,17 @@ class Pool:
         return None
 
     def check_bet(
-        self, user_id: int, target: Any, amount: Any, now: int, pending_target: str | None = None
+        self,
+        user_id: int,
+        target: Any,
+        amount: Any,
+        now: int,
+        pending_target: str | None = None,
+        pending_stake: int = 0,
     ) -> tuple[str, int]:
-        """Validate a bet; returns (target id, stake in minor units) or raises."""
+        """Validate a bet; returns (target id, stake in minor units) or raises.
+        ``pending_*``: what the user has in this pool that is not in the book yet (the
+        same batch, a reserved betslip)."""
         refusal = self.refusal(now)
         if refusal is not None:
             raise refusal
@@ -267,6 +278,18 @@ class Pool:
                 parameter="amount",
                 limit="max_stake",
                 max_stake=to_wire(self.max_stake, self.exponent),
+            )
+        staked = self.user_stake.get(user_id, 0) + pending_stake
+        if self.max_liability is not None and staked + stake > self.max_liability:
+            room = max(0, self.max_liability - staked)
+            raise DomainError(
+                "INVALID_STAKE",
+                f"Your stakes in this pool may total at most "
+                f"{to_wire(self.max_liability, self.exponent)}; {to_wire(room, self.exponent)} "
+                "is left.",
+                parameter="amount",
+                limit="max_liability",
+                max_stake=to_wire(room, self.exponent),
             )
         return tid, stake
 
@@ -482,10 +505,8 @@ def new_pool(
             raise DomainError("INVALID_PARAMETER", f"{name} must be in the future.", parameter=name)
     exponent = exponent_of(game.currency)
     limits = {
-        name: None
-        if params.is_null(fields.get(name))
-        else parse_amount(fields[name], exponent, field=name, code="INVALID_PARAMETER")
-        for name in ("min_stake", "max_stake")
+        name: optional_amount(fields, name, exponent)
+        for name in ("min_stake", "max_stake", "max_liability")
     }
     if limits["min_stake"] and limits["max_stake"] and limits["min_stake"] > limits["max_stake"]:
         raise DomainError(
@@ -510,6 +531,7 @@ def new_pool(
         takeout,
         limits["min_stake"],
         limits["max_stake"],
+        limits["max_liability"] if limits["max_liability"] is not None else game.max_liability,
         start_at=now,
         finish_at=finish_at,
         stop_accepting_bets_at=stop_at,

@@ -7,7 +7,15 @@ import sqlite_utils
 TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
     "meta": ({"key": str, "value": str}, "key"),
     "users": (
-        {"id": int, "name": str, "password": str, "roles": str, "blocked": int, "created_at": int},
+        {
+            "id": int,
+            "name": str,
+            "password": str,
+            "roles": str,
+            "blocked": int,
+            "created_at": int,
+            "cooldown_until": int,  # no bets before this epoch ms (decisions §6)
+        },
         "id",
     ),
     "sessions": ({"key": str, "user_id": int, "expires_at": int}, "key"),

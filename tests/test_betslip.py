@@ -345,3 +345,51 @@ async def test_a_placed_slip_is_settled_like_any_bet(harness: Harness) -> None:
         assert await b.balance() == {"current": D("110"), "available": D("110"), "exposure": D("0")}
         assert (await b.balance(other))["current"] == D("40")
     assert await harness.audit() == []
+
+
+async def test_a_cool_down_refuses_slips_and_websocket_bets_until_it_ends(
+    harness: Harness,
+) -> None:
+    async with book(harness) as b, harness.connect(b.player) as ws:
+        now = harness.services.clock.now_ms()
+        user = b.player["user_id"]
+        r = await harness.http.post(f"/v1/users/{user}/cooldown", json={"until": now + 3_600_000})
+        assert r.status_code == 200, r.text
+        before = await b.state()
+        r = await b.post(b.slip(b.bet("teams", "brazil", "1")))
+        assert (r.status_code, decode(r.content)["errorCode"]) == (400, "USER_BLOCKED")
+        reply = await ws.call(392, pool_id=b.pools["teams"][1], target="brazil", amount="1")
+        assert (reply["res"], reply["error_code"]) == (666, "USER_BLOCKED")
+        assert await b.state() == before
+        for bad in ({}, {"until": "soon"}, {"until": 10**20}):
+            r = await harness.http.post(f"/v1/users/{user}/cooldown", json=bad)
+            assert r.status_code == 400, (bad, r.text)
+        await harness.http.post(f"/v1/users/{user}/cooldown", json={"until": now - 1})
+        assert (await b.post(b.slip(b.bet("teams", "brazil", "1")))).status_code == 200
+    assert await harness.audit() == []
+
+
+async def test_max_liability_per_user_per_pool_counts_every_way_of_betting(
+    harness: Harness,
+) -> None:
+    async with book(harness) as b, harness.connect(b.player) as ws:
+        created = await b.admin.call(
+            385,
+            350,
+            game_id=b.games[1],
+            pool_type="1",
+            action="goal",
+            targets="argentina,brazil",
+            max_liability="10",
+        )
+        b.pools["capped"] = (b.games[1], created["pool_id"])
+        assert (await b.post(b.slip(b.bet("capped", "brazil", "6")))).status_code == 200
+        reply = await ws.call(392, pool_id=created["pool_id"], target="brazil", amount="5")
+        assert (reply["res"], reply["error_code"]) == (666, "INVALID_STAKE")
+        r = await b.post(b.slip(b.bet("capped", "brazil", "4.01")))
+        body = decode(r.content)
+        assert (r.status_code, body["errorCode"]) == (400, "INVALID_STAKE")
+        assert body["failedBets"][0]["reason"] == {"maxStake": D("4")}
+        assert await ws.call(392, 356, pool_id=created["pool_id"], target="brazil", amount="4")
+        assert (await b.balance())["exposure"] == D("10")
+    assert await harness.audit() == []

@@ -229,6 +229,14 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Call]] = {
         True,
     ),
     "audit": lambda a: ("GET", "/v1/audit", None, True),
+    "cooldown": lambda a: ("POST", f"/v1/users/{a.user_id}/cooldown", {"until": a.until}, True),
+    "partner create": lambda a: ("POST", "/v1/partners", None, True),
+    "partner revoke": lambda a: (
+        "DELETE",
+        f"/v1/partners/{quote(a.partner_id, safe='')}",
+        None,
+        True,
+    ),
     "sources": lambda a: ("GET", f"/v1/sources?{_page(a)}", None, True),
     "games": lambda a: ("GET", f"/v1/games?{_page(a)}", None, True),
     "pools": lambda a: (
@@ -361,6 +369,16 @@ def build_parser() -> argparse.ArgumentParser:
     user_id(p)
 
     client("audit", "check the ledger; exit 1 when it has problems")
+
+    p = client("cooldown", "no bets from a user until a time (a past time lifts it)")
+    user_id(p)
+    p.add_argument("until", type=int, help="epoch milliseconds (or seconds)")
+
+    partner = sub.add_parser("partner", help="partner keys for POST /v1/betslips")
+    partners = partner.add_subparsers(dest="sub", required=True)
+    client("create", "mint a partner key (shown once)", partners, "partner create")
+    p = client("revoke", "revoke a partner key", partners, "partner revoke")
+    p.add_argument("partner_id", help="the id `tote partner create` printed")
 
     for name, text in (
         ("sources", "list game sources with their admins"),

@@ -371,6 +371,43 @@ def openapi_document() -> dict[str, Any]:
                     errors=(404,),
                 )
             },
+            "/v1/users/{user_id}/cooldown": {
+                "post": {
+                    **_operation(
+                        "No bets from the user until `until` (epoch ms; a past time lifts it)",
+                        {
+                            "200": {
+                                "description": "set",
+                                "content": {
+                                    "application/json": {
+                                        "schema": {
+                                            "type": "object",
+                                            "properties": {
+                                                "user_id": {"type": "integer"},
+                                                "cooldown_until": {"type": "integer"},
+                                            },
+                                        }
+                                    }
+                                },
+                            }
+                        },
+                        params=user,
+                        errors=(400, 404),
+                    ),
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["until"],
+                                    "properties": {"until": {"type": "integer"}},
+                                }
+                            }
+                        },
+                    },
+                }
+            },
             "/v1/sources/{source_id}/admins": {
                 "post": _operation(
                     "Add a game source admin",

@@ -20,7 +20,8 @@ from actors.registry import (
     verify_password,
 )
 from actors.services import Services
-from actors.wallet import SetBlocked
+from actors.wallet import SetBlocked, SetCooldown
+from domain import params
 from domain.errors import DomainError
 from domain.names import display_name, name_key
 from domain.throttle import AttemptWindow
@@ -129,6 +130,16 @@ def users_blueprint(services: Services) -> Blueprint:
     @operator
     async def unblock(user_id: int) -> Response:
         return await set_blocked(user_id, False)
+
+    @routes.post("/v1/users/<int:user_id>/cooldown")
+    @operator
+    async def cooldown(user_id: int) -> Response:
+        until = params.epoch_ms(await json_body(), "until")
+        if until is None:
+            raise DomainError("MISSING_PARAMETER", "until is required.", parameter="until")
+        await services.ask_registry(GetUser(user_id))
+        await services.ask_wallet(SetCooldown(user_id, until))
+        return json_response({"user_id": user_id, "cooldown_until": until})
 
     @routes.post("/v1/sources/<source_id>/admins")
     @operator
