@@ -23,6 +23,7 @@ import trio
 
 from actors import game as game_msgs
 from actors import pool as pool_msgs
+from actors import remote
 from actors.registry import CheckSession
 from actors.runtime import OutcomeUnknown
 from actors.services import Services
@@ -76,7 +77,7 @@ class BetslipDesk:
         self.services = services
         self._running: set[str] = set()
 
-    async def place(self, key: str, body: Any, render: Render) -> Answer:
+    async def place(self, key: str, body: Any, render: Render, ip: str = "") -> Answer:
         """The slip's final answer (placed or refused), or a DomainError that is not
         final (the slip is certainly not placed: a retry with the key runs it again)."""
         if key in self._running:
@@ -92,7 +93,7 @@ class BetslipDesk:
                     )
                 return stored[1]
             try:
-                return await self._place(key, print_, body, render)
+                return await self._place(key, print_, body, render, ip)
             except Refused as refused:
                 return await self._keep(key, print_, None, render(refused.outcome))
         finally:
@@ -100,7 +101,7 @@ class BetslipDesk:
 
     # -- the steps --------------------------------------------------------------------
 
-    async def _place(self, key: str, print_: str, body: Any, render: Render) -> Answer:
+    async def _place(self, key: str, print_: str, body: Any, render: Render, ip: str) -> Answer:
         services = self.services
         try:
             if not isinstance(body, dict):
@@ -126,17 +127,26 @@ class BetslipDesk:
             if refusals:
                 raise _refused(refusals)
             answer, items, changes = self._commit_plan(key, print_, slip, bets, reserved, render)
+            debit = await self._debit(slip, bets, reserved, ip) if services.operator else None
             try:
-                await services.ask_wallet(PlaceSlip(slip.user_id, items, changes, until))
+                await services.ask_wallet(
+                    PlaceSlip(
+                        slip.user_id, items, [*changes, *(debit.changes if debit else ())], until
+                    )
+                )
             except OutcomeUnknown:
                 stored = await self._truth(key)
                 if stored is None:
+                    if debit is not None:
+                        await remote.give_up(services, debit.key)
                     raise DomainError(
                         "REQUEST_TIMED_OUT", "The slip was not placed; send it again."
                     ) from None
                 placed = True
                 return stored
             except DomainError as error:
+                if debit is not None:  # debited, not placed: the worker gives it back
+                    await remote.give_up(services, debit.key)
                 if error.code in ("INSUFFICIENT_FUNDS", "USER_BLOCKED", "INVALID_BET_DETAILS"):
                     raise Refused(error) from None
                 raise
@@ -146,6 +156,44 @@ class BetslipDesk:
             with trio.move_on_after(services.settings.request_timeout) as cleanup:
                 cleanup.shield = True
                 await self._release(key, reserved, placed)
+
+    async def _debit(
+        self,
+        slip: Slip,
+        bets: list[SlipBet],
+        reserved: dict[str, pool_msgs.Reserved],
+        ip: str,
+    ) -> remote.Debit:
+        """Remote wallet mode: the whole slip is one /bets call. A refusal is the slip's
+        INSUFFICIENT_FUNDS with the operator's reason; no answer in time is a 503 (the
+        slip is not placed, and money the operator took is given back)."""
+        held = {
+            index: (answer.pool_id, bet, item)
+            for answer in reserved.values()
+            for index, bet, item in answer.held
+        }
+        entries = []
+        for slip_bet in bets:
+            pool_id, bet, item = held[slip_bet.index]
+            entries.append(
+                {
+                    "user_id": slip.user_id,
+                    "pool_id": pool_id,
+                    "bet_id": bet.id,
+                    "currency": item.currency,
+                    "amount": bet.amount,
+                    "potential": str(slip_bet.potential_payout()),
+                }
+            )
+        deadline = trio.current_time() + self.services.settings.request_timeout / 2
+        debit = await remote.debit(self.services, entries, ip, deadline)
+        if debit.answer is remote.Answer.REFUSED:
+            raise Refused(DomainError("INSUFFICIENT_FUNDS", debit.reason))
+        if debit.answer is remote.Answer.UNKNOWN:
+            raise DomainError(
+                "REQUEST_TIMED_OUT", "The operator's wallet did not answer; the slip is not placed."
+            )
+        return debit
 
     async def _check_games(self, bets: list[SlipBet]) -> list[BetRefusal]:
         """Each bet's game and pool exist, belong together, and its stage is the game's."""

@@ -13,7 +13,7 @@ import logging
 import math
 import uuid
 from collections import defaultdict
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
@@ -22,6 +22,7 @@ from typing import Any
 import msgspec
 import trio
 
+from actors import remote
 from actors.hub import Broadcast
 from actors.runtime import Actor, Mailbox, OutcomeUnknown, Request
 from actors.services import Services
@@ -44,6 +45,7 @@ class PlaceBet:
     user_id: int
     target: Any
     amount: Any
+    ip: str = ""  # the bettor's address, for the operator's /bets in remote wallet mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,12 +417,20 @@ class PoolActor(Actor):
             chosen[body.user_id] = target
             staked[body.user_id] += stake
             accepted.append((request, Bet(str(uuid.uuid4()), body.user_id, target, stake, now)))
+        debits: dict[str, remote.Debit] = {}
+        if accepted and self.services.operator is not None:
+            accepted, debits = await self._debit_each(accepted)
         if accepted:
-            items = [self._stake_item(bet) for _, bet in accepted]
-            # an error fails the whole batch (the kit answers it): nothing was staked
-            results = await self.services.ask_wallet(Stakes(items))
+            items = [self._stake_item(bet, debits.get(bet.id)) for _, bet in accepted]
+            try:
+                # an error fails the whole batch (the kit answers it): nothing was staked
+                results = await self.services.ask_wallet(Stakes(items))
+            except DomainError:
+                await self._give_up(debits.values())
+                raise
             for (request, bet), refusal in zip(accepted, results, strict=True):
                 if refusal is not None:
+                    await self._give_up([debits[bet.id]] if bet.id in debits else [])
                     request.fail(refusal)
                     continue
                 pool.add(bet)
@@ -428,8 +438,58 @@ class PoolActor(Actor):
                     BetPlaced(pool.id, bet.id, bet.target, bet.amount, pool.currency, pool.exponent)
                 )
 
-    def _stake_item(self, bet: Bet, columns: dict[str, Any] | None = None) -> StakeItem:
-        """What the wallet commits for a bet: its stake, and its row."""
+    async def _debit_each(
+        self, accepted: list[tuple[Request, Bet]]
+    ) -> tuple[list[tuple[Request, Bet]], dict[str, remote.Debit]]:
+        """Remote wallet mode: each websocket bet is one placement, debited at the
+        operator (all at once). Refused or unknown ones are answered here."""
+        pool = self.pool
+        deadline = trio.current_time() + self.services.settings.request_timeout / 2
+        debits: dict[str, remote.Debit] = {}
+
+        async def debit(request: Request, bet: Bet) -> None:
+            entry = {
+                "user_id": bet.user_id,
+                "pool_id": pool.id,
+                "bet_id": bet.id,
+                "currency": pool.currency,
+                "amount": bet.amount,
+                "potential": None,
+            }
+            debits[bet.id] = await remote.debit(self.services, [entry], request.body.ip, deadline)
+
+        async with trio.open_nursery() as nursery:
+            for request, bet in accepted:
+                nursery.start_soon(debit, request, bet)
+        debited = []
+        for request, bet in accepted:
+            outcome = debits[bet.id]
+            if outcome.answer is remote.Answer.DONE:
+                debited.append((request, bet))
+            elif outcome.answer is remote.Answer.REFUSED:
+                request.fail(DomainError("INSUFFICIENT_FUNDS", outcome.reason))
+            else:
+                request.fail(
+                    DomainError(
+                        "REQUEST_TIMED_OUT",
+                        "The operator's wallet did not answer: the bet is not placed (money "
+                        "it took is given back).",
+                    )
+                )
+        return debited, debits
+
+    async def _give_up(self, debits: Iterable[remote.Debit]) -> None:
+        for debit in debits:
+            await remote.give_up(self.services, debit.key)
+
+    def _stake_item(
+        self,
+        bet: Bet,
+        debit: remote.Debit | None = None,
+        columns: dict[str, Any] | None = None,
+    ) -> StakeItem:
+        """What the wallet commits for a bet: its stake, its row, and in remote wallet
+        mode the record that its debit was used."""
         pool = self.pool
         row = {
             "id": bet.id,
@@ -443,7 +503,8 @@ class PoolActor(Actor):
             "payout": 0,
             **(columns or {}),
         }
-        return StakeItem(bet.user_id, pool.currency, bet.amount, pool.id, (Insert("bets", row),))
+        changes = (Insert("bets", row), *(debit.changes if debit else ()))
+        return StakeItem(bet.user_id, pool.currency, bet.amount, pool.id, changes)
 
     # -- betslips ---------------------------------------------------------------------
 
@@ -485,7 +546,7 @@ class PoolActor(Actor):
             chosen[body.user_id] = target
             staked[body.user_id] += minor
             bet = Bet(str(uuid.uuid4()), body.user_id, target, minor, now)
-            held.append((stake.index, bet, self._stake_item(bet, stake.columns)))
+            held.append((stake.index, bet, self._stake_item(bet, columns=stake.columns)))
         if held and not refusals:
             self.held[body.slip_key] = (body.user_id, [bet for _, bet, _ in held], body.until)
         return Reserved(pool.id, pool.exponent, held, refusals)
@@ -588,6 +649,8 @@ class PoolActor(Actor):
             Update("bets", {"id": bet_id}, {"status": s, "payout": paid})
             for bet_id, (s, paid) in outcome.bet_status.items()
         ]
+        if self.services.operator is not None and pool.bets:
+            changes.append(remote.winners_call(pool.id, now))  # /winners, from the outbox
         successor = (
             self._successor(now)
             if recreate and pool.recreate_on_end and winner is not None

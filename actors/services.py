@@ -17,6 +17,7 @@ from tote.metrics import Metrics
 if TYPE_CHECKING:
     from actors.betslips import BetslipDesk
     from actors.directory import Games
+    from actors.remote import OperatorClient
 
 
 @dataclass
@@ -50,6 +51,21 @@ class Settings:
     public_url: str | None = None
     #: a commit slower than this is logged as a warning (the disk or the batch is in trouble)
     slow_commit_seconds: float = 0.5
+    #: remote wallet mode (seed 004): the operator's callback base URL and signing secret;
+    #: both or neither (docs/wallet.md)
+    wallet_url: str | None = None
+    wallet_secret: str | None = None
+    #: the seed's ``client`` field in every callback
+    wallet_client: str = "tote"
+    #: seconds one callback may take before its outcome counts as unknown
+    wallet_timeout: float = 5.0
+    #: seconds before a failed callback's first retry (doubling to 5 minutes, with jitter)
+    wallet_retry_seconds: float = 1.0
+
+    @property
+    def remote_wallet(self) -> bool:
+        return self.wallet_url is not None
+
     #: browser origins (``scheme://host[:port]``) whose pages may open a websocket, besides
     #: the server's own HTTP origin; ``"*"`` allows any. Clients sending no Origin pass.
     allowed_origins: tuple[str, ...] = ()
@@ -74,6 +90,9 @@ class Services:
     games: Games = field(init=False)
     #: the betslip desk (seed 002); it places bets through the directory's pools
     betslips: BetslipDesk = field(init=False)
+    #: remote wallet mode: the operator's wallet, and the outbox worker's address
+    operator: OperatorClient | None = None
+    callbacks: Mailbox | None = None
     metrics: Metrics = field(default_factory=Metrics)
 
     async def ask_registry(self, body: Any) -> Any:

@@ -158,8 +158,12 @@ class WalletActor(Actor):
         blocked: set[int],
         cooldowns: dict[int, int],
         on_balance: Callable[[int, BalanceChanged], None] = lambda *_: None,
+        remote: bool = False,
     ) -> None:
         super().__init__(inbox)
+        #: remote wallet mode (seed 004): stakes come debited from the operator's wallet
+        #: and credits go back to it; tote keeps exposure, not balances
+        self.remote = remote
         self.storage = storage
         self.clock = clock
         self.available = defaultdict(int, available)
@@ -178,10 +182,11 @@ class WalletActor(Actor):
         storage: Storage,
         clock: WallClock,
         on_balance: Callable[[int, BalanceChanged], None] = lambda *_: None,
+        remote: bool = False,
     ) -> WalletActor:
         """Rebuild balances from the ledger and the unresolved bets."""
         state = await storage.read(_load_state)
-        return cls(inbox, storage, clock, on_balance=on_balance, **state)
+        return cls(inbox, storage, clock, on_balance=on_balance, remote=remote, **state)
 
     # -- the loop: every request queued together is judged together, one commit ------
 
@@ -240,6 +245,12 @@ class WalletActor(Actor):
             case Sync():
                 return None
             case Deposit() | Withdraw():
+                if self.remote:
+                    raise DomainError(
+                        "REMOTE_WALLET",
+                        "The operator keeps the money in remote wallet mode: no deposits or "
+                        "withdrawals here.",
+                    )
                 return self._move_money(body, pending)
             case SetBlocked(user_id, blocked):
                 pending.blocked[user_id] = blocked
@@ -319,14 +330,22 @@ class WalletActor(Actor):
             return refusal
         if item.amount <= 0:
             return DomainError("INVALID_STAKE", "A stake must be positive.", parameter="amount")
-        if self._available(key, pending) < item.amount:
-            return DomainError(
-                "INSUFFICIENT_FUNDS", "Your available balance does not cover this stake."
-            )
         lines = ledger.transfer(
             ledger.wallet(item.user_id), ledger.escrow(item.pool_id), item.currency, item.amount
         )
-        pending.available[key] -= item.amount
+        if self.remote:  # debited by the operator before we were asked: it arrives here
+            lines = [
+                *ledger.transfer(
+                    ledger.OPERATOR, ledger.wallet(item.user_id), item.currency, item.amount
+                ),
+                *lines,
+            ]
+        elif self._available(key, pending) < item.amount:
+            return DomainError(
+                "INSUFFICIENT_FUNDS", "Your available balance does not cover this stake."
+            )
+        else:
+            pending.available[key] -= item.amount
         pending.exposure[key] += item.amount
         pending.changes.extend(self._transaction(uuid.uuid4().hex, "stake", lines))
         pending.changes.extend(item.changes)
@@ -352,7 +371,9 @@ class WalletActor(Actor):
         needed: dict[Key, int] = defaultdict(int)
         for item in body.items:
             needed[(item.user_id, item.currency)] += item.amount
-        if any(self._available(key, pending) < amount for key, amount in needed.items()):
+        if not self.remote and any(
+            self._available(key, pending) < amount for key, amount in needed.items()
+        ):
             raise DomainError(
                 "INSUFFICIENT_FUNDS", "Your available balance does not cover the slip's stakes."
             )
@@ -363,13 +384,19 @@ class WalletActor(Actor):
 
     def _settle(self, body: Settle, pending: _Pending) -> None:
         ledger.check_balanced(body.lines)
+        lines = list(body.lines)
         for line in body.lines:
             if line.account.startswith("wallet:"):
                 user_id = int(line.account.removeprefix("wallet:"))
-                pending.available[(user_id, line.currency)] += line.amount
+                if self.remote:  # credited at the operator (its /winners call): it leaves
+                    lines += ledger.transfer(
+                        line.account, ledger.OPERATOR, line.currency, line.amount
+                    )
+                else:
+                    pending.available[(user_id, line.currency)] += line.amount
         for key, amount in body.released.items():
             pending.exposure[key] -= amount
-        pending.changes.extend(self._transaction(body.tx_id, body.kind, body.lines))
+        pending.changes.extend(self._transaction(body.tx_id, body.kind, lines))
         pending.changes.extend(body.changes)
 
     def _transaction(self, tx_id: str, kind: str, lines: Sequence[ledger.Line]) -> list[Change]:

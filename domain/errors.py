@@ -80,6 +80,10 @@ ERROR_CODES: dict[str, str] = {
     "PAYLOAD_TOO_LARGE": "HTTP only: the request body is over 64 KiB.",
     "INTERNAL_ERROR": "The server failed to process the message.",
     "GENERAL_EXCEPTION": "The HTTP API failed to process the request.",
+    "POOL_CHANGED": "Internal: a betslip reached a pool while it settled; the pool reloads "
+    "and settles again (its caller sees ACTOR_RESTARTED).",
+    "REMOTE_WALLET": "Remote wallet mode: the operator keeps the money (no deposits, "
+    "withdrawals or balances here; 840 shows the exposure).",
     "INVALID_USER": "Betslip: userId is not a user of this operator.",
     "INVALID_SESSION": "Betslip: the session token is unknown, expired or another user's.",
     "INVALID_BET_DETAILS": "Betslip: a bet names no open game, pool or target of ours, or "

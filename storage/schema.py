@@ -87,6 +87,23 @@ TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
         "pool_id",
     ),
     "idempotency": ({"key": str, "fingerprint": str}, "key"),
+    # Remote wallet mode's durable outbox (seed 004): every debit's intent and every
+    # credit to send, with its idempotency key (the row's key) and its retry state.
+    "remote_calls": (
+        {
+            "key": str,
+            "kind": str,
+            "state": str,
+            "user_id": int,
+            "pool_id": str,
+            "payload": str,
+            "created_at": int,
+            "attempts": int,
+            "next_at": int,
+            "last_error": str,
+        },
+        "key",
+    ),
     # Keys that may call POST /v1/betslips and nothing else (only their hash is kept).
     "partners": (
         {"id": str, "key_hash": str, "created_at": int, "revoked_at": int},
@@ -112,6 +129,7 @@ INDEXES: list[tuple[str, list[str], bool]] = [
     ("bets", ["pool_id"], False),
     ("bets", ["slip_key"], False),
     ("partners", ["key_hash"], True),
+    ("remote_calls", ["state", "next_at"], False),
     ("bets", ["user_id", "external_bet_id"], True),
     ("events", ["game_id"], False),
     ("pools", ["game_id"], False),

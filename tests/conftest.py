@@ -171,11 +171,15 @@ class _connected:
 
 
 @asynccontextmanager
-async def running_harness() -> AsyncIterator[Harness]:
-    """A server on an in-memory database; the books are audited when it stops."""
+async def running_harness(**settings: Any) -> AsyncIterator[Harness]:
+    """A server on an in-memory database; the books are audited when it stops.
+    ``settings``: Settings fields to change."""
     server = Server(
         ServerConfig(
-            ws_port=0, http_port=0, synchronous="OFF", settings=Settings(scrypt_n=CHEAP_SCRYPT_N)
+            ws_port=0,
+            http_port=0,
+            synchronous="OFF",
+            settings=Settings(scrypt_n=CHEAP_SCRYPT_N, **settings),
         )
     )
     async with trio.open_nursery() as nursery:

@@ -61,6 +61,13 @@ HELP: dict[str, str] = {
     "fail_safe_delay_ms": "milliseconds after its closing an unresolved pool is voided, when "
     "op 385 sets no fail_safe_at (seed 003)",
     "public_url": "scheme and host the lotteries.io links start with (default: the request's)",
+    "wallet_url": "remote wallet mode (seed 004): the operator's callback base URL "
+    "(POST <url>/bets and <url>/winners); needs wallet_secret",
+    "wallet_secret": "remote wallet mode: the secret that signs every callback (X-Tote-Signature)",
+    "wallet_client": "the `client` field of every callback",
+    "wallet_timeout": "seconds one callback may take before its outcome counts as unknown",
+    "wallet_retry_seconds": "seconds before a failed callback's first retry (doubling to 5 "
+    "minutes, with jitter)",
     "allowed_origins": "browser origins (scheme://host[:port]) whose pages may open a "
     "websocket besides the server's own; * allows any",
 }
@@ -182,7 +189,7 @@ def parse_value(setting: Setting, value: Any) -> Any:
             texts = [_origin(text) for text in texts]
         return kind(texts)
     text = _text(setting.name, value)
-    if setting.name == "public_url":
+    if setting.name in ("public_url", "wallet_url"):
         return check_public_url(text)  # ValueError says what is expected
     return Path(text) if kind is Path else text
 
@@ -293,6 +300,8 @@ def build_config(chosen: Mapping[str, Any]) -> ServerConfig:
     chosen = {**SERVE_DEFAULTS, **chosen}
     server = {k: v for k, v in chosen.items() if not BY_NAME[k].in_settings}
     settings = {k: v for k, v in chosen.items() if BY_NAME[k].in_settings}
+    if ("wallet_url" in settings) != ("wallet_secret" in settings):
+        raise ConfigError("wallet_url and wallet_secret: remote wallet mode needs both")
     return ServerConfig(**server, settings=Settings(**settings))
 
 

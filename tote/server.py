@@ -18,6 +18,7 @@ from actors.clock import WallClock
 from actors.directory import Games
 from actors.hub import Hub
 from actors.registry import RegistryActor
+from actors.remote import CallbacksActor, OperatorClient
 from actors.runtime import Mailbox, Supervisor
 from actors.services import Services, Settings
 from actors.wallet import WalletActor
@@ -169,18 +170,45 @@ async def start_services(
         registry = await supervisor.spawn(
             "registry", lambda inbox: RegistryActor.load(inbox, storage, clock)
         )
+        remote_wallet = config.settings.remote_wallet
         wallet = await supervisor.spawn(
             "wallet",
-            lambda inbox: WalletActor.load(inbox, storage, clock, hub.to_user),
+            # remote mode: the operator keeps the balances, so there are none to push
+            lambda inbox: WalletActor.load(
+                inbox, storage, clock, _no_push if remote_wallet else hub.to_user, remote_wallet
+            ),
             capacity=4096,
         )
         services = Services(
             storage, supervisor, registry, wallet, hub, clock, config.settings, operator_key
         )
         services.metrics = metrics  # the one the supervisor and storage already report to
+        if remote_wallet:
+            services.operator = OperatorClient(services)
+            nursery.start_soon(_close_at_exit, services.operator)
+            services.callbacks = await supervisor.spawn(
+                "callbacks", lambda inbox: _callbacks(inbox, services)
+            )
         await Games.load(services)
         services.betslips = BetslipDesk(services)
         task_status.started(services)
+
+
+def _no_push(user_id: int, event: object) -> None:
+    """Remote wallet mode: no balance to tell anyone (the operator keeps it)."""
+
+
+async def _callbacks(inbox: Mailbox, services: Services) -> CallbacksActor:
+    return CallbacksActor(inbox, services)
+
+
+async def _close_at_exit(operator: OperatorClient) -> None:
+    try:
+        await trio.sleep_forever()
+    finally:
+        with trio.move_on_after(2) as cleanup:
+            cleanup.shield = True
+            await operator.aclose()
 
 
 class Server:

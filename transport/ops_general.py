@@ -7,6 +7,7 @@ from typing import Any
 from actors import registry as reg
 from actors.wallet import Balance, GetBalances
 from domain import params
+from domain.errors import DomainError
 from domain.money import exponent_of, parse_currency, to_wire
 from transport.optable import OPS, RESPONSES, Context, op
 
@@ -46,7 +47,15 @@ async def logon(ctx: Context, msg: dict[str, Any]) -> None:
     ctx.reply(100, {"user_id": user.id, "user_name": user.name})
 
 
-async def _balance(ctx: Context, msg: dict[str, Any]) -> tuple[str, Balance]:
+async def _balance(
+    ctx: Context, msg: dict[str, Any], *, held_here: bool = False
+) -> tuple[str, Balance]:
+    """The user's balance in one currency. In remote wallet mode only the exposure
+    (``held_here``) is ours to tell: the operator keeps the rest."""
+    if ctx.services.settings.remote_wallet and not held_here:
+        raise DomainError(
+            "REMOTE_WALLET", "The operator keeps your balance; op 840 shows your exposure here."
+        )
     currency = parse_currency(msg.get("currency"), default=ctx.services.settings.default_currency)
     balances = await ctx.services.ask_wallet(GetBalances(ctx.user_id))
     return currency, balances.get(currency, Balance(0, 0, 0))
@@ -78,7 +87,7 @@ async def available_balance(ctx: Context, msg: dict[str, Any]) -> None:
 @op(840, "get_my_exposure", replies=(840,))
 async def exposure(ctx: Context, msg: dict[str, Any]) -> None:
     """Your exposure: stakes in pools not yet resolved."""
-    currency, balance = await _balance(ctx, msg)
+    currency, balance = await _balance(ctx, msg, held_here=True)
     ctx.reply(
         840, {"currency": currency, "exposure": to_wire(balance.exposure, exponent_of(currency))}
     )

@@ -118,7 +118,7 @@ def betslips_blueprint(services: Services) -> Blueprint:
             body = decode(data)
         except DecodeError:  # refused as unreadable: the refusal is final for this key
             body = data.decode("utf-8", "replace")
-        answer = await services.betslips.place(key, body, render)
+        answer = await services.betslips.place(key, body, render, request.remote_addr or "")
         return Response(answer.body, status=answer.status, content_type="application/json")
 
     return routes

@@ -61,6 +61,13 @@ def money_blueprint(services: Services) -> Blueprint:
     async def balances(user_id: int) -> Response:
         await services.ask_registry(GetUser(user_id))
         found: dict[str, Balance] = await services.ask_wallet(GetBalances(user_id))
+        if services.settings.remote_wallet:  # the operator keeps the rest
+            return json_response(
+                {
+                    cur: {"exposure": balance_wire(cur, bal)["exposure"]}
+                    for cur, bal in found.items()
+                }
+            )
         return json_response({cur: balance_wire(cur, bal) for cur, bal in found.items()})
 
     return routes

@@ -5,6 +5,7 @@ from __future__ import annotations
 import trio
 from quart import Blueprint, Response
 
+from actors.remote import GetBacklog
 from actors.services import Services
 from domain.ledger import audit
 from transport.httpkit import json_response, operator_only
@@ -39,13 +40,21 @@ def status_blueprint(services: Services) -> Blueprint:
             ]
         )
         problems = await trio.to_thread.run_sync(audit, rows)
-        return json_response(
-            {
-                "ok": not problems,
-                "problems": problems,
-                "transactions": len({row[0] for row in rows}),
-                "lines": len(rows),
+        report = {
+            "ok": not problems,
+            "problems": problems,
+            "transactions": len({row[0] for row in rows}),
+            "lines": len(rows),
+        }
+        if services.callbacks is not None:  # remote wallet mode: the outbox
+            backlog = await services.callbacks.ask(
+                GetBacklog(), timeout=services.settings.request_timeout
+            )
+            report["callbacks"] = {
+                "pending": backlog.pending,
+                "oldest_ms": backlog.oldest_ms,
+                "max_attempts": backlog.max_attempts,
             }
-        )
+        return json_response(report)
 
     return routes

@@ -1,0 +1,412 @@
+"""Remote wallet mode (seed 004): the operator keeps the money; tote debits through its
+``/bets`` and pays through its ``/winners``, and never loses or creates a cent.
+
+- ``OperatorClient`` sends one signed call and says what the answer means: done,
+  refused (402 on /bets), or unknown (anything else: it may have happened).
+- ``debit`` is how a placement (a websocket bet, a betslip) is paid for: a durable intent
+  first, then /bets with one idempotency key until the operator answers or the player's
+  time is up. The bets commit with a check that the intent is still theirs.
+- ``CallbacksActor`` is the durable outbox's worker: it asks again about every debit of
+  unknown fate (and refunds one that placed nothing), and delivers every /winners call,
+  with growing pauses and jitter, forever, across restarts, until a 2xx.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import httpx
+import msgspec
+import trio
+
+from actors.runtime import Actor, Mailbox
+from actors.services import Services
+from domain import remote
+from domain.codec import encode
+from domain.errors import DomainError
+from domain.money import exponent_of, parse_amount
+from domain.remote import CallKind, CallState
+from storage.changes import Change, Check, Insert, Update
+from storage.database import Database
+
+log = logging.getLogger(__name__)
+
+#: Calls the worker has in flight at once.
+PARALLEL_CALLS = 8
+#: How many due calls one pass of the worker takes.
+PASS_SIZE = 100
+#: How often the worker looks for due calls.
+POLL_SECONDS = 1.0  # at most; sooner when the first retry is sooner
+
+
+class Answer(Enum):
+    DONE = "done"
+    REFUSED = "refused"
+    UNKNOWN = "unknown"
+
+
+class OperatorClient:
+    """Signed POSTs to the operator's wallet; an answer we cannot read is UNKNOWN."""
+
+    def __init__(self, services: Services) -> None:
+        settings = services.settings
+        assert settings.wallet_url and settings.wallet_secret
+        self.url = settings.wallet_url.rstrip("/")
+        self.secret = settings.wallet_secret
+        self.clock = services.clock
+        self.http = httpx.AsyncClient(timeout=settings.wallet_timeout)
+
+    async def post(self, path: str, payload: Any, key: str) -> tuple[Answer, str]:
+        body = encode(payload)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Idempotency-Key": key,
+            "X-Tote-Signature": remote.signature(self.secret, self.clock.now_ms() // 1000, body),
+        }
+        try:
+            response = await self.http.post(self.url + path, content=body, headers=headers)
+        except httpx.HTTPError as error:  # refused, reset, timed out: it may have happened
+            return Answer.UNKNOWN, f"{type(error).__name__}: {error}"
+        if 200 <= response.status_code < 300:
+            return Answer.DONE, ""
+        if response.status_code == 402 and path == "/bets":
+            return Answer.REFUSED, _error_text(response.content)
+        return Answer.UNKNOWN, f"HTTP {response.status_code}"
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def _error_text(content: bytes) -> str:
+    try:
+        body = msgspec.json.decode(content)
+    except msgspec.DecodeError:
+        return "The operator refused the bet."
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error)[:200] if error else "The operator refused the bet."
+
+
+# -- debits -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Debit:
+    """A placement's debit: ``answer`` DONE means debited (commit the bets with
+    ``changes``); REFUSED carries the operator's reason; UNKNOWN means not placed."""
+
+    key: str
+    answer: Answer
+    reason: str = ""
+
+    @property
+    def changes(self) -> list[Change]:
+        """What the bets' commit must hold and record: the intent is still this placer's."""
+        return [
+            Check(
+                "SELECT state FROM remote_calls WHERE key = ?",
+                (self.key,),
+                CallState.PLACING.value,
+                "REQUEST_TIMED_OUT",
+                "The debit's outcome was handed to the callback worker.",
+            ),
+            Update("remote_calls", {"key": self.key}, {"state": CallState.PLACED}),
+        ]
+
+
+async def debit(
+    services: Services, entries: list[dict[str, Any]], ip: str, deadline: float
+) -> Debit:
+    """Ask the operator to debit one placement, until it answers or ``deadline`` (trio
+    time) passes; a debit still unknown then goes to the worker, which refunds it if the
+    operator did take the money."""
+    client = services.operator
+    key = str(uuid.uuid4())
+    payload = remote.bets_payload(services.settings.wallet_client, entries, ip=ip)
+    now = services.clock.now_ms()
+    await services.storage.commit(
+        [
+            Insert(
+                "remote_calls",
+                {
+                    "key": key,
+                    "kind": CallKind.BETS,
+                    "state": CallState.PLACING,
+                    "user_id": entries[0]["user_id"],
+                    "pool_id": None,
+                    "payload": encode(payload).decode(),
+                    "created_at": now,
+                    "attempts": 0,
+                    "next_at": now,
+                    "last_error": "",
+                },
+            )
+        ]
+    )
+    attempts = 0
+    with trio.move_on_at(deadline):
+        while True:
+            answer, reason = await client.post("/bets", payload, key)
+            attempts += 1
+            if answer is Answer.REFUSED:
+                await services.storage.commit(
+                    [Update("remote_calls", {"key": key}, {"state": CallState.REFUSED})]
+                )
+            if answer is not Answer.UNKNOWN:
+                return Debit(key, answer, reason)
+            await trio.sleep(
+                remote.retry_delay(
+                    attempts - 1, random.random(), services.settings.wallet_retry_seconds
+                )
+            )
+    await give_up(services, key)
+    return Debit(key, Answer.UNKNOWN, "The operator did not answer in time.")
+
+
+async def give_up(services: Services, key: str) -> None:
+    """The placer will not commit this debit's bets: the worker finds out what the
+    operator did, and refunds it if it took the money. (If this commit is lost, the
+    worker takes the intent over once it is stale.)"""
+    try:
+        await services.storage.commit(
+            [
+                Check(
+                    "SELECT state FROM remote_calls WHERE key = ?",
+                    (key,),
+                    CallState.PLACING.value,
+                    "INVALID_STATE",
+                    "Already decided.",
+                ),
+                Update("remote_calls", {"key": key}, {"state": CallState.UNKNOWN}),
+            ]
+        )
+    except DomainError as error:
+        log.warning("debit %s: left to the worker as stale: %s", key, error)
+
+
+def winners_call(pool_id: str, now: int) -> Insert:
+    """The outbox row of a settled pool's /winners, committed with the settlement."""
+    return Insert(
+        "remote_calls",
+        {
+            "key": f"winners:{pool_id}",
+            "kind": CallKind.WINNERS,
+            "state": CallState.QUEUED,
+            "user_id": None,
+            "pool_id": pool_id,
+            "payload": "",
+            "created_at": now,
+            "attempts": 0,
+            "next_at": now,
+            "last_error": "",
+        },
+    )
+
+
+# -- the worker ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What the outbox holds (for the audit and the metrics)."""
+
+    pending: int
+    oldest_ms: int | None
+    max_attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetBacklog:
+    pass
+
+
+class CallbacksActor(Actor):
+    """Delivers the outbox: one pass a second over the due calls, a few at once."""
+
+    def __init__(self, inbox: Mailbox, services: Services) -> None:
+        super().__init__(inbox)
+        self.services = services
+        self.next_pass = trio.current_time()
+
+    def next_deadline(self) -> float:
+        return self.next_pass
+
+    async def on_deadline(self) -> None:
+        self.next_pass = trio.current_time() + min(
+            POLL_SECONDS, self.services.settings.wallet_retry_seconds
+        )
+        now = self.services.clock.now_ms()
+        stale = now - int(3 * self.services.settings.request_timeout * 1000)
+        due = await self.services.storage.read(lambda db: _due(db, now, stale))
+        limiter = trio.CapacityLimiter(PARALLEL_CALLS)
+
+        async def deliver(row: dict[str, Any]) -> None:
+            async with limiter:
+                await self._deliver(row)
+
+        async with trio.open_nursery() as nursery:
+            for row in due:
+                nursery.start_soon(deliver, row)
+
+    async def handle(self, body: Any) -> Any:
+        if isinstance(body, GetBacklog):
+            return await self.services.storage.read(_backlog)
+        raise DomainError("UNKNOWN_OP", f"The callback worker does not handle {body!r}.")
+
+    async def _deliver(self, row: dict[str, Any]) -> None:
+        services = self.services
+        client = services.operator
+        key, kind, state = row["key"], CallKind(row["kind"]), CallState(row["state"])
+        if kind is CallKind.BETS:
+            answer, reason = await client.post("/bets", msgspec.json.decode(row["payload"]), key)
+            if answer is Answer.UNKNOWN:
+                await self._later(row, reason)
+                return
+            decided = Update(
+                "remote_calls",
+                {"key": key},
+                {"state": CallState.REFUSED if answer is Answer.REFUSED else CallState.DONE},
+            )
+            changes: list[Change] = [_still(key, state), decided]
+            if answer is Answer.DONE:  # debited for bets never placed: give it back
+                changes.append(_refund_call(row, services.clock.now_ms()))
+            await _commit_quietly(services, changes, key)
+            return
+        payload = await services.storage.read(lambda db: _credit_payload(db, row, services))
+        answer, reason = await client.post("/winners", payload, key)
+        if answer is Answer.DONE:
+            await _commit_quietly(
+                services,
+                [
+                    _still(key, state),
+                    Update("remote_calls", {"key": key}, {"state": CallState.DONE}),
+                ],
+                key,
+            )
+        else:
+            await self._later(row, reason)
+
+    async def _later(self, row: dict[str, Any], reason: str) -> None:
+        attempts = row["attempts"] + 1
+        first = self.services.settings.wallet_retry_seconds
+        wait_ms = int(remote.retry_delay(attempts, random.random(), first) * 1000)
+        log.info(
+            "callback %s failed (%s); attempt %d in %d ms", row["key"], reason, attempts, wait_ms
+        )
+        await _commit_quietly(
+            self.services,
+            [
+                Update(
+                    "remote_calls",
+                    {"key": row["key"]},
+                    {
+                        "attempts": attempts,
+                        "next_at": self.services.clock.now_ms() + wait_ms,
+                        "last_error": reason[:500],
+                    },
+                )
+            ],
+            row["key"],
+        )
+
+
+def _still(key: str, state: CallState) -> Check:
+    return Check(
+        "SELECT state FROM remote_calls WHERE key = ?",
+        (key,),
+        state.value,
+        "INVALID_STATE",
+        "The call was decided meanwhile.",
+    )
+
+
+async def _commit_quietly(services: Services, changes: list[Change], key: str) -> None:
+    """A worker's record: if it is lost, the next pass does the (idempotent) call again."""
+    try:
+        await services.storage.commit(changes)
+    except DomainError as error:
+        log.warning("callback %s: not recorded (%s); retried on the next pass", key, error)
+
+
+def _refund_call(row: dict[str, Any], now: int) -> Insert:
+    return Insert(
+        "remote_calls",
+        {
+            "key": f"refund:{row['key']}",
+            "kind": CallKind.REFUND,
+            "state": CallState.QUEUED,
+            "user_id": row["user_id"],
+            "pool_id": None,
+            "payload": row["payload"],
+            "created_at": now,
+            "attempts": 0,
+            "next_at": now,
+            "last_error": "",
+        },
+    )
+
+
+def _due(db: Database, now: int, stale: int) -> list[dict[str, Any]]:
+    return db.rows(
+        "SELECT * FROM remote_calls WHERE next_at <= ? AND ("
+        " state IN (?, ?) OR (state = ? AND created_at < ?)) ORDER BY next_at LIMIT ?",
+        (
+            now,
+            CallState.UNKNOWN.value,
+            CallState.QUEUED.value,
+            CallState.PLACING.value,
+            stale,
+            PASS_SIZE,
+        ),
+    )
+
+
+def _backlog(db: Database) -> Backlog:
+    row = db.rows(
+        "SELECT COUNT(*) AS n, MIN(created_at) AS oldest, COALESCE(MAX(attempts), 0) AS most"
+        " FROM remote_calls WHERE state IN (?, ?, ?)",
+        (CallState.UNKNOWN.value, CallState.QUEUED.value, CallState.PLACING.value),
+    )[0]
+    return Backlog(row["n"], row["oldest"], row["most"])
+
+
+def _credit_payload(db: Database, row: dict[str, Any], services: Services) -> dict[str, Any]:
+    """The /winners body, built from storage (the same for every retry): a settled
+    pool's every bet, or a refund of the bets of a debit that placed nothing."""
+    client = services.settings.wallet_client
+    if row["kind"] == CallKind.WINNERS:
+        bets = db.rows(
+            "SELECT b.id, b.user_id, u.name, b.amount, b.payout, b.status, b.price, b.target,"
+            " b.currency FROM bets b JOIN users u ON u.id = b.user_id WHERE b.pool_id = ?"
+            " ORDER BY b.rowid",
+            (row["pool_id"],),
+        )
+        currency = bets[0]["currency"] if bets else services.settings.default_currency
+        return remote.winners_payload(client, {"id": row["pool_id"], "currency": currency}, bets)
+    debited = msgspec.json.decode(row["payload"])["bets"]
+    names = {
+        r["id"]: r["name"]
+        for r in db.rows("SELECT id, name FROM users WHERE id = ?", (row["user_id"],))
+    }
+    pools: list[dict[str, Any]] = []
+    for entry in debited:
+        currency = entry["pool"]["currency"]
+        amount = parse_amount(entry["bet"]["amount"], exponent_of(currency))
+        bet = {
+            "id": str(entry["bet"]["uid"]),
+            "uid": entry["bet"]["uid"],
+            "user_id": entry["user"]["uid"],
+            "name": names.get(entry["user"]["uid"], ""),
+            "amount": amount,
+            "payout": amount,
+            "status": "refunded",
+            "price": None,
+            "target": "",
+        }
+        pool = {"id": "", "uid": entry["pool"]["uid"], "currency": currency}
+        pools += remote.winners_payload(client, pool, [bet])["pools"]
+    return {"pools": pools}

@@ -1,0 +1,176 @@
+"""Remote wallet mode (seed 004) against a fake operator that is a real HTTP server: every
+path of a debit and a credit, each ending with the money check: the operator's balances
+plus tote's escrow and house are the money there was, every settled bet is credited
+exactly once, and the audit passes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+
+import trio
+
+from domain.codec import decode
+from domain.remote import number_id
+from tests.conftest import Harness, WsClient, running_harness, setup_game
+from tests.fake_operator import FakeOperator, Mode
+
+SECRET = "s3cret-for-tests"
+START = Decimal(100)
+
+
+@dataclass
+class Shop:
+    h: Harness
+    operator: FakeOperator
+    admin: WsClient
+    game_id: str
+    pool_id: str
+    players: dict[str, dict]
+
+    async def tote_money(self) -> Decimal:
+        """What tote holds: escrow and house (wallets stay at zero in remote mode)."""
+        rows = await self.h.services.storage.read(
+            lambda db: db.rows("SELECT account, SUM(amount) AS total FROM ledger GROUP BY account")
+        )
+        held = {r["account"]: r["total"] for r in rows}
+        assert all(v == 0 for k, v in held.items() if k.startswith("wallet:")), held
+        return (
+            Decimal(sum(v for k, v in held.items() if k.startswith("escrow:") or k == "house"))
+            / 100
+        )
+
+    async def check_money(self) -> None:
+        total = START * len(self.players)
+        assert self.operator.total() + await self.tote_money() == total
+        assert await self.h.audit() == []
+
+    async def settled_once(self) -> None:
+        """Every settled bet credited exactly once at the operator, once the outbox drains."""
+        bets = await self.h.services.storage.read(
+            lambda db: db.rows("SELECT id FROM bets WHERE status != 'active'")
+        )
+        uids = {number_id(row["id"]) for row in bets}
+        await self.operator.wait_until(lambda: all(self.operator.credited[u] for u in uids))
+        assert all(self.operator.credited[u] == 1 for u in uids)
+
+
+@asynccontextmanager
+async def shop(**settings: object) -> AsyncIterator[Shop]:
+    operator = FakeOperator(SECRET)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(operator.serve)
+        async with running_harness(
+            wallet_url=operator.url,
+            wallet_secret=SECRET,
+            wallet_timeout=0.3,
+            wallet_retry_seconds=0.02,
+            request_timeout=2.0,
+            **settings,
+        ) as h:
+            admin = await h.user(roles=["developer"])
+            players = {name: await h.user() for name in ("alice", "bob")}
+            for user in players.values():
+                operator.balances[user["user_id"]] = START
+            async with h.connect(admin) as admin_ws:
+                game_id = await setup_game(admin_ws)
+                pool = await admin_ws.call(
+                    385,
+                    350,
+                    game_id=game_id,
+                    pool_type="1",
+                    action="goal",
+                    targets="argentina,brazil",
+                )
+                yield Shop(h, operator, admin_ws, game_id, pool["pool_id"], players)
+        nursery.cancel_scope.cancel()
+
+
+async def bet(s: Shop, name: str, target: str, amount: str) -> dict:
+    async with s.h.connect(s.players[name]) as ws:
+        return await ws.call(392, pool_id=s.pool_id, target=target, amount=amount)
+
+
+async def test_bets_are_debited_then_every_one_is_settled_and_credited_once() -> None:
+    async with shop() as s:
+        assert (await bet(s, "alice", "brazil", "10"))["res"] == 356
+        assert (await bet(s, "bob", "argentina", "30"))["res"] == 356
+        assert s.operator.balances[s.players["alice"]["user_id"]] == 90
+        await s.check_money()
+        await s.admin.call(395, 366, game_id=s.game_id, action_id="goal", target_id="brazil:7")
+        await s.settled_once()
+        assert s.operator.balances[s.players["alice"]["user_id"]] == 130
+        assert s.operator.balances[s.players["bob"]["user_id"]] == 70  # lost: credited 0
+        assert s.operator.bad_signatures == 0
+        await s.check_money()
+        audit = (await s.h.http.get("/v1/audit")).json()
+        assert audit["callbacks"]["pending"] == 0
+
+
+async def test_a_refused_debit_places_nothing_and_says_why() -> None:
+    async with shop() as s:
+        s.operator.modes["/bets"].append(Mode.REFUSE)
+        reply = await bet(s, "alice", "brazil", "10")
+        assert (reply["res"], reply["error_code"]) == (666, "INSUFFICIENT_FUNDS")
+        assert reply["text"] == "Not enough money"
+        reply = await bet(s, "alice", "brazil", "101")  # more than the operator holds
+        assert reply["error_code"] == "INSUFFICIENT_FUNDS"
+        assert (
+            await s.h.services.storage.read(lambda db: db.scalar("SELECT COUNT(*) FROM bets")) == 0
+        )
+        await s.check_money()
+
+
+async def test_failures_and_lost_answers_are_retried_with_one_key_and_debit_once() -> None:
+    async with shop() as s:
+        for mode in (Mode.FAIL, Mode.DROP):
+            s.operator.modes["/bets"].append(mode)
+            assert (await bet(s, "alice", "brazil", "5"))["res"] == 356
+        assert s.operator.balances[s.players["alice"]["user_id"]] == 90
+        assert sorted(s.operator.debited.values()) == [1, 1]
+        await s.check_money()
+
+
+async def test_a_debit_of_unknown_fate_is_not_placed_and_is_given_back() -> None:
+    async with shop() as s:
+        # applied, then no answer, then no answer again until the player's time is up
+        s.operator.modes["/bets"].extend([Mode.LATE, *[Mode.HANG] * 8])
+        reply = await bet(s, "alice", "brazil", "10")
+        assert (reply["res"], reply["error_code"]) == (666, "REQUEST_TIMED_OUT")
+        alice = s.players["alice"]["user_id"]
+        s.operator.modes["/bets"].clear()
+        await s.operator.wait_until(lambda: s.operator.balances[alice] == START)
+        assert (
+            await s.h.services.storage.read(lambda db: db.scalar("SELECT COUNT(*) FROM bets")) == 0
+        )
+        await s.check_money()
+
+
+async def test_credits_wait_for_an_operator_that_is_down() -> None:
+    async with shop() as s:
+        assert (await bet(s, "alice", "brazil", "10"))["res"] == 356
+        s.operator.down = True
+        await s.admin.call(395, 366, game_id=s.game_id, action_id="goal", target_id="brazil:7")
+        await s.operator.wait_until(lambda: s.operator.calls["/winners"] >= 3)
+        audit = (await s.h.http.get("/v1/audit")).json()
+        assert audit["callbacks"]["pending"] == 1 and audit["callbacks"]["max_attempts"] >= 1
+        s.operator.down = False
+        await s.settled_once()
+        await s.check_money()
+
+
+async def test_deposits_and_balances_belong_to_the_operator() -> None:
+    async with shop() as s:
+        alice = s.players["alice"]["user_id"]
+        r = await s.h.http.post(
+            f"/v1/users/{alice}/deposits", json={"amount": "5", "reference": "x"}
+        )
+        assert (r.status_code, r.json()["errorCode"]) == (409, "REMOTE_WALLET")
+        assert (await bet(s, "alice", "brazil", "10"))["res"] == 356
+        balances = decode((await s.h.http.get(f"/v1/users/{alice}/balances")).content)
+        assert balances == {"EUR": {"exposure": Decimal(10)}}
+        async with s.h.connect(s.players["alice"]) as ws:
+            assert (await ws.call(800))["error_code"] == "REMOTE_WALLET"
+            assert (await ws.call(840, 840))["exposure"] == 10
