@@ -24,6 +24,7 @@ from domain.codec import (
     server_message,
 )
 from domain.errors import DomainError
+from transport.frames import text_frames
 from transport.ops import OPS, Context
 from transport.ratelimit import TokenBucket
 
@@ -65,20 +66,42 @@ class Outbox:
         self._ready.set()
         return True
 
-    async def get(self) -> bytes:
-        """The oldest message, waiting for one."""
+    async def take_all(self) -> list[bytes]:
+        """Every queued message, oldest first, waiting for one: the writer sends them in
+        one write, not one syscall each."""
         await self._ready.wait()
-        data = self._messages.popleft()
-        self.size -= len(data)
-        if not self._messages:
-            self._ready = trio.Event()
-        return data
+        messages = list(self._messages)
+        self._messages.clear()
+        self.size = 0
+        self._ready = trio.Event()
+        return messages
 
     def close(self) -> None:
         """Free what is queued and ignore later puts: the connection is gone."""
         self._closed = True
         self._messages.clear()
         self.size = 0
+
+
+async def send_messages(ws: WebSocketConnection, messages: list[bytes]) -> None:
+    """Send text messages (UTF-8 JSON) in one write of ready-made frames.
+
+    This takes trio-websocket's own send path (its stream, its send lock, its abort on a
+    broken stream) minus the framing, which it does one message per call. Anything else
+    (a test double) gets ``send_message`` per message.
+    """
+    if not isinstance(ws, WebSocketConnection):
+        for data in messages:
+            await ws.send_message(data.decode())
+        return
+    if ws._close_reason:
+        raise ConnectionClosed(ws._close_reason)
+    async with ws._stream_lock:
+        try:
+            await ws._stream.send_all(text_frames(messages))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await ws._abort_web_socket()
+            raise ConnectionClosed(ws._close_reason) from None
 
 
 def utf8_size(message: str | bytes) -> int:
@@ -136,8 +159,7 @@ class Connection:
     async def _write(self) -> None:
         try:
             while True:
-                data = await self._outbox.get()
-                await self.ws.send_message(data.decode())
+                await send_messages(self.ws, await self._outbox.take_all())
         except ConnectionClosed:
             self._scope.cancel()  # the client is gone: stop reading for it too
 
