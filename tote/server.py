@@ -156,6 +156,7 @@ async def start_services(
         storage = Storage(
             await supervisor.spawn("storage", storage_actor, capacity=4096),
             timeout=config.settings.request_timeout,
+            offload=config.offload,
         )
 
         def push_balance(user_id: int, currency: str, balance: Balance) -> None:
