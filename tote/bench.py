@@ -36,6 +36,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -591,44 +592,69 @@ async def measure_fanout(size: dict[str, Any], clients: Clients, key: str, tmp: 
 # -- the whole run ----------------------------------------------------------------------
 
 
-async def run_once(size: dict[str, Any], processes: int) -> dict[str, Any]:
-    """Every scenario once, each on a fresh server; the flat figures of the issue."""
-    clients = Clients(processes)
-    key = secrets.token_hex(32)
-    with tempfile.TemporaryDirectory(prefix="tote-bench-") as tmp_name:
-        tmp = Path(tmp_name)
-        bets = await measure_round_trips(size, clients, key, tmp, echo=False)
-        echo = await measure_round_trips(size, clients, key, tmp, echo=True)
-        settle = await measure_settle(size, clients, key, tmp)
-        fanout = await measure_fanout(size, clients, key, tmp)
-    bets_per_second = bets["saturated"]["per_second"]
-    echo_per_second = echo["saturated"]["per_second"]
+def _bets_figures(bets: dict[str, Any]) -> dict[str, Any]:
     return {
-        "bets_per_second": bets_per_second,
-        "echo_round_trips_per_second": echo_per_second,
-        "bets_to_echo_ratio": round(bets_per_second / max(echo_per_second, 1e-9), 3),
+        "bets_per_second": bets["saturated"]["per_second"],
         "bet_latency_p50_ms": bets["paced"]["latency_p50_ms"],
         "bet_latency_p99_ms": bets["paced"]["latency_p99_ms"],
         "bet_latency_saturated_p99_ms": bets["saturated"]["latency_p99_ms"],
         "server_cpu_us_per_bet": bets["saturated"]["cpu_us_per_round_trip"],
-        "echo_cpu_us_per_round_trip": echo["saturated"]["cpu_us_per_round_trip"],
         "bets_failed": bets["saturated"]["failed"] + bets["paced"]["failed"],
+    }
+
+
+def _echo_figures(echo: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "echo_round_trips_per_second": echo["saturated"]["per_second"],
+        "echo_cpu_us_per_round_trip": echo["saturated"]["cpu_us_per_round_trip"],
+    }
+
+
+def _settle_figures(settle: dict[str, Any]) -> dict[str, Any]:
+    return {
         "settle_seconds": settle["seconds"],
         "settle_bets": settle["bets"],
         "settle_max_stall_ms": settle["max_stall_ms"],
+    }
+
+
+def _fanout_figures(fanout: dict[str, Any]) -> dict[str, Any]:
+    return {
         "fanout_subscribers": fanout["subscribers"],
         "fanout_joins_failed": fanout["joins_failed"],
         "fanout_p50_ms": fanout["lag_p50_ms"],
         "fanout_p99_ms": fanout["lag_p99_ms"],
         "memory_per_connection_kb": fanout["memory_per_connection_kb"],
-        "peak_rss_kb": {
-            "bets": bets["peak_rss_kb"],
-            "echo": echo["peak_rss_kb"],
-            "settle": settle["peak_rss_kb"],
-            "fanout": fanout["peak_rss_kb"],
-        },
-        "scenarios": {"bets": bets, "echo": echo, "settle": settle, "fanout": fanout},
     }
+
+
+#: scenario -> (measure, its flat figures)
+SCENARIOS: dict[str, tuple[Callable[..., Any], Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "bets": (partial(measure_round_trips, echo=False), _bets_figures),
+    "echo": (partial(measure_round_trips, echo=True), _echo_figures),
+    "settle": (measure_settle, _settle_figures),
+    "fanout": (measure_fanout, _fanout_figures),
+}
+
+
+async def run_once(size: dict[str, Any], processes: int, scenarios: list[str]) -> dict[str, Any]:
+    """The scenarios once, each on a fresh server; the flat figures of the issue, then
+    each scenario's own."""
+    clients = Clients(processes)
+    key = secrets.token_hex(32)
+    figures: dict[str, Any] = {}
+    details: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="tote-bench-") as tmp_name:
+        for name in scenarios:
+            measure, flat = SCENARIOS[name]
+            details[name] = await measure(size, clients, key, Path(tmp_name))
+            figures |= flat(details[name])
+    if "bets_per_second" in figures and "echo_round_trips_per_second" in figures:
+        ratio = figures["bets_per_second"] / max(figures["echo_round_trips_per_second"], 1e-9)
+        figures["bets_to_echo_ratio"] = round(ratio, 3)
+    figures["peak_rss_kb"] = {name: found["peak_rss_kb"] for name, found in details.items()}
+    figures["scenarios"] = details
+    return figures
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -658,6 +684,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     parser.add_argument("--repeat", type=int, default=1, help="runs; medians are reported")
     parser.add_argument("--processes", type=int, default=2, help="client processes")
+    parser.add_argument(
+        "--scenarios",
+        type=lambda text: text.split(","),
+        default=list(SCENARIOS),
+        help=f"comma-separated, of {','.join(SCENARIOS)} (default: all)",
+    )
     for name in SIZES["full"]:
         kind = float if name == "seconds" else int
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help="overrides the size")
@@ -670,7 +702,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in SERVERS:
         SERVERS[argv[0]](*argv[1:])
         return 0
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    unknown = set(args.scenarios) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"no such scenario: {', '.join(sorted(unknown))}")
     size = dict(SIZES["quick" if args.quick else "full"])
     for name in size:
         if getattr(args, name) is not None:
@@ -678,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for n in range(args.repeat):
         print(f"run {n + 1} of {args.repeat}: {size}", file=sys.stderr, flush=True)
-        runs.append(trio.run(run_once, size, args.processes))
+        runs.append(trio.run(run_once, size, args.processes, args.scenarios))
     summary = summarize(runs)
     print(table(summary))
     if args.json is not None:
