@@ -1,0 +1,52 @@
+"""Regression tests of the performance work of issue 11 (the figures are the benchmark's,
+tote/bench.py; these check the mechanisms, never a duration)."""
+
+from __future__ import annotations
+
+import gc
+
+import trio
+
+from actors.pool import settlement_changes
+from domain.pool import Bet, Pool
+from storage.changes import UpdateMany
+from tests.conftest import Harness
+from tote.server import YOUNG_COLLECTION_THRESHOLD
+
+
+async def test_a_started_server_has_frozen_its_start_up_objects(harness: Harness) -> None:
+    """Full collections skip what start-up built; young ones run less often."""
+    assert gc.get_freeze_count() > 0
+    assert gc.get_threshold()[0] == YOUNG_COLLECTION_THRESHOLD
+
+
+async def test_settlement_changes_run_in_a_worker_thread(harness: Harness) -> None:
+    """The CPU-heavy part of a settlement runs off the event loop when storage does."""
+    threads: list[bool] = []
+
+    def where() -> None:
+        threads.append(trio.lowlevel.in_trio_run())
+
+    await harness.services.storage.off_loop(where)
+    assert threads == [False]
+
+
+def test_a_settlement_writes_every_bet_in_one_bulk_change() -> None:
+    pool = Pool(
+        id="p",
+        game_id="g",
+        game_name="A - B",
+        description="",
+        action="goal",
+        pool_type=1,
+        targets={"a": "a", "b": "b", "none": "none"},
+        target_level=1,
+        currency="EUR",
+        exponent=2,
+    )
+    pool.bets = [Bet(f"b{i}", i % 3 + 1, "ab"[i % 2], 100, 0) for i in range(1000)]
+    outcome, changes = settlement_changes(pool, "a", "resolved", 1, None)
+    (bulk,) = [change for change in changes if isinstance(change, UpdateMany)]
+    assert len(bulk.rows) == 1000
+    assert {row[2]: (row[0], row[1]) for row in bulk.rows} == outcome.bet_status
+    assert pool.status != "resolved"  # the live pool changes only after the commit
