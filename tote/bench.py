@@ -90,7 +90,15 @@ def _serve_tote(data_dir: str) -> None:
         operator_key=os.environ["TOTE_OPERATOR_KEY"],
         settings=settings,
     )
-    trio.run(_serve, config)
+    profile_path = os.environ.get("TOTE_BENCH_PROFILE")
+    if not profile_path:
+        trio.run(_serve, config)
+        return
+    import cProfile  # where the server's time goes: docs/performance.md reads it
+
+    with cProfile.Profile() as profile:
+        trio.run(_serve, config)
+    profile.dump_stats(profile_path)
 
 
 def _serve_echo(_data_dir: str) -> None:
