@@ -15,12 +15,14 @@ Scenarios (docs/performance.md says what each figure means):
 
 The two servers run as hidden commands of this module (``_serve-tote``, ``_serve-echo``);
 the tote server is ``tote serve`` with the per-connection rate limit lifted, because the
-benchmark measures capacity, not that policy.
+benchmark measures capacity, not that policy. With ``TOTE_BENCH_PROFILE=PATH`` it runs
+under cProfile and writes the profile to PATH when it stops.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
@@ -75,6 +77,16 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # -- the servers, each in its own process ---------------------------------------------
+
+
+def die_with_parent() -> None:
+    """Have Linux end this process when the benchmark that started it ends, even by
+    SIGKILL (a timed-out test), so that no server or client is left behind."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: orphans are possible
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _serve_tote(data_dir: str) -> None:
@@ -283,6 +295,8 @@ async def _client_job(job: dict[str, Any], shared: Shared) -> dict[str, Any]:
 
 def _client_process(job: dict[str, Any], shared: Shared, results: Any) -> None:
     import resource
+
+    die_with_parent()
 
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -708,6 +722,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark (or, as a hidden command, one of its servers)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in SERVERS:
+        die_with_parent()
         SERVERS[argv[0]](*argv[1:])
         return 0
     parser = build_parser()
