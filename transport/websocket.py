@@ -4,7 +4,7 @@ connection (a reader that dispatches, a writer that drains a bounded outbox)."""
 from __future__ import annotations
 
 import logging
-from collections import Counter, deque
+from collections import Counter
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -49,10 +49,14 @@ class Outbox:
     bound still reaches a client that reads.
     """
 
+    __slots__ = ("_closed", "_messages", "_ready", "max_bytes", "size")
+
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.size = 0
-        self._messages: deque[bytes] = deque()
+        #: a list, not a deque: it is taken whole, and an empty deque costs 600 bytes a
+        #: connection where an empty list costs 56
+        self._messages: list[bytes] = []
         self._ready = trio.Event()  # set while there is something to send
         self._closed = False
 
@@ -70,8 +74,7 @@ class Outbox:
         """Every queued message, oldest first, waiting for one: the writer sends them in
         one write, not one syscall each."""
         await self._ready.wait()
-        messages = list(self._messages)
-        self._messages.clear()
+        messages, self._messages = self._messages, []
         self.size = 0
         self._ready = trio.Event()
         return messages
