@@ -398,7 +398,9 @@ class Operator:
         return logins
 
     async def game(self, ws: Any, pools: int) -> tuple[str, list[str]]:
-        """A source, an open game the admin has joined, and ``pools`` open pools."""
+        """A source, an open game and ``pools`` open pools. The admin does not join the
+        game: a 360 shows a game admin every bet, and an admin that does not read would
+        fill its outbox."""
         source = await round_trip(ws, 365, "s", source_name="bench")
         game = await round_trip(
             ws,
@@ -411,7 +413,6 @@ class Operator:
         )
         game_id = game["game_id"]
         await round_trip(ws, 616, "a", game_id=game_id)
-        await round_trip(ws, 363, "j", game_id=game_id)
         pool_ids = []
         for i in range(pools):
             pool = await round_trip(ws, 385, f"p{i}", game_id=game_id, action="goal", targets="a,b")
@@ -521,11 +522,12 @@ async def measure_settle(size: dict[str, Any], clients: Clients, key: str, tmp: 
     placed = per_connection * connections
     async with server_process("_serve-tote", str(tmp / "settle"), key) as server:
         operator = Operator(server, key)
-        admin, probe = await operator.logins(2, "admin")
+        admin, probe, watcher = await operator.logins(3, "admin")
         logins = await operator.logins(connections, "bettor", deposit="100000")
         async with (
             open_websocket_url(ws_url(server.ws_port, admin)) as admin_ws,
             open_websocket_url(ws_url(server.ws_port, probe)) as probe_ws,
+            open_websocket_url(ws_url(server.ws_port, watcher)) as watcher_ws,
         ):
             game_id, pools = await operator.game(admin_ws, 1)
             clients.reset()
@@ -545,6 +547,7 @@ async def measure_settle(size: dict[str, Any], clients: Clients, key: str, tmp: 
                         await round_trip(probe_ws, 1, f"ping{i}")
                         stall = max(stall, time.perf_counter() - sent)
 
+                await round_trip(watcher_ws, 363, "join", game_id=game_id)  # hears the 362
                 nursery.start_soon(ping)
                 await trio.sleep(0.5)
                 stall = 0.0
@@ -553,7 +556,7 @@ async def measure_settle(size: dict[str, Any], clients: Clients, key: str, tmp: 
                 await admin_ws.send_message(
                     encode({**request, "action_id": "goal", "target_id": "a"})
                 )
-                while '"res":362' not in await admin_ws.get_message():
+                while '"res":362' not in await watcher_ws.get_message():
                     pass
                 resolved_at = time.time()
                 # every bettor hears of its balance (815); allow for one that does not
