@@ -48,6 +48,7 @@ import trio_websocket
 from trio_websocket import ConnectionClosed, WebSocketRequest, open_websocket_url, serve_websocket
 
 from actors.registry import handshake_digest
+from actors.services import Settings
 from domain.codec import decode, encode
 
 #: (user_id, session_key) of one websocket client
@@ -90,7 +91,6 @@ def die_with_parent() -> None:
 
 
 def _serve_tote(data_dir: str) -> None:
-    from actors.services import Settings
     from tote.cli import _serve
     from tote.server import ServerConfig
 
@@ -579,7 +579,7 @@ async def measure_fanout(size: dict[str, Any], clients: Clients, key: str, tmp: 
         operator = Operator(server, key)
         (admin,) = await operator.logins(1, "admin")
         bettors = await operator.logins(4, "bettor", deposit="100000")
-        per_user = 8  # Settings.max_connections_per_user
+        per_user = Settings().max_connections_per_user
         watchers = await operator.logins(math.ceil(subscribers / per_user), "watcher")
         logins = [watchers[i // per_user] for i in range(subscribers)]
         async with open_websocket_url(ws_url(server.ws_port, admin)) as admin_ws:
@@ -691,6 +691,10 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
             summary[name] = statistics.median(values)
             if len(runs) > 1:
                 summary[f"{name}_range"] = [min(values), max(values)]
+    summary["peak_rss_kb"] = {
+        scenario: statistics.median(run["peak_rss_kb"][scenario] for run in runs)
+        for scenario in runs[0]["peak_rss_kb"]
+    }
     summary["runs"] = runs
     return summary
 
