@@ -50,3 +50,14 @@ def test_a_settlement_writes_every_bet_in_one_bulk_change() -> None:
     assert len(bulk.rows) == 1000
     assert {row[2]: (row[0], row[1]) for row in bulk.rows} == outcome.bet_status
     assert pool.status != "resolved"  # the live pool changes only after the commit
+
+
+async def test_garbage_collection_waits_while_a_settlement_is_computed(
+    harness: Harness,
+) -> None:
+    """A collection would scan the objects a settlement builds while holding the GIL."""
+    during: list[bool] = []
+    assert gc.isenabled()
+    await harness.services.storage.off_loop(lambda: during.append(gc.isenabled()))
+    assert during == [False]
+    assert gc.isenabled()
