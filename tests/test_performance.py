@@ -6,12 +6,14 @@ from __future__ import annotations
 import gc
 
 import trio
+import trio.testing
 
 from actors.pool import settlement_changes
 from domain.pool import Bet, Pool
 from storage.changes import UpdateMany
 from tests.conftest import Harness
 from tote.server import YOUNG_COLLECTION_THRESHOLD
+from transport.websocket import Outbox
 
 
 async def test_a_started_server_has_frozen_its_start_up_objects(harness: Harness) -> None:
@@ -61,3 +63,24 @@ async def test_garbage_collection_waits_while_a_settlement_is_computed(
     await harness.services.storage.off_loop(lambda: during.append(gc.isenabled()))
     assert during == [False]
     assert gc.isenabled()
+
+
+async def test_the_writer_takes_what_runnable_tasks_push_right_after_the_first() -> None:
+    """A bet's 815 and its 356 are pushed two scheduler passes apart: one write."""
+    outbox = Outbox(max_bytes=1000)
+    taken: list[list[bytes]] = []
+
+    async def writer() -> None:
+        taken.append(await outbox.take_all())
+
+    async def bet() -> None:
+        outbox.put(b"815")
+        await trio.lowlevel.checkpoint()  # the wallet replies to the pool
+        await trio.lowlevel.checkpoint()  # the pool replies to the op handler
+        outbox.put(b"356")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(bet)
+    assert taken == [[b"815", b"356"]]

@@ -40,6 +40,13 @@ MAX_ID_DIGITS = 18
 REFUSAL_STATUS = {"AUTHENTICATION_FAILED": 401, "TOO_MANY_CONNECTIONS": 429}
 
 
+#: Scheduler passes a woken writer waits before it takes the outbox. A bet's 815 (pushed
+#: by the wallet after its commit) and 356 (pushed by the op handler once the pool
+#: answers) are queued two passes apart: with 3 they leave in one write. Measured (3
+#: alternating runs each): socket writes per bet halved, bets/s +9 %, CPU per bet -4 %.
+GATHER_PASSES = 3
+
+
 class Outbox:
     """What is waiting to be sent to one client, bounded in bytes (trio's memory channels
     count messages, and one message may be 100 KB).
@@ -72,8 +79,12 @@ class Outbox:
 
     async def take_all(self) -> list[bytes]:
         """Every queued message, oldest first, waiting for one: the writer sends them in
-        one write, not one syscall each."""
+        one write, not one syscall each. Woken by a first message, it lets the tasks
+        that are already runnable go first (``GATHER_PASSES``), so that what they push
+        joins the same write."""
         await self._ready.wait()
+        for _ in range(GATHER_PASSES):
+            await trio.lowlevel.checkpoint()
         messages, self._messages = self._messages, []
         self.size = 0
         self._ready = trio.Event()
