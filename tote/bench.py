@@ -62,7 +62,7 @@ SIZES = {
         "seconds": 10.0,
         "paced_rate": 1000,
         "settle_bets": 100_000,
-        "subscribers": 3000,
+        "subscribers": 1000,
     },
     "quick": {
         "connections": 32,
