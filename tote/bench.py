@@ -28,6 +28,7 @@ import json
 import math
 import multiprocessing
 import os
+import queue
 import re
 import secrets
 import signal
@@ -356,7 +357,9 @@ class Clients:
         merged: dict[str, Any] = {"latencies": [], "lags": [], "failed": 0}
         try:
             for _ in workers:
-                out = await trio.to_thread.run_sync(results.get, abandon_on_cancel=True)
+                out = await trio.to_thread.run_sync(
+                    _next_result, results, workers, abandon_on_cancel=True
+                )
                 for name in merged:
                     merged[name] += out[name]
         finally:
@@ -366,6 +369,18 @@ class Clients:
                     if worker.is_alive():
                         worker.kill()
         return merged
+
+
+def _next_result(results: Any, workers: list[Any]) -> dict[str, Any]:
+    """The next client process's results; an error once every process has ended without
+    leaving one (one that crashed has printed its traceback)."""
+    while True:
+        with contextlib.suppress(queue.Empty):
+            return results.get(timeout=1)
+        if not any(worker.is_alive() for worker in workers):
+            with contextlib.suppress(queue.Empty):
+                return results.get(timeout=1)  # put just before its process ended
+            raise RuntimeError("a client process ended without its results")
 
 
 # -- set-up over the operator API -------------------------------------------------------
@@ -538,7 +553,10 @@ async def measure_settle(size: dict[str, Any], clients: Clients, key: str, tmp: 
                 nursery.start_soon(clients.run, job, logins)
                 clients.go()
                 async with progress("settle (placing bets)", clients.shared, "bets"):
-                    await _wait_for(lambda: clients.shared["progress"].value >= placed, math.inf)
+                    # at least 20 bets/s, or something is wrong (a bettor has failed)
+                    done = clients.shared["progress"]
+                    if not await _wait_for(lambda: done.value >= placed, 60 + placed / 20):
+                        raise RuntimeError(f"{done.value:.0f} of {placed} bets were placed")
 
                 async def ping() -> None:
                     nonlocal stall
