@@ -28,9 +28,9 @@ from actors.runtime import Actor, Mailbox, OutcomeUnknown, Request
 from actors.services import Services
 from actors.wallet import Settle, StakeItem, Stakes, Sync
 from domain.errors import DomainError
-from domain.pool import BINARY, PARIMUTUEL, Bet, BetStatus, Pool, PoolStatus
+from domain.pool import BINARY, PARIMUTUEL, Bet, BetStatus, Outcome, Pool, PoolStatus
 from domain.targets import NONE, winning_target
-from storage.changes import Change, Check, Delete, Insert, Update, Upsert
+from storage.changes import Change, Check, Delete, Insert, UpdateMany, Upsert
 from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -240,6 +240,30 @@ def pool_row(pool: Pool) -> dict[str, Any]:
         "fail_safe_at": pool.fail_safe_at,
         "doc": msgspec.json.encode(pool.to_doc()).decode(),
     }
+
+
+def settlement_changes(
+    pool: Pool, winner: str | None, status: PoolStatus, now: int, happened_at: int | None
+) -> tuple[Outcome, list[Change]]:
+    """The pay-out and the rows it changes: the CPU-heavy part of a settlement (most of a
+    second for 100,000 bets), which the pool runs off the event loop."""
+    outcome = pool.settle(winner, now=now, happened_at=happened_at)
+    settled = dataclasses.replace(pool)
+    settled.mark_settled(outcome, status)
+    bet_rows = [(s, paid, bet_id) for bet_id, (s, paid) in outcome.bet_status.items()]
+    return outcome, [
+        # a betslip that landed since the pool last looked makes it reload, then settle
+        Check(
+            "SELECT COUNT(*) FROM bets WHERE pool_id = ?",
+            (pool.id,),
+            len(pool.bets),
+            "POOL_CHANGED",
+            "A betslip reached the pool while it was settling.",
+        ),
+        Upsert("pools", pool_row(settled)),
+        Delete("pending_resolutions", {"pool_id": pool.id}),
+        UpdateMany("bets", "id", ("status", "payout"), bet_rows),
+    ]
 
 
 def load_pool(db: Database, pool_id: str) -> tuple[Pool, dict[str, Any] | None]:
@@ -630,25 +654,9 @@ class PoolActor(Actor):
         await self._decide_held(only_expired=False)
         pool, now = self.pool, max(self.now, due)
         await self._flush_distribution()
-        outcome = pool.settle(winner, now=now, happened_at=happened_at)
-        settled = dataclasses.replace(pool)
-        settled.mark_settled(outcome, status)
-        changes: list[Change] = [
-            # a betslip that landed since we last looked makes us reload, then settle
-            Check(
-                "SELECT COUNT(*) FROM bets WHERE pool_id = ?",
-                (pool.id,),
-                len(pool.bets),
-                "POOL_CHANGED",
-                "A betslip reached the pool while it was settling.",
-            ),
-            Upsert("pools", pool_row(settled)),
-            Delete("pending_resolutions", {"pool_id": pool.id}),
-        ]
-        changes += [
-            Update("bets", {"id": bet_id}, {"status": s, "payout": paid})
-            for bet_id, (s, paid) in outcome.bet_status.items()
-        ]
+        outcome, changes = await self.services.storage.off_loop(
+            settlement_changes, pool, winner, status, now, happened_at
+        )
         if self.services.operator is not None and pool.bets:
             changes.append(remote.winners_call(pool.id, now))  # /winners, from the outbox
         successor = (

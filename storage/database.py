@@ -11,7 +11,7 @@ import sqlite_utils
 
 from domain.errors import DomainError
 from storage import schema
-from storage.changes import Change, Check, Delete, Insert, Update, Upsert
+from storage.changes import Change, Check, Delete, Insert, Update, UpdateMany, Upsert
 
 
 class Database:
@@ -96,6 +96,9 @@ def _execute(cur: sqlite3.Cursor, change: Change) -> None:
                 f'UPDATE "{table}" SET {sets} WHERE {where}',
                 (*values.values(), *key.values()),
             )
+        case UpdateMany(table, key, columns, rows):
+            sets = ", ".join(f'"{c}" = ?' for c in columns)
+            cur.executemany(f'UPDATE "{table}" SET {sets} WHERE "{key}" = ?', rows)
         case Delete(table, key):
             where = " AND ".join(f'"{c}" = ?' for c in key)
             cur.execute(f'DELETE FROM "{table}" WHERE {where}', tuple(key.values()))

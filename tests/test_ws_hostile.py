@@ -269,15 +269,15 @@ async def test_the_outbox_counts_bytes_and_wakes_its_reader() -> None:
     outbox = Outbox(max_bytes=10)
     assert outbox.put(b"x" * 25)  # an empty outbox takes one message of any size
     assert not outbox.put(b"y")
-    assert await outbox.get() == b"x" * 25
+    assert await outbox.take_all() == [b"x" * 25]
     assert outbox.put(b"a" * 6) and outbox.put(b"b" * 4)
     assert not outbox.put(b"c")
     assert outbox.size == 10
-    assert [await outbox.get(), await outbox.get()] == [b"a" * 6, b"b" * 4]
+    assert await outbox.take_all() == [b"a" * 6, b"b" * 4]  # all at once: one write
     got: list[bytes] = []
 
     async def reader() -> None:
-        got.append(await outbox.get())
+        got.extend(await outbox.take_all())
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(reader)

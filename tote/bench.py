@@ -1,148 +1,774 @@
-"""Benchmark: bets per second through the whole stack, and what group commit buys.
+"""The benchmark: tote against its transport's limit, with the server in its own process.
 
-Runs the real server (real SQLite on disk, synchronous=FULL) in this process, opens
-``--clients`` websocket connections, and has each place ``--bets`` bets as fast as the
-replies come back. Reports throughput, reply latency, requests per SQLite transaction,
-and the 360 broadcasts a subscriber received per bet. Figures on a shared machine are
-noisy: read them as ratios within one run (e.g. requests per transaction), not as
-absolutes. Run it with ``make bench`` (or ``python -m tote.bench --help``).
+``tote bench`` (or ``make bench``, ``python -m tote.bench``) starts each server on a fresh
+temporary database in a process of its own and drives it from client processes, so that
+the server's CPU and memory can be read from /proc and the clients do not share its loop.
+Scenarios (docs/performance.md says what each figure means):
+
+- **bets**: connections placing bets across the pools of a live game, each waiting for
+  its 356: bets/s and server CPU per bet at saturation, then latency at a fixed rate;
+- **echo**: a bare trio-websocket echo server, the same clients and pattern: the ceiling;
+- **settle**: one pool with many bets, then the event: time until the last 362/815 is
+  out, and the longest event-loop stall seen by a ping client meanwhile;
+- **fanout**: subscribers join one game while bets flow: joins that failed, the lag of
+  360s from their ``t``, and the server's memory per connection.
+
+The two servers run as hidden commands of this module (``_serve-tote``, ``_serve-echo``);
+the tote server is ``tote serve`` with the per-connection rate limit lifted, because the
+benchmark measures capacity, not that policy. With ``TOTE_BENCH_PROFILE=PATH`` it runs
+under cProfile and writes the profile to PATH when it stops.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
+import json
+import math
+import multiprocessing
+import os
+import queue
+import re
 import secrets
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import trio
-from trio_websocket import open_websocket_url
+import trio_websocket
+from trio_websocket import ConnectionClosed, WebSocketRequest, open_websocket_url, serve_websocket
 
 from actors.registry import handshake_digest
 from actors.services import Settings
 from domain.codec import decode, encode
-from tote.server import Server, ServerConfig
+
+#: (user_id, session_key) of one websocket client
+Login = tuple[int, str]
+#: counters shared with the client processes: progress, event time, 815s since, stop
+Shared = dict[str, Any]
+
+SIZES = {
+    "full": {
+        "connections": 64,
+        "seconds": 10.0,
+        "paced_rate": 1000,
+        "settle_bets": 100_000,
+        "subscribers": 1000,
+    },
+    "quick": {
+        "connections": 32,
+        "seconds": 4.0,
+        "paced_rate": 1000,
+        "settle_bets": 5_000,
+        "subscribers": 300,
+    },
+}
+STAKE = "0.01"
+JOIN_TIMEOUT = 60.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-async def _user(http: httpx.AsyncClient, name: str, roles: list[str], deposit: str) -> dict:
-    user = (await http.post("/v1/users", json={"name": name, "roles": roles})).json()
-    user["session_key"] = (await http.post(f"/v1/users/{user['user_id']}/sessions")).json()[
-        "session_key"
-    ]
-    await http.post(
-        f"/v1/users/{user['user_id']}/deposits",
-        json={"currency": "EUR", "amount": deposit, "reference": name},
+# -- the servers, each in its own process ---------------------------------------------
+
+
+def die_with_parent() -> None:
+    """Have Linux end this process when the benchmark that started it ends, even by
+    SIGKILL (a timed-out test), so that no server or client is left behind."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: orphans are possible
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _serve_tote(data_dir: str) -> None:
+    from tote.cli import _serve
+    from tote.server import ServerConfig
+
+    settings = Settings(rate_per_second=1e9, rate_burst=10**9)
+    config = ServerConfig(
+        data_dir=Path(data_dir),
+        ws_port=0,
+        http_port=0,
+        operator_key=os.environ["TOTE_OPERATOR_KEY"],
+        settings=settings,
     )
-    return user
+    profile_path = os.environ.get("TOTE_BENCH_PROFILE")
+    if not profile_path:
+        trio.run(_serve, config)
+        return
+    import cProfile  # where the server's time goes: docs/performance.md reads it
+
+    with cProfile.Profile() as profile:
+        trio.run(_serve, config)
+    profile.dump_stats(profile_path)
 
 
-def _url(port: int, user: dict) -> str:
+def _serve_echo(_data_dir: str) -> None:
+    async def echo(request: WebSocketRequest) -> None:
+        ws = await request.accept()
+        try:
+            while True:
+                await ws.send_message(await ws.get_message())
+        except ConnectionClosed:
+            return
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(serve_websocket, echo, "127.0.0.1", 0, None)
+            print(f"echo ready: websocket ws://127.0.0.1:{server.port}", flush=True)
+
+    trio.run(run)
+
+
+SERVERS: dict[str, Callable[..., None]] = {"_serve-tote": _serve_tote, "_serve-echo": _serve_echo}
+
+
+class ServerProcess:
+    """A server started as ``python -m tote.bench _serve-…``; its ports come from the
+    ready line it prints, its CPU and memory from /proc."""
+
+    def __init__(self, process: trio.Process, ws_port: int, http_port: int | None) -> None:
+        self.process = process
+        self.ws_port = ws_port
+        self.http_port = http_port
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+    def memory_kb(self, name: str = "VmRSS") -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(name + ":"):
+                return int(line.split()[1])
+        return 0
+
+
+@asynccontextmanager
+async def server_process(kind: str, data_dir: str, key: str) -> AsyncIterator[ServerProcess]:
+    """Start a server process, yield it once it listens, stop it (SIGTERM, then kill)."""
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "tote.bench", kind, data_dir],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "TOTE_OPERATOR_KEY": key},
+    )
+    try:
+        text = b""
+        with trio.fail_after(30):
+            while b"ready" not in text or not text.endswith(b"\n"):
+                chunk = await process.stdout.receive_some()
+                if not chunk:
+                    raise RuntimeError(f"{kind} exited before it was ready: {text!r}")
+                text += chunk
+        ws = re.search(rb"ws://[^:]+:(\d+)", text)
+        http = re.search(rb"http://[^:]+:(\d+)", text)
+        assert ws is not None, text
+        yield ServerProcess(process, int(ws[1]), int(http[1]) if http else None)
+    finally:
+        with trio.CancelScope(shield=True):
+            process.send_signal(signal.SIGTERM)
+            with trio.move_on_after(10):
+                await process.wait()
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
+
+# -- the clients, in processes of their own ---------------------------------------------
+
+
+def ws_url(port: int, login: Login) -> str:
     nonce = secrets.token_hex(8)
-    digest = handshake_digest(user["user_id"], nonce, user["session_key"])
-    return f"ws://127.0.0.1:{port}/?id={user['user_id']}&n={nonce}&h={digest}"
+    digest = handshake_digest(login[0], nonce, login[1])
+    return f"ws://127.0.0.1:{port}/?id={login[0]}&n={nonce}&h={digest}"
 
 
-async def _call(ws, op: int, **fields) -> dict:
-    await ws.send_message(encode({"header": {"request_id": "x"}, "op": op, **fields}).decode())
+async def round_trip(ws: Any, op: int, request_id: str, **fields: Any) -> dict[str, Any]:
+    """Send one request and wait for its answer (the echo server answers with the request
+    itself), skipping the pushes that come in between."""
+    await ws.send_message(encode({"header": {"request_id": request_id}, "op": op, **fields}))
     while True:
         msg = decode(await ws.get_message())
-        if msg["response_header"].get("request_id") == "x":
+        header = msg.get("response_header") or msg.get("header") or {}
+        if header.get("request_id") == request_id:
             return msg
 
 
-async def run(clients: int, bets: int, synchronous: str) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(rate_per_second=1e9, rate_burst=10**9)
-        server = Server(
-            ServerConfig(
-                data_dir=Path(tmp),
-                ws_port=0,
-                http_port=0,
-                synchronous=synchronous,
-                settings=settings,
-            )
-        )
+def _add(value: Any, amount: float = 1) -> None:
+    with value.get_lock():
+        value.value += amount
+
+
+async def bettor(job: dict[str, Any], shared: Shared, n: int, login: Login, out: dict) -> None:
+    """One connection placing bets (spaced ``interval`` apart, or as fast as the replies
+    come) until the job's end or count; with ``listen`` it then counts the 815s that an
+    event sends, until told to stop."""
+    try:
+        async with open_websocket_url(ws_url(job["port"], login)) as ws:
+            _add(shared["ready"])
+            await _wait_for(lambda: shared["start_at"].value, math.inf)
+            await place_bets(ws, job, shared, n, out)
+            while job.get("listen"):
+                if '"res":815' in await ws.get_message() and shared["event_at"].value:
+                    with shared["after_event"].get_lock():
+                        shared["after_event"].value += 1
+                        shared["last_push"].value = time.time()
+    except (ConnectionClosed, OSError, trio_websocket.HandshakeError):
+        out["failed"] += 1
+
+
+async def place_bets(ws: Any, job: dict[str, Any], shared: Shared, n: int, out: dict) -> None:
+    pools, count, interval = job["pools"], job.get("count", math.inf), job.get("interval", 0)
+    await trio.sleep(max(0.0, shared["start_at"].value - time.time()))
+    end = shared["start_at"].value + job.get("seconds", math.inf)
+    due = trio.current_time()
+    i = 0
+    while time.time() < end and i < count:
+        if interval:
+            due += interval
+            await trio.sleep_until(due)
+        started = time.perf_counter()
+        fields = {"pool_id": pools[(n + i) % len(pools)], "target": "ab"[i % 2]}
+        reply = await round_trip(ws, 392, f"b{i}", amount=STAKE, **fields)
+        if reply.get("res") in (356, None):  # None: the echo sent the bet back
+            out["latencies"].append(time.perf_counter() - started)
+        else:
+            out["failed"] += 1
+        i += 1
+        _add(shared["progress"])
+
+
+async def subscriber(job: dict[str, Any], shared: Shared, login: Login, out: dict) -> None:
+    """Join the game, then record the lag of every 360 from its ``t`` until told to stop."""
+    joined = False
+    try:
         async with trio.open_nursery() as nursery:
-            ep = await nursery.start(server.run)
-            http = httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{ep.http_port}",
-                headers={"Authorization": f"Bearer {ep.operator_key}"},
+            async with job["limiter"]:  # handshakes and joins in flight
+                ws = await trio_websocket.connect_websocket_url(nursery, ws_url(job["port"], login))
+                with trio.move_on_after(JOIN_TIMEOUT):
+                    reply = await round_trip(ws, 363, "join", game_id=job["game_id"])
+                    joined = reply["res"] == 333
+            _add(shared["progress"])
+            if not joined:
+                out["failed"] += 1
+                await ws.aclose()
+                return
+            while True:
+                raw = await ws.get_message()
+                if '"res":360' in raw:
+                    out["lags"].append(time.time() * 1000 - decode(raw)["response_header"]["t"])
+    except (ConnectionClosed, OSError, trio_websocket.HandshakeError):
+        if not joined:
+            _add(shared["progress"])
+        out["failed"] += 1
+
+
+async def _stop_when_told(shared: Shared, scope: trio.CancelScope) -> None:
+    await _wait_for(lambda: shared["stop"].value, math.inf)
+    scope.cancel()
+
+
+async def _client_job(job: dict[str, Any], shared: Shared) -> dict[str, Any]:
+    out: dict[str, Any] = {"latencies": [], "lags": [], "failed": 0}
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_when_told, shared, nursery.cancel_scope)
+        async with trio.open_nursery() as work:
+            if job["kind"] == "subscribe":
+                job["limiter"] = trio.CapacityLimiter(64)  # handshakes in flight
+                for login in job["logins"]:
+                    work.start_soon(subscriber, job, shared, login, out)
+            else:
+                for n, login in enumerate(job["logins"]):
+                    work.start_soon(bettor, job, shared, n, login, out)
+        nursery.cancel_scope.cancel()
+    return out
+
+
+def _client_process(job: dict[str, Any], shared: Shared, results: Any) -> None:
+    import resource
+
+    die_with_parent()
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    results.put(trio.run(_client_job, job, shared))
+
+
+class Clients:
+    """Client processes, each running a job over its share of the logins; the counters
+    they share with this process say how far they got and tell them to stop."""
+
+    def __init__(self, processes: int) -> None:
+        self.context = multiprocessing.get_context("spawn")
+        self.processes = processes
+        names = {
+            "progress": "d",
+            "ready": "i",
+            "start_at": "d",
+            "event_at": "d",
+            "after_event": "i",
+            "last_push": "d",
+            "stop": "i",
+        }
+        self.shared: Shared = {name: self.context.Value(kind, 0) for name, kind in names.items()}
+
+    def reset(self) -> None:
+        for value in self.shared.values():
+            value.value = 0
+
+    def go(self, delay: float = 0.0) -> float:
+        """Let the connected bettors start, ``delay`` seconds from now; their start."""
+        start = self.shared["start_at"].value = time.time() + delay
+        return start
+
+    async def connected(self, count: int) -> None:
+        """Wait until ``count`` bettors are connected and waiting for ``go``."""
+        await _wait_for(lambda: self.shared["ready"].value >= count, math.inf)
+
+    def stop(self) -> None:
+        self.shared["stop"].value = 1
+
+    async def run_into(self, results: dict, job: dict[str, Any], logins: list[Login]) -> None:
+        results.update(await self.run(job, logins))
+
+    async def run(self, job: dict[str, Any], logins: list[Login]) -> dict[str, Any]:
+        """Run ``job`` over ``logins`` split between the processes; the merged results."""
+        results = self.context.Queue()
+        workers = [
+            self.context.Process(
+                target=_client_process,
+                args=({**job, "logins": logins[i :: self.processes]}, self.shared, results),
+                daemon=True,
             )
-            admin = await _user(http, "admin", ["developer"], "1")
-            players = [await _user(http, f"p{i}", [], "100000") for i in range(clients)]
-            async with open_websocket_url(_url(ep.ws_port, admin)) as aws:
-                source = await _call(aws, 365, source_name="bench")
-                game = await _call(
-                    aws,
-                    370,
-                    source_id=source["source_id"],
-                    game_name="A - B",
-                    actions="goal",
-                    targets="a,b",
+            for i in range(min(self.processes, len(logins)))
+        ]
+        for worker in workers:
+            worker.start()
+        merged: dict[str, Any] = {"latencies": [], "lags": [], "failed": 0}
+        try:
+            for _ in workers:
+                out = await trio.to_thread.run_sync(
+                    _next_result, results, workers, abandon_on_cancel=True
                 )
-                await _call(aws, 616, game_id=game["game_id"])
-                await _call(aws, 363, game_id=game["game_id"])
-                pool = await _call(aws, 385, game_id=game["game_id"], action="goal", targets="a,b")
-                latencies: list[float] = []
+                for name in merged:
+                    merged[name] += out[name]
+        finally:
+            with trio.CancelScope(shield=True):
+                for worker in workers:
+                    await trio.to_thread.run_sync(worker.join, 10)
+                    if worker.is_alive():
+                        worker.kill()
+        return merged
 
-                async def player(user: dict, n: int) -> None:
-                    async with open_websocket_url(_url(ep.ws_port, user)) as ws:
-                        target = "a" if n % 2 else "b"
-                        for _ in range(bets):
-                            start = time.perf_counter()
-                            reply = await _call(
-                                ws, 392, pool_id=pool["pool_id"], target=target, amount="1.25"
-                            )
-                            assert reply["res"] == 356, reply
-                            latencies.append(time.perf_counter() - start)
 
-                stats_before = await _storage_stats(ep)
-                started = time.perf_counter()
-                async with trio.open_nursery() as players_nursery:
-                    for n, user in enumerate(players):
-                        players_nursery.start_soon(player, user, n)
-                elapsed = time.perf_counter() - started
-                stats_after = await _storage_stats(ep)
+def _next_result(results: Any, workers: list[Any]) -> dict[str, Any]:
+    """The next client process's results; an error once every process has ended without
+    leaving one (one that crashed has printed its traceback)."""
+    while True:
+        with contextlib.suppress(queue.Empty):
+            return results.get(timeout=1)
+        if not any(worker.is_alive() for worker in workers):
+            with contextlib.suppress(queue.Empty):
+                return results.get(timeout=1)  # put just before its process ended
+            raise RuntimeError("a client process ended without its results")
+
+
+# -- set-up over the operator API -------------------------------------------------------
+
+
+class Operator:
+    """Users with sessions (and money) through the HTTP API; a game through the admin."""
+
+    def __init__(self, server: ServerProcess, key: str) -> None:
+        self.http = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{server.http_port}",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=60,
+        )
+
+    async def logins(self, count: int, prefix: str, deposit: str | None = None) -> list[Login]:
+        logins: list[Login] = []
+        roles = ["developer"] if prefix == "admin" else []
+        for i in range(count):
+            name = f"{prefix}{i}"
+            created = await self.http.post("/v1/users", json={"name": name, "roles": roles})
+            user_id = created.json()["user_id"]
+            session = await self.http.post(f"/v1/users/{user_id}/sessions")
+            if deposit is not None:
+                await self.http.post(
+                    f"/v1/users/{user_id}/deposits",
+                    json={"currency": "EUR", "amount": deposit, "reference": name},
+                )
+            logins.append((user_id, session.json()["session_key"]))
+        return logins
+
+    async def game(self, ws: Any, pools: int) -> tuple[str, list[str]]:
+        """A source, an open game and ``pools`` open pools. The admin does not join the
+        game: a 360 shows a game admin every bet, and an admin that does not read would
+        fill its outbox."""
+        source = await round_trip(ws, 365, "s", source_name="bench")
+        game = await round_trip(
+            ws,
+            370,
+            "g",
+            source_id=source["source_id"],
+            game_name="A - B",
+            actions="goal",
+            targets="a,b",
+        )
+        game_id = game["game_id"]
+        await round_trip(ws, 616, "a", game_id=game_id)
+        pool_ids = []
+        for i in range(pools):
+            pool = await round_trip(ws, 385, f"p{i}", game_id=game_id, action="goal", targets="a,b")
+            pool_ids.append(pool["pool_id"])
+        return game_id, pool_ids
+
+
+# -- the scenarios ----------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def progress(label: str, shared: Shared, unit: str) -> AsyncIterator[None]:
+    """A line that shows a long run is alive while the block runs: rewritten every second
+    on a terminal, a new one every ten seconds otherwise."""
+    terminal = sys.stderr.isatty()
+
+    async def show() -> None:
+        for tick in itertools.count(1):
+            await trio.sleep(1)
+            line = f"  {label}: {tick} s, {shared['progress'].value:,.0f} {unit}"
+            if terminal:
+                print(f"\r{line:<70}", end="", file=sys.stderr, flush=True)
+            elif tick % 10 == 0:
+                print(line, file=sys.stderr, flush=True)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(show)
+        try:
+            yield
+        finally:
+            nursery.cancel_scope.cancel()
+            if terminal:
+                print(f"\r{'':<70}\r", end="", file=sys.stderr, flush=True)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
+async def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
+    """Poll a counter the client processes update (they cannot wake a trio event)."""
+    with trio.move_on_after(timeout):
+        while True:
+            if predicate():
+                return True
+            await trio.sleep(0.05)
+    return False
+
+
+async def measure_round_trips(
+    size: dict[str, Any], clients: Clients, key: str, tmp: Path, *, echo: bool
+) -> dict[str, Any]:
+    """Bets (or echoes) as fast as the replies come, then (bets only) at a fixed rate."""
+    kind, name = ("_serve-echo", "echo") if echo else ("_serve-tote", "bets")
+    connections = size["connections"]
+    async with server_process(kind, str(tmp / name), key) as server:
+        if echo:
+            logins: list[Login] = [(i, "echo") for i in range(connections)]
+            pools = ["echo"]
+        else:
+            operator = Operator(server, key)
+            (admin,) = await operator.logins(1, "admin")
+            logins = await operator.logins(connections, "bettor", deposit="100000")
+            async with open_websocket_url(ws_url(server.ws_port, admin)) as admin_ws:
+                _, pools = await operator.game(admin_ws, 20)
+        phases = (
+            {"saturated": 0.0}
+            if echo
+            else {"saturated": 0.0, "paced": connections / size["paced_rate"]}
+        )
+        figures: dict[str, Any] = {}
+        for phase, interval in phases.items():
+            clients.reset()
+            job = {"kind": "bets", "port": server.ws_port, "pools": pools, "interval": interval}
+            job["seconds"] = size["seconds"]
+            merged: dict[str, Any] = {}
+            async with (
+                progress(f"{name} ({phase})", clients.shared, "round trips"),
+                trio.open_nursery() as nursery,
+            ):
+                nursery.start_soon(clients.run_into, merged, job, logins)
+                await clients.connected(len(logins))
+                await trio.sleep_until(trio.current_time() + clients.go(0.1) - time.time())
+                cpu = server.cpu_seconds()
+            cpu = server.cpu_seconds() - cpu
+            latencies = merged["latencies"]
+            figures[phase] = {
+                "round_trips": len(latencies),
+                "failed": merged["failed"],
+                "per_second": round(len(latencies) / size["seconds"], 1),
+                "cpu_us_per_round_trip": round(cpu / max(len(latencies), 1) * 1e6, 1),
+                "latency_p50_ms": round(percentile(latencies, 0.5) * 1000, 2),
+                "latency_p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+                "latency_max_ms": round(max(latencies, default=math.nan) * 1000, 2),
+            }
+        figures["peak_rss_kb"] = server.memory_kb("VmHWM")
+    return figures
+
+
+async def measure_settle(size: dict[str, Any], clients: Clients, key: str, tmp: Path) -> dict:
+    """One pool with many bets, then its event; a ping client times the loop's stalls."""
+    connections = size["connections"]
+    per_connection = math.ceil(size["settle_bets"] / connections)
+    placed = per_connection * connections
+    async with server_process("_serve-tote", str(tmp / "settle"), key) as server:
+        operator = Operator(server, key)
+        admin, probe, watcher = await operator.logins(3, "admin")
+        logins = await operator.logins(connections, "bettor", deposit="100000")
+        async with (
+            open_websocket_url(ws_url(server.ws_port, admin)) as admin_ws,
+            open_websocket_url(ws_url(server.ws_port, probe)) as probe_ws,
+            open_websocket_url(ws_url(server.ws_port, watcher)) as watcher_ws,
+        ):
+            game_id, pools = await operator.game(admin_ws, 1)
+            clients.reset()
+            job = {"kind": "bets", "port": server.ws_port, "pools": pools, "listen": True}
+            job["count"] = per_connection
+            stall = 0.0
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(clients.run, job, logins)
+                clients.go()
+                async with progress("settle (placing bets)", clients.shared, "bets"):
+                    # at least 20 bets/s, or something is wrong (a bettor has failed)
+                    done = clients.shared["progress"]
+                    if not await _wait_for(lambda: done.value >= placed, 60 + placed / 20):
+                        raise RuntimeError(f"{done.value:.0f} of {placed} bets were placed")
+
+                async def ping() -> None:
+                    nonlocal stall
+                    for i in itertools.count():
+                        sent = time.perf_counter()
+                        await round_trip(probe_ws, 1, f"ping{i}")
+                        stall = max(stall, time.perf_counter() - sent)
+
+                await round_trip(watcher_ws, 363, "join", game_id=game_id)  # hears the 362
+                nursery.start_soon(ping)
                 await trio.sleep(0.5)
-                broadcasts = 0
-                with trio.move_on_after(0.5):
-                    while True:
-                        if decode(await aws.get_message())["res"] == 360:
-                            broadcasts += 1
-            await http.aclose()
-            server.request_stop()
-    total = clients * bets
-    latencies.sort()
-    commits = stats_after[0] - stats_before[0]
-    requests = stats_after[1] - stats_before[1]
+                stall = 0.0
+                event_at = clients.shared["event_at"].value = time.time()
+                request = {"header": {"request_id": "event"}, "op": 395, "game_id": game_id}
+                await admin_ws.send_message(
+                    encode({**request, "action_id": "goal", "target_id": "a"})
+                )
+                while '"res":362' not in await watcher_ws.get_message():
+                    pass
+                resolved_at = time.time()
+                # every bettor hears of its balance (815); allow for one that does not
+                await _wait_for(lambda: clients.shared["after_event"].value >= connections, 30)
+                clients.stop()
+                nursery.cancel_scope.cancel()
+        return {
+            "bets": placed,
+            "seconds": round(max(resolved_at, clients.shared["last_push"].value) - event_at, 3),
+            "max_stall_ms": round(stall * 1000, 1),
+            "balance_pushes": clients.shared["after_event"].value,
+            "peak_rss_kb": server.memory_kb("VmHWM"),
+        }
+
+
+async def measure_fanout(size: dict[str, Any], clients: Clients, key: str, tmp: Path) -> dict:
+    """Subscribers join one game while bets flow; then the lag of the 360s they get."""
+    subscribers = size["subscribers"]
+    async with server_process("_serve-tote", str(tmp / "fanout"), key) as server:
+        operator = Operator(server, key)
+        (admin,) = await operator.logins(1, "admin")
+        bettors = await operator.logins(4, "bettor", deposit="100000")
+        per_user = Settings().max_connections_per_user
+        watchers = await operator.logins(math.ceil(subscribers / per_user), "watcher")
+        logins = [watchers[i // per_user] for i in range(subscribers)]
+        async with open_websocket_url(ws_url(server.ws_port, admin)) as admin_ws:
+            game_id, pools = await operator.game(admin_ws, 4)
+            clients.reset()
+            betting = Clients(1)
+            bets = {"kind": "bets", "port": server.ws_port, "pools": pools, "interval": 4 / 100}
+            betting.go()
+            joins = {"kind": "subscribe", "port": server.ws_port, "game_id": game_id}
+            rss_before = server.memory_kb()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(betting.run, bets, bettors)
+                results: dict[str, Any] = {}
+                nursery.start_soon(clients.run_into, results, joins, logins)
+                async with progress("fanout (joining)", clients.shared, "joined"):
+                    await _wait_for(
+                        lambda: clients.shared["progress"].value >= subscribers, math.inf
+                    )
+                rss_joined = server.memory_kb()
+                await trio.sleep(size["seconds"])
+                betting.stop()
+                clients.stop()
+        lags = results["lags"]
+        return {
+            "subscribers": subscribers,
+            "joins_failed": results["failed"],
+            "deliveries": len(lags),
+            "lag_p50_ms": round(percentile(lags, 0.5), 1),
+            "lag_p99_ms": round(percentile(lags, 0.99), 1),
+            "memory_per_connection_kb": round((rss_joined - rss_before) / subscribers, 1),
+            "peak_rss_kb": server.memory_kb("VmHWM"),
+        }
+
+
+# -- the whole run ----------------------------------------------------------------------
+
+
+def _bets_figures(bets: dict[str, Any]) -> dict[str, Any]:
     return {
-        "bets": total,
-        "seconds": round(elapsed, 3),
-        "bets_per_second": round(total / elapsed, 1),
-        "latency_p50_ms": round(statistics.median(latencies) * 1000, 2),
-        "latency_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 2),
-        "storage_requests_per_transaction": round(requests / max(commits, 1), 2),
-        "bets_per_transaction": round(total / max(commits, 1), 2),
-        "distribution_broadcasts_per_bet": round(broadcasts / total, 3),
+        "bets_per_second": bets["saturated"]["per_second"],
+        "bet_latency_p50_ms": bets["paced"]["latency_p50_ms"],
+        "bet_latency_p99_ms": bets["paced"]["latency_p99_ms"],
+        "bet_latency_saturated_p99_ms": bets["saturated"]["latency_p99_ms"],
+        "server_cpu_us_per_bet": bets["saturated"]["cpu_us_per_round_trip"],
+        "bets_failed": bets["saturated"]["failed"] + bets["paced"]["failed"],
     }
 
 
-async def _storage_stats(ep) -> tuple[int, int]:
-    return await ep.services.storage.read(lambda db: (db.transactions, db.requests))
+def _echo_figures(echo: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "echo_round_trips_per_second": echo["saturated"]["per_second"],
+        "echo_cpu_us_per_round_trip": echo["saturated"]["cpu_us_per_round_trip"],
+    }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m tote.bench")
-    parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--bets", type=int, default=40)
-    args = parser.parse_args()
-    for synchronous in ("FULL", "NORMAL"):
-        result = trio.run(run, args.clients, args.bets, synchronous)
-        print(f"synchronous={synchronous}: " + ", ".join(f"{k}={v}" for k, v in result.items()))
+def _settle_figures(settle: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "settle_seconds": settle["seconds"],
+        "settle_bets": settle["bets"],
+        "settle_max_stall_ms": settle["max_stall_ms"],
+    }
+
+
+def _fanout_figures(fanout: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "fanout_subscribers": fanout["subscribers"],
+        "fanout_joins_failed": fanout["joins_failed"],
+        "fanout_p50_ms": fanout["lag_p50_ms"],
+        "fanout_p99_ms": fanout["lag_p99_ms"],
+        "memory_per_connection_kb": fanout["memory_per_connection_kb"],
+    }
+
+
+#: scenario -> (measure, its flat figures)
+SCENARIOS: dict[str, tuple[Callable[..., Any], Callable[[dict[str, Any]], dict[str, Any]]]] = {
+    "bets": (partial(measure_round_trips, echo=False), _bets_figures),
+    "echo": (partial(measure_round_trips, echo=True), _echo_figures),
+    "settle": (measure_settle, _settle_figures),
+    "fanout": (measure_fanout, _fanout_figures),
+}
+
+
+async def run_once(size: dict[str, Any], processes: int, scenarios: list[str]) -> dict[str, Any]:
+    """The scenarios once, each on a fresh server; the flat figures of the issue, then
+    each scenario's own."""
+    clients = Clients(processes)
+    key = secrets.token_hex(32)
+    figures: dict[str, Any] = {}
+    details: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="tote-bench-") as tmp_name:
+        for name in scenarios:
+            measure, flat = SCENARIOS[name]
+            details[name] = await measure(size, clients, key, Path(tmp_name))
+            figures |= flat(details[name])
+    if "bets_per_second" in figures and "echo_round_trips_per_second" in figures:
+        ratio = figures["bets_per_second"] / max(figures["echo_round_trips_per_second"], 1e-9)
+        figures["bets_to_echo_ratio"] = round(ratio, 3)
+    figures["peak_rss_kb"] = {name: found["peak_rss_kb"] for name, found in details.items()}
+    figures["scenarios"] = details
+    return figures
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of each figure over the runs, with its range; every run kept as well."""
+    summary: dict[str, Any] = {}
+    for name, first in runs[0].items():
+        if isinstance(first, int | float):
+            values = [run[name] for run in runs]
+            summary[name] = statistics.median(values)
+            if len(runs) > 1:
+                summary[f"{name}_range"] = [min(values), max(values)]
+    summary["peak_rss_kb"] = {
+        scenario: statistics.median(run["peak_rss_kb"][scenario] for run in runs)
+        for scenario in runs[0]["peak_rss_kb"]
+    }
+    summary["runs"] = runs
+    return summary
+
+
+def table(summary: dict[str, Any]) -> str:
+    rows = [(name, value) for name, value in summary.items() if name not in ("runs",)]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tote bench", description="Measure tote against a bare websocket echo server."
+    )
+    parser.add_argument("--quick", action="store_true", help="a run of under a minute")
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument("--repeat", type=int, default=1, help="runs; medians are reported")
+    parser.add_argument("--processes", type=int, default=2, help="client processes")
+    parser.add_argument(
+        "--scenarios",
+        type=lambda text: text.split(","),
+        default=list(SCENARIOS),
+        help=f"comma-separated, of {','.join(SCENARIOS)} (default: all)",
+    )
+    for name in SIZES["full"]:
+        kind = float if name == "seconds" else int
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help="overrides the size")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (or, as a hidden command, one of its servers)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SERVERS:
+        die_with_parent()
+        SERVERS[argv[0]](*argv[1:])
+        return 0
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    unknown = set(args.scenarios) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"no such scenario: {', '.join(sorted(unknown))}")
+    size = dict(SIZES["quick" if args.quick else "full"])
+    for name in size:
+        if getattr(args, name) is not None:
+            size[name] = getattr(args, name)
+    runs = []
+    for n in range(args.repeat):
+        print(f"run {n + 1} of {args.repeat}: {size}", file=sys.stderr, flush=True)
+        runs.append(trio.run(run_once, size, args.processes, args.scenarios))
+    summary = summarize(runs)
+    print(table(summary))
+    if args.json is not None:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -410,6 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status."""
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["bench"]:  # `tote bench --help`: the benchmark parses its own options
+        from tote.bench import main as bench
+
+        return bench(arguments[1:])
     args = build_parser().parse_args(argv)
     if getattr(args, "run", None) is not None:
         return args.run(args)

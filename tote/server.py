@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import secrets
@@ -165,6 +166,7 @@ async def start_services(
         storage = Storage(
             await supervisor.spawn("storage", storage_actor, capacity=4096),
             timeout=config.settings.request_timeout,
+            offload=config.offload,
         )
 
         registry = await supervisor.spawn(
@@ -211,6 +213,23 @@ async def _close_at_exit(operator: OperatorClient) -> None:
             await operator.aclose()
 
 
+#: Allocations between young collections (CPython's default is 700): a bet allocates
+#: hundreds of short-lived objects, and a larger first generation lets them die young
+#: instead of being promoted into the generations that full collections scan.
+YOUNG_COLLECTION_THRESHOLD = 10_000
+
+
+def settle_garbage_collection() -> None:
+    """After start-up: collect once, then freeze what is left (the recovered state, the
+    code, the actors) so that later collections never scan it again, and collect the
+    young generation less often. Full collections scan every tracked object: with 100k
+    bets or 1,000 connections they took 80 to 200 ms of stall each (issue 11)."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
+
+
 class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -246,6 +265,7 @@ class Server:
                     )
                     services.ws_port, services.http_port = ws, http
                     services.ready.set()
+                    settle_garbage_collection()
                     task_status.started(Endpoints(ws, http, operator_key, services))
                     await self._stop.wait()
                     log.info("shutting down: no new traffic, draining actors")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, deque
+from collections import Counter
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,6 +25,7 @@ from domain.codec import (
 )
 from domain.errors import DomainError
 from domain.origins import origin_allowed
+from transport.frames import text_frames
 from transport.ops import OPS, Context
 from transport.presenters import server_message
 from transport.ratelimit import TokenBucket
@@ -45,6 +46,13 @@ REFUSAL_STATUS = {
 }
 
 
+#: Scheduler passes a woken writer waits before it takes the outbox. A bet's 815 (pushed
+#: by the wallet after its commit) and 356 (pushed by the op handler once the pool
+#: answers) are queued two passes apart: with 3 they leave in one write. Measured (3
+#: alternating runs each): socket writes per bet halved, bets/s +9 %, CPU per bet -4 %.
+GATHER_PASSES = 3
+
+
 class Outbox:
     """What is waiting to be sent to one client, bounded in bytes (trio's memory channels
     count messages, and one message may be 100 KB).
@@ -54,10 +62,14 @@ class Outbox:
     bound still reaches a client that reads.
     """
 
+    __slots__ = ("_closed", "_messages", "_ready", "max_bytes", "size")
+
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.size = 0
-        self._messages: deque[bytes] = deque()
+        #: a list, not a deque: it is taken whole, and an empty deque costs 600 bytes a
+        #: connection where an empty list costs 56
+        self._messages: list[bytes] = []
         self._ready = trio.Event()  # set while there is something to send
         self._closed = False
 
@@ -71,20 +83,45 @@ class Outbox:
         self._ready.set()
         return True
 
-    async def get(self) -> bytes:
-        """The oldest message, waiting for one."""
+    async def take_all(self) -> list[bytes]:
+        """Every queued message, oldest first, waiting for one: the writer sends them in
+        one write, not one syscall each. Woken by a first message, it lets the tasks
+        that are already runnable go first (``GATHER_PASSES``), so that what they push
+        joins the same write."""
         await self._ready.wait()
-        data = self._messages.popleft()
-        self.size -= len(data)
-        if not self._messages:
-            self._ready = trio.Event()
-        return data
+        for _ in range(GATHER_PASSES):
+            await trio.lowlevel.checkpoint()
+        messages, self._messages = self._messages, []
+        self.size = 0
+        self._ready = trio.Event()
+        return messages
 
     def close(self) -> None:
         """Free what is queued and ignore later puts: the connection is gone."""
         self._closed = True
         self._messages.clear()
         self.size = 0
+
+
+async def send_messages(ws: WebSocketConnection, messages: list[bytes]) -> None:
+    """Send text messages (UTF-8 JSON) in one write of ready-made frames.
+
+    This takes trio-websocket's own send path (its stream, its send lock, its abort on a
+    broken stream) minus the framing, which it does one message per call. Anything else
+    (a test double) gets ``send_message`` per message.
+    """
+    if not isinstance(ws, WebSocketConnection):
+        for data in messages:
+            await ws.send_message(data.decode())
+        return
+    if ws._close_reason:
+        raise ConnectionClosed(ws._close_reason)
+    async with ws._stream_lock:
+        try:
+            await ws._stream.send_all(text_frames(messages))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await ws._abort_web_socket()
+            raise ConnectionClosed(ws._close_reason) from None
 
 
 def utf8_size(message: str | bytes) -> int:
@@ -148,8 +185,7 @@ class Connection:
     async def _write(self) -> None:
         try:
             while True:
-                data = await self._outbox.get()
-                await self.ws.send_message(data.decode())
+                await send_messages(self.ws, await self._outbox.take_all())
         except ConnectionClosed:
             self._scope.cancel()  # the client is gone: stop reading for it too
 

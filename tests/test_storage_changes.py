@@ -1,0 +1,42 @@
+"""Changes the storage actor turns into SQL: the bulk update a settlement uses."""
+
+from __future__ import annotations
+
+from storage.changes import Insert, UpdateMany
+from storage.database import Database
+
+
+def _bet(bet_id: str) -> dict[str, object]:
+    return {
+        "id": bet_id,
+        "pool_id": "p",
+        "user_id": 1,
+        "target": "a",
+        "amount": 100,
+        "currency": "EUR",
+        "placed_at": 0,
+        "status": "open",
+        "payout": 0,
+    }
+
+
+def test_update_many_sets_each_row_by_its_key_in_one_request() -> None:
+    db = Database()
+    db.apply_batch([[Insert("bets", _bet(f"b{i}")) for i in range(1000)]])
+    rows = [("won" if i % 2 else "lost", i, f"b{i}") for i in range(1000)]
+    assert db.apply_batch([[UpdateMany("bets", "id", ("status", "payout"), rows)]]) == [None]
+    stored = {r["id"]: (r["status"], r["payout"]) for r in db.rows("SELECT * FROM bets")}
+    assert stored == {bet_id: (status, payout) for status, payout, bet_id in rows}
+
+
+def test_a_failing_request_undoes_its_bulk_update_and_spares_the_others() -> None:
+    db = Database()
+    db.apply_batch([[Insert("bets", _bet("b0"))]])
+    settle = [UpdateMany("bets", "id", ("status",), [("won", "b0")]), Insert("bets", _bet("b0"))]
+    other = [Insert("bets", _bet("b1"))]
+    results = db.apply_batch([settle, other])
+    assert results[0] is not None and results[1] is None
+    assert db.rows("SELECT id, status FROM bets ORDER BY id") == [
+        {"id": "b0", "status": "open"},
+        {"id": "b1", "status": "open"},
+    ]
