@@ -28,7 +28,9 @@ READY = re.compile(rb"tote ready: websocket ws://\S+:(\d+)\s+http (http://\S+:\d
 
 
 @asynccontextmanager
-async def running_server(data_dir: Path, log: Path) -> AsyncIterator[tuple[trio.Process, str, int]]:
+async def running_server(
+    data_dir: Path, log: Path, *extra: str
+) -> AsyncIterator[tuple[trio.Process, str, int]]:
     """Start ``tote serve`` as a subprocess; yields it, its HTTP base URL and its websocket
     port once ready.
     The process is always SIGKILLed and reaped on the way out."""
@@ -46,6 +48,7 @@ async def running_server(data_dir: Path, log: Path) -> AsyncIterator[tuple[trio.
                 "--http-port",
                 "0",
                 f"--operator-key={KEY}",
+                *extra,
             ],
             stdout=subprocess.PIPE,
             stderr=stderr,

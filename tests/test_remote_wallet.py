@@ -5,17 +5,25 @@ exactly once, and the audit passes."""
 
 from __future__ import annotations
 
+import secrets
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
+import httpx
 import trio
+from trio_websocket import open_websocket_url
 
+from actors.registry import handshake_digest
 from domain.codec import decode
 from domain.remote import number_id
 from tests.conftest import Harness, WsClient, running_harness, setup_game
 from tests.fake_operator import FakeOperator, Mode
+from tests.test_betslip_crash import provision, slip_bet
+from tests.test_crash_recovery import client, running_server
 
 SECRET = "s3cret-for-tests"
 START = Decimal(100)
@@ -174,3 +182,97 @@ async def test_deposits_and_balances_belong_to_the_operator() -> None:
         async with s.h.connect(s.players["alice"]) as ws:
             assert (await ws.call(800))["error_code"] == "REMOTE_WALLET"
             assert (await ws.call(840, 840))["exposure"] == 10
+
+
+async def test_payouts_owed_across_a_kill_9_arrive_exactly_once(tmp_path: Path) -> None:
+    """Settle while the operator is down, kill -9 tote, restart it, bring the operator
+    up: every bet is credited exactly once, and the money adds up."""
+    operator = FakeOperator(SECRET)
+    log = tmp_path / "server.log"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(operator.serve)
+        flags = (
+            f"--wallet-url={operator.url}",
+            f"--wallet-secret={SECRET}",
+            "--wallet-retry-seconds=0.05",
+        )
+        async with running_server(tmp_path, log, *flags) as (proc, url, ws_port):
+            async with client(url) as http:
+                players, (game_id, *pools) = await provision(http, ws_port)
+                for player in players:
+                    operator.balances[player["user_id"]] = START
+                placed = 0
+                for i, player in enumerate(players):
+                    bets = [
+                        slip_bet(game_id, pools[0], "brazil", str(i + 1)),
+                        slip_bet(game_id, pools[1], "brazil:7", "2"),
+                    ]
+                    body = {
+                        "requestId": str(uuid.uuid4()),
+                        "userId": str(player["user_id"]),
+                        "sessionToken": player["session_key"],
+                        "timestamp": "1795000000000",
+                        "bets": bets,
+                    }
+                    r = await http.post(
+                        "/v1/betslips", json=body, headers={"X-Idempotency-Key": str(uuid.uuid4())}
+                    )
+                    assert r.status_code == 200, r.text
+                    placed += len(bets)
+                operator.down = True
+                await settle(http, ws_port, game_id)
+                await operator.wait_until(lambda: operator.calls["/winners"] >= 2)
+            proc.kill()  # kill -9 with every payout still owed
+        operator.down = False
+        async with running_server(tmp_path, log, *flags) as (_, url, _), client(url) as http:
+            await operator.wait_until(lambda: len(operator.credited) == placed)
+            audit = (await http.get("/v1/audit")).json()
+            assert audit["ok"] is True, audit
+        assert sorted(operator.credited.values()) == [1] * placed
+        assert operator.total() == START * len(players)  # paid out whole: no takeout
+        nursery.cancel_scope.cancel()
+
+
+async def settle(http: httpx.AsyncClient, ws_port: int, game_id: str) -> None:
+    """The event that resolves both pools, sent by the game's admin (user 1)."""
+    key = (await http.post("/v1/users/1/sessions")).json()["session_key"]
+    nonce = secrets.token_hex(8)
+    url = f"ws://127.0.0.1:{ws_port}/?id=1&n={nonce}&h={handshake_digest(1, nonce, key)}"
+    async with open_websocket_url(url) as ws:
+        admin = WsClient(ws, 1)
+        await admin.call(395, 366, game_id=game_id, action_id="goal", target_id="brazil:7")
+
+
+async def test_a_betslip_is_one_debit_and_a_refusal_is_its_insufficient_funds() -> None:
+    async with shop() as s:
+        alice = s.players["alice"]
+
+        def body(*stakes: str) -> dict:
+            return {
+                "requestId": str(uuid.uuid4()),
+                "userId": str(alice["user_id"]),
+                "sessionToken": alice["session_key"],
+                "timestamp": "1795000000000",
+                "bets": [slip_bet(s.game_id, s.pool_id, "brazil", stake) for stake in stakes],
+            }
+
+        async def post(slip: dict) -> httpx.Response:
+            return await s.h.http.post(
+                "/v1/betslips", json=slip, headers={"X-Idempotency-Key": str(uuid.uuid4())}
+            )
+
+        before = s.operator.calls["/bets"]
+        assert (await post(body("3", "4"))).status_code == 200
+        assert s.operator.calls["/bets"] == before + 1  # the whole slip in one call
+        assert s.operator.balances[alice["user_id"]] == 93
+        s.operator.modes["/bets"].append(Mode.REFUSE)
+        r = await post(body("1"))
+        assert (r.status_code, r.json()["errorCode"], r.json()["errorMessage"]) == (
+            400,
+            "INSUFFICIENT_FUNDS",
+            "Not enough money",
+        )
+        assert (await s.h.http.get(f"/v1/users/{alice['user_id']}/balances")).json() == {
+            "EUR": {"exposure": 7.0}
+        }
+        await s.check_money()
