@@ -23,7 +23,7 @@ from actors.services import Services
 from domain.errors import DomainError
 from transport.http_listing import listing_blueprint
 from transport.http_metrics import metrics_blueprint
-from transport.httpkit import AsciiIntegerConverter, error_response
+from transport.httpkit import AsciiIntegerConverter, drain_body, error_response
 from transport.lotteries import lotteries_blueprint
 from transport.page import page_blueprint
 from transport.routes_betslips import betslips_blueprint, partners_blueprint
@@ -53,6 +53,7 @@ def create_app(services: Services) -> QuartTrio:
 
     @app.errorhandler(DomainError)
     async def domain_error(error: DomainError) -> Response:
+        await drain_body()
         response = error_response(error)
         if "retry_after" in error.extra:
             response.headers["Retry-After"] = str(error.extra["retry_after"])

@@ -4,6 +4,7 @@ seed-002 error body, request-field parsing, operator authentication, ASCII path 
 from __future__ import annotations
 
 import hmac
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from functools import wraps
@@ -18,6 +19,8 @@ from actors.wallet import Balance
 from domain.codec import DecodeError, decode, encode
 from domain.errors import DomainError
 from domain.money import exponent_of, parse_currency, to_wire
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 
@@ -73,6 +76,16 @@ def balance_wire(currency: str, balance: Balance) -> dict[str, Any]:
 
 
 # -- request parsing ------------------------------------------------------------------
+
+
+async def drain_body() -> None:
+    """Read what is left of the request body before refusing it: answering before the
+    body is read can stall the kept-alive connection in hypercorn's h11 cycle (the next
+    request on it was never answered). The app caps bodies at 64 KiB, so this is bounded."""
+    try:
+        await request.get_data()
+    except Exception:  # too large, or the client went away: nothing left to keep alive
+        log.debug("request body not drained", exc_info=True)
 
 
 async def json_body() -> dict[str, Any]:

@@ -22,7 +22,7 @@ from domain.betslip import failure_body, placed_body
 from domain.codec import DecodeError, decode, encode
 from domain.errors import DomainError
 from storage.changes import Insert, Update
-from transport.httpkit import json_response, operator_only
+from transport.httpkit import drain_body, json_response, operator_only
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,7 @@ def betslips_blueprint(services: Services) -> Blueprint:
 
     @routes.errorhandler(DomainError)
     async def refused(error: DomainError) -> Response:
+        await drain_body()
         return slip_error(error)
 
     @routes.post("/v1/betslips")
