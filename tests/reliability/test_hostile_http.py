@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain.codec import decode
-from tests.reliability.threaded import ThreadedHarness, server_in_thread
+from tests.conftest import Harness
+from tests.reliability.threaded import Portal, server_in_thread
 from tests.reliability.world import fingerprint
 
 EXAMPLES_PER_OPERATION = 12
@@ -28,18 +29,18 @@ def server() -> Any:
         yield threaded
 
 
-def documented_operations(server: ThreadedHarness) -> list[Any]:
-    base = f"http://127.0.0.1:{server.harness.endpoints.http_port}"
+def documented_operations(server: Portal[Harness]) -> list[Any]:
+    base = f"http://127.0.0.1:{server.value.endpoints.http_port}"
     document = httpx.get(f"{base}/openapi.json").json()
     schema = schemathesis.openapi.from_dict(document)
     return [result.ok() for result in schema.get_all_operations()]
 
 
 def test_generated_requests_get_no_5xx_and_refusals_change_nothing(
-    server: ThreadedHarness,
+    server: Portal[Harness],
 ) -> None:
-    base = f"http://127.0.0.1:{server.harness.endpoints.http_port}"
-    key = server.harness.endpoints.operator_key
+    base = f"http://127.0.0.1:{server.value.endpoints.http_port}"
+    key = server.value.endpoints.operator_key
     sent = {"requests": 0, "refused": 0}
     with httpx.Client(base_url=base, timeout=10, limits=FRESH_CONNECTIONS) as http:
         for operation in documented_operations(server):
@@ -61,7 +62,7 @@ def test_generated_requests_get_no_5xx_and_refusals_change_nothing(
                 }
                 if with_key:
                     headers["Authorization"] = f"Bearer {key}"
-                before = server.run(fingerprint, server.harness, "")
+                before = server.run(fingerprint, server.value, "")
                 try:
                     r = http.request(
                         kwargs.pop("method"), kwargs.pop("url"), headers=headers, **kwargs
@@ -74,7 +75,7 @@ def test_generated_requests_get_no_5xx_and_refusals_change_nothing(
                     sent["refused"] += 1
                     body = decode(r.content)
                     assert body["errorCode"], r.text  # seed 002's body, or HAL's problem
-                    assert server.run(fingerprint, server.harness, "") == before, (
+                    assert server.run(fingerprint, server.value, "") == before, (
                         case.as_curl_command()
                     )
 

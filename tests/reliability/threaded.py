@@ -1,53 +1,61 @@
-"""A test server on its own trio loop in a thread, for the sync tools (schemathesis,
-hypothesis' stateful runner) that drive it from the outside, blocking, one call at a time."""
+"""A trio loop in a thread, for the sync tools (schemathesis, hypothesis' stateful
+runner) that drive tote from outside, blocking, one call at a time."""
 
 from __future__ import annotations
 
 import queue
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    contextmanager,
+)
+from typing import Any, Generic, TypeVar
 
 import trio
 
 from tests.conftest import Harness, running_harness
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
-class ThreadedHarness:
-    """The harness of a server running in another thread; ``run`` calls into its loop."""
+class Portal(Generic[T]):
+    """What the loop's context manager yielded, and a way to run code in that loop."""
 
-    def __init__(self, harness: Harness, token: trio.lowlevel.TrioToken) -> None:
-        self.harness = harness
+    def __init__(self, value: T, token: trio.lowlevel.TrioToken) -> None:
+        self.value = value
         self._token = token
 
-    def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    def run(self, fn: Callable[..., Awaitable[R]], *args: Any) -> R:
         return trio.from_thread.run(fn, *args, trio_token=self._token)
 
 
 @contextmanager
-def server_in_thread() -> Iterator[ThreadedHarness]:
-    """Start a server (audited on the way out, like the ``harness`` fixture) and stop it
-    when the block ends; an exception in the server's thread is raised here."""
-    handed: queue.Queue[ThreadedHarness | BaseException] = queue.Queue(maxsize=1)
+def loop_in_thread(
+    opened: Callable[[], AbstractAsyncContextManager[T]], clock: trio.abc.Clock | None = None
+) -> Iterator[Portal[T]]:
+    """Enter ``opened()`` in a new trio loop in a thread and keep it open while the block
+    runs; an exception raised in that loop (an audit failing on the way out) is raised
+    here."""
+    handed: queue.Queue[Portal[T] | BaseException] = queue.Queue(maxsize=1)
     stop = threading.Event()
     failure: list[BaseException] = []
 
     async def serve() -> None:
-        async with running_harness() as harness:
-            handed.put(ThreadedHarness(harness, trio.lowlevel.current_trio_token()))
+        async with opened() as value:
+            handed.put(Portal(value, trio.lowlevel.current_trio_token()))
             await trio.to_thread.run_sync(stop.wait)
 
     def main() -> None:
         try:
-            trio.run(serve)
+            trio.run(serve, clock=clock)
         except BaseException as error:
             failure.append(error)
             handed.put(error)
 
-    thread = threading.Thread(target=main, name="tote-test-server", daemon=True)
+    thread = threading.Thread(target=main, name="tote-test-loop", daemon=True)
     thread.start()
     started = handed.get(timeout=60)
     if isinstance(started, BaseException):
@@ -59,3 +67,8 @@ def server_in_thread() -> Iterator[ThreadedHarness]:
         thread.join(timeout=60)
     if failure:
         raise failure[0]
+
+
+def server_in_thread() -> AbstractContextManager[Portal[Harness]]:
+    """A whole server (sockets included), audited when it stops."""
+    return loop_in_thread(running_harness)

@@ -5,10 +5,16 @@ hang on, so a scenario can say "nothing changed"."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from tests.conftest import Harness, setup_game
+import trio
+
+from storage.database import Database
+from tests.conftest import ActorHarness, Harness, setup_game
+from tote.server import ServerConfig, start_services
 
 #: Tables whose every row a refused request must leave as it was.
 GUARDED_TABLES = (
@@ -95,3 +101,21 @@ async def fingerprint(harness: Harness, source_id: str) -> dict[str, Any]:
         return rows
 
     return await harness.services.storage.read(read)
+
+
+@asynccontextmanager
+async def running_actors() -> AsyncIterator[ActorHarness]:
+    """The actors on an in-memory store run inline, as the ``actors`` fixture starts them
+    (for scenarios that start many, one per hypothesis example), audited at the end."""
+    database = Database(":memory:", synchronous="OFF")
+    try:
+        async with trio.open_nursery() as nursery:
+            services = await nursery.start(
+                start_services, ServerConfig(offload=False), database, "key"
+            )
+            h = ActorHarness(services, nursery)
+            yield h
+            assert await h.audit() == []
+            nursery.cancel_scope.cancel()
+    finally:
+        database.close()
