@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 import trio.testing
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from actors import game as g
@@ -213,8 +213,22 @@ async def run_program(steps: list[tuple[Any, ...]]) -> int:
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
 )
-@given(steps=st.lists(STEPS, min_size=1, max_size=30))
+@given(steps=st.lists(STEPS, min_size=8, max_size=30))
+@example(  # always run: money in, an actor lost, a refund, a settlement by event
+    steps=[
+        ("bet", 0, 0, "a", 500),
+        ("bet", 0, 1, "b", 300),
+        ("kill", "wallet", 0),
+        ("void", 0),
+        ("new_pool", 60),
+        ("bet", 1, 0, "a", 700),
+        ("bet", 1, 2, "c", 900),
+        ("kill", "pool", 1),
+        ("wait", 10),
+        ("event", "a:1"),
+    ]
+)
 def test_the_world_follows_the_model_after_every_step(steps: list[tuple[Any, ...]]) -> None:
     trio.run(run_program, steps, clock=trio.testing.MockClock(autojump_threshold=0))
