@@ -1,12 +1,13 @@
 # `make run` starts the server, `make test` runs ruff and the whole suite, `make lint`
 # only ruff, `make audit` checks the ledger of the server `make run` started, `make bench`
-# measures. Each builds .venv first when pyproject.toml is newer than the last install.
+# measures, `make soak SEED=7 MINUTES=10` runs the reliability soak (docs/reliability.md).
+# Each builds .venv first when pyproject.toml is newer than the last install.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench audit clean
+.PHONY: run test lint bench audit soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +31,11 @@ audit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tote.bench
+
+SEED ?= 1
+MINUTES ?= 5
+soak: $(STAMP)
+	$(BIN)/python -m tests.reliability.soak --seed $(SEED) --minutes $(MINUTES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
