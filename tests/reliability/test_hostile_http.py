@@ -62,7 +62,7 @@ def test_generated_requests_get_no_5xx_and_refusals_change_nothing(
                 }
                 if with_key:
                     headers["Authorization"] = f"Bearer {key}"
-                before = server.run(fingerprint, server.value, "")
+                before = server.run(fingerprint, server.value)
                 try:
                     r = http.request(
                         kwargs.pop("method"), kwargs.pop("url"), headers=headers, **kwargs
@@ -75,9 +75,7 @@ def test_generated_requests_get_no_5xx_and_refusals_change_nothing(
                     sent["refused"] += 1
                     body = decode(r.content)
                     assert body["errorCode"], r.text  # seed 002's body, or HAL's problem
-                    assert server.run(fingerprint, server.value, "") == before, (
-                        case.as_curl_command()
-                    )
+                    assert server.run(fingerprint, server.value) == before, case.as_curl_command()
 
             attack()
     print(f"http fuzz: {sent['requests']} requests, {sent['refused']} refused, 0 5xx")

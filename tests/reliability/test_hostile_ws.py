@@ -73,13 +73,13 @@ async def scenario(draw: st.DataObject) -> None:
         victim = world.victim["user_id"]
         async with harness.connect(world.victim) as ws:
             for request_id, raw in draw.draw(st.lists(frames(world.pool_id), max_size=8)):
-                before = await fingerprint(harness, world.source_id)
+                before = await fingerprint(harness)
                 cents = await wallet_cents(harness, victim)
                 await ws.send_raw(raw)
                 reply = await ws.expect((356, 666), request_id=request_id)
                 if reply["res"] == 666:
                     assert reply["error_code"] != "INTERNAL_ERROR", reply
-                    assert await fingerprint(harness, world.source_id) == before, raw
+                    assert await fingerprint(harness) == before, raw
                 else:
                     stake = Decimal(str(reply["amount"])) * 100
                     assert stake == stake.to_integral_value() and stake > 0, reply

@@ -38,7 +38,7 @@ def refused(op: int, reply: dict[str, Any]) -> bool:
 
 async def test_every_websocket_op_by_every_stranger(harness: Harness) -> None:
     world = await build_world(harness)
-    before = await fingerprint(harness, world.source_id)
+    before = await fingerprint(harness)
     unexpected: list[tuple[str, int, dict[str, Any]]] = []
     cells = 0
     for who, user in world.strangers.items():
@@ -55,7 +55,7 @@ async def test_every_websocket_op_by_every_stranger(harness: Harness) -> None:
                     assert reply["error_code"] == "NOT_AUTHORIZED", (who, op, reply)
                 assert world.bet_id not in encode(reply).decode(), (who, op, reply)
     assert unexpected == []
-    assert await fingerprint(harness, world.source_id) == before
+    assert await fingerprint(harness) == before
     print(f"websocket matrix: {cells} cells, {len(world.strangers)} strangers, 0 unexpected")
     await owner_is_let_through(harness, world)
 
@@ -115,7 +115,7 @@ async def test_every_http_operation_by_every_stranger(harness: Harness) -> None:
             for who, user in {"victim": world.victim, "owner": world.owner}.items()
         },
     }
-    before = await fingerprint(harness, world.source_id)
+    before = await fingerprint(harness)
     cells, unexpected = 0, []
     ops = operations(document, world)
     async with httpx.AsyncClient(base_url=base) as anon:
@@ -127,7 +127,7 @@ async def test_every_http_operation_by_every_stranger(harness: Harness) -> None:
                 if guarded and r.status_code != 401:
                     unexpected.append((who, method, url, r.status_code))
     assert unexpected == []
-    assert await fingerprint(harness, world.source_id) == before
+    assert await fingerprint(harness) == before
     for method, url, _ in ops:  # the operator gets past the guard on every one
         r = await harness.http.request(method, url, json=plausible_body(world))
         assert r.status_code not in (401, 403) and r.status_code < 500, (method, url, r.text)
