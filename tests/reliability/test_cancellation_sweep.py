@@ -1,10 +1,10 @@
 """Scenario 3, the cancellation sweep: a bet placement and a settlement, each with one of
-the actors on its path (pool, wallet, storage) cancelled after k scheduler steps, for
-every k from 0 to the number of steps the operation takes (counted with a trio
-Instrument on an undisturbed run). Whatever k, nothing is half written: the books
-audit, each pool's escrow is its active stakes, a finished pool was paid once, the
-wallet's memory is the ledger's sum, and a refused or lost operation can be retried to
-the same single outcome.
+the actors on its path (pool, wallet, storage), or the caller itself, cancelled after k
+scheduler steps, for every k from 0 to the number of steps the operation takes (counted
+with a trio Instrument on an undisturbed run). Whatever k, nothing is half written: the
+books audit, each pool's escrow is its active stakes, a finished pool was paid once,
+the wallet's memory is the ledger's sum, and a settlement retried after a lost answer
+pays exactly once.
 
 Slips and outbound wallet callbacks join as further ``OPERATIONS`` entries: a setup, the
 operation, and the actors on their path."""
@@ -29,6 +29,9 @@ from tests.conftest import ActorHarness, Match, open_match
 from tests.reliability.invariants import all_problems
 
 STAKE = "2.50"
+#: The operation's own caller gives up (its scope is cancelled), as a client that leaves.
+CALLER = "caller"
+CHAOS_ERRORS = {"ACTOR_RESTARTED", "REQUEST_TIMED_OUT", "UNAVAILABLE"}
 
 
 class StepCounter(trio.abc.Instrument):
@@ -119,23 +122,31 @@ async def test_every_checkpoint_of_an_operation_can_be_cancelled(
     counter = itertools.count()
     first, _, _ = await setup(sweep, next(counter))
     steps = await count_steps(first)
-    answers = {"confirmed": 0, "refused": 0}
+    answers = {"confirmed": 0, "refused": 0, "abandoned": 0}
     sweeps = 0
     for k in range(steps + 1):
-        for victim_index in range(3):
+        for victim_index in range(4):
             operation, finish, victims = await setup(sweep, next(counter))
-            kill = partial(actors.services.supervisor.kill, victims[victim_index])
+            victim = (*victims, CALLER)[victim_index]
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(cancel_after, k, kill)
-                try:
-                    await operation()
-                    answers["confirmed"] += 1
-                except DomainError as error:
-                    assert error.code in ("ACTOR_RESTARTED", "REQUEST_TIMED_OUT", "UNAVAILABLE")
-                    answers["refused"] += 1
+                with trio.CancelScope() as caller:
+                    kill = (
+                        caller.cancel
+                        if victim == CALLER
+                        else partial(actors.services.supervisor.kill, victim)
+                    )
+                    nursery.start_soon(cancel_after, k, kill)
+                    try:
+                        await operation()
+                        answers["confirmed"] += 1
+                    except DomainError as error:
+                        assert error.code in CHAOS_ERRORS, error
+                        answers["refused"] += 1
+                answers["abandoned"] += caller.cancelled_caught
+            await trio.testing.wait_all_tasks_blocked()  # whatever was under way lands
             await finish()
             problems = await all_problems(actors.services, sweep.users)
-            assert problems == [], (kind, k, victims[victim_index])
+            assert problems == [], (kind, k, victim)
             sweeps += 1
-    assert answers["refused"] > 0  # the sweep did land inside the operation
+    assert answers["refused"] > 0 and answers["abandoned"] > 0  # it landed inside
     print(f"cancellation sweep {kind}: {steps} steps, {sweeps} cancellations, {answers}")
