@@ -38,7 +38,9 @@ TARGETS = ("argentina", "brazil")
 
 @dataclass
 class Figures:
-    """What the rounds did and found; ``lost`` must stay 0."""
+    """What the rounds did and found; ``lost`` must stay 0. ``kills`` are actor
+    cancellations in chaos rounds and ``kill -9`` in crash rounds; ``restarts`` are the
+    actors' or the process's restarts that followed."""
 
     rounds: int = 0
     operations: int = 0
@@ -131,6 +133,8 @@ async def chaos_round(seed: int, figures: Figures, *, players: int = 4, bets: in
                 for user, plan in zip(users, plans, strict=True):
                     nursery.start_soon(bettor, user, plan)
             figures.kills += chaos.kills
+            supervisor = harness.services.supervisor
+            figures.restarts += sum(supervisor.restarts(name) for name in set(chaos.victims))
             stored = await harness.services.storage.read(
                 lambda db: {r["id"] for r in db.rows("SELECT id FROM bets")}
             )
