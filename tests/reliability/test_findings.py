@@ -41,7 +41,7 @@ def first_stall_after_an_unread_body(base_url: str) -> int | None:
     strict=False,
     reason="a keep-alive HTTP connection stalls after a request refused before its body "
     "was read (operator_only answers 401 without draining the body); see "
-    "docs/reliability.md, Noticed",
+    "docs/reliability.md, Found",
 )
 async def test_a_refused_request_does_not_stall_its_connection(tmp_path: Path) -> None:
     async with running_server(tmp_path / "data", tmp_path / "server.log") as (proc, url, _):
