@@ -1,0 +1,27 @@
+"""Scenarios 1 and 2, short: one seeded chaos round and one crash round with two
+``kill -9`` (the long run is ``make soak``, tests/reliability/soak.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from tests.reliability.soak import Figures, chaos_round, crash_round
+
+
+async def test_a_chaos_round_loses_nothing() -> None:
+    figures = Figures()
+    await chaos_round(11, figures)
+    assert figures.kills > 0 and figures.confirmed > 0
+    assert figures.lost == 0
+    print(f"chaos: {figures.line()}")
+
+
+async def test_a_crash_round_loses_nothing(tmp_path: Path) -> None:
+    figures = Figures()
+    with trio.fail_after(240):
+        await crash_round(11, tmp_path, figures, kills=2)
+    assert figures.kills == figures.restarts == 2
+    assert figures.lost == 0
+    print(f"crash: {figures.line()}")

@@ -1,0 +1,110 @@
+"""A small world to attack: a source with a game, a pool and one player's bet, owned by
+one admin, next to strangers who each hold some other standing. Shared by the
+reliability scenarios, with a fingerprint of everything durable that money or rights
+hang on, so a scenario can say "nothing changed"."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from storage.database import Database
+from tests.conftest import ActorHarness, Harness, setup_game
+from tests.test_fuzz_ws import TABLES
+from tote.server import ServerConfig, start_services
+
+#: Tables whose every row a refused request must leave as it was: the fuzz tests' list,
+#: and who the users are and who admins which source.
+GUARDED_TABLES = (*TABLES, "users", "source_admins")
+
+
+@dataclass
+class World:
+    """Who is who: ``owner`` opened the source and the game and admins both; ``victim``
+    has a bet in the pool; every stranger has a standing in some other place only, and
+    no money (so that an op anyone may send, a bet, still changes nothing)."""
+
+    owner: dict[str, Any]
+    victim: dict[str, Any]
+    strangers: dict[str, dict[str, Any]]
+    source_id: str
+    game_id: str
+    pool_id: str
+    bet_id: str
+
+    def fields(self) -> dict[str, Any]:
+        """Request fields aimed at the owner's things, good enough to pass validation."""
+        return {
+            "game_id": self.game_id,
+            "pool_id": self.pool_id,
+            "source_id": self.source_id,
+            "source_name": "mine",
+            "game_name": "Mine",
+            "actions": ["goal"],
+            "targets": "a,b",
+            "action": "goal",
+            "action_id": "goal",
+            "target_id": "argentina:1",
+            "target": "brazil",
+            "pool_type": "1",
+            "currency": "EUR",
+            "amount": "1",
+        }
+
+
+async def build_world(harness: Harness) -> World:
+    """The owner's source, game, pool and the victim's bet; strangers of every kind."""
+    owner = await harness.user("owner", roles=["developer"])
+    victim = await harness.user("victim", deposit="10.00")
+    strangers = {
+        "player": await harness.user("player"),
+        "developer": await harness.user("developer", roles=["developer"]),
+        "source admin of another source": await harness.user("other-source", roles=["developer"]),
+        "game admin of another game": await harness.user("other-game", roles=["developer"]),
+    }
+    async with harness.connect(owner) as ows, harness.connect(victim) as vws:
+        game_id = await setup_game(ows)
+        source_id = (await ows.call(372, 342, game_id=game_id))["source_id"]
+        pool = await ows.call(
+            385, 350, game_id=game_id, pool_type="1", action="goal", targets="argentina,brazil"
+        )
+        bet = await vws.call(392, 356, pool_id=pool["pool_id"], target="brazil", amount="1")
+    async with harness.connect(strangers["source admin of another source"]) as ws:
+        await ws.call(365, 335, source_name="elsewhere.example")
+    async with harness.connect(strangers["game admin of another game"]) as ws:
+        await setup_game(ws)
+    return World(owner, victim, strangers, source_id, game_id, pool["pool_id"], bet["bet_id"])
+
+
+async def fingerprint(harness: Harness) -> dict[str, list[str]]:
+    """Every guarded row, as comparable text."""
+
+    def read(db: Any) -> dict[str, list[str]]:
+        return {
+            table: sorted(repr(sorted(row.items())) for row in db.rows(f'SELECT * FROM "{table}"'))
+            for table in GUARDED_TABLES
+        }
+
+    return await harness.services.storage.read(read)
+
+
+@asynccontextmanager
+async def running_actors() -> AsyncIterator[ActorHarness]:
+    """The actors on an in-memory store run inline, as the ``actors`` fixture starts them
+    (for scenarios that start many, one per hypothesis example), audited at the end."""
+    database = Database(":memory:", synchronous="OFF")
+    try:
+        async with trio.open_nursery() as nursery:
+            services = await nursery.start(
+                start_services, ServerConfig(offload=False), database, "key"
+            )
+            h = ActorHarness(services, nursery)
+            yield h
+            assert await h.audit() == []
+            nursery.cancel_scope.cancel()
+    finally:
+        database.close()
