@@ -12,9 +12,11 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
 import trio
 
 from domain.codec import decode, encode
+from domain.errors import DomainError
 from tests.conftest import Harness, WsClient, setup_game
 
 D = Decimal
@@ -392,4 +394,27 @@ async def test_max_liability_per_user_per_pool_counts_every_way_of_betting(
         assert body["failedBets"][0]["reason"] == {"maxStake": D("4")}
         assert await ws.call(392, 356, pool_id=created["pool_id"], target="brazil", amount="4")
         assert (await b.balance())["exposure"] == D("10")
+    assert await harness.audit() == []
+
+
+async def test_server_faults_are_500_or_503_and_not_kept(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with book(harness) as b:
+        before = await b.state()
+        slip, key = b.slip(b.bet("teams", "brazil", "1")), str(uuid.uuid4())
+        desk = harness.services.betslips
+        faults = iter([DomainError("UNAVAILABLE", "storage is restarting"), RuntimeError("bug")])
+
+        async def failing(key: str) -> None:
+            raise next(faults)
+
+        monkeypatch.setattr(desk, "_stored", failing)
+        r = await b.post(slip, key)
+        assert (r.status_code, decode(r.content)["errorCode"]) == (503, "REQUEST_TIMED_OUT")
+        r = await b.post(slip, key)
+        assert (r.status_code, decode(r.content)["errorCode"]) == (500, "GENERAL_EXCEPTION")
+        assert await b.state() == before
+        monkeypatch.undo()
+        assert (await b.post(slip, key)).status_code == 200  # neither answer was kept
     assert await harness.audit() == []
