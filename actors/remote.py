@@ -219,11 +219,6 @@ class Backlog:
     max_attempts: int
 
 
-@dataclass(frozen=True, slots=True)
-class GetBacklog:
-    pass
-
-
 class CallbacksActor(Actor):
     """Delivers the outbox: one pass a second over the due calls, a few at once."""
 
@@ -251,11 +246,6 @@ class CallbacksActor(Actor):
         async with trio.open_nursery() as nursery:
             for row in due:
                 nursery.start_soon(deliver, row)
-
-    async def handle(self, body: Any) -> Any:
-        if isinstance(body, GetBacklog):
-            return await self.services.storage.read(_backlog)
-        raise DomainError("UNKNOWN_OP", f"The callback worker does not handle {body!r}.")
 
     async def _deliver(self, row: dict[str, Any]) -> None:
         services = self.services
@@ -365,7 +355,9 @@ def _due(db: Database, now: int, stale: int) -> list[dict[str, Any]]:
     )
 
 
-def _backlog(db: Database) -> Backlog:
+def backlog(db: Database) -> Backlog:
+    """Read from storage, not asked of the worker: a pass stuck on a hanging operator
+    must not hold up the audit."""
     row = db.rows(
         "SELECT COUNT(*) AS n, MIN(created_at) AS oldest, COALESCE(MAX(attempts), 0) AS most"
         " FROM remote_calls WHERE state IN (?, ?, ?)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import trio
 from quart import Blueprint, Response
 
-from actors.remote import GetBacklog
+from actors.remote import backlog as callbacks_backlog
 from actors.services import Services
 from domain.ledger import audit
 from transport.httpkit import json_response, operator_only
@@ -47,9 +47,7 @@ def status_blueprint(services: Services) -> Blueprint:
             "lines": len(rows),
         }
         if services.callbacks is not None:  # remote wallet mode: the outbox
-            backlog = await services.callbacks.ask(
-                GetBacklog(), timeout=services.settings.request_timeout
-            )
+            backlog = await services.storage.read(callbacks_backlog)
             report["callbacks"] = {
                 "pending": backlog.pending,
                 "oldest_ms": backlog.oldest_ms,
