@@ -7,9 +7,10 @@ SEED=... MINUTES=...`` runs rounds until the time is up and prints what it did:
 A round is fixed by its seed: which pools each client bets on, how much, and after how
 many operations which actor is cancelled or when the process is killed all come from
 ``random.Random(seed)``, and the kills ride on the clients' progress rather than the
-clock, so a failing seed replays the same schedule. New operation kinds (slips, remote
-wallet callbacks) are new client loops beside ``bettor`` and ``depositor`` in each
-round, feeding the same ``Figures`` and ``History``."""
+clock, so a failing seed replays the same schedule. Betslips are a client loop of
+the crash rounds (each placed slip replays byte for byte after every restart); further
+kinds (remote wallet callbacks) are new loops beside ``bettor``, ``depositor`` and
+``slipper``, feeding the same ``Figures`` and ``History``."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import random
 import secrets
 import sqlite3
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -27,6 +29,7 @@ import trio
 
 from tests.conftest import WsClient, running_harness, setup_game
 from tests.reliability.invariants import all_problems
+from tests.test_betslip_crash import slip_bet
 from tests.test_crash_match import Match
 from tests.test_crash_recovery import client, running_server
 
@@ -61,6 +64,8 @@ class History:
 
     bets: set[str] = field(default_factory=set)
     deposits: dict[str, tuple[int, str]] = field(default_factory=dict)  # ref -> user, amount
+    #: placed betslips: idempotency key -> (request body, the answer's exact bytes)
+    slips: dict[str, tuple[dict[str, Any], bytes]] = field(default_factory=dict)
 
 
 async def open_pools(admin: WsClient, game_id: str, count: int) -> list[str]:
@@ -173,7 +178,7 @@ async def crash_round(seed: int, workdir: Path, figures: Figures, *, kills: int 
         await proc.wait()
     sides = {name: choose_sides(rng, pool_ids) for name in ("p0", "p1", "p2")}
     for _ in range(kills):
-        await _load_then_kill(rng, data_dir, log, match, sides, history, figures)
+        await _load_then_kill(rng, data_dir, log, match, game_id, sides, history, figures)
         figures.kills += 1
         figures.lost += await _missing_after_restart(data_dir, log, match, pool_ids, history)
         figures.invariants_checked += 1
@@ -200,11 +205,12 @@ async def _load_then_kill(
     data_dir: Path,
     log: Path,
     match: Match,
+    game_id: str,
     sides: dict[str, dict[str, str]],
     history: History,
     figures: Figures,
 ) -> None:
-    """Bets and deposits until a seeded number of confirmations, then SIGKILL."""
+    """Bets, betslips and deposits until a seeded number of confirmations, then SIGKILL."""
     enough = trio.Event()
     wanted = rng.randint(5, 30)
     plans = {name: bet_plan(rng, player_sides, 1000) for name, player_sides in sides.items()}
@@ -244,11 +250,33 @@ async def _load_then_kill(
                 history.deposits[reference] = (user_id, "0.01")
                 confirmed()
 
+        async def slipper(name: str) -> None:
+            """Slips over both pools, on the player's sides (seed 002)."""
+            user = match.users[name]
+            while True:
+                body = {
+                    "requestId": secrets.token_hex(8),
+                    "userId": str(user["user_id"]),
+                    "sessionToken": user["session_key"],
+                    "timestamp": "1795000000000",
+                    "bets": [
+                        slip_bet(game_id, pool_id, target, STAKE)
+                        for pool_id, target in sides[name].items()
+                    ],
+                }
+                key = str(uuid.uuid4())
+                r = await http.post("/v1/betslips", json=body, headers={"X-Idempotency-Key": key})
+                figures.operations += 1
+                assert r.status_code == 200, r.text
+                history.slips[key] = (body, r.content)
+                confirmed()
+
         try:
             async with trio.open_nursery() as nursery:
                 for name in plans:
                     nursery.start_soon(bettor, name)
                 nursery.start_soon(depositor, "p0")
+                nursery.start_soon(slipper, "p1")
                 await enough.wait()
                 proc.kill()  # SIGKILL under load
                 await proc.wait()
@@ -279,6 +307,9 @@ async def _missing_after_restart(
                 json={"currency": "EUR", "amount": amount, "reference": reference},
             )
             missing += r.status_code != 200 or r.json().get("duplicate") is not True
+        for key, (body, answer) in history.slips.items():  # placed, byte for byte
+            r = await http.post("/v1/betslips", json=body, headers={"X-Idempotency-Key": key})
+            missing += r.content != answer
         audit = (await http.get("/v1/audit")).json()
         assert audit["ok"], audit
         proc.kill()
