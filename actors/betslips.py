@@ -95,7 +95,7 @@ class BetslipDesk:
             try:
                 return await self._place(key, print_, body, render, ip)
             except Refused as refused:
-                return await self._keep(key, print_, None, render(refused.outcome))
+                return await self._keep(key, print_, render(refused.outcome))
         finally:
             self._running.discard(key)
 
@@ -242,7 +242,7 @@ class BetslipDesk:
             game_id, box = await services.games.pool(pool_id)
             stakes = [
                 pool_msgs.SlipStake(
-                    bet.index, bet.details["selectionId"], bet.stake_text, _columns(key, bet)
+                    bet.index, bet.details["selectionId"], bet.stake, _columns(key, bet)
                 )
                 for bet in bets
             ]
@@ -331,11 +331,11 @@ class BetslipDesk:
         stored = await self._stored(key)
         return None if stored is None else stored[1]
 
-    async def _keep(self, key: str, print_: str, user_id: int | None, answer: Answer) -> Answer:
+    async def _keep(self, key: str, print_: str, answer: Answer) -> Answer:
         """Store a refusal under its key, so the key is refused the same way for ever."""
         now = self.services.clock.now_ms()
         await self.services.storage.commit(
-            [Insert("betslips", _slip_row(key, print_, user_id, answer, now))]
+            [Insert("betslips", _slip_row(key, print_, None, answer, now))]
         )
         return answer
 

@@ -360,7 +360,7 @@ class PoolActor(Actor):
             case Reserve():
                 return self._reserve(body)
             case Release(slip_key, placed):
-                user_id, bets, _ = self.held.pop(slip_key, (0, [], 0.0))
+                _, bets, _ = self.held.pop(slip_key, (0, [], 0.0))
                 if placed:
                     for bet in bets:
                         pool.add(bet)

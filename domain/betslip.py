@@ -20,7 +20,7 @@ import msgspec
 
 from domain import params
 from domain.errors import DomainError
-from domain.money import parse_amount, to_wire
+from domain.money import to_wire
 
 #: Bets one slip may hold: a slip is one transaction, and one answer.
 MAX_BETS = 50
@@ -72,7 +72,7 @@ class SlipBet:
     details: dict[str, Any]  # every text field, as sent
     stage: Stage
     price: Decimal
-    stake_text: Decimal  # exact, in major units; minor units need the pool's currency
+    stake: Decimal  # exact, in major units (the pool knows its currency's minor units)
 
     @property
     def bet_id(self) -> str:
@@ -82,7 +82,7 @@ class SlipBet:
         """stake * decimalPrice, exactly (seed 002)."""
         with localcontext() as context:
             context.prec = 80
-            return self.stake_text * self.price
+            return self.stake * self.price
 
     def answer(self, exponent: int, minor: int) -> dict[str, Any]:
         """The bet as the PLACED answer shows it: as sent, with exact numbers."""
@@ -242,12 +242,6 @@ def _read_bet(index: int, raw: Any) -> SlipBet:
             "INVALID_STAKE", f"{where}: stake must be a positive exact decimal.", failed
         )
     return SlipBet(index, details, Stage(details["eventStage"]), price, stake)
-
-
-def stake_minor(bet: SlipBet, exponent: int) -> int:
-    """The stake in the pool's minor units; ``INVALID_STAKE`` when the currency cannot
-    hold it exactly."""
-    return parse_amount(bet.stake_text, exponent, field="stake", code="INVALID_STAKE")
 
 
 def _decimal(value: Any) -> Decimal | None:

@@ -83,11 +83,11 @@ def present(result: object) -> list[tuple[int, dict[str, Any]]]:
             return [(645, {"game_id": game_id, "reason": reason})]
         case g.EventRecorded(event, resolved):
             return [message for item in (event, *resolved) for message in present(item)]
-        case g.GameClosure(game_id, blocked, blocked_at) if blocked:
+        case g.GameClosure(_, blocked, blocked_at) if blocked:
             return [(368, {"blocked_at": blocked_at, "pool_id": pool_id}) for pool_id in blocked]
         case g.GameClosure(game_id):
             return [(341, {"game_id": game_id})]
-        case SourceClosure(source_id, blocked) if blocked:
+        case SourceClosure(_, blocked) if blocked:
             return [message for closure in blocked for message in present(closure)]
         case SourceClosure(source_id):
             return [(336, {"source_id": source_id})]
