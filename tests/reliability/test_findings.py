@@ -10,8 +10,8 @@ import trio
 from tests.test_crash_recovery import KEY, running_server
 
 ATTEMPTS = 100  # the stall hits one connection in three to five; stop at the first
-#: Tight only while the bug stands (each stall costs this much); raise it once fixed.
-ANSWER_WITHIN_SECONDS = 1.0
+#: A stall is a request never answered; a busy machine may answer slowly, never this slowly.
+ANSWER_WITHIN_SECONDS = 30.0
 
 
 def first_stall_after_an_unread_body(base_url: str) -> int | None:
