@@ -38,6 +38,11 @@ async def ledger_problems(services: Any) -> list[str]:
     return audit(rows)
 
 
+#: How long a client waits for a message that must come: only a lost message takes this
+#: long, so it is generous enough for a busy machine and never a measure of speed.
+PATIENCE = 30.0
+
+
 class WsClient:
     """A websocket client that speaks the envelope and can wait for a given res."""
 
@@ -57,12 +62,16 @@ class WsClient:
     async def send_raw(self, data: str | bytes) -> None:
         await self.ws.send_message(data)
 
-    async def receive(self, timeout: float = 5) -> dict[str, Any]:
+    async def receive(self, timeout: float = PATIENCE) -> dict[str, Any]:
         with trio.fail_after(timeout):
             return decode(await self.ws.get_message())
 
     async def expect(
-        self, res: int | tuple[int, ...], *, request_id: str | None = None, timeout: float = 5
+        self,
+        res: int | tuple[int, ...],
+        *,
+        request_id: str | None = None,
+        timeout: float = PATIENCE,
     ) -> dict[str, Any]:
         """The first message (queued or new) with this res (and request_id, if given)."""
         wanted = (res,) if isinstance(res, int) else res
@@ -87,7 +96,7 @@ class WsClient:
     ) -> dict[str, Any]:
         """Send and wait for the direct reply (any res, including 666) to this request."""
         request_id = await self.send(op, **fields)
-        with trio.fail_after(5):
+        with trio.fail_after(PATIENCE):
             while True:
                 m = decode(await self.ws.get_message())
                 if m["response_header"].get("request_id") == request_id:
