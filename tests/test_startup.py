@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tote import cli
-from tote.server import ServerConfig, operator_key_for
+from tote.server import ServerConfig, open_storage, operator_key_for
 
 
 @pytest.fixture
@@ -67,6 +67,24 @@ def test_the_key_file_is_private_from_its_first_byte_whatever_the_umask(
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert [p.name for p in path.parent.iterdir()] == ["operator_key"]  # no temporary left
     assert operator_key_for(ServerConfig(data_dir=tmp_path / "new")) == (key, False)
+
+
+def test_a_new_data_directory_and_its_database_are_private_whatever_the_umask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TOTE_OPERATOR_KEY", raising=False)
+    data_dir = tmp_path / "new"
+    previous = os.umask(0)
+    try:
+        database, _ = open_storage(ServerConfig(data_dir=data_dir))
+        database.conn.execute("CREATE TABLE probe (x)")  # the -wal file is there now
+        files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in data_dir.iterdir()}
+        database.conn.close()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    assert {"tote.db", "tote.db-wal", "operator_key"} <= files.keys()
+    assert set(files.values()) == {0o600}, files
 
 
 def test_an_empty_key_file_is_refused_not_used(

@@ -82,7 +82,7 @@ def operator_key_for(config: ServerConfig) -> tuple[str, bool]:
         return secrets.token_hex(32), True
     path = config.data_dir / "operator_key"
     if not path.exists():
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(config.data_dir)
         key = _new_key_file(path)
         if key is not None:
             return key, True
@@ -114,12 +114,23 @@ def _new_key_file(path: Path) -> str | None:
     return key
 
 
+def make_private_dir(path: Path) -> None:
+    """The data directory, made readable by the owner only (it holds the books and the
+    key); one an operator made beforehand keeps the mode they gave it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
 def open_storage(config: ServerConfig) -> tuple[Database, str]:
-    """The blocking part of start-up (directory, SQLite schema, key file), for a thread."""
-    if config.data_dir is not None:
-        config.data_dir.mkdir(parents=True, exist_ok=True)
-    path = ":memory:" if config.data_dir is None else config.data_dir / "tote.db"
-    database = Database(path, synchronous=config.synchronous)
+    """The blocking part of start-up (directory, SQLite schema, key file), for a thread.
+    A new database file is private (0600) from its first byte, whatever the umask; SQLite
+    gives its -wal and -shm files the database's mode."""
+    if config.data_dir is None:
+        database = Database(":memory:", synchronous=config.synchronous)
+    else:
+        make_private_dir(config.data_dir)
+        path = config.data_dir / "tote.db"
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        database = Database(path, synchronous=config.synchronous)
     return database, operator_key_for(config)[0]
 
 
