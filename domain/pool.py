@@ -346,6 +346,7 @@ class Pool:
             "start_at": self.start_at,
             "finish_at": self.finish_at,
             "stop_accepting_bets_at": self.stop_accepting_bets_at,
+            "fail_safe_at": self.fail_safe_at,
             "takeout": Decimal(self.takeout.numerator) / Decimal(self.takeout.denominator),
             "currency": self.currency,
         }
@@ -363,6 +364,7 @@ class Pool:
             "start_at": self.start_at,
             "finish_at": self.finish_at,
             "stop_accepting_bets_at": self.stop_accepting_bets_at,
+            "fail_safe_at": self.fail_safe_at,
             "money_at_stake": self.money(self.total),
             "people_involved": len(self.user_target),
             "target_level": self.target_level,

@@ -76,6 +76,8 @@ async def test_the_default_fail_safe_counts_from_the_pool_closing(
     pool_id, pool = await m.pool(stop_accepting_bets_at=stop_at)
     await two_bettors(m, pool)
     assert (await stored_pool(actors.services, pool_id))["fail_safe_at"] == stop_at + 600_000
+    [announced] = m.watcher.take(352)  # players see it from the start
+    assert announced["fail_safe_at"] == stop_at + 600_000
     await trio.sleep(39 * 60 + 59)
     assert m.watcher.take(362) == []
     await trio.sleep(2)
