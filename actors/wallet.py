@@ -24,7 +24,7 @@ from domain.errors import DomainError
 from domain.money import check_deposit, exponent_of
 from storage.actor import Storage
 from storage.changes import Change, Insert, Update
-from storage.database import Database
+from storage.database import EXACT_SUM, Database, exact_total
 
 Key = tuple[int, str]  # (user_id, currency)
 
@@ -424,28 +424,16 @@ def _reference_key(body: Deposit | Withdraw) -> str:
     return f"{kind}:{body.reference}"
 
 
-#: ``SUM(amount)`` in two halves that cannot overflow SQLite's 64-bit integers (a plain
-#: SUM raises "integer overflow" once its running total passes 2^63 - 1, and the server
-#: could not start): the high parts are each at most 2^63 / 10^9 and the low parts below
-#: 10^9, so either sum needs billions of rows to overflow. Python adds them exactly.
-EXACT_SUM = "SUM(amount / 1000000000) AS high, SUM(amount % 1000000000) AS low"
-
-
-def exact_total(row: Any) -> int:
-    """The exact sum a row of ``EXACT_SUM`` stands for."""
-    return row["high"] * 1_000_000_000 + row["low"]
-
-
 def _load_state(db: Database) -> dict[str, Any]:
     available = {
-        (int(r["account"].removeprefix("wallet:")), r["currency"]): exact_total(r)
+        (int(r["account"].removeprefix("wallet:")), r["currency"]): exact_total(r["high"], r["low"])
         for r in db.rows(
             f"SELECT account, currency, {EXACT_SUM} FROM ledger "
             "WHERE account LIKE 'wallet:%' GROUP BY account, currency"
         )
     }
     exposure = {
-        (r["user_id"], r["currency"]): exact_total(r)
+        (r["user_id"], r["currency"]): exact_total(r["high"], r["low"])
         for r in db.rows(
             f"SELECT user_id, currency, {EXACT_SUM} FROM bets "
             "WHERE status = 'active' GROUP BY user_id, currency"

@@ -30,7 +30,8 @@ HOUSE = "house"
 OPERATOR = "operator"
 
 #: Account prefixes whose balance may never go below zero.
-_NON_NEGATIVE_PREFIXES = ("wallet:", "escrow:")
+#: Accounts that may never be overdrawn (the house may: it covers minus pools).
+NON_NEGATIVE_PREFIXES = ("wallet:", "escrow:")
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,6 @@ def audit(lines: Iterable[tuple[str, str, str, int]]) -> list[str]:
             problems.append(f"transaction {tx_id} does not balance in {currency}: off by {total}")
     valid = [r for r in rows if isinstance(r[3], int) and not isinstance(r[3], bool)]
     for (account, currency), balance in sorted(balances(valid).items()):
-        if balance < 0 and account.startswith(_NON_NEGATIVE_PREFIXES):
+        if balance < 0 and account.startswith(NON_NEGATIVE_PREFIXES):
             problems.append(f"account {account} is negative in {currency}: {balance}")
     return problems

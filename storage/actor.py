@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import gc
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import trio
@@ -99,11 +101,17 @@ class Storage:
     commit off the event loop."""
 
     def __init__(
-        self, inbox: Mailbox, *, timeout: float = DEFAULT_TIMEOUT, offload: bool = True
+        self,
+        inbox: Mailbox,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        offload: bool = True,
+        path: str = ":memory:",
     ) -> None:
         self.inbox = inbox
         self.timeout = timeout
         self.offload = offload
+        self.path = path  # the database file, for reads on a connection of their own
 
     async def off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker thread, so that CPU work of a second (settling a pool
@@ -123,6 +131,31 @@ class Storage:
 
     async def read(self, query: Callable[[Database], T]) -> T:
         return await self.inbox.ask(Read(query), timeout=self.timeout)
+
+    async def read_snapshot(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """``query`` on a read-only connection of its own, in one read transaction (one
+        snapshot, thanks to WAL), in a worker thread: a read of millions of rows holds up
+        no commit. An in-memory database has no second connection: the actor runs it."""
+        if self.path == ":memory:":
+            return await self.read(lambda db: query(db.conn))
+        if self.offload:
+            return await trio.to_thread.run_sync(_read_snapshot, self.path, query)
+        return _read_snapshot(self.path, query)
+
+
+def _read_snapshot(path: str, query: Callable[[sqlite3.Connection], T]) -> T:
+    try:
+        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise DomainError("STORAGE_FAILURE", f"The database cannot be read: {exc}.") from exc
+    try:
+        conn.execute("BEGIN")
+        return query(conn)
+    except sqlite3.Error as exc:
+        log.exception("snapshot read failed")
+        raise DomainError("STORAGE_FAILURE", f"The read failed: {exc}.") from exc
+    finally:
+        conn.close()
 
 
 class _CollectionPause:

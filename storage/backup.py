@@ -14,7 +14,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from domain.ledger import audit
+from storage.audit import audit_ledger
 
 #: How long the backup waits for a lock the writer holds (a checkpoint, the schema).
 BUSY_TIMEOUT_MS = 10_000
@@ -76,12 +76,12 @@ def backup(database: Path, target: Path) -> BackupReport:
 def check(conn: sqlite3.Connection, path: Path) -> BackupReport:
     """SQLite's integrity check and the ledger audit of an open copy."""
     integrity = "; ".join(row[0] for row in conn.execute("PRAGMA integrity_check"))
-    rows = conn.execute("SELECT tx_id, account, currency, amount FROM ledger").fetchall()
+    books = audit_ledger(conn)
     return BackupReport(
         path=path,
         bytes=conn.execute("PRAGMA page_count").fetchone()[0]
         * conn.execute("PRAGMA page_size").fetchone()[0],
         integrity=integrity,
-        ledger_lines=len(rows),
-        problems=audit(rows),
+        ledger_lines=books.lines,
+        problems=books.problems,
     )

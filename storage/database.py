@@ -13,6 +13,17 @@ from domain.errors import DomainError
 from storage import schema
 from storage.changes import Change, Check, Delete, Insert, Update, UpdateMany, Upsert
 
+#: ``SUM(amount)`` in two halves that cannot overflow SQLite's 64-bit integers (a plain
+#: SUM raises "integer overflow" once its running total passes 2^63 - 1, and the server
+#: could not start): the high parts are each at most 2^63 / 10^9 and the low parts below
+#: 10^9, so either sum needs billions of rows to overflow. Python adds them exactly.
+EXACT_SUM = "SUM(amount / 1000000000) AS high, SUM(amount % 1000000000) AS low"
+
+
+def exact_total(high: int | None, low: int | None) -> int:
+    """The exact sum the two parts of ``EXACT_SUM`` stand for (0 over no rows)."""
+    return (high or 0) * 1_000_000_000 + (low or 0)
+
 
 class Database:
     """One SQLite connection in WAL mode.

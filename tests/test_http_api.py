@@ -541,9 +541,9 @@ async def test_a_timeout_answers_503(harness: Harness) -> None:
 async def test_a_bug_answers_500_without_details(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(rows: Any) -> list[str]:
+    async def broken(query: Any) -> Any:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr("transport.routes_status.audit", broken)
+    monkeypatch.setattr(harness.services.storage, "read_snapshot", broken)
     body = assert_error(await harness.http.get("/v1/audit"), 500, "GENERAL_EXCEPTION")
     assert "secret" not in str(body)

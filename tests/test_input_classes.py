@@ -22,7 +22,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.clock import WallClock
-from actors.wallet import EXACT_SUM, exact_total
 from domain import params
 from domain.errors import DomainError
 from domain.game import Game, event_target, new_game
@@ -41,6 +40,7 @@ from domain.money import (
 from domain.params import INT64_MAX, TIME_MAX_MS, TIME_MIN_MS
 from domain.pool import Bet, Pool, new_pool
 from domain.targets import TargetTree
+from storage.database import EXACT_SUM, exact_total
 from tests.conftest import Harness, WsClient, setup_game
 from tote.server import Server, ServerConfig
 
@@ -249,8 +249,7 @@ def test_accepted_deposits_and_winnings_keep_every_stored_sum_inside_int64(
     db.row_factory = sqlite3.Row
     db.execute("CREATE TABLE ledger (amount INTEGER)")
     db.executemany("INSERT INTO ledger VALUES (?)", [(line,) for line in lines])
-    row = db.execute(f"SELECT {EXACT_SUM} FROM ledger").fetchone()
-    assert (exact_total(row) if lines else 0) == balance
+    assert exact_total(*db.execute(f"SELECT {EXACT_SUM} FROM ledger").fetchone()) == balance
 
 
 def test_the_split_sum_is_exact_where_sqlite_sum_overflows() -> None:
@@ -260,7 +259,7 @@ def test_the_split_sum_is_exact_where_sqlite_sum_overflows() -> None:
     db.executemany("INSERT INTO ledger VALUES (?)", [(INT64_MAX,), (INT64_MAX,), (-5,)])
     with pytest.raises(sqlite3.OperationalError, match="overflow"):
         db.execute("SELECT SUM(amount) FROM ledger").fetchone()
-    assert exact_total(db.execute(f"SELECT {EXACT_SUM} FROM ledger").fetchone()) == (
+    assert exact_total(*db.execute(f"SELECT {EXACT_SUM} FROM ledger").fetchone()) == (
         2 * INT64_MAX - 5
     )
 

@@ -178,6 +178,7 @@ async def start_services(
             await supervisor.spawn("storage", storage_actor, capacity=4096),
             timeout=config.settings.request_timeout,
             offload=config.offload,
+            path=database.path,
         )
 
         registry = await supervisor.spawn(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import trio
 from quart import Blueprint, Response
 
 from actors.remote import backlog as callbacks_backlog
 from actors.services import Services
-from domain.ledger import audit
+from storage.audit import audit_ledger
 from transport.httpkit import json_response, operator_only
 from transport.openapi import openapi_document
 
@@ -33,18 +32,12 @@ def status_blueprint(services: Services) -> Blueprint:
     @routes.get("/v1/audit")
     @operator
     async def run_audit() -> Response:
-        rows = await services.storage.read(
-            lambda db: [
-                (r["tx_id"], r["account"], r["currency"], r["amount"])
-                for r in db.rows("SELECT tx_id, account, currency, amount FROM ledger")
-            ]
-        )
-        problems = await trio.to_thread.run_sync(audit, rows)
+        books = await services.storage.read_snapshot(audit_ledger)
         report = {
-            "ok": not problems,
-            "problems": problems,
-            "transactions": len({row[0] for row in rows}),
-            "lines": len(rows),
+            "ok": books.ok,
+            "problems": books.problems,
+            "transactions": books.transactions,
+            "lines": books.lines,
         }
         if services.callbacks is not None:  # remote wallet mode: the outbox
             backlog = await services.storage.read(callbacks_backlog)
