@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_BATCH = 512
+#: What a caller is told: SQLite's own words name tables and columns, so they go to the log.
+READ_FAILED = "The read failed; the server log says why."
+NOT_SAVED = "The change was not saved; the server log says why."
+REFUSED = "The change was refused by the database; the server log says why."
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +73,7 @@ class StorageActor(Actor):
             raise
         except Exception as exc:
             log.exception("read failed")
-            raise DomainError("STORAGE_FAILURE", f"The read failed: {exc}.") from exc
+            raise DomainError("STORAGE_FAILURE", READ_FAILED) from exc
 
     async def handle_batch(self, batch: list[Request]) -> None:
         started = time.perf_counter()
@@ -79,7 +83,7 @@ class StorageActor(Actor):
             )
         except Exception as exc:
             log.exception("commit of %d requests failed", len(batch))
-            raise DomainError("STORAGE_FAILURE", f"The change was not saved: {exc}.") from exc
+            raise DomainError("STORAGE_FAILURE", NOT_SAVED) from exc
         self.on_commit(len(batch), time.perf_counter() - started)
         for request, failure in zip(batch, results, strict=True):
             if failure is None:
@@ -88,7 +92,7 @@ class StorageActor(Actor):
                 request.fail(failure)
             else:
                 log.warning("request refused by the database: %s", failure)
-                request.fail(DomainError("STORAGE_CONFLICT", f"The change was refused: {failure}."))
+                request.fail(DomainError("STORAGE_CONFLICT", REFUSED))
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self.offload:
@@ -146,16 +150,14 @@ class Storage:
 def _read_snapshot(path: str, query: Callable[[sqlite3.Connection], T]) -> T:
     try:
         conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise DomainError("STORAGE_FAILURE", f"The database cannot be read: {exc}.") from exc
-    try:
-        conn.execute("BEGIN")
-        return query(conn)
+        try:
+            conn.execute("BEGIN")
+            return query(conn)
+        finally:
+            conn.close()
     except sqlite3.Error as exc:
         log.exception("snapshot read failed")
-        raise DomainError("STORAGE_FAILURE", f"The read failed: {exc}.") from exc
-    finally:
-        conn.close()
+        raise DomainError("STORAGE_FAILURE", READ_FAILED) from exc
 
 
 class _CollectionPause:
