@@ -35,6 +35,7 @@ from typing import Any
 import msgspec
 import trio
 
+from domain.codec import decode
 from domain.remote import CallKind, CallState, number_id
 from tests.conftest import WsClient, setup_game
 from tests.fake_operator import FakeOperator, Mode
@@ -145,12 +146,21 @@ async def _provision(crashing: Crashing) -> tuple[str, list[str]]:
         await match.user("admin", ["developer"], "1")
         for name in (*BETTORS, EVENT_BETTOR):
             await match.user(name, [], str(START))  # refused in remote mode: no deposits
+            user_id = match.users[name]["user_id"]
             if crashing.operator is not None:
-                crashing.operator.balances[match.users[name]["user_id"]] = START
+                crashing.operator.balances[user_id] = START
+            else:
+                assert await _balance(match.http, user_id) == START, name
         async with match.connect(ws_port, "admin") as raw:
             admin = WsClient(raw, 0)
             game_id = await setup_game(admin)
             return game_id, await open_pools(admin, game_id, 2)
+
+
+async def _balance(http: Any, user_id: int) -> Decimal:
+    """What the player may stake now (internal wallet)."""
+    r = await http.get(f"/v1/users/{user_id}/balances")
+    return decode(r.content)["EUR"]["available"]
 
 
 class Faults:
@@ -231,9 +241,11 @@ async def _load_then_kill(
         async def slipper(name: str) -> None:
             """Slips over both pools, on the player's sides."""
             while True:
-                body = slip_body(match.users[name], game_id, sides[name])
-                _, r = await send_slip(http, history, body)
-                assert r.status_code in crashing.honest_slip_statuses, r.text
+                user = match.users[name]
+                _, r = await send_slip(http, history, slip_body(user, game_id, sides[name]))
+                if r.status_code not in crashing.honest_slip_statuses:
+                    balances = (await http.get(f"/v1/users/{user['user_id']}/balances")).text
+                    raise AssertionError(f"{r.text}; balances {balances}")
                 if r.status_code == 200:
                     confirmed()
                 else:
@@ -263,6 +275,8 @@ async def _load_then_kill(
                             watch.start_soon(_kill_when_resolving, crashing.database, enough)
                         reply = await admin.expect((366, 666), request_id=request_id)
                         watch.cancel_scope.cancel()
+                    if sent == kill_after_event:
+                        enough.set()  # settled before the watch saw it: kill now
                     assert reply["res"] == 366, reply
                     history.resolved.add(pool_id)
                     confirmed()

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import time
 from pathlib import Path
-from tempfile import TemporaryDirectory
+from tempfile import mkdtemp
 from typing import Any
 
 import trio
@@ -183,14 +184,19 @@ async def soak(seed: int, minutes: float) -> Figures:
     parts = {kind: Figures() for kind in KINDS}
     end = time.monotonic() + minutes * 60
     round_seed = seed
-    with TemporaryDirectory(prefix="tote-soak-") as workdir:
-        while True:
-            for kind, run in KINDS.items():
-                await run(round_seed, Path(workdir), parts[kind])
-                print(f"seed {round_seed}: {kind} {parts[kind].line()}", flush=True)
-            round_seed += 1
-            if time.monotonic() >= end:
-                break
+    workdir = Path(mkdtemp(prefix="tote-soak-"))
+    while True:
+        for kind, run in KINDS.items():
+            try:
+                await run(round_seed, workdir, parts[kind])
+            except BaseException:
+                print(f"seed {round_seed}: {kind} failed; servers' data and logs in {workdir}")
+                raise
+            print(f"seed {round_seed}: {kind} {parts[kind].line()}", flush=True)
+        round_seed += 1
+        if time.monotonic() >= end:
+            break
+    shutil.rmtree(workdir)
     figures = Figures()
     for part in parts.values():
         figures.add(part)
