@@ -63,9 +63,9 @@ BETTORS = ("p0", "p1", "p2")  # websocket bets on the round's two pools
 EVENT_BETTOR = "p3"  # bets on the pools the admin's events resolve
 LEAVES = ("argentina:1", "brazil:7")
 FAULTS = (Mode.LATE, Mode.DROP, Mode.FAIL)
-#: Remote rounds: a debit without an answer in 0.5 s is asked again, one unknown after
-#: 1.5 s goes to the worker, and an intent orphaned by a kill is taken over after 9 s.
-REMOTE_FLAGS = ("--request-timeout=3", "--wallet-timeout=0.5", "--wallet-retry-seconds=0.05")
+#: Remote rounds: a debit without an answer in 0.4 s is asked again, one unknown after
+#: 1 s goes to the worker, and an intent orphaned by a kill is taken over after 6 s.
+REMOTE_FLAGS = ("--request-timeout=2", "--wallet-timeout=0.4", "--wallet-retry-seconds=0.05")
 #: How long a restarted server may take to finish what it found pending.
 SETTLE_SECONDS = 60
 POLL_SECONDS = 0.05
