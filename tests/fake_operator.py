@@ -39,6 +39,8 @@ class FakeOperator:
     debited: Counter[int] = field(default_factory=Counter)  # bet uid -> times debited
     credited: Counter[int] = field(default_factory=Counter)  # bet uid -> times credited
     calls: Counter[str] = field(default_factory=Counter)
+    #: the misbehaviours actually served (a queued mode counts once it is popped)
+    misbehaved: Counter[Mode] = field(default_factory=Counter)
     bad_signatures: int = 0
     port: int = 0
     down: bool = False  # every call 503, nothing applied
@@ -89,6 +91,8 @@ class FakeOperator:
         key = headers.get("x-idempotency-key", "")
         queue = self.modes.get(path, deque())
         mode = queue.popleft() if queue else Mode.OK
+        if mode is not Mode.OK:
+            self.misbehaved[mode] += 1
         if mode is Mode.FAIL:
             await _respond(stream, 500, {"error": "down"})
             return True

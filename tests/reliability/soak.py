@@ -1,91 +1,60 @@
 """Scenarios 1 and 2, actor chaos under load and crash recovery, as seeded rounds that
-report figures. The suite runs one short round of each (test_soak.py); ``make soak
-SEED=... MINUTES=...`` runs rounds until the time is up and prints what it did:
+report figures. The suite runs one short round of each kind (test_soak.py); ``make soak
+SEED=... MINUTES=...`` runs rounds of every kind in turn until the time is up and prints
+what it did:
 
     python -m tests.reliability.soak --seed 7 --minutes 10
 
+The kinds: a chaos round (here: websocket bets and betslips while game, pool, wallet,
+registry and storage actors are cancelled; the betslip desk is no actor, it runs in the
+request's task), a crash round and a remote wallet crash round (tests/reliability/crash.py:
+``tote serve`` killed with ``kill -9`` under bets, slips, deposits and events, the remote
+one against the fake operator with its misbehaviours injected).
+
 A round is fixed by its seed: which pools each client bets on, how much, and after how
-many operations which actor is cancelled or when the process is killed all come from
-``random.Random(seed)``, and the kills ride on the clients' progress rather than the
-clock, so a failing seed replays the same schedule. Betslips are a client loop of
-the crash rounds (each placed slip replays byte for byte after every restart); further
-kinds (remote wallet callbacks) are new loops beside ``bettor``, ``depositor`` and
-``slipper``, feeding the same ``Figures`` and ``History``."""
+many operations which actor is cancelled, when the process is killed and which fault the
+operator serves all come from ``random.Random(seed)``, and ride on the clients' progress
+rather than the clock, so a failing seed replays the same schedule. Shared pieces (figures,
+history, plans, checks) are in tests/reliability/load.py."""
 
 from __future__ import annotations
 
 import argparse
 import random
-import secrets
-import sqlite3
+import shutil
 import time
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
-from tempfile import TemporaryDirectory
+from tempfile import mkdtemp
 from typing import Any
 
 import trio
 
-from tests.conftest import WsClient, running_harness, setup_game
+from tests.conftest import running_harness, setup_game
+from tests.reliability.crash import crash_round
 from tests.reliability.invariants import all_problems
-from tests.test_betslip_crash import slip_bet
-from tests.test_crash_match import Match
-from tests.test_crash_recovery import client, running_server
+from tests.reliability.load import (
+    STAKE,
+    Figures,
+    History,
+    bet_plan,
+    choose_sides,
+    open_pools,
+    replayed_differently,
+    send_slip,
+    slip_body,
+    slip_problems,
+)
 
 #: What a request may honestly answer while the actor behind it is being cancelled.
 CHAOS_ERRORS = {"ACTOR_RESTARTED", "REQUEST_TIMED_OUT", "UNAVAILABLE"}
-STAKE = "0.25"
-TARGETS = ("argentina", "brazil")
-
-
-@dataclass
-class Figures:
-    """What the rounds did and found; ``lost`` must stay 0. ``kills`` are actor
-    cancellations in chaos rounds and ``kill -9`` in crash rounds; ``restarts`` are the
-    actors' or the process's restarts that followed."""
-
-    rounds: int = 0
-    operations: int = 0
-    confirmed: int = 0
-    refused: int = 0
-    kills: int = 0
-    restarts: int = 0
-    invariants_checked: int = 0
-    lost: int = 0
-
-    def line(self) -> str:
-        return ", ".join(f"{name} {value}" for name, value in vars(self).items())
-
-
-@dataclass
-class History:
-    """The client side's record of every confirmation, to find after the chaos."""
-
-    bets: set[str] = field(default_factory=set)
-    deposits: dict[str, tuple[int, str]] = field(default_factory=dict)  # ref -> user, amount
-    #: placed betslips: idempotency key -> (request body, the answer's exact bytes)
-    slips: dict[str, tuple[dict[str, Any], bytes]] = field(default_factory=dict)
-
-
-async def open_pools(admin: WsClient, game_id: str, count: int) -> list[str]:
-    pools = []
-    for _ in range(count):
-        created = await admin.call(
-            385, 350, game_id=game_id, action="goal", targets=",".join(TARGETS)
-        )
-        pools.append(created["pool_id"])
-    return pools
-
-
-def choose_sides(rng: random.Random, pool_ids: list[str]) -> dict[str, str]:
-    """The one target a player backs in each pool (a pool takes one target per user)."""
-    return {pool_id: rng.choice(TARGETS) for pool_id in pool_ids}
-
-
-def bet_plan(rng: random.Random, sides: dict[str, str], length: int) -> list[tuple[str, str]]:
-    """Which pool to bet on next, ``length`` times, on the player's side in it."""
-    return [(pool_id, sides[pool_id]) for pool_id in rng.choices(list(sides), k=length)]
+#: What a betslip may honestly answer then: the documented 5xx, not kept (docs/http.md):
+#: 500 GENERAL_EXCEPTION and 503 REQUEST_TIMED_OUT; a retry with the key runs it again.
+SLIP_CHAOS_STATUSES = {500, 503}
+#: Retries of a slip answered 5xx during the chaos, once it is over.
+SLIP_RETRIES = 5
+#: How long the pools may take to announce their settlement once the event is in (a
+#: settlement a slip raced is tried again after the request timeout).
+SETTLE_SECONDS = 30
 
 
 class Chaos:
@@ -104,22 +73,30 @@ class Chaos:
             self.countdown = self.rng.randint(1, 6)
 
 
-async def chaos_round(seed: int, figures: Figures, *, players: int = 4, bets: int = 15) -> None:
-    """Many clients bet over the websocket across several pools while random actors
-    (game, pools, wallet, registry, storage) are cancelled; then every confirmed bet must
-    be stored once, every request answered, every pool settled once, the books clean."""
+async def chaos_round(
+    seed: int, figures: Figures, *, players: int = 4, slippers: int = 2, bets: int = 15
+) -> None:
+    """Clients bet over the websocket and place betslips over HTTP across several pools
+    while random actors (game, pools, wallet, registry, storage) are cancelled. Then:
+    every request was answered, every confirmed bet is stored, every placed slip's bets
+    are stored once and whole (a slip answered 5xx is retried with its key until placed),
+    every key replays its answer byte for byte, every pool settles exactly once, and the
+    books are clean."""
     rng = random.Random(seed)
     async with running_harness() as harness:
         harness.services.settings.request_timeout = 2  # clients wait 5 s: answered first
         admin = await harness.user("admin", roles=["developer"])
         users = [await harness.user(f"p{n}", deposit="1000") for n in range(players)]
+        slipping = [await harness.user(f"s{n}", deposit="1000") for n in range(slippers)]
         history = History()
+        retry: list[str] = []  # keys answered 5xx during the chaos
         async with harness.connect(admin) as aws:
             game_id = await setup_game(aws)
             pool_ids = await open_pools(aws, game_id, 3)
             victims = ["wallet", "registry", "storage", f"game:{game_id}"]
             chaos = Chaos(rng, harness.services, victims + [f"pool:{p}" for p in pool_ids])
             plans = [bet_plan(rng, choose_sides(rng, pool_ids), bets) for _ in users]
+            slip_sides = [choose_sides(rng, rng.sample(pool_ids, 2)) for _ in slipping]
 
             async def bettor(user: dict[str, Any], plan: list[tuple[str, str]]) -> None:
                 async with harness.connect(user) as ws:
@@ -134,20 +111,40 @@ async def chaos_round(seed: int, figures: Figures, *, players: int = 4, bets: in
                             figures.refused += 1
                         chaos.tick()
 
+            async def slipper(user: dict[str, Any], sides: dict[str, str]) -> None:
+                for _ in range(bets // 2):
+                    key, r = await send_slip(harness.http, history, slip_body(user, game_id, sides))
+                    figures.operations += 1
+                    if r.status_code == 200:
+                        figures.confirmed += 1
+                    else:
+                        assert r.status_code in SLIP_CHAOS_STATUSES, (r.status_code, r.text)
+                        figures.refused += 1
+                        retry.append(key)
+                    chaos.tick()
+
             async with trio.open_nursery() as nursery:
                 for user, plan in zip(users, plans, strict=True):
                     nursery.start_soon(bettor, user, plan)
+                for user, sides in zip(slipping, slip_sides, strict=True):
+                    nursery.start_soon(slipper, user, sides)
             figures.kills += chaos.kills
             supervisor = harness.services.supervisor
             figures.restarts += sum(supervisor.restarts(name) for name in set(chaos.victims))
+            figures.lost += await _retry_until_placed(harness.http, history, retry)
             stored = await harness.services.storage.read(
                 lambda db: {r["id"] for r in db.rows("SELECT id FROM bets")}
             )
             figures.lost += len(history.bets - stored)
+            figures.lost += await replayed_differently(harness.http, history)
             await aws.call(395, 366, game_id=game_id, action_id="goal", target_id="argentina:1")
-            for _ in pool_ids:  # every pool is resolved, each announced once
-                await aws.expect(362)
+            # every pool is resolved; the admin hears each 362 as the caller and as a
+            # subscriber, and a pool whose settlement a slip raced settles on a retry
+            announced: set[str] = set()
+            while announced != set(pool_ids):
+                announced.add((await aws.expect(362, timeout=SETTLE_SECONDS))["pool_id"])
         problems = await all_problems(harness.services, [u["user_id"] for u in users])
+        problems += await harness.services.storage.read(lambda db: slip_problems(db, history))
         settled = await harness.services.storage.read(
             lambda db: db.scalar("SELECT COUNT(*) FROM transactions WHERE id LIKE 'settle:%'")
         )
@@ -157,185 +154,58 @@ async def chaos_round(seed: int, figures: Figures, *, players: int = 4, bets: in
     figures.rounds += 1
 
 
-async def crash_round(seed: int, workdir: Path, figures: Figures, *, kills: int = 2) -> None:
-    """The server as a subprocess under bets and deposits, ``kill -9`` after a seeded
-    number of confirmations, restarted each time: nothing confirmed is missing, the
-    database passes ``PRAGMA integrity_check``, the audit passes, each pool settles once
-    and every confirmed deposit replays as a duplicate."""
-    rng = random.Random(seed)
-    data_dir, log = workdir / f"data-{seed}", workdir / f"server-{seed}.log"
-    history = History()
-    async with running_server(data_dir, log) as (proc, url, ws_port), client(url) as http:
-        match = Match(http)
-        await match.user("admin", ["developer"], "1")
-        for n in range(3):
-            await match.user(f"p{n}", [], "1000")
-        async with match.connect(ws_port, "admin") as raw:
-            admin = WsClient(raw, 0)
-            game_id = await setup_game(admin)
-            pool_ids = await open_pools(admin, game_id, 2)
-        proc.kill()
-        await proc.wait()
-    sides = {name: choose_sides(rng, pool_ids) for name in ("p0", "p1", "p2")}
-    for _ in range(kills):
-        await _load_then_kill(rng, data_dir, log, match, game_id, sides, history, figures)
-        figures.kills += 1
-        figures.lost += await _missing_after_restart(data_dir, log, match, pool_ids, history)
-        figures.invariants_checked += 1
-        figures.restarts += 1
-    async with running_server(data_dir, log) as (proc, url, ws_port), client(url) as http:
-        async with match.connect(ws_port, "admin") as raw:
-            admin = WsClient(raw, 0)
-            await admin.call(363, 333, game_id=game_id)
-            await admin.call(395, 366, game_id=game_id, action_id="goal", target_id="brazil:7")
-            for _ in pool_ids:
-                await admin.expect(362)
-        assert (await http.get("/v1/audit")).json()["ok"]
-        proc.kill()
-        await proc.wait()
-    with sqlite3.connect(data_dir / "tote.db") as db:
-        settled = db.execute("SELECT COUNT(*) FROM transactions WHERE id LIKE 'settle:%'")
-        assert settled.fetchone()[0] == len(pool_ids)
-    assert figures.lost == 0, (seed, figures)
-    figures.rounds += 1
+async def _retry_until_placed(http: Any, history: History, keys: list[str]) -> int:
+    """Send every slip answered 5xx again with its key, now that the chaos is over: each
+    must end placed. How many did not."""
+    unplaced = 0
+    for key in keys:
+        for _ in range(SLIP_RETRIES):
+            _, r = await send_slip(http, history, history.sent_slips[key], key)
+            if r.status_code == 200:
+                break
+            assert r.status_code in SLIP_CHAOS_STATUSES, (r.status_code, r.text)
+        unplaced += key not in history.slips
+    return unplaced
 
 
-async def _load_then_kill(
-    rng: random.Random,
-    data_dir: Path,
-    log: Path,
-    match: Match,
-    game_id: str,
-    sides: dict[str, dict[str, str]],
-    history: History,
-    figures: Figures,
-) -> None:
-    """Bets, betslips and deposits until a seeded number of confirmations, then SIGKILL."""
-    enough = trio.Event()
-    wanted = rng.randint(5, 30)
-    plans = {name: bet_plan(rng, player_sides, 1000) for name, player_sides in sides.items()}
-
-    this_cycle = 0
-
-    def confirmed() -> None:
-        nonlocal this_cycle
-        figures.confirmed += 1
-        this_cycle += 1
-        if this_cycle >= wanted:
-            enough.set()
-
-    async with running_server(data_dir, log) as (proc, url, ws_port), client(url) as http:
-        match.http = http
-
-        async def bettor(name: str) -> None:
-            async with match.connect(ws_port, name) as raw:
-                ws = WsClient(raw, 0)
-                for pool_id, target in plans[name]:
-                    reply = await ws.call(392, pool_id=pool_id, target=target, amount=STAKE)
-                    figures.operations += 1
-                    assert reply["res"] == 356, reply
-                    history.bets.add(reply["bet_id"])
-                    confirmed()
-
-        async def depositor(name: str) -> None:
-            user_id = match.users[name]["user_id"]
-            while True:
-                reference = f"soak-{secrets.token_hex(6)}"
-                r = await http.post(
-                    f"/v1/users/{user_id}/deposits",
-                    json={"currency": "EUR", "amount": "0.01", "reference": reference},
-                )
-                figures.operations += 1
-                assert r.status_code == 201, r.text
-                history.deposits[reference] = (user_id, "0.01")
-                confirmed()
-
-        async def slipper(name: str) -> None:
-            """Slips over both pools, on the player's sides (seed 002)."""
-            user = match.users[name]
-            while True:
-                body = {
-                    "requestId": secrets.token_hex(8),
-                    "userId": str(user["user_id"]),
-                    "sessionToken": user["session_key"],
-                    "timestamp": "1795000000000",
-                    "bets": [
-                        slip_bet(game_id, pool_id, target, STAKE)
-                        for pool_id, target in sides[name].items()
-                    ],
-                }
-                key = str(uuid.uuid4())
-                r = await http.post("/v1/betslips", json=body, headers={"X-Idempotency-Key": key})
-                figures.operations += 1
-                assert r.status_code == 200, r.text
-                history.slips[key] = (body, r.content)
-                confirmed()
-
-        try:
-            async with trio.open_nursery() as nursery:
-                for name in plans:
-                    nursery.start_soon(bettor, name)
-                nursery.start_soon(depositor, "p0")
-                nursery.start_soon(slipper, "p1")
-                await enough.wait()
-                proc.kill()  # SIGKILL under load
-                await proc.wait()
-        except BaseExceptionGroup as group:  # the clients lose their server: expected
-            if group.subgroup(AssertionError):
-                raise
-    with sqlite3.connect(data_dir / "tote.db") as db:
-        (ok,) = db.execute("PRAGMA integrity_check").fetchone()
-        assert ok == "ok", ok
+async def _long_chaos(seed: int, workdir: Path, figures: Figures) -> None:
+    await chaos_round(seed, figures, players=8, slippers=3, bets=40)
 
 
-async def _missing_after_restart(
-    data_dir: Path, log: Path, match: Match, pool_ids: list[str], history: History
-) -> int:
-    """Restart and count what was confirmed but is not there."""
-    async with running_server(data_dir, log) as (proc, url, ws_port), client(url) as http:
-        match.http = http
-        async with match.connect(ws_port, "admin") as raw:
-            admin = WsClient(raw, 0)
-            stored: set[str] = set()
-            for pool_id in pool_ids:
-                dist = await admin.call(393, 360, pool_id=pool_id)
-                stored |= {b for t in dist["distribution"].values() for b in t["bets"]}
-        missing = len(history.bets - stored)
-        for reference, (user_id, amount) in history.deposits.items():
-            r = await http.post(
-                f"/v1/users/{user_id}/deposits",
-                json={"currency": "EUR", "amount": amount, "reference": reference},
-            )
-            missing += r.status_code != 200 or r.json().get("duplicate") is not True
-        for key, (body, answer) in history.slips.items():  # placed, byte for byte
-            r = await http.post("/v1/betslips", json=body, headers={"X-Idempotency-Key": key})
-            missing += r.content != answer
-        audit = (await http.get("/v1/audit")).json()
-        assert audit["ok"], audit
-        proc.kill()
-        await proc.wait()
-    return missing
+async def _long_crash(seed: int, workdir: Path, figures: Figures) -> None:
+    await crash_round(seed, workdir, figures, kills=3)
+
+
+async def _long_remote(seed: int, workdir: Path, figures: Figures) -> None:
+    await crash_round(seed, workdir, figures, kills=3, remote=True)
+
+
+#: The round kinds ``make soak`` runs in turn, each with its long-run size.
+KINDS = {"chaos": _long_chaos, "crash": _long_crash, "remote": _long_remote}
 
 
 async def soak(seed: int, minutes: float) -> Figures:
-    """Chaos and crash rounds, alternating, seeds ``seed``, ``seed + 1``, ... until the
-    time is up; at least one of each."""
-    figures = Figures()
-    chaos, crash = Figures(), Figures()
+    """Every round kind in turn, seeds ``seed``, ``seed + 1``, ... until the time is up;
+    at least one of each."""
+    parts = {kind: Figures() for kind in KINDS}
     end = time.monotonic() + minutes * 60
     round_seed = seed
-    with TemporaryDirectory(prefix="tote-soak-") as workdir:
-        while True:
-            await chaos_round(round_seed, chaos, players=8, bets=40)
-            await crash_round(round_seed, Path(workdir), crash, kills=3)
-            print(f"seed {round_seed}: chaos {chaos.line()}")
-            print(f"seed {round_seed}: crash {crash.line()}", flush=True)
-            round_seed += 1
-            if time.monotonic() >= end:
-                break
-    for part in (chaos, crash):
-        for name, value in vars(part).items():
-            setattr(figures, name, getattr(figures, name) + value)
+    workdir = Path(mkdtemp(prefix="tote-soak-"))
+    while True:
+        for kind, run in KINDS.items():
+            try:
+                await run(round_seed, workdir, parts[kind])
+            except BaseException:
+                print(f"seed {round_seed}: {kind} failed; servers' data and logs in {workdir}")
+                raise
+            print(f"seed {round_seed}: {kind} {parts[kind].line()}", flush=True)
+        round_seed += 1
+        if time.monotonic() >= end:
+            break
+    shutil.rmtree(workdir)
+    figures = Figures()
+    for part in parts.values():
+        figures.add(part)
     return figures
 
 

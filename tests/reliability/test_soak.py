@@ -1,5 +1,6 @@
-"""Scenarios 1 and 2, short: one seeded chaos round and one crash round with two
-``kill -9`` (the long run is ``make soak``, tests/reliability/soak.py)."""
+"""Scenarios 1 and 2, short: one seeded chaos round (websocket bets and betslips), one
+crash round and one remote wallet crash round, each with two ``kill -9`` (the long run is
+``make soak``, tests/reliability/soak.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 
 import trio
 
-from tests.reliability.soak import Figures, chaos_round, crash_round
+from tests.reliability.crash import crash_round
+from tests.reliability.load import Figures
+from tests.reliability.soak import chaos_round
 
 
 async def test_a_chaos_round_loses_nothing() -> None:
@@ -25,3 +28,12 @@ async def test_a_crash_round_loses_nothing(tmp_path: Path) -> None:
     assert figures.kills == figures.restarts == 2
     assert figures.lost == 0
     print(f"crash: {figures.line()}")
+
+
+async def test_a_remote_wallet_crash_round_loses_nothing(tmp_path: Path) -> None:
+    figures = Figures()
+    with trio.fail_after(240):
+        await crash_round(11, tmp_path, figures, kills=2, remote=True)
+    assert figures.kills == figures.restarts == 2
+    assert figures.lost == 0
+    print(f"remote: {figures.line()}")
