@@ -133,7 +133,13 @@ class SendDeadlineStream:
         return await self._stream.receive_some(max_bytes)
 
     async def send_eof(self) -> None:
-        await self._stream.send_eof()
+        """Shielded: hypercorn closes a connection answered before its body was all read
+        (``send_eof`` then ``aclose``) from inside the app's last send, and quart-trio
+        cancels that task as soon as the close tells it the client is gone; cancelled at
+        this checkpoint, ``aclose`` never ran and the socket stayed open for as long as
+        the client kept sending (a slowloris on a refused body held it for ever)."""
+        with trio.CancelScope(shield=True):
+            await self._stream.send_eof()
 
     async def aclose(self) -> None:
         await self._stream.aclose()

@@ -1,0 +1,411 @@
+"""Scenario 7, abuse, the long version, and the abusive clients the fast tests share.
+
+``make abuse SECONDS=120 IDLE=3000`` (= ``python -m tests.reliability.abuse --seconds 120
+--idle 3000``) starts ``tote serve`` as a subprocess with its shipped limits and runs an
+honest bettor through phases: quiet, thousands of idle websocket connections, floods
+past the rate limit, floods from clients that never read, a reconnect storm, and slow
+HTTP clients (headers or body a byte at a time, pipelined requests whose answers are
+never read). It prints the bettor's p99 in each phase as a ratio of the quiet one, the
+server's RSS before, with the idle connections and after, the bytes each idle connection
+costs, and how many offenders were cut off; it exits 1 when a bound in ``BOUNDS`` is
+passed, an honest request goes unanswered, an offender is not cut off or the audit
+fails. Timed figures live here, never in ``make test``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import secrets
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import httpx
+import trio
+from trio_websocket import ConnectionClosed, open_websocket_url
+
+from actors.registry import handshake_digest
+from domain.codec import encode
+from tests.conftest import CHEAP_SCRYPT_N, WsClient, setup_game
+from tests.test_crash_recovery import KEY, client, running_server
+
+#: /proc/net/tcp's state of an open connection.
+TCP_ESTABLISHED = "01"
+#: Requests a never-reading client pipelines: their answers (the OpenAPI document each)
+#: are far more than the socket buffers of both ends hold.
+PIPELINED = 300
+#: The bounds the long run states and checks: the honest bettor's p99 under abuse as a
+#: multiple of its quiet p99 (a floor in seconds, for a quiet p99 of a millisecond or
+#: two that one scheduler hiccup would multiply), and the server's memory.
+BOUNDS = {
+    "p99 ratio": 5.0,
+    "p99 floor seconds": 0.050,
+    "bytes per idle connection": 64 * 1024,
+    "RSS growth after, MiB": 64,
+}
+
+
+# -- abusive clients (the fast tests use these too) -----------------------------------
+
+
+async def trickle(port: int, head: bytes, *, pause: float = 0.05) -> bytes:
+    """A slowloris: send ``head``, then one more byte every ``pause`` seconds for as long
+    as the server listens. Returns what the server answered before it closed."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    answer = bytearray()
+
+    async def drip() -> None:
+        try:
+            await stream.send_all(head)
+            while True:
+                await trio.sleep(pause)
+                await stream.send_all(b"a")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return  # the server closed: the reader sees it too
+
+    async with stream, trio.open_nursery() as nursery:
+        nursery.start_soon(drip)
+        try:
+            while chunk := await stream.receive_some():
+                answer += chunk
+        except trio.BrokenResourceError:  # reset: the server closed with our bytes unread
+            pass
+        nursery.cancel_scope.cancel()
+    return bytes(answer)
+
+
+def slow_headers() -> bytes:
+    """Headers that never end."""
+    return b"GET /healthz HTTP/1.1\r\nHost: tote\r\nX-Slow: "
+
+
+def slow_body(operator_key: str) -> bytes:
+    """A keyed request whose body never ends (so the route reads it)."""
+    return (
+        b"POST /v1/users HTTP/1.1\r\nHost: tote\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + operator_key.encode() + b"\r\n"
+        b"Content-Length: 60000\r\n\r\n{"
+    )
+
+
+async def pipeline_unread(port: int) -> trio.SocketStream:
+    """A client that pipelines ``PIPELINED`` requests for the OpenAPI document on a
+    small receive window and reads none of the answers."""
+    sock = trio.socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await sock.connect(("127.0.0.1", port))
+    stream = trio.SocketStream(sock)
+    await stream.send_all(b"GET /openapi.json HTTP/1.1\r\nHost: tote\r\n\r\n" * PIPELINED)
+    return stream
+
+
+def server_side_open(server_port: int, client_port: int) -> bool:
+    """Whether the server still holds this connection open, by the kernel's table: a
+    client that reads nothing cannot see the close itself (the server's FIN waits
+    behind the data it never took)."""
+    wanted = (f"{server_port:04X}", f"{client_port:04X}")
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state = fields[1], fields[2], fields[3]
+        if (local.rsplit(":", 1)[1], remote.rsplit(":", 1)[1]) == wanted:
+            return state == TCP_ESTABLISHED
+    return False
+
+
+async def poll_until(condition: Callable[[], bool]) -> None:
+    """Wait for something outside the process (the kernel's table, a log file) that no
+    event announces; the caller bounds the wait."""
+    while True:
+        if condition():
+            return
+        await trio.sleep(0.05)
+
+
+async def until_server_lets_go(stream: trio.SocketStream, server_port: int) -> int:
+    """Wait (polling the kernel's table) until the server has closed a never-reading
+    client's connection, then read what was in flight; returns the answers received."""
+    client_port = stream.socket.getsockname()[1]
+    await poll_until(lambda: not server_side_open(server_port, client_port))
+    received = bytearray()
+    try:
+        while chunk := await stream.receive_some():
+            received += chunk
+    except trio.BrokenResourceError:
+        pass
+    await stream.aclose()
+    return received.count(b"HTTP/1.1 200")
+
+
+def ws_url(port: int, user: dict[str, Any]) -> str:
+    """A handshake URL for ``user`` (with its session key) on a server's websocket port."""
+    nonce = secrets.token_hex(8)
+    digest = handshake_digest(user["user_id"], nonce, user["session_key"])
+    return f"ws://127.0.0.1:{port}/?id={user['user_id']}&n={nonce}&h={digest}"
+
+
+# -- the long run ----------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    name: str
+    latencies: list[float] = field(default_factory=list)
+    offenders: int = 0
+    cut_off: int = 0
+    refused: int = 0
+    notes: str = ""
+
+    def p99(self) -> float:
+        return statistics.quantiles(self.latencies, n=100)[98]
+
+
+@dataclass
+class Run:
+    url: str
+    ws_port: int
+    pid: int
+    http: httpx.AsyncClient
+    pool_id: str = ""
+    bettor: dict[str, Any] = field(default_factory=dict)
+    phases: list[Phase] = field(default_factory=list)
+    users: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def http_port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def ws_url(self, user: dict[str, Any]) -> str:
+        return ws_url(self.ws_port, user)
+
+    def rss(self) -> int:
+        """The server's resident memory in bytes."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS")
+
+    async def user(self, name: str, *, deposit: str | None = None, **body: Any) -> dict[str, Any]:
+        r = await self.http.post("/v1/users", json={"name": name, "password": "pw", **body})
+        assert r.status_code == 201, r.text
+        user = r.json()
+        r = await self.http.post(f"/v1/users/{user['user_id']}/sessions")
+        user["session_key"] = r.json()["session_key"]
+        if deposit:
+            r = await self.http.post(
+                f"/v1/users/{user['user_id']}/deposits",
+                json={"currency": "EUR", "amount": deposit, "reference": secrets.token_hex(8)},
+            )
+            assert r.status_code in (200, 201), r.text
+        return user
+
+
+async def bet_while(run: Run, phase: Phase, seconds: float) -> None:
+    """The honest bettor: one bet every 25 ms (under the rate limit) for ``seconds``,
+    each answer timed; an unanswered or refused bet is a failure."""
+    async with open_websocket_url(run.ws_url(run.bettor)) as ws:
+        bettor = WsClient(ws, run.bettor["user_id"])
+        deadline = trio.current_time() + seconds
+        while trio.current_time() < deadline:
+            started = time.perf_counter()
+            reply = await bettor.call(392, pool_id=run.pool_id, target="brazil", amount="1")
+            phase.latencies.append(time.perf_counter() - started)
+            if reply["res"] != 356:
+                run.failures.append(f"{phase.name}: bet refused {reply}")
+            await trio.sleep(0.025)
+
+
+async def during(run: Run, phase: Phase, seconds: float, abuse: Callable[[], Awaitable[None]]):
+    """Bet for ``seconds`` while ``abuse`` runs; the abuse is then cancelled."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(abuse)
+        await bet_while(run, phase, seconds)
+        nursery.cancel_scope.cancel()
+    run.phases.append(phase)
+
+
+async def hold_idle(run: Run, count: int, phase: Phase, held: trio.Event) -> None:
+    """``count`` authenticated websocket connections that say nothing (8 per user)."""
+    opened = 0
+
+    async def one(user: dict[str, Any], task_status: trio.TaskStatus[None]) -> None:
+        nonlocal opened
+        async with open_websocket_url(run.ws_url(user)) as ws:
+            opened += 1
+            task_status.started()
+            await ws.get_message()  # never, unless the server pushes or closes
+            await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        for n in range(count):
+            await nursery.start(one, run.users[n // 8])
+        phase.offenders = opened
+        held.set()
+        await trio.sleep_forever()
+
+
+async def flood(run: Run, phase: Phase, clients: int, *, read: bool) -> None:
+    """Clients sending pings as fast as they can: readers count their RATE_LIMITED
+    answers; non-readers never read and must be closed (1008) by the server."""
+
+    async def one(user: dict[str, Any]) -> None:
+        try:
+            async with open_websocket_url(run.ws_url(user), message_queue_size=1) as ws:
+                frame = encode({"op": 1}).decode()
+                for n in itertools.count():
+                    await ws.send_message(frame)
+                    if read:
+                        phase.refused += '"RATE_LIMITED"' in await ws.get_message()
+                    elif n % 100 == 0:
+                        await trio.lowlevel.checkpoint()  # the others (and the bettor) send too
+        except ConnectionClosed:
+            phase.cut_off += 1
+
+    phase.offenders = clients
+    async with trio.open_nursery() as nursery:
+        for n in range(clients):
+            nursery.start_soon(one, run.users[n])
+
+
+async def storm(run: Run, phase: Phase, clients: int) -> None:
+    """Clients connecting and leaving again as fast as they can."""
+
+    async def one(user: dict[str, Any]) -> None:
+        while True:
+            async with open_websocket_url(run.ws_url(user)) as ws:
+                await ws.send_message(encode({"op": 1}).decode())
+                await ws.get_message()
+                phase.offenders += 1
+
+    async with trio.open_nursery() as nursery:
+        for n in range(clients):
+            nursery.start_soon(one, run.users[n])
+
+
+async def slow_http(run: Run, phase: Phase, each: int) -> None:
+    """Slow headers, slow bodies and never-reading pipelines, ``each`` of every kind;
+    returns once every one of them was cut off."""
+
+    async def slowloris(head: bytes) -> None:
+        await trickle(run.http_port, head, pause=0.5)
+        phase.cut_off += 1
+
+    async def unread() -> None:
+        stream = await pipeline_unread(run.http_port)
+        if await until_server_lets_go(stream, run.http_port) < PIPELINED:
+            phase.cut_off += 1
+
+    phase.offenders = 3 * each
+    async with trio.open_nursery() as nursery:
+        for _ in range(each):
+            nursery.start_soon(slowloris, slow_headers())
+            nursery.start_soon(slowloris, slow_body(KEY))
+            nursery.start_soon(unread)
+
+
+async def prepare(run: Run, users: int) -> None:
+    admin = await run.user("admin", roles=["developer"])
+    run.bettor = await run.user("bettor", deposit="100000")
+    async with open_websocket_url(run.ws_url(admin)) as ws:
+        aws = WsClient(ws, admin["user_id"])
+        game_id = await setup_game(aws)
+        created = await aws.call(
+            385, 350, game_id=game_id, action="goal", targets="argentina,brazil"
+        )
+        run.pool_id = created["pool_id"]
+    for n in range(users):
+        run.users.append(await run.user(f"abuser{n}"))
+
+
+async def abuse(seconds: float, idle: int, workdir: Path) -> Run:
+    phase_seconds = seconds / 6
+    flags = ("--scrypt-n", str(CHEAP_SCRYPT_N), "--synchronous", "NORMAL")
+    async with (
+        running_server(workdir / "data", workdir / "server.log", *flags) as (proc, url, ws_port),
+        client(url) as http,
+    ):
+        run = Run(url, ws_port, proc.pid, http)
+        await prepare(run, max(idle // 8 + 1, 64))
+        quiet = Phase("quiet")
+        rss_before = run.rss()
+        await bet_while(run, quiet, phase_seconds)
+        run.phases.append(quiet)
+
+        idle_phase = Phase(f"{idle} idle websockets")
+        async with trio.open_nursery() as holding:
+            held = trio.Event()
+            holding.start_soon(hold_idle, run, idle, idle_phase, held)
+            await held.wait()
+            rss_idle = run.rss()
+            await during(run, idle_phase, phase_seconds, trio.sleep_forever)
+            holding.cancel_scope.cancel()
+        idle_phase.notes = f"{(rss_idle - rss_before) / idle:,.0f} bytes per idle connection"
+
+        readers, nonreaders = Phase("flood, 32 readers"), Phase("flood, 8 never reading")
+        await during(run, readers, phase_seconds, lambda: flood(run, readers, 32, read=True))
+        await during(run, nonreaders, phase_seconds, lambda: flood(run, nonreaders, 8, read=False))
+        stormed = Phase("reconnect storm, 32 clients")
+        await during(run, stormed, phase_seconds, lambda: storm(run, stormed, 32))
+        slow = Phase("slow HTTP, 20 of each kind")
+        await during(run, slow, max(phase_seconds, 15), lambda: slow_http(run, slow, 20))
+
+        await trio.sleep(1)  # the last offenders' connections are torn down
+        rss_after = run.rss()
+        audit = await http.get("/v1/audit")
+        if audit.status_code != 200 or audit.json().get("problems"):
+            run.failures.append(f"audit: {audit.text}")
+        report(run, rss_before, rss_idle, rss_after, idle)
+        return run
+
+
+def report(run: Run, rss_before: int, rss_idle: int, rss_after: int, idle: int) -> None:
+    quiet = run.phases[0].p99()
+    bound = max(BOUNDS["p99 ratio"] * quiet, BOUNDS["p99 floor seconds"])
+    print(f"quiet: bets {len(run.phases[0].latencies)}, p99 {quiet * 1000:.1f} ms")
+    for phase in run.phases[1:]:
+        p99 = phase.p99()
+        print(
+            f"{phase.name}: bets {len(phase.latencies)}, p99 {p99 * 1000:.1f} ms "
+            f"(x{p99 / quiet:.2f} quiet), offenders {phase.offenders}, cut off "
+            f"{phase.cut_off}, refused {phase.refused} {phase.notes}"
+        )
+        if p99 > bound:
+            run.failures.append(f"{phase.name}: p99 {p99:.3f} s over {bound:.3f} s")
+    per_idle = (rss_idle - rss_before) / idle
+    growth = (rss_after - rss_before) / 2**20
+    print(
+        f"RSS: before {rss_before / 2**20:.1f} MiB, with {idle} idle "
+        f"{rss_idle / 2**20:.1f} MiB ({per_idle:,.0f} bytes each), after "
+        f"{rss_after / 2**20:.1f} MiB (+{growth:.1f} MiB)"
+    )
+    if per_idle > BOUNDS["bytes per idle connection"]:
+        run.failures.append(f"{per_idle:.0f} bytes per idle connection")
+    if growth > BOUNDS["RSS growth after, MiB"]:
+        run.failures.append(f"RSS grew {growth:.1f} MiB")
+    for phase in run.phases:
+        if phase.name.startswith(("flood, 8", "slow")) and phase.cut_off < phase.offenders:
+            run.failures.append(f"{phase.name}: {phase.cut_off}/{phase.offenders} cut off")
+    print(f"bounds {BOUNDS}; failures {len(run.failures)}")
+    for failure in run.failures:
+        print("  FAIL", failure)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--idle", type=int, default=2000)
+    args = parser.parse_args()
+    with TemporaryDirectory() as workdir:
+        run = trio.run(abuse, args.seconds, args.idle, Path(workdir))
+    return 1 if run.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
