@@ -10,6 +10,7 @@ wrong method, body too large), is answered with the seed-002 error body
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 
 import trio
@@ -115,11 +116,19 @@ class SendDeadlineStream:
     larger than the socket buffers (or pipelines requests and reads none of the answers)
     held its connection, its task and its buffers for ever. A deadline inside the shield
     still fires: the socket is closed and the send fails as if the client had gone,
-    which is how hypercorn ends the connection."""
+    which is how hypercorn ends the connection.
 
-    def __init__(self, stream: trio.SocketStream, seconds: float) -> None:
+    ``client_left`` is called when the client closes its side: hypercorn would otherwise
+    hold the socket until the connection's idle timer ran out (``http_idle_seconds``
+    after every client that leaves, which a storm of short connections turns into
+    thousands of descriptors)."""
+
+    def __init__(
+        self, stream: trio.SocketStream, seconds: float, client_left: Callable[[], object]
+    ) -> None:
         self._stream = stream
         self._seconds = seconds
+        self._client_left = client_left
         self.socket = stream.socket  # hypercorn reads the addresses from it
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
@@ -130,7 +139,10 @@ class SendDeadlineStream:
             raise trio.BrokenResourceError(f"the client read nothing for {self._seconds} s")
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        return await self._stream.receive_some(max_bytes)
+        data = await self._stream.receive_some(max_bytes)
+        if not data:
+            self._client_left()
+        return data
 
     async def send_eof(self) -> None:
         """Shielded: hypercorn closes a connection answered before its body was all read
@@ -167,8 +179,11 @@ async def serve_http(
     state = ConnectionState(lifespan_state.copy())
 
     async def connection(stream: trio.SocketStream) -> None:
-        timed = SendDeadlineStream(stream, settings.http_send_seconds)
-        await TCPServer(app, config, context, state, timed)
+        """One client; ended as soon as the client has left (a request still running
+        for it is cancelled, as hypercorn does when a client goes)."""
+        with trio.CancelScope() as scope:
+            timed = SendDeadlineStream(stream, settings.http_send_seconds, scope.cancel)
+            await TCPServer(app, config, context, state, timed)
 
     async with trio.open_nursery() as nursery:
         await nursery.start(lifespan.handle_lifespan)

@@ -40,8 +40,9 @@ from tests.test_crash_recovery import KEY, client, running_server
 PING = encode({"op": 1}).decode()
 #: Seconds between two of the honest bettor's bets: under the default 50 a second.
 PACE = 0.025
-#: /proc/net/tcp's state of an open connection.
-TCP_ESTABLISHED = "01"
+#: /proc/net/tcp's states of a socket its owner has not closed: ESTABLISHED, CLOSE_WAIT
+#: (the peer has closed its side).
+NOT_CLOSED = {"01", "08"}
 #: Requests a never-reading client pipelines: their answers (the OpenAPI document each)
 #: are far more than the socket buffers of both ends hold.
 PIPELINED = 300
@@ -117,15 +118,15 @@ async def pipeline_unread(port: int) -> trio.SocketStream:
 
 
 def server_side_open(server_port: int, client_port: int) -> bool:
-    """Whether the server still holds this connection open, by the kernel's table: a
-    client that reads nothing cannot see the close itself (the server's FIN waits
-    behind the data it never took)."""
+    """Whether the server has not closed its end of this connection, by the kernel's
+    table: a client that reads nothing cannot see the close itself (the server's FIN
+    waits behind the data it never took), nor one that has closed its own end."""
     wanted = (f"{server_port:04X}", f"{client_port:04X}")
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         local, remote, state = fields[1], fields[2], fields[3]
         if (local.rsplit(":", 1)[1], remote.rsplit(":", 1)[1]) == wanted:
-            return state == TCP_ESTABLISHED
+            return state in NOT_CLOSED
     return False
 
 

@@ -24,6 +24,7 @@ from tests.reliability.abuse import (
     PIPELINED,
     pipeline_unread,
     poll_until,
+    server_side_open,
     slow_body,
     slow_headers,
     trickle,
@@ -172,6 +173,20 @@ async def test_slow_and_never_reading_clients_are_cut_off_while_others_are_answe
         assert answers["handshake"] == b"", answers["handshake"]
         assert answers["unread"] < PIPELINED
         print(f"abuse: slow clients cut off {answers['unread']=}, honest {honest}")
+
+
+async def test_a_client_that_leaves_gives_its_descriptor_back_at_once() -> None:
+    """A client that connects and leaves without a request (a TCP health check, a port
+    scan, a storm of them): hypercorn held the socket until its idle timer ran out (5 s
+    by default, so a storm held thousands of descriptors). Here the timer is 10 minutes
+    and the socket is closed as soon as the client has left."""
+    async with running_harness(http_idle_seconds=600) as harness:
+        port = harness.endpoints.http_port
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        client_port = stream.socket.getsockname()[1]
+        await stream.aclose()
+        with trio.fail_after(30):
+            await poll_until(lambda: not server_side_open(port, client_port))
 
 
 #: Descriptors left to the server once it is held to a limit; the idle connections that
