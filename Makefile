@@ -3,8 +3,9 @@
 # `make lint` only ruff, `make audit` checks the ledger of the server `make run` started,
 # `make bench` measures, `make binary` builds the single executable dist/tote and
 # `make test-binary` builds it and runs it against a real client (about 2 minutes: not in
-# `make test`), `make soak SEED=7 MINUTES=10` runs the reliability soak
-# (docs/reliability.md). Each builds .venv first when pyproject.toml is newer than the last install.
+# `make test`), `make soak SEED=7 MINUTES=10` runs the reliability soak and
+# `make abuse SECONDS=120 IDLE=3000` the abuse scenario (docs/reliability.md).
+# Each builds .venv first when pyproject.toml is newer than the last install.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -15,7 +16,7 @@ CHROMIUM := /usr/bin/chromium
 # apt-get needs root; sudo when we are not.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run demo test lint browser bench audit soak binary test-binary clean
+.PHONY: run demo test lint browser bench audit soak abuse binary test-binary clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +65,13 @@ SEED ?= 1
 MINUTES ?= 5
 soak: $(STAMP)
 	$(BIN)/python -m tests.reliability.soak --seed $(SEED) --minutes $(MINUTES)
+
+# Scenario 7's long run: idle connections, floods, storms and slow clients beside an
+# honest bettor; prints p99 ratios and memory (docs/reliability.md).
+SECONDS ?= 120
+IDLE ?= 3000
+abuse: $(STAMP)
+	$(BIN)/python -m tests.reliability.abuse --seconds $(SECONDS) --idle $(IDLE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist

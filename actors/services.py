@@ -69,6 +69,15 @@ class Settings:
     #: browser origins (``scheme://host[:port]``) whose pages may open a websocket, besides
     #: the server's own HTTP origin; ``"*"`` allows any. Clients sending no Origin pass.
     allowed_origins: tuple[str, ...] = ()
+    #: slow and silent clients (docs/reliability.md, scenario 7): an HTTP connection idle
+    #: this long between requests, or this slow to send a request's headers, is closed
+    http_idle_seconds: float = 5.0
+    #: a request body slower than this is refused (408 BODY_TOO_SLOW) and its connection closed
+    http_body_seconds: float = 10.0
+    #: a response the client has not taken in this long closes its connection
+    http_send_seconds: float = 10.0
+    #: a websocket client has this long to send its opening handshake
+    handshake_seconds: float = 10.0
 
 
 @dataclass

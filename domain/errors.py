@@ -78,6 +78,8 @@ ERROR_CODES: dict[str, str] = {
     "STORAGE_CONFLICT": "The database refused the change; nothing was confirmed.",
     "METHOD_NOT_ALLOWED": "HTTP only: the route does not take this method.",
     "PAYLOAD_TOO_LARGE": "HTTP only: the request body is over 64 KiB.",
+    "BODY_TOO_SLOW": "HTTP only (408): the request body did not arrive within "
+    "http_body_seconds; the connection is closed.",
     "INTERNAL_ERROR": "The server failed to process the message.",
     "GENERAL_EXCEPTION": "The HTTP API failed to process the request.",
     "POOL_CHANGED": "Internal: a betslip reached a pool while it settled; the pool reloads "

@@ -30,7 +30,14 @@ from storage.backup import BackupError, backup
 from tote import logs
 from tote.config import ConfigError, add_flags, config_from
 from tote.demo import add_demo_command
-from tote.server import Server, ServerConfig, StartError, first_of, operator_key_for
+from tote.server import (
+    Server,
+    ServerConfig,
+    StartError,
+    first_of,
+    operator_key_for,
+    raise_open_file_limit,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8766"
 DEFAULT_DATA_DIR = Path("data")
@@ -86,6 +93,7 @@ def _run_serve(args: argparse.Namespace) -> int:
 
     def start() -> None:
         _show_operator_key(config)
+        raise_open_file_limit()
         trio.run(_serve, config)
 
     return reporting_start_errors("tote", start)

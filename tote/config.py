@@ -70,6 +70,12 @@ HELP: dict[str, str] = {
     "minutes, with jitter)",
     "allowed_origins": "browser origins (scheme://host[:port]) whose pages may open a "
     "websocket besides the server's own; * allows any",
+    "http_idle_seconds": "seconds an HTTP connection may sit idle between requests, or take "
+    "to send a request's headers, before it is closed",
+    "http_body_seconds": "seconds a request body may take to arrive (408 BODY_TOO_SLOW past it)",
+    "http_send_seconds": "seconds a client may leave a response unread before its HTTP "
+    "connection is closed",
+    "handshake_seconds": "seconds a websocket client may take to send its opening handshake",
 }
 
 #: Where ``tote serve`` differs from the dataclass default (tests run on memory).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import resource
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -240,6 +241,23 @@ def settle_garbage_collection() -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
+
+
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise the soft limit on open files to the hard one: every connection is a file
+    descriptor, and a distribution's soft default (often 1,024) would turn a few
+    thousand idle clients into refused accepts long before memory runs short. Returns
+    (before, after); the hard limit itself is the operator's (``ulimit -Hn``)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return soft, soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):  # an unlimited hard limit some systems refuse as a soft one
+        log.warning("open_file_limit_kept", extra={"soft": soft, "hard": hard})
+        return soft, soft
+    log.info("open_file_limit_raised", extra={"before": soft, "after": hard})
+    return soft, hard
 
 
 class Server:

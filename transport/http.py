@@ -10,16 +10,21 @@ wrong method, body too large), is answered with the seed-002 error body
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 
 import trio
 from hypercorn.config import Config
-from hypercorn.trio import serve
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState, LifespanState
+from hypercorn.utils import wrap_app
 from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from actors.services import Services
+from actors.services import Services, Settings
 from domain.errors import DomainError
 from transport.http_listing import listing_blueprint
 from transport.http_metrics import metrics_blueprint
@@ -35,12 +40,15 @@ log = logging.getLogger(__name__)
 
 #: Largest request body accepted; every operator call fits in a few hundred bytes.
 MAX_BODY_BYTES = 64 * 1024
+#: Largest request line plus headers (h11 answers 431 past it); hypercorn's default.
+MAX_HEAD_BYTES = 16 * 1024
 
 #: What werkzeug's own HTTP errors are called on our wire.
 _HTTP_CODES = {
     400: "MALFORMED_MESSAGE",
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
+    408: "BODY_TOO_SLOW",
     413: "PAYLOAD_TOO_LARGE",
 }
 
@@ -50,6 +58,7 @@ def create_app(services: Services) -> QuartTrio:
     app = QuartTrio("tote")
     app.url_map.converters["int"] = AsciiIntegerConverter
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["BODY_TIMEOUT"] = services.settings.http_body_seconds
 
     @app.errorhandler(DomainError)
     async def domain_error(error: DomainError) -> Response:
@@ -87,6 +96,67 @@ def create_app(services: Services) -> QuartTrio:
     return app
 
 
+def hypercorn_config(settings: Settings) -> Config:
+    """hypercorn's limits on slow clients (docs/reliability.md, scenario 7). Its idle
+    timer runs from the accept until a request's headers are complete, so it also cuts
+    off a client trickling its headers; the body has ``BODY_TIMEOUT`` (``create_app``);
+    no ``read_timeout``: a client waiting for its answer is silent, and it must not be
+    cut off for that."""
+    config = Config()
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.keep_alive_timeout = settings.http_idle_seconds
+    config.h11_max_incomplete_size = MAX_HEAD_BYTES
+    return config
+
+
+class SendDeadlineStream:
+    """A client socket whose sends give up after ``seconds``. hypercorn sends under a
+    shielded cancel scope with no timeout, so a client that never reads a response
+    larger than the socket buffers (or pipelines requests and reads none of the answers)
+    held its connection, its task and its buffers for ever. A deadline inside the shield
+    still fires: the socket is closed and the send fails as if the client had gone,
+    which is how hypercorn ends the connection.
+
+    ``client_left`` is called when the client closes its side: hypercorn would otherwise
+    hold the socket until the connection's idle timer ran out (``http_idle_seconds``
+    after every client that leaves, which a storm of short connections turns into
+    thousands of descriptors)."""
+
+    def __init__(
+        self, stream: trio.SocketStream, seconds: float, client_left: Callable[[], object]
+    ) -> None:
+        self._stream = stream
+        self._seconds = seconds
+        self._client_left = client_left
+        self.socket = stream.socket  # hypercorn reads the addresses from it
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        with trio.move_on_after(self._seconds) as waited:
+            await self._stream.send_all(data)
+        if waited.cancelled_caught:
+            await self._stream.aclose()
+            raise trio.BrokenResourceError(f"the client read nothing for {self._seconds} s")
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        data = await self._stream.receive_some(max_bytes)
+        if not data:
+            self._client_left()
+        return data
+
+    async def send_eof(self) -> None:
+        """Shielded: hypercorn closes a connection answered before its body was all read
+        (``send_eof`` then ``aclose``) from inside the app's last send, and quart-trio
+        cancels that task as soon as the close tells it the client is gone; cancelled at
+        this checkpoint, ``aclose`` never ran and the socket stayed open for as long as
+        the client kept sending (a slowloris on a refused body held it for ever)."""
+        with trio.CancelScope(shield=True):
+            await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
 async def serve_http(
     services: Services,
     host: str,
@@ -94,11 +164,29 @@ async def serve_http(
     *,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the operator API; ``task_status`` gets the bound port."""
-    config = Config()
-    config.bind = [f"{host}:{port}"]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
+    """Serve the operator API; ``task_status`` gets the bound port.
+
+    This is ``hypercorn.trio.serve`` for one plain-TCP listener, with each client socket
+    wrapped in a :class:`SendDeadlineStream`. Out of file descriptors, trio's listener
+    logs the error and retries the accept every 100 ms: the server keeps serving the
+    connections it has, and new ones wait in the listen backlog until one closes."""
+    settings = services.settings
+    config = hypercorn_config(settings)
+    app = wrap_app(create_app(services), config.wsgi_max_body_size, "asgi")
+    lifespan_state: LifespanState = {}
+    lifespan = Lifespan(app, config, lifespan_state)
+    context = WorkerContext(None)
+    state = ConnectionState(lifespan_state.copy())
+
+    async def connection(stream: trio.SocketStream) -> None:
+        """One client; ended as soon as the client has left (a request still running
+        for it is cancelled, as hypercorn does when a client goes)."""
+        with trio.CancelScope() as scope:
+            timed = SendDeadlineStream(stream, settings.http_send_seconds, scope.cancel)
+            await TCPServer(app, config, context, state, timed)
+
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(partial(serve, create_app(services), config))
-        task_status.started(int(binds[0].rsplit(":", 1)[1]))
+        await nursery.start(lifespan.handle_lifespan)
+        await lifespan.wait_for_startup()
+        listeners = await nursery.start(partial(trio.serve_tcp, connection, port, host=host))
+        task_status.started(listeners[0].socket.getsockname()[1])

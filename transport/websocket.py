@@ -368,7 +368,12 @@ async def serve_ws(
             log.exception("a websocket connection failed")
 
     listeners = await trio.open_tcp_listeners(port, host=host)
-    server = _ContainedServer(handler, listeners, max_message_size=settings.max_frame_bytes)
+    server = _ContainedServer(
+        handler,
+        listeners,
+        max_message_size=settings.max_frame_bytes,
+        connect_timeout=settings.handshake_seconds,
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run)
         task_status.started(server.port)
