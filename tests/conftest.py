@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,17 @@ from tote.server import Endpoints, Server, ServerConfig
 
 #: Password hashes in tests: the real cost (N=2^17) would make every user take ~1 s.
 CHEAP_SCRYPT_N = 2**10
+
+
+@pytest.fixture(autouse=True)
+def root_logging_restored() -> Iterator[None]:
+    """``tote serve`` run in-process points the root logger at the stderr of its test
+    (a capture, closed afterwards); the next test gets the logger back as it was."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 async def ledger_problems(services: Any) -> list[str]:
