@@ -777,8 +777,10 @@ class PoolActor(Actor):
             self.services.settings.request_timeout
         ):
             await self._settle_pending()
+        # the sum, as next_deadline computes it: "now - last_flush" can round a hair below
+        # the interval at the very deadline, and the actor would spin without flushing
         if self.pool.unsent_bets and (
-            trio.current_time() - self.last_flush >= self.services.settings.distribution_interval
+            trio.current_time() >= self.last_flush + self.services.settings.distribution_interval
         ):
             await self._flush_distribution()
 

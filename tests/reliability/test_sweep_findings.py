@@ -1,0 +1,52 @@
+"""What the cancellation sweep found, kept as regression tests (docs/reliability.md,
+"Found by the sweep")."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from actors import pool as p
+from tests.conftest import ActorHarness, open_match
+
+#: Scheduler steps a pool needs to flush one distribution, many times over; a pool that
+#: spins on a deadline it never clears takes them all without the clock moving.
+STEP_BOUND = 20_000
+
+
+class StepGuard(trio.abc.Instrument):
+    """Cancels ``scope`` once the run has taken ``STEP_BOUND`` task steps."""
+
+    def __init__(self, scope: trio.CancelScope) -> None:
+        self.scope = scope
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps += 1
+        if self.steps == STEP_BOUND:
+            self.scope.cancel()
+
+
+async def test_a_distribution_due_at_a_rounded_instant_is_flushed_not_spun_on(
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A pool last flushed at t, with bets unsent, is due at ``t + interval``; at that
+    instant ``now - t`` can round a hair below the interval (0.13 + 0.25 - 0.13 <
+    0.25), and the pool spun at that instant for ever (a hang under the mock clock, a
+    busy loop until the real clock moved)."""
+    interval = actors.services.settings.distribution_interval
+    m = await open_match(actors)
+    _, box = await m.pool()
+    alice, bob = await m.player("alice"), await m.player("bob")
+    while (trio.current_time() + interval) - trio.current_time() >= interval:
+        autojump_clock.jump(0.01)  # to an instant whose sum rounds the wrong way
+    await box.ask(p.PlaceBet(alice, "a", "1"))  # flushed at once: the first since start
+    await box.ask(p.PlaceBet(bob, "b", "1"))  # due at that instant + interval
+    with trio.CancelScope() as guarded:
+        guard = StepGuard(guarded)
+        trio.lowlevel.add_instrument(guard)
+        try:
+            await trio.sleep(2 * interval)
+        finally:
+            trio.lowlevel.remove_instrument(guard)
+    assert not guarded.cancelled_caught, f"the pool spun: {guard.steps} steps, no time passed"
