@@ -12,6 +12,7 @@ from typing import Any
 
 import trio
 
+from actors.services import Settings
 from storage.database import Database
 from tests.conftest import ActorHarness, Harness, setup_game
 from tests.test_fuzz_ws import TABLES
@@ -93,15 +94,15 @@ async def fingerprint(harness: Harness) -> dict[str, list[str]]:
 
 
 @asynccontextmanager
-async def running_actors() -> AsyncIterator[ActorHarness]:
+async def running_actors(settings: Settings | None = None) -> AsyncIterator[ActorHarness]:
     """The actors on an in-memory store run inline, as the ``actors`` fixture starts them
-    (for scenarios that start many, one per hypothesis example), audited at the end."""
+    (for scenarios that start many, one per hypothesis example), audited at the end;
+    ``settings`` for another mode (remote wallet)."""
     database = Database(":memory:", synchronous="OFF")
+    config = ServerConfig(offload=False, settings=settings or Settings())
     try:
         async with trio.open_nursery() as nursery:
-            services = await nursery.start(
-                start_services, ServerConfig(offload=False), database, "key"
-            )
+            services = await nursery.start(start_services, config, database, "key")
             h = ActorHarness(services, nursery)
             yield h
             assert await h.audit() == []
