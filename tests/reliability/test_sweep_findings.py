@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import trio
 import trio.testing
 
 from actors import pool as p
 from tests.conftest import ActorHarness, open_match
+from tests.reliability.invariants import all_problems, pool_memory_problems
+from tests.reliability.test_cancellation_sweep import Sweep, slip_setup
 
 #: Scheduler steps a pool needs to flush one distribution, many times over; a pool that
 #: spins on a deadline it never clears takes them all without the clock moving.
@@ -50,3 +54,40 @@ async def test_a_distribution_due_at_a_rounded_instant_is_flushed_not_spun_on(
         finally:
             trio.lowlevel.remove_instrument(guard)
     assert not guarded.cancelled_caught, f"the pool spun: {guard.steps} steps, no time passed"
+
+
+async def test_a_slip_whose_caller_left_during_its_commit_stays_in_its_pools(
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock, monkeypatch: Any
+) -> None:
+    """The caller gives up (its scope cancelled, as a client that disconnects) while
+    the wallet commits the slip: the commit lands, and the desk used to tell each pool
+    "not placed", so the pools forgot bets that storage holds (never settled, their
+    stakes stuck in escrow). The desk now learns the slip's fate first."""
+    actors.services.settings.request_timeout = 5
+    match = await open_match(actors)
+    sweep = Sweep(match, await match.pool())
+    place, retry, _ = await slip_setup(sweep, 0)
+    storage = actors.services.storage
+    committing = trio.Event()
+    commit = storage.commit
+
+    async def watched_commit(changes: list[Any], *args: Any, **kwargs: Any) -> Any:
+        if any(getattr(change, "table", None) == "betslips" for change in changes):
+            committing.set()  # the wallet has taken the slip and is writing it
+        return await commit(changes, *args, **kwargs)
+
+    monkeypatch.setattr(storage, "commit", watched_commit)
+    async with trio.open_nursery() as nursery:
+        with trio.CancelScope() as caller:
+            nursery.start_soon(_cancel_when, committing, caller)
+            await place()
+    assert caller.cancelled_caught
+    await trio.testing.wait_all_tasks_blocked()
+    assert await pool_memory_problems(actors.services, sweep.open_pools()) == []
+    await retry()  # and the key answers as placed, once
+    assert await all_problems(actors.services, sweep.users) == []
+
+
+async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
