@@ -18,6 +18,7 @@ balances plus tote's escrow and house are the money there was."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
 import uuid
@@ -65,12 +66,18 @@ SECRET = "sweep-secret"
 
 
 class StepCounter(trio.abc.Instrument):
-    """Counts task steps: the checkpoints at which a cancellation can land."""
+    """Counts task steps: the checkpoints at which a cancellation can land; with
+    ``kill``, calls it before step ``at`` runs (so the count follows the operation's
+    progress, however long an actor it waits for takes to restart)."""
 
-    def __init__(self) -> None:
+    def __init__(self, at: int = -1, kill: Callable[[], None] | None = None) -> None:
         self.steps = 0
+        self.at = at
+        self.kill = kill
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self.steps == self.at and self.kill is not None:
+            self.kill()
         self.steps += 1
 
 
@@ -287,14 +294,32 @@ async def remote_actors() -> AsyncIterator[tuple[ActorHarness, FakeOperator]]:
 # -- the sweep -------------------------------------------------------------------------
 
 
-async def count_steps(operation: Operation) -> int:
-    counter = StepCounter()
+async def stepped(operation: Operation, counter: StepCounter) -> Any:
+    """Run ``operation`` with ``counter`` counting (and perhaps killing) its steps."""
     trio.lowlevel.add_instrument(counter)
     try:
-        await operation()
+        return await operation()
     finally:
         trio.lowlevel.remove_instrument(counter)
-    return counter.steps
+
+
+class Ping:
+    """A question no actor handles: answered (refused) once the actor is up."""
+
+
+async def all_up(services: Any, names: list[str]) -> None:
+    """Every actor on the path is running and idle: one killed in the last run restarts
+    after a pause, and its reload would otherwise eat into this run's step count (a
+    cancellation meant for the operation's k-th step would land in the reload)."""
+    for name in names:
+        box = services.supervisor.mailbox(name)
+        assert box is not None, name
+        if name == "storage":  # it takes anything for a read
+            await services.storage.read(lambda db: None)
+            continue
+        with contextlib.suppress(DomainError):
+            await box.ask(Ping())
+    await trio.testing.wait_all_tasks_blocked()
 
 
 def sweep_points(steps: int) -> list[int]:
@@ -304,18 +329,14 @@ def sweep_points(steps: int) -> list[int]:
     return every + sorted(random.Random(SEED).sample(rest, min(SAMPLED_BEYOND, len(rest))))
 
 
-async def cancel_after(steps: int, kill: Callable[[], None]) -> None:
-    for _ in range(steps):
-        await trio.lowlevel.checkpoint()
-    kill()
-
-
 async def run_sweep(sweep: Sweep, kind: str, setup: Any) -> None:
     """Sweep one operation: each k, each victim; the invariants after every one."""
     services = sweep.services
     counter = itertools.count()
     first, _, path = await setup(sweep, next(counter))
-    steps = await count_steps(first)
+    undisturbed = StepCounter()
+    await stepped(first, undisturbed)
+    steps = undisturbed.steps
     answers = {"confirmed": 0, "refused": 0, "abandoned": 0}
     sweeps = 0
     points = sweep_points(steps)
@@ -323,21 +344,18 @@ async def run_sweep(sweep: Sweep, kind: str, setup: Any) -> None:
         for victim_index in range(len(path) + 1):
             operation, finish, victims = await setup(sweep, next(counter))
             victim = (*victims, CALLER)[victim_index]
-            async with trio.open_nursery() as nursery:
-                with trio.CancelScope() as caller:
-                    kill = (
-                        caller.cancel
-                        if victim == CALLER
-                        else partial(services.supervisor.kill, victim)
-                    )
-                    nursery.start_soon(cancel_after, k, kill)
-                    try:
-                        await operation()
-                        answers["confirmed"] += 1
-                    except DomainError as error:
-                        assert error.code in CHAOS_ERRORS, error
-                        answers["refused"] += 1
-                answers["abandoned"] += caller.cancelled_caught
+            await all_up(services, victims)
+            with trio.CancelScope() as caller:
+                kill = (
+                    caller.cancel if victim == CALLER else partial(services.supervisor.kill, victim)
+                )
+                try:
+                    await stepped(operation, StepCounter(k, kill))
+                    answers["confirmed"] += 1
+                except DomainError as error:
+                    assert error.code in CHAOS_ERRORS, error
+                    answers["refused"] += 1
+            answers["abandoned"] += caller.cancelled_caught
             await trio.testing.wait_all_tasks_blocked()  # whatever was under way lands
             await finish()
             problems = await all_problems(services, sweep.users)
