@@ -360,9 +360,9 @@ class PoolActor(Actor):
             case Reserve():
                 return self._reserve(body)
             case Release(slip_key, placed):
-                _, bets, _ = self.held.pop(slip_key, (0, [], 0.0))
+                held = self.held.pop(slip_key, None)
                 if placed:
-                    for bet in bets:
+                    for bet in held[1] if held else await self._stored_slip_bets(slip_key):
                         pool.add(bet)
                 return None
             case Block(at) | Allow(at):
@@ -574,6 +574,24 @@ class PoolActor(Actor):
         if held and not refusals:
             self.held[body.slip_key] = (body.user_id, [bet for _, bet, _ in held], body.until)
         return Reserved(pool.id, pool.exponent, held, refusals)
+
+    async def _stored_slip_bets(self, slip_key: str) -> list[Bet]:
+        """A placed slip this pool holds nothing for (it restarted after the
+        reservation, and may have loaded before the slip committed): its bets here that
+        memory lacks, read back from storage."""
+        known = {bet.id for bet in self.pool.bets}
+        pool_id = self.pool.id
+        rows = await self.services.storage.read(
+            lambda db: db.rows(
+                "SELECT * FROM bets WHERE pool_id = ? AND slip_key = ? ORDER BY rowid",
+                (pool_id, slip_key),
+            )
+        )
+        return [
+            Bet(r["id"], r["user_id"], r["target"], r["amount"], r["placed_at"])
+            for r in rows
+            if r["id"] not in known
+        ]
 
     async def _decide_held(self, only_expired: bool) -> None:
         """Learn from storage what became of reserved slips whose desk did not say (gone,

@@ -12,6 +12,7 @@ from actors import pool as p
 from tests.conftest import ActorHarness, open_match
 from tests.reliability.invariants import all_problems, pool_memory_problems
 from tests.reliability.test_cancellation_sweep import Sweep, slip_setup
+from tests.test_betslip_pools import commit, reserve
 
 #: Scheduler steps a pool needs to flush one distribution, many times over; a pool that
 #: spins on a deadline it never clears takes them all without the clock moving.
@@ -91,3 +92,25 @@ async def test_a_slip_whose_caller_left_during_its_commit_stays_in_its_pools(
 async def _cancel_when(event: trio.Event, scope: trio.CancelScope) -> None:
     await event.wait()
     scope.cancel()
+
+
+async def test_a_slip_placed_after_its_pool_restarted_joins_the_new_incarnation(
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Remote wallet mode puts the operator's /bets call between a slip's reservation
+    and its commit, long enough for a pool to be killed and reloaded: the new pool held
+    nothing for the slip and ignored its "placed" release, so it never knew the bets
+    storage holds. It now reads a placed slip's bets it lacks back from storage."""
+    m = await open_match(actors)
+    pool_id, box = await m.pool()
+    alice = await m.player("alice")
+    reserved = await reserve(m, box, alice, "slip-1", "a", "10")
+    actors.services.supervisor.kill(f"pool:{pool_id}")
+    await box.ask(p.Info())  # the new incarnation is up, loaded before the commit
+    await commit(m, reserved, alice, "slip-1")
+    await box.ask(p.Release("slip-1", True))
+    await box.ask(p.Release("slip-1", True))  # told twice: still one bet
+    assert await pool_memory_problems(actors.services, [pool_id]) == []
+    settled = await box.ask(p.ResolveByHand("a"))
+    assert settled.fields["winners"] == {str(alice): 10}
+    assert await all_problems(actors.services, [alice]) == []
