@@ -46,8 +46,7 @@ from domain.remote import number_id
 from tests.conftest import ActorHarness, Match, open_match
 from tests.fake_operator import FakeOperator
 from tests.reliability.invariants import all_problems, pool_memory_problems
-from tests.reliability.world import running_actors
-from tests.test_betslip_crash import slip_bet
+from tests.reliability.world import running_actors, slip_body
 from transport.routes_betslips import render
 
 STAKE = "2.50"
@@ -174,7 +173,7 @@ async def slip_setup(sweep: Sweep, n: int) -> tuple[Operation, Operation, list[s
     session = (await services.ask_registry(CreateSession(player)))["session_key"]
     pools = await sweep.slip_pools()
     key = str(uuid.uuid4())
-    body = slip_body(sweep.match.game_id, player, session, pools)
+    body = slip_body(sweep.match.game_id, player, session, [(*pool, SLIP_STAKE) for pool in pools])
     first: list[Answer] = []
 
     async def place() -> Answer:
@@ -192,19 +191,6 @@ async def slip_setup(sweep: Sweep, n: int) -> tuple[Operation, Operation, list[s
 
     victims = [*(f"pool:{pool_id}" for pool_id, _ in pools), "wallet", "storage"]
     return place, retry, sweep.path(*victims, "registry", f"game:{sweep.match.game_id}")
-
-
-def slip_body(
-    game_id: str, player: int, session: str, pools: list[tuple[str, str]]
-) -> dict[str, Any]:
-    """A betslip (seed 002) with one bet in each of ``pools``, given as (pool, target)."""
-    return {
-        "requestId": uuid.uuid4().hex,
-        "userId": str(player),
-        "sessionToken": session,
-        "timestamp": "1795000000000",
-        "bets": [slip_bet(game_id, pool_id, target, SLIP_STAKE) for pool_id, target in pools],
-    }
 
 
 OPERATIONS = {"bet": bet_setup, "settlement": settlement_setup, "slip": slip_setup}

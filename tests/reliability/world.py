@@ -5,6 +5,7 @@ hang on, so a scenario can say "nothing changed"."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import trio
 from actors.services import Settings
 from storage.database import Database
 from tests.conftest import ActorHarness, Harness, setup_game
+from tests.test_betslip_crash import slip_bet
 from tests.test_fuzz_ws import TABLES
 from tote.server import ServerConfig, start_services
 
@@ -109,3 +111,14 @@ async def running_actors(settings: Settings | None = None) -> AsyncIterator[Acto
             nursery.cancel_scope.cancel()
     finally:
         database.close()
+
+
+def slip_body(game_id: str, player: int, session: str, legs: list[tuple[str, str, str]]) -> dict:
+    """A betslip (seed 002) on the actors' match: a bet per leg (pool, target, stake)."""
+    return {
+        "requestId": uuid.uuid4().hex,
+        "userId": str(player),
+        "sessionToken": session,
+        "timestamp": "1795000000000",
+        "bets": [slip_bet(game_id, pool_id, target, stake) for pool_id, target, stake in legs],
+    }
