@@ -15,6 +15,7 @@ method."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,8 @@ from tests.reliability.invariants import all_problems, pool_memory_problems
 from tests.reliability.world import running_actors, slip_body
 from transport.routes_betslips import render
 
+#: Programs per run: 60 in ``make test``; a deeper one-off run sets the variable.
+MODEL_EXAMPLES = int(os.environ.get("TOTE_MODEL_EXAMPLES", "60"))
 DEPOSIT = 100_00
 PLAYERS = 3
 TARGETS = ("a", "b", "c")
@@ -268,7 +271,10 @@ async def run_program(steps: list[tuple[Any, ...]]) -> int:
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
+    max_examples=MODEL_EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    database=None,
 )
 @given(steps=st.lists(STEPS, min_size=8, max_size=30))
 @example(  # always run: money in, an actor lost, a refund, a settlement by event
