@@ -356,7 +356,9 @@ async def run_sweep(sweep: Sweep, kind: str, setup: Any) -> None:
                 problems += await operator_problems(sweep)
             assert problems == [], (kind, k, victim, problems)
             sweeps += 1
-    assert answers["refused"] > 0 and answers["abandoned"] > 0  # it landed inside
+    # the caller's cancellations landed inside (an actor's kill may cost no answer: a
+    # slip's desk or the callbacks actor's next pass carries on)
+    assert answers["abandoned"] > 0
     at_operator = ""
     if sweep.operator is not None:
         debits, credits = sweep.operator.debited.total(), sweep.operator.credited.total()
