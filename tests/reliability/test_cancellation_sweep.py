@@ -23,8 +23,7 @@ import itertools
 import os
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
@@ -36,17 +35,15 @@ import trio.lowlevel
 import trio.testing
 
 from actors import pool as p
-from actors import remote
 from actors.betslips import Answer
 from actors.registry import CreateSession
 from actors.runtime import Mailbox
-from actors.services import Settings
 from domain.errors import DomainError
 from domain.remote import number_id
 from tests.conftest import ActorHarness, Match, open_match
 from tests.fake_operator import FakeOperator
 from tests.reliability.invariants import all_problems, pool_memory_problems
-from tests.reliability.world import running_actors, slip_body
+from tests.reliability.world import drained, remote_actors, slip_body
 from transport.routes_betslips import render
 
 STAKE = "2.50"
@@ -63,7 +60,6 @@ SAMPLED_BEYOND = int(os.environ.get("TOTE_SWEEP_SAMPLED_BEYOND", "8"))
 SEED = int(os.environ.get("TOTE_SWEEP_SEED", "13"))
 #: What each player holds at the fake operator (remote wallet mode).
 OPERATOR_START = Decimal(100)
-SECRET = "sweep-secret"
 
 
 class StepCounter(trio.abc.Instrument):
@@ -214,17 +210,6 @@ async def credited(operator: FakeOperator, uids: set[int]) -> None:
     await operator.wait_until(lambda: all(operator.credited[uid] for uid in uids))
 
 
-async def drained(sweep: Sweep) -> None:
-    """Until the outbox is empty: every debit decided, every credit delivered. Waits on
-    the operator's calls; the mock clock moves the worker's passes (a placer that died
-    mid-debit leaves an intent the worker takes over once it is stale)."""
-    assert sweep.operator is not None
-    services = sweep.services
-    while (await services.storage.read(remote.backlog)).pending:
-        with trio.move_on_after(services.settings.wallet_retry_seconds):
-            await sweep.operator.changed.wait()
-
-
 async def operator_problems(sweep: Sweep) -> list[str]:
     """At the operator: every stored bet debited exactly once, every credit made once
     (a settled bet's, or the refund of a debit that placed nothing), and no money made
@@ -258,25 +243,6 @@ async def operator_problems(sweep: Sweep) -> list[str]:
     if total != OPERATOR_START * len(sweep.users):
         problems.append(f"money: {total}, was {OPERATOR_START * len(sweep.users)}")
     return problems
-
-
-@asynccontextmanager
-async def remote_actors() -> AsyncIterator[tuple[ActorHarness, FakeOperator]]:
-    """The actors in remote wallet mode, and the fake operator on loopback, which checks
-    signatures against tote's (mock) clock."""
-    operator = FakeOperator(SECRET)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(operator.serve)
-        settings = Settings(
-            wallet_url=operator.url,
-            wallet_secret=SECRET,
-            wallet_retry_seconds=0.05,
-            request_timeout=5.0,
-        )
-        async with running_actors(settings) as h:
-            operator.clock = lambda: h.services.clock.now_ms() / 1000
-            yield h, operator
-        nursery.cancel_scope.cancel()
 
 
 # -- the sweep -------------------------------------------------------------------------
@@ -352,7 +318,7 @@ async def run_sweep(sweep: Sweep, kind: str, setup: Any) -> None:
             problems = await all_problems(services, sweep.users[earlier:])
             problems += await pool_memory_problems(services, sweep.open_pools())
             if sweep.operator is not None:
-                await drained(sweep)
+                await drained(services, sweep.operator)
                 problems += await operator_problems(sweep)
             assert problems == [], (kind, k, victim, problems)
             sweeps += 1

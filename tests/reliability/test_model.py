@@ -11,13 +11,21 @@ and the books and pools must hold their invariants (tests/reliability/invariants
 The programs are generated as lists of steps rather than by hypothesis'
 RuleBasedStateMachine, whose sync runner cannot own trio's mock clock: a list of steps
 shrinks the same way. New kinds of step are a new ``STEPS`` entry and a new ``Model``
-method."""
+method.
+
+The same programs run in remote wallet mode too (a quarter as many, up to 20 steps):
+the fake operator (tests/fake_operator.py, on loopback in the same trio run) holds the
+money, bets and slips are debited there, settlements credited by the outbox; once the
+outbox drains after every step, the operator's balances are the model's."""
 
 from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import trio
@@ -32,8 +40,9 @@ from actors.runtime import Mailbox
 from domain.errors import DomainError
 from domain.pool import PoolStatus
 from tests.conftest import ActorHarness, Match, open_match
+from tests.fake_operator import FakeOperator
 from tests.reliability.invariants import all_problems, pool_memory_problems
-from tests.reliability.world import running_actors, slip_body
+from tests.reliability.world import drained, remote_actors, running_actors, slip_body
 from transport.routes_betslips import render
 
 #: Programs per run: 60 in ``make test``; a deeper one-off run sets the variable.
@@ -67,6 +76,7 @@ class Model:
     sessions: dict[int, str]  # player -> session key (a slip's sessionToken)
     pools: list[ModelPool] = field(default_factory=list)
     checks: int = 0
+    operator: FakeOperator | None = None  # remote wallet mode: it holds the money
 
     def pick(self, index: int) -> ModelPool | None:
         return self.pools[index % len(self.pools)] if self.pools else None
@@ -214,18 +224,29 @@ class Model:
         )
         for pool in self.pools:
             assert stored[pool.pool_id] == pool.status.value, pool
-        ledger = await self.h.services.storage.read(
+        held = await self._money()
+        for player in self.players:
+            assert held.get(player, 0) == self.balances[player], (player, held)
+        self.checks += 1
+
+    async def _money(self) -> dict[int, int]:
+        """Each player's money in cents: their wallet's ledger sum, or in remote wallet
+        mode their balance at the operator once the outbox has drained."""
+        services = self.h.services
+        if self.operator is not None:
+            await drained(services, self.operator)
+            return {
+                player: int(self.operator.balances.get(player, 0) * 100) for player in self.players
+            }
+        return await services.storage.read(
             lambda db: {
-                r["account"]: r["total"]
+                int(r["account"].removeprefix("wallet:")): r["total"]
                 for r in db.rows(
                     "SELECT account, SUM(amount) AS total FROM ledger "
                     "WHERE account LIKE 'wallet:%' GROUP BY account"
                 )
             }
         )
-        for player in self.players:
-            assert ledger.get(f"wallet:{player}", 0) == self.balances[player], player
-        self.checks += 1
 
 
 def _amount(cents: int) -> str:
@@ -254,15 +275,48 @@ STEPS = st.one_of(
 )
 
 
-async def run_program(steps: list[tuple[Any, ...]]) -> int:
-    async with running_actors() as h:
+@asynccontextmanager
+async def actors_in(remote: bool) -> AsyncIterator[tuple[ActorHarness, FakeOperator | None]]:
+    """The actors, with tote's own wallet or in remote wallet mode with a fake operator."""
+    if remote:
+        async with remote_actors() as (h, operator):
+            yield h, operator
+    else:
+        async with running_actors() as h:
+            yield h, None
+
+
+#: A program every run includes: money in, an actor lost, a refund, slips refused and
+#: placed, a settlement by event.
+ALWAYS = [
+    ("bet", 0, 0, "a", 500),
+    ("bet", 0, 1, "b", 300),
+    ("kill", "wallet", 0),
+    ("void", 0),
+    ("new_pool", 60),
+    ("bet", 1, 0, "a", 700),
+    ("bet", 1, 2, "c", 900),
+    ("kill", "pool", 1),
+    ("slip", [(0, "a", 100), (1, "b", 200)], 1, True),  # pool 0 is void: none placed
+    ("slip", [(1, "b", 200)], 1, True),  # placed, and its key replayed
+    ("wait", 10),
+    ("event", "a:1"),
+]
+
+
+async def run_program(steps: list[tuple[Any, ...]], remote: bool = False) -> int:
+    async with actors_in(remote) as (h, operator):
         match = await open_match(h)
-        players = [await match.player(f"p{n}", DEPOSIT) for n in range(PLAYERS)]
+        players = [await match.player(f"p{n}", 0 if operator else DEPOSIT) for n in range(PLAYERS)]
+        if operator is not None:
+            operator.balances.update(dict.fromkeys(players, Decimal(DEPOSIT) / 100))
         sessions = {
             player: (await h.services.ask_registry(CreateSession(player)))["session_key"]
             for player in players
         }
-        model = Model(h, match, players, dict.fromkeys(players, DEPOSIT), sessions)
+        model = Model(
+            h, match, players, dict.fromkeys(players, DEPOSIT), sessions, operator=operator
+        )
         await model.new_pool(None)
         for name, *args in steps:
             await getattr(model, name)(*args)
@@ -277,21 +331,22 @@ async def run_program(steps: list[tuple[Any, ...]]) -> int:
     database=None,
 )
 @given(steps=st.lists(STEPS, min_size=8, max_size=30))
-@example(  # always run: money in, an actor lost, a refund, a settlement by event
-    steps=[
-        ("bet", 0, 0, "a", 500),
-        ("bet", 0, 1, "b", 300),
-        ("kill", "wallet", 0),
-        ("void", 0),
-        ("new_pool", 60),
-        ("bet", 1, 0, "a", 700),
-        ("bet", 1, 2, "c", 900),
-        ("kill", "pool", 1),
-        ("slip", [(0, "a", 100), (1, "b", 200)], 1, True),  # pool 0 is void: none placed
-        ("slip", [(1, "b", 200)], 1, True),  # placed, and its key replayed
-        ("wait", 10),
-        ("event", "a:1"),
-    ]
-)
+@example(steps=ALWAYS)
 def test_the_world_follows_the_model_after_every_step(steps: list[tuple[Any, ...]]) -> None:
     trio.run(run_program, steps, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+@settings(
+    max_examples=max(1, MODEL_EXAMPLES // 4),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    database=None,
+)
+@given(steps=st.lists(STEPS, min_size=8, max_size=20))
+@example(steps=ALWAYS)
+def test_the_operator_follows_the_model_in_remote_wallet_mode(
+    steps: list[tuple[Any, ...]],
+) -> None:
+    """The same programs with the money at the fake operator: debits on bets and slips,
+    credits from /winners once the outbox drains; the model predicts its balances."""
+    trio.run(run_program, steps, True, clock=trio.testing.MockClock(autojump_threshold=0))
