@@ -121,13 +121,14 @@ class BetslipDesk:
             if bet.bet_id not in refused_at:
                 by_pool[bet.details["marketId"]].append(bet)
         reserved: dict[str, pool_msgs.Reserved] = {}
-        placed = False
+        placed: bool | None = False  # None while the wallet may be committing the slip
         try:
             refusals += await self._reserve(key, slip, by_pool, until, reserved)
             if refusals:
                 raise _refused(refusals)
             answer, items, changes = self._commit_plan(key, print_, slip, bets, reserved, render)
             debit = await self._debit(slip, bets, reserved, ip) if services.operator else None
+            placed = None
             try:
                 await services.ask_wallet(
                     PlaceSlip(
@@ -136,15 +137,16 @@ class BetslipDesk:
                 )
             except OutcomeUnknown:
                 stored = await self._truth(key)
+                placed = stored is not None
                 if stored is None:
                     if debit is not None:
                         await remote.give_up(services, debit.key)
                     raise DomainError(
                         "REQUEST_TIMED_OUT", "The slip was not placed; send it again."
                     ) from None
-                placed = True
                 return stored
             except DomainError as error:
+                placed = False
                 if debit is not None:  # debited, not placed: the worker gives it back
                     await remote.give_up(services, debit.key)
                 if error.code in ("INSUFFICIENT_FUNDS", "USER_BLOCKED", "INVALID_BET_DETAILS"):
@@ -155,7 +157,10 @@ class BetslipDesk:
         finally:
             with trio.move_on_after(services.settings.request_timeout) as cleanup:
                 cleanup.shield = True
-                await self._release(key, reserved, placed)
+                if placed is None:  # the caller left while the wallet had the slip
+                    placed = await self._fate(key)
+                if placed is not None:
+                    await self._release(key, reserved, placed)
 
     async def _debit(
         self,
@@ -330,6 +335,16 @@ class BetslipDesk:
         await self.services.ask_wallet(Sync())
         stored = await self._stored(key)
         return None if stored is None else stored[1]
+
+    async def _fate(self, key: str) -> bool | None:
+        """Whether a slip whose commit nobody waited for was placed; None when that
+        cannot be learned now (each pool then asks storage once the slip's time is up).
+        Telling the pools "not placed" by default would make them forget placed bets."""
+        try:
+            return await self._truth(key) is not None
+        except DomainError as error:
+            log.warning("betslip %s: fate unknown for now: %s", key, error)
+            return None
 
     async def _keep(self, key: str, print_: str, answer: Answer) -> Answer:
         """Store a refusal under its key, so the key is refused the same way for ever."""

@@ -360,9 +360,9 @@ class PoolActor(Actor):
             case Reserve():
                 return self._reserve(body)
             case Release(slip_key, placed):
-                _, bets, _ = self.held.pop(slip_key, (0, [], 0.0))
+                held = self.held.pop(slip_key, None)
                 if placed:
-                    for bet in bets:
+                    for bet in held[1] if held else await self._stored_slip_bets(slip_key):
                         pool.add(bet)
                 return None
             case Block(at) | Allow(at):
@@ -575,6 +575,24 @@ class PoolActor(Actor):
             self.held[body.slip_key] = (body.user_id, [bet for _, bet, _ in held], body.until)
         return Reserved(pool.id, pool.exponent, held, refusals)
 
+    async def _stored_slip_bets(self, slip_key: str) -> list[Bet]:
+        """A placed slip this pool holds nothing for (it restarted after the
+        reservation, and may have loaded before the slip committed): its bets here that
+        memory lacks, read back from storage."""
+        known = {bet.id for bet in self.pool.bets}
+        pool_id = self.pool.id
+        rows = await self.services.storage.read(
+            lambda db: db.rows(
+                "SELECT * FROM bets WHERE pool_id = ? AND slip_key = ? ORDER BY rowid",
+                (pool_id, slip_key),
+            )
+        )
+        return [
+            Bet(r["id"], r["user_id"], r["target"], r["amount"], r["placed_at"])
+            for r in rows
+            if r["id"] not in known
+        ]
+
     async def _decide_held(self, only_expired: bool) -> None:
         """Learn from storage what became of reserved slips whose desk did not say (gone,
         or slower than ``until``): the wallet answers in order after its commits, so once
@@ -777,8 +795,10 @@ class PoolActor(Actor):
             self.services.settings.request_timeout
         ):
             await self._settle_pending()
+        # the sum, as next_deadline computes it: "now - last_flush" can round a hair below
+        # the interval at the very deadline, and the actor would spin without flushing
         if self.pool.unsent_bets and (
-            trio.current_time() - self.last_flush >= self.services.settings.distribution_interval
+            trio.current_time() >= self.last_flush + self.services.settings.distribution_interval
         ):
             await self._flush_distribution()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
@@ -44,6 +45,8 @@ class FakeOperator:
     bad_signatures: int = 0
     port: int = 0
     down: bool = False  # every call 503, nothing applied
+    #: the epoch seconds signatures are checked against (tote's clock under a mock clock)
+    clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
         self.changed = trio.Event()
@@ -80,7 +83,7 @@ class FakeOperator:
         self.calls[path] += 1
         self._signal()
         if not remote.verify(
-            self.secret, headers.get("x-tote-signature", ""), body, int(time.time())
+            self.secret, headers.get("x-tote-signature", ""), body, int(self.clock())
         ):
             self.bad_signatures += 1
             await _respond(stream, 401, {"error": "bad signature"})

@@ -1,13 +1,15 @@
 """The invariants every reliability scenario checks, read from the database and from the
 actors' memory: the books balance, every pool's escrow holds exactly its active stakes,
-a finished pool was paid out once and holds nothing, and the wallet's memory is the
-ledger's sum. Each returns a list of problems (empty when all holds) so a scenario can
-count what it checked and say what broke."""
+a finished pool was paid out once and holds nothing, the wallet's memory is the
+ledger's sum, and an open pool actor's bets are its active rows. Each returns a list of
+problems (empty when all holds) so a scenario can count what it checked and say what
+broke."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from actors.pool import GetDistribution
 from actors.wallet import GetBalances
 from domain.pool import BetStatus, PoolStatus
 from tests.conftest import ledger_problems
@@ -82,3 +84,28 @@ async def all_problems(services: Any, user_ids: list[int]) -> list[str]:
         *await pool_problems(services),
         *await wallet_problems(services, user_ids),
     ]
+
+
+async def pool_memory_problems(services: Any, pool_ids: list[str]) -> list[str]:
+    """Each open pool actor's bets are exactly the pool's active bet rows (memory agrees
+    with the database: a bet stored but unknown to its pool would never be settled)."""
+
+    def read(db: Any) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {pool_id: set() for pool_id in pool_ids}
+        for row in db.rows(
+            "SELECT id, pool_id FROM bets WHERE status = ?", (BetStatus.ACTIVE.value,)
+        ):
+            found.setdefault(row["pool_id"], set()).add(row["id"])
+        return found
+
+    stored = await services.storage.read(read)
+    problems = []
+    for pool_id in pool_ids:
+        _, box = await services.games.pool(pool_id)
+        shown = await box.ask(GetDistribution(0, True))
+        held = {bet_id for target in shown["distribution"].values() for bet_id in target["bets"]}
+        if held != stored[pool_id]:
+            problems.append(
+                f"pool {pool_id}: memory has {len(held)} bets, storage {len(stored[pool_id])}"
+            )
+    return problems

@@ -5,6 +5,7 @@ hang on, so a scenario can say "nothing changed"."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -12,14 +13,20 @@ from typing import Any
 
 import trio
 
+from actors.remote import backlog
+from actors.services import Settings
 from storage.database import Database
 from tests.conftest import ActorHarness, Harness, setup_game
+from tests.fake_operator import FakeOperator
+from tests.test_betslip_crash import slip_bet
 from tests.test_fuzz_ws import TABLES
 from tote.server import ServerConfig, start_services
 
 #: Tables whose every row a refused request must leave as it was: the fuzz tests' list,
 #: and who the users are and who admins which source.
 GUARDED_TABLES = (*TABLES, "users", "source_admins")
+#: The secret tote and the fake operator sign remote wallet calls with.
+OPERATOR_SECRET = "reliability-secret"
 
 
 @dataclass
@@ -93,18 +100,58 @@ async def fingerprint(harness: Harness) -> dict[str, list[str]]:
 
 
 @asynccontextmanager
-async def running_actors() -> AsyncIterator[ActorHarness]:
+async def running_actors(settings: Settings | None = None) -> AsyncIterator[ActorHarness]:
     """The actors on an in-memory store run inline, as the ``actors`` fixture starts them
-    (for scenarios that start many, one per hypothesis example), audited at the end."""
+    (for scenarios that start many, one per hypothesis example), audited at the end;
+    ``settings`` for another mode (remote wallet)."""
     database = Database(":memory:", synchronous="OFF")
+    config = ServerConfig(offload=False, settings=settings or Settings())
     try:
         async with trio.open_nursery() as nursery:
-            services = await nursery.start(
-                start_services, ServerConfig(offload=False), database, "key"
-            )
+            services = await nursery.start(start_services, config, database, "key")
             h = ActorHarness(services, nursery)
             yield h
             assert await h.audit() == []
             nursery.cancel_scope.cancel()
     finally:
         database.close()
+
+
+def slip_body(game_id: str, player: int, session: str, legs: list[tuple[str, str, str]]) -> dict:
+    """A betslip (seed 002) on the actors' match: a bet per leg (pool, target, stake)."""
+    return {
+        "requestId": uuid.uuid4().hex,
+        "userId": str(player),
+        "sessionToken": session,
+        "timestamp": "1795000000000",
+        "bets": [slip_bet(game_id, pool_id, target, stake) for pool_id, target, stake in legs],
+    }
+
+
+@asynccontextmanager
+async def remote_actors() -> AsyncIterator[tuple[ActorHarness, FakeOperator]]:
+    """The actors in remote wallet mode, and the fake operator serving on loopback in the
+    same trio run (under the autojump clock the clock moves only when nothing is under
+    way), checking signatures against tote's clock."""
+    operator = FakeOperator(OPERATOR_SECRET)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(operator.serve)
+        settings = Settings(
+            wallet_url=operator.url,
+            wallet_secret=OPERATOR_SECRET,
+            wallet_retry_seconds=0.05,
+            request_timeout=5.0,
+        )
+        async with running_actors(settings) as h:
+            operator.clock = lambda: h.services.clock.now_ms() / 1000
+            yield h, operator
+        nursery.cancel_scope.cancel()
+
+
+async def drained(services: Any, operator: FakeOperator) -> None:
+    """Until the outbox is empty: every debit decided, every credit delivered. Waits on
+    the operator's calls; the mock clock moves the worker's passes (a placer that died
+    mid-debit leaves an intent the worker takes over once it is stale)."""
+    while (await services.storage.read(backlog)).pending:
+        with trio.move_on_after(services.settings.wallet_retry_seconds):
+            await operator.changed.wait()
