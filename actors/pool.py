@@ -266,14 +266,22 @@ def settlement_changes(
     ]
 
 
+def stored_bets(db: Database, pool_id: str, slip_key: str | None = None) -> list[Bet]:
+    """The pool's stored bets (only one slip's, if given), oldest first."""
+    sql, params = "SELECT * FROM bets WHERE pool_id = ?", [pool_id]
+    if slip_key is not None:
+        sql, params = f"{sql} AND slip_key = ?", [pool_id, slip_key]
+    return [
+        Bet(r["id"], r["user_id"], r["target"], r["amount"], r["placed_at"])
+        for r in db.rows(f"{sql} ORDER BY rowid", params)
+    ]
+
+
 def load_pool(db: Database, pool_id: str) -> tuple[Pool, dict[str, Any] | None]:
     row = db.rows("SELECT doc FROM pools WHERE id = ?", (pool_id,))
     if not row:
         raise DomainError("NOT_FOUND", f"There is no pool {pool_id!r}.")
-    bets = [
-        Bet(r["id"], r["user_id"], r["target"], r["amount"], r["placed_at"])
-        for r in db.rows("SELECT * FROM bets WHERE pool_id = ? ORDER BY rowid", (pool_id,))
-    ]
+    bets = stored_bets(db, pool_id)
     pending = db.rows("SELECT * FROM pending_resolutions WHERE pool_id = ?", (pool_id,))
     return Pool.from_doc(msgspec.json.decode(row[0]["doc"]), bets), (
         pending[0] if pending else None
@@ -581,17 +589,8 @@ class PoolActor(Actor):
         memory lacks, read back from storage."""
         known = {bet.id for bet in self.pool.bets}
         pool_id = self.pool.id
-        rows = await self.services.storage.read(
-            lambda db: db.rows(
-                "SELECT * FROM bets WHERE pool_id = ? AND slip_key = ? ORDER BY rowid",
-                (pool_id, slip_key),
-            )
-        )
-        return [
-            Bet(r["id"], r["user_id"], r["target"], r["amount"], r["placed_at"])
-            for r in rows
-            if r["id"] not in known
-        ]
+        bets = await self.services.storage.read(lambda db: stored_bets(db, pool_id, slip_key))
+        return [bet for bet in bets if bet.id not in known]
 
     async def _decide_held(self, only_expired: bool) -> None:
         """Learn from storage what became of reserved slips whose desk did not say (gone,
