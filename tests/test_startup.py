@@ -4,6 +4,7 @@ change, a non-zero exit, and an operator key that was shown (and kept 0600) even
 from __future__ import annotations
 
 import os
+import resource
 import socket
 import stat
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tote import cli
-from tote.server import ServerConfig, open_storage, operator_key_for
+from tote.server import ServerConfig, open_storage, operator_key_for, raise_open_file_limit
 
 
 @pytest.fixture
@@ -94,3 +95,16 @@ def test_an_empty_key_file_is_refused_not_used(
     (tmp_path / "operator_key").write_text("\n")
     assert _serve(tmp_path, "--ws-port", "0", "--http-port", "0") == cli.EXIT_CANNOT_START
     assert "operator_key is empty" in capsys.readouterr().err
+
+
+def test_the_soft_open_file_limit_is_raised_to_the_hard_one() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowered = min(soft, 256)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowered, hard))
+    try:
+        before, after = raise_open_file_limit()
+        assert before == lowered
+        assert after == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        assert after == hard or (hard == resource.RLIM_INFINITY and after == lowered)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
