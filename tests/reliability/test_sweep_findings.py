@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import trio
 import trio.testing
 
 from actors import pool as p
+from domain.errors import DomainError
 from tests.conftest import ActorHarness, open_match
 from tests.reliability.invariants import all_problems, pool_memory_problems
 from tests.reliability.test_cancellation_sweep import Sweep, slip_setup
@@ -110,6 +112,37 @@ async def test_a_slip_placed_after_its_pool_restarted_joins_the_new_incarnation(
     await commit(m, reserved, alice, "slip-1")
     await box.ask(p.Release("slip-1", True))
     await box.ask(p.Release("slip-1", True))  # told twice: still one bet
+    assert await pool_memory_problems(actors.services, [pool_id]) == []
+    settled = await box.ask(p.ResolveByHand("a"))
+    assert settled.fields["winners"] == {str(alice): 10}
+    assert await all_problems(actors.services, [alice]) == []
+
+
+async def test_a_placed_release_whose_storage_read_fails_is_decided_later(
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock, monkeypatch: Any
+) -> None:
+    """A pool restarted between a slip's reservation and its commit reads the placed
+    slip's bets back from storage on its release; when that read failed, the release
+    was lost and the pool never knew bets that storage holds (never settled). It now
+    keeps the slip held and decides it from storage on its timer, as for a silent desk."""
+    m = await open_match(actors)
+    pool_id, box = await m.pool()
+    alice = await m.player("alice")
+    reserved = await reserve(m, box, alice, "slip-1", "a", "10")
+    actors.services.supervisor.kill(f"pool:{pool_id}")
+    await box.ask(p.Info())  # the new incarnation is up, loaded before the commit
+    await commit(m, reserved, alice, "slip-1")
+    storage = actors.services.storage
+    read = storage.read
+
+    async def failing_read(query: Any) -> Any:
+        monkeypatch.setattr(storage, "read", read)  # once
+        raise DomainError("STORAGE_FAILURE", "The read failed.")
+
+    monkeypatch.setattr(storage, "read", failing_read)
+    with pytest.raises(DomainError):
+        await box.ask(p.Release("slip-1", True))
+    await trio.sleep(1)  # the pool's timer decides what it still holds
     assert await pool_memory_problems(actors.services, [pool_id]) == []
     settled = await box.ask(p.ResolveByHand("a"))
     assert settled.fields["winners"] == {str(alice): 10}
