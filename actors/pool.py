@@ -143,10 +143,11 @@ class Reserve:
 
 @dataclass(frozen=True, slots=True)
 class Release:
-    """The desk's decision on a reserved slip: placed (the bets join the book) or not."""
+    """The desk's decision on a reserved slip: placed (the bets join the book) or not;
+    None when the desk could not learn it (the pool then decides it from storage)."""
 
     slip_key: str
-    placed: bool
+    placed: bool | None
 
 
 # -- results --------------------------------------------------------------------------
@@ -371,7 +372,10 @@ class PoolActor(Actor):
                 return self._reserve(body)
             case Release(slip_key, placed):
                 held = self.held.pop(slip_key, None)
-                if placed:
+                if placed is None:  # due now: a pool that restarted holds nothing for it
+                    user_id, bets = held[:2] if held else (NO_USER, [])
+                    self.held[slip_key] = (user_id, bets, trio.current_time())
+                elif placed:
                     for bet in held[1] if held else await self._read_or_hold(slip_key):
                         pool.add(bet)
                 return None

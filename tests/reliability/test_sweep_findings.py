@@ -10,6 +10,7 @@ import trio
 import trio.testing
 
 from actors import pool as p
+from actors.wallet import PlaceSlip
 from domain.errors import DomainError
 from tests.conftest import ActorHarness, open_match
 from tests.reliability.invariants import all_problems, pool_memory_problems
@@ -147,3 +148,52 @@ async def test_a_placed_release_whose_storage_read_fails_is_decided_later(
     settled = await box.ask(p.ResolveByHand("a"))
     assert settled.fields["winners"] == {str(alice): 10}
     assert await all_problems(actors.services, [alice]) == []
+
+
+async def test_a_slip_of_unknown_fate_reaches_a_pool_that_restarted_before_its_commit(
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock, monkeypatch: Any
+) -> None:
+    """The caller leaves while the wallet commits a slip, the desk's read of the slip's
+    fate fails, and a pool of the slip restarted (and loaded) before the commit: the
+    desk told no pool anything, trusting each to decide the slip from storage at its
+    time, but the new pool held nothing for it and never learned of its bets. The desk
+    now tells every pool "unknown", and each decides the slip from storage."""
+    actors.services.settings.request_timeout = 5
+    match = await open_match(actors)
+    sweep = Sweep(match, await match.pool())
+    place, retry, _ = await slip_setup(sweep, 0)
+    storage, supervisor = actors.services.storage, actors.services.supervisor
+    slip_pools = [pool_id for pool_id, _ in await sweep.slip_pools()]
+    committing = trio.Event()
+    commit, read, ask_wallet = storage.commit, storage.read, actors.services.ask_wallet
+
+    async def failing_read(query: Any) -> Any:
+        raise DomainError("STORAGE_FAILURE", "The read failed.")
+
+    async def restarting_first(body: Any) -> Any:
+        if isinstance(body, PlaceSlip):  # reserved, not yet committed
+            supervisor.kill(f"pool:{slip_pools[0]}")
+            _, box = await actors.services.games.pool(slip_pools[0])
+            await box.ask(p.Info())  # the new incarnation loaded before the commit
+        return await ask_wallet(body)
+
+    async def watched_commit(changes: list[Any], *args: Any, **kwargs: Any) -> Any:
+        if any(getattr(change, "table", None) == "betslips" for change in changes):
+            monkeypatch.setattr(storage, "read", failing_read)  # the desk's fate read
+            committing.set()
+        return await commit(changes, *args, **kwargs)
+
+    monkeypatch.setattr(actors.services, "ask_wallet", restarting_first)
+    monkeypatch.setattr(storage, "commit", watched_commit)
+    async with trio.open_nursery() as nursery:
+        with trio.CancelScope() as caller:
+            nursery.start_soon(_cancel_when, committing, caller)
+            await place()
+    assert caller.cancelled_caught
+    await trio.testing.wait_all_tasks_blocked()
+    monkeypatch.setattr(storage, "read", read)
+    monkeypatch.setattr(storage, "commit", commit)
+    await trio.sleep(60)  # every pool's timer has decided what it held
+    assert await pool_memory_problems(actors.services, sweep.open_pools()) == []
+    await retry()
+    assert await all_problems(actors.services, sweep.users) == []
