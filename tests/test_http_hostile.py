@@ -3,12 +3,17 @@ half-closes, slow readers, clients that leave mid-deposit (docs/decisions.md).""
 
 from __future__ import annotations
 
+import json
 import secrets
 import socket
+from functools import partial
+from typing import Any
 
+import h11
 import trio
 import trio.testing
 
+from tests.conftest import Harness, running_harness
 from transport.http import SendDeadlineStream
 
 SEND_SECONDS = 10.0
@@ -56,3 +61,148 @@ async def test_a_client_that_reads_nothing_is_still_cut_off(
         raise AssertionError("a never-reading client was sent 16 MiB")
     assert trio.current_time() < 2 * SEND_SECONDS
     client_sock.close()
+
+
+# -- real clients over loopback --------------------------------------------------------
+
+
+def _request(h: Harness, method: str, target: str, body: dict[str, Any] | None = None) -> bytes:
+    """One HTTP/1.1 request with the operator key, as bytes for a raw socket."""
+    data = b"" if body is None else json.dumps(body).encode()
+    head = (
+        f"{method} {target} HTTP/1.1\r\nHost: t\r\n"
+        f"Authorization: Bearer {h.endpoints.operator_key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    )
+    return head.encode() + data
+
+
+async def _answers(stream: trio.SocketStream, count: int | None = None) -> list[tuple[int, Any]]:
+    """The complete responses on the stream, ``count`` of them or until the server
+    closes it: (status, decoded body). A response cut short is not counted."""
+    conn = h11.Connection(h11.CLIENT)
+    out: list[tuple[int, Any]] = []
+    _sent(conn)
+    status, body = 0, bytearray()
+    while len(out) != count:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError:  # closed before a response ended
+            break
+        if event is h11.NEED_DATA:
+            try:
+                data = await stream.receive_some()
+            except trio.BrokenResourceError:
+                data = b""
+            conn.receive_data(data)
+        elif isinstance(event, h11.Response):
+            status, body = event.status_code, bytearray()
+        elif isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage):
+            out.append((status, json.loads(body)))
+            conn.start_next_cycle()
+            _sent(conn)
+        else:  # ConnectionClosed, or the server closed before a response ended
+            break
+    return out
+
+
+def _sent(conn: h11.Connection) -> None:
+    """h11 parses a response only after its client sent a request: a stand-in one (the
+    real ones went out as raw bytes)."""
+    conn.send(h11.Request(method="POST", target="/", headers=[("Host", "t")]))
+    conn.send(h11.EndOfMessage())
+
+
+async def _current(h: Harness, user_id: int) -> Any:
+    r = await h.http.get(f"/v1/users/{user_id}/balances")
+    assert r.status_code == 200, r.text
+    return r.json()["EUR"]["current"]
+
+
+async def test_keep_alive_and_pipelined_requests_are_all_answered_in_order(
+    harness: Harness,
+) -> None:
+    """Three requests in one write on one connection, then a fourth after their
+    answers: each answered once, in order; the repeated reference lands once."""
+    uid = (await harness.user())["user_id"]
+    deposit = partial(_request, harness, "POST", f"/v1/users/{uid}/deposits")
+    async with await trio.open_tcp_stream("127.0.0.1", harness.endpoints.http_port) as stream:
+        await stream.send_all(
+            deposit({"amount": "1", "reference": "p-1"})
+            + _request(harness, "GET", f"/v1/users/{uid}/balances")
+            + deposit({"amount": "2", "reference": "p-2"})
+        )
+        first = await _answers(stream, 3)
+        await stream.send_all(deposit({"amount": "1", "reference": "p-1"}))
+        (again,) = await _answers(stream, 1)
+    assert [status for status, _ in first] == [201, 200, 201]
+    assert first[1][1]["EUR"]["current"] == 1
+    assert again[0] == 200 and again[1]["duplicate"] is True
+    assert await _current(harness, uid) == 3
+
+
+async def test_a_half_closed_request_counts_as_a_client_that_left(harness: Harness) -> None:
+    """A client that shuts its sending side after a full request has left, as hypercorn,
+    nginx and Go's server treat it: its request is cancelled and it may get no answer,
+    but never a partial change; a retry with the same reference lands it once."""
+    uid = (await harness.user())["user_id"]
+    target = f"/v1/users/{uid}/deposits"
+    for n in range(5):
+        body = {"amount": "1", "reference": f"half-{n}"}
+        async with await trio.open_tcp_stream("127.0.0.1", harness.endpoints.http_port) as s:
+            await s.send_all(_request(harness, "POST", target, body))
+            await s.send_eof()
+            assert [status for status, _ in await _answers(s)] in ([], [201])
+        retried = await harness.http.post(target, json=body)
+        assert retried.status_code in (200, 201), retried.text
+    assert await _current(harness, uid) == 5
+
+
+async def test_a_deposit_whose_client_left_during_its_commit_lands_once(
+    harness: Harness, monkeypatch: Any
+) -> None:
+    """The client goes while the wallet commits its deposit: the commit lands (the wallet
+    does not hear of the cancelled caller) and the retry with the reference is answered
+    as the duplicate it is, with the balance of one deposit."""
+    uid = (await harness.user())["user_id"]
+    target = f"/v1/users/{uid}/deposits"
+    storage = harness.services.storage
+    commit, committing, go_on = storage.commit, trio.Event(), trio.Event()
+
+    async def held_commit(*args: Any, **kwargs: Any) -> Any:
+        committing.set()
+        await go_on.wait()
+        return await commit(*args, **kwargs)
+
+    monkeypatch.setattr(storage, "commit", held_commit)
+    body = {"amount": "7", "reference": "left-mid-commit"}
+    async with await trio.open_tcp_stream("127.0.0.1", harness.endpoints.http_port) as s:
+        await s.send_all(_request(harness, "POST", target, body))
+        await committing.wait()
+        await s.send_eof()
+        assert await _answers(s) == []  # the server closed: its caller was cancelled
+    go_on.set()
+    monkeypatch.setattr(storage, "commit", commit)
+    retried = await harness.http.post(target, json=body)
+    assert retried.status_code == 200 and retried.json()["duplicate"] is True, retried.text
+    assert await _current(harness, uid) == 7
+
+
+async def test_a_deposit_whose_body_never_ends_gets_408_and_changes_nothing() -> None:
+    """Half a deposit's body, then silence: 408 BODY_TOO_SLOW, no money moved, and the
+    same reference sent whole afterwards lands as new."""
+    async with running_harness(http_body_seconds=0.5) as h:
+        uid = (await h.user())["user_id"]
+        target = f"/v1/users/{uid}/deposits"
+        body = {"amount": "3", "reference": "slow-body"}
+        whole = _request(h, "POST", target, body)
+        async with await trio.open_tcp_stream("127.0.0.1", h.endpoints.http_port) as s:
+            await s.send_all(whole[:-5])
+            ((status, answer),) = await _answers(s)
+        assert (status, answer["errorCode"]) == (408, "BODY_TOO_SLOW"), answer
+        assert (await h.http.get(f"/v1/users/{uid}/balances")).json() == {}
+        sent = await h.http.post(target, json=body)
+        assert sent.status_code == 201, sent.text
+        assert await _current(h, uid) == 3
