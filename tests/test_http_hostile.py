@@ -6,17 +6,26 @@ from __future__ import annotations
 import json
 import secrets
 import socket
+import threading
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import h11
+import httpx
 import trio
 import trio.testing
 
-from tests.conftest import Harness, running_harness
+from actors.services import Settings
+from storage.audit import audit_ledger
+from tests.conftest import CHEAP_SCRYPT_N, Harness, running_harness
+from tote.server import Server, ServerConfig
+from transport import routes_status
 from transport.http import SendDeadlineStream
 
 SEND_SECONDS = 10.0
+#: More audits at once than trio's default thread limiter has threads.
+AUDITS = 60
 
 
 async def test_a_slow_but_reading_client_gets_a_large_response_whole(
@@ -206,3 +215,110 @@ async def test_a_deposit_whose_body_never_ends_gets_408_and_changes_nothing() ->
         sent = await h.http.post(target, json=body)
         assert sent.status_code == 201, sent.text
         assert await _current(h, uid) == 3
+
+
+def _on_disk(data_dir: Path) -> ServerConfig:
+    """A server on a database file (the in-memory one has no second connection)."""
+    settings = Settings(scrypt_n=CHEAP_SCRYPT_N)
+    return ServerConfig(ws_port=0, http_port=0, data_dir=data_dir, settings=settings)
+
+
+async def test_a_deposit_running_at_shutdown_lands_once_after_a_restart(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The server is told to stop while a deposit commits: the transports close at once
+    (the client may get no answer), the actors drain, so the commit lands; after a
+    restart on the same books, the retry is the duplicate, with one deposit's balance."""
+    config = _on_disk(tmp_path)
+    server = Server(config)
+    body = {"amount": "5", "reference": "at-shutdown"}
+    async with trio.open_nursery() as nursery:
+        endpoints = await nursery.start(server.run)
+        h = Harness(endpoints, nursery)
+        uid = (await h.user())["user_id"]
+        await h.aclose()
+        storage = endpoints.services.storage
+        commit, committing, go_on = storage.commit, trio.Event(), trio.Event()
+
+        async def held_commit(*args: Any, **kwargs: Any) -> Any:
+            committing.set()
+            await go_on.wait()
+            return await commit(*args, **kwargs)
+
+        monkeypatch.setattr(storage, "commit", held_commit)
+        target = f"/v1/users/{uid}/deposits"
+        async with await trio.open_tcp_stream("127.0.0.1", endpoints.http_port) as s:
+            await s.send_all(_request(h, "POST", target, body))
+            await committing.wait()
+            server.request_stop()
+            go_on.set()
+            assert [status for status, _ in await _answers(s)] in ([], [201])
+    async with trio.open_nursery() as nursery:
+        again = Server(config)
+        endpoints = await nursery.start(again.run)
+        h = Harness(endpoints, nursery)
+        retried = await h.http.post(target, json=body)
+        assert retried.status_code == 200 and retried.json()["duplicate"] is True, retried.text
+        assert await _current(h, uid) == 5
+        assert await h.audit() == []
+        await h.aclose()
+        again.request_stop()
+
+
+async def test_a_flood_of_audits_does_not_starve_the_commits(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Each audit reads its snapshot in a worker thread; on trio's default thread limiter
+    (40), which the storage actor's commits share, 40 slow audits of a huge ledger held
+    every token and each commit waited behind them (deposits and bets timed out). Audits
+    now have threads of their own, a few."""
+    release = threading.Event()
+    arrived = 0
+    all_arrived = trio.Event()
+
+    def slow_audit(conn: Any) -> Any:
+        release.wait()
+        return audit_ledger(conn)
+
+    monkeypatch.setattr(routes_status, "audit_ledger", slow_audit)
+    server = Server(_on_disk(tmp_path))
+    async with trio.open_nursery() as nursery:
+        endpoints = await nursery.start(server.run)
+        h = Harness(endpoints, nursery)
+        uid = (await h.user())["user_id"]
+        storage = endpoints.services.storage
+        read_snapshot = storage.read_snapshot
+
+        async def counted(query: Any) -> Any:
+            nonlocal arrived
+            arrived += 1
+            if arrived == AUDITS:
+                all_arrived.set()
+            return await read_snapshot(query)
+
+        monkeypatch.setattr(storage, "read_snapshot", counted)
+        answers: list[int] = []
+
+        async def audit() -> None:
+            async with httpx.AsyncClient(headers=h.http.headers) as client:
+                url = f"http://127.0.0.1:{endpoints.http_port}/v1/audit"
+                answers.append((await client.get(url, timeout=120)).status_code)
+
+        try:
+            async with trio.open_nursery() as audits:
+                for _ in range(AUDITS):
+                    audits.start_soon(audit)
+                await all_arrived.wait()
+                await trio.testing.wait_all_tasks_blocked()  # every audit took what it can
+                deposit = await h.http.post(
+                    f"/v1/users/{uid}/deposits",
+                    json={"amount": "1", "reference": "mid-audits"},
+                    timeout=120,
+                )
+                release.set()
+        finally:
+            release.set()
+        assert deposit.status_code == 201, deposit.text
+        assert answers == [200] * AUDITS
+        await h.aclose()
+        server.request_stop()
