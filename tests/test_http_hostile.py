@@ -322,3 +322,38 @@ async def test_a_flood_of_audits_does_not_starve_the_commits(
         assert answers == [200] * AUDITS
         await h.aclose()
         server.request_stop()
+
+
+async def test_audits_during_a_stream_of_deposits_and_of_a_missing_file(
+    tmp_path: Path,
+) -> None:
+    """Audits beside concurrent deposits each see whole commits (ok, two lines a
+    deposit); with the database file gone from under the server, an audit is a clear
+    error and the server goes on serving."""
+    server = Server(_on_disk(tmp_path))
+    async with trio.open_nursery() as nursery:
+        endpoints = await nursery.start(server.run)
+        h = Harness(endpoints, nursery)
+        uid = (await h.user())["user_id"]
+        reports: list[dict[str, Any]] = []
+
+        async def deposit(n: int) -> None:
+            money = {"amount": "1", "reference": f"stream-{n}"}
+            r = await h.http.post(f"/v1/users/{uid}/deposits", json=money, timeout=60)
+            assert r.status_code == 201, r.text
+
+        async def audit() -> None:
+            reports.append((await h.http.get("/v1/audit", timeout=60)).json())
+
+        async with trio.open_nursery() as load:
+            for n in range(100):
+                load.start_soon(deposit, n)
+                if n % 5 == 0:
+                    load.start_soon(audit)
+        assert all(r["ok"] and r["lines"] % 2 == 0 for r in reports), reports
+        (tmp_path / "tote.db").rename(tmp_path / "elsewhere.db")
+        gone = await h.http.get("/v1/audit")
+        assert gone.status_code >= 500 and gone.json()["errorCode"] == "STORAGE_FAILURE"
+        assert await _current(h, uid) == 100
+        await h.aclose()
+        server.request_stop()
