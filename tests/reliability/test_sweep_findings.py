@@ -197,3 +197,35 @@ async def test_a_slip_of_unknown_fate_reaches_a_pool_that_restarted_before_its_c
     assert await pool_memory_problems(actors.services, sweep.open_pools()) == []
     await retry()
     assert await all_problems(actors.services, sweep.users) == []
+
+
+async def test_two_slips_racing_on_pools_that_restart_between_reserve_and_commit(
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock, monkeypatch: Any
+) -> None:
+    """Two players' slips over the same pools at once, and each slip pool killed as the
+    first slip reaches the wallet: both slips land once, every pool's memory equals
+    storage, and the books balance."""
+    match = await open_match(actors)
+    sweep = Sweep(match, await match.pool())
+    (place_a, retry_a, _), (place_b, retry_b, _) = [await slip_setup(sweep, n) for n in (0, 1)]
+    supervisor, ask_wallet = actors.services.supervisor, actors.services.ask_wallet
+    slip_pools = [pool_id for pool_id, _ in await sweep.slip_pools()]
+    killed = False
+
+    async def restarting_first(body: Any) -> Any:
+        nonlocal killed
+        if isinstance(body, PlaceSlip) and not killed:
+            killed = True
+            for pool_id in slip_pools:
+                supervisor.kill(f"pool:{pool_id}")
+        return await ask_wallet(body)
+
+    monkeypatch.setattr(actors.services, "ask_wallet", restarting_first)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(place_a)
+        nursery.start_soon(place_b)
+    await trio.sleep(60)  # every pool's timer has decided what it held
+    assert await pool_memory_problems(actors.services, sweep.open_pools()) == []
+    await retry_a()
+    await retry_b()
+    assert await all_problems(actors.services, sweep.users) == []
