@@ -124,6 +124,19 @@ def _sent(conn: h11.Connection) -> None:
     conn.send(h11.EndOfMessage())
 
 
+def _hold_commits(storage: Any, monkeypatch: Any) -> tuple[trio.Event, trio.Event]:
+    """Commits wait for the second event once the first says one has begun."""
+    commit, committing, go_on = storage.commit, trio.Event(), trio.Event()
+
+    async def held_commit(*args: Any, **kwargs: Any) -> Any:
+        committing.set()
+        await go_on.wait()
+        return await commit(*args, **kwargs)
+
+    monkeypatch.setattr(storage, "commit", held_commit)
+    return committing, go_on
+
+
 async def _current(h: Harness, user_id: int) -> Any:
     r = await h.http.get(f"/v1/users/{user_id}/balances")
     assert r.status_code == 200, r.text
@@ -177,15 +190,7 @@ async def test_a_deposit_whose_client_left_during_its_commit_lands_once(
     as the duplicate it is, with the balance of one deposit."""
     uid = (await harness.user())["user_id"]
     target = f"/v1/users/{uid}/deposits"
-    storage = harness.services.storage
-    commit, committing, go_on = storage.commit, trio.Event(), trio.Event()
-
-    async def held_commit(*args: Any, **kwargs: Any) -> Any:
-        committing.set()
-        await go_on.wait()
-        return await commit(*args, **kwargs)
-
-    monkeypatch.setattr(storage, "commit", held_commit)
+    committing, go_on = _hold_commits(harness.services.storage, monkeypatch)
     body = {"amount": "7", "reference": "left-mid-commit"}
     async with await trio.open_tcp_stream("127.0.0.1", harness.endpoints.http_port) as s:
         await s.send_all(_request(harness, "POST", target, body))
@@ -193,7 +198,6 @@ async def test_a_deposit_whose_client_left_during_its_commit_lands_once(
         await s.send_eof()
         assert await _answers(s) == []  # the server closed: its caller was cancelled
     go_on.set()
-    monkeypatch.setattr(storage, "commit", commit)
     retried = await harness.http.post(target, json=body)
     assert retried.status_code == 200 and retried.json()["duplicate"] is True, retried.text
     assert await _current(harness, uid) == 7
@@ -237,15 +241,7 @@ async def test_a_deposit_running_at_shutdown_lands_once_after_a_restart(
         h = Harness(endpoints, nursery)
         uid = (await h.user())["user_id"]
         await h.aclose()
-        storage = endpoints.services.storage
-        commit, committing, go_on = storage.commit, trio.Event(), trio.Event()
-
-        async def held_commit(*args: Any, **kwargs: Any) -> Any:
-            committing.set()
-            await go_on.wait()
-            return await commit(*args, **kwargs)
-
-        monkeypatch.setattr(storage, "commit", held_commit)
+        committing, go_on = _hold_commits(endpoints.services.storage, monkeypatch)
         target = f"/v1/users/{uid}/deposits"
         async with await trio.open_tcp_stream("127.0.0.1", endpoints.http_port) as s:
             await s.send_all(_request(h, "POST", target, body))
