@@ -159,8 +159,7 @@ class BetslipDesk:
                 cleanup.shield = True
                 if placed is None:  # the caller left while the wallet had the slip
                     placed = await self._fate(key)
-                if placed is not None:
-                    await self._release(key, reserved, placed)
+                await self._release(key, reserved, placed)
 
     async def _debit(
         self,
@@ -300,7 +299,7 @@ class BetslipDesk:
         return answer, [held[bet.index][2] for bet in bets], changes
 
     async def _release(
-        self, key: str, reserved: dict[str, pool_msgs.Reserved], placed: bool
+        self, key: str, reserved: dict[str, pool_msgs.Reserved], placed: bool | None
     ) -> None:
         """Tell every pool that holds the slip what became of it (a pool that does not
         hear asks storage itself once the slip's time is up)."""
@@ -338,8 +337,9 @@ class BetslipDesk:
 
     async def _fate(self, key: str) -> bool | None:
         """Whether a slip whose commit nobody waited for was placed; None when that
-        cannot be learned now (each pool then asks storage once the slip's time is up).
-        Telling the pools "not placed" by default would make them forget placed bets."""
+        cannot be learned now (each pool is told so and asks storage itself; a pool that
+        restarted since the reservation would not otherwise know the slip). Telling the
+        pools "not placed" by default would make them forget placed bets."""
         try:
             return await self._truth(key) is not None
         except DomainError as error:

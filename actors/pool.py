@@ -36,6 +36,8 @@ from storage.database import Database
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 256
+#: The user of a slip held only to be decided from storage (its bets are read back then).
+NO_USER = 0
 
 # -- messages -------------------------------------------------------------------------
 
@@ -141,10 +143,11 @@ class Reserve:
 
 @dataclass(frozen=True, slots=True)
 class Release:
-    """The desk's decision on a reserved slip: placed (the bets join the book) or not."""
+    """The desk's decision on a reserved slip: placed (the bets join the book) or not;
+    None when the desk could not learn it (the pool then decides it from storage)."""
 
     slip_key: str
-    placed: bool
+    placed: bool | None
 
 
 # -- results --------------------------------------------------------------------------
@@ -369,8 +372,11 @@ class PoolActor(Actor):
                 return self._reserve(body)
             case Release(slip_key, placed):
                 held = self.held.pop(slip_key, None)
-                if placed:
-                    for bet in held[1] if held else await self._stored_slip_bets(slip_key):
+                if placed is None:  # due now: a pool that restarted holds nothing for it
+                    user_id, bets = held[:2] if held else (NO_USER, [])
+                    self.held[slip_key] = (user_id, bets, trio.current_time())
+                elif placed:
+                    for bet in held[1] if held else await self._read_or_hold(slip_key):
                         pool.add(bet)
                 return None
             case Block(at) | Allow(at):
@@ -592,6 +598,16 @@ class PoolActor(Actor):
         bets = await self.services.storage.read(lambda db: stored_bets(db, pool_id, slip_key))
         return [bet for bet in bets if bet.id not in known]
 
+    async def _read_or_hold(self, slip_key: str) -> list[Bet]:
+        """``_stored_slip_bets``; when the read fails, the slip stays held with no bets
+        (read back once decided) and due now, so the pool's timer retries it: a lost
+        release would leave memory without bets that storage holds."""
+        try:
+            return await self._stored_slip_bets(slip_key)
+        except DomainError:
+            self.held[slip_key] = (NO_USER, [], trio.current_time())
+            raise
+
     async def _decide_held(self, only_expired: bool) -> None:
         """Learn from storage what became of reserved slips whose desk did not say (gone,
         or slower than ``until``): the wallet answers in order after its commits, so once
@@ -614,10 +630,11 @@ class PoolActor(Actor):
             }
         )
         for key in keys:
-            _, bets, _ = self.held.pop(key)
+            _, bets, _ = self.held[key]
             if key in placed:
-                for bet in bets:
+                for bet in bets or await self._stored_slip_bets(key):
                     self.pool.add(bet)
+            del self.held[key]
 
     # -- block / allow ----------------------------------------------------------------
 

@@ -74,7 +74,7 @@ class Settings:
     http_idle_seconds: float = 5.0
     #: a request body slower than this is refused (408 BODY_TOO_SLOW) and its connection closed
     http_body_seconds: float = 10.0
-    #: a response the client has not taken in this long closes its connection
+    #: a client that takes no 16 KiB piece of a response in this long has its connection closed
     http_send_seconds: float = 10.0
     #: a websocket client has this long to send its opening handshake
     handshake_seconds: float = 10.0

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_BATCH = 512
+#: Snapshot reads (audits) running at once, each in a thread of its own: the rest wait
+#: their turn, and never take the threads of trio's default limiter the commits use.
+SNAPSHOT_THREADS = 2
 #: What a caller is told: SQLite's own words name tables and columns, so they go to the log.
 READ_FAILED = "The read failed; the server log says why."
 NOT_SAVED = "The change was not saved; the server log says why."
@@ -116,6 +119,7 @@ class Storage:
         self.timeout = timeout
         self.offload = offload
         self.path = path  # the database file, for reads on a connection of their own
+        self.snapshot_threads = trio.CapacityLimiter(SNAPSHOT_THREADS)
 
     async def off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker thread, so that CPU work of a second (settling a pool
@@ -143,7 +147,9 @@ class Storage:
         if self.path == ":memory:":
             return await self.read(lambda db: query(db.conn))
         if self.offload:
-            return await trio.to_thread.run_sync(_read_snapshot, self.path, query)
+            return await trio.to_thread.run_sync(
+                _read_snapshot, self.path, query, limiter=self.snapshot_threads
+            )
         return _read_snapshot(self.path, query)
 
 

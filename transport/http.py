@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 #: Largest request body accepted; every operator call fits in a few hundred bytes.
 MAX_BODY_BYTES = 64 * 1024
+#: A response goes out in pieces this large, each given ``http_send_seconds`` to leave:
+#: a client is cut off only when it takes less than this in that time.
+SEND_CHUNK_BYTES = 16 * 1024
 #: Largest request line plus headers (h11 answers 431 past it); hypercorn's default.
 MAX_HEAD_BYTES = 16 * 1024
 
@@ -111,12 +114,13 @@ def hypercorn_config(settings: Settings) -> Config:
 
 
 class SendDeadlineStream:
-    """A client socket whose sends give up after ``seconds``. hypercorn sends under a
-    shielded cancel scope with no timeout, so a client that never reads a response
-    larger than the socket buffers (or pipelines requests and reads none of the answers)
-    held its connection, its task and its buffers for ever. A deadline inside the shield
-    still fires: the socket is closed and the send fails as if the client had gone,
-    which is how hypercorn ends the connection.
+    """A client socket whose sends give up when a ``SEND_CHUNK_BYTES`` piece has not
+    left in ``seconds``. hypercorn sends under a shielded cancel scope with no timeout,
+    so a client that never reads a response larger than the socket buffers (or
+    pipelines requests and reads none of the answers) held its connection, its task and
+    its buffers for ever. A deadline inside the shield still fires: the socket is
+    closed and the send fails as if the client had gone, which is how hypercorn ends
+    the connection.
 
     ``client_left`` is called when the client closes its side: hypercorn would otherwise
     hold the socket until the connection's idle timer ran out (``http_idle_seconds``
@@ -132,11 +136,18 @@ class SendDeadlineStream:
         self.socket = stream.socket  # hypercorn reads the addresses from it
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        with trio.move_on_after(self._seconds) as waited:
-            await self._stream.send_all(data)
-        if waited.cancelled_caught:
-            await self._stream.aclose()
-            raise trio.BrokenResourceError(f"the client read nothing for {self._seconds} s")
+        """In chunks, each with its own deadline: a slow client that keeps reading gets
+        a large answer whole, however long it takes in all."""
+        rest = memoryview(data)
+        while True:
+            chunk, rest = rest[:SEND_CHUNK_BYTES], rest[SEND_CHUNK_BYTES:]
+            with trio.move_on_after(self._seconds) as waited:
+                await self._stream.send_all(chunk)
+            if waited.cancelled_caught:
+                await self._stream.aclose()
+                raise trio.BrokenResourceError(f"the client read nothing for {self._seconds} s")
+            if not rest:
+                return
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         data = await self._stream.receive_some(max_bytes)
