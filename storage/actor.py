@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_BATCH = 512
-#: Snapshot reads (audits) running at once, each in a thread of its own: the rest wait
-#: their turn, and never take the threads of trio's default limiter the commits use.
+#: Snapshot reads (audits) running at once, each in a thread and on a connection of its
+#: own: the rest wait their turn, holding neither threads nor descriptors.
 SNAPSHOT_THREADS = 2
 #: What a caller is told: SQLite's own words name tables and columns, so they go to the log.
 READ_FAILED = "The read failed; the server log says why."
@@ -64,6 +64,9 @@ class StorageActor(Actor):
         self.database = database
         self.offload = offload
         self.on_commit = on_commit  # (requests in the batch, seconds): metrics and logs
+        #: the writer's own thread token: however many tasks wait on trio's default
+        #: limiter (listings, audits, settlements), a commit never queues behind them
+        self.thread = trio.CapacityLimiter(1)
 
     def batch_key(self, body: Commit | Read) -> Hashable | None:
         # reads are served one at a time, in order: each sees every earlier commit
@@ -99,7 +102,7 @@ class StorageActor(Actor):
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self.offload:
-            return await trio.to_thread.run_sync(fn, *args)
+            return await trio.to_thread.run_sync(fn, *args, limiter=self.thread)
         return fn(*args)
 
 

@@ -320,6 +320,37 @@ async def test_a_flood_of_audits_does_not_starve_the_commits(
         server.request_stop()
 
 
+async def test_commits_never_wait_for_trio_s_default_threads(tmp_path: Path) -> None:
+    """Every token of trio's default thread limiter held (by listings, settlements or
+    anything else that runs a thread): a deposit still commits, on the writer's own."""
+    release = threading.Event()
+    server = Server(_on_disk(tmp_path))
+    async with trio.open_nursery() as nursery:
+        endpoints = await nursery.start(server.run)
+        h = Harness(endpoints, nursery)
+        uid = (await h.user())["user_id"]
+        default = trio.to_thread.current_default_thread_limiter()
+        try:
+            async with trio.open_nursery() as hogs:
+                for _ in range(int(default.total_tokens)):
+                    hogs.start_soon(
+                        partial(trio.to_thread.run_sync, release.wait, abandon_on_cancel=True)
+                    )
+                await trio.testing.wait_all_tasks_blocked()
+                assert default.available_tokens == 0
+                deposit = await h.http.post(
+                    f"/v1/users/{uid}/deposits",
+                    json={"amount": "1", "reference": "beside-hogs"},
+                    timeout=120,
+                )
+                release.set()
+        finally:
+            release.set()
+        assert deposit.status_code == 201, deposit.text
+        await h.aclose()
+        server.request_stop()
+
+
 async def test_audits_during_a_stream_of_deposits_and_of_a_missing_file(
     tmp_path: Path,
 ) -> None:
