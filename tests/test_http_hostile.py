@@ -206,7 +206,7 @@ async def test_a_deposit_whose_client_left_during_its_commit_lands_once(
 async def test_a_deposit_whose_body_never_ends_gets_408_and_changes_nothing() -> None:
     """Half a deposit's body, then silence: 408 BODY_TOO_SLOW, no money moved, and the
     same reference sent whole afterwards lands as new."""
-    async with running_harness(http_body_seconds=0.5) as h:
+    async with running_harness(http_body_seconds=2.0) as h:
         uid = (await h.user())["user_id"]
         target = f"/v1/users/{uid}/deposits"
         body = {"amount": "3", "reference": "slow-body"}
@@ -215,6 +215,7 @@ async def test_a_deposit_whose_body_never_ends_gets_408_and_changes_nothing() ->
             await s.send_all(whole[:-5])
             ((status, answer),) = await _answers(s)
         assert (status, answer["errorCode"]) == (408, "BODY_TOO_SLOW"), answer
+        assert "nothing was done" in answer["errorMessage"], answer
         assert (await h.http.get(f"/v1/users/{uid}/balances")).json() == {}
         sent = await h.http.post(target, json=body)
         assert sent.status_code == 201, sent.text

@@ -62,6 +62,11 @@ def create_app(services: Services) -> QuartTrio:
     app.url_map.converters["int"] = AsciiIntegerConverter
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.config["BODY_TIMEOUT"] = services.settings.http_body_seconds
+    #: where werkzeug's text speaks of browsers, ours says what happened and what to do
+    own_words = {
+        408: f"The request body did not all arrive within {services.settings.http_body_seconds:g}"
+        " s; nothing was done. Send the request again, whole.",
+    }
 
     @app.errorhandler(DomainError)
     async def domain_error(error: DomainError) -> Response:
@@ -75,7 +80,8 @@ def create_app(services: Services) -> QuartTrio:
     async def http_error(error: HTTPException) -> Response:
         status = error.code or 500
         code = _HTTP_CODES.get(status) or (error.name or "error").upper().replace(" ", "_")
-        response = error_response(DomainError(code, error.description or code), status)
+        text = own_words.get(status) or error.description or code
+        response = error_response(DomainError(code, text), status)
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)
         return response
