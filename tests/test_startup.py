@@ -108,3 +108,16 @@ def test_the_soft_open_file_limit_is_raised_to_the_hard_one() -> None:
         assert after == hard or (hard == resource.RLIM_INFINITY and after == lowered)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_database_others_may_read_is_named_with_its_fix(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TOTE_OPERATOR_KEY", raising=False)
+    (tmp_path / "tote.db").touch(mode=0o644)
+    (tmp_path / "tote.db").chmod(0o644)
+    database, _ = open_storage(ServerConfig(data_dir=tmp_path))
+    database.close()
+    [record] = [r for r in caplog.records if r.getMessage() == "database_readable_by_others"]
+    assert record.mode == "0644" and record.fix == f"chmod 600 {tmp_path / 'tote.db'}"
+    assert stat.S_IMODE((tmp_path / "tote.db").stat().st_mode) == 0o644  # the operator's call

@@ -7,6 +7,7 @@ import logging
 import os
 import resource
 import secrets
+import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -121,6 +122,17 @@ def make_private_dir(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
+def warn_if_others_may_read(path: Path) -> None:
+    """A database made before tote made it private (or copied in) keeps its mode: the
+    operator decides, and is told once per start."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        log.warning(
+            "database_readable_by_others",
+            extra={"path": str(path), "mode": f"{mode:04o}", "fix": f"chmod 600 {path}"},
+        )
+
+
 def open_storage(config: ServerConfig) -> tuple[Database, str]:
     """The blocking part of start-up (directory, SQLite schema, key file), for a thread.
     A new database file is private (0600) from its first byte, whatever the umask; SQLite
@@ -131,6 +143,7 @@ def open_storage(config: ServerConfig) -> tuple[Database, str]:
         make_private_dir(config.data_dir)
         path = config.data_dir / "tote.db"
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        warn_if_others_may_read(path)
         database = Database(path, synchronous=config.synchronous)
     return database, operator_key_for(config)[0]
 
