@@ -8,6 +8,7 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -192,13 +193,15 @@ class _connected:
 
 
 @asynccontextmanager
-async def running_harness(**settings: Any) -> AsyncIterator[Harness]:
-    """A server on an in-memory database; the books are audited when it stops.
+async def running_harness(data_dir: Path | None = None, **settings: Any) -> AsyncIterator[Harness]:
+    """A server on an in-memory database (or one in ``data_dir``, for what needs a file:
+    a second connection, a restart); the books are audited when it stops.
     ``settings``: Settings fields to change."""
     server = Server(
         ServerConfig(
             ws_port=0,
             http_port=0,
+            data_dir=data_dir,
             synchronous="OFF",
             settings=Settings(scrypt_n=CHEAP_SCRYPT_N, **settings),
         )

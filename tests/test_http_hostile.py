@@ -278,10 +278,8 @@ async def test_a_flood_of_audits_does_not_starve_the_commits(
         return audit_ledger(conn)
 
     monkeypatch.setattr(routes_status, "audit_ledger", slow_audit)
-    server = Server(_on_disk(tmp_path))
-    async with trio.open_nursery() as nursery:
-        endpoints = await nursery.start(server.run)
-        h = Harness(endpoints, nursery)
+    async with running_harness(tmp_path) as h:
+        endpoints = h.endpoints
         uid = (await h.user())["user_id"]
         storage = endpoints.services.storage
         read_snapshot = storage.read_snapshot
@@ -317,18 +315,13 @@ async def test_a_flood_of_audits_does_not_starve_the_commits(
             release.set()
         assert deposit.status_code == 201, deposit.text
         assert answers == [200] * AUDITS
-        await h.aclose()
-        server.request_stop()
 
 
 async def test_commits_never_wait_for_trio_s_default_threads(tmp_path: Path) -> None:
     """Every token of trio's default thread limiter held (by listings, settlements or
     anything else that runs a thread): a deposit still commits, on the writer's own."""
     release = threading.Event()
-    server = Server(_on_disk(tmp_path))
-    async with trio.open_nursery() as nursery:
-        endpoints = await nursery.start(server.run)
-        h = Harness(endpoints, nursery)
+    async with running_harness(tmp_path) as h:
         uid = (await h.user())["user_id"]
         default = trio.to_thread.current_default_thread_limiter()
         try:
@@ -348,8 +341,6 @@ async def test_commits_never_wait_for_trio_s_default_threads(tmp_path: Path) -> 
         finally:
             release.set()
         assert deposit.status_code == 201, deposit.text
-        await h.aclose()
-        server.request_stop()
 
 
 async def test_audits_during_a_stream_of_deposits_and_of_a_missing_file(
@@ -358,10 +349,7 @@ async def test_audits_during_a_stream_of_deposits_and_of_a_missing_file(
     """Audits beside concurrent deposits each see whole commits (ok, two lines a
     deposit); with the database file gone from under the server, an audit is a clear
     error and the server goes on serving."""
-    server = Server(_on_disk(tmp_path))
-    async with trio.open_nursery() as nursery:
-        endpoints = await nursery.start(server.run)
-        h = Harness(endpoints, nursery)
+    async with running_harness(tmp_path) as h:
         uid = (await h.user())["user_id"]
         reports: list[dict[str, Any]] = []
 
@@ -383,5 +371,4 @@ async def test_audits_during_a_stream_of_deposits_and_of_a_missing_file(
         gone = await h.http.get("/v1/audit")
         assert gone.status_code >= 500 and gone.json()["errorCode"] == "STORAGE_FAILURE"
         assert await _current(h, uid) == 100
-        await h.aclose()
-        server.request_stop()
+        (tmp_path / "elsewhere.db").rename(tmp_path / "tote.db")  # for the closing audit
