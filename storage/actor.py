@@ -101,9 +101,7 @@ class StorageActor(Actor):
                 request.fail(DomainError("STORAGE_CONFLICT", REFUSED))
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        if self.offload:
-            return await trio.to_thread.run_sync(fn, *args, limiter=self.thread)
-        return fn(*args)
+        return await in_thread(self.offload, self.thread, fn, *args)
 
 
 class Storage:
@@ -132,9 +130,7 @@ class Storage:
         Garbage collection waits while ``fn`` runs: a collection in the middle would scan
         the 100,000 objects it is building while holding the GIL (37 ms of stall for
         every connection, measured), and what it builds holds no reference cycle."""
-        if self.offload:
-            return await trio.to_thread.run_sync(without_collections, fn, *args)
-        return without_collections(fn, *args)
+        return await in_thread(self.offload, None, without_collections, fn, *args)
 
     async def commit(self, changes: Sequence[Change]) -> None:
         if changes:
@@ -149,11 +145,20 @@ class Storage:
         no commit. An in-memory database has no second connection: the actor runs it."""
         if self.path == ":memory:":
             return await self.read(lambda db: query(db.conn))
-        if self.offload:
-            return await trio.to_thread.run_sync(
-                _read_snapshot, self.path, query, limiter=self.snapshot_threads
-            )
-        return _read_snapshot(self.path, query)
+        return await in_thread(
+            self.offload, self.snapshot_threads, _read_snapshot, self.path, query
+        )
+
+
+async def in_thread(
+    offload: bool, limiter: trio.CapacityLimiter | None, fn: Callable[..., T], *args: Any
+) -> T:
+    """``fn(*args)`` in a worker thread (on ``limiter``, else trio's default), so SQLite
+    never blocks the event loop; inline when ``offload`` is off (tests under a mock
+    clock, which would race ahead of a thread)."""
+    if offload:
+        return await trio.to_thread.run_sync(fn, *args, limiter=limiter)
+    return fn(*args)
 
 
 def _read_snapshot(path: str, query: Callable[[sqlite3.Connection], T]) -> T:
