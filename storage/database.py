@@ -94,10 +94,14 @@ def _execute(cur: sqlite3.Cursor, change: Change) -> None:
             marks = ", ".join("?" for _ in row)
             cur.execute(f'INSERT INTO "{table}" ({columns}) VALUES ({marks})', tuple(row.values()))
         case Upsert(table, row):
+            # ON CONFLICT DO UPDATE keeps the row (and its rowid, the creation order the
+            # listings page by); INSERT OR REPLACE deleted it and inserted a new one last.
             columns = ", ".join(f'"{c}"' for c in row)
             marks = ", ".join("?" for _ in row)
+            sets = ", ".join(f'"{c}" = excluded."{c}"' for c in row)
             cur.execute(
-                f'INSERT OR REPLACE INTO "{table}" ({columns}) VALUES ({marks})',
+                f'INSERT INTO "{table}" ({columns}) VALUES ({marks})'
+                f" ON CONFLICT DO UPDATE SET {sets}",
                 tuple(row.values()),
             )
         case Update(table, key, values):

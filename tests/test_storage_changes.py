@@ -1,8 +1,8 @@
-"""Changes the storage actor turns into SQL: the bulk update a settlement uses."""
+"""Changes the storage actor turns into SQL: the bulk update a settlement uses, upserts."""
 
 from __future__ import annotations
 
-from storage.changes import Insert, UpdateMany
+from storage.changes import Insert, UpdateMany, Upsert
 from storage.database import Database
 
 
@@ -39,4 +39,18 @@ def test_a_failing_request_undoes_its_bulk_update_and_spares_the_others() -> Non
     assert db.rows("SELECT id, status FROM bets ORDER BY id") == [
         {"id": "b0", "status": "open"},
         {"id": "b1", "status": "open"},
+    ]
+
+
+def test_an_upsert_keeps_the_row_in_its_creation_order() -> None:
+    """The listings page pools in creation order (rowid): a pool whose document is saved
+    again (a bet's 360, a block) must not move behind the pools created after it."""
+    db = Database()
+    db.apply_batch([[Insert("bets", _bet("b0"))], [Insert("bets", _bet("b1"))]])
+    db.apply_batch([[Upsert("bets", {**_bet("b0"), "status": "won"})]])
+    db.apply_batch([[Upsert("bets", _bet("b2"))]])
+    assert db.rows("SELECT id, status FROM bets ORDER BY rowid") == [
+        {"id": "b0", "status": "won"},
+        {"id": "b1", "status": "open"},
+        {"id": "b2", "status": "open"},
     ]

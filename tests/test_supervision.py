@@ -174,7 +174,10 @@ async def test_a_game_that_dies_mid_event_has_its_pools_resolved_when_it_restart
     assert await wallet_of(actors, alice) == (1_000, 0)
 
 
-async def test_shutdown_is_bounded_by_one_deadline_for_all_actors(supervisor: Supervisor) -> None:
+async def test_shutdown_is_bounded_by_one_deadline_for_all_actors(
+    supervisor: Supervisor, autojump_clock: trio.testing.MockClock
+) -> None:
+    """On the mock clock: a busy machine's scheduling delays are not the supervisor's."""
     boxes = [await supervisor.spawn(f"echo{i}", make_echo) for i in range(5)]
     async with trio.open_nursery() as nursery:
         for box in boxes:  # every actor busy forever: each would use its own whole timeout
@@ -182,7 +185,7 @@ async def test_shutdown_is_bounded_by_one_deadline_for_all_actors(supervisor: Su
         await trio.sleep(0.1)
         started = trio.current_time()
         await supervisor.stop_all(timeout=2)
-        assert trio.current_time() - started <= 2.01
+        assert trio.current_time() - started <= 2
 
 
 async def _ask_quietly(box: Mailbox, body: str) -> None:
