@@ -373,8 +373,8 @@ def _credit_payload(db: Database, row: dict[str, Any], services: Services) -> di
     if row["kind"] == CallKind.WINNERS:
         bets = db.rows(
             "SELECT b.id, b.user_id, u.name, b.amount, b.payout, b.status, b.price, b.target,"
-            " b.currency FROM bets b JOIN users u ON u.id = b.user_id WHERE b.pool_id = ?"
-            " ORDER BY b.rowid",
+            " b.currency, b.external_bet_id FROM bets b JOIN users u ON u.id = b.user_id"
+            " WHERE b.pool_id = ? ORDER BY b.rowid",
             (row["pool_id"],),
         )
         currency = bets[0]["currency"] if bets else services.settings.default_currency
