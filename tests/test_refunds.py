@@ -1,0 +1,86 @@
+"""A 362 (or an expiry's 363) that gives stakes back says to whom and how much: `refunds`,
+user id -> the amount returned (decisions §11), whichever way the stakes came back: a
+time-based pool that expires, a void (399), an event nobody backed, bets placed after
+the event. Seen by real subscribers; the books are audited when each test ends."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import trio
+
+from actors import pool as p
+from tests.conftest import ActorHarness, Harness, open_match
+from tests.test_ws_pools import expect_pool, table
+
+D = Decimal
+
+
+async def test_an_expired_pool_names_what_it_gave_back(
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    m = await open_match(actors)
+    pool_id, pool = await m.pool(pool_type=2, finish_at=m.now + 60_000)
+    alice, bob = await m.player("alice"), await m.player("bob")
+    await pool.ask(p.PlaceBet(alice, "a", "5"))
+    await pool.ask(p.PlaceBet(bob, "b", "2.55"))
+    await trio.sleep(61)
+    [expired] = m.watcher.take(363)
+    assert (expired["pool_id"], expired["is_money_return"]) == (pool_id, True)
+    assert (expired["winners"], expired["losers"]) == ({}, [])
+    assert expired["refunds"] == {str(alice): D("5"), str(bob): D("2.55")}
+
+
+async def test_a_void_names_each_refund(harness: Harness) -> None:
+    async with table(harness, "alice", "bob") as t:
+        pool_id = await t.pool(takeout="0.1")
+        await t.bet("alice", pool_id, "brazil", "10")
+        await t.bet("bob", pool_id, "argentina", "20.55")
+        result = await t.admin.call(399, 362, pool_id=pool_id)
+        assert result["is_money_return"] is True and result["winners"] == {}
+        refunds = {t.uid("alice"): D("10"), t.uid("bob"): D("20.55")}
+        assert result["refunds"] == refunds
+        assert (await expect_pool(t["bob"], 362, pool_id))["refunds"] == refunds
+
+
+async def test_an_event_nobody_backed_names_each_refund(harness: Harness) -> None:
+    async with table(harness, "alice", "bob") as t:
+        pool_id = await t.pool(takeout="0.1")
+        await t.bet("alice", pool_id, "argentina", "10")
+        await t.bet("bob", pool_id, "argentina", "0.05")
+        await t.admin.call(395, 366, game_id=t.game_id, action_id="goal", target_id="brazil:7")
+        result = await expect_pool(t["alice"], 362, pool_id)
+        assert (result["winning_target"], result["is_money_return"]) == ("brazil", True)
+        assert result["refunds"] == {t.uid("alice"): D("10"), t.uid("bob"): D("0.05")}
+        assert (await t.balance("bob"))["current"] == D("100")
+
+
+async def test_bets_after_the_event_are_the_refunds_of_a_paid_pool(harness: Harness) -> None:
+    async with table(harness, "alice", "bob", "carol") as t:
+        pool_id = await t.pool()
+        await t.bet("alice", pool_id, "brazil", "10")
+        await t.bet("carol", pool_id, "argentina", "30")
+        happened_at = t.now
+        await trio.sleep(0.002)  # the clock moves on: bob's bet comes after the goal
+        await t.bet("bob", pool_id, "brazil", "20.10")
+        await t.admin.call(
+            395,
+            366,
+            game_id=t.game_id,
+            action_id="goal",
+            target_id="brazil:7",
+            happened_at=happened_at,
+        )
+        result = await expect_pool(t["alice"], 362, pool_id)
+        assert (result["is_money_return"], result["winners"]) == (False, {t.uid("alice"): D("40")})
+        assert result["invalidated_bettors"] == [t.ids["bob"]]
+        assert result["refunds"] == {t.uid("bob"): D("20.1")}
+
+
+async def test_a_paid_pool_with_no_late_bets_has_no_refunds(harness: Harness) -> None:
+    async with table(harness, "alice", "bob") as t:
+        pool_id = await t.pool()
+        await t.bet("alice", pool_id, "brazil", "10")
+        await t.bet("bob", pool_id, "argentina", "30")
+        result = await t.admin.call(396, 362, pool_id=pool_id, target="brazil")
+        assert (result["winners"], result["refunds"]) == ({t.uid("alice"): D("40")}, {})
