@@ -1,7 +1,7 @@
 """A 362 (or an expiry's 363) that gives stakes back says to whom and how much: `refunds`,
 user id -> the amount returned (decisions §11), whichever way the stakes came back: a
 time-based pool that expires, a void (399), an event nobody backed, bets placed after
-the event. Seen by real subscribers; the books are audited when each test ends."""
+the event (in test_ws_pools). Seen by real subscribers; the books are audited after each."""
 
 from __future__ import annotations
 
@@ -53,28 +53,6 @@ async def test_an_event_nobody_backed_names_each_refund(harness: Harness) -> Non
         assert (result["winning_target"], result["is_money_return"]) == ("brazil", True)
         assert result["refunds"] == {t.uid("alice"): D("10"), t.uid("bob"): D("0.05")}
         assert (await t.balance("bob"))["current"] == D("100")
-
-
-async def test_bets_after_the_event_are_the_refunds_of_a_paid_pool(harness: Harness) -> None:
-    async with table(harness, "alice", "bob", "carol") as t:
-        pool_id = await t.pool()
-        await t.bet("alice", pool_id, "brazil", "10")
-        await t.bet("carol", pool_id, "argentina", "30")
-        happened_at = t.now
-        await trio.sleep(0.002)  # the clock moves on: bob's bet comes after the goal
-        await t.bet("bob", pool_id, "brazil", "20.10")
-        await t.admin.call(
-            395,
-            366,
-            game_id=t.game_id,
-            action_id="goal",
-            target_id="brazil:7",
-            happened_at=happened_at,
-        )
-        result = await expect_pool(t["alice"], 362, pool_id)
-        assert (result["is_money_return"], result["winners"]) == (False, {t.uid("alice"): D("40")})
-        assert result["invalidated_bettors"] == [t.ids["bob"]]
-        assert result["refunds"] == {t.uid("bob"): D("20.1")}
 
 
 async def test_a_paid_pool_with_no_late_bets_has_no_refunds(harness: Harness) -> None:

@@ -5,10 +5,8 @@ a betslip bet's own betId. Each ends with the money check and the audit."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any
 
 import httpx
 import trio
@@ -18,7 +16,7 @@ from domain.money import decimal_text
 from domain.remote import number_id
 from tests.fake_operator import HUGE_BYTES, Mode
 from tests.test_betslip_crash import slip_bet
-from tests.test_remote_wallet import Shop, bet, shop
+from tests.test_remote_wallet import Shop, bet, post_slip, shop
 
 #: Guards for waits that end by themselves unless the fix is missing (then they hang).
 GUARD = 60
@@ -158,25 +156,11 @@ async def test_the_bytes_read_of_an_answer_stop_at_the_bound() -> None:
 # -- 8 and 9: what the operator is sent -------------------------------------------------
 
 
-async def place_slip(s: Shop, name: str, bets: list[dict[str, Any]]) -> httpx.Response:
-    player = s.players[name]
-    body = {
-        "requestId": str(uuid.uuid4()),
-        "userId": str(player["user_id"]),
-        "sessionToken": player["session_key"],
-        "timestamp": "1795000000000",
-        "bets": bets,
-    }
-    return await s.h.http.post(
-        "/v1/betslips", json=body, headers={"X-Idempotency-Key": str(uuid.uuid4())}
-    )
-
-
 async def test_the_operator_gets_the_bettors_ip_money_in_decimals_and_bet_ids() -> None:
     async with shop() as s:
         assert (await bet(s, "alice", "brazil", "3"))["res"] == 356
         slip = slip_bet(s.game_id, s.pool_id, "argentina", "1.5")
-        assert (await place_slip(s, "bob", [slip])).status_code == 200
+        assert (await post_slip(s.h.http, s.players["bob"], [slip])).status_code == 200
         by_ws, by_slip = (call["bets"][0] for call in s.operator.received["/bets"])
         assert by_ws["user"]["ip"] == by_slip["user"]["ip"] == "127.0.0.1"
         assert (by_ws["bet"]["amount"], by_ws["pool"]["overdraw"]) == ("3.00", "")
