@@ -10,6 +10,7 @@ from decimal import Decimal
 import trio
 
 from actors import pool as p
+from domain.pool import Bet, BetStatus, refunds_by_user
 from tests.conftest import ActorHarness, Harness, open_match
 from tests.test_ws_pools import expect_pool, table
 
@@ -62,3 +63,14 @@ async def test_a_paid_pool_with_no_late_bets_has_no_refunds(harness: Harness) ->
         await t.bet("bob", pool_id, "argentina", "30")
         result = await t.admin.call(396, 362, pool_id=pool_id, target="brazil")
         assert (result["winners"], result["refunds"]) == ({t.uid("alice"): D("40")}, {})
+
+
+def test_refunds_are_the_refunded_bets_summed_by_user() -> None:
+    bets = [Bet("1", 7, "a", 500, 0), Bet("2", 7, "b", 255, 0), Bet("3", 9, "a", 100, 0)]
+    status = {
+        "1": (BetStatus.REFUNDED, 500),
+        "2": (BetStatus.REFUNDED, 255),
+        "3": (BetStatus.WON, 855),
+    }
+    assert refunds_by_user(bets, status) == {7: 755}
+    assert refunds_by_user(bets, {**status, "1": (BetStatus.LOST, 0)}) == {7: 255}
