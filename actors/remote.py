@@ -66,6 +66,8 @@ class OperatorClient:
         self.http = httpx.AsyncClient(timeout=settings.wallet_timeout)
 
     async def post(self, path: str, payload: Any, key: str) -> tuple[Answer, str]:
+        """One call and what its answer means, with the reason of an UNKNOWN or the
+        operator's text of a refusal; nothing the operator does makes it raise."""
         body = encode(payload)
         headers = {
             "Content-Type": "application/json",
@@ -73,17 +75,17 @@ class OperatorClient:
             "X-Idempotency-Key": key,
             "X-Tote-Signature": remote.signature(self.secret, self.clock.now_ms() // 1000, body),
         }
-        answer = _Reply()
+        reply = _Reply()
         with trio.move_on_after(self.deadline):
             try:
                 async with self.http.stream(
                     "POST", self.url + path, content=body, headers=headers
                 ) as response:
-                    answer.status = response.status_code
-                    await _read_bounded(response, answer)
+                    reply.status = response.status_code
+                    await _read_bounded(response, reply)
             except httpx.HTTPError as error:  # refused, reset, a broken body: see the status
-                answer.error = f"{type(error).__name__}: {error}"
-        return _meaning(path, answer, self.deadline)
+                reply.error = f"{type(error).__name__}: {error}"
+        return _meaning(path, reply, self.deadline)
 
     async def aclose(self) -> None:
         await self.http.aclose()
