@@ -186,7 +186,7 @@ class BetslipDesk:
                     "bet_id": bet.id,
                     "currency": item.currency,
                     "amount": bet.amount,
-                    "potential": str(slip_bet.potential_payout()),
+                    "potential": slip_bet.potential_payout(),
                 }
             )
         deadline = trio.current_time() + self.services.settings.request_timeout / 2

@@ -51,7 +51,10 @@ class Answer(Enum):
 
 
 class OperatorClient:
-    """Signed POSTs to the operator's wallet; an answer we cannot read is UNKNOWN."""
+    """Signed POSTs to the operator's wallet. Each call has one total deadline
+    (``wallet_timeout``: connecting, sending, the answer's head and what is read of its
+    body) and reads at most ``MAX_ANSWER_BYTES`` of the body. The status line is the
+    answer: no status in time (or none we can read) is UNKNOWN."""
 
     def __init__(self, services: Services) -> None:
         settings = services.settings
@@ -59,27 +62,72 @@ class OperatorClient:
         self.url = settings.wallet_url.rstrip("/")
         self.secret = settings.wallet_secret
         self.clock = services.clock
+        self.deadline = settings.wallet_timeout
         self.http = httpx.AsyncClient(timeout=settings.wallet_timeout)
 
     async def post(self, path: str, payload: Any, key: str) -> tuple[Answer, str]:
+        """One call and what its answer means, with the reason of an UNKNOWN or the
+        operator's text of a refusal; nothing the operator does makes it raise."""
         body = encode(payload)
         headers = {
             "Content-Type": "application/json",
+            "Accept-Encoding": "identity",  # the bound counts the bytes that arrive
             "X-Idempotency-Key": key,
             "X-Tote-Signature": remote.signature(self.secret, self.clock.now_ms() // 1000, body),
         }
-        try:
-            response = await self.http.post(self.url + path, content=body, headers=headers)
-        except httpx.HTTPError as error:  # refused, reset, timed out: it may have happened
-            return Answer.UNKNOWN, f"{type(error).__name__}: {error}"
-        if 200 <= response.status_code < 300:
-            return Answer.DONE, ""
-        if response.status_code == 402 and path == "/bets":
-            return Answer.REFUSED, _error_text(response.content)
-        return Answer.UNKNOWN, f"HTTP {response.status_code}"
+        reply = _Reply()
+        with trio.move_on_after(self.deadline):
+            try:
+                async with self.http.stream(
+                    "POST", self.url + path, content=body, headers=headers
+                ) as response:
+                    reply.status = response.status_code
+                    await _read_bounded(response, reply)
+            except httpx.HTTPError as error:  # refused, reset, a broken body: see the status
+                reply.error = f"{type(error).__name__}: {error}"
+        return _meaning(path, reply, self.deadline)
 
     async def aclose(self) -> None:
         await self.http.aclose()
+
+
+#: The most of an operator's answer tote reads: a 402's ``error`` fits; more is dropped
+#: unread and the connection closed (the status line alone is the answer).
+MAX_ANSWER_BYTES = 16 * 1024
+
+
+@dataclass(slots=True)
+class _Reply:
+    """What came back of one call: the status (None if no head arrived in time), up to
+    ``MAX_ANSWER_BYTES`` of the body, and what went wrong."""
+
+    status: int | None = None
+    content: bytes = b""
+    error: str = ""
+
+
+async def _read_bounded(response: httpx.Response, reply: _Reply) -> None:
+    """The body into ``reply.content`` until it ends or passes the bound; leaving the
+    stream unfinished makes httpx close the connection instead of reusing it."""
+    content = bytearray()
+    async for chunk in response.aiter_raw():
+        content += chunk[: MAX_ANSWER_BYTES + 1 - len(content)]
+        if len(content) > MAX_ANSWER_BYTES:
+            reply.error = f"answer over {MAX_ANSWER_BYTES} bytes: the rest dropped"
+            break
+    reply.content = bytes(content)
+
+
+def _meaning(path: str, reply: _Reply, deadline: float) -> tuple[Answer, str]:
+    """A 2xx is done and a 402 to /bets refused, whatever became of the body (the
+    operator decided); anything else, or no status in time, may or may not have happened."""
+    if reply.status is None:
+        return Answer.UNKNOWN, reply.error or f"no answer within {deadline} s"
+    if 200 <= reply.status < 300:
+        return Answer.DONE, ""
+    if reply.status == 402 and path == "/bets":
+        return Answer.REFUSED, _error_text(b"" if reply.error else reply.content)
+    return Answer.UNKNOWN, f"HTTP {reply.status}"
 
 
 def _error_text(content: bytes) -> str:
@@ -220,12 +268,25 @@ class Backlog:
 
 
 class CallbacksActor(Actor):
-    """Delivers the outbox: one pass a second over the due calls, a few at once."""
+    """Delivers the outbox. Each pass (every second at most) starts the due calls in the
+    background and returns: at most ``PARALLEL_CALLS`` in flight, one at a time per pool
+    (its lane), so a slow operator answer holds up only its own call, and that for at
+    most ``wallet_timeout``."""
 
     def __init__(self, inbox: Mailbox, services: Services) -> None:
         super().__init__(inbox)
         self.services = services
         self.next_pass = trio.current_time()
+        self.busy: set[str] = set()  # the lanes with a call in flight
+        self._calls: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The serve loop, holding the calls in flight; they end with it (their rows stay
+        due, and the next incarnation sends them again under the same keys)."""
+        async with trio.open_nursery() as calls:
+            self._calls = calls
+            await super().run(task_status=task_status)
+            calls.cancel_scope.cancel()
 
     def next_deadline(self) -> float:
         return self.next_pass
@@ -234,18 +295,28 @@ class CallbacksActor(Actor):
         self.next_pass = trio.current_time() + min(
             POLL_SECONDS, self.services.settings.wallet_retry_seconds
         )
+        assert self._calls is not None
+        busy_before = set(self.busy)  # a call that ends during the read was seen busy
         now = self.services.clock.now_ms()
         stale = now - int(3 * self.services.settings.request_timeout * 1000)
         due = await self.services.storage.read(lambda db: _due(db, now, stale))
-        limiter = trio.CapacityLimiter(PARALLEL_CALLS)
+        for row in due:
+            lane = row["pool_id"] or row["key"]
+            if len(self.busy) >= PARALLEL_CALLS:
+                break
+            if lane not in busy_before and lane not in self.busy:
+                self.busy.add(lane)
+                self._calls.start_soon(self._delivery, lane, row)
 
-        async def deliver(row: dict[str, Any]) -> None:
-            async with limiter:
-                await self._deliver(row)
-
-        async with trio.open_nursery() as nursery:
-            for row in due:
-                nursery.start_soon(deliver, row)
+    async def _delivery(self, lane: str, row: dict[str, Any]) -> None:
+        """One call and its record; whatever fails ends this attempt only."""
+        try:
+            await self._deliver(row)
+        except Exception as error:  # a storage failure, a bug: try again later
+            log.exception("callback %s: attempt failed", row["key"])
+            await self._later(row, f"{type(error).__name__}: {error}")
+        finally:
+            self.busy.discard(lane)
 
     async def _deliver(self, row: dict[str, Any]) -> None:
         services = self.services
@@ -373,8 +444,8 @@ def _credit_payload(db: Database, row: dict[str, Any], services: Services) -> di
     if row["kind"] == CallKind.WINNERS:
         bets = db.rows(
             "SELECT b.id, b.user_id, u.name, b.amount, b.payout, b.status, b.price, b.target,"
-            " b.currency FROM bets b JOIN users u ON u.id = b.user_id WHERE b.pool_id = ?"
-            " ORDER BY b.rowid",
+            " b.currency, b.external_bet_id FROM bets b JOIN users u ON u.id = b.user_id"
+            " WHERE b.pool_id = ? ORDER BY b.rowid",
             (row["pool_id"],),
         )
         currency = bets[0]["currency"] if bets else services.settings.default_currency

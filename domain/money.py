@@ -203,6 +203,27 @@ def to_wire(minor: int, exponent: int) -> Decimal:
     return Decimal(f"{sign}{whole}.{frac.rstrip('0') or '0'}")
 
 
+def fixed_text(minor: int, exponent: int) -> str:
+    """Minor units as text with exactly the currency's decimals, as money is written for
+    other systems (the operator's wallet): ``450, 2 -> "4.50"``, ``5, 0 -> "5"``."""
+    sign, digits, _ = Decimal(minor).as_tuple()
+    return decimal_text(Decimal((sign, digits, -exponent)), exponent)
+
+
+def decimal_text(value: Decimal, exponent: int) -> str:
+    """An exact amount as text with at least the currency's decimals, more only where the
+    amount has them (it is never rounded): ``7.5, 2 -> "7.50"``, ``1.2345, 2 -> "1.2345"``."""
+    if exponent < 0:
+        raise ValueError("exponent must be >= 0")
+    sign, digits, power = value.as_tuple()
+    if not isinstance(power, int):
+        raise ValueError("not a finite amount")
+    decimals = -power
+    while decimals > exponent and digits and digits[-1] == 0:  # zeros that say nothing
+        digits, decimals = digits[:-1], decimals - 1
+    return f"{Decimal((sign, digits or (0,), -decimals)):.{max(exponent, decimals)}f}"
+
+
 def ratio(numerator: int, denominator: int, places: int = 4) -> Decimal:
     """``numerator / denominator`` rounded toward zero to ``places`` decimals.
 

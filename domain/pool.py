@@ -414,6 +414,7 @@ class Pool:
         released: dict[tuple[int, str], int] = defaultdict(int)
         for bet in self.bets:
             released[(bet.user_id, self.currency)] += bet.amount
+        refunds = refunds_by_user(self.bets, bet_status)
         message = {
             "pool_id": self.id,
             "game_id": self.game_id,
@@ -423,6 +424,7 @@ class Pool:
             "losers": settlement.losers,
             "invalidated_bettors": sorted({b.user_id for b in late}),
             "is_money_return": settlement.is_money_return or winner is None,
+            "refunds": {str(u): self.money(a) for u, a in sorted(refunds.items())},
             "resolved_at": now,
         }
         return Outcome(lines, bet_status, dict(released), message)
@@ -432,12 +434,11 @@ class Pool:
         self.resolved_at = outcome.message["resolved_at"]
         self.winning_target = outcome.message["winning_target"]
         self.result = {
-            "winners": {
-                u: int(a.scaleb(self.exponent)) for u, a in outcome.message["winners"].items()
-            },
+            "winners": self._minor_by_user(outcome.message["winners"]),
             "losers": outcome.message["losers"],
             "invalidated_bettors": outcome.message["invalidated_bettors"],
             "is_money_return": outcome.message["is_money_return"],
+            "refunds": self._minor_by_user(outcome.message["refunds"]),
         }
         self.announced = False
 
@@ -449,15 +450,37 @@ class Pool:
             "game_id": self.game_id,
             "winning_target": self.winning_target,
             "description": self.description,
-            "winners": {u: self.money(a) for u, a in self.result.get("winners", {}).items()},
+            "winners": self._wire_by_user(self.result.get("winners", {})),
             "losers": self.result.get("losers", []),
             "invalidated_bettors": self.result.get("invalidated_bettors", []),
             "is_money_return": self.result.get("is_money_return", False),
+            # a pool settled before refunds were recorded announces none
+            "refunds": self._wire_by_user(self.result.get("refunds", {})),
             "resolved_at": self.resolved_at,
         }
         if self.status is PoolStatus.EXPIRED:
             fields["expired_at"] = self.resolved_at
         return fields
+
+    def _minor_by_user(self, amounts: Mapping[str, Decimal]) -> dict[str, int]:
+        """User id -> wire amount, back to minor units (what the stored result keeps)."""
+        return {user: int(amount.scaleb(self.exponent)) for user, amount in amounts.items()}
+
+    def _wire_by_user(self, amounts: Mapping[str, int]) -> dict[str, Decimal]:
+        return {user: self.money(amount) for user, amount in amounts.items()}
+
+
+def refunds_by_user(
+    bets: list[Bet], bet_status: Mapping[str, tuple[BetStatus, int]]
+) -> dict[int, int]:
+    """User id -> the stakes given back (minor units): a money return's every bet, and
+    the bets an event invalidated."""
+    refunds: dict[int, int] = defaultdict(int)
+    for bet in bets:
+        status, amount = bet_status[bet.id]
+        if status is BetStatus.REFUNDED:
+            refunds[bet.user_id] += amount
+    return dict(refunds)
 
 
 def resolves_by_event(info: Mapping[str, Any], action: str, happened_at: int) -> bool:

@@ -10,7 +10,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from domain.money import exponent_of, to_wire
+from domain.money import decimal_text, exponent_of, fixed_text
 
 #: The ``game`` field the seed fixes; tote names itself.
 GAME = "tote"
@@ -67,12 +67,14 @@ def retry_delay(attempts: int, jitter: float, first: float = FIRST_RETRY_SECONDS
 
 
 def money(minor: int, currency: str) -> str:
-    return str(to_wire(minor, exponent_of(currency)))
+    """An amount for the operator: the currency's decimals, always (``"4.50"``)."""
+    return fixed_text(minor, exponent_of(currency))
 
 
 def bets_payload(client: str, entries: list[dict[str, Any]], *, ip: str = "") -> dict[str, Any]:
     """POST /bets for one placement (a websocket bet, or a whole betslip). Each entry:
-    user_id, pool_id, bet_id, currency, amount (minor), potential (minor, or None)."""
+    user_id, pool_id, bet_id, currency, amount (minor), potential (a betslip bet's exact
+    potential payout, a Decimal, or None)."""
     return {
         "bets": [
             {
@@ -82,7 +84,7 @@ def bets_payload(client: str, entries: list[dict[str, Any]], *, ip: str = "") ->
                     "currency": entry["currency"],
                     "game": GAME,
                     "uid": number_id(entry["pool_id"]),
-                    "overdraw": entry["potential"] or "",
+                    "overdraw": _potential(entry["potential"], entry["currency"]),
                 },
                 "bet": {
                     "uid": number_id(entry["bet_id"]),
@@ -94,13 +96,20 @@ def bets_payload(client: str, entries: list[dict[str, Any]], *, ip: str = "") ->
     }
 
 
+def _potential(value: Decimal | None, currency: str) -> str:
+    """A betslip bet's potential payout (stake x price, exact: never rounded), with at
+    least the currency's decimals; empty for a parimutuel bet, which has none."""
+    return "" if value is None else decimal_text(value, exponent_of(currency))
+
+
 def winners_payload(
     client: str, pool: dict[str, Any], bets: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """POST /winners for one settled pool (every bet, won or not), or for a refund of
     debits that placed nothing. ``pool``: id, currency; each bet: id, user_id, name,
-    amount, payout (minor), status, price (text or None), target; ``uid`` (either)
-    when the number was fixed earlier (a refund repeats the debit's numbers)."""
+    amount, payout (minor), status, price (text or None), target, external_bet_id (a
+    betslip's ``betId``, or None); ``uid`` (either) when the number was fixed earlier (a
+    refund repeats the debit's numbers)."""
     currency = pool["currency"]
     return {
         "pools": [
@@ -134,9 +143,18 @@ def _settled_bet(client: str, currency: str, bet: dict[str, Any]) -> dict[str, A
             "payout": payout,
             "base_payout": Decimal(payout),
             "result": bet["status"],
-            "extra": {"bet_id": bet["id"], "target": bet["target"]},
+            "extra": _extra(bet),
         },
     }
+
+
+def _extra(bet: dict[str, Any]) -> dict[str, Any]:
+    """For the operator's reports: our bet id and target, and a betslip bet's own
+    ``betId``, so the operator can match the bet it was sent."""
+    extra = {"bet_id": bet["id"], "target": bet["target"]}
+    if bet.get("external_bet_id"):
+        extra["betId"] = bet["external_bet_id"]
+    return extra
 
 
 def _odds(amount: int, payout: int) -> Decimal:

@@ -26,6 +26,15 @@ class Mode(Enum):
     HANG = "hang"  # never answers, nothing applied
     LATE = "late"  # applied, then never answers (the caller times out)
     DROP = "drop"  # applied, then the connection closes without an answer
+    TRICKLE = "trickle"  # applied, then the answer's head, then its body a byte at a time
+    HUGE = "huge"  # applied, then the answer with HUGE_BYTES of padding, as fast as read
+
+
+#: The padding of a TRICKLE answer's body (it never ends unless released) and of a HUGE one.
+TRICKLE_BYTES = 1_000_000
+HUGE_BYTES = 400_000_000
+#: Seconds between two bytes of a TRICKLE body: each read is quick, the whole never ends.
+TRICKLE_STEP = 0.05
 
 
 @dataclass
@@ -43,6 +52,12 @@ class FakeOperator:
     #: the misbehaviours actually served (a queued mode counts once it is popped)
     misbehaved: Counter[Mode] = field(default_factory=Counter)
     bad_signatures: int = 0
+    #: every signed call's body, decoded, by path
+    received: dict[str, list[Any]] = field(default_factory=lambda: {"/bets": [], "/winners": []})
+    trickling: int = 0  # TRICKLE answers being sent now
+    #: answers the caller stopped reading (it closed the connection before their end)
+    cut: Counter[Mode] = field(default_factory=Counter)
+    huge_sent: int = 0  # body bytes of HUGE answers that left before the caller closed
     port: int = 0
     down: bool = False  # every call 503, nothing applied
     #: the epoch seconds signatures are checked against (tote's clock under a mock clock)
@@ -50,6 +65,8 @@ class FakeOperator:
 
     def __post_init__(self) -> None:
         self.changed = trio.Event()
+        #: set: a TRICKLE answer sends the rest of its body at once
+        self.release = trio.Event()
 
     def total(self) -> Decimal:
         return sum(self.balances.values(), Decimal(0))
@@ -91,6 +108,7 @@ class FakeOperator:
         if self.down:
             await _respond(stream, 503, {"error": "maintenance"})
             return True
+        self.received.setdefault(path, []).append(decode(body))
         key = headers.get("x-idempotency-key", "")
         queue = self.modes.get(path, deque())
         mode = queue.popleft() if queue else Mode.OK
@@ -112,8 +130,50 @@ class FakeOperator:
         if mode is Mode.DROP:
             return False
         status, answer = self.answered[key]
+        if mode in (Mode.TRICKLE, Mode.HUGE):
+            await self._padded(stream, mode, status, answer)
+            return False
         await _respond_bytes(stream, status, answer)
         return True
+
+    async def _padded(
+        self, stream: trio.SocketStream, mode: Mode, status: int, answer: bytes
+    ) -> None:
+        """The answer, then whitespace (still valid JSON): a byte per TRICKLE_STEP, or
+        as fast as the caller reads; counts a cut when the caller closes first."""
+        padding = TRICKLE_BYTES if mode is Mode.TRICKLE else HUGE_BYTES
+        head = (
+            f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(answer) + padding}\r\n\r\n"
+        )
+        self.trickling += mode is Mode.TRICKLE
+        try:
+            await stream.send_all(head.encode() + answer)
+            if mode is Mode.HUGE:
+                await self._pad_fast(stream, padding)
+            else:
+                await self._pad_slowly(stream, padding)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.cut[mode] += 1
+        finally:
+            self.trickling -= mode is Mode.TRICKLE
+            self._signal()
+
+    async def _pad_fast(self, stream: trio.SocketStream, padding: int) -> None:
+        chunk = b" " * 65536
+        while self.huge_sent < padding:
+            size = min(len(chunk), padding - self.huge_sent)
+            await stream.send_all(chunk[:size])
+            self.huge_sent += size
+
+    async def _pad_slowly(self, stream: trio.SocketStream, padding: int) -> None:
+        for sent in range(padding):
+            if self.release.is_set():
+                await stream.send_all(b" " * (padding - sent))
+                return
+            await stream.send_all(b" ")
+            with trio.move_on_after(TRICKLE_STEP):
+                await self.release.wait()
 
     def _signal(self) -> None:
         self.changed.set()

@@ -10,7 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.errors import DomainError
-from domain.money import MAX_MINOR, exponent_of, parse_amount, parse_rate, ratio, to_wire
+from domain.money import (
+    MAX_MINOR,
+    decimal_text,
+    exponent_of,
+    fixed_text,
+    parse_amount,
+    parse_rate,
+    ratio,
+    to_wire,
+)
 
 
 def test_domain_error_carries_code_text_and_extra() -> None:
@@ -171,3 +180,33 @@ def test_wire_round_trip(minor: int, exponent: int) -> None:
 def test_ratio_is_floor_of_true_value(num: int, den: int) -> None:
     r = Fraction(ratio(num, den))
     assert r <= Fraction(num, den) < r + Fraction(1, 10**4)
+
+
+@pytest.mark.parametrize(
+    ("minor", "exponent", "text"),
+    [(450, 2, "4.50"), (500, 2, "5.00"), (0, 2, "0.00"), (5, 0, "5"), (-5, 2, "-0.05"),
+     (1, 3, "0.001"), (10**30 + 7, 4, "100000000000000000000000000.0007")],
+)  # fmt: skip
+def test_fixed_text_has_exactly_the_currencys_decimals(
+    minor: int, exponent: int, text: str
+) -> None:
+    assert fixed_text(minor, exponent) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "exponent", "text"),
+    [("7.5", 2, "7.50"), ("2.8500", 2, "2.85"), ("1.2345", 2, "1.2345"), ("1E+3", 2, "1000.00"),
+     ("3", 0, "3"), ("0.125", 0, "0.125")],
+)  # fmt: skip
+def test_decimal_text_never_rounds_and_pads_to_the_exponent(
+    value: str, exponent: int, text: str
+) -> None:
+    assert decimal_text(Decimal(value), exponent) == text
+
+
+@settings(max_examples=200)
+@given(minor=st.integers(min_value=-MAX_MINOR, max_value=MAX_MINOR), exponent=st.integers(0, 4))
+def test_fixed_text_round_trip(minor: int, exponent: int) -> None:
+    text = fixed_text(minor, exponent)
+    assert Decimal(text).scaleb(exponent) == minor
+    assert len(text.partition(".")[2]) == exponent

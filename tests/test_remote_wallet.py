@@ -205,16 +205,7 @@ async def test_payouts_owed_across_a_kill_9_arrive_exactly_once(tmp_path: Path) 
                         slip_bet(game_id, pools[0], "brazil", str(i + 1)),
                         slip_bet(game_id, pools[1], "brazil:7", "2"),
                     ]
-                    body = {
-                        "requestId": str(uuid.uuid4()),
-                        "userId": str(player["user_id"]),
-                        "sessionToken": player["session_key"],
-                        "timestamp": "1795000000000",
-                        "bets": bets,
-                    }
-                    r = await http.post(
-                        "/v1/betslips", json=body, headers={"X-Idempotency-Key": str(uuid.uuid4())}
-                    )
+                    r = await post_slip(http, player, bets)
                     assert r.status_code == 200, r.text
                     placed += len(bets)
                 operator.down = True
@@ -229,6 +220,20 @@ async def test_payouts_owed_across_a_kill_9_arrive_exactly_once(tmp_path: Path) 
         assert sorted(operator.credited.values()) == [1] * placed
         assert operator.total() == START * len(players)  # paid out whole: no takeout
         nursery.cancel_scope.cancel()
+
+
+async def post_slip(http: httpx.AsyncClient, player: dict, bets: list[dict]) -> httpx.Response:
+    """POST /v1/betslips: ``bets`` as one slip of ``player``, under a fresh key."""
+    body = {
+        "requestId": str(uuid.uuid4()),
+        "userId": str(player["user_id"]),
+        "sessionToken": player["session_key"],
+        "timestamp": "1795000000000",
+        "bets": bets,
+    }
+    return await http.post(
+        "/v1/betslips", json=body, headers={"X-Idempotency-Key": str(uuid.uuid4())}
+    )
 
 
 async def settle(http: httpx.AsyncClient, ws_port: int, game_id: str) -> None:

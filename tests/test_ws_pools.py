@@ -623,6 +623,7 @@ async def test_bets_placed_after_the_event_are_invalidated_and_refunded(harness:
         assert result["losers"] == [t.ids["carol"]]
         assert result["invalidated_bettors"] == [t.ids["bob"]]
         assert result["is_money_return"] is False
+        assert result["refunds"] == {t.uid("bob"): D("20")}
         for name, current in (("alice", D("126")), ("bob", D("100")), ("carol", D("70"))):
             assert (await t[name].expect(815))["current_balance"] == current
             assert await t.balance(name) == {

@@ -65,7 +65,8 @@ HELP: dict[str, str] = {
     "(POST <url>/bets and <url>/winners); needs wallet_secret",
     "wallet_secret": "remote wallet mode: the secret that signs every callback (X-Tote-Signature)",
     "wallet_client": "the `client` field of every callback",
-    "wallet_timeout": "seconds one callback may take before its outcome counts as unknown",
+    "wallet_timeout": "seconds one callback may take, all of it (connect, send, the answer), "
+    "before its outcome counts as unknown",
     "wallet_retry_seconds": "seconds before a failed callback's first retry (doubling to 5 "
     "minutes, with jitter)",
     "allowed_origins": "browser origins (scheme://host[:port]) whose pages may open a "

@@ -125,7 +125,12 @@ async def place_bet(ctx: Context, msg: dict[str, Any]) -> None:
     _, box = await ctx.services.games.pool(params.text(msg, "pool_id", required_=True))
     ctx.answer(
         await box.ask(
-            p.PlaceBet(ctx.user_id, params.required(msg, "target"), params.required(msg, "amount")),
+            p.PlaceBet(
+                ctx.user_id,
+                params.required(msg, "target"),
+                params.required(msg, "amount"),
+                ip=ctx.peer_ip,
+            ),
             timeout=_timeout(ctx),
         )
     )

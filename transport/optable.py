@@ -27,6 +27,16 @@ class Context:
     def user_id(self) -> int:
         return self.conn.user_id
 
+    @property
+    def peer_ip(self) -> str:
+        """The client's IP address (the operator's /bets carries the bettor's); empty
+        when the socket no longer has a peer."""
+        try:
+            remote = self.conn.ws.remote
+        except OSError:  # the client has gone
+            return ""
+        return str(getattr(remote, "address", ""))
+
     def reply(self, res: int, fields: dict[str, Any] | None = None) -> None:
         self.conn.push(
             server_message(
