@@ -14,7 +14,7 @@ import math
 import uuid
 from collections import defaultdict
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -246,11 +246,22 @@ def pool_row(pool: Pool) -> dict[str, Any]:
 
 
 def settlement_changes(
-    pool: Pool, winner: str | None, status: PoolStatus, now: int, happened_at: int | None
+    pool: Pool,
+    winner: str | None,
+    status: PoolStatus,
+    now: int,
+    happened_at: int | None,
+    successor: Pool | None = None,
 ) -> tuple[Outcome, list[Change]]:
     """The pay-out and the rows it changes: the CPU-heavy part of a settlement (most of a
-    second for 100,000 bets), which the pool runs off the event loop."""
-    outcome = pool.settle(winner, now=now, happened_at=happened_at)
+    second for 100,000 bets), which the pool runs off the event loop. A ``successor``
+    (the recreated pool) is inserted with it, holding the pot this one carries over."""
+    outcome = pool.settle(
+        winner,
+        now=now,
+        happened_at=happened_at,
+        successor=successor.id if successor is not None else None,
+    )
     settled = dataclasses.replace(pool)
     settled.mark_settled(outcome, status)
     bet_rows = [(s, paid, bet_id) for bet_id, (s, paid) in outcome.bet_status.items()]
@@ -266,6 +277,11 @@ def settlement_changes(
         Upsert("pools", pool_row(settled)),
         Delete("pending_resolutions", {"pool_id": pool.id}),
         UpdateMany("bets", "id", ("status", "payout"), bet_rows),
+        *(
+            [Insert("pools", pool_row(replace(successor, carried_in=outcome.house["carried_out"])))]
+            if successor is not None
+            else []
+        ),
     ]
 
 
@@ -688,18 +704,16 @@ class PoolActor(Actor):
         await self._decide_held(only_expired=False)
         pool, now = self.pool, max(self.now, due)
         await self._flush_distribution()
-        outcome, changes = await self.services.storage.off_loop(
-            settlement_changes, pool, winner, status, now, happened_at
-        )
-        if self.services.operator is not None and pool.bets:
-            changes.append(remote.winners_call(pool.id, now))  # /winners, from the outbox
         successor = (
             self._successor(now)
             if recreate and pool.recreate_on_end and winner is not None
             else None
         )
-        if successor is not None:
-            changes.append(Insert("pools", pool_row(successor)))
+        outcome, changes = await self.services.storage.off_loop(
+            settlement_changes, pool, winner, status, now, happened_at, successor
+        )
+        if self.services.operator is not None and pool.bets:
+            changes.append(remote.winners_call(pool.id, now))  # /winners, from the outbox
         try:
             await self.services.ask_wallet(
                 Settle(f"settle:{pool.id}", "settlement", outcome.lines, outcome.released, changes)
@@ -763,6 +777,7 @@ class PoolActor(Actor):
             finish_at=finish_at,
             fail_safe_at=fail_safe_at,
             recreate_on_end=True,
+            rules=pool.rules,
         )
 
     # -- timers -----------------------------------------------------------------------
