@@ -623,11 +623,8 @@ class PoolActor(Actor):
     def _held_item(self, bet: Bet, due_at: int) -> StakeItem:
         pool = self.pool
         row = {
-            "id": bet.id,
+            **{name: getattr(bet, name) for name in ("id", "user_id", "target", "amount")},
             "pool_id": pool.id,
-            "user_id": bet.user_id,
-            "target": bet.target,
-            "amount": bet.amount,
             "currency": pool.currency,
             "requested_at": bet.placed_at,
             "due_at": due_at,

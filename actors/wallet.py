@@ -351,11 +351,9 @@ class WalletActor(Actor):
 
     def _stake(self, item: StakeItem, pending: _Pending) -> DomainError | None:
         key = (item.user_id, item.currency)
-        refusal = self._may_bet(item.user_id, pending)
+        refusal = self._may_stake(item, pending)
         if refusal is not None:
             return refusal
-        if item.amount <= 0:
-            return DomainError("INVALID_STAKE", "A stake must be positive.", parameter="amount")
         lines = ledger.transfer(
             ledger.wallet(item.user_id), ledger.escrow(item.pool_id), item.currency, item.amount
         )
@@ -383,11 +381,9 @@ class WalletActor(Actor):
     def _hold(self, item: StakeItem, pending: _Pending) -> DomainError | None:
         """Hold a delayed bet's stake as exposure (``Hold``); refused as a stake is."""
         key = (item.user_id, item.currency)
-        refusal = self._may_bet(item.user_id, pending)
+        refusal = self._may_stake(item, pending)
         if refusal is not None:
             return refusal
-        if item.amount <= 0:
-            return DomainError("INVALID_STAKE", "A stake must be positive.", parameter="amount")
         if not self.remote:
             if self._available(key, pending) < item.amount:
                 return DomainError(
@@ -404,6 +400,13 @@ class WalletActor(Actor):
             pending.available[key] += item.amount
         pending.exposure[key] -= item.amount
         pending.changes.extend(item.changes)
+
+    def _may_stake(self, item: StakeItem, pending: _Pending) -> DomainError | None:
+        """``_may_bet`` for the item's user, and ``INVALID_STAKE`` for a stake not positive."""
+        refusal = self._may_bet(item.user_id, pending)
+        if refusal is None and item.amount <= 0:
+            return DomainError("INVALID_STAKE", "A stake must be positive.", parameter="amount")
+        return refusal
 
     def _may_bet(self, user_id: int, pending: _Pending) -> DomainError | None:
         """USER_BLOCKED for a blocked user or one in a cool-down (decisions §6)."""

@@ -13,22 +13,17 @@ import trio
 from actors import game as g
 from actors import pool as p
 from actors.clock import WallClock
-from actors.runtime import Mailbox, OutcomeUnknown
+from actors.runtime import OutcomeUnknown
 from actors.wallet import GetBalances
 from domain.errors import DomainError
 from storage.database import Database
 from tests.conftest import ActorHarness, Match, ledger_problems, open_match
-from tests.test_settlement import DEPOSIT, account, settlement_lines, wallet
+from tests.test_settlement import DEPOSIT, account, place, settlement_lines, wallet
 from tote.server import ServerConfig, start_services
 
 
 async def house(h: ActorHarness) -> int:
     return await account(h, "house")
-
-
-async def place(pool: Mailbox, bets: list[tuple[int, str, str]]) -> None:
-    for user_id, target, amount in bets:
-        await pool.ask(p.PlaceBet(user_id, target, amount))
 
 
 async def test_a_minus_pool_at_min_dividend_1_10(
