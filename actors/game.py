@@ -51,6 +51,8 @@ class UpdateDetails:
     user_id: int
     actions: list[str]
     targets: list[str]
+    #: pool rules for the game's future pools (decisions §11), as sent
+    rules: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,9 +367,10 @@ class GameActor(Actor):
                     raise DomainError("INVALID_STATE", "This game is already open.")
                 await self._save(self._with_details(actions, targets, opened=True))
                 return self.game.opened_message()  # the saved game, not ``game``
-            case UpdateDetails(_, actions, targets):
+            case UpdateDetails(_, actions, targets, rules):
                 self._require_not_closed()
-                await self._save(self._with_details(actions, targets, opened=game.opened))
+                changed = self._with_details(actions, targets, opened=game.opened)
+                await self._save(changed.with_rules(rules))
                 self._publish(DetailsChanged(self.game.details(self.now, self.events)))
                 return {"game_id": game.id}
             case Join(user_id, user_name, address):

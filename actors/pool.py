@@ -14,7 +14,7 @@ import math
 import uuid
 from collections import defaultdict
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -26,7 +26,7 @@ from actors import remote
 from actors.hub import Broadcast
 from actors.runtime import Actor, Mailbox, OutcomeUnknown, Request
 from actors.services import Services
-from actors.wallet import Settle, StakeItem, Stakes, Sync
+from actors.wallet import Hold, Settle, StakeItem, Stakes, Sync, Unhold
 from domain.errors import DomainError
 from domain.pool import BINARY, PARIMUTUEL, Bet, BetStatus, Outcome, Pool, PoolStatus
 from domain.targets import NONE, winning_target
@@ -176,6 +176,27 @@ class BetPlaced:
     exponent: int
 
 
+@dataclass(frozen=True, slots=True)
+class BetHeld:
+    """A bet held for the pool's bet delay (decisions §11): ``decision`` is answered
+    once, at ``due_at`` (epoch ms), with its ``BetPlaced`` or its refusal."""
+
+    pool_id: str
+    bet_id: str
+    due_at: int
+    decision: Request
+
+
+@dataclass(slots=True)
+class Delayed:
+    """A held bet in memory: ``decision`` is None when it was read back after a restart
+    (nobody waits for it; it is still placed or refused when due)."""
+
+    bet: Bet
+    due_at: int
+    decision: Request | None = None
+
+
 class PoolClosure(Enum):
     """What closing its game did to a pool."""
 
@@ -246,11 +267,22 @@ def pool_row(pool: Pool) -> dict[str, Any]:
 
 
 def settlement_changes(
-    pool: Pool, winner: str | None, status: PoolStatus, now: int, happened_at: int | None
+    pool: Pool,
+    winner: str | None,
+    status: PoolStatus,
+    now: int,
+    happened_at: int | None,
+    successor: Pool | None = None,
 ) -> tuple[Outcome, list[Change]]:
     """The pay-out and the rows it changes: the CPU-heavy part of a settlement (most of a
-    second for 100,000 bets), which the pool runs off the event loop."""
-    outcome = pool.settle(winner, now=now, happened_at=happened_at)
+    second for 100,000 bets), which the pool runs off the event loop. A ``successor``
+    (the recreated pool) is inserted with it, holding the pot this one carries over."""
+    outcome = pool.settle(
+        winner,
+        now=now,
+        happened_at=happened_at,
+        successor=successor.id if successor is not None else None,
+    )
     settled = dataclasses.replace(pool)
     settled.mark_settled(outcome, status)
     bet_rows = [(s, paid, bet_id) for bet_id, (s, paid) in outcome.bet_status.items()]
@@ -266,6 +298,11 @@ def settlement_changes(
         Upsert("pools", pool_row(settled)),
         Delete("pending_resolutions", {"pool_id": pool.id}),
         UpdateMany("bets", "id", ("status", "payout"), bet_rows),
+        *(
+            [Insert("pools", pool_row(replace(successor, carried_in=outcome.house["carried_out"])))]
+            if successor is not None
+            else []
+        ),
     ]
 
 
@@ -277,6 +314,16 @@ def stored_bets(db: Database, pool_id: str, slip_key: str | None = None) -> list
     return [
         Bet(r["id"], r["user_id"], r["target"], r["amount"], r["placed_at"])
         for r in db.rows(f"{sql} ORDER BY rowid", params)
+    ]
+
+
+def stored_held_bets(db: Database, pool_id: str) -> list[Delayed]:
+    """The pool's bets held for its delay, oldest first (decided by its timer)."""
+    return [
+        Delayed(
+            Bet(r["id"], r["user_id"], r["target"], r["amount"], r["requested_at"]), r["due_at"]
+        )
+        for r in db.rows("SELECT * FROM held_bets WHERE pool_id = ? ORDER BY rowid", (pool_id,))
     ]
 
 
@@ -295,7 +342,12 @@ class PoolActor(Actor):
     max_batch = MAX_BATCH
 
     def __init__(
-        self, inbox: Mailbox, services: Services, pool: Pool, pending: dict[str, Any] | None
+        self,
+        inbox: Mailbox,
+        services: Services,
+        pool: Pool,
+        pending: dict[str, Any] | None,
+        delayed: Iterable[Delayed] = (),
     ) -> None:
         super().__init__(inbox)
         self.services = services
@@ -307,6 +359,8 @@ class PoolActor(Actor):
         self.idle_seconds = services.settings.idle_seconds
         #: betslips reserved here and not yet decided: slip key -> (user, bets, until)
         self.held: dict[str, tuple[int, list[Bet], float]] = {}
+        #: bets held for the pool's bet delay, by bet id (stored in ``held_bets``)
+        self.delayed: dict[str, Delayed] = {d.bet.id: d for d in delayed}
 
     @classmethod
     async def load(cls, inbox: Mailbox, services: Services, pool_id: str) -> PoolActor:
@@ -314,7 +368,8 @@ class PoolActor(Actor):
         # incarnation of this pool asked of it is in storage before the pool is read back.
         await services.ask_wallet(Sync())
         pool, pending = await services.storage.read(lambda db: load_pool(db, pool_id))
-        return cls(inbox, services, pool, pending)
+        delayed = await services.storage.read(lambda db: stored_held_bets(db, pool_id))
+        return cls(inbox, services, pool, pending, delayed)
 
     @property
     def now(self) -> int:
@@ -337,7 +392,7 @@ class PoolActor(Actor):
         await self._place_bets(requests)
 
     def can_passivate(self) -> bool:
-        return not self.pool.is_open and not self.pool.unsent_bets
+        return not self.pool.is_open and not self.pool.unsent_bets and not self.delayed
 
     async def handle(self, body: Any) -> Any:
         pool = self.pool
@@ -455,6 +510,9 @@ class PoolActor(Actor):
             chosen[body.user_id] = target
             staked[body.user_id] += stake
             accepted.append((request, Bet(str(uuid.uuid4()), body.user_id, target, stake, now)))
+        if accepted and pool.rules.bet_delay_ms and self.services.operator is None:
+            await self._hold_bets(accepted)
+            return
         debits: dict[str, remote.Debit] = {}
         if accepted and self.services.operator is not None:
             accepted, debits = await self._debit_each(accepted)
@@ -544,6 +602,103 @@ class PoolActor(Actor):
         changes = (Insert("bets", row), *(debit.changes if debit else ()))
         return StakeItem(bet.user_id, pool.currency, bet.amount, pool.id, changes)
 
+    # -- bets held for the pool's delay (decisions §11) ------------------------------
+
+    async def _hold_bets(self, accepted: list[tuple[Request, Bet]]) -> None:
+        """Hold checked bets for the delay: their stakes become exposure and they are
+        stored, in one wallet commit; each request is answered with a ``BetHeld``."""
+        pool = self.pool
+        due_at = self.now + pool.rules.bet_delay_ms
+        items = [self._held_item(bet, due_at) for _, bet in accepted]
+        results = await self.services.ask_wallet(Hold(items))
+        for (request, bet), refusal in zip(accepted, results, strict=True):
+            if refusal is not None:
+                request.fail(refusal)
+                continue
+            decision = Request(bet)
+            self.inbox.adopt(decision)  # answered ACTOR_RESTARTED if this actor dies
+            self.delayed[bet.id] = Delayed(bet, due_at, decision)
+            request.reply(BetHeld(pool.id, bet.id, due_at, decision))
+
+    def _held_item(self, bet: Bet, due_at: int) -> StakeItem:
+        pool = self.pool
+        row = {
+            **{name: getattr(bet, name) for name in ("id", "user_id", "target", "amount")},
+            "pool_id": pool.id,
+            "currency": pool.currency,
+            "requested_at": bet.placed_at,
+            "due_at": due_at,
+        }
+        return StakeItem(
+            bet.user_id, pool.currency, bet.amount, pool.id, (Insert("held_bets", row),)
+        )
+
+    def _delay_refusal(self) -> DomainError | None:
+        """Why a held bet due now is refused: the pool stopped taking bets, or an event
+        that resolves it came, during the delay."""
+        if self.pending is not None:
+            return DomainError(
+                "POOL_CLOSED", "An event that resolves this pool came during the bet's delay."
+            )
+        if self.pool.refusal(self.now) is not None:
+            return DomainError(
+                "POOL_CLOSED", "The pool stopped taking bets during the bet's delay."
+            )
+        return None
+
+    async def _decide_delayed(self) -> None:
+        """Place, or refuse, the held bets whose delay is over."""
+        clock, now = self.services.clock, trio.current_time()
+        due = [d for d in self.delayed.values() if clock.deadline_for(d.due_at) <= now]
+        if not due:
+            return
+        refusal = self._delay_refusal()
+        if refusal is not None:
+            await self._refuse_delayed(due, refusal)
+            return
+        placed = [(d, dataclasses.replace(d.bet, placed_at=d.due_at)) for d in due]
+        items = [self._placed_item(bet) for _, bet in placed]
+        results = await self.services.ask_wallet(Stakes(items))
+        for (delayed, bet), refused in zip(placed, results, strict=True):
+            if refused is not None:
+                await self._refuse_delayed([delayed], refused)
+                continue
+            self.pool.add(bet)
+            del self.delayed[bet.id]
+            pool = self.pool
+            if delayed.decision is not None:
+                delayed.decision.reply(
+                    BetPlaced(pool.id, bet.id, bet.target, bet.amount, pool.currency, pool.exponent)
+                )
+
+    def _placed_item(self, bet: Bet) -> StakeItem:
+        """A held bet's stake, placed: its stored hold goes, its bet row comes."""
+        item = self._stake_item(bet)
+        changes = (Delete("held_bets", {"id": bet.id}), *item.changes)
+        return dataclasses.replace(item, changes=changes, held=True)
+
+    async def _refuse_delayed(self, delayed: list[Delayed], refusal: DomainError) -> None:
+        """Give held bets' stakes back (nothing was taken) and answer them ``refusal``."""
+        if not delayed:
+            return
+        pool = self.pool
+        items = [
+            StakeItem(
+                d.bet.user_id,
+                pool.currency,
+                d.bet.amount,
+                pool.id,
+                (Delete("held_bets", {"id": d.bet.id}),),
+                held=True,
+            )
+            for d in delayed
+        ]
+        await self.services.ask_wallet(Unhold(items))
+        for d in delayed:
+            del self.delayed[d.bet.id]
+            if d.decision is not None:
+                d.decision.fail(refusal)
+
     # -- betslips ---------------------------------------------------------------------
 
     def _held(self) -> tuple[dict[int, str], defaultdict[int, int]]:
@@ -555,6 +710,9 @@ class PoolActor(Actor):
             for bet in bets:
                 targets[user_id] = bet.target
                 stakes[user_id] += bet.amount
+        for delayed in self.delayed.values():
+            targets[delayed.bet.user_id] = delayed.bet.target
+            stakes[delayed.bet.user_id] += delayed.bet.amount
         return targets, stakes
 
     def _reserve(self, body: Reserve) -> Reserved:
@@ -570,6 +728,12 @@ class PoolActor(Actor):
                     )
                 if self.pending is not None:
                     raise DomainError("POOL_CLOSED", "An event has resolved this pool.")
+                if pool.rules.bet_delay_ms:
+                    raise DomainError(
+                        "INVALID_BET_DETAILS",
+                        "This pool holds each bet for a delay before placing it; bet on it "
+                        "over the websocket.",
+                    )
                 target, minor = pool.check_bet(
                     body.user_id,
                     stake.target,
@@ -686,20 +850,22 @@ class PoolActor(Actor):
         """Pay out once: ledger lines, bet results, the pool's new state and (if asked) its
         successor are one commit; only then do memory and subscribers hear of it."""
         await self._decide_held(only_expired=False)
+        await self._refuse_delayed(
+            list(self.delayed.values()),
+            DomainError("POOL_CLOSED", "The pool was resolved during the bet's delay."),
+        )
         pool, now = self.pool, max(self.now, due)
         await self._flush_distribution()
-        outcome, changes = await self.services.storage.off_loop(
-            settlement_changes, pool, winner, status, now, happened_at
-        )
-        if self.services.operator is not None and pool.bets:
-            changes.append(remote.winners_call(pool.id, now))  # /winners, from the outbox
         successor = (
             self._successor(now)
             if recreate and pool.recreate_on_end and winner is not None
             else None
         )
-        if successor is not None:
-            changes.append(Insert("pools", pool_row(successor)))
+        outcome, changes = await self.services.storage.off_loop(
+            settlement_changes, pool, winner, status, now, happened_at, successor
+        )
+        if self.services.operator is not None and pool.bets:
+            changes.append(remote.winners_call(pool.id, now))  # /winners, from the outbox
         try:
             await self.services.ask_wallet(
                 Settle(f"settle:{pool.id}", "settlement", outcome.lines, outcome.released, changes)
@@ -763,6 +929,7 @@ class PoolActor(Actor):
             finish_at=finish_at,
             fail_safe_at=fail_safe_at,
             recreate_on_end=True,
+            rules=pool.rules,
         )
 
     # -- timers -----------------------------------------------------------------------
@@ -791,6 +958,7 @@ class PoolActor(Actor):
             # the game settles us with ResolveByEvent; if it cannot, we do it ourselves
             deadlines.append(self.pending_since + self.services.settings.request_timeout)
         deadlines += [until for _, _, until in self.held.values()]
+        deadlines += [clock.deadline_for(d.due_at) for d in self.delayed.values()]
         return min(deadlines, default=math.inf)
 
     async def on_deadline(self) -> None:
@@ -798,6 +966,7 @@ class PoolActor(Actor):
         # "now" a millisecond short of a deadline that has passed, and spin the loop
         clock, now = self.services.clock, trio.current_time()
         await self._decide_held(only_expired=True)
+        await self._decide_delayed()
         for at, name in sorted(self._timers()):
             if clock.deadline_for(at) > now or not self.pool.is_open:
                 continue

@@ -160,6 +160,11 @@ class Mailbox:
         request._on_answer = self._taken.discard
         return True
 
+    def adopt(self, request: Request) -> None:
+        """Count a request its actor made itself and answers later (a held bet's
+        decision) as taken: if the actor dies first, ``fail_taken`` answers it."""
+        self._take(request)
+
     def fail_taken(self, error: DomainError) -> int:
         """Answer every request the (dead) actor took but did not answer."""
         taken, self._taken = self._taken, set()

@@ -98,11 +98,31 @@ class StakeItem:
     amount: int
     pool_id: str
     changes: Sequence[Change] = ()
+    #: the stake was held (``Hold``) and is already out of the available balance
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Stakes:
     """A batch of stakes; the answer is one DomainError-or-None per item, in order."""
+
+    items: Sequence[StakeItem]
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Bets held for a pool's bet delay (decisions §11): each stake leaves the available
+    balance for the exposure now, with ``changes`` (the stored held bet), and no ledger
+    line until it is placed (``Stakes`` of ``held`` items) or given back (``Unhold``).
+    The answer is one DomainError-or-None per item, in order."""
+
+    items: Sequence[StakeItem]
+
+
+@dataclass(frozen=True, slots=True)
+class Unhold:
+    """Held bets refused at the end of their delay: their stakes are available again and
+    ``changes`` (deleting the stored held bets) commit with it. Nothing was taken."""
 
     items: Sequence[StakeItem]
 
@@ -262,6 +282,12 @@ class WalletActor(Actor):
                 return None
             case Stakes(items):
                 return [self._stake(item, pending) for item in items]
+            case Hold(items):
+                return [self._hold(item, pending) for item in items]
+            case Unhold(items):
+                for item in items:
+                    self._unhold(item, pending)
+                return None
             case PlaceSlip():
                 return self._place_slip(body, pending)
             case Settle():
@@ -325,11 +351,9 @@ class WalletActor(Actor):
 
     def _stake(self, item: StakeItem, pending: _Pending) -> DomainError | None:
         key = (item.user_id, item.currency)
-        refusal = self._may_bet(item.user_id, pending)
+        refusal = self._may_stake(item, pending)
         if refusal is not None:
             return refusal
-        if item.amount <= 0:
-            return DomainError("INVALID_STAKE", "A stake must be positive.", parameter="amount")
         lines = ledger.transfer(
             ledger.wallet(item.user_id), ledger.escrow(item.pool_id), item.currency, item.amount
         )
@@ -340,16 +364,49 @@ class WalletActor(Actor):
                 ),
                 *lines,
             ]
+        elif item.held:  # out of the available balance since it was held
+            pass
         elif self._available(key, pending) < item.amount:
             return DomainError(
                 "INSUFFICIENT_FUNDS", "Your available balance does not cover this stake."
             )
         else:
             pending.available[key] -= item.amount
-        pending.exposure[key] += item.amount
+        if not item.held:
+            pending.exposure[key] += item.amount
         pending.changes.extend(self._transaction(uuid.uuid4().hex, "stake", lines))
         pending.changes.extend(item.changes)
         return None
+
+    def _hold(self, item: StakeItem, pending: _Pending) -> DomainError | None:
+        """Hold a delayed bet's stake as exposure (``Hold``); refused as a stake is."""
+        key = (item.user_id, item.currency)
+        refusal = self._may_stake(item, pending)
+        if refusal is not None:
+            return refusal
+        if not self.remote:
+            if self._available(key, pending) < item.amount:
+                return DomainError(
+                    "INSUFFICIENT_FUNDS", "Your available balance does not cover this stake."
+                )
+            pending.available[key] -= item.amount
+        pending.exposure[key] += item.amount
+        pending.changes.extend(item.changes)
+        return None
+
+    def _unhold(self, item: StakeItem, pending: _Pending) -> None:
+        key = (item.user_id, item.currency)
+        if not self.remote:
+            pending.available[key] += item.amount
+        pending.exposure[key] -= item.amount
+        pending.changes.extend(item.changes)
+
+    def _may_stake(self, item: StakeItem, pending: _Pending) -> DomainError | None:
+        """``_may_bet`` for the item's user, and ``INVALID_STAKE`` for a stake not positive."""
+        refusal = self._may_bet(item.user_id, pending)
+        if refusal is None and item.amount <= 0:
+            return DomainError("INVALID_STAKE", "A stake must be positive.", parameter="amount")
+        return refusal
 
     def _may_bet(self, user_id: int, pending: _Pending) -> DomainError | None:
         """USER_BLOCKED for a blocked user or one in a cool-down (decisions §6)."""
@@ -439,6 +496,13 @@ def _load_state(db: Database) -> dict[str, Any]:
             "WHERE status = 'active' GROUP BY user_id, currency"
         )
     }
+    for r in db.rows(
+        f"SELECT user_id, currency, {EXACT_SUM} FROM held_bets GROUP BY user_id, currency"
+    ):  # held for a bet delay: exposure already, not yet in the ledger
+        key = (r["user_id"], r["currency"])
+        amount = exact_total(r["high"], r["low"])
+        available[key] = available.get(key, 0) - amount
+        exposure[key] = exposure.get(key, 0) + amount
     blocked = {r["id"] for r in db.rows("SELECT id FROM users WHERE blocked = 1")}
     cooldowns = {
         r["id"]: r["cooldown_until"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -18,6 +18,7 @@ from domain.money import (
     stored_rate,
 )
 from domain.params import stored_time
+from domain.rules import PoolRules, parse_rules
 from domain.targets import NONE, TargetTree, build_actions, parse_list
 
 
@@ -57,9 +58,13 @@ class Game:
     closing: bool = False
     closed_at: int | None = None
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: the rules its pools get unless 385 sets their own (decisions §11)
+    rules: PoolRules = field(default_factory=PoolRules)
 
     def to_doc(self) -> dict[str, Any]:
-        return asdict(self)
+        doc = asdict(self)
+        doc["rules"] = self.rules.to_doc()
+        return doc
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Game:
@@ -70,7 +75,14 @@ class Game:
             if name in fields:
                 fields[name] = stored_time(fields[name], name)
         fields["takeout"] = rate_text(stored_rate(fields.get("takeout", "0")))
+        fields["rules"] = PoolRules.from_doc(fields.get("rules"))
         return cls(**fields)
+
+    def with_rules(self, fields: dict[str, Any]) -> Game:
+        """This game with the pool rules ``fields`` set (op 373); INVALID_PARAMETER as
+        ``parse_rules``."""
+        rules = parse_rules(fields, self.currency, exponent_of(self.currency), self.rules)
+        return replace(self, rules=rules)
 
     @property
     def tree(self) -> TargetTree:
@@ -130,6 +142,7 @@ class Game:
             "live_finish_at": self.live_finish_at,
             "close_at": self.close_at,
             "source_id": self.source_id,
+            **self.rules.wire(exponent_of(self.currency)),
         }
 
     def summary(self, now: int) -> dict[str, Any]:
@@ -180,6 +193,7 @@ def new_game(
         targets=targets.as_dict(),
         takeout=rate_text(parse_rate(fields.get("takeout"))),
         max_liability=optional_amount(fields, "max_liability", exponent_of(currency)),
+        rules=parse_rules(fields, currency, exponent_of(currency), PoolRules()),
     )
 
 

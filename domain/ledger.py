@@ -77,17 +77,26 @@ def check_balanced(lines: Sequence[Line]) -> None:
 
 
 def settlement_lines(
-    pool_id: str, currency: str, settlement: Settlement, user_of_bet: Mapping[str, int]
+    pool_id: str,
+    currency: str,
+    settlement: Settlement,
+    user_of_bet: Mapping[str, int],
+    successor: str | None = None,
 ) -> list[Line]:
     """The one balanced transaction that settles a pool and empties its escrow.
 
-    House cover comes in first, then escrow pays each user (aggregated, by user id), then
-    the takeout and the breakage go to the house as separate lines so each stays visible.
+    The house's contributions come in first, each its own transfer (the minimum-dividend
+    cover, then the guarantee's top-up); then escrow pays each user (aggregated, by user
+    id); then the takeout and the breakage go to the house as separate lines so each
+    stays visible; last a carry-over moves to the ``successor``'s escrow, or carried-in
+    money nobody can take goes to the house. ``ValueError`` for a carry-over without a
+    successor.
     """
     pot = escrow(pool_id)
     lines: list[Line] = []
-    if settlement.house_cover:
-        lines += transfer(HOUSE, pot, currency, settlement.house_cover)
+    for contribution in (settlement.house_cover, settlement.guarantee_topup):
+        if contribution:
+            lines += transfer(HOUSE, pot, currency, contribution)
     per_user: dict[int, int] = defaultdict(int)
     for bet_id, amount in settlement.payouts.items():
         if bet_id not in user_of_bet:
@@ -102,6 +111,12 @@ def settlement_lines(
         lines += transfer(pot, HOUSE, currency, settlement.takeout)
     if settlement.breakage:
         lines += transfer(pot, HOUSE, currency, settlement.breakage)
+    if settlement.carried_out:
+        if successor is None:
+            raise ValueError("a carry-over needs the successor pool")
+        lines += transfer(pot, escrow(successor), currency, settlement.carried_out)
+    if settlement.unclaimed:
+        lines += transfer(pot, HOUSE, currency, settlement.unclaimed)
     check_balanced(lines)
     return lines
 

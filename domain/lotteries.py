@@ -434,6 +434,7 @@ def betting_scheme(hrefs: Hrefs, product_id: str, pool: Pool) -> dict[str, Any]:
         "minimum-stake": to_wire(pool.min_stake or 1, pool.exponent),
         "maximum-stake": None if pool.max_stake is None else to_wire(pool.max_stake, pool.exponent),
         "maximum-liability": to_wire(MAX_POOL_TOTAL, pool.exponent),
+        "bet-delay-ms": pool.rules.bet_delay_ms,
     }
 
 
@@ -462,14 +463,33 @@ def winning_scheme(hrefs: Hrefs, product_id: str, pool: Pool) -> dict[str, Any]:
             }
         ],
         "rounding": "down to the minor unit; the remainder (breakage) goes to the house",
-        "minus-pool": "a winner is never paid less than the stake; the house covers it",
-        "no-winner": "when nobody backed the winner, every stake is refunded, no takeout",
+        **_rules_scheme(pool),
         "late-bets": "bets placed after the deciding event are refunded and left out of T",
         "fail-safe": "still unresolved at the fail-safe time: voided, every stake refunded",
     }
     if pool.pool_type == TIMED_PARIMUTUEL:
         scheme["expiry"] = "unresolved at its finish time, the pool resolves to 'none'"
     return scheme
+
+
+def _rules_scheme(pool: Pool) -> dict[str, Any]:
+    """The winning scheme's part that the pool's rules set (decisions §11)."""
+    rules, money = pool.rules, pool.money
+    dividend = Decimal(rules.min_dividend.numerator) / Decimal(rules.min_dividend.denominator)
+    carry = (
+        "when nobody backed the winner, the net pot moves to the pool recreated from this one"
+        if rules.carry_over
+        else "when nobody backed the winner, every stake is refunded, no takeout"
+    )
+    return {
+        "minimum-dividend": dividend,
+        "minus-pool": "a winner is never paid less than ceil(stake * minimum-dividend); "
+        "the house covers it",
+        "guarantee": None if rules.guarantee is None else money(rules.guarantee),
+        "carry-over": rules.carry_over,
+        "carried-in": money(pool.carried_in),
+        "no-winner": carry,
+    }
 
 
 def draw_resource(

@@ -22,6 +22,7 @@ __all__ = [
     "exponent_of",
     "parse_amount",
     "parse_currency",
+    "parse_factor",
     "parse_rate",
     "rate_text",
     "ratio",
@@ -282,3 +283,24 @@ def parse_rate(value: object, *, field: str = "takeout") -> Fraction:
             "INVALID_PARAMETER", f"{field} must be at least 0 and below 1.", parameter=field
         )
     return rate
+
+
+def parse_factor(
+    value: object, *, field: str, minimum: Fraction, maximum: Fraction, places: int
+) -> Fraction:
+    """An exact factor from the wire (a minimum dividend) in ``[minimum, maximum]`` with at
+    most ``places`` decimals, or ``INVALID_PARAMETER`` naming ``field``."""
+    d = _to_decimal(value, field, "INVALID_PARAMETER")
+    if not minimum <= Fraction(d) <= maximum:
+        raise DomainError(
+            "INVALID_PARAMETER",
+            f"{field} must be from {rate_text(minimum)} to {rate_text(maximum)}.",
+            parameter=field,
+        )
+    if _stripped(d)[1] < -places:
+        raise DomainError(
+            "INVALID_PARAMETER",
+            f"{field} may have at most {places} decimal places.",
+            parameter=field,
+        )
+    return Fraction(d)

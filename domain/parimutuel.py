@@ -13,12 +13,18 @@ from decimal import Decimal
 from fractions import Fraction
 
 from domain.money import ratio
+from domain.rules import PoolRules
+
+DEFAULT_RULES = PoolRules()
 
 __all__ = [
+    "DEFAULT_RULES",
     "Settlement",
     "Stake",
+    "minimum_payout",
     "multiplier",
     "net_pool",
+    "payout_pot",
     "settle",
     "to_win_if_backed",
 ]
@@ -38,7 +44,8 @@ class Stake:
 class Settlement:
     """The outcome of resolving a pool, before any ledger line is written.
 
-    Invariant: ``sum(payouts.values()) + takeout + breakage - house_cover == total``.
+    Invariant: ``sum(payouts) + takeout + breakage + carried_out + unclaimed
+    - house_cover - guarantee_topup == total + carried_in``.
     """
 
     #: bet id -> amount credited to the bettor (stake + profit, house cover included);
@@ -50,13 +57,23 @@ class Settlement:
     losers: list[int]
     takeout: int
     breakage: int
-    #: what the house pays in so that no winner gets less than their stake ("minus pool").
+    #: what the house pays in so that no winner gets less than ``stake * min_dividend``
+    #: (a "minus pool"; with the default dividend of 1, their stake back).
     house_cover: int
     is_money_return: bool
     #: ``T``, the sum of all stakes.
     total: int
-    #: ``N``, the net pool after takeout (``total`` for a money return).
+    #: ``N``, the net pool after takeout plus any carried-in pot (``total`` for a money
+    #: return).
     net: int = 0
+    #: what the house adds so that a won pool pays out its guarantee.
+    guarantee_topup: int = 0
+    #: the pot a previous pool carried into this one (part of its escrow).
+    carried_in: int = 0
+    #: the net pot moved to the successor pool when nobody backed the winner.
+    carried_out: int = 0
+    #: carried-in money nobody can be paid and no successor takes: to the house.
+    unclaimed: int = 0
 
 
 def _check_takeout(takeout: Fraction) -> None:
@@ -64,21 +81,7 @@ def _check_takeout(takeout: Fraction) -> None:
         raise ValueError(f"takeout must be in [0, 1), got {takeout}")
 
 
-def net_pool(total: int, takeout: Fraction) -> int:
-    """``N = T - floor(T * takeout)``: the takeout is rounded down, in the players' favour."""
-    _check_takeout(takeout)
-    return total - math.floor(total * takeout)
-
-
-def settle(stakes: Sequence[Stake], winning_target: str, takeout: Fraction) -> Settlement:
-    """Resolve a pool whose winning target is ``winning_target``.
-
-    Each winning bet of stake ``s`` gets ``floor(s * N / W)``; the sum of what those floors
-    drop is the breakage. When the takeout would leave a winner below their stake the house
-    tops them up to it (``house_cover``). When nobody backed the winner (``W == 0``) every
-    stake is refunded and no takeout is taken.
-    """
-    _check_takeout(takeout)
+def _check_stakes(stakes: Sequence[Stake]) -> None:
     seen: set[str] = set()
     for s in stakes:
         if isinstance(s.amount, bool) or not isinstance(s.amount, int) or s.amount <= 0:
@@ -87,24 +90,87 @@ def settle(stakes: Sequence[Stake], winning_target: str, takeout: Fraction) -> S
             raise ValueError(f"duplicate bet id {s.bet_id!r}")
         seen.add(s.bet_id)
 
+
+def net_pool(total: int, takeout: Fraction) -> int:
+    """``N = T - floor(T * takeout)``: the takeout is rounded down, in the players' favour."""
+    _check_takeout(takeout)
+    return total - math.floor(total * takeout)
+
+
+def minimum_payout(stake: int, min_dividend: Fraction) -> int:
+    """``ceil(stake * min_dividend)``: "at least" the minimum dividend, to the minor unit."""
+    return -(-stake * min_dividend.numerator // min_dividend.denominator)
+
+
+def settle(
+    stakes: Sequence[Stake],
+    winning_target: str,
+    takeout: Fraction,
+    rules: PoolRules = DEFAULT_RULES,
+    *,
+    carried_in: int = 0,
+    carry: bool = False,
+) -> Settlement:
+    """Resolve a pool whose winning target is ``winning_target``.
+
+    Each winning bet of stake ``s`` gets ``floor(s * P / W)`` where the pot ``P`` is the net
+    pool (plus ``carried_in``), raised to ``rules.guarantee`` by the house when below it;
+    the floors' remainder is the breakage. The house tops a winner up to
+    ``ceil(s * min_dividend)`` (``house_cover``). When nobody backed the winner (``W == 0``)
+    the net pot moves to the successor when ``carry`` (the pool carries over and has one),
+    else every stake is refunded without takeout and a carried-in pot goes to the house.
+    """
+    _check_takeout(takeout)
+    _check_stakes(stakes)
+    if carried_in < 0:
+        raise ValueError("carried_in may not be negative")
     total = sum(s.amount for s in stakes)
     on_winner = sum(s.amount for s in stakes if s.target == winning_target)
-
-    if on_winner == 0:
+    if on_winner:
+        return _paid_out(stakes, winning_target, takeout, rules, carried_in)
+    if carry and total + carried_in > 0:
+        net = net_pool(total, takeout)
         return Settlement(
-            payouts={s.bet_id: s.amount for s in stakes},
+            payouts={},
             winners={},
-            losers=[],
-            takeout=0,
+            losers=sorted({s.user_id for s in stakes}),
+            takeout=total - net,
             breakage=0,
             house_cover=0,
-            is_money_return=True,
+            is_money_return=False,
             total=total,
-            net=total,
+            net=net + carried_in,
+            carried_in=carried_in,
+            carried_out=net + carried_in,
         )
+    return Settlement(
+        payouts={s.bet_id: s.amount for s in stakes},
+        winners={},
+        losers=[],
+        takeout=0,
+        breakage=0,
+        house_cover=0,
+        is_money_return=True,
+        total=total,
+        net=total,
+        carried_in=carried_in,
+        unclaimed=carried_in,
+    )
 
-    net = net_pool(total, takeout)
-    cut = total - net
+
+def _paid_out(
+    stakes: Sequence[Stake],
+    winning_target: str,
+    takeout: Fraction,
+    rules: PoolRules,
+    carried_in: int,
+) -> Settlement:
+    """``settle`` when someone backed the winner."""
+    total = sum(s.amount for s in stakes)
+    on_winner = sum(s.amount for s in stakes if s.target == winning_target)
+    net = net_pool(total, takeout) + carried_in
+    topup = max(0, (rules.guarantee or 0) - net)
+    pot = net + topup
     payouts: dict[str, int] = {}
     winners: dict[int, int] = {}
     floors = 0
@@ -112,9 +178,9 @@ def settle(stakes: Sequence[Stake], winning_target: str, takeout: Fraction) -> S
     for s in stakes:
         if s.target != winning_target:
             continue
-        share = s.amount * net // on_winner
+        share = s.amount * pot // on_winner
         floors += share
-        paid = max(share, s.amount)
+        paid = max(share, minimum_payout(s.amount, rules.min_dividend))
         cover += paid - share
         payouts[s.bet_id] = paid
         winners[s.user_id] = winners.get(s.user_id, 0) + paid
@@ -123,28 +189,50 @@ def settle(stakes: Sequence[Stake], winning_target: str, takeout: Fraction) -> S
         payouts=payouts,
         winners=winners,
         losers=losers,
-        takeout=cut,
-        breakage=net - floors,
+        takeout=total + carried_in - net,
+        breakage=pot - floors,
         house_cover=cover,
         is_money_return=False,
         total=total,
         net=net,
+        guarantee_topup=topup,
+        carried_in=carried_in,
     )
 
 
-def multiplier(total: int, on_target: int, takeout: Fraction) -> Decimal:
-    """Current return per unit staked on a target: ``N / on_target``, ``1.0`` when empty."""
+def payout_pot(total: int, takeout: Fraction, rules: PoolRules, carried_in: int) -> int:
+    """What a won pool pays out before minimum dividends: the net pool plus a carried-in
+    pot, or the guarantee when that is more."""
+    return max(net_pool(total, takeout) + carried_in, rules.guarantee or 0)
+
+
+def multiplier(
+    total: int,
+    on_target: int,
+    takeout: Fraction,
+    rules: PoolRules = DEFAULT_RULES,
+    carried_in: int = 0,
+) -> Decimal:
+    """Current return per unit staked on a target: ``P / on_target`` (``payout_pot``),
+    ``1.0`` when empty. A minimum dividend is shown apart (it pays only a minus pool)."""
     if on_target == 0:
         return ratio(1, 1)
-    return ratio(net_pool(total, takeout), on_target)
+    return ratio(payout_pot(total, takeout, rules, carried_in), on_target)
 
 
-def to_win_if_backed(total: int, on_target: int, takeout: Fraction, unit: int) -> Decimal:
-    """Return per unit if one more ``unit`` went on the target: ``N' / (on_target + unit)``.
+def to_win_if_backed(
+    total: int,
+    on_target: int,
+    takeout: Fraction,
+    unit: int,
+    rules: PoolRules = DEFAULT_RULES,
+    carried_in: int = 0,
+) -> Decimal:
+    """Return per unit if one more ``unit`` went on the target: ``P' / (on_target + unit)``.
 
     ``unit`` is in minor units (e.g. one currency unit, ``10 ** exponent``). An empty pool
     with no takeout shows ``1.0``, as in the seed.
     """
     if unit <= 0:
         raise ValueError("unit must be positive")
-    return ratio(net_pool(total + unit, takeout), on_target + unit)
+    return ratio(payout_pot(total + unit, takeout, rules, carried_in), on_target + unit)

@@ -4,6 +4,7 @@ wraps this with plumbing, and tests can drive it directly."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from domain.money import (
     to_wire,
 )
 from domain.params import stored_time
+from domain.rules import PoolRules, parse_rules
 from domain.targets import NONE, action_id, level, parse_list, pool_targets, symbol
 
 PARIMUTUEL = frozenset({1, 2})
@@ -76,6 +78,9 @@ class Outcome:
     bet_status: dict[str, tuple[BetStatus, int]]  # bet id -> (status, amount credited)
     released: dict[tuple[int, str], int]
     message: dict[str, Any]
+    #: what the house paid in and what moved on, minor units: ``house_cover``
+    #: (min_dividend), ``guarantee_topup``, ``carried_out``, ``unclaimed``
+    house: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -105,6 +110,10 @@ class Pool:
     blocked: bool = False
     blocked_at: int | None = None
     recreate_on_end: bool = False
+    #: minimum dividend, guarantee, carry-over, bet delay (decisions §11)
+    rules: PoolRules = field(default_factory=PoolRules)
+    #: the pot the pool it was recreated from carried over into its escrow
+    carried_in: int = 0
     status: PoolStatus = PoolStatus.OPEN
     resolved_at: int | None = None
     winning_target: str | None = None
@@ -146,6 +155,7 @@ class Pool:
         "blocked",
         "blocked_at",
         "recreate_on_end",
+        "carried_in",
         "status",
         "resolved_at",
         "winning_target",
@@ -167,6 +177,7 @@ class Pool:
     def to_doc(self) -> dict[str, Any]:
         doc = {name: getattr(self, name) for name in self._DOC_FIELDS}
         doc["takeout"] = rate_text(self.takeout)
+        doc["rules"] = self.rules.to_doc()
         return doc
 
     @classmethod
@@ -178,7 +189,11 @@ class Pool:
             if name in fields:
                 fields[name] = stored_time(fields[name], name)
         fields["status"] = PoolStatus(fields.get("status", PoolStatus.OPEN))
-        pool = cls(**fields, takeout=stored_rate(doc.get("takeout", "0")))
+        pool = cls(
+            **fields,
+            takeout=stored_rate(doc.get("takeout", "0")),
+            rules=PoolRules.from_doc(doc.get("rules")),
+        )
         for bet in bets:
             pool.add(bet)
         return pool
@@ -296,12 +311,23 @@ class Pool:
     # -- odds and views ---------------------------------------------------------------
 
     def multiplier(self, target: str) -> Decimal:
-        return parimutuel.multiplier(self.total, self.totals.get(target, 0), self.takeout)
+        return parimutuel.multiplier(
+            self.total, self.totals.get(target, 0), self.takeout, self.rules, self.carried_in
+        )
 
     def to_win_if_backed(self, target: str) -> Decimal:
         return parimutuel.to_win_if_backed(
-            self.total, self.totals.get(target, 0), self.takeout, 10**self.exponent
+            self.total,
+            self.totals.get(target, 0),
+            self.takeout,
+            10**self.exponent,
+            self.rules,
+            self.carried_in,
         )
+
+    def rules_wire(self) -> dict[str, Any]:
+        """The pool's rules and carried-in pot, as 352 and the listings show them."""
+        return {**self.rules.wire(self.exponent), "carried_in": self.money(self.carried_in)}
 
     def money(self, minor: int) -> Decimal:
         return to_wire(minor, self.exponent)
@@ -349,6 +375,7 @@ class Pool:
             "fail_safe_at": self.fail_safe_at,
             "takeout": Decimal(self.takeout.numerator) / Decimal(self.takeout.denominator),
             "currency": self.currency,
+            **self.rules_wire(),
         }
 
     def listing(self, user_id: int, everything: bool) -> dict[str, Any]:
@@ -372,6 +399,7 @@ class Pool:
             "distributions": self.distribution(visible),
             "game_id": self.game_id,
             "game_name": self.game_name,
+            **self.rules_wire(),
         }
         if user_id in self.user_target:
             entry["user_backed"] = {self.user_target[user_id]: self.money(self.user_stake[user_id])}
@@ -384,8 +412,16 @@ class Pool:
 
     # -- resolution -------------------------------------------------------------------
 
-    def settle(self, winner: str | None, *, now: int, happened_at: int | None = None) -> Outcome:
-        """Pay the pool out for ``winner`` (None: void, every stake back).
+    def settle(
+        self,
+        winner: str | None,
+        *,
+        now: int,
+        happened_at: int | None = None,
+        successor: str | None = None,
+    ) -> Outcome:
+        """Pay the pool out for ``winner`` (None: void, every stake back) under its rules;
+        a pot nobody won moves to ``successor`` when the pool carries over.
 
         Bets placed after ``happened_at`` are invalidated: refunded, left out of ``T``.
         """
@@ -394,11 +430,20 @@ class Pool:
         valid = [b for b in self.bets if b.id not in late_ids]
         stakes = [parimutuel.Stake(b.id, b.user_id, b.target, b.amount) for b in valid]
         if winner is None:
-            settlement = parimutuel.settle(stakes, "\0void", Fraction(0))
+            settlement = parimutuel.settle(
+                stakes, "\0void", Fraction(0), carried_in=self.carried_in
+            )
         else:
-            settlement = parimutuel.settle(stakes, winner, self.takeout)
+            settlement = parimutuel.settle(
+                stakes,
+                winner,
+                self.takeout,
+                self.rules,
+                carried_in=self.carried_in,
+                carry=self.rules.carry_over and successor is not None,
+            )
         user_of_bet = {b.id: b.user_id for b in self.bets}
-        lines = ledger.settlement_lines(self.id, self.currency, settlement, user_of_bet)
+        lines = ledger.settlement_lines(self.id, self.currency, settlement, user_of_bet, successor)
         for bet in late:
             lines += ledger.transfer(
                 ledger.escrow(self.id), ledger.wallet(bet.user_id), self.currency, bet.amount
@@ -427,7 +472,9 @@ class Pool:
             "refunds": {str(u): self.money(a) for u, a in sorted(refunds.items())},
             "resolved_at": now,
         }
-        return Outcome(lines, bet_status, dict(released), message)
+        if settlement.carried_out:
+            message["carried_over"] = self.money(settlement.carried_out)
+        return Outcome(lines, bet_status, dict(released), message, _house_part(settlement))
 
     def mark_settled(self, outcome: Outcome, status: PoolStatus) -> None:
         self.status = status
@@ -439,6 +486,7 @@ class Pool:
             "invalidated_bettors": outcome.message["invalidated_bettors"],
             "is_money_return": outcome.message["is_money_return"],
             "refunds": self._minor_by_user(outcome.message["refunds"]),
+            **outcome.house,
         }
         self.announced = False
 
@@ -458,6 +506,8 @@ class Pool:
             "refunds": self._wire_by_user(self.result.get("refunds", {})),
             "resolved_at": self.resolved_at,
         }
+        if self.result.get("carried_out"):
+            fields["carried_over"] = self.money(self.result["carried_out"])
         if self.status is PoolStatus.EXPIRED:
             fields["expired_at"] = self.resolved_at
         return fields
@@ -481,6 +531,17 @@ def refunds_by_user(
         if status is BetStatus.REFUNDED:
             refunds[bet.user_id] += amount
     return dict(refunds)
+
+
+def _house_part(settlement: parimutuel.Settlement) -> dict[str, int]:
+    """The settlement's amounts beyond stakes and payouts, kept in the pool's result so
+    that every cent of its escrow is explained."""
+    return {
+        "house_cover": settlement.house_cover,
+        "guarantee_topup": settlement.guarantee_topup,
+        "carried_out": settlement.carried_out,
+        "unclaimed": settlement.unclaimed,
+    }
 
 
 def resolves_by_event(info: Mapping[str, Any], action: str, happened_at: int) -> bool:
@@ -542,6 +603,7 @@ def new_pool(
         if params.is_null(fields.get("takeout"))
         else parse_rate(fields["takeout"])
     )
+    recreate = params.boolean(fields, "recreate_on_end")
     pool = Pool(
         str(uuid.uuid4()),
         game.id,
@@ -560,10 +622,27 @@ def new_pool(
         start_at=now,
         finish_at=finish_at,
         stop_accepting_bets_at=stop_at,
-        recreate_on_end=params.boolean(fields, "recreate_on_end"),
+        recreate_on_end=recreate,
+        rules=pool_rules(fields, game, exponent, recreate=recreate),
     )
     pool.fail_safe_at = fail_safe_time(fields, pool, game.close_at, now, fail_safe_delay_ms)
     return pool
+
+
+def pool_rules(fields: dict[str, Any], game: Game, exponent: int, *, recreate: bool) -> PoolRules:
+    """The rules 385 sets over its game's. A carry-over needs a pool recreated on its end:
+    asked for without one it is ``INVALID_PARAMETER``; the game's default only applies to
+    such pools."""
+    rules = parse_rules(fields, game.currency, exponent, game.rules)
+    if rules.carry_over and not recreate:
+        if not params.is_null(fields.get("carry_over")):
+            raise DomainError(
+                "INVALID_PARAMETER",
+                "carry_over needs recreate_on_end: the pot moves to the recreated pool.",
+                parameter="carry_over",
+            )
+        rules = dataclasses.replace(rules, carry_over=False)
+    return rules
 
 
 def fail_safe_time(
@@ -614,5 +693,6 @@ __all__ = [
     "PoolStatus",
     "fail_safe_time",
     "new_pool",
+    "pool_rules",
     "resolves_by_event",
 ]

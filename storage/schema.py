@@ -72,6 +72,21 @@ TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
         },
         "id",
     ),
+    # Bets held for their pool's bet delay (decisions §11): their stake is exposure, not
+    # yet in the ledger; placing one moves it to ``bets``, refusing it deletes it.
+    "held_bets": (
+        {
+            "id": str,
+            "pool_id": str,
+            "user_id": int,
+            "target": str,
+            "amount": int,
+            "currency": str,
+            "requested_at": int,
+            "due_at": int,
+        },
+        "id",
+    ),
     "transactions": (
         {"id": str, "kind": str, "created_at": int},
         "id",
@@ -127,6 +142,7 @@ TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
 INDEXES: list[tuple[str, list[str], bool]] = [
     ("users", ["name"], True),
     ("bets", ["pool_id"], False),
+    ("held_bets", ["pool_id"], False),
     ("bets", ["slip_key"], False),
     ("partners", ["key_hash"], True),
     ("remote_calls", ["state", "next_at"], False),

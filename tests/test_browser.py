@@ -175,3 +175,47 @@ async def test_admin_view_opens_a_pool_and_registers_an_event(harness: Harness) 
         assert "Goal: brazil:7" in await browser.run(text_of("#events li"))
         games = await browser.run(text_of("#my-games"))
         assert "Argentina - Brazil (example.com" in games
+
+
+async def test_the_page_shows_a_pools_rules_and_its_carried_in_pot(harness: Harness) -> None:
+    """A pool with a minimum dividend, a guarantee, a carry-over and a bet delay: the page
+    shows each, and the pool recreated after nobody won shows the pot carried in; saved to
+    build/pool-rules.png."""
+    admin = await harness.user(roles=["developer"])
+    await harness.user("alice", deposit="50")
+    bob = await harness.user("bob", deposit="50")
+    rules = {"min_dividend": "1.10", "guarantee": "500", "bet_delay_ms": "1000"}
+    async with harness.connect(admin) as admin_ws, harness.connect(bob) as bob_ws:
+        game_id = await setup_game(admin_ws)
+        first = await admin_ws.call(
+            385,
+            350,
+            game_id=game_id,
+            action="goal",
+            targets="Argentina,Brazil",
+            recreate_on_end="true",
+            carry_over="true",
+            **rules,
+        )
+        placed = await bob_ws.call(392, 356, pool_id=first["pool_id"], target="brazil", amount="10")
+        assert placed["res"] == 356  # after its second of delay
+        async with chromium() as browser:
+            await browser.run(log_in(page_url(harness, game_id), "alice", "pw-alice"))
+            pool = f".pool[data-pool-id='{first['pool_id']}']"
+            await browser.run(wait_for(f"{pool} .rule-bet-delay"))
+            assert await browser.run(text_of(f"{pool} .rule-bet-delay")) == (
+                "your bet is placed in 1 s"
+            )
+            assert "1.1" in await browser.run(text_of(f"{pool} .rule-min-dividend"))
+            assert "500.00 EUR" in await browser.run(text_of(f"{pool} .rule-guarantee"))
+            # nobody backed argentina: the 10.00 moves to the recreated pool
+            await admin_ws.call(
+                395, 366, game_id=game_id, action_id="goal", target_id="argentina:1"
+            )
+            await browser.run(wait_for(".pool .rule-carried-in"))
+            assert await browser.run(text_of(".pool .rule-carried-in")) == "carried in 10.00 EUR"
+            SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+            path = SCREENSHOT_DIR / "pool-rules.png"
+            await browser.run(lambda page: page.screenshot(path=str(path), full_page=True))
+            assert path.stat().st_size > 0
+    assert await harness.audit() == []

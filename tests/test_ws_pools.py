@@ -168,6 +168,12 @@ async def test_create_pool_confirms_350_and_broadcasts_the_full_pool_352(harness
             "fail_safe_at": None,  # no closing time, nothing to fall back from
             "takeout": D("0"),
             "currency": "EUR",
+            # the pool rules' defaults (decisions §11): today's behaviour
+            "min_dividend": D("1"),
+            "guarantee": None,
+            "carry_over": False,
+            "bet_delay_ms": 0,
+            "carried_in": D("0"),
         }
         assert sent_at <= announced["start_at"] <= t.now
         # the creator is a subscriber too: it gets the broadcast besides its 350

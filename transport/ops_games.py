@@ -9,6 +9,7 @@ from actors.directory import CreateGame
 from domain import params
 from domain.errors import about
 from domain.game import GameStatus
+from domain.rules import RULE_FIELDS
 from domain.targets import TargetTree, build_actions, parse_list
 from transport.optable import Context, op
 
@@ -78,8 +79,9 @@ async def game_details(ctx: Context, msg: dict[str, Any]) -> None:
 
 @op(373, "update_game_details", replies=(343, 342), command=g.UpdateDetails)
 async def update_details(ctx: Context, msg: dict[str, Any]) -> None:
-    """Add actions and targets; subscribers get the new details (342)."""
-    reply = await _ask_game(ctx, msg, g.UpdateDetails(ctx.user_id, *_additions(msg)))
+    """Add actions and targets, set pool rules; subscribers get the new details (342)."""
+    rules = {name: msg[name] for name in RULE_FIELDS if name in msg}
+    reply = await _ask_game(ctx, msg, g.UpdateDetails(ctx.user_id, *_additions(msg), rules))
     ctx.reply(343, reply)
 
 

@@ -123,16 +123,30 @@ async def list_my_resolved(ctx: Context, msg: dict[str, Any]) -> None:
 async def place_bet(ctx: Context, msg: dict[str, Any]) -> None:
     """Stake on a target; answered (356) once the stake is committed."""
     _, box = await ctx.services.games.pool(params.text(msg, "pool_id", required_=True))
-    ctx.answer(
-        await box.ask(
-            p.PlaceBet(
-                ctx.user_id,
-                params.required(msg, "target"),
-                params.required(msg, "amount"),
-                ip=ctx.peer_ip,
-            ),
-            timeout=_timeout(ctx),
-        )
+    result = await box.ask(
+        p.PlaceBet(
+            ctx.user_id,
+            params.required(msg, "target"),
+            params.required(msg, "amount"),
+            ip=ctx.peer_ip,
+        ),
+        timeout=_timeout(ctx),
+    )
+    if isinstance(result, p.BetHeld):
+        result = await _decision(ctx, result)
+    ctx.answer(result)
+
+
+async def _decision(ctx: Context, held: p.BetHeld) -> Any:
+    """A held bet's 356 (or refusal) comes once its delay is over and the pool decided;
+    REQUEST_TIMED_OUT if the pool has not said by then (it still decides the bet)."""
+    delay = max(0, held.due_at - ctx.services.clock.now_ms()) / 1000
+    with trio.move_on_after(delay + _timeout(ctx)):
+        return await held.decision.wait()
+    raise DomainError(
+        "REQUEST_TIMED_OUT",
+        "The pool did not decide the held bet in time; it is placed or refused all the "
+        "same (see your balance).",
     )
 
 

@@ -240,9 +240,35 @@ function addPool(pool) {
     event.preventDefault();
     placeBet(pool.pool_id, element);
   });
+  showRules(element, pool);
   $("#pools").prepend(element);
   updateDistribution(pool.pool_id, pool.distributions);
   setPoolState(pool.pool_id, pool.blocked ? "blocked" : "open");
+}
+
+// The pool's rules (decisions §11), one line each, only those that differ from a plain pool.
+function showRules(element, pool) {
+  const lines = [];
+  if (pool.min_dividend !== undefined && Number(pool.min_dividend) > 1) {
+    lines.push(["min-dividend", `minimum dividend ${pool.min_dividend} per 1 staked`]);
+  }
+  if (pool.guarantee !== undefined && pool.guarantee !== null) {
+    lines.push(["guarantee", `guaranteed pool ${money(pool.guarantee)}`]);
+  }
+  if (pool.carried_in !== undefined && Number(pool.carried_in) > 0) {
+    lines.push(["carried-in", `carried in ${money(pool.carried_in)}`]);
+  }
+  if (pool.bet_delay_ms) {
+    const seconds = Number(pool.bet_delay_ms) / 1000;
+    lines.push(["bet-delay", `your bet is placed in ${seconds} s`]);
+  }
+  const list = $(".pool-rules", element);
+  for (const [name, text] of lines) {
+    const item = document.createElement("li");
+    item.className = `rule-${name}`;
+    item.textContent = text;
+    list.append(item);
+  }
 }
 
 function updateDistribution(poolId, distribution) {
