@@ -13,6 +13,9 @@ STAMP := $(VENV)/.installed
 
 BINARY := dist/tote
 CHROMIUM := /usr/bin/chromium
+# The Debian packages the tests need, installed only when missing and without upgrading
+# anything already there (no full upgrade, no recommended extras): today only Chromium.
+DEBIAN_PACKAGES := chromium
 # apt-get needs root; sudo when we are not.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -35,7 +38,8 @@ browser: $(CHROMIUM)
 
 $(CHROMIUM):
 	$(SUDO) apt-get update -q
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -q --no-install-recommends $(DEBIAN_PACKAGES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
