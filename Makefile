@@ -12,11 +12,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 BINARY := dist/tote
-CHROMIUM := /usr/bin/chromium
+# The Debian packages the tests need (one line: add a package here, nowhere else), each
+# installed only when missing, without its recommended extras and with no upgrade of
+# what is there: today only Chromium, for the browser tests.
+DEBIAN_PACKAGES := chromium
 # apt-get needs root; sudo when we are not.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run demo test lint browser bench audit soak abuse binary test-binary clean
+.PHONY: run demo test lint packages browser bench audit soak abuse binary test-binary clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,18 +33,26 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/tote demo
 
-# Debian's Chromium for the browser tests (Playwright drives it; never `playwright install`).
-browser: $(CHROMIUM)
+# The missing ones of DEBIAN_PACKAGES (Playwright drives Debian's Chromium; never
+# `playwright install`). Nothing is run when all are installed.
+packages:
+	@missing="$$(for p in $(DEBIAN_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
+		|| echo $$p; done)"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		$(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q --no-install-recommends $$missing; \
+	fi
 
-$(CHROMIUM):
-	$(SUDO) apt-get update -q
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+browser: packages
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint $(CHROMIUM)
+test: lint packages
 	$(BIN)/pytest -q
 
 # The running server at its default address, with the key it keeps in ./data.

@@ -8,13 +8,17 @@ the websocket, never a sleep.
 from __future__ import annotations
 
 import random
+import re
 from typing import Any
 
 import trio
 
-from tests.browser import SCREENSHOT_DIR, chromium
+from tests.browser import SCREENSHOT_DIR, Browser, chromium
 from tests.conftest import Harness, setup_game
 from tote import demo
+
+#: The multiplication sign the page writes before a dividend.
+TIMES = "\u00d7"
 
 
 def page_url(h: Harness, game_id: str) -> str:
@@ -74,6 +78,7 @@ async def test_browser_logs_in_bets_sees_odds_move_and_pool_resolve(harness: Har
             await browser.run(wait_for(f"{pool} [data-target='brazil'][data-amount='15']"))
             odds_after = await browser.run(text_of(f"{pool} [data-target='brazil'] .target-odds"))
             assert odds_after != odds_alone  # the bar and the odds moved with bob's bet
+            await check_labels_before_resolution(browser, pool)
 
             await admin_ws.call(
                 395, 366, game_id=game_id, action_id="goal", target_id="argentina:1"
@@ -83,6 +88,37 @@ async def test_browser_logs_in_bets_sees_odds_move_and_pool_resolve(harness: Har
             result = await browser.run(text_of(f"{pool} .pool-result"))
             assert "Argentina won" in result and "you won 20.00 EUR" in result
             await browser.run(wait_for("#balance[data-available='65']"))
+            await check_dividend_paid(browser, pool)
+
+
+async def check_labels_before_resolution(browser: Browser, pool: str) -> None:
+    """The game's status in words, and each target's figure labelled as what one more
+    unit on it would return: with 5 on Argentina and 15 on Brazil, (20 + 1) / (5 + 1)."""
+    status = await browser.run(text_of("#game-status"))
+    assert status == "In play, betting open"
+    argentina = await browser.run(text_of(f"{pool} [data-target='argentina'] .target-odds"))
+    assert argentina == f"pays {TIMES}3.50"
+    title = await browser.run(
+        lambda page: page.get_attribute(f"{pool} [data-target='argentina'] .target-odds", "title")
+    )
+    assert (
+        title
+        == "1.00 EUR more on Argentina would return 3.50 EUR if it wins (it moves as others bet)"
+    )
+    legend = await browser.run(text_of(f"{pool} .pool-legend"))
+    assert legend.startswith(f"pays {TIMES}: what 1.00 EUR more on a target returns if it wins")
+
+
+async def check_dividend_paid(browser: Browser, pool: str) -> None:
+    """Once resolved, the winner shows the dividend the 362 paid (20 paid for 5 staked:
+    4.00 a unit), not the one-more-unit figure it showed before (3.50); the loser says
+    lost."""
+    await browser.run(wait_for(f"{pool}[data-dividend='4.00']"))
+    winner = await browser.run(text_of(f"{pool} [data-target='argentina'] .target-odds"))
+    assert winner == f"paid {TIMES}4.00"
+    assert await browser.run(text_of(f"{pool} [data-target='brazil'] .target-odds")) == "lost"
+    legend = await browser.run(text_of(f"{pool} .pool-legend"))
+    assert legend == f"paid {TIMES}4.00: what each 1.00 EUR staked on Argentina returned"
 
 
 async def test_screenshot_of_a_demo_match(harness: Harness) -> None:
@@ -139,10 +175,31 @@ async def test_screenshot_of_a_demo_match(harness: Harness) -> None:
             await browser.run(
                 wait_for(f".pool[data-pool-id='{pool_id}'][data-total='{int(total)}']")
             )
+        await check_demo_labels(browser)
         SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOT_DIR / "demo-match.png"
         await browser.run(lambda page: page.screenshot(path=str(path), full_page=True))
         assert path.stat().st_size > 0
+
+
+async def check_demo_labels(browser: Browser) -> None:
+    """Open pools label their figures as what one more unit would return; a resolved
+    pool's winner shows the dividend it was paid, its other targets that they lost."""
+
+    def labels(page: Any) -> dict[str, list[str]]:
+        return {
+            kind: page.locator(f".pool[data-state='{kind}'] .target-odds").all_text_contents()
+            for kind in ("open", "resolved")
+        }
+
+    shown = await browser.run(labels)
+    assert shown["open"] and all(re.fullmatch(rf"pays {TIMES}\d+\.\d\d", t) for t in shown["open"])
+    dividend = await browser.run(
+        lambda page: page.get_attribute(".pool[data-dividend]", "data-dividend")
+    )
+    assert f"paid {TIMES}{dividend}" in shown["resolved"] and "lost" in shown["resolved"]
+    status = await browser.run(text_of("#game-status"))
+    assert status == "In play, betting open"
 
 
 async def test_admin_view_opens_a_pool_and_registers_an_event(harness: Harness) -> None:
@@ -172,9 +229,10 @@ async def test_admin_view_opens_a_pool_and_registers_an_event(harness: Harness) 
         # nobody had bet: the pool resolves with every (no) stake returned
         await browser.run(wait_for(".pool[data-state='resolved']"))
         assert "void" in await browser.run(text_of(".pool .pool-result"))
+        assert await browser.run(text_of(".pool .target-odds")) == "refunded"
         assert "Goal: brazil:7" in await browser.run(text_of("#events li"))
         games = await browser.run(text_of("#my-games"))
-        assert "Argentina - Brazil (example.com" in games
+        assert "Argentina - Brazil (example.com, In play, betting open)" in games
 
 
 async def test_the_page_shows_a_pools_rules_and_its_carried_in_pot(harness: Harness) -> None:

@@ -3,6 +3,7 @@ in a worker thread (it blocks on urllib), talking HTTP to the harness server."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -173,3 +174,17 @@ def test_reference_defaults_to_a_new_uuid() -> None:
     assert (method, path, auth) == ("POST", "/v1/users/1/deposits", True)
     assert body["amount"] == "1" and body["reference"] != again["reference"]
     assert body["currency"] == "EUR"
+
+
+def test_tote_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """`tote --help` names every command `tote` runs: the client commands, the server
+    ones and `bench`, whose options its own parser reads (`tote bench --help`)."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--help"])
+    assert exited.value.code == 0
+    listed = set(re.findall(r"^ {4}(\S+)", capsys.readouterr().out, re.M))
+    runs = {name.split()[0] for name in cli.COMMANDS} | {"serve", "backup", "demo", "bench"}
+    assert listed == runs
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--help"])
+    assert "--quick" in capsys.readouterr().out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import socket
+from pathlib import Path
 
 import pytest
 import trio
@@ -12,7 +13,7 @@ import trio
 from actors.registry import FindUser
 from tests.conftest import Harness
 from tote import demo
-from tote.cli import EXIT_CANNOT_START, build_parser, main
+from tote.cli import EXIT_CANNOT_START, EXIT_USAGE, build_parser, main
 from tote.server import Endpoints, ServerConfig
 
 
@@ -127,7 +128,7 @@ async def test_demo_bots_that_lost_everything_are_paid_in_again(harness: Harness
 
 def test_demo_command_and_where_to_look() -> None:
     args = build_parser().parse_args(["demo", "--ws-port", "0", "--steps", "5"])
-    assert args.run is demo.run_demo and args.steps == 5 and args.data_dir is None
+    assert args.run is demo.run_demo and args.steps == 5 and "data_dir" not in args
     config = ServerConfig(host="127.0.0.1")
     text = demo.where_to_look(config, Endpoints(1, 2, "key", services=None), "g")  # type: ignore[arg-type]
     assert "http://127.0.0.1:2/#game=g" in text
@@ -146,11 +147,6 @@ def test_demo_command_and_where_to_look() -> None:
         ["--steps", "-3"],
         ["--steps", "٣"],
         ["--steps", "1.5"],
-        ["--allowed-origin", "null"],
-        ["--allowed-origin", "example.com"],
-        ["--ws-port", "x"],
-        ["--ws-port", "-1"],
-        ["--http-port", "65536"],
     ],
 )
 def test_demo_arguments_are_checked_before_anything_starts(
@@ -160,6 +156,71 @@ def test_demo_arguments_are_checked_before_anything_starts(
         build_parser().parse_args(["demo", *argv])
     assert exited.value.code == 2
     assert argv[0] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "named"),
+    [
+        (["--allowed-origins", "null"], {}, "--allowed-origins"),
+        (["--allowed-origin", "example.com"], {}, "--allowed-origins"),
+        (["--ws-port", "x"], {}, "--ws-port"),
+        ([], {"TOTE_WS_PORT": "-1"}, "TOTE_WS_PORT"),
+        ([], {"TOTE_HTTP_PORT": "65536"}, "TOTE_HTTP_PORT"),
+        ([], {"TOTE_WALLET_URL": "http://127.0.0.1:9", "TOTE_WALLET_SECRET": "s"}, "wallet_url"),
+    ],
+)
+def test_demo_settings_are_checked_before_anything_starts(
+    argv: list[str],
+    environ: dict[str, str],
+    named: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A wrong setting, from a flag or the environment, stops the demo with the usage
+    status and one line naming where it came from, as for ``tote serve``."""
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert main(["demo", *argv]) == EXIT_USAGE
+    error = capsys.readouterr().err
+    assert error.startswith("tote demo: ") and named in error
+
+
+def test_demo_takes_every_setting_as_tote_serve_does(tmp_path: Path) -> None:
+    """Flags win over TOTE_... variables, which win over the --config file, which wins
+    over the demo's defaults (a temporary data directory, NORMAL fsync, WARNING logs)."""
+    file = tmp_path / "tote.toml"
+    file.write_text('host = "127.0.0.2"\nrate_burst = 7\nsynchronous = "FULL"\n')
+    environ = {"TOTE_WS_PORT": "9101", "TOTE_HTTP_PORT": "9102", "TOTE_RATE_BURST": "8"}
+    args = build_parser().parse_args(["demo", "--config", str(file), "--http-port", "9103"])
+    config = demo.demo_config(args, tmp_path / "temporary", environ)
+    assert (config.host, config.ws_port, config.http_port) == ("127.0.0.2", 9101, 9103)
+    assert config.settings.rate_burst == 8 and config.synchronous == "FULL"
+    defaults = demo.demo_config(build_parser().parse_args(["demo"]), tmp_path, {})
+    assert (defaults.data_dir, defaults.synchronous, defaults.log_level) == (
+        tmp_path,
+        "NORMAL",
+        "WARNING",
+    )
+    assert (defaults.ws_port, defaults.http_port) == (8765, 8766)
+
+
+@pytest.mark.parametrize("taken", ["TOTE_WS_PORT", "TOTE_HTTP_PORT"])
+async def test_make_demo_listens_where_the_environment_says(
+    taken: str, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``make demo`` runs ``tote demo`` with no flags: the ports come from TOTE_WS_PORT
+    and TOTE_HTTP_PORT. A port taken on purpose proves the server tried that one."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        monkeypatch.setenv("TOTE_WS_PORT", "0")
+        monkeypatch.setenv("TOTE_HTTP_PORT", "0")
+        monkeypatch.setenv(taken, str(port))
+        status = await trio.to_thread.run_sync(main, ["demo"])
+    assert status == EXIT_CANNOT_START
+    error = capfd.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("tote demo: cannot listen") and f":{port}:" in error
 
 
 async def test_demo_on_a_taken_port_says_so_in_one_line(capfd: pytest.CaptureFixture[str]) -> None:

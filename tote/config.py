@@ -302,9 +302,12 @@ def resolve(
     return chosen
 
 
-def build_config(chosen: Mapping[str, Any]) -> ServerConfig:
-    """The ServerConfig of ``tote serve``: the chosen settings over the serve defaults."""
-    chosen = {**SERVE_DEFAULTS, **chosen}
+def build_config(
+    chosen: Mapping[str, Any], defaults: Mapping[str, Any] = SERVE_DEFAULTS
+) -> ServerConfig:
+    """The ServerConfig of a server command: the chosen settings over its ``defaults``
+    (``tote serve``'s unless given: ``tote demo`` has its own)."""
+    chosen = {**defaults, **chosen}
     server = {k: v for k, v in chosen.items() if not BY_NAME[k].in_settings}
     settings = {k: v for k, v in chosen.items() if BY_NAME[k].in_settings}
     if ("wallet_url" in settings) != ("wallet_secret" in settings):
@@ -312,20 +315,29 @@ def build_config(chosen: Mapping[str, Any]) -> ServerConfig:
     return ServerConfig(**server, settings=Settings(**settings))
 
 
-def config_from(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> ServerConfig:
-    """The ServerConfig from ``tote serve``'s parsed flags, the environment and the
-    ``--config`` file (``$TOTE_CONFIG`` when no flag)."""
+def config_from(
+    args: argparse.Namespace,
+    environ: Mapping[str, str] | None = None,
+    defaults: Mapping[str, Any] = SERVE_DEFAULTS,
+) -> ServerConfig:
+    """The ServerConfig from a server command's parsed flags, the environment and the
+    ``--config`` file (``$TOTE_CONFIG`` when no flag), over the command's ``defaults``."""
     environ = os.environ if environ is None else environ
     # an empty variable (`TOTE_WS_PORT=` in a compose file) means unset, as in most tools
     environ = {key: value for key, value in environ.items() if value.strip()}
     flags = {s.name: getattr(args, s.name) for s in SETTINGS if hasattr(args, s.name)}
     path = getattr(args, "config", None) or environ.get(ENV_PREFIX + "CONFIG")
     file = read_file(Path(path)) if path else {}
-    return build_config(resolve(flags, environ, file))
+    return build_config(resolve(flags, environ, file), defaults)
 
 
-def add_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per setting; unset flags stay absent so the environment and file count."""
+def add_flags(
+    parser: argparse.ArgumentParser, shown_defaults: Mapping[str, str] | None = None
+) -> None:
+    """One flag per setting; unset flags stay absent so the environment and file count.
+    ``shown_defaults``: the defaults the help shows where the command's differ from
+    ``tote serve``'s."""
+    shown = shown_defaults or {}
     parser.add_argument(
         "--config",
         type=Path,
@@ -339,7 +351,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
             dest=setting.name,
             default=argparse.SUPPRESS,
             metavar="|".join(CHOICES.get(setting.name, ())) or METAVARS[setting.kind],
-            help=f"{setting.help} (env {setting.env}, default {display_default(setting)})",
+            help=f"{setting.help} (env {setting.env}, "
+            f"default {shown.get(setting.name) or display_default(setting)})",
         )
 
 

@@ -13,9 +13,10 @@ import logging
 import random
 import secrets
 import signal
+import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,12 +28,13 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from actors.registry import CreateSession, CreateUser, FindUser, handshake_digest, hash_password
-from actors.services import Services, Settings
+from actors.services import Services
 from actors.wallet import Deposit
 from domain.codec import decode, encode
 from domain.errors import DomainError
 from domain.money import exponent_of, parse_amount
-from domain.origins import ANY_ORIGIN, normalized_origin
+from tote import logs
+from tote.config import ConfigError, add_flags, config_from
 from tote.server import Endpoints, Server, ServerConfig
 
 log = logging.getLogger(__name__)
@@ -358,25 +360,38 @@ async def _demo(config: ServerConfig, steps: int | None, step_seconds: float) ->
         server.request_stop()
 
 
+#: Where the demo's settings differ from ``tote serve``'s (every other setting is the
+#: same flag, TOTE_... variable or --config key); data_dir defaults to a new temporary
+#: directory, removed when the demo stops.
+DEMO_DEFAULTS: dict[str, Any] = {"synchronous": "NORMAL", "log_level": "WARNING"}
+TEMPORARY_DATA = "a new temporary directory, removed at the end"
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """``tote demo``: serve a simulated match until Ctrl-C."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    with tempfile.TemporaryDirectory(prefix="tote-demo-") as temporary:
-        config = ServerConfig(
-            data_dir=args.data_dir or Path(temporary),
-            host=args.host,
-            ws_port=args.ws_port,
-            http_port=args.http_port,
-            synchronous="NORMAL",
-            settings=Settings(
-                default_currency=CURRENCY, allowed_origins=tuple(args.allowed_origin)
-            ),
-        )
-        from tote.cli import reporting_start_errors  # cli imports this module
+    from tote.cli import EXIT_USAGE, reporting_start_errors  # cli imports this module
 
+    with tempfile.TemporaryDirectory(prefix="tote-demo-") as temporary:
+        try:
+            config = demo_config(args, Path(temporary))
+        except ConfigError as error:
+            print(f"tote demo: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        logs.setup(config.log_level)
         return reporting_start_errors(
             "tote demo", partial(trio.run, _demo, config, args.steps, args.step_seconds)
         )
+
+
+def demo_config(
+    args: argparse.Namespace, temporary: Path, environ: Mapping[str, str] | None = None
+) -> ServerConfig:
+    """The demo server's settings, read as ``tote serve`` reads them (flags, TOTE_...
+    variables, --config file) over the demo's defaults."""
+    config = config_from(args, environ, {**DEMO_DEFAULTS, "data_dir": temporary})
+    if config.settings.remote_wallet:
+        raise ConfigError("wallet_url: the demo pays its bots in, so it keeps the money itself")
+    return config
 
 
 def _seconds(text: str) -> float:
@@ -400,29 +415,16 @@ def _whole(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
-def _origin(text: str) -> str:
-    if text != ANY_ORIGIN and normalized_origin(text) is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an origin like https://host:port")
-    return text
-
-
 def add_demo_command(sub: Any) -> None:
-    """The ``demo`` subcommand, for ``tote.cli.build_parser``."""
+    """The ``demo`` subcommand, for ``tote.cli.build_parser``: the demo's own options and
+    every server setting, as ``tote serve`` has them."""
     demo = sub.add_parser(
         "demo",
         help="run a server with a simulated match to watch in the browser",
         description="Start a server with a simulated match (bots bet, events fire, pools "
-        "resolve and reopen) and print the page to open and the logins to use.",
-    )
-    demo.add_argument(
-        "--data-dir", type=Path, default=None, help="keep the data here (default: a temporary dir)"
-    )
-    demo.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    demo.add_argument(
-        "--ws-port", type=_whole(0, 65535), default=8765, help="websocket port (0: any free)"
-    )
-    demo.add_argument(
-        "--http-port", type=_whole(0, 65535), default=8766, help="HTTP port of the page"
+        "resolve and reopen) and print the page to open and the logins to use. Every "
+        "server setting is a flag, a TOTE_ environment variable or a key of the --config "
+        "TOML file, as for `tote serve` (docs/operations.md).",
     )
     demo.add_argument(
         "--step-seconds", type=_seconds, default=1.0, help="pause between betting rounds"
@@ -430,12 +432,5 @@ def add_demo_command(sub: Any) -> None:
     demo.add_argument(
         "--steps", type=_whole(1, 10**9), default=None, help="stop betting after this many rounds"
     )
-    demo.add_argument(
-        "--allowed-origin",
-        type=_origin,
-        action="append",
-        default=[],
-        help="another origin whose pages may connect (repeatable; the page on an IP "
-        "address or localhost needs none)",
-    )
+    add_flags(demo, {"data_dir": TEMPORARY_DATA, **DEMO_DEFAULTS})
     demo.set_defaults(run=run_demo)

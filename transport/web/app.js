@@ -135,6 +135,19 @@ function showBalance(m) {
 
 // -- games ----------------------------------------------------------------------------
 
+// A game's status (docs/protocol.md, op 372) as a player would say it.
+const GAME_STATUS = {
+  betting_not_yet_active: "Not started, betting not open yet",
+  pre_game_betting_active: "Not started, betting open",
+  game_in_progress_betting_active: "In play, betting open",
+  game_in_progress_betting_closed: "In play, betting closed",
+  game_closed: "Finished",
+};
+
+function statusInWords(status) {
+  return GAME_STATUS[status] || status;
+}
+
 async function joinGame(gameId) {
   if (state.game && state.game.game_id !== gameId) {
     await request(364, { game_id: state.game.game_id }); // stop hearing of the old one
@@ -148,7 +161,8 @@ async function joinGame(gameId) {
   $("#pools").replaceChildren();
   $("#events").replaceChildren();
   $("#game-name").textContent = details.game_name;
-  $("#game-status").textContent = details.status;
+  $("#game-status").textContent = statusInWords(details.status);
+  $("#game-status").dataset.status = details.status;
   $("#game-view").hidden = false;
   location.hash = `game=${encodeURIComponent(gameId)}`;
   await request(800, { currency: details.currency });
@@ -181,7 +195,7 @@ async function listMyGames() {
       const item = document.createElement("li");
       const link = document.createElement("a");
       link.href = `#game=${encodeURIComponent(gameId)}`;
-      link.textContent = `${game.name} (${source.name}, ${game.status})`;
+      link.textContent = `${game.name} (${source.name}, ${statusInWords(game.status)})`;
       link.addEventListener("click", () => joinGame(gameId));
       item.append(link);
       list.append(item);
@@ -241,6 +255,8 @@ function addPool(pool) {
     placeBet(pool.pool_id, element);
   });
   showRules(element, pool);
+  $(".pool-legend", element).textContent =
+    `pays ×: what ${money(1)} more on a target returns if it wins, at the stakes so far`;
   $("#pools").prepend(element);
   updateDistribution(pool.pool_id, pool.distributions);
   setPoolState(pool.pool_id, pool.blocked ? "blocked" : "open");
@@ -283,10 +299,20 @@ function updateDistribution(poolId, distribution) {
     row.dataset.amount = String(amount);
     $(".fill", row).style.width = total > 0 ? `${(100 * amount) / total}%` : "0";
     $(".target-money", row).textContent = money(amount);
-    $(".target-odds", row).textContent = `×${Number(info.to_win_if_backed).toFixed(2)}`;
+    if (entry.state !== "resolved") showPrice(row, info.to_win_if_backed);
   }
   entry.element.dataset.total = String(total);
   $(".pool-total", entry.element).textContent = money(total);
+}
+
+// Before a pool resolves, each target shows what one more unit staked on it would return
+// if it won (the server's to_win_if_backed): it moves with every bet, so it says so.
+function showPrice(row, toWinIfBacked) {
+  const price = Number(toWinIfBacked).toFixed(2);
+  const odds = $(".target-odds", row);
+  odds.textContent = `pays ×${price}`;
+  odds.title = `${money(1)} more on ${$(".target-name", row).textContent} would return ` +
+    `${money(price)} if it wins (it moves as others bet)`;
 }
 
 function setPoolState(poolId, poolState) {
@@ -320,15 +346,38 @@ function resolvePool(m) {
   entry.state = "resolved";
   const result = $(".pool-result", entry.element);
   const won = m.winners && m.winners[String(state.user.id)];
+  const dividend = m.is_money_return ? null : dividendPaid(entry, m);
+  if (dividend) entry.element.dataset.dividend = dividend;
+  for (const [target, row] of entry.targets) {
+    const odds = $(".target-odds", row);
+    odds.title = "";
+    if (m.is_money_return) odds.textContent = "refunded";
+    else if (target !== m.winning_target) odds.textContent = "lost";
+    else odds.textContent = dividend ? `paid ×${dividend}` : "won";
+  }
+  const legend = $(".pool-legend", entry.element);
   if (m.is_money_return) {
     result.textContent = "void: every stake returned";
-  } else {
-    const winner = entry.targets.get(m.winning_target);
-    if (winner) winner.dataset.winner = "true";
-    const name = winner ? $(".target-name", winner).textContent : m.winning_target;
-    result.textContent = `${name} won` + (won ? ` · you won ${money(won)}` : "");
-    if (entry.myBets) result.className = `pool-result ${won ? "won" : "lost"}`;
+    legend.textContent = "";
+    return;
   }
+  const winner = entry.targets.get(m.winning_target);
+  if (winner) winner.dataset.winner = "true";
+  const name = winner ? $(".target-name", winner).textContent : m.winning_target;
+  result.textContent = `${name} won` + (won ? ` · you won ${money(won)}` : "");
+  if (entry.myBets) result.className = `pool-result ${won ? "won" : "lost"}`;
+  legend.textContent = dividend
+    ? `paid ×${dividend}: what each ${money(1)} staked on ${name} returned`
+    : "";
+}
+
+// The dividend the winners were paid: what the 362 paid them all, over what was staked
+// on the winning target (the last 360, which the server sends before the 362).
+function dividendPaid(entry, m) {
+  const paid = Object.values(m.winners || {}).reduce((sum, amount) => sum + Number(amount), 0);
+  const winner = entry.targets.get(m.winning_target);
+  const staked = winner ? Number(winner.dataset.amount) : 0;
+  return paid > 0 && staked > 0 ? (paid / staked).toFixed(2) : null;
 }
 
 function noteEvent(m) {
