@@ -25,6 +25,7 @@ import trio
 import trio.testing
 
 from tests.conftest import running_harness
+from tests.test_http_hostile import _answers, _hold_commits, _request
 from transport.accept import accept_forever, serve_listeners
 
 #: The bound on every wait for the server: far above the short limits the servers here
@@ -81,6 +82,27 @@ async def test_a_kept_alive_connection_is_closed_once_idle_after_its_answer() ->
                 assert (status, body["status"]) == (200, "ok"), body
                 assert client.our_state is h11.DONE  # kept alive: no close announced
             assert await until_closed(stream) == b""
+
+
+async def test_a_request_answered_slower_than_the_idle_limit_is_not_cut_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A deposit whose commit is held past the idle limit (a connection opened after it,
+    idle, is closed meanwhile) still gets its 201: a request being answered is not
+    idle, however long the app takes."""
+    async with running_harness(http_idle_seconds=IDLE) as h:
+        uid = (await h.user())["user_id"]
+        committing, go_on = _hold_commits(h.services.storage, monkeypatch)
+        body = {"amount": "2", "reference": "slow-commit"}
+        port = h.endpoints.http_port
+        async with await trio.open_tcp_stream("127.0.0.1", port) as slow:
+            await slow.send_all(_request(h, "POST", f"/v1/users/{uid}/deposits", body))
+            await committing.wait()
+            async with await trio.open_tcp_stream("127.0.0.1", port) as later:
+                assert await until_closed(later) == b""  # the idle limit has passed
+            go_on.set()
+            ((status, answer),) = await _answers(slow, 1)
+        assert status == 201, answer
 
 
 async def test_a_client_that_sends_half_its_headers_is_closed() -> None:
