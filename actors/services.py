@@ -70,12 +70,16 @@ class Settings:
     #: the server's own HTTP origin; ``"*"`` allows any. Clients sending no Origin pass.
     allowed_origins: tuple[str, ...] = ()
     #: slow and silent clients (docs/reliability.md, scenario 7): an HTTP connection idle
-    #: this long between requests, or this slow to send a request's headers, is closed
+    #: this long between requests (whatever happened on it before), or this slow to send a
+    #: request's headers, is closed
     http_idle_seconds: float = 5.0
     #: a request body slower than this is refused (408 BODY_TOO_SLOW) and its connection closed
     http_body_seconds: float = 10.0
     #: a client that takes no 16 KiB piece of a response in this long has its connection closed
     http_send_seconds: float = 10.0
+    #: HTTP connections one client address (an IPv4 address, an IPv6 /64) may hold open
+    #: at once; the next is refused (429 TOO_MANY_CONNECTIONS) until one closes
+    http_connections_per_address: int = 128
     #: a websocket client has this long to send its opening handshake
     handshake_seconds: float = 10.0
 

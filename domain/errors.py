@@ -66,8 +66,9 @@ ERROR_CODES: dict[str, str] = {
     "IDEMPOTENCY_CONFLICT": "The reference was already used with a different payload.",
     "AUTHENTICATION_FAILED": "Unknown user, wrong digest or password, expired session.",
     "RATE_LIMITED": "Too many messages a second on this connection.",
-    "TOO_MANY_CONNECTIONS": "Handshake only (HTTP 429): the user has the most websocket "
-    "connections allowed open.",
+    "TOO_MANY_CONNECTIONS": "HTTP 429: at a websocket handshake, the user has the most "
+    "websocket connections allowed open; on the HTTP port, the client address has the most "
+    "HTTP connections allowed open (http_connections_per_address).",
     "ORIGIN_REFUSED": "Handshake only (HTTP 403): a browser page whose Origin is not "
     "allowed (Settings.allowed_origins) may not open a websocket.",
     "REQUEST_TIMED_OUT": "The actor behind the request did not answer in time.",

@@ -21,7 +21,7 @@ from storage.audit import audit_ledger
 from tests.conftest import CHEAP_SCRYPT_N, Harness, running_harness
 from tote.server import Server, ServerConfig
 from transport import routes_status
-from transport.http import SendDeadlineStream
+from transport.http_connection import SendDeadlineStream
 
 SEND_SECONDS = 10.0
 #: More audits at once than trio's default thread limiter has threads.

@@ -10,25 +10,24 @@ wrong method, body too large), is answered with the seed-002 error body
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from functools import partial
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio.lifespan import Lifespan
-from hypercorn.trio.tcp_server import TCPServer
-from hypercorn.trio.worker_context import WorkerContext
-from hypercorn.typing import ConnectionState, LifespanState
+from hypercorn.typing import LifespanState
 from hypercorn.utils import wrap_app
 from quart import Response, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from actors.services import Services, Settings
+from actors.services import Services
+from domain.codec import encode
 from domain.errors import DomainError
+from transport.accept import serve_listeners
+from transport.http_connection import AddressCounts, HttpConnection, address_key, close_after
 from transport.http_listing import listing_blueprint
 from transport.http_metrics import metrics_blueprint
-from transport.httpkit import AsciiIntegerConverter, drain_body, error_response
+from transport.httpkit import AsciiIntegerConverter, drain_body, error_body, error_response
 from transport.lotteries import lotteries_blueprint
 from transport.page import page_blueprint
 from transport.routes_betslips import betslips_blueprint, partners_blueprint
@@ -40,9 +39,6 @@ log = logging.getLogger(__name__)
 
 #: Largest request body accepted; every operator call fits in a few hundred bytes.
 MAX_BODY_BYTES = 64 * 1024
-#: A response goes out in pieces this large, each given ``http_send_seconds`` to leave:
-#: a client is cut off only when it takes less than this in that time.
-SEND_CHUNK_BYTES = 16 * 1024
 #: Largest request line plus headers (h11 answers 431 past it); hypercorn's default.
 MAX_HEAD_BYTES = 16 * 1024
 
@@ -105,73 +101,32 @@ def create_app(services: Services) -> QuartTrio:
     return app
 
 
-def hypercorn_config(settings: Settings) -> Config:
-    """hypercorn's limits on slow clients (docs/reliability.md, scenario 7). Its idle
-    timer runs from the accept until a request's headers are complete, so it also cuts
-    off a client trickling its headers; the body has ``BODY_TIMEOUT`` (``create_app``);
-    no ``read_timeout``: a client waiting for its answer is silent, and it must not be
-    cut off for that."""
+def hypercorn_config() -> Config:
+    """hypercorn's settings for our connections: no access log, its errors to our log,
+    the largest request head. Its timers are not used: idle connections and slow
+    headers have our watchdog (``HttpConnection``), the body ``BODY_TIMEOUT``
+    (``create_app``), sends ``SendDeadlineStream``; there is no read timeout: a client
+    waiting for its answer is silent, and must not be cut off for that."""
     config = Config()
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
-    config.keep_alive_timeout = settings.http_idle_seconds
     config.h11_max_incomplete_size = MAX_HEAD_BYTES
     return config
 
 
-class SendDeadlineStream:
-    """A client socket whose sends give up when a ``SEND_CHUNK_BYTES`` piece has not
-    left in ``seconds``. hypercorn sends under a shielded cancel scope with no timeout,
-    so a client that never reads a response larger than the socket buffers (or
-    pipelines requests and reads none of the answers) held its connection, its task and
-    its buffers for ever. A deadline inside the shield still fires: the socket is
-    closed and the send fails as if the client had gone, which is how hypercorn ends
-    the connection.
-
-    ``client_left`` is called when the client closes its side: hypercorn would otherwise
-    hold the socket until the connection's idle timer ran out (``http_idle_seconds``
-    after every client that leaves, which a storm of short connections turns into
-    thousands of descriptors)."""
-
-    def __init__(
-        self, stream: trio.SocketStream, seconds: float, client_left: Callable[[], object]
-    ) -> None:
-        self._stream = stream
-        self._seconds = seconds
-        self._client_left = client_left
-        self.socket = stream.socket  # hypercorn reads the addresses from it
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        """In chunks, each with its own deadline: a slow client that keeps reading gets
-        a large answer whole, however long it takes in all."""
-        rest = memoryview(data)
-        while True:
-            chunk, rest = rest[:SEND_CHUNK_BYTES], rest[SEND_CHUNK_BYTES:]
-            with trio.move_on_after(self._seconds) as waited:
-                await self._stream.send_all(chunk)
-            if waited.cancelled_caught:
-                await self._stream.aclose()
-                raise trio.BrokenResourceError(f"the client read nothing for {self._seconds} s")
-            if not rest:
-                return
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        data = await self._stream.receive_some(max_bytes)
-        if not data:
-            self._client_left()
-        return data
-
-    async def send_eof(self) -> None:
-        """Shielded: hypercorn closes a connection answered before its body was all read
-        (``send_eof`` then ``aclose``) from inside the app's last send, and quart-trio
-        cancels that task as soon as the close tells it the client is gone; cancelled at
-        this checkpoint, ``aclose`` never ran and the socket stayed open for as long as
-        the client kept sending (a slowloris on a refused body held it for ever)."""
-        with trio.CancelScope(shield=True):
-            await self._stream.send_eof()
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
+def too_many_connections(limit: int) -> bytes:
+    """The whole answer to a connection past the per-address cap: 429
+    ``TOO_MANY_CONNECTIONS``, sent before its request is read, then a close."""
+    error = DomainError(
+        "TOO_MANY_CONNECTIONS",
+        f"At most {limit} HTTP connections per client address at once; close one or wait.",
+    )
+    body = encode(error_body(error))
+    head = (
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nretry-after: 1\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode() + body
 
 
 async def serve_http(
@@ -183,27 +138,44 @@ async def serve_http(
 ) -> None:
     """Serve the operator API; ``task_status`` gets the bound port.
 
-    This is ``hypercorn.trio.serve`` for one plain-TCP listener, with each client socket
-    wrapped in a :class:`SendDeadlineStream`. Out of file descriptors, trio's listener
-    logs the error and retries the accept every 100 ms: the server keeps serving the
-    connections it has, and new ones wait in the listen backlog until one closes."""
+    This is ``hypercorn.trio.serve`` for plain-TCP listeners, with each client served by
+    an :class:`HttpConnection` (HTTP/1.1, closed when idle, sends with a deadline). A
+    client address holding ``http_connections_per_address`` connections has its next
+    one refused (429) until one closes. Out of file descriptors, the accept loop logs
+    one line and retries every 100 ms (``transport.accept``)."""
     settings = services.settings
-    config = hypercorn_config(settings)
+    config = hypercorn_config()
     app = wrap_app(create_app(services), config.wsgi_max_body_size, "asgi")
     lifespan_state: LifespanState = {}
     lifespan = Lifespan(app, config, lifespan_state)
-    context = WorkerContext(None)
-    state = ConnectionState(lifespan_state.copy())
+    limit = settings.http_connections_per_address
+    held, refusing = AddressCounts(limit), AddressCounts(limit)
+    refusal = too_many_connections(limit)
 
     async def connection(stream: trio.SocketStream) -> None:
-        """One client; ended as soon as the client has left (a request still running
-        for it is cancelled, as hypercorn does when a client goes)."""
-        with trio.CancelScope() as scope:
-            timed = SendDeadlineStream(stream, settings.http_send_seconds, scope.cancel)
-            await TCPServer(app, config, context, state, timed)
+        """One client, admitted or refused by its address; whatever it does ends its
+        own connection at most."""
+        try:
+            key = address_key(stream.socket.getpeername()[0])
+        except OSError:
+            return  # reset before we saw it
+        try:
+            if not held.full(key):
+                with held.holding(key):
+                    await HttpConnection(
+                        app, config, lifespan_state, stream,
+                        idle_seconds=settings.http_idle_seconds,
+                        send_seconds=settings.http_send_seconds,
+                    ).run()  # fmt: skip
+            elif not refusing.full(key):
+                with refusing.holding(key):
+                    await close_after(stream, refusal)
+        except Exception:
+            log.exception("an HTTP connection failed")
 
     async with trio.open_nursery() as nursery:
         await nursery.start(lifespan.handle_lifespan)
         await lifespan.wait_for_startup()
-        listeners = await nursery.start(partial(trio.serve_tcp, connection, port, host=host))
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        await nursery.start(serve_listeners, connection, listeners, "http")
         task_status.started(listeners[0].socket.getsockname()[1])

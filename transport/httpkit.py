@@ -60,10 +60,14 @@ def json_response(body: object, status: int = 200) -> Response:
     return Response(encode(body), status=status, content_type="application/json")
 
 
-def error_response(error: DomainError, status: int | None = None) -> Response:
+def error_body(error: DomainError) -> dict[str, Any]:
     """The seed-002 error body, plus the error's extra fields (``parameter``, ``limit``)."""
-    body = {**error.extra, "status": "FAILURE", "errorCode": error.code, "errorMessage": error.text}
-    return json_response(body, status or STATUS_OF.get(error.code, 500))
+    return {**error.extra, "status": "FAILURE", "errorCode": error.code, "errorMessage": error.text}
+
+
+def error_response(error: DomainError, status: int | None = None) -> Response:
+    """The error's body (:func:`error_body`) at its status."""
+    return json_response(error_body(error), status or STATUS_OF.get(error.code, 500))
 
 
 def balance_wire(currency: str, balance: Balance) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from domain.codec import (
 )
 from domain.errors import DomainError
 from domain.origins import origin_allowed
+from transport.accept import serve_listeners
 from transport.frames import text_frames
 from transport.ops import OPS, Context
 from transport.presenters import server_message
@@ -297,13 +298,24 @@ async def _refuse(request: WebSocketRequest, error: DomainError) -> None:
 class _ContainedServer(WebSocketServer):
     """trio-websocket's server, except that an error in one connection (the library's own
     per-connection tasks included: a client that resets the socket at the wrong moment
-    makes them raise ``ConnectionClosed``) ends that connection only, never the server."""
+    makes them raise ``ConnectionClosed``) ends that connection only, never the server,
+    and that it accepts on our loop (``run``)."""
 
     async def _handle_connection(self, stream: trio.abc.Stream) -> None:
         try:
             await super()._handle_connection(stream)
         except Exception:
             log.info("a websocket connection ended with an error", exc_info=True)
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """trio-websocket's, on our accept loop: out of descriptors, one log line per
+        episode rather than a traceback per try (``transport.accept``)."""
+        async with trio.open_nursery() as nursery:
+            listeners = list(self._listeners)
+            await nursery.start(serve_listeners, self._handle_connection, listeners, "websocket")
+            task_status.started(self)
 
 
 async def serve_ws(
