@@ -57,6 +57,7 @@ class Joined:
     game_id: str
     seq: int
     resumed: bool | None = None
+    viewers: int = 0  # subscribers, this one included: the page's count to start from
 
 
 @dataclass(slots=True)
@@ -164,7 +165,7 @@ class Hub:
         added = address not in channel.subscribers
         channel.subscribers.add(address)
         self._joined[address].add(game_id)
-        joined = Joined(game_id, channel.seq, resumed)
+        joined = Joined(game_id, channel.seq, resumed, len(channel.subscribers))
         if greet is not None:
             greet(joined)
         for data in missed:

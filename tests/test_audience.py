@@ -133,7 +133,7 @@ async def test_without_since_seq_the_join_carries_the_latest_seq_only(admin: WsC
     game_id = await new_game(admin)
     latest = await open_pool(admin, game_id)
     joined = await admin.call(363, 333, game_id=game_id)
-    assert set(joined) == {"response_header", "res", "game_id", "seq"}
+    assert set(joined) == {"response_header", "res", "game_id", "seq", "viewers"}
     assert joined["seq"] == latest
 
 

@@ -89,8 +89,8 @@ def present(result: object) -> list[tuple[int, dict[str, Any]]]:
                     },
                 )
             ]
-        case Joined(game_id, seq, resumed):
-            joined: dict[str, Any] = {"game_id": game_id, "seq": seq}
+        case Joined(game_id, seq, resumed, viewers):
+            joined: dict[str, Any] = {"game_id": game_id, "seq": seq, "viewers": viewers}
             if resumed is not None:
                 joined["resumed"] = resumed
             return [(333, joined)]
