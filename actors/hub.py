@@ -121,11 +121,6 @@ class Hub:
         channel.on_low = on_low
         channel.asked = False
 
-    def reservation_left(self, game_id: str) -> int:
-        """Numbers the game may still use before it needs a new reservation."""
-        channel = self._channels.get(game_id)
-        return 0 if channel is None else channel.reserved - channel.seq
-
     def last_seq(self, game_id: str) -> int:
         channel = self._channels.get(game_id)
         return 0 if channel is None else channel.seq

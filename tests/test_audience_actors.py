@@ -12,10 +12,12 @@ import pytest
 import trio
 
 from actors import game as g
+from actors import hub as hub_module
 from actors import pool as p
 from actors.hub import Joined
 from actors.registry import User
 from domain.codec import decode
+from storage.seqs import reserved_seq
 from tests.conftest import ActorHarness, Match, open_match
 from tests.test_ws_hostile import _StuckSocket
 from transport.presenters import present, server_message
@@ -229,3 +231,17 @@ async def test_a_join_costs_the_same_at_1_000_and_at_10_000_subscribers(
     at_10_000 = await join_cost(10_000)
     assert at_1_000 == at_10_000
     assert at_10_000[:2] == (1, 0)  # the admin's 470 and nothing committed
+
+
+async def test_the_game_reserves_more_seqs_before_the_hub_runs_out(
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hub_module, "RESERVE_AHEAD", 10)
+    monkeypatch.setattr(g, "RESERVE_AHEAD", 10)
+    m = await open_match(actors)
+    services = actors.services
+    for _ in range(40):  # 40 broadcasts (352): four blocks of 10
+        await m.pool()
+        await trio.sleep(0.01)  # the game actor takes the hub's note
+        stored = await services.storage.read(lambda db: reserved_seq(db, m.game_id))
+        assert stored >= services.hub.last_seq(m.game_id)
