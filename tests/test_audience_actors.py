@@ -5,6 +5,7 @@ audience. No test here measures time: the clock is trio's, and work is counted."
 
 from __future__ import annotations
 
+import math
 from itertools import count, pairwise
 from typing import Any
 
@@ -147,20 +148,22 @@ async def test_a_360_after_10_000_new_bets_lists_50_and_counts_the_rest(
     actors.services.settings.distribution_interval = 3_600  # all of them in one 360
     m = await open_match(actors)
     _, pool = await m.pool()
-    alice = await m.player("alice", deposit=10_000_00)
+    alice = await m.player("alice", deposit=10_001_00)
+    await pool.ask(p.PlaceBet(alice, "a", "1"))  # its 360 goes out at once
+    await trio.testing.wait_all_tasks_blocked()
+    assert [msg["omitted_bets"] for msg in m.watcher.take(360)] == [0]
+    autojump_clock.autojump_threshold = math.inf  # no time passes while they are placed
     async with trio.open_nursery() as nursery:
         for _ in range(10_000):
             nursery.start_soon(pool.ask, p.PlaceBet(alice, "a", "1"))
+    autojump_clock.autojump_threshold = 0
     await trio.sleep(3_600)
-    shown = m.watcher.take(360)  # the first bet's at once, then the other 9,999 in one
-    listed = [sum(len(row["bets"]) for row in msg["distribution"].values()) for msg in shown]
-    assert max(listed) <= 50 and listed[-1] == 50
-    assert sum(listed) + sum(msg["omitted_bets"] for msg in shown) == 10_000
-    assert shown[-1]["omitted_bets"] >= 9_000
-    shown = shown[-1]
-    assert shown["distribution"]["a"]["amount_total"] == 10_000
+    [shown] = m.watcher.take(360)
+    assert shown["omitted_bets"] == 10_000 - 50
+    assert sum(len(row["bets"]) for row in shown["distribution"].values()) == 50
+    assert shown["distribution"]["a"]["amount_total"] == 10_001
     everything = await pool.ask(p.GetDistribution(m.admin, everything=True))
-    assert len(everything["distribution"]["a"]["bets"]) == 10_000  # 393 for admins
+    assert len(everything["distribution"]["a"]["bets"]) == 10_001  # 393 for admins
 
 
 # -- a slow subscriber --------------------------------------------------------------
@@ -229,7 +232,8 @@ async def test_a_join_costs_the_same_at_1_000_and_at_10_000_subscribers(
     for address in audience[1_000:]:  # 10,000 joins, every one answered
         assert isinstance(await m.game.ask(g.Join(next(_ids), "", address)), Joined)
     at_10_000 = await join_cost(10_000)
-    assert at_1_000 == at_10_000
+    assert at_1_000[:2] == at_10_000[:2]
+    assert at_10_000[2] - at_1_000[2] <= 2  # the 333: its numbers may gain a digit
     assert at_10_000[:2] == (1, 0)  # the admin's 470 and nothing committed
 
 
