@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -12,7 +13,7 @@ import msgspec
 import trio
 
 from actors import pool as pool_msgs
-from actors.hub import Address, Broadcast
+from actors.hub import RESERVE_AHEAD, Address, Broadcast, Joined
 from actors.pool import pool_row
 from actors.registry import CheckSourceAdmin
 from actors.runtime import Actor, Mailbox
@@ -24,6 +25,7 @@ from domain.roles import Role
 from domain.targets import action_id, build_actions, winning_target
 from storage.changes import Change, Insert, Upsert
 from storage.database import Database
+from storage.seqs import reserve_seq, reserved_seq
 
 if TYPE_CHECKING:
     from actors.directory import Games
@@ -80,11 +82,20 @@ class Summary:
 
 @dataclass(frozen=True, slots=True)
 class Join:
-    """Subscribe ``address`` to the game's events."""
+    """Subscribe ``address`` to the game's events. With ``since_seq``, the broadcasts
+    numbered above it follow ``greet``'s answer (decisions §9); ``greet`` gets the
+    ``Joined`` before anything else is queued to ``address``."""
 
     user_id: int
     user_name: str
     address: Address
+    since_seq: int | None = None
+    greet: Callable[[Joined], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveSeqs:
+    """The hub used half of the game's reserved broadcast numbers: reserve more."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +196,11 @@ class PlayerLeft(Broadcast):
     pass
 
 
+class ViewersCounted(Broadcast):
+    """How many watch the game, sent instead of each join and leave above
+    ``presence_limit`` (decisions §9), at most once a second."""
+
+
 class EventRegistered(Broadcast):
     """Something happened in the game (a goal); the pools it resolves follow."""
 
@@ -242,13 +258,36 @@ class GameActor(Actor):
         #: when to try again to settle pools that an event resolved but that failed to
         #: settle (their ``pending_resolutions`` rows are still there)
         self.retry_pending_at = math.inf
+        #: the highest broadcast seq storage holds as reserved for this game
+        self.seq_reserved = 0
+        #: the audience a 471 last told (None: none told, joins and leaves go to all) and
+        #: when the count may be looked at again (at most once a second)
+        self.viewers_shown: int | None = None
+        self.viewers_check_at = -math.inf
 
     @classmethod
     async def load(cls, inbox: Mailbox, services: Services, game_id: str) -> GameActor:
-        game, events, reported = await services.storage.read(lambda db: _load_game(db, game_id))
+        game, events, reported, reserved = await services.storage.read(
+            lambda db: (*_load_game(db, game_id), reserved_seq(db, game_id))
+        )
         actor = cls(inbox, services, game, events)
         actor.reported = reported
+        await actor._reserve_seqs(reserved)
         return actor
+
+    async def _reserve_seqs(self, reserved_before: int) -> None:
+        """Reserve the game's next broadcast numbers in storage, then let the hub use
+        them: whatever it sends stays below what storage holds, so after a restart the
+        game's seq starts above anything ever sent (decisions §9)."""
+        hub, game_id = self.services.hub, self.game.id
+        reserved = max(reserved_before, hub.last_seq(game_id)) + RESERVE_AHEAD
+        await self.services.storage.commit([reserve_seq(game_id, reserved)])
+        self.seq_reserved = reserved
+        hub.reserve(game_id, reserved_before, reserved, self._ask_for_seqs)
+
+    def _ask_for_seqs(self) -> bool:
+        """The hub's call when half the reservation is used (it cannot wait for storage)."""
+        return self.inbox.tell(ReserveSeqs())
 
     @property
     def now(self) -> int:
@@ -268,9 +307,11 @@ class GameActor(Actor):
         return self.game.is_closed
 
     def next_deadline(self) -> float:
-        return min(self._close_deadline(), self.retry_pending_at)
+        return min(self._close_deadline(), self.retry_pending_at, self._viewers_deadline())
 
     async def on_deadline(self) -> None:
+        if trio.current_time() >= self._viewers_deadline():
+            self._count_viewers()
         if trio.current_time() >= self.retry_pending_at:
             await self._finish_pending_resolutions()
         if trio.current_time() >= self._close_deadline():
@@ -373,15 +414,15 @@ class GameActor(Actor):
                 await self._save(changed.with_rules(rules))
                 self._publish(DetailsChanged(self.game.details(self.now, self.events)))
                 return {"game_id": game.id}
-            case Join(user_id, user_name, address):
-                self._require_not_closed()
-                if self.services.hub.subscribe(game.id, address):
-                    self._publish(PlayerJoined(self._player(user_id, user_name)))
-                return {"game_id": game.id}
+            case Join():
+                return self._join(body)
             case Leave(user_id, user_name, address):
-                if self.services.hub.unsubscribe(game.id, address):
-                    self._publish(PlayerLeft(self._player(user_id, user_name)))
+                if self.services.hub.leave(game.id, address):
+                    self._announce_presence(PlayerLeft(self._player(user_id, user_name)))
                 return {"game_id": game.id}
+            case ReserveSeqs():
+                await self._reserve_seqs(self.seq_reserved)
+                return None
             case Close():
                 return await self._close()
             case CreatePool(_, fields):
@@ -399,6 +440,48 @@ class GameActor(Actor):
 
     def _player(self, user_id: int, user_name: str) -> dict[str, Any]:
         return {"game_id": self.game.id, "user_id": user_id, "user_name": user_name}
+
+    # -- subscribers (decisions §9) ---------------------------------------------------
+
+    def _join(self, body: Join) -> Joined:
+        """Subscribe, and resume from ``since_seq``: the hub's work, O(1) in the number
+        of subscribers (plus what the client missed)."""
+        self._require_not_closed()
+        joined, added = self.services.hub.join(
+            self.game.id,
+            body.address,
+            since_seq=body.since_seq,
+            greet=body.greet,
+            replay_bytes=self.services.settings.outbox_bytes // 2,
+        )
+        if added:
+            self._announce_presence(PlayerJoined(self._player(body.user_id, body.user_name)))
+        return joined
+
+    def _announce_presence(self, event: PlayerJoined | PlayerLeft) -> None:
+        """A join or leave goes to everyone while the audience is small; above
+        ``presence_limit`` to the game's admins only, the others get counts (471)."""
+        hub, game_id = self.services.hub, self.game.id
+        if hub.viewers(game_id) <= self.services.settings.presence_limit:
+            self._publish(event)
+        else:
+            hub.to_game_users(game_id, self.game.admins, event)
+
+    def _viewers_deadline(self) -> float:
+        """When to look at the audience again: once a second while it is above
+        ``presence_limit``, or while the last 471 told a count that changed since.
+        Looking is how leaves the game actor never hears of (a dropped connection) count."""
+        above = self.services.hub.viewers(self.game.id) > self.services.settings.presence_limit
+        return self.viewers_check_at if above or self.viewers_shown is not None else math.inf
+
+    def _count_viewers(self) -> None:
+        """Tell everyone the audience (471) if it changed since the last count."""
+        viewers = self.services.hub.viewers(self.game.id)
+        self.viewers_check_at = trio.current_time() + 1.0
+        if viewers != self.viewers_shown:
+            self._publish(ViewersCounted({"game_id": self.game.id, "viewers": viewers}))
+            above = viewers > self.services.settings.presence_limit
+            self.viewers_shown = viewers if above else None
 
     # -- roles ------------------------------------------------------------------------
 

@@ -5,17 +5,41 @@ never see frames or connections. A subscriber is an address: a function that que
 without waiting (a connection's bounded outbox closes the client when it is full, so a
 slow client never slows an actor or the others). The transport gives the hub its
 ``render``: each event becomes bytes once, and the same bytes go to every recipient.
+
+Each game's broadcasts are numbered (``seq``, decisions §9) and the latest are kept, so a
+client that dropped can join again and receive exactly what it missed. The numbers a
+game may use are reserved in storage by its game actor before the hub hands them out
+(``reserve``), so they never go back, across restarts too.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass
+import logging
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
+
+import trio
+
+from domain.errors import DomainError
+
+log = logging.getLogger(__name__)
 
 #: Where a subscriber's messages go: queues them without waiting.
 Address = Callable[[bytes], None]
+#: How the transport renders an event once: ``render(event, header)``, where ``header``
+#: holds the response_header fields the hub adds (``game_id``, and ``seq`` for a
+#: broadcast all of the game's subscribers get).
+Render = Callable[[object, dict[str, Any]], bytes]
+
+#: A game's broadcasts kept for resuming: at least this many, and at least those of the
+#: last ``HISTORY_SECONDS`` (decisions §9).
+HISTORY_COUNT = 10_000
+HISTORY_SECONDS = 60.0
+#: How many numbers a game actor reserves at a time; it reserves again when half are used.
+RESERVE_AHEAD = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,12 +49,37 @@ class Broadcast:
     fields: dict[str, Any]
 
 
-class Hub:
-    """Who listens to which game, and which addresses belong to which user."""
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """A join's answer: the game's latest ``seq`` and, when the client gave ``since_seq``,
+    whether every broadcast after it follows (``resumed``)."""
 
-    def __init__(self, render: Callable[[object], bytes]) -> None:
+    game_id: str
+    seq: int
+    resumed: bool | None = None
+    viewers: int = 0  # subscribers, this one included: the page's count to start from
+
+
+@dataclass(slots=True)
+class _Channel:
+    """One game's subscribers, its numbering and the broadcasts kept for resuming."""
+
+    seq: int  # the last number used
+    reserved: int  # the highest number storage holds as reserved
+    on_low: Callable[[], bool]  # asks the game actor to reserve more; False: not now
+    asked: bool = False
+    subscribers: set[Address] = field(default_factory=set)
+    #: (seq, trio time, bytes), oldest first, numbers consecutive
+    history: deque[tuple[int, float, bytes]] = field(default_factory=deque)
+
+
+class Hub:
+    """Who listens to which game, which addresses belong to which user, and each game's
+    numbered broadcasts."""
+
+    def __init__(self, render: Render) -> None:
         self._render = render
-        self._games: dict[str, set[Address]] = defaultdict(set)
+        self._channels: dict[str, _Channel] = {}
         self._users: dict[int, set[Address]] = defaultdict(set)
         self._joined: dict[Address, set[str]] = defaultdict(set)  # address -> its games
 
@@ -40,44 +89,166 @@ class Hub:
         self._users[user_id].add(address)
 
     def disconnect(self, user_id: int, address: Address) -> None:
-        self._discard(self._users, user_id, address)
+        members = self._users.get(user_id)
+        if members is not None:
+            members.discard(address)
+            if not members:
+                del self._users[user_id]
         for game_id in self._joined.pop(address, ()):
-            self._discard(self._games, game_id, address)
+            if channel := self._channels.get(game_id):
+                channel.subscribers.discard(address)
 
     def to_user(self, user_id: int, event: object) -> None:
-        self._send(self._users.get(user_id), event)
+        addresses = self._users.get(user_id)
+        if addresses:
+            data = self._render(event, {})
+            for address in list(addresses):
+                address(data)
+
+    # -- numbering ----------------------------------------------------------------------
+
+    def reserve(
+        self, game_id: str, reserved_before: int, reserved: int, on_low: Callable[[], bool]
+    ) -> None:
+        """Storage now holds numbers up to ``reserved`` for the game (committed by its
+        actor). A game new to this process starts above ``reserved_before``, the previous
+        reservation, so it never reuses a number an earlier run may have sent."""
+        channel = self._channels.get(game_id)
+        if channel is None:
+            self._channels[game_id] = _Channel(reserved_before, reserved, on_low)
+            return
+        channel.reserved = max(channel.reserved, reserved)
+        channel.on_low = on_low
+        channel.asked = False
+
+    def last_seq(self, game_id: str) -> int:
+        channel = self._channels.get(game_id)
+        return 0 if channel is None else channel.seq
 
     # -- games ------------------------------------------------------------------------
 
-    def subscribe(self, game_id: str, address: Address) -> bool:
-        """Add a subscriber; False when it was already subscribed."""
-        subs = self._games[game_id]
-        if address in subs:
-            return False
-        subs.add(address)
-        self._joined[address].add(game_id)
-        return True
+    def viewers(self, game_id: str) -> int:
+        channel = self._channels.get(game_id)
+        return 0 if channel is None else len(channel.subscribers)
 
-    def unsubscribe(self, game_id: str, address: Address) -> bool:
-        self._discard(self._joined, address, game_id)
-        return self._discard(self._games, game_id, address)
+    def join(
+        self,
+        game_id: str,
+        address: Address,
+        *,
+        since_seq: int | None = None,
+        greet: Callable[[Joined], None] | None = None,
+        replay_bytes: int = 1 << 20,
+    ) -> tuple[Joined, bool]:
+        """Subscribe ``address`` (the bool: it was not subscribed yet). With ``since_seq``,
+        ``greet`` gets the answer first, then the broadcasts numbered above ``since_seq``
+        follow, oldest first, before any live one (nothing can come between: no await).
+        ``resumed`` is False when they are no longer all kept, or would take more than
+        ``replay_bytes``. Raises INVALID_PARAMETER for a ``since_seq`` past the latest."""
+        channel = self._channel(game_id)
+        missed: list[bytes] = []
+        resumed = None
+        if since_seq is not None:
+            if since_seq > channel.seq:
+                raise DomainError(
+                    "INVALID_PARAMETER",
+                    f"since_seq {since_seq} is past this game's latest seq ({channel.seq}).",
+                    parameter="since_seq",
+                )
+            missed = _since(channel.history, since_seq, channel.seq, replay_bytes) or []
+            resumed = since_seq == channel.seq or bool(missed)
+        added = address not in channel.subscribers
+        channel.subscribers.add(address)
+        self._joined[address].add(game_id)
+        joined = Joined(game_id, channel.seq, resumed, len(channel.subscribers))
+        if greet is not None:
+            greet(joined)
+        for data in missed:
+            address(data)
+        return joined, added
+
+    def leave(self, game_id: str, address: Address) -> bool:
+        """Unsubscribe; False when ``address`` was not subscribed."""
+        channel = self._channels.get(game_id)
+        if channel is None or address not in channel.subscribers:
+            return False
+        channel.subscribers.discard(address)
+        games = self._joined.get(address)
+        if games is not None:
+            games.discard(game_id)
+            if not games:
+                del self._joined[address]
+        return True
 
     def to_game(self, game_id: str, event: object) -> None:
-        self._send(self._games.get(game_id), event)
-
-    def _send(self, addresses: set[Address] | None, event: object) -> None:
-        if not addresses:
-            return  # nobody listens: nothing to render
-        data = self._render(event)
-        for address in list(addresses):
+        """Number the broadcast, keep it for resuming, and queue the same bytes to every
+        subscriber."""
+        channel = self._channels.get(game_id)
+        if channel is None:
+            # no reservation: the game's actor is not running (a closed game's pool
+            # sending its last result after a restart), so nobody is subscribed; a
+            # client resuming later is told to read the game again
+            log.info("game %s: broadcast with no seq reserved, not sent", game_id)
+            return
+        channel.seq += 1
+        data = self._render(event, {"game_id": game_id, "seq": channel.seq})
+        self._keep(channel, data)
+        for address in list(channel.subscribers):
             address(data)
+        left = channel.reserved - channel.seq
+        if left < 0:
+            log.error("game %s: seq %d past its reservation", game_id, channel.seq)
+        if not channel.asked and left < RESERVE_AHEAD // 2:
+            channel.asked = channel.on_low()
+
+    def to_game_users(self, game_id: str, user_ids: Iterable[int], event: object) -> None:
+        """Send an event to those of the game's subscribers that belong to ``user_ids``
+        (its admins): not numbered, it is not for everyone."""
+        channel = self._channels.get(game_id)
+        if channel is None:
+            return
+        targets = [
+            address
+            for user_id in user_ids
+            for address in self._users.get(user_id, ())
+            if address in channel.subscribers
+        ]
+        if targets:
+            data = self._render(event, {"game_id": game_id})
+            for address in targets:
+                address(data)
+
+    def _channel(self, game_id: str) -> _Channel:
+        channel = self._channels.get(game_id)
+        if channel is None:  # a bug: a game's actor reserves before anything is sent
+            raise RuntimeError(f"no seq reserved for game {game_id}")
+        return channel
 
     @staticmethod
-    def _discard(index: dict, key: object, member: object) -> bool:
-        members = index.get(key)
-        if not members or member not in members:
-            return False
-        members.discard(member)
-        if not members:
-            del index[key]
-        return True
+    def _keep(channel: _Channel, data: bytes) -> None:
+        now = trio.current_time()
+        history = channel.history
+        history.append((channel.seq, now, data))
+        while len(history) > HISTORY_COUNT and history[0][1] < now - HISTORY_SECONDS:
+            history.popleft()
+
+
+def _since(
+    history: deque[tuple[int, float, bytes]], since_seq: int, last: int, max_bytes: int
+) -> list[bytes] | None:
+    """The kept broadcasts numbered above ``since_seq``, oldest first; None when some of
+    them are no longer kept or they add up to more than ``max_bytes``."""
+    wanted = last - since_seq
+    if wanted == 0:
+        return []
+    if len(history) < wanted or history[-wanted][0] != since_seq + 1:
+        return None
+    missed: list[bytes] = []
+    size = 0
+    for _, _, data in islice(reversed(history), wanted):  # newest first: O(wanted)
+        size += len(data)
+        if size > max_bytes:
+            return None
+        missed.append(data)
+    missed.reverse()
+    return missed

@@ -392,7 +392,7 @@ class PoolActor(Actor):
         await self._place_bets(requests)
 
     def can_passivate(self) -> bool:
-        return not self.pool.is_open and not self.pool.unsent_bets and not self.delayed
+        return not self.pool.is_open and not self.pool.has_unsent_bets and not self.delayed
 
     async def handle(self, body: Any) -> Any:
         pool = self.pool
@@ -952,7 +952,7 @@ class PoolActor(Actor):
     def next_deadline(self) -> float:
         clock = self.services.clock
         deadlines = [clock.deadline_for(at) for at, _ in self._timers()]
-        if self.pool.unsent_bets:
+        if self.pool.has_unsent_bets:
             deadlines.append(self.last_flush + self.services.settings.distribution_interval)
         if self.pending is not None and self.pool.is_open:
             # the game settles us with ResolveByEvent; if it cannot, we do it ourselves
@@ -982,7 +982,7 @@ class PoolActor(Actor):
             await self._settle_pending()
         # the sum, as next_deadline computes it: "now - last_flush" can round a hair below
         # the interval at the very deadline, and the actor would spin without flushing
-        if self.pool.unsent_bets and (
+        if self.pool.has_unsent_bets and (
             trio.current_time() >= self.last_flush + self.services.settings.distribution_interval
         ):
             await self._flush_distribution()
@@ -1006,17 +1006,20 @@ class PoolActor(Actor):
             )
 
     async def _flush_distribution(self) -> None:
-        """One 360 for everything since the last: bets new since then, aggregates now.
+        """One 360 for everything since the last: the latest bets new since then (at
+        most 50, ``omitted_bets`` counts the others), aggregates now.
         Then record how far the 360s got (best effort: a lost record re-sends a few)."""
         pool = self.pool
-        if not pool.unsent_bets:
+        if not pool.has_unsent_bets:
             return
+        shown, omitted = pool.latest_unsent()
         self._publish(
             BetsDistributed(
                 {
                     "pool_id": pool.id,
                     "target_level": pool.target_level,
-                    "distribution": pool.distribution(pool.unsent_bets),
+                    "distribution": pool.distribution(shown),
+                    "omitted_bets": omitted,
                 }
             )
         )

@@ -138,6 +138,16 @@ class Mailbox:
             "the request may or may not have been applied.",
         )
 
+    def tell(self, body: Any) -> bool:
+        """Queue ``body`` without waiting and with nobody waiting for its answer (an
+        actor's note to itself from a synchronous caller); False when the inbox is full
+        or closed."""
+        try:
+            self._send.send_nowait(Request(body))
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        return True
+
     async def receive(self) -> Request:
         """Take the next request; raises trio.EndOfChannel once closed and drained."""
         while True:

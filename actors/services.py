@@ -34,6 +34,9 @@ class Settings:
     rate_per_second: float = 50.0
     rate_burst: int = 100
     game_admin_limit: int = 3
+    #: above this many subscribers a game's joins and leaves (470, 480) go to its admins
+    #: only, and everyone gets the count (471) at most once a second (decisions §9)
+    presence_limit: int = 100
     distribution_interval: float = 0.25
     #: a resolved pool or a closed game idle this long leaves memory (reloaded on demand)
     idle_seconds: float = 300.0

@@ -54,6 +54,10 @@ class BetStatus(StrEnum):
 DEFAULT_FAIL_SAFE_MS = 24 * 60 * 60 * 1000
 
 
+#: A 360 broadcast lists at most this many of the bets added since the previous one.
+BROADCAST_BETS = 50
+
+
 @dataclass(frozen=True, slots=True)
 class Bet:
     id: str
@@ -205,9 +209,17 @@ class Pool:
         return self.status is PoolStatus.OPEN
 
     @property
-    def unsent_bets(self) -> list[Bet]:
-        """Bets not yet in a 360 broadcast."""
-        return self.bets[self.broadcast_bets :]
+    def has_unsent_bets(self) -> bool:
+        """Bets were added since the last 360 broadcast."""
+        return len(self.bets) > self.broadcast_bets
+
+    def latest_unsent(self, limit: int = BROADCAST_BETS) -> tuple[list[Bet], int]:
+        """The latest ``limit`` bets not yet in a 360 broadcast, and how many others were
+        added since then (its ``omitted_bets``): a 360 stays small whatever the flow
+        (decisions §9)."""
+        unsent = len(self.bets) - self.broadcast_bets
+        shown = min(unsent, limit)
+        return self.bets[len(self.bets) - shown :], unsent - shown
 
     @property
     def total(self) -> int:

@@ -33,6 +33,9 @@ TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
     ),
     "source_admins": ({"source_id": str, "user_id": int}, ("source_id", "user_id")),
     "games": ({"id": str, "source_id": str, "doc": str}, "id"),
+    # The highest broadcast seq each game may use, reserved before it is used, so a
+    # game's seq never goes back across restarts (decisions §9, docs/decisions.md).
+    "game_seqs": ({"game_id": str, "reserved": int}, "game_id"),
     "events": (
         {
             "id": str,

@@ -62,9 +62,14 @@ async def test_scheduled_block_and_allow_take_effect_at_their_time(
     assert m.watcher.take(368) == []
     await trio.sleep(0.1)
     await refused(pool, p.PlaceBet(alice, "a", "1"), "POOL_BLOCKED")
-    assert m.watcher.take(368) == [
-        {"response_header": {"t": block_at}, "res": 368, "blocked_at": block_at, "pool_id": pool_id}
-    ]
+    [blocked] = m.watcher.take(368)
+    assert isinstance(blocked["response_header"].pop("seq"), int)
+    assert blocked == {
+        "response_header": {"t": block_at, "game_id": m.game_id},
+        "res": 368,
+        "blocked_at": block_at,
+        "pool_id": pool_id,
+    }
 
     allow_at = m.now + 5_000
     assert (await pool.ask(p.Allow(allow_at))).fields["allowed_at"] == allow_at

@@ -424,7 +424,7 @@ async def test_join_and_leave_are_published(
 ) -> None:
     await joined(admin, game_id)
     joined_reply = await player.call(363, 333, game_id=game_id)
-    assert set(joined_reply) == {"response_header", "res", "game_id"}
+    assert set(joined_reply) == {"response_header", "res", "game_id", "seq", "viewers"}
     assert (joined_reply["res"], joined_reply["game_id"]) == (333, game_id)
     news = await admin.expect(470)
     assert {k: news[k] for k in ("game_id", "user_id", "user_name")} == {

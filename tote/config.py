@@ -51,6 +51,8 @@ HELP: dict[str, str] = {
     "rate_per_second": "websocket messages a connection may send per second (sustained)",
     "rate_burst": "websocket messages a connection may send in a burst",
     "game_admin_limit": "admins one game may have at once",
+    "presence_limit": "subscribers of a game above which joins and leaves (470, 480) go to "
+    "its admins only and everyone gets viewer counts (471)",
     "distribution_interval": "seconds between two odds broadcasts of a pool",
     "idle_seconds": "seconds a resolved pool or closed game stays in memory unused",
     "scrypt_n": "scrypt cost of new password hashes (a power of two)",

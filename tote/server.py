@@ -181,7 +181,7 @@ async def start_services(
         await nursery.start(supervisor.run)
         metrics.watch_inboxes(supervisor.inbox_depths)
         clock = WallClock()
-        hub = Hub(lambda event: frame(event, t=clock.now_ms()))
+        hub = Hub(lambda event, header: frame(event, header, t=clock.now_ms()))
 
         async def storage_actor(inbox: Mailbox) -> StorageActor:
             return StorageActor(

@@ -7,7 +7,7 @@ from typing import Any
 from actors import game as g
 from actors.directory import CreateGame
 from domain import params
-from domain.errors import about
+from domain.errors import DomainError, about
 from domain.game import GameStatus
 from domain.rules import RULE_FIELDS
 from domain.targets import TargetTree, build_actions, parse_list
@@ -85,12 +85,23 @@ async def update_details(ctx: Context, msg: dict[str, Any]) -> None:
     ctx.reply(343, reply)
 
 
-@op(363, "join_game", replies=(333, 470))
+@op(363, "join_game", replies=(333, 470, 471))
 async def join_game(ctx: Context, msg: dict[str, Any]) -> None:
-    """Subscribe to a game's messages; subscribers hear of it (470)."""
-    ctx.reply(
-        333, await _ask_game(ctx, msg, g.Join(ctx.user_id, ctx.conn.user_name, ctx.conn.push))
+    """Subscribe to a game's messages; with since_seq, every broadcast numbered above it
+    follows the 333 (resumed), or the 333 says to read the game again."""
+    since_seq = _since_seq(msg)
+    await _ask_game(
+        ctx, msg, g.Join(ctx.user_id, ctx.conn.user_name, ctx.conn.push, since_seq, ctx.answer)
     )
+
+
+def _since_seq(msg: dict[str, Any]) -> int | None:
+    """The optional ``since_seq``: a non-negative integer (INVALID_PARAMETER otherwise)."""
+    if isinstance(msg.get("since_seq"), bool):
+        raise DomainError(
+            "INVALID_PARAMETER", "since_seq must be a non-negative integer.", parameter="since_seq"
+        )
+    return params.integer(msg, "since_seq", minimum=0)
 
 
 @op(364, "leave_game", replies=(334, 480))

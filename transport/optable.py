@@ -104,6 +104,7 @@ RESPONSES: dict[str, int] = {
     "betting_for_game_and_action_allowed": 371,
     "user_joined_game": 470,
     "user_left_game": 480,
+    "game_viewers": 471,
     "game_sources_i_am_admin_of_list": 621,
     "become_an_admin_for_game_success": 640,
     "become_an_admin_for_game_fail": 645,

@@ -11,7 +11,7 @@ from typing import Any
 from actors import game as g
 from actors import pool as p
 from actors.directory import SourceClosure
-from actors.hub import Broadcast
+from actors.hub import Broadcast, Joined
 from actors.wallet import BalanceChanged
 from domain.codec import encode
 from domain.money import exponent_of, to_wire
@@ -25,6 +25,7 @@ EVENT_RES: dict[type[Broadcast], int] = {
     g.ActionAllowed: 371,
     g.PlayerJoined: 470,
     g.PlayerLeft: 480,
+    g.ViewersCounted: 471,
     p.PoolOpened: 352,
     p.BetsDistributed: 360,
     p.PoolResolved: 362,
@@ -34,18 +35,29 @@ EVENT_RES: dict[type[Broadcast], int] = {
 }
 
 
-def server_message(res: int, fields: dict[str, Any], *, t: int, request_id: Any = None) -> bytes:
-    """A server message in the envelope of decisions §1: response_header first, then res."""
-    header: dict[str, Any] = {"t": t}
+def server_message(
+    res: int,
+    fields: dict[str, Any],
+    *,
+    t: int,
+    request_id: Any = None,
+    header: dict[str, Any] | None = None,
+) -> bytes:
+    """A server message in the envelope of decisions §1: response_header first, then res.
+    ``header``: more response_header fields (a broadcast's ``game_id`` and ``seq``)."""
+    response_header: dict[str, Any] = {"t": t}
     if request_id is not None:
-        header["request_id"] = request_id
-    return encode({"response_header": header, "res": res, **fields})
+        response_header["request_id"] = request_id
+    if header:
+        response_header.update(header)
+    return encode({"response_header": response_header, "res": res, **fields})
 
 
-def frame(event: object, *, t: int) -> bytes:
-    """One event as the bytes every recipient gets (the hub renders once per event)."""
+def frame(event: object, header: dict[str, Any], *, t: int) -> bytes:
+    """One event as the bytes every recipient gets (the hub renders once per event and
+    gives the response_header fields it adds: ``game_id``, ``seq``)."""
     [(res, fields)] = present(event)
-    return server_message(res, fields, t=t)
+    return server_message(res, fields, t=t, header=header)
 
 
 def present(result: object) -> list[tuple[int, dict[str, Any]]]:
@@ -77,6 +89,11 @@ def present(result: object) -> list[tuple[int, dict[str, Any]]]:
                     },
                 )
             ]
+        case Joined(game_id, seq, resumed, viewers):
+            joined: dict[str, Any] = {"game_id": game_id, "seq": seq, "viewers": viewers}
+            if resumed is not None:
+                joined["resumed"] = resumed
+            return [(333, joined)]
         case g.AdminGrant(game_id, None):
             return [(640, {"game_id": game_id})]
         case g.AdminGrant(game_id, reason):

@@ -13,6 +13,13 @@ const state = {
   game: null, // the 342 details
   pools: new Map(), // pool_id -> { element, targets: Map(target -> {...}), state }
   adminSources: new Set(),
+  // The game joined, its last numbered broadcast applied and the seq its 333 carried
+  // (decisions §9): a dropped connection rejoins with since_seq and misses nothing.
+  gameId: null,
+  seq: null,
+  joinedSeq: null,
+  viewers: 0,
+  retryMs: 1000,
 };
 
 // -- utilities ------------------------------------------------------------------------
@@ -78,11 +85,21 @@ async function connect() {
     `?id=${state.user.id}&n=${nonce}&h=${digest}`;
   const ws = new WebSocket(url);
   state.ws = ws;
+  let opened = false;
+  ws.addEventListener("open", () => (opened = true), { once: true });
   ws.addEventListener("message", (event) => handle(JSON.parse(event.data)));
   ws.addEventListener("close", (event) => {
+    if (state.ws !== ws) return;
+    for (const resolve of state.pending.values()) resolve({ res: null });
+    state.pending.clear();
     setStatus(`offline (${event.code || "refused"})`, false);
-    showMessage("The connection closed; log in again to reconnect.");
-    $("#login-view").hidden = false;
+    if (!opened || event.code === 4001) {
+      showMessage("The connection closed; log in again to reconnect.");
+      $("#login-view").hidden = false;
+      return;
+    }
+    showMessage("The connection dropped; reconnecting.");
+    setTimeout(reconnect, state.retryMs);
   });
   await new Promise((resolve, reject) => {
     ws.addEventListener("open", resolve, { once: true });
@@ -93,7 +110,58 @@ async function connect() {
   setStatus("online", true);
 }
 
+// Connect again after a drop and resume the game from the last broadcast applied.
+async function reconnect() {
+  try {
+    await connect();
+  } catch (error) {
+    state.retryMs = Math.min(state.retryMs * 2, 10000);
+    setTimeout(reconnect, state.retryMs);
+    return;
+  }
+  state.retryMs = 1000;
+  if (state.gameId) await resumeGame(state.gameId);
+}
+
+async function resumeGame(gameId) {
+  const joined = await request(363, { game_id: gameId, since_seq: state.seq ?? 0 });
+  if (joined.res !== 333) return;
+  $("#game-view").dataset.resumed = String(joined.resumed);
+  if (!joined.resumed) {
+    await showGame(gameId, joined); // too much missed: read the game again
+    return;
+  }
+  state.joinedSeq = joined.seq;
+  setViewers(joined.viewers);
+  await request(800, { currency: state.game.currency });
+  await request(810, { currency: state.game.currency });
+}
+
+// A numbered broadcast of the game already applied (a resume may repeat none, but a
+// read of the game overlaps them): false, so it is not applied twice.
+function isNew(header) {
+  if (header.seq == null || header.game_id !== state.gameId) return true;
+  if (state.seq != null && header.seq <= state.seq) return false;
+  state.seq = header.seq;
+  return true;
+}
+
+function setViewers(count) {
+  state.viewers = count;
+  $("#viewers").textContent = `${count} watching`;
+  $("#viewers").dataset.viewers = String(count);
+}
+
+// 470 and 480 count only when they go to everyone (numbered) and are not already in
+// the 333's count: a replay, or our own join (the broadcast right after our 333).
+function countPresence(m, change) {
+  const seq = m.response_header.seq;
+  const ours = change > 0 && seq === state.joinedSeq + 1 && m.user_id === state.user.id;
+  if (seq != null && seq > state.joinedSeq && !ours) setViewers(state.viewers + change);
+}
+
 function handle(message) {
+  if (message.response_header && !isNew(message.response_header)) return;
   const requestId = message.response_header && message.response_header.request_id;
   const waiting = requestId != null && state.pending.get(requestId);
   if (waiting) {
@@ -112,7 +180,12 @@ const HANDLERS = {
   366: (m) => noteEvent(m),
   368: (m) => setPoolState(m.pool_id, "blocked"),
   369: (m) => setPoolState(m.pool_id, "open"),
-  470: (m) => noteEvent({ text: `${m.user_name} joined` }),
+  470: (m) => {
+    countPresence(m, 1);
+    noteEvent({ text: `${m.user_name} joined` });
+  },
+  471: (m) => setViewers(m.viewers),
+  480: (m) => countPresence(m, -1),
   666: (m) => showMessage(`${m.text}${m.parameter ? ` (${m.parameter})` : ""} [${m.error_code}]`),
   800: (m) => showBalance({ current_balance: m.current_balance }),
   810: (m) => showBalance({ available_balance: m.available_balance }),
@@ -154,6 +227,15 @@ async function joinGame(gameId) {
   }
   const joined = await request(363, { game_id: gameId });
   if (joined.res !== 333) return;
+  await showGame(gameId, joined);
+}
+
+// Read the game whole (details, balances, pools) after a join answered by ``joined``.
+async function showGame(gameId, joined) {
+  state.gameId = gameId;
+  state.seq = joined.seq;
+  state.joinedSeq = joined.seq;
+  setViewers(joined.viewers);
   const details = await request(372, { game_id: gameId });
   if (details.res !== 342) return;
   state.game = details;
