@@ -47,6 +47,8 @@ class Period(StrEnum):
 #: how far back a flow can still count
 LONGEST_MS = max(p.ms for p in Period)
 
+_PERIOD_NAMES = frozenset(p.value for p in Period)
+
 Slot = tuple[Kind, Period]
 SLOTS: tuple[Slot, ...] = tuple((k, p) for k in Kind for p in Period)
 
@@ -186,7 +188,7 @@ def read_changes(body: Mapping[str, Any], exponent: int) -> dict[Slot, int | Non
                 parameter=kind.value,
             )
         for name, value in periods.items():
-            if name not in Period.__members__.values():
+            if name not in _PERIOD_NAMES:
                 raise DomainError(
                     "INVALID_PARAMETER",
                     f"{kind} takes the periods day, week and month, not {str(name)[:16]!r}.",
