@@ -175,3 +175,42 @@ async def test_admin_view_opens_a_pool_and_registers_an_event(harness: Harness) 
         assert "Goal: brazil:7" in await browser.run(text_of("#events li"))
         games = await browser.run(text_of("#my-games"))
         assert "Argentina - Brazil (example.com" in games
+
+
+async def test_the_page_shows_the_players_limits_and_what_is_left(harness: Harness) -> None:
+    """Alice has a loss limit of 20 a day and a deposit limit of 100 a week; she bets 5 on
+    the page and sees 15.00 left of the loss limit (saved to build/limits.png)."""
+    admin = await harness.user(roles=["developer"])
+    alice = await harness.user("alice", deposit="50")
+    r = await harness.http.put(
+        f"/v1/users/{alice['user_id']}/limits",
+        json={"loss": {"day": "20"}, "deposit": {"week": "100"}},
+    )
+    assert r.status_code == 200
+    async with harness.connect(admin) as admin_ws:
+        game_id = await setup_game(admin_ws)
+        pool_id = (
+            await admin_ws.call(
+                385, 350, game_id=game_id, action="goal", targets="Argentina,Brazil"
+            )
+        )["pool_id"]
+        pool = f".pool[data-pool-id='{pool_id}']"
+        async with chromium() as browser:
+            await browser.run(log_in(page_url(harness, game_id), "alice", "pw-alice"))
+            await browser.run(wait_for(f"{pool}[data-state='open']"))
+            shown = await browser.run(text_of("#limits"))
+            assert "loss 20.00 EUR a day: 20.00 EUR left" in shown
+            assert "deposit 100.00 EUR a week: 50.00 EUR left" in shown
+
+            def bet(page: Any) -> None:
+                page.select_option(f"{pool} .bet-target", "argentina")
+                page.fill(f"{pool} .bet-amount", "5")
+                page.click(f"{pool} .bet-button")
+
+            await browser.run(bet)
+            await browser.run(wait_for("#balance[data-available='45']"))
+            await browser.run(wait_for('#limits[data-left*=\'"day":"15.0"\']'))
+            shown = await browser.run(text_of("#limits"))
+            assert "loss 20.00 EUR a day: 15.00 EUR left" in shown
+            path = SCREENSHOT_DIR / "limits.png"
+            await browser.run(lambda page: page.screenshot(path=str(path), full_page=True))
