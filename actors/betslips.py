@@ -27,7 +27,7 @@ from actors import remote
 from actors.registry import CheckSession
 from actors.runtime import OutcomeUnknown
 from actors.services import Services
-from actors.wallet import PlaceSlip, StakeItem, Sync
+from actors.wallet import PlaceSlip, Screen, StakeItem, Sync
 from domain.betslip import BetRefusal, Slip, SlipBet, Stage, fingerprint, read_bets, read_slip
 from domain.errors import DomainError
 from domain.game import GameStatus
@@ -127,6 +127,8 @@ class BetslipDesk:
             if refusals:
                 raise _refused(refusals)
             answer, items, changes = self._commit_plan(key, print_, slip, bets, reserved, render)
+            if services.operator:  # refused here, the operator is not asked to debit
+                await _screen(services, items)
             debit = await self._debit(slip, bets, reserved, ip) if services.operator else None
             placed = None
             try:
@@ -149,8 +151,8 @@ class BetslipDesk:
                 placed = False
                 if debit is not None:  # debited, not placed: the worker gives it back
                     await remote.give_up(services, debit.key)
-                if error.code in ("INSUFFICIENT_FUNDS", "USER_BLOCKED", "INVALID_BET_DETAILS"):
-                    raise Refused(error) from None
+                if error.code in _FINAL_REFUSALS:
+                    raise Refused(_as_slip_refusal(error)) from None
                 raise
             placed = True
             return answer
@@ -392,6 +394,26 @@ def _pool_refusal(bet: SlipBet, error: DomainError) -> BetRefusal:
         if field in error.extra
     }
     return BetRefusal("INVALID_STAKE", f"{error.text} (betId {bet.bet_id!r})", bet.failed(reason))
+
+
+#: What the wallet refuses a slip for, for good: answered and stored as a 4xx.
+_FINAL_REFUSALS = ("INSUFFICIENT_FUNDS", "USER_BLOCKED", "INVALID_BET_DETAILS", "LIMIT_REACHED")
+
+
+def _as_slip_refusal(error: DomainError) -> DomainError:
+    """Seed 002 has no code for a player's own limit: it is USER_BLOCKED with the
+    reason LIMIT_REACHED (decisions §12)."""
+    if error.code == "LIMIT_REACHED":
+        return DomainError("USER_BLOCKED", error.text, reason="LIMIT_REACHED")
+    return error
+
+
+async def _screen(services: Services, items: list[StakeItem]) -> None:
+    """Remote wallet mode: refuse (Refused) what the wallet would refuse before the
+    operator takes the money for it."""
+    for refusal in await services.ask_wallet(Screen(items)):
+        if refusal is not None:
+            raise Refused(_as_slip_refusal(refusal))
 
 
 def _refused(refusals: list[BetRefusal]) -> Refused:

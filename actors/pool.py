@@ -26,7 +26,7 @@ from actors import remote
 from actors.hub import Broadcast
 from actors.runtime import Actor, Mailbox, OutcomeUnknown, Request
 from actors.services import Services
-from actors.wallet import Hold, Settle, StakeItem, Stakes, Sync, Unhold
+from actors.wallet import Hold, Screen, Settle, StakeItem, Stakes, Sync, Unhold
 from domain.errors import DomainError
 from domain.pool import BINARY, PARIMUTUEL, Bet, BetStatus, Outcome, Pool, PoolStatus
 from domain.targets import NONE, winning_target
@@ -515,6 +515,7 @@ class PoolActor(Actor):
             return
         debits: dict[str, remote.Debit] = {}
         if accepted and self.services.operator is not None:
+            accepted = await self._screen(accepted)
             accepted, debits = await self._debit_each(accepted)
         if accepted:
             items = [self._stake_item(bet, debits.get(bet.id)) for _, bet in accepted]
@@ -533,6 +534,20 @@ class PoolActor(Actor):
                 request.reply(
                     BetPlaced(pool.id, bet.id, bet.target, bet.amount, pool.currency, pool.exponent)
                 )
+
+    async def _screen(self, accepted: list[tuple[Request, Bet]]) -> list[tuple[Request, Bet]]:
+        """Remote wallet mode: the bets the wallet would refuse (blocked, excluded, a
+        limit) are answered here, before the operator is asked to debit them."""
+        refusals = await self.services.ask_wallet(
+            Screen([self._stake_item(bet) for _, bet in accepted])
+        )
+        kept = []
+        for (request, bet), refusal in zip(accepted, refusals, strict=True):
+            if refusal is None:
+                kept.append((request, bet))
+            else:
+                request.fail(refusal)
+        return kept
 
     async def _debit_each(
         self, accepted: list[tuple[Request, Bet]]

@@ -21,7 +21,18 @@ from actors.clock import WallClock
 from actors.runtime import Actor, Mailbox, Request
 from domain import ledger
 from domain.errors import DomainError
-from domain.money import check_deposit, exponent_of
+from domain.limits import (
+    LONGEST_MS,
+    Flow,
+    Kind,
+    Period,
+    PlayerLimits,
+    Slot,
+    exclusion_end,
+    recent,
+)
+from domain.money import check_deposit, exponent_of, to_wire
+from storage import limits as stored_limits
 from storage.actor import Storage
 from storage.changes import Change, Insert, Update
 from storage.database import EXACT_SUM, Database, exact_total
@@ -89,6 +100,53 @@ class SetCooldown:
 
 
 @dataclass(frozen=True, slots=True)
+class GetLimits:
+    """A player's limits in one currency; the answer is a ``LimitsView``."""
+
+    user_id: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetLimits:
+    """Ask for limits (None: remove); the slots not named stay. A lower or first limit
+    applies at once, a raise or removal a day later (decisions §12). The answer is the
+    ``LimitsView`` after the change."""
+
+    user_id: int
+    currency: str
+    wanted: dict[Slot, int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Exclude:
+    """Self-exclusion: no bets or deposits until ``until`` (epoch ms), at least a day
+    ahead and never sooner than one in force (INVALID_PARAMETER). Answered ``Excluded``."""
+
+    user_id: int
+    until: int
+
+
+@dataclass(frozen=True, slots=True)
+class Excluded:
+    user_id: int
+    until: int
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsView:
+    """A player's limits in one currency as they stand at ``now``, what each still
+    allows, and the end of their self-exclusion (None: none in force)."""
+
+    user_id: int
+    currency: str
+    now: int
+    limits: PlayerLimits
+    left: dict[Kind, dict[Period, int]]
+    excluded_until: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class StakeItem:
     """Move ``amount`` from the user's wallet into a pool's escrow, with ``changes``
     (the bet rows) committed in the same transaction."""
@@ -123,6 +181,15 @@ class Hold:
 class Unhold:
     """Held bets refused at the end of their delay: their stakes are available again and
     ``changes`` (deleting the stored held bets) commit with it. Nothing was taken."""
+
+    items: Sequence[StakeItem]
+
+
+@dataclass(frozen=True, slots=True)
+class Screen:
+    """Remote wallet mode, before the operator is asked to debit: would these stakes be
+    taken (blocked, excluded, limits)? Answered as ``Stakes`` is; changes nothing (the
+    ``Stakes`` or ``PlaceSlip`` that follows is judged again)."""
 
     items: Sequence[StakeItem]
 
@@ -163,6 +230,12 @@ class _Pending:
     stored_references: dict[str, str] = field(default_factory=dict)  # read ahead from SQLite
     blocked: dict[int, bool] = field(default_factory=dict)
     cooldowns: dict[int, int] = field(default_factory=dict)
+    exclusions: dict[int, int] = field(default_factory=dict)
+    limits: dict[Key, PlayerLimits] = field(default_factory=dict)
+    #: flows of limited players' money in this batch, and the history (read ahead from
+    #: SQLite) of those this batch sets a first limit for
+    flows: dict[Key, list[Flow]] = field(default_factory=lambda: defaultdict(list))
+    histories: dict[Key, list[Flow]] = field(default_factory=dict)
     replies: list[tuple[Request, Any]] = field(default_factory=list)
 
 
@@ -177,6 +250,9 @@ class WalletActor(Actor):
         exposure: dict[Key, int],
         blocked: set[int],
         cooldowns: dict[int, int],
+        exclusions: dict[int, int],
+        limits: dict[Key, PlayerLimits],
+        flows: dict[Key, list[Flow]],
         on_balance: Callable[[int, BalanceChanged], None] = lambda *_: None,
         remote: bool = False,
     ) -> None:
@@ -190,6 +266,10 @@ class WalletActor(Actor):
         self.exposure = defaultdict(int, exposure)
         self.blocked = blocked
         self.cooldowns = cooldowns  # user -> no bets before this epoch ms
+        self.exclusions = exclusions  # user -> no bets or deposits before this epoch ms
+        self.limits = limits  # the players' limits (decisions §12)
+        #: what counts toward them, for each (user, currency) in ``limits`` only
+        self.flows = flows
         self.on_balance = on_balance
         self.currencies: dict[int, set[str]] = defaultdict(set)  # user -> currencies held
         for user_id, currency in [*self.available, *self.exposure]:
@@ -205,7 +285,8 @@ class WalletActor(Actor):
         remote: bool = False,
     ) -> WalletActor:
         """Rebuild balances from the ledger and the unresolved bets."""
-        state = await storage.read(_load_state)
+        now = clock.now_ms()
+        state = await storage.read(lambda db: _load_state(db, now))
         return cls(inbox, storage, clock, on_balance=on_balance, remote=remote, **state)
 
     # -- the loop: every request queued together is judged together, one commit ------
@@ -216,7 +297,10 @@ class WalletActor(Actor):
         return id(body) if isinstance(body, PlaceSlip | Settle) else "wallet"
 
     async def handle_batch(self, requests: list[Request]) -> None:
-        pending = _Pending(stored_references=await self._read_references(requests))
+        pending = _Pending(
+            stored_references=await self._read_references(requests),
+            histories=await self._read_histories(requests),
+        )
         for request in requests:
             try:
                 result = self._handle(request.body, pending)
@@ -241,6 +325,12 @@ class WalletActor(Actor):
         for user_id, blocked in pending.blocked.items():
             (self.blocked.add if blocked else self.blocked.discard)(user_id)
         self.cooldowns.update(pending.cooldowns)
+        self.exclusions.update(pending.exclusions)
+        self.limits.update(pending.limits)
+        self.flows.update(pending.histories)
+        now = self.clock.now_ms()
+        for key, flows in pending.flows.items():
+            self.flows[key] = recent([*self.flows.get(key, ()), *flows], now)
         touched = set(pending.available) | set(pending.exposure)
         for user_id, currency in touched:
             self.currencies[user_id].add(currency)
@@ -288,6 +378,19 @@ class WalletActor(Actor):
                 for item in items:
                     self._unhold(item, pending)
                 return None
+            case Screen(items):
+                scratch = _Pending()  # judged, never committed
+                return [self._stake(item, scratch) for item in items]
+            case GetLimits(user_id, currency):
+                return lambda: self.limits_view(user_id, currency)
+            case SetLimits():
+                return self._set_limits(body, pending)
+            case Exclude(user_id, until):
+                current = pending.exclusions.get(user_id, self.exclusions.get(user_id, 0))
+                end = exclusion_end(current, until, self.clock.now_ms())
+                pending.exclusions[user_id] = end
+                pending.changes.append(stored_limits.exclusion_change(user_id, end))
+                return Excluded(user_id, end)
             case PlaceSlip():
                 return self._place_slip(body, pending)
             case Settle():
@@ -309,6 +412,73 @@ class WalletActor(Actor):
                 )
             }
         )
+
+    async def _read_histories(self, batch: list[Request]) -> dict[Key, list[Flow]]:
+        """The flows of the last month of each (user, currency) this batch sets a first
+        limit for: a new limit counts what was already deposited or lost."""
+        keys = {
+            (r.body.user_id, r.body.currency)
+            for r in batch
+            if isinstance(r.body, SetLimits)
+            and r.body.wanted
+            and (r.body.user_id, r.body.currency) not in self.flows
+        }
+        if not keys:
+            return {}
+        since = self.clock.now_ms() - LONGEST_MS
+        return await self.storage.read(lambda db: stored_limits.load_flows(db, keys, since))
+
+    def _limits_of(self, key: Key, pending: _Pending) -> PlayerLimits | None:
+        return pending.limits.get(key, self.limits.get(key))
+
+    def _flows_of(self, key: Key, pending: _Pending) -> list[Flow]:
+        return [*pending.histories.get(key, self.flows.get(key, ())), *pending.flows.get(key, ())]
+
+    def _count(self, key: Key, kind: Kind, amount: int, pending: _Pending) -> None:
+        """Remember money that counts toward a limit, for the players who have one (or
+        get their first in this batch: their history was read ahead of it)."""
+        if key in self.flows or key in pending.histories:
+            pending.flows[key].append(Flow(self.clock.now_ms(), kind, amount))
+
+    def _limit_refusal(
+        self, key: Key, kind: Kind, amount: int, pending: _Pending
+    ) -> DomainError | None:
+        """LIMIT_REACHED when ``amount`` more would pass a limit of ``kind`` in force."""
+        limits = self._limits_of(key, pending)
+        if limits is None:
+            return None
+        breach = limits.breach(self._flows_of(key, pending), kind, amount, self.clock.now_ms())
+        if breach is None:
+            return None
+        exp = exponent_of(key[1])
+        limit, left = to_wire(breach.limit, exp), to_wire(breach.left, exp)
+        return DomainError(
+            "LIMIT_REACHED",
+            f"Your {breach.kind} limit is {limit} {key[1]} a {breach.period}; "
+            f"{left} is left of it.",
+            limit=breach.kind.value,
+            period=breach.period.value,
+            left=left,
+        )
+
+    def _set_limits(self, body: SetLimits, pending: _Pending) -> Any:
+        key = (body.user_id, body.currency)
+        current = self._limits_of(key, pending) or PlayerLimits()
+        changed = current.changed(body.wanted, self.clock.now_ms())
+        if body.wanted:
+            pending.limits[key] = changed
+            pending.changes.extend(
+                stored_limits.limit_changes(body.user_id, body.currency, changed, body.wanted)
+            )
+        return lambda: self.limits_view(body.user_id, body.currency)
+
+    def limits_view(self, user_id: int, currency: str) -> LimitsView:
+        """A player's limits in ``currency`` as they stand now (memory, after commits)."""
+        now = self.clock.now_ms()
+        limits = self.limits.get((user_id, currency), PlayerLimits())
+        until = self.exclusions.get(user_id, 0)
+        left = limits.left(self.flows.get((user_id, currency), ()), now)
+        return LimitsView(user_id, currency, now, limits, left, until if until > now else None)
 
     def _available(self, key: Key, pending: _Pending) -> int:
         return self.available.get(key, 0) + pending.available.get(key, 0)
@@ -338,8 +508,10 @@ class WalletActor(Actor):
             )
             pending.available[key] -= body.amount
         else:
+            self._check_deposit_allowed(body, pending)
             balance = self._available(key, pending) + self.exposure.get(key, 0)
             check_deposit(balance, body.amount, exponent_of(body.currency))
+            self._count(key, Kind.DEPOSIT, body.amount, pending)
             lines = ledger.transfer(
                 ledger.OPERATOR, ledger.wallet(body.user_id), body.currency, body.amount
             )
@@ -349,9 +521,23 @@ class WalletActor(Actor):
         pending.changes.append(Insert("idempotency", {"key": ref_key, "fingerprint": fingerprint}))
         return lambda: {"duplicate": False, "balance": self.balance(*key)}
 
+    def _check_deposit_allowed(self, body: Deposit, pending: _Pending) -> None:
+        """USER_BLOCKED while the player is self-excluded, LIMIT_REACHED past a deposit
+        limit (decisions §12)."""
+        refusal = self._excluded(body.user_id, pending)
+        if refusal is None:
+            refusal = self._limit_refusal(
+                (body.user_id, body.currency), Kind.DEPOSIT, body.amount, pending
+            )
+        if refusal is not None:
+            raise refusal
+
     def _stake(self, item: StakeItem, pending: _Pending) -> DomainError | None:
         key = (item.user_id, item.currency)
         refusal = self._may_stake(item, pending)
+        if refusal is not None:
+            return refusal
+        refusal = self._limit_refusal(key, Kind.LOSS, item.amount, pending)
         if refusal is not None:
             return refusal
         lines = ledger.transfer(
@@ -374,14 +560,19 @@ class WalletActor(Actor):
             pending.available[key] -= item.amount
         if not item.held:
             pending.exposure[key] += item.amount
+        self._count(key, Kind.LOSS, item.amount, pending)
         pending.changes.extend(self._transaction(uuid.uuid4().hex, "stake", lines))
         pending.changes.extend(item.changes)
         return None
 
     def _hold(self, item: StakeItem, pending: _Pending) -> DomainError | None:
-        """Hold a delayed bet's stake as exposure (``Hold``); refused as a stake is."""
+        """Hold a delayed bet's stake as exposure (``Hold``); refused as a stake is. The
+        loss limit is judged now and again when the bet is placed (its stake counts
+        toward the limit from then: a held bet has no ledger line yet)."""
         key = (item.user_id, item.currency)
-        refusal = self._may_stake(item, pending)
+        refusal = self._may_stake(item, pending) or self._limit_refusal(
+            key, Kind.LOSS, item.amount, pending
+        )
         if refusal is not None:
             return refusal
         if not self.remote:
@@ -409,12 +600,23 @@ class WalletActor(Actor):
         return refusal
 
     def _may_bet(self, user_id: int, pending: _Pending) -> DomainError | None:
-        """USER_BLOCKED for a blocked user or one in a cool-down (decisions §6)."""
+        """USER_BLOCKED for a blocked user, one in a cool-down (decisions §6) or one who
+        excluded themselves (§12)."""
         if user_id in self.blocked or pending.blocked.get(user_id):
             return DomainError("USER_BLOCKED", "You are blocked from betting.")
         until = pending.cooldowns.get(user_id, self.cooldowns.get(user_id, 0))
         if until > self.clock.now_ms():
             return DomainError("USER_BLOCKED", f"You are in a cool-down until {until}.")
+        return self._excluded(user_id, pending)
+
+    def _excluded(self, user_id: int, pending: _Pending) -> DomainError | None:
+        until = pending.exclusions.get(user_id, self.exclusions.get(user_id, 0))
+        if until > self.clock.now_ms():
+            return DomainError(
+                "USER_BLOCKED",
+                f"You have excluded yourself from betting and deposits until {until}.",
+                excluded_until=until,
+            )
         return None
 
     def _place_slip(self, body: PlaceSlip, pending: _Pending) -> None:
@@ -434,6 +636,10 @@ class WalletActor(Actor):
             raise DomainError(
                 "INSUFFICIENT_FUNDS", "Your available balance does not cover the slip's stakes."
             )
+        for key, amount in needed.items():
+            refusal = self._limit_refusal(key, Kind.LOSS, amount, pending)
+            if refusal is not None:
+                raise refusal
         pending.changes.extend(body.changes)  # its checks read the state before its bets
         # checked above: none of these can be refused, so the slip is all or none
         for item in body.items:
@@ -451,6 +657,8 @@ class WalletActor(Actor):
                     )
                 else:
                     pending.available[(user_id, line.currency)] += line.amount
+                if line.amount > 0:  # a return: it counts against the period's losses
+                    self._count((user_id, line.currency), Kind.LOSS, -line.amount, pending)
         for key, amount in body.released.items():
             pending.exposure[key] -= amount
         pending.changes.extend(self._transaction(body.tx_id, body.kind, lines))
@@ -481,7 +689,7 @@ def _reference_key(body: Deposit | Withdraw) -> str:
     return f"{kind}:{body.reference}"
 
 
-def _load_state(db: Database) -> dict[str, Any]:
+def _load_state(db: Database, now_ms: int) -> dict[str, Any]:
     available = {
         (int(r["account"].removeprefix("wallet:")), r["currency"]): exact_total(r["high"], r["low"])
         for r in db.rows(
@@ -508,9 +716,13 @@ def _load_state(db: Database) -> dict[str, Any]:
         r["id"]: r["cooldown_until"]
         for r in db.rows("SELECT id, cooldown_until FROM users WHERE cooldown_until > 0")
     }
+    limits = stored_limits.load_limits(db)
     return {
         "available": available,
         "exposure": exposure,
         "blocked": blocked,
         "cooldowns": cooldowns,
+        "exclusions": stored_limits.load_exclusions(db),
+        "limits": limits,
+        "flows": stored_limits.load_flows(db, limits, now_ms - LONGEST_MS),
     }

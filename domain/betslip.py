@@ -288,6 +288,8 @@ def failure_body(error: DomainError, failed_bets: list[dict[str, Any]] | None = 
         "errorCode": error.code,
         "errorMessage": error.text,
     }
+    if "reason" in error.extra:  # USER_BLOCKED by the player's own limit
+        body["reason"] = error.extra["reason"]
     if failed_bets:
         body["failedBets"] = failed_bets
     return body

@@ -59,7 +59,10 @@ ERROR_CODES: dict[str, str] = {
     "INSUFFICIENT_FUNDS": "The available balance does not cover it.",
     "POOL_CLOSED": "The pool is resolved, finished or no longer accepts bets.",
     "POOL_BLOCKED": "Betting in the pool is blocked.",
-    "USER_BLOCKED": "The operator blocked this user from moving money.",
+    "USER_BLOCKED": "The operator blocked this user from moving money, or the player is in "
+    "a cool-down or excluded themselves (excluded_until).",
+    "LIMIT_REACHED": "The deposit or stake would pass a limit the player set (limit, period "
+    "and what is left of it).",
     "NOT_AUTHORIZED": "Your role does not allow this.",
     "NOT_FOUND": "No such user, source, game or pool.",
     "CONFLICT": "The name is taken.",

@@ -15,6 +15,7 @@ TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
             "blocked": int,
             "created_at": int,
             "cooldown_until": int,  # no bets before this epoch ms (decisions §6)
+            "excluded_until": int,  # self-excluded: no bets or deposits before this epoch ms
         },
         "id",
     ),
@@ -105,6 +106,21 @@ TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
         "pool_id",
     ),
     "idempotency": ({"key": str, "fingerprint": str}, "key"),
+    # A player's deposit and loss limits (decisions §12), one row per currency, kind and
+    # period: the amount in force (NULL: none) and a raise or removal waiting until
+    # pending_from (NULL: nothing waits; pending_amount NULL then means a removal).
+    "limits": (
+        {
+            "user_id": int,
+            "currency": str,
+            "kind": str,
+            "period": str,
+            "amount": int,
+            "pending_amount": int,
+            "pending_from": int,
+        },
+        ("user_id", "currency", "kind", "period"),
+    ),
     # Remote wallet mode's durable outbox (seed 004): every debit's intent and every
     # credit to send, with its idempotency key (the row's key) and its retry state.
     "remote_calls": (

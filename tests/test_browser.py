@@ -14,7 +14,7 @@ from typing import Any
 import trio
 
 from tests.browser import SCREENSHOT_DIR, Browser, chromium
-from tests.conftest import Harness, setup_game
+from tests.conftest import Harness, WsClient, setup_game
 from tote import demo
 
 #: The multiplication sign the page writes before a dividend.
@@ -47,28 +47,38 @@ def text_of(selector: str) -> Any:
     return lambda page: page.text_content(selector)
 
 
+def bet_on(pool: str, target: str, amount: str) -> Any:
+    """A step: bet with the pool's form."""
+
+    def step(page: Any) -> None:
+        page.select_option(f"{pool} .bet-target", target)
+        page.fill(f"{pool} .bet-amount", amount)
+        page.click(f"{pool} .bet-button")
+
+    return step
+
+
+async def argentina_brazil(admin_ws: WsClient) -> tuple[str, str]:
+    """(game id, pool id): a game and a pool on its next goal, Argentina or Brazil."""
+    game_id = await setup_game(admin_ws)
+    created = await admin_ws.call(
+        385, 350, game_id=game_id, action="goal", targets="Argentina,Brazil"
+    )
+    return game_id, created["pool_id"]
+
+
 async def test_browser_logs_in_bets_sees_odds_move_and_pool_resolve(harness: Harness) -> None:
     admin = await harness.user(roles=["developer"])
     await harness.user("alice", deposit="50")
     bob = await harness.user("bob", deposit="50")
     async with harness.connect(admin) as admin_ws, harness.connect(bob) as bob_ws:
-        game_id = await setup_game(admin_ws)
-        pool_id = (
-            await admin_ws.call(
-                385, 350, game_id=game_id, action="goal", targets="Argentina,Brazil"
-            )
-        )["pool_id"]
+        game_id, pool_id = await argentina_brazil(admin_ws)
         pool = f".pool[data-pool-id='{pool_id}']"
         async with chromium() as browser:
             await browser.run(log_in(page_url(harness, game_id), "alice", "pw-alice"))
             await browser.run(wait_for(f"{pool}[data-state='open']"))
 
-            def bet(page: Any) -> None:
-                page.select_option(f"{pool} .bet-target", "argentina")
-                page.fill(f"{pool} .bet-amount", "5")
-                page.click(f"{pool} .bet-button")
-
-            await browser.run(bet)
+            await browser.run(bet_on(pool, "argentina", "5"))
             await browser.run(wait_for(f"{pool}[data-total='5'] .my-bets li"))
             await browser.run(wait_for("#balance[data-available='45']"))
             odds_alone = await browser.run(text_of(f"{pool} [data-target='brazil'] .target-odds"))
@@ -277,3 +287,32 @@ async def test_the_page_shows_a_pools_rules_and_its_carried_in_pot(harness: Harn
             await browser.run(lambda page: page.screenshot(path=str(path), full_page=True))
             assert path.stat().st_size > 0
     assert await harness.audit() == []
+
+
+async def test_the_page_shows_the_players_limits_and_what_is_left(harness: Harness) -> None:
+    """Alice has a loss limit of 20 a day and a deposit limit of 100 a week; she bets 5 on
+    the page and sees 15.00 left of the loss limit (saved to build/limits.png)."""
+    admin = await harness.user(roles=["developer"])
+    alice = await harness.user("alice", deposit="50")
+    r = await harness.http.put(
+        f"/v1/users/{alice['user_id']}/limits",
+        json={"loss": {"day": "20"}, "deposit": {"week": "100"}},
+    )
+    assert r.status_code == 200
+    async with harness.connect(admin) as admin_ws:
+        game_id, pool_id = await argentina_brazil(admin_ws)
+        pool = f".pool[data-pool-id='{pool_id}']"
+        async with chromium() as browser:
+            await browser.run(log_in(page_url(harness, game_id), "alice", "pw-alice"))
+            await browser.run(wait_for(f"{pool}[data-state='open']"))
+            shown = await browser.run(text_of("#limits"))
+            assert "loss 20.00 EUR a day: 20.00 EUR left" in shown
+            assert "deposit 100.00 EUR a week: 50.00 EUR left" in shown
+
+            await browser.run(bet_on(pool, "argentina", "5"))
+            await browser.run(wait_for("#balance[data-available='45']"))
+            await browser.run(wait_for('#limits[data-left*=\'"day":"15.0"\']'))
+            shown = await browser.run(text_of("#limits"))
+            assert "loss 20.00 EUR a day: 15.00 EUR left" in shown
+            path = SCREENSHOT_DIR / "limits.png"
+            await browser.run(lambda page: page.screenshot(path=str(path), full_page=True))

@@ -188,3 +188,20 @@ def test_tote_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit):
         cli.main(["bench", "--help"])
     assert "--quick" in capsys.readouterr().out
+
+
+async def test_limits_and_exclude(tote: Cli, harness: Harness) -> None:
+    await tote.ok("user", "create", "gina")
+    shown = await tote.ok("limits", "1")
+    assert (shown["deposit"], shown["loss"], shown["pending"]) == ({}, {}, [])
+    set_ = await tote.ok("limits", "1", "--deposit", "day=50", "--loss", "week=20")
+    assert (set_["deposit"], set_["loss"]) == ({"day": "50.0"}, {"week": "20.0"})
+    raised = await tote.ok("limits", "1", "--loss", "week=none")
+    assert raised["loss"] == {"week": "20.0"} and raised["pending"][0]["amount"] is None
+    code, _, err = await tote("limits", "1", "--loss", "year=5")
+    assert code == 1 and "INVALID_PARAMETER" in err
+    until = harness.services.clock.now_ms() + 2 * 24 * 3600 * 1000
+    assert await tote.ok("exclude", "1", str(until)) == {"user_id": 1, "excluded_until": until}
+    code, _, err = await tote("exclude", "1", str(until - 1))
+    assert code == 1 and "cannot be shortened" in err
+    assert (await tote.ok("limits", "1"))["excluded_until"] == until

@@ -221,6 +221,28 @@ def _page(a: argparse.Namespace) -> str:
     return urlencode({"limit": a.limit, "offset": a.offset})
 
 
+def _limits(a: argparse.Namespace) -> Call:
+    """GET the limits, or PUT the periods named with --deposit/--loss ("none" removes)."""
+    path = f"/v1/users/{a.user_id}/limits"
+    if not a.deposit and not a.loss:
+        return "GET", f"{path}?{urlencode({'currency': a.currency})}", None, True
+    body: dict[str, Any] = {"currency": a.currency}
+    for kind, settings in (("deposit", a.deposit), ("loss", a.loss)):
+        if settings:
+            body[kind] = {
+                period: None if amount.lower() == "none" else amount for period, amount in settings
+            }
+    return "PUT", path, body, True
+
+
+def _period_amount(text: str) -> tuple[str, str]:
+    """``day=50`` (or ``week=none``) from the command line."""
+    period, sep, amount = text.partition("=")
+    if not sep or not period or not amount:
+        raise argparse.ArgumentTypeError(f"expected PERIOD=AMOUNT like day=50, not {text!r}")
+    return period.strip(), amount.strip()
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], Call]] = {
     "user create": _user_create,
     "session create": lambda a: ("POST", f"/v1/users/{a.user_id}/sessions", None, True),
@@ -238,6 +260,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Call]] = {
     ),
     "audit": lambda a: ("GET", "/v1/audit", None, True),
     "cooldown": lambda a: ("POST", f"/v1/users/{a.user_id}/cooldown", {"until": a.until}, True),
+    "limits": _limits,
+    "exclude": lambda a: ("POST", f"/v1/users/{a.user_id}/exclusion", {"until": a.until}, True),
     "partner create": lambda a: ("POST", "/v1/partners", None, True),
     "partner revoke": lambda a: (
         "DELETE",
@@ -379,6 +403,25 @@ def build_parser() -> argparse.ArgumentParser:
     client("audit", "check the ledger; exit 1 when it has problems")
 
     p = client("cooldown", "no bets from a user until a time (a past time lifts it)")
+    user_id(p)
+    p.add_argument("until", type=int, help="epoch milliseconds (or seconds)")
+
+    p = client("limits", "show a player's deposit and loss limits, or set them")
+    user_id(p)
+    p.add_argument("--currency", default="EUR", help="the limits' currency (default EUR)")
+    for kind in ("deposit", "loss"):
+        p.add_argument(
+            f"--{kind}",
+            action="append",
+            type=_period_amount,
+            metavar="PERIOD=AMOUNT",
+            help=f"set a {kind} limit per day, week or month (AMOUNT none removes it; "
+            "a higher limit or a removal waits 24 hours)",
+        )
+
+    p = client(
+        "exclude", "exclude a player from bets and deposits (at least a day, never shortened)"
+    )
     user_id(p)
     p.add_argument("until", type=int, help="epoch milliseconds (or seconds)")
 

@@ -31,6 +31,7 @@ from transport.httpkit import AsciiIntegerConverter, drain_body, error_body, err
 from transport.lotteries import lotteries_blueprint
 from transport.page import page_blueprint
 from transport.routes_betslips import betslips_blueprint, partners_blueprint
+from transport.routes_limits import limits_blueprint
 from transport.routes_money import money_blueprint
 from transport.routes_status import status_blueprint
 from transport.routes_users import users_blueprint
@@ -92,6 +93,7 @@ def create_app(services: Services) -> QuartTrio:
     app.register_blueprint(status_blueprint(services))
     app.register_blueprint(users_blueprint(services))
     app.register_blueprint(money_blueprint(services))
+    app.register_blueprint(limits_blueprint(services))
     app.register_blueprint(lotteries_blueprint(services))
     app.register_blueprint(betslips_blueprint(services))
     app.register_blueprint(partners_blueprint(services))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from transport import openapi_betslips, openapi_lotteries
+from transport import openapi_betslips, openapi_limits, openapi_lotteries
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 _OPERATOR = [{"operator": []}]
@@ -297,7 +297,12 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {
                 "operator": {"type": "http", "scheme": "bearer", "description": "The operator key."}
             },
-            "schemas": {**_SCHEMAS, **openapi_lotteries.SCHEMAS, **openapi_betslips.SCHEMAS},
+            "schemas": {
+                **_SCHEMAS,
+                **openapi_limits.schemas(_AMOUNT_IN),
+                **openapi_lotteries.SCHEMAS,
+                **openapi_betslips.SCHEMAS,
+            },
             "responses": {
                 "Error": _json(_ref("Error"), "refused; nothing was changed"),
                 **openapi_lotteries.RESPONSES,
@@ -408,6 +413,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            **openapi_limits.paths(user),
             "/v1/sources/{source_id}/admins": {
                 "post": _operation(
                     "Add a game source admin",

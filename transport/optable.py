@@ -114,6 +114,8 @@ RESPONSES: dict[str, int] = {
     "your_available_balance": 810,
     "balance_update": 815,
     "your_exposure": 840,
+    "your_limits": 850,
+    "you_are_excluded": 852,
 }
 
 

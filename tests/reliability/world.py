@@ -24,7 +24,7 @@ from tote.server import ServerConfig, start_services
 
 #: Tables whose every row a refused request must leave as it was: the fuzz tests' list,
 #: and who the users are and who admins which source.
-GUARDED_TABLES = (*TABLES, "users", "source_admins")
+GUARDED_TABLES = (*TABLES, "users", "source_admins", "limits")
 #: The secret tote and the fake operator sign remote wallet calls with.
 OPERATOR_SECRET = "reliability-secret"
 

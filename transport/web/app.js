@@ -189,7 +189,11 @@ const HANDLERS = {
   666: (m) => showMessage(`${m.text}${m.parameter ? ` (${m.parameter})` : ""} [${m.error_code}]`),
   800: (m) => showBalance({ current_balance: m.current_balance }),
   810: (m) => showBalance({ available_balance: m.available_balance }),
-  815: (m) => showBalance(m),
+  815: (m) => {
+    showBalance(m);
+    request(850, { currency: m.currency }); // what is left of the limits changed too
+  },
+  850: (m) => showLimits(m),
 };
 
 // -- balance --------------------------------------------------------------------------
@@ -204,6 +208,27 @@ function showBalance(m) {
   const element = $("#balance");
   element.dataset.available = balance.available ?? "";
   element.textContent = `available ${money(balance.available)} · current ${money(balance.current)}`;
+}
+
+// -- limits the player set (ops 850-852) --------------------------------------------
+
+function showLimits(m) {
+  const currency = (state.game && state.game.currency) || state.config.currency;
+  if (m.currency !== currency) return;
+  const parts = [];
+  for (const kind of ["deposit", "loss"]) {
+    for (const [period, amount] of Object.entries(m[kind] || {})) {
+      const left = (m.left[kind] || {})[period];
+      parts.push(`${kind} ${money(amount)} a ${period}: ${money(left)} left`);
+    }
+  }
+  if (m.excluded_until) {
+    parts.push(`excluded until ${new Date(m.excluded_until).toISOString().slice(0, 16)} UTC`);
+  }
+  const element = $("#limits");
+  element.textContent = parts.length ? `limits · ${parts.join(" · ")}` : "";
+  element.dataset.left = JSON.stringify(m.left);
+  element.hidden = parts.length === 0;
 }
 
 // -- games ----------------------------------------------------------------------------
@@ -249,6 +274,7 @@ async function showGame(gameId, joined) {
   location.hash = `game=${encodeURIComponent(gameId)}`;
   await request(800, { currency: details.currency });
   await request(810, { currency: details.currency });
+  await request(850, { currency: details.currency });
   const listing = await request(387, { game_id: gameId });
   for (const pool of Object.values(listing.pools_list || {})) addPool(pool);
   await showAdmin();
@@ -495,6 +521,7 @@ async function logIn(event) {
   $("#login-view").hidden = true;
   $("#game-picker").hidden = false;
   await request(810, { currency: state.config.currency });
+  await request(850, { currency: state.config.currency });
   await listMyGames();
   const wanted = new URLSearchParams(location.hash.slice(1)).get("game");
   if (wanted) {
