@@ -326,3 +326,30 @@ async def test_the_page_without_a_game_lists_the_games_and_a_click_opens_one(
         await browser.run(lambda page: page.click("#all-games"))
         await browser.run(lambda page: page.wait_for_selector(listed, state="visible"))
         await browser.run(lambda page: page.wait_for_selector("#game-view", state="hidden"))
+
+
+async def test_the_game_list_pages_on_with_more_games(harness: Harness) -> None:
+    """21 games: the list shows the page's 20 newest and "More games", which adds the
+    oldest and goes once there is no more."""
+    admin = await harness.user(roles=["developer"])
+    await harness.user("alice")
+    async with harness.connect(admin) as admin_ws:
+        source_id = (await admin_ws.call(365, 335, source_name="example.com"))["source_id"]
+        made = [
+            (await admin_ws.call(3701, 3401, source_id=source_id, game_name=f"Game {i}"))["game_id"]
+            for i in range(21)
+        ]
+    async with chromium() as browser:
+        url = f"http://127.0.0.1:{harness.endpoints.http_port}/"
+        await browser.run(log_in(url, "alice", "pw-alice"))
+        await browser.run(wait_for(f".listed-game[data-game-id='{made[1]}']"))
+        assert await browser.run(lambda page: page.locator(".listed-game").count()) == 20
+        await browser.run(lambda page: page.click("#more-games"))
+        await browser.run(wait_for(f".listed-game[data-game-id='{made[0]}']"))
+        await browser.run(lambda page: page.wait_for_selector("#more-games", state="hidden"))
+        shown = await browser.run(
+            lambda page: page.eval_on_selector_all(
+                ".listed-game", "items => items.map((item) => item.dataset.gameId)"
+            )
+        )
+        assert shown == made[::-1]
