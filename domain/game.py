@@ -32,6 +32,22 @@ class GameStatus(StrEnum):
     CLOSED = "game_closed"
 
 
+def game_status(
+    now: int, *, closed: bool, opened: bool, closing: bool, open_at: int, live_start_at: int
+) -> GameStatus:
+    """A game's status at ``now`` from the few fields it depends on, so a listing read
+    from storage words it as the game actor does without loading the whole game."""
+    if closed:
+        return GameStatus.CLOSED
+    if not opened or now < open_at:
+        return GameStatus.NOT_YET
+    if closing:
+        return GameStatus.BETTING_CLOSED
+    if now < live_start_at:
+        return GameStatus.PRE_GAME
+    return GameStatus.IN_PROGRESS
+
+
 _TIME_FIELDS = ("open_at", "live_start_at", "live_finish_at", "close_at", "created_at", "closed_at")
 
 
@@ -93,15 +109,14 @@ class Game:
         return self.closed_at is not None
 
     def status(self, now: int) -> GameStatus:
-        if self.is_closed:
-            return GameStatus.CLOSED
-        if not self.opened or now < self.open_at:
-            return GameStatus.NOT_YET
-        if self.closing:
-            return GameStatus.BETTING_CLOSED
-        if now < self.live_start_at:
-            return GameStatus.PRE_GAME
-        return GameStatus.IN_PROGRESS
+        return game_status(
+            now,
+            closed=self.is_closed,
+            opened=self.opened,
+            closing=self.closing,
+            open_at=self.open_at,
+            live_start_at=self.live_start_at,
+        )
 
     def accepts_pools(self, now: int) -> bool:
         return self.status(now) in (GameStatus.PRE_GAME, GameStatus.IN_PROGRESS)

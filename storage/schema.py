@@ -172,6 +172,13 @@ INDEXES: list[tuple[str, list[str], bool]] = [
     ("ledger", ["account", "currency"], False),
 ]
 
+#: The games not closed (``closed_at`` null in the document), in creation order: the
+#: game list (storage.game_list) walks this index rather than every closed game.
+OPEN_GAMES_INDEX = "games_closed_at"
+EXPRESSION_INDEXES = [
+    f"CREATE INDEX IF NOT EXISTS {OPEN_GAMES_INDEX} ON games(json_extract(doc, '$.closed_at'))",
+]
+
 
 def create(db: sqlite_utils.Database) -> None:
     """Create what is missing: tables, and columns added since a database was made."""
@@ -185,3 +192,5 @@ def create(db: sqlite_utils.Database) -> None:
                 table.add_column(column, kind)  # type: ignore[union-attr]
     for table, columns, unique in INDEXES:
         db[table].create_index(columns, unique=unique, if_not_exists=True)  # type: ignore[union-attr]
+    for statement in EXPRESSION_INDEXES:
+        db.execute(statement)

@@ -316,3 +316,79 @@ async def test_the_page_shows_the_players_limits_and_what_is_left(harness: Harne
             assert "loss 20.00 EUR a day: 15.00 EUR left" in shown
             path = SCREENSHOT_DIR / "limits.png"
             await browser.run(lambda page: page.screenshot(path=str(path), full_page=True))
+
+
+async def test_the_page_without_a_game_lists_the_games_and_a_click_opens_one(
+    harness: Harness,
+) -> None:
+    """Opened with no game id, the page lists every source's games (op 3801) newest
+    first with their status in words, the closed one left out; a click opens a game and
+    shows its pools, and "All games" brings the list back. Saved to build/game-list.png."""
+    admin = await harness.user(roles=["developer"])
+    await harness.user("alice", deposit="50")
+    async with harness.connect(admin) as admin_ws:
+        game_id = await setup_game(admin_ws)
+        source_id = (await admin_ws.call(611, 621))["sources"][0]["id"]
+        pool_id = (
+            await admin_ws.call(
+                385, 350, game_id=game_id, action="goal", targets="Argentina,Brazil"
+            )
+        )["pool_id"]
+        closed = await admin_ws.call(370, 340, source_id=source_id, game_name="Old - Gone")
+        await admin_ws.call(375, 341, game_id=closed["game_id"])
+        upcoming = await admin_ws.call(3701, 3401, source_id=source_id, game_name="Chile - Peru")
+    listed = f"#game-list .listed-game[data-game-id='{game_id}']"
+    async with chromium() as browser:
+        url = f"http://127.0.0.1:{harness.endpoints.http_port}/"
+        await browser.run(log_in(url, "alice", "pw-alice"))
+        await browser.run(wait_for(f"{listed} .listed-game-status"))
+        rows = await browser.run(lambda page: page.locator("#games .listed-game").all_inner_texts())
+        assert [re.sub(r"\s+", " ", row).strip() for row in rows] == [
+            "Chile - Peru Not started, betting not open yet example.com",
+            "Argentina - Brazil In play, betting open example.com",
+        ]
+        first = await browser.run(
+            lambda page: page.get_attribute("#games .listed-game", "data-game-id")
+        )
+        assert first == upcoming["game_id"]
+        SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOT_DIR / "game-list.png"
+        await browser.run(lambda page: page.screenshot(path=str(path), full_page=True))
+        assert path.stat().st_size > 0
+
+        await browser.run(lambda page: page.click(f"{listed} .listed-game-name"))
+        await browser.run(wait_for(f".pool[data-pool-id='{pool_id}'][data-state='open']"))
+        await browser.run(lambda page: page.wait_for_selector("#game-list", state="hidden"))
+        assert await browser.run(lambda page: page.url) == f"{url}#game={game_id}"
+        assert await browser.run(text_of("#game-name")) == "Argentina - Brazil"
+
+        await browser.run(lambda page: page.click("#all-games"))
+        await browser.run(lambda page: page.wait_for_selector(listed, state="visible"))
+        await browser.run(lambda page: page.wait_for_selector("#game-view", state="hidden"))
+
+
+async def test_the_game_list_pages_on_with_more_games(harness: Harness) -> None:
+    """21 games: the list shows the page's 20 newest and "More games", which adds the
+    oldest and goes once there is no more."""
+    admin = await harness.user(roles=["developer"])
+    await harness.user("alice")
+    async with harness.connect(admin) as admin_ws:
+        source_id = (await admin_ws.call(365, 335, source_name="example.com"))["source_id"]
+        made = [
+            (await admin_ws.call(3701, 3401, source_id=source_id, game_name=f"Game {i}"))["game_id"]
+            for i in range(21)
+        ]
+    async with chromium() as browser:
+        url = f"http://127.0.0.1:{harness.endpoints.http_port}/"
+        await browser.run(log_in(url, "alice", "pw-alice"))
+        await browser.run(wait_for(f".listed-game[data-game-id='{made[1]}']"))
+        assert await browser.run(lambda page: page.locator(".listed-game").count()) == 20
+        await browser.run(lambda page: page.click("#more-games"))
+        await browser.run(wait_for(f".listed-game[data-game-id='{made[0]}']"))
+        await browser.run(lambda page: page.wait_for_selector("#more-games", state="hidden"))
+        shown = await browser.run(
+            lambda page: page.eval_on_selector_all(
+                ".listed-game", "items => items.map((item) => item.dataset.gameId)"
+            )
+        )
+        assert shown == made[::-1]

@@ -542,6 +542,89 @@ async def test_list_games_for_source_leaves_closed_games_out(
     await refused(player, 380, "NOT_FOUND", source_id="no-such-source")
 
 
+# -- the list of every source's games (3801, ours) -----------------------------------------
+
+
+async def all_pages(ws: WsClient, **fields: Any) -> list[list[dict[str, Any]]]:
+    """Every page of 3801, following ``next_cursor`` until it is null."""
+    pages, cursor = [], None
+    while True:
+        reply = await ws.call(3801, 3451, **fields, **({"cursor": cursor} if cursor else {}))
+        assert reply["res"] == 3451, reply
+        pages.append(reply["games"])
+        cursor = reply["next_cursor"]
+        if cursor is None:
+            return pages
+
+
+async def test_list_games_pages_every_sources_games_newest_first(
+    harness: Harness, admin: WsClient, outsider: WsClient, player: WsClient, source_id: str
+) -> None:
+    """Games of two sources, newest first, closed ones left out; two at a time the pages
+    join up with nothing twice, and anyone logged in gets the same list."""
+    elsewhere = (await outsider.call(611, 621))["sources"][0]["id"]
+    first = (await create_game(admin, source_id))["game_id"]
+    upcoming = (await create_game(outsider, elsewhere, 3701, game_name="Chile - Peru"))["game_id"]
+    closed = (await create_game(admin, source_id))["game_id"]
+    newest = (await create_game(outsider, elsewhere, game_name="Spain - Italy"))["game_id"]
+    await admin.call(375, 341, game_id=closed)
+
+    pages = await all_pages(player, limit=2)
+    assert [len(page) for page in pages] == [2, 1]
+    games = [game for page in pages for game in page]
+    assert [game["game_id"] for game in games] == [newest, upcoming, first]
+    assert games[1] == {
+        "game_id": upcoming,
+        "name": "Chile - Peru",
+        "status": "betting_not_yet_active",
+        "source_id": elsewhere,
+        "source_name": "elsewhere.org",
+        "type": "football",
+        "open_at": games[1]["open_at"],
+        "live_start_at": games[1]["open_at"],
+        "close_at": None,
+    }
+    assert games[2]["status"] == "game_in_progress_betting_active"
+    assert games[2]["source_name"] == "example.com"
+    for ws in (admin, outsider):  # roles: any logged-in user, the same list
+        assert await all_pages(ws) == [games]
+
+
+async def test_list_games_is_bounded_to_100_a_page(admin: WsClient, source_id: str) -> None:
+    """101 games: the default page is the bound, 100, and the next has the oldest."""
+    made = [(await create_game(admin, source_id))["game_id"] for _ in range(101)]
+    pages = await all_pages(admin)
+    assert [len(page) for page in pages] == [100, 1]
+    assert [game["game_id"] for page in pages for game in page] == made[::-1]
+    await refused(admin, 3801, "INVALID_PARAMETER", limit=101)
+
+
+@pytest.mark.parametrize(
+    ("fields", "parameter"),
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 101}, "limit"),
+        ({"limit": -1}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"limit": 2.5}, "limit"),
+        ({"limit": [5]}, "limit"),
+        ({"limit": "9" * 5000}, "limit"),
+        ({"cursor": 0}, "cursor"),
+        ({"cursor": "-3"}, "cursor"),
+        ({"cursor": "next"}, "cursor"),
+        ({"cursor": 2**63}, "cursor"),
+        ({"cursor": {"after": 1}}, "cursor"),
+    ],
+)
+async def test_list_games_refuses_bad_paging(
+    player: WsClient, admin: WsClient, game_id: str, fields: dict[str, Any], parameter: str
+) -> None:
+    before = await all_pages(player)
+    reply = await refused(player, 3801, "INVALID_PARAMETER", **fields)
+    assert reply["parameter"] == parameter
+    assert await all_pages(player) == before
+
+
 # -- roles on every message ---------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""Game ops (seed 001): create, open, admins, details, join, leave, close, list."""
+"""Game ops (seed 001): create, open, admins, details, join, leave, close, list; and
+our list of every source's games (3801)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from domain.errors import DomainError, about
 from domain.game import GameStatus
 from domain.rules import RULE_FIELDS
 from domain.targets import TargetTree, build_actions, parse_list
+from storage.game_list import ListedGame, open_games_page
 from transport.optable import Context, op
 
 
@@ -131,3 +133,41 @@ async def list_games(ctx: Context, msg: dict[str, Any]) -> None:
         if summary["status"] is not GameStatus.CLOSED:
             listed[game_id] = summary
     ctx.reply(345, {"source_id": source_id, "games": listed})
+
+
+#: The most games one 3801 answers (its ``limit``'s bound and default).
+GAME_PAGE_MAX = 100
+
+
+@op(3801, "list_games", replies=(3451,))
+async def list_all_games(ctx: Context, msg: dict[str, Any]) -> None:
+    """The games of every source that are not closed, newest first, a page at a time."""
+    limit = params.integer(msg, "limit", default=GAME_PAGE_MAX, minimum=1, maximum=GAME_PAGE_MAX)
+    before = params.integer(msg, "cursor", minimum=1, maximum=params.INT64_MAX)
+    assert limit is not None  # it has a default
+    # one row more than shown says whether a next page exists
+    rows = await ctx.services.storage.read(lambda db: open_games_page(db, before, limit + 1))
+    now = ctx.services.clock.now_ms()
+    shown = rows[:limit]
+    ctx.reply(
+        3451,
+        {
+            "games": [_listed_game(game, now) for game in shown],
+            "next_cursor": str(shown[-1].position) if len(rows) > limit else None,
+        },
+    )
+
+
+def _listed_game(game: ListedGame, now: int) -> dict[str, Any]:
+    """One entry of 3451."""
+    return {
+        "game_id": game.game_id,
+        "name": game.name,
+        "status": game.status(now),
+        "source_id": game.source_id,
+        "source_name": game.source_name,
+        "type": game.type,
+        "open_at": game.open_at,
+        "live_start_at": game.live_start_at,
+        "close_at": game.close_at,
+    }

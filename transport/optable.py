@@ -88,6 +88,7 @@ RESPONSES: dict[str, int] = {
     "game_details": 342,
     "game_details_updated": 343,
     "games_list_for_source": 345,
+    "games_list": 3451,
     "betting_pool_created": 350,
     "betting_pool_opened": 352,
     "your_open_pools_list_for_game": 353,

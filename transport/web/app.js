@@ -271,6 +271,7 @@ async function showGame(gameId, joined) {
   $("#game-status").textContent = statusInWords(details.status);
   $("#game-status").dataset.status = details.status;
   $("#game-view").hidden = false;
+  $("#game-list").hidden = true;
   location.hash = `game=${encodeURIComponent(gameId)}`;
   await request(800, { currency: details.currency });
   await request(810, { currency: details.currency });
@@ -278,6 +279,55 @@ async function showGame(gameId, joined) {
   const listing = await request(387, { game_id: gameId });
   for (const pool of Object.values(listing.pools_list || {})) addPool(pool);
   await showAdmin();
+}
+
+// -- the game list: every source's games, so a visitor needs no id (op 3801) ----------
+
+const GAME_PAGE = 20; // games a page of the list asks for (the server allows up to 100)
+const gameList = { cursor: null, loading: false };
+
+// Shown when the address names no game, and from a game by "All games".
+async function showGameList() {
+  $("#game-view").hidden = true;
+  $("#game-list").hidden = false;
+  $("#games").replaceChildren();
+  gameList.cursor = null;
+  await moreGames();
+}
+
+// The next page of games, newest first; "More games" stays while the server has more.
+async function moreGames() {
+  if (gameList.loading) return;
+  gameList.loading = true;
+  const fields = { limit: GAME_PAGE };
+  if (gameList.cursor) fields.cursor = gameList.cursor;
+  const page = await request(3801, fields);
+  gameList.loading = false;
+  if (page.res !== 3451) return;
+  for (const game of page.games) $("#games").append(gameListItem(game));
+  gameList.cursor = page.next_cursor;
+  $("#more-games").hidden = !page.next_cursor;
+}
+
+// One game of the list: its name (a click opens it), its status in words, its source.
+function gameListItem(game) {
+  const item = document.createElement("li");
+  item.className = "listed-game";
+  item.dataset.gameId = game.game_id;
+  item.dataset.status = game.status;
+  const link = document.createElement("a");
+  link.className = "listed-game-name";
+  link.href = `#game=${encodeURIComponent(game.game_id)}`;
+  link.textContent = game.name;
+  link.addEventListener("click", () => joinGame(game.game_id));
+  const status = document.createElement("span");
+  status.className = "listed-game-status";
+  status.textContent = statusInWords(game.status);
+  const source = document.createElement("span");
+  source.className = "listed-game-source";
+  source.textContent = game.source_name || "";
+  item.append(link, status, source);
+  return item;
 }
 
 // Every target id of the game tree, with its level (1: teams, 2: players).
@@ -527,6 +577,8 @@ async function logIn(event) {
   if (wanted) {
     $("#game-id").value = wanted;
     await joinGame(wanted);
+  } else {
+    await showGameList();
   }
 }
 
@@ -562,6 +614,8 @@ async function start() {
   });
   $("#open-pool-form").addEventListener("submit", openPool);
   $("#event-form").addEventListener("submit", registerEvent);
+  $("#all-games").addEventListener("click", showGameList);
+  $("#more-games").addEventListener("click", moreGames);
   document.body.dataset.ready = "true";
 }
 
