@@ -18,10 +18,10 @@ from actors.registry import CheckSourceAdmin
 from actors.runtime import Actor, Mailbox
 from actors.services import Services
 from domain.errors import DomainError
-from domain.game import Game, event_target
+from domain.game import Game, check_event_room, event_target
 from domain.pool import new_pool, resolves_by_event
 from domain.roles import Role
-from domain.targets import action_id, build_actions, winning_target
+from domain.targets import action_id, merged_actions, winning_target
 from storage.changes import Change, Insert, Upsert
 from storage.database import Database
 
@@ -433,12 +433,12 @@ class GameActor(Actor):
 
     def _with_details(self, actions: list[str], targets: list[str], *, opened: bool) -> Game:
         game = self.game
-        merged_actions = {
-            **game.actions,
-            **{k: v for k, v in build_actions(actions).items() if k not in game.actions},
-        }
-        tree = game.tree.merged(targets)
-        return replace(game, actions=merged_actions, targets=tree.as_dict(), opened=opened)
+        return replace(
+            game,
+            actions=merged_actions(game.actions, actions),
+            targets=game.tree.merged(targets).as_dict(),
+            opened=opened,
+        )
 
     async def _save(self, game: Game, extra: list[Change] | None = None) -> None:
         """Commit the game's new state, then adopt it (never the other way round)."""
@@ -502,6 +502,7 @@ class GameActor(Actor):
             # a resend: not counted again; whatever it left unsettled is settled now
             await self._finish_pending_resolutions()
             return EventRecorded(self._event_message(seen), [], duplicate=True)
+        check_event_room(len(self.events))
         # A clock ahead of ours must not keep bets placed from now on valid: an event
         # never happened later than we heard of it.
         happened_at = now if reported is None else min(reported, now)

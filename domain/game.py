@@ -18,7 +18,10 @@ from domain.money import (
     stored_rate,
 )
 from domain.params import stored_time
-from domain.targets import NONE, TargetTree, build_actions, parse_list
+from domain.targets import NONE, TargetTree, build_actions, check_bound, parse_list
+
+#: Events one game may record (decisions §13): its 342 and its draw carry every one.
+MAX_GAME_EVENTS = 10_000
 
 
 class GameStatus(StrEnum):
@@ -188,6 +191,11 @@ def optional_amount(fields: dict[str, Any], name: str, exponent: int) -> int | N
     if params.is_null(fields.get(name)):
         return None
     return parse_amount(fields[name], exponent, field=name, code="INVALID_PARAMETER")
+
+
+def check_event_room(recorded: int) -> None:
+    """Refuse one more event past ``MAX_GAME_EVENTS`` (``INVALID_PARAMETER``)."""
+    check_bound("A game's events", recorded, recorded + 1, MAX_GAME_EVENTS, parameter="game_id")
 
 
 def event_target(tree: TargetTree, raw: object) -> str:
