@@ -17,6 +17,7 @@ from actors.pool import pool_row
 from actors.registry import CheckSourceAdmin
 from actors.runtime import Actor, Mailbox
 from actors.services import Services
+from domain.codec import encode
 from domain.errors import DomainError
 from domain.game import Game, check_event_room, event_target
 from domain.pool import new_pool, resolves_by_event
@@ -226,6 +227,14 @@ def _load_game(
     return Game.from_doc(msgspec.json.decode(rows[0]["doc"])), events, reported
 
 
+def encoded_large_fields(
+    game: Game, events: dict[str, dict[str, Any]]
+) -> tuple[msgspec.Raw, msgspec.Raw]:
+    """The 342's targets and past events as ready JSON (``msgspec.Raw`` is copied as is
+    into every message that holds it). CPU work: run in a worker thread."""
+    return msgspec.Raw(encode(game.tree.to_wire())), msgspec.Raw(encode(events))
+
+
 class GameActor(Actor):
     def __init__(
         self, inbox: Mailbox, services: Services, game: Game, events: dict[str, dict[str, Any]]
@@ -240,6 +249,9 @@ class GameActor(Actor):
         #: when to try again to settle pools that an event resolved but that failed to
         #: settle (their ``pending_resolutions`` rows are still there)
         self.retry_pending_at = math.inf
+        #: (game, events recorded, targets, past events): the 342's large fields as JSON,
+        #: for that version of the game (a new event or a save replaces it)
+        self._encoded: tuple[Game, int, msgspec.Raw, msgspec.Raw] | None = None
 
     @classmethod
     async def load(cls, inbox: Mailbox, services: Services, game_id: str) -> GameActor:
@@ -354,7 +366,7 @@ class GameActor(Actor):
         await self._authorize(body)
         match body:
             case Details():
-                return game.details(self.now, self.events)
+                return await self._details()
             case Summary():
                 return game.summary(self.now)
             case IsAdmin(user_id):
@@ -368,7 +380,7 @@ class GameActor(Actor):
             case UpdateDetails(_, actions, targets):
                 self._require_not_closed()
                 await self._save(self._with_details(actions, targets, opened=game.opened))
-                self._publish(DetailsChanged(self.game.details(self.now, self.events)))
+                self._publish(DetailsChanged(await self._details()))
                 return {"game_id": game.id}
             case Join(user_id, user_name, address):
                 self._require_not_closed()
@@ -393,6 +405,20 @@ class GameActor(Actor):
                     raise DomainError("NOT_FOUND", f"This game has no pool {pool_id!r}.")
                 return await box.ask(command, timeout=self.services.settings.request_timeout)
         raise DomainError("UNKNOWN_OP", f"A game does not handle {type(body).__name__}.")
+
+    async def _details(self) -> dict[str, Any]:
+        """Res 342. Its large fields (up to 1,000 targets and 10,000 events) are encoded
+        once per version of the game, in a worker thread, and reused until the game
+        changes: a client asking again and again costs the event loop a copy."""
+        game, recorded = self.game, len(self.events)
+        cached = self._encoded
+        if cached is None or cached[0] is not game or cached[1] != recorded:
+            targets, events = await self.services.storage.off_loop(
+                encoded_large_fields, game, self.events
+            )
+            self._encoded = (game, recorded, targets, events)
+        _, _, targets, events = self._encoded
+        return game.details(self.now, events, targets)
 
     def _player(self, user_id: int, user_name: str) -> dict[str, Any]:
         return {"game_id": self.game.id, "user_id": user_id, "user_name": user_name}
@@ -469,9 +495,7 @@ class GameActor(Actor):
             raise DomainError(
                 "INVALID_STATE", f"Pools cannot be opened while the game is {game.status(now)}."
             )
-        pool = new_pool(
-            game, fields, now, fail_safe_delay_ms=self.services.settings.fail_safe_delay_ms
-        )
+        pool = new_pool(game, fields, now, fail_safe=self.services.settings.fail_safe_rule)
         await self.services.storage.commit([Insert("pools", pool_row(pool))])
         await self.directory.start_pool(pool.id, announce=True)
         return {

@@ -115,8 +115,9 @@ class Game:
     def opened_message(self) -> dict[str, Any]:
         return {**self.header(), "actions": self.actions, "targets": self.tree.to_wire()}
 
-    def details(self, now: int, past_events: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        """Res 342."""
+    def details(self, now: int, past_events: Any, targets: Any = None) -> dict[str, Any]:
+        """Res 342; ``past_events`` and ``targets`` (default: the tree's wire shape) may be
+        given ready-encoded."""
         return {
             "status": self.status(now),
             "game_id": self.id,
@@ -127,7 +128,7 @@ class Game:
             "actions": self.actions,
             "currency": self.currency,
             "type": self.type,
-            "targets": self.tree.to_wire(),
+            "targets": self.tree.to_wire() if targets is None else targets,
             "open_at": self.open_at,
             "live_start_at": self.live_start_at,
             "live_finish_at": self.live_finish_at,
