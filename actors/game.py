@@ -22,7 +22,7 @@ from domain.errors import DomainError
 from domain.game import Game, check_event_room, event_target
 from domain.pool import new_pool, resolves_by_event
 from domain.roles import Role
-from domain.targets import action_id, merged_actions, winning_target
+from domain.targets import TargetTree, action_id, merged_actions, winning_target
 from storage.changes import Change, Insert, Upsert
 from storage.database import Database
 
@@ -228,11 +228,11 @@ def _load_game(
 
 
 def encoded_large_fields(
-    game: Game, events: dict[str, dict[str, Any]]
+    tree: TargetTree, events: dict[str, dict[str, Any]]
 ) -> tuple[msgspec.Raw, msgspec.Raw]:
     """The 342's targets and past events as ready JSON (``msgspec.Raw`` is copied as is
     into every message that holds it). CPU work: run in a worker thread."""
-    return msgspec.Raw(encode(game.tree.to_wire())), msgspec.Raw(encode(events))
+    return msgspec.Raw(encode(tree.to_wire())), msgspec.Raw(encode(events))
 
 
 class GameActor(Actor):
@@ -252,6 +252,8 @@ class GameActor(Actor):
         #: (game, events recorded, targets, past events): the 342's large fields as JSON,
         #: for that version of the game (a new event or a save replaces it)
         self._encoded: tuple[Game, int, msgspec.Raw, msgspec.Raw] | None = None
+        #: (the game's targets, their tree): rebuilt when a save brings new targets
+        self._tree: tuple[dict[str, str], TargetTree] | None = None
 
     @classmethod
     async def load(cls, inbox: Mailbox, services: Services, game_id: str) -> GameActor:
@@ -375,11 +377,11 @@ class GameActor(Actor):
                 self._require_not_closed()
                 if game.opened:
                     raise DomainError("INVALID_STATE", "This game is already open.")
-                await self._save(self._with_details(actions, targets, opened=True))
+                await self._save(await self._with_details(actions, targets, opened=True))
                 return self.game.opened_message()  # the saved game, not ``game``
             case UpdateDetails(_, actions, targets):
                 self._require_not_closed()
-                await self._save(self._with_details(actions, targets, opened=game.opened))
+                await self._save(await self._with_details(actions, targets, opened=game.opened))
                 self._publish(DetailsChanged(await self._details()))
                 return {"game_id": game.id}
             case Join(user_id, user_name, address):
@@ -414,7 +416,7 @@ class GameActor(Actor):
         cached = self._encoded
         if cached is None or cached[0] is not game or cached[1] != recorded:
             targets, events = await self.services.storage.off_loop(
-                encoded_large_fields, game, self.events
+                encoded_large_fields, self.tree, self.events
             )
             self._encoded = (game, recorded, targets, events)
         _, _, targets, events = self._encoded
@@ -457,14 +459,26 @@ class GameActor(Actor):
         if self.game.is_closed:
             raise DomainError("INVALID_STATE", "This game is closed.")
 
-    def _with_details(self, actions: list[str], targets: list[str], *, opened: bool) -> Game:
-        game = self.game
+    async def _with_details(self, actions: list[str], targets: list[str], *, opened: bool) -> Game:
+        """The game with ``actions`` and ``targets`` added (``INVALID_PARAMETER`` past a
+        bound), merged in a worker thread: a tree of 1,000 targets is rebuilt whole."""
+        game, tree = self.game, self.tree
+        merged = await self.services.storage.off_loop(tree.merged, targets)
         return replace(
             game,
             actions=merged_actions(game.actions, actions),
-            targets=game.tree.merged(targets).as_dict(),
+            targets=merged.as_dict(),
             opened=opened,
         )
+
+    @property
+    def tree(self) -> TargetTree:
+        """The game's target tree, built once per change of its targets (it takes
+        milliseconds at 1,000 targets, and every event needs it)."""
+        targets = self.game.targets
+        if self._tree is None or self._tree[0] is not targets:
+            self._tree = (targets, TargetTree(targets))
+        return self._tree[1]
 
     async def _save(self, game: Game, extra: list[Change] | None = None) -> None:
         """Commit the game's new state, then adopt it (never the other way round)."""
@@ -495,7 +509,8 @@ class GameActor(Actor):
             raise DomainError(
                 "INVALID_STATE", f"Pools cannot be opened while the game is {game.status(now)}."
             )
-        pool = new_pool(game, fields, now, fail_safe=self.services.settings.fail_safe_rule)
+        rule = self.services.settings.fail_safe_rule
+        pool = new_pool(game, fields, now, fail_safe=rule, tree=self.tree)
         await self.services.storage.commit([Insert("pools", pool_row(pool))])
         await self.directory.start_pool(pool.id, announce=True)
         return {
@@ -515,7 +530,7 @@ class GameActor(Actor):
                 parameter="action_id",
             )
         action = action_id(body.action)
-        tree = game.tree
+        tree = self.tree
         target = event_target(tree, body.target)
         reported = body.happened_at
         if reported is not None and reported > now + HAPPENED_AT_SLACK_MS:
@@ -580,7 +595,7 @@ class GameActor(Actor):
             {
                 "action_id": action,
                 "target_id": target,
-                "target_display_name": self.game.tree.display_name(target),
+                "target_display_name": self.tree.display_name(target),
                 "current_count": self.game.counts.get(action, {}),
                 "game_id": self.game.id,
                 "happened_at": event["happened_at"],

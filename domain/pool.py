@@ -26,7 +26,15 @@ from domain.money import (
     to_wire,
 )
 from domain.params import stored_time
-from domain.targets import NONE, action_id, level, parse_list, pool_targets, symbol
+from domain.targets import (
+    NONE,
+    TargetTree,
+    action_id,
+    level,
+    parse_list,
+    pool_targets,
+    symbol,
+)
 
 PARIMUTUEL = frozenset({1, 2})
 BINARY = frozenset({3, 4})
@@ -509,9 +517,15 @@ def resolves_by_event(info: Mapping[str, Any], action: str, happened_at: int) ->
 
 
 def new_pool(
-    game: Game, fields: dict[str, Any], now: int, *, fail_safe: FailSafeRule = FailSafeRule()
+    game: Game,
+    fields: dict[str, Any],
+    now: int,
+    *,
+    fail_safe: FailSafeRule = FailSafeRule(),
+    tree: TargetTree | None = None,
 ) -> Pool:
-    """Validate an op 385 request against its game and build the pool (not yet saved)."""
+    """Validate an op 385 request against its game and build the pool (not yet saved).
+    ``tree``: the game's target tree, when the caller has it built already."""
     pool_type = params.integer(fields, "pool_type", default=1, minimum=1, maximum=4)
     if pool_type in BINARY:
         action, target_level = "binary", 1
@@ -526,7 +540,7 @@ def new_pool(
                 f"{raw_action!r} is not an action of this game.",
                 parameter="action",
             )
-        tree = game.tree
+        tree = game.tree if tree is None else tree
         with about("targets"):
             ids = pool_targets(tree, parse_list(fields.get("targets"), "targets"))
         targets = {t: tree.display_name(t) for t in ids}

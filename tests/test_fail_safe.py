@@ -229,19 +229,31 @@ async def test_a_server_down_across_the_fail_safe_time_voids_the_pool_when_it_st
         assert await available(services, alice) == 90_00
         nursery.cancel_scope.cancel()
 
+    await voided_once_at_each_start(database, pool_id, (alice, bob))
+    database.close()
+
+
+async def voided_once_at_each_start(
+    database: Database, pool_id: str, bettors: tuple[int, ...], fail_safe_at: int | None = None
+) -> None:
+    """Start twice on ``database``: the pool is voided (at ``fail_safe_at``, if given)
+    once, every bettor has their money back, and the books balance."""
     for _ in range(2):
         async with trio.open_nursery() as nursery:
-            services = await nursery.start(start_services, config, database, "key")
+            services = await nursery.start(
+                start_services, ServerConfig(offload=False), database, "key"
+            )
             _, box = await services.games.pool(pool_id)
             assert (await box.ask(p.Info()))["open"] is False
-            assert (await stored_pool(services, pool_id))["status"] == "voided"
-            for user in (alice, bob):
+            stored = await stored_pool(services, pool_id)
+            assert stored["status"] == "voided"
+            assert fail_safe_at in (None, stored["fail_safe_at"])
+            for user in bettors:
                 assert await available(services, user) == 100_00
             assert await ledger_problems(services) == []
             nursery.cancel_scope.cancel()
     settlements = "SELECT COUNT(*) FROM transactions WHERE id = ?"
     assert database.scalar(settlements, (f"settle:{pool_id}",)) == 1
-    database.close()
 
 
 async def test_a_pool_stored_without_a_fail_safe_time_gets_one_on_load_and_is_voided(
@@ -260,27 +272,19 @@ async def test_a_pool_stored_without_a_fail_safe_time_gets_one_on_load_and_is_vo
         alice, bob = await two_bettors(m, pool)
         opened_at = (await pool.ask(p.Info()))["start_at"]
         nursery.cancel_scope.cancel()
-    doc = msgspec.json.decode(database.scalar("SELECT doc FROM pools WHERE id = ?", (pool_id,)))
-    doc["fail_safe_at"] = None  # as an older version stored it
-    database.conn.execute(
+    forget_fail_safe(database, pool_id)
+    await voided_once_at_each_start(database, pool_id, (alice, bob), opened_at + 7 * DAY_MS)
+    database.close()
+
+
+def forget_fail_safe(db: Database, pool_id: str) -> None:
+    """Store the pool as an older version did: without a fail-safe time."""
+    doc = msgspec.json.decode(db.scalar("SELECT doc FROM pools WHERE id = ?", (pool_id,)))
+    doc["fail_safe_at"] = None
+    db.conn.execute(
         "UPDATE pools SET fail_safe_at = NULL, doc = ? WHERE id = ?",
         (msgspec.json.encode(doc).decode(), pool_id),
     )
-
-    for _ in range(2):
-        async with trio.open_nursery() as nursery:
-            services = await nursery.start(start_services, config, database, "key")
-            _, box = await services.games.pool(pool_id)
-            assert (await box.ask(p.Info()))["open"] is False
-            stored = await stored_pool(services, pool_id)
-            assert stored == {"status": "voided", "fail_safe_at": opened_at + 7 * DAY_MS}
-            for user in (alice, bob):
-                assert await available(services, user) == 100_00
-            assert await ledger_problems(services) == []
-            nursery.cancel_scope.cancel()
-    settlements = "SELECT COUNT(*) FROM transactions WHERE id = ?"
-    assert database.scalar(settlements, (f"settle:{pool_id}",)) == 1
-    database.close()
 
 
 async def test_a_restart_resumes_the_lifetime_timer(

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from domain.lotteries import iso_time
 from tests.conftest import Harness, WsClient, setup_game
+from tests.test_fail_safe import forget_fail_safe
 
 HOUR = 3_600_000
 WEEK = 7 * 24 * HOUR
@@ -62,18 +61,6 @@ async def test_closing_and_fail_safe_times_are_never_null(harness: Harness) -> N
         assert shown["closing-time"] == shown["fail-safe-time"] == iso_time(now + 2 * HOUR)
 
     # a pool stored without one (an older version) shows the one it gets on load
-    await forget_fail_safe(harness, bare)
+    await harness.services.storage.read(lambda db: forget_fail_safe(db, bare))
     shown = await pool_resource(harness, source_id, bare)
     assert shown["fail-safe-time"] == shown["closing-time"] == iso_time(start + WEEK)
-
-
-async def forget_fail_safe(harness: Harness, pool_id: str) -> None:
-    def forget(db: Any) -> None:
-        doc = msgspec.json.decode(db.scalar("SELECT doc FROM pools WHERE id = ?", (pool_id,)))
-        doc["fail_safe_at"] = None
-        db.conn.execute(
-            "UPDATE pools SET fail_safe_at = NULL, doc = ? WHERE id = ?",
-            (msgspec.json.encode(doc).decode(), pool_id),
-        )
-
-    await harness.services.storage.read(forget)
