@@ -7,15 +7,18 @@ target ``none``, which wins when an event matches no pool target.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from domain.errors import DomainError
 
 __all__ = [
+    "MAX_ACTION_NAME",
     "MAX_GAME_ACTIONS",
     "MAX_GAME_TARGETS",
     "MAX_POOL_TARGETS",
+    "MAX_TARGET_NAME",
     "NONE",
     "TargetTree",
     "action_id",
@@ -40,6 +43,11 @@ _NONE_DISPLAY = "None"
 MAX_GAME_TARGETS = 1_000
 MAX_GAME_ACTIONS = 100
 MAX_POOL_TARGETS = 200
+#: Longest target name (its whole ``:``-path) and action name a game takes, in UTF-8
+#: bytes: every event repeats them, so they bound what a game's documents weigh as much
+#: as the counts do.
+MAX_TARGET_NAME = 128
+MAX_ACTION_NAME = 64
 
 
 def check_bound(what: str, before: int, after: int, bound: int, *, parameter: str) -> None:
@@ -82,6 +90,23 @@ def parse_list(value: object, field: str) -> list[str]:
         if item:
             out.append(item)
     return out
+
+
+def _check_length(what: str, name: str, bound: int, parameter: str) -> None:
+    """Refuse a new name of more than ``bound`` bytes in UTF-8, or with a control
+    character (JSON would spell each in six bytes): ``INVALID_PARAMETER``, ``limit``."""
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise DomainError(
+            "INVALID_PARAMETER", f"{what} may not hold control characters.", parameter=parameter
+        )
+    size = len(name.encode())
+    if size > bound:
+        raise DomainError(
+            "INVALID_PARAMETER",
+            f"{what} may be at most {bound} bytes in UTF-8, not {size}.",
+            parameter=parameter,
+            limit=bound,
+        )
 
 
 def _segments(name: str) -> list[str]:
@@ -163,6 +188,8 @@ class TargetTree:
         for name in names:
             parts = _segments(name)
             ids = path(":".join(p.lower() for p in parts))
+            if ids[-1] not in self._names:  # a name the game has is taken as it is
+                _check_length("A target name", ids[-1], MAX_TARGET_NAME, "targets")
             if ids[0] == NONE:
                 if len(ids) > 1:
                     raise DomainError("INVALID_TARGET", "Target 'none' cannot have sub-targets.")
@@ -297,7 +324,10 @@ def merged_actions(
     ``INVALID_PARAMETER`` when it would take the game past ``MAX_GAME_ACTIONS``."""
     merged = dict(actions)
     for name in names:
-        merged.setdefault(action_id(name), {"name": name.strip()})
+        aid = action_id(name)
+        if aid not in actions:  # a name the game has is taken as it is
+            _check_length("An action name", aid, MAX_ACTION_NAME, "actions")
+        merged.setdefault(aid, {"name": name.strip()})
     check_bound(
         "A game's actions", len(actions), len(merged), MAX_GAME_ACTIONS, parameter="actions"
     )

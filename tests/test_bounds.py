@@ -1,5 +1,6 @@
 """The bounds of decisions §13 over the real websocket: a game has at most 1,000 targets,
-100 actions and 10,000 events, a pool at most 200 targets. Every op that would pass one
+100 actions and 10,000 events, a pool at most 200 targets (and a target name 128
+characters, an action name 64). Every op that would pass one
 is refused with INVALID_PARAMETER and changes nothing; a game stored over a bound before
 the bounds existed still loads, is served and takes what adds nothing."""
 
@@ -15,7 +16,14 @@ from trio_websocket import open_websocket_url
 
 from actors.game import game_row
 from domain.game import MAX_GAME_EVENTS, Game
-from domain.targets import MAX_GAME_ACTIONS, MAX_GAME_TARGETS, MAX_POOL_TARGETS, TargetTree
+from domain.targets import (
+    MAX_ACTION_NAME,
+    MAX_GAME_ACTIONS,
+    MAX_GAME_TARGETS,
+    MAX_POOL_TARGETS,
+    MAX_TARGET_NAME,
+    TargetTree,
+)
 from storage.changes import Insert, Upsert
 from tests.conftest import Harness, WsClient, setup_game
 from tests.test_ws_games import refused
@@ -198,3 +206,20 @@ async def test_a_game_stored_over_the_bounds_is_served_and_takes_no_more(
     assert len((await details(admin, game_id))["targets"]) == 1_201
     pool = {"game_id": game_id, "action": "a1", "targets": names("t", 150)}
     assert (await admin.call(385, 350, **pool))["res"] == 350
+
+
+async def test_names_past_their_length_are_refused(
+    harness: Harness, admin: WsClient, source_id: str
+) -> None:
+    """Every event repeats its target and action: their lengths are bounds too."""
+    game = {"source_id": source_id, "game_name": "Long names"}
+    long_target = {**game, "targets": ["Team:" + "x" * (MAX_TARGET_NAME - 4)]}
+    over(await refused(admin, 370, "INVALID_PARAMETER", **long_target), "targets", 128)
+    long_action = {**game, "actions": ["y" * (MAX_ACTION_NAME + 1)], "targets": "a"}
+    over(await refused(admin, 3701, "INVALID_PARAMETER", **long_action), "actions", 64)
+    assert await game_count(harness) == 0
+    longest = {**game, "actions": ["y" * MAX_ACTION_NAME], "targets": ["x" * MAX_TARGET_NAME]}
+    game_id = (await admin.call(370, 340, **longest))["game_id"]
+    await admin.call(616, 640, game_id=game_id)
+    more = {"game_id": game_id, "targets": ["z" * (MAX_TARGET_NAME + 1)]}
+    over(await refused(admin, 373, "INVALID_PARAMETER", **more), "targets", 128)

@@ -14,6 +14,7 @@ from domain.targets import (
     MAX_GAME_ACTIONS,
     MAX_GAME_TARGETS,
     MAX_POOL_TARGETS,
+    MAX_TARGET_NAME,
     TargetTree,
     action_id,
     build_actions,
@@ -280,6 +281,12 @@ def test_game_bounds_refuse_growth_only() -> None:
     assert (refused.value.code, refused.value.extra["limit"]) == ("INVALID_PARAMETER", 1_000)
     stored_over = TargetTree({f"t{i}": f"T{i}" for i in range(MAX_GAME_TARGETS + 5)})
     assert len(stored_over.merged(["t3"])) == MAX_GAME_TARGETS + 6
+    long_name = "x" * (MAX_TARGET_NAME + 1)
+    stored_long = TargetTree({long_name: long_name})
+    assert stored_long.merged([long_name.upper()]) == stored_long
+    with pytest.raises(DomainError) as refused:
+        stored_long.merged([long_name + "y"])
+    assert refused.value.extra == {"parameter": "targets", "limit": MAX_TARGET_NAME}
     actions = build_actions(f"a{i}" for i in range(MAX_GAME_ACTIONS))
     assert merged_actions(actions, ["A1"]) == actions
     with pytest.raises(DomainError) as refused:
@@ -293,3 +300,22 @@ def test_events_past_the_bound_are_refused() -> None:
         with pytest.raises(DomainError) as refused:
             check_event_room(recorded)
         assert refused.value.extra["limit"] == MAX_GAME_EVENTS
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("x" * MAX_TARGET_NAME, True),
+        ("é" * (MAX_TARGET_NAME // 2), True),  # two bytes each
+        ("é" * (MAX_TARGET_NAME // 2 + 1), False),
+        ("bell\x07", False),
+        ("tab\there", False),
+    ],
+)
+def test_a_new_target_name_is_bounded_in_bytes_and_printable(name: str, ok: bool) -> None:
+    if ok:
+        assert len(TargetTree.build([name])) == 2
+        return
+    with pytest.raises(DomainError) as refused:
+        TargetTree.build([name])
+    assert refused.value.code == "INVALID_PARAMETER"
