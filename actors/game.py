@@ -18,11 +18,12 @@ from actors.pool import pool_row
 from actors.registry import CheckSourceAdmin
 from actors.runtime import Actor, Mailbox
 from actors.services import Services
+from domain.codec import encode
 from domain.errors import DomainError
-from domain.game import Game, event_target
+from domain.game import Game, check_event_room, event_target
 from domain.pool import new_pool, resolves_by_event
 from domain.roles import Role
-from domain.targets import action_id, build_actions, winning_target
+from domain.targets import TargetTree, action_id, merged_actions, winning_target
 from storage.changes import Change, Insert, Upsert
 from storage.database import Database
 from storage.seqs import reserve_seq, reserved_seq
@@ -244,6 +245,14 @@ def _load_game(
     return Game.from_doc(msgspec.json.decode(rows[0]["doc"])), events, reported
 
 
+def encoded_large_fields(
+    tree: TargetTree, events: dict[str, dict[str, Any]]
+) -> tuple[msgspec.Raw, msgspec.Raw]:
+    """The 342's targets and past events as ready JSON (``msgspec.Raw`` is copied as is
+    into every message that holds it). CPU work: run in a worker thread."""
+    return msgspec.Raw(encode(tree.to_wire())), msgspec.Raw(encode(events))
+
+
 class GameActor(Actor):
     def __init__(
         self, inbox: Mailbox, services: Services, game: Game, events: dict[str, dict[str, Any]]
@@ -264,6 +273,11 @@ class GameActor(Actor):
         #: when the count may be looked at again (at most once a second)
         self.viewers_shown: int | None = None
         self.viewers_check_at = -math.inf
+        #: (game, events recorded, targets, past events): the 342's large fields as JSON,
+        #: for that version of the game (a new event or a save replaces it)
+        self._encoded: tuple[Game, int, msgspec.Raw, msgspec.Raw] | None = None
+        #: (the game's targets, their tree): rebuilt when a save brings new targets
+        self._tree: tuple[dict[str, str], TargetTree] | None = None
 
     @classmethod
     async def load(cls, inbox: Mailbox, services: Services, game_id: str) -> GameActor:
@@ -397,7 +411,7 @@ class GameActor(Actor):
         await self._authorize(body)
         match body:
             case Details():
-                return game.details(self.now, self.events)
+                return await self._details()
             case Summary():
                 return game.summary(self.now)
             case IsAdmin(user_id):
@@ -406,13 +420,13 @@ class GameActor(Actor):
                 self._require_not_closed()
                 if game.opened:
                     raise DomainError("INVALID_STATE", "This game is already open.")
-                await self._save(self._with_details(actions, targets, opened=True))
+                await self._save(await self._with_details(actions, targets, opened=True))
                 return self.game.opened_message()  # the saved game, not ``game``
             case UpdateDetails(_, actions, targets, rules):
                 self._require_not_closed()
-                changed = self._with_details(actions, targets, opened=game.opened)
+                changed = await self._with_details(actions, targets, opened=game.opened)
                 await self._save(changed.with_rules(rules))
-                self._publish(DetailsChanged(self.game.details(self.now, self.events)))
+                self._publish(DetailsChanged(await self._details()))
                 return {"game_id": game.id}
             case Join():
                 return self._join(body)
@@ -437,6 +451,20 @@ class GameActor(Actor):
                     raise DomainError("NOT_FOUND", f"This game has no pool {pool_id!r}.")
                 return await box.ask(command, timeout=self.services.settings.request_timeout)
         raise DomainError("UNKNOWN_OP", f"A game does not handle {type(body).__name__}.")
+
+    async def _details(self) -> dict[str, Any]:
+        """Res 342. Its large fields (up to 1,000 targets and 10,000 events) are encoded
+        once per version of the game, in a worker thread, and reused until the game
+        changes: a client asking again and again costs the event loop a copy."""
+        game, recorded = self.game, len(self.events)
+        cached = self._encoded
+        if cached is None or cached[0] is not game or cached[1] != recorded:
+            targets, events = await self.services.storage.off_loop(
+                encoded_large_fields, self.tree, self.events
+            )
+            self._encoded = (game, recorded, targets, events)
+        _, _, targets, events = self._encoded
+        return game.details(self.now, events, targets)
 
     def _player(self, user_id: int, user_name: str) -> dict[str, Any]:
         return {"game_id": self.game.id, "user_id": user_id, "user_name": user_name}
@@ -517,14 +545,26 @@ class GameActor(Actor):
         if self.game.is_closed:
             raise DomainError("INVALID_STATE", "This game is closed.")
 
-    def _with_details(self, actions: list[str], targets: list[str], *, opened: bool) -> Game:
-        game = self.game
-        merged_actions = {
-            **game.actions,
-            **{k: v for k, v in build_actions(actions).items() if k not in game.actions},
-        }
-        tree = game.tree.merged(targets)
-        return replace(game, actions=merged_actions, targets=tree.as_dict(), opened=opened)
+    async def _with_details(self, actions: list[str], targets: list[str], *, opened: bool) -> Game:
+        """The game with ``actions`` and ``targets`` added (``INVALID_PARAMETER`` past a
+        bound), merged in a worker thread: a tree of 1,000 targets is rebuilt whole."""
+        game, tree = self.game, self.tree
+        merged = await self.services.storage.off_loop(tree.merged, targets)
+        return replace(
+            game,
+            actions=merged_actions(game.actions, actions),
+            targets=merged.as_dict(),
+            opened=opened,
+        )
+
+    @property
+    def tree(self) -> TargetTree:
+        """The game's target tree, built once per change of its targets (it takes
+        milliseconds at 1,000 targets, and every event needs it)."""
+        targets = self.game.targets
+        if self._tree is None or self._tree[0] is not targets:
+            self._tree = (targets, TargetTree(targets))
+        return self._tree[1]
 
     async def _save(self, game: Game, extra: list[Change] | None = None) -> None:
         """Commit the game's new state, then adopt it (never the other way round)."""
@@ -555,9 +595,8 @@ class GameActor(Actor):
             raise DomainError(
                 "INVALID_STATE", f"Pools cannot be opened while the game is {game.status(now)}."
             )
-        pool = new_pool(
-            game, fields, now, fail_safe_delay_ms=self.services.settings.fail_safe_delay_ms
-        )
+        rule = self.services.settings.fail_safe_rule
+        pool = new_pool(game, fields, now, fail_safe=rule, tree=self.tree)
         await self.services.storage.commit([Insert("pools", pool_row(pool))])
         await self.directory.start_pool(pool.id, announce=True)
         return {
@@ -577,7 +616,7 @@ class GameActor(Actor):
                 parameter="action_id",
             )
         action = action_id(body.action)
-        tree = game.tree
+        tree = self.tree
         target = event_target(tree, body.target)
         reported = body.happened_at
         if reported is not None and reported > now + HAPPENED_AT_SLACK_MS:
@@ -588,6 +627,7 @@ class GameActor(Actor):
             # a resend: not counted again; whatever it left unsettled is settled now
             await self._finish_pending_resolutions()
             return EventRecorded(self._event_message(seen), [], duplicate=True)
+        check_event_room(len(self.events))
         # A clock ahead of ours must not keep bets placed from now on valid: an event
         # never happened later than we heard of it.
         happened_at = now if reported is None else min(reported, now)
@@ -641,7 +681,7 @@ class GameActor(Actor):
             {
                 "action_id": action,
                 "target_id": target,
-                "target_display_name": self.game.tree.display_name(target),
+                "target_display_name": self.tree.display_name(target),
                 "current_count": self.game.counts.get(action, {}),
                 "game_id": self.game.id,
                 "happened_at": event["happened_at"],

@@ -28,6 +28,7 @@ from actors.runtime import Actor, Mailbox, OutcomeUnknown, Request
 from actors.services import Services
 from actors.wallet import Hold, Screen, Settle, StakeItem, Stakes, Sync, Unhold
 from domain.errors import DomainError
+from domain.params import stored_time
 from domain.pool import BINARY, PARIMUTUEL, Bet, BetStatus, Outcome, Pool, PoolStatus
 from domain.targets import NONE, winning_target
 from storage.changes import Change, Check, Delete, Insert, UpdateMany, Upsert
@@ -327,14 +328,30 @@ def stored_held_bets(db: Database, pool_id: str) -> list[Delayed]:
     ]
 
 
-def load_pool(db: Database, pool_id: str) -> tuple[Pool, dict[str, Any] | None]:
-    row = db.rows("SELECT doc FROM pools WHERE id = ?", (pool_id,))
+@dataclass(frozen=True, slots=True)
+class StoredPool:
+    """What a pool actor starts from: the pool and its bets, the event resolution
+    committed for it, and its game's ``close_at`` (a fail-safe time may count from it)."""
+
+    pool: Pool
+    pending: dict[str, Any] | None
+    game_close_at: int | None
+
+
+def load_pool(db: Database, pool_id: str) -> StoredPool:
+    row = db.rows(
+        "SELECT p.doc, json_extract(g.doc, '$.close_at') AS close_at"
+        " FROM pools p LEFT JOIN games g ON g.id = p.game_id WHERE p.id = ?",
+        (pool_id,),
+    )
     if not row:
         raise DomainError("NOT_FOUND", f"There is no pool {pool_id!r}.")
     bets = stored_bets(db, pool_id)
     pending = db.rows("SELECT * FROM pending_resolutions WHERE pool_id = ?", (pool_id,))
-    return Pool.from_doc(msgspec.json.decode(row[0]["doc"]), bets), (
-        pending[0] if pending else None
+    return StoredPool(
+        Pool.from_doc(msgspec.json.decode(row[0]["doc"]), bets),
+        pending[0] if pending else None,
+        stored_time(row[0]["close_at"], "close_at"),
     )
 
 
@@ -361,15 +378,21 @@ class PoolActor(Actor):
         self.held: dict[str, tuple[int, list[Bet], float]] = {}
         #: bets held for the pool's bet delay, by bet id (stored in ``held_bets``)
         self.delayed: dict[str, Delayed] = {d.bet.id: d for d in delayed}
+        #: a pool stored before every pool had a fail-safe time was given one on load
+        self.unsaved_fail_safe = False
 
     @classmethod
     async def load(cls, inbox: Mailbox, services: Services, pool_id: str) -> PoolActor:
         # The wallet answers in order, after its commits, so whatever an earlier
         # incarnation of this pool asked of it is in storage before the pool is read back.
         await services.ask_wallet(Sync())
-        pool, pending = await services.storage.read(lambda db: load_pool(db, pool_id))
+        stored = await services.storage.read(lambda db: load_pool(db, pool_id))
         delayed = await services.storage.read(lambda db: stored_held_bets(db, pool_id))
-        return cls(inbox, services, pool, pending, delayed)
+        actor = cls(inbox, services, stored.pool, stored.pending, delayed)
+        actor.unsaved_fail_safe = services.settings.fail_safe_rule.fill(
+            stored.pool, stored.game_close_at
+        )
+        return actor
 
     @property
     def now(self) -> int:
@@ -378,9 +401,21 @@ class PoolActor(Actor):
     # -- the kit's hooks --------------------------------------------------------------
 
     async def on_start(self) -> None:
+        if self.unsaved_fail_safe:
+            await self._save_fail_safe()
         if not self.pool.is_open and not self.pool.announced:  # settled, result not sent
             await self._announce()
         await self._settle_pending()
+
+    async def _save_fail_safe(self) -> None:
+        """Record the fail-safe time the pool was given on load (best effort: the next
+        load gives the same one, from the same rule)."""
+        log.info("pool %s: given the fail-safe time %s", self.pool.id, self.pool.fail_safe_at)
+        try:
+            await self.services.storage.commit([Upsert("pools", pool_row(self.pool))])
+            self.unsaved_fail_safe = False
+        except DomainError:
+            log.warning("pool %s: fail-safe time not recorded yet", self.pool.id)
 
     async def on_stop(self) -> None:
         await self._flush_distribution()

@@ -10,7 +10,7 @@ import trio
 from actors.clock import WallClock
 from actors.hub import Hub
 from actors.runtime import Mailbox, Supervisor
-from domain.pool import DEFAULT_FAIL_SAFE_MS
+from domain.pool import DEFAULT_FAIL_SAFE_MS, DEFAULT_MAX_POOL_LIFETIME_MS, FailSafeRule
 from storage.actor import Storage
 from tote.metrics import Metrics
 
@@ -49,6 +49,9 @@ class Settings:
     #: an unresolved pool is voided this long after its closing when op 385 sets no
     #: fail_safe_at (seed 003); docs/lotteries.md
     fail_safe_delay_ms: int = DEFAULT_FAIL_SAFE_MS
+    #: a pool with no closing time is voided this long after its opening when op 385 sets
+    #: no fail_safe_at (decisions §13): no stake waits for ever
+    max_pool_lifetime_ms: int = DEFAULT_MAX_POOL_LIFETIME_MS
     #: the scheme and host the HAL resources' links start with (``https://tote.example``);
     #: None: the request's own
     public_url: str | None = None
@@ -64,6 +67,10 @@ class Settings:
     wallet_timeout: float = 5.0
     #: seconds before a failed callback's first retry (doubling to 5 minutes, with jitter)
     wallet_retry_seconds: float = 1.0
+
+    @property
+    def fail_safe_rule(self) -> FailSafeRule:
+        return FailSafeRule(self.fail_safe_delay_ms, self.max_pool_lifetime_ms)
 
     @property
     def remote_wallet(self) -> bool:

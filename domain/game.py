@@ -19,7 +19,10 @@ from domain.money import (
 )
 from domain.params import stored_time
 from domain.rules import PoolRules, parse_rules
-from domain.targets import NONE, TargetTree, build_actions, parse_list
+from domain.targets import NONE, TargetTree, build_actions, check_bound, parse_list
+
+#: Events one game may record (decisions §13): its 342 and its draw carry every one.
+MAX_GAME_EVENTS = 10_000
 
 
 class GameStatus(StrEnum):
@@ -139,8 +142,9 @@ class Game:
     def opened_message(self) -> dict[str, Any]:
         return {**self.header(), "actions": self.actions, "targets": self.tree.to_wire()}
 
-    def details(self, now: int, past_events: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        """Res 342."""
+    def details(self, now: int, past_events: Any, targets: Any = None) -> dict[str, Any]:
+        """Res 342; ``past_events`` and ``targets`` (default: the tree's wire shape) may be
+        given ready-encoded."""
         return {
             "status": self.status(now),
             "game_id": self.id,
@@ -151,7 +155,7 @@ class Game:
             "actions": self.actions,
             "currency": self.currency,
             "type": self.type,
-            "targets": self.tree.to_wire(),
+            "targets": self.tree.to_wire() if targets is None else targets,
             "open_at": self.open_at,
             "live_start_at": self.live_start_at,
             "live_finish_at": self.live_finish_at,
@@ -217,6 +221,11 @@ def optional_amount(fields: dict[str, Any], name: str, exponent: int) -> int | N
     if params.is_null(fields.get(name)):
         return None
     return parse_amount(fields[name], exponent, field=name, code="INVALID_PARAMETER")
+
+
+def check_event_room(recorded: int) -> None:
+    """Refuse one more event past ``MAX_GAME_EVENTS`` (``INVALID_PARAMETER``)."""
+    check_bound("A game's events", recorded, recorded + 1, MAX_GAME_EVENTS, parameter="game_id")
 
 
 def event_target(tree: TargetTree, raw: object) -> str:

@@ -404,7 +404,7 @@ def pool_resource(
             collection=hrefs.pools(product_id),
         ),
         "opening-time": iso_time(pool.start_at),
-        "closing-time": iso_time(pool.closing_at(game.close_at)),
+        "closing-time": iso_time(pool.last_bet_at(game.close_at)),
         "fail-safe-time": iso_time(pool.fail_safe_at),
         "id": pool.id,
         "description": pool.description,

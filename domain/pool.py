@@ -28,7 +28,15 @@ from domain.money import (
 )
 from domain.params import stored_time
 from domain.rules import PoolRules, parse_rules
-from domain.targets import NONE, action_id, level, parse_list, pool_targets, symbol
+from domain.targets import (
+    NONE,
+    TargetTree,
+    action_id,
+    level,
+    parse_list,
+    pool_targets,
+    symbol,
+)
 
 PARIMUTUEL = frozenset({1, 2})
 BINARY = frozenset({3, 4})
@@ -52,6 +60,34 @@ class BetStatus(StrEnum):
 #: How long after its closing an unresolved pool is voided when 385 sets no
 #: ``fail_safe_at`` (``Settings.fail_safe_delay_ms`` overrides it): a day.
 DEFAULT_FAIL_SAFE_MS = 24 * 60 * 60 * 1000
+#: How long after its opening a pool with no closing time is voided, unresolved
+#: (decisions §13; ``Settings.max_pool_lifetime_ms`` overrides it): a week.
+DEFAULT_MAX_POOL_LIFETIME_MS = 7 * 24 * 60 * 60 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class FailSafeRule:
+    """When a pool that names no ``fail_safe_at`` is voided (decisions §13): its closing
+    time plus ``delay_ms``, else its opening time plus ``lifetime_ms``. So every pool has
+    a fail-safe time, and no stake stays in escrow for ever."""
+
+    delay_ms: int = DEFAULT_FAIL_SAFE_MS
+    lifetime_ms: int = DEFAULT_MAX_POOL_LIFETIME_MS
+
+    def default_for(self, pool: Pool, game_close_at: int | None) -> int:
+        """The pool's fail-safe time when none was sent, no later than the last time
+        there is."""
+        closing = pool.closing_at(game_close_at)
+        at = pool.start_at + self.lifetime_ms if closing is None else closing + self.delay_ms
+        return min(at, params.TIME_MAX_MS)
+
+    def fill(self, pool: Pool, game_close_at: int | None) -> bool:
+        """Give a pool stored before every pool had one its fail-safe time; True when it
+        had none (the caller saves it)."""
+        if pool.fail_safe_at is not None:
+            return False
+        pool.fail_safe_at = self.default_for(pool, game_close_at)
+        return True
 
 
 #: A 360 broadcast lists at most this many of the bets added since the previous one.
@@ -107,7 +143,8 @@ class Pool:
     start_at: int = 0
     finish_at: int | None = None
     stop_accepting_bets_at: int | None = None
-    #: seed 003: still unresolved at this time, the pool is voided (None: no fail-safe)
+    #: seed 003: still unresolved at this time, the pool is voided. Every pool has one
+    #: (decisions §13); None only in a pool stored before that, until ``FailSafeRule.fill``
     fail_safe_at: int | None = None
     block_at: int | None = None
     allow_at: int | None = None
@@ -239,6 +276,12 @@ class Pool:
         finish_at = self.finish_at if self.pool_type in TIMED else None
         own = [at for at in (self.stop_accepting_bets_at, finish_at) if at is not None]
         return min(own, default=game_close_at)
+
+    def last_bet_at(self, game_close_at: int | None) -> int | None:
+        """When the pool stops taking bets at the latest (decisions §13): its closing time
+        or its fail-safe time, whichever comes first (None only without either)."""
+        known = [at for at in (self.closing_at(game_close_at), self.fail_safe_at) if at is not None]
+        return min(known, default=None)
 
     def refusal(self, now: int) -> DomainError | None:
         """Why no bet can be taken at ``now``, or None."""
@@ -570,9 +613,15 @@ def resolves_by_event(info: Mapping[str, Any], action: str, happened_at: int) ->
 
 
 def new_pool(
-    game: Game, fields: dict[str, Any], now: int, *, fail_safe_delay_ms: int = DEFAULT_FAIL_SAFE_MS
+    game: Game,
+    fields: dict[str, Any],
+    now: int,
+    *,
+    fail_safe: FailSafeRule = FailSafeRule(),
+    tree: TargetTree | None = None,
 ) -> Pool:
-    """Validate an op 385 request against its game and build the pool (not yet saved)."""
+    """Validate an op 385 request against its game and build the pool (not yet saved).
+    ``tree``: the game's target tree, when the caller has it built already."""
     pool_type = params.integer(fields, "pool_type", default=1, minimum=1, maximum=4)
     if pool_type in BINARY:
         action, target_level = "binary", 1
@@ -587,7 +636,7 @@ def new_pool(
                 f"{raw_action!r} is not an action of this game.",
                 parameter="action",
             )
-        tree = game.tree
+        tree = game.tree if tree is None else tree
         with about("targets"):
             ids = pool_targets(tree, parse_list(fields.get("targets"), "targets"))
         targets = {t: tree.display_name(t) for t in ids}
@@ -637,7 +686,7 @@ def new_pool(
         recreate_on_end=recreate,
         rules=pool_rules(fields, game, exponent, recreate=recreate),
     )
-    pool.fail_safe_at = fail_safe_time(fields, pool, game.close_at, now, fail_safe_delay_ms)
+    pool.fail_safe_at = fail_safe_time(fields, pool, game.close_at, now, fail_safe)
     return pool
 
 
@@ -658,17 +707,13 @@ def pool_rules(fields: dict[str, Any], game: Game, exponent: int, *, recreate: b
 
 
 def fail_safe_time(
-    fields: dict[str, Any], pool: Pool, game_close_at: int | None, now: int, delay_ms: int
-) -> int | None:
+    fields: dict[str, Any], pool: Pool, game_close_at: int | None, now: int, rule: FailSafeRule
+) -> int:
     """Seed 003's fail-safe time: ``fail_safe_at`` as sent (after now and after the pool's
-    finish and stop times), else ``delay_ms`` after the pool's closing. None when there is
-    no closing time to count from, or the sum passes the last time there is."""
+    finish and stop times; ``INVALID_PARAMETER`` otherwise), else ``rule``'s default."""
     at = params.epoch_ms(fields, "fail_safe_at")
     if at is None:
-        closing = pool.closing_at(game_close_at)
-        if closing is None or closing + delay_ms > params.TIME_MAX_MS:
-            return None
-        return closing + delay_ms
+        return rule.default_for(pool, game_close_at)
     for name, after in (
         ("now", now),
         ("finish_at", pool.finish_at),
@@ -700,6 +745,7 @@ __all__ = [
     "TIMED",
     "Bet",
     "BetStatus",
+    "FailSafeRule",
     "Outcome",
     "Pool",
     "PoolStatus",

@@ -7,17 +7,25 @@ target ``none``, which wins when an event matches no pool target.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from domain.errors import DomainError
 
 __all__ = [
+    "MAX_ACTION_NAME",
+    "MAX_GAME_ACTIONS",
+    "MAX_GAME_TARGETS",
+    "MAX_POOL_TARGETS",
+    "MAX_TARGET_NAME",
     "NONE",
     "TargetTree",
     "action_id",
     "build_actions",
+    "check_bound",
     "level",
+    "merged_actions",
     "parse_list",
     "path",
     "pool_targets",
@@ -28,6 +36,31 @@ __all__ = [
 
 NONE = "none"
 _NONE_DISPLAY = "None"
+
+#: Bounds of decisions §13, so that no game's document costs the server more than its
+#: sender: targets of a game (``none`` not counted, implied parents counted), actions of
+#: a game, targets of a pool (``none`` not counted). Past them: ``INVALID_PARAMETER``.
+MAX_GAME_TARGETS = 1_000
+MAX_GAME_ACTIONS = 100
+MAX_POOL_TARGETS = 200
+#: Longest target name (its whole ``:``-path) and action name a game takes, in UTF-8
+#: bytes: every event repeats them, so they bound what a game's documents weigh as much
+#: as the counts do.
+MAX_TARGET_NAME = 128
+MAX_ACTION_NAME = 64
+
+
+def check_bound(what: str, before: int, after: int, bound: int, *, parameter: str) -> None:
+    """Refuse an addition that takes a count past its bound (``INVALID_PARAMETER``,
+    ``limit``: the bound). A count already past it (stored before the bounds existed)
+    is served as it is: only growth past the bound is refused."""
+    if after > bound and after > before:
+        raise DomainError(
+            "INVALID_PARAMETER",
+            f"{what} may number at most {bound}; this would make {after}.",
+            parameter=parameter,
+            limit=bound,
+        )
 
 
 def parse_list(value: object, field: str) -> list[str]:
@@ -57,6 +90,23 @@ def parse_list(value: object, field: str) -> list[str]:
         if item:
             out.append(item)
     return out
+
+
+def _check_length(what: str, name: str, bound: int, parameter: str) -> None:
+    """Refuse a new name of more than ``bound`` bytes in UTF-8, or with a control
+    character (JSON would spell each in six bytes): ``INVALID_PARAMETER``, ``limit``."""
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise DomainError(
+            "INVALID_PARAMETER", f"{what} may not hold control characters.", parameter=parameter
+        )
+    size = len(name.encode())
+    if size > bound:
+        raise DomainError(
+            "INVALID_PARAMETER",
+            f"{what} may be at most {bound} bytes in UTF-8, not {size}.",
+            parameter=parameter,
+            limit=bound,
+        )
 
 
 def _segments(name: str) -> list[str]:
@@ -130,13 +180,16 @@ class TargetTree:
         return cls().merged(names)
 
     def merged(self, names: Iterable[str]) -> TargetTree:
-        """A new tree with ``names`` added; existing targets keep their display names."""
+        """A new tree with ``names`` added; existing targets keep their display names.
+        ``INVALID_PARAMETER`` when it would take the game past ``MAX_GAME_TARGETS``."""
         built = dict(self._names)
         del built[NONE]  # re-added last by __init__
         explicit: set[str] = set()
         for name in names:
             parts = _segments(name)
             ids = path(":".join(p.lower() for p in parts))
+            if ids[-1] not in self._names:  # a name the game has is taken as it is
+                _check_length("A target name", ids[-1], MAX_TARGET_NAME, "targets")
             if ids[0] == NONE:
                 if len(ids) > 1:
                     raise DomainError("INVALID_TARGET", "Target 'none' cannot have sub-targets.")
@@ -148,6 +201,8 @@ class TargetTree:
             if own not in self._names and own not in explicit:
                 built[own] = parts[-1]
                 explicit.add(own)
+        before = len(self._names) - 1  # ``none`` is not counted
+        check_bound("A game's targets", before, len(built), MAX_GAME_TARGETS, parameter="targets")
         return TargetTree(built)
 
     def ids(self) -> list[str]:
@@ -207,8 +262,10 @@ def pool_targets(tree: TargetTree, names: Iterable[str]) -> list[str]:
 
     All targets must exist in the game and share one level (``none`` is exempt), and at
     least one target besides ``none`` is needed: a pool on ``none`` alone cannot be lost.
+    At most ``MAX_POOL_TARGETS`` besides ``none`` (``INVALID_PARAMETER``). Linear in the
+    names sent: repeats are dropped through a dict, never a scan of what was kept.
     """
-    ids: list[str] = []
+    ids: dict[str, None] = {}  # an ordered set
     for name in names:
         tid = target_id(name)
         if tid not in tree:
@@ -217,9 +274,9 @@ def pool_targets(tree: TargetTree, names: Iterable[str]) -> list[str]:
                 f"Target {name!r} is not a target of this game.",
                 parameter="targets",
             )
-        if tid not in ids:
-            ids.append(tid)
+        ids[tid] = None
     real = [t for t in ids if t != NONE]
+    check_bound("A pool's targets", 0, len(real), MAX_POOL_TARGETS, parameter="targets")
     if not real:
         raise DomainError(
             "INVALID_TARGET",
@@ -232,9 +289,8 @@ def pool_targets(tree: TargetTree, names: Iterable[str]) -> list[str]:
             f"All targets of a pool must be of the same level, not {', '.join(real)}.",
             parameter="targets",
         )
-    if NONE not in ids:
-        ids.append(NONE)
-    return ids
+    ids.setdefault(NONE, None)
+    return list(ids)
 
 
 def winning_target(pool_targets: Iterable[str], event_target: str) -> str:
@@ -258,7 +314,21 @@ def action_id(name: str) -> str:
 
 def build_actions(names: Iterable[str]) -> dict[str, dict[str, str]]:
     """Actions in the seed's shape, ``{"goal": {"name": "Goal"}}``; first spelling wins."""
-    actions: dict[str, dict[str, str]] = {}
+    return merged_actions({}, names)
+
+
+def merged_actions(
+    actions: Mapping[str, dict[str, str]], names: Iterable[str]
+) -> dict[str, dict[str, str]]:
+    """``actions`` with ``names`` added (an existing action keeps its spelling);
+    ``INVALID_PARAMETER`` when it would take the game past ``MAX_GAME_ACTIONS``."""
+    merged = dict(actions)
     for name in names:
-        actions.setdefault(action_id(name), {"name": name.strip()})
-    return actions
+        aid = action_id(name)
+        if aid not in actions:  # a name the game has is taken as it is
+            _check_length("An action name", aid, MAX_ACTION_NAME, "actions")
+        merged.setdefault(aid, {"name": name.strip()})
+    check_bound(
+        "A game's actions", len(actions), len(merged), MAX_GAME_ACTIONS, parameter="actions"
+    )
+    return merged

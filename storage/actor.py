@@ -33,6 +33,10 @@ MAX_BATCH = 512
 #: Snapshot reads (audits) running at once, each in a thread and on a connection of its
 #: own: the rest wait their turn, holding neither threads nor descriptors.
 SNAPSHOT_THREADS = 2
+#: Large documents built at once for HTTP readers (a draw of 10,000 events, a listing of
+#: a thousand games), each in a worker thread: a crowd asking for them waits its turn
+#: rather than taking every thread, and the event loop builds none of them.
+DOCUMENT_THREADS = 2
 #: What a caller is told: SQLite's own words name tables and columns, so they go to the log.
 READ_FAILED = "The read failed; the server log says why."
 NOT_SAVED = "The change was not saved; the server log says why."
@@ -121,6 +125,7 @@ class Storage:
         self.offload = offload
         self.path = path  # the database file, for reads on a connection of their own
         self.snapshot_threads = trio.CapacityLimiter(SNAPSHOT_THREADS)
+        self.document_threads = trio.CapacityLimiter(DOCUMENT_THREADS)
 
     async def off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker thread, so that CPU work of a second (settling a pool
@@ -131,6 +136,12 @@ class Storage:
         the 100,000 objects it is building while holding the GIL (37 ms of stall for
         every connection, measured), and what it builds holds no reference cycle."""
         return await in_thread(self.offload, None, without_collections, fn, *args)
+
+    async def build_document(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a worker thread on the documents' own limiter (see
+        ``DOCUMENT_THREADS``); inline when SQLite is. For what an HTTP reader asks: an
+        actor uses ``off_loop``, whose threads no crowd of readers can take."""
+        return await in_thread(self.offload, self.document_threads, fn, *args)
 
     async def commit(self, changes: Sequence[Change]) -> None:
         if changes:

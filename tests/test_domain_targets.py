@@ -9,11 +9,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.errors import DomainError
+from domain.game import MAX_GAME_EVENTS, check_event_room
 from domain.targets import (
+    MAX_GAME_ACTIONS,
+    MAX_GAME_TARGETS,
+    MAX_POOL_TARGETS,
+    MAX_TARGET_NAME,
     TargetTree,
     action_id,
     build_actions,
     level,
+    merged_actions,
     parse_list,
     path,
     pool_targets,
@@ -214,3 +220,102 @@ def test_an_event_resolves_open_parimutuel_pools_of_its_action_opened_before_it(
     assert not resolves_by_event({**pool, "open": False}, "goal", 150)
     assert not resolves_by_event(pool, "card", 150)
     assert not resolves_by_event(pool, "goal", 99)  # the goal came before the pool
+
+
+# -- bounds and cost (decisions §13, issue 18) ---------------------------------------------
+
+
+class CountedId(str):
+    """A target id that counts the equality tests made on it: a scan of a list makes one
+    per item kept, a set or dict lookup about one in all."""
+
+    comparisons = 0
+
+    def __eq__(self, other: object) -> bool:
+        CountedId.comparisons += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+def test_pool_targets_is_linear_in_the_names_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """15,000 names over the 200 targets a pool may have: a check that scans what it kept
+    (the quadratic one) would compare about 1.5 million times."""
+    tree = TargetTree.build(f"T{i}" for i in range(MAX_POOL_TARGETS))
+    names = [f"T{i % MAX_POOL_TARGETS}" for i in range(15_000)]
+    original = target_id
+    monkeypatch.setattr("domain.targets.target_id", lambda name: CountedId(original(name)))
+    CountedId.comparisons = 0
+    ids = pool_targets(tree, names)
+    assert len(ids) == MAX_POOL_TARGETS + 1
+    assert CountedId.comparisons <= 3 * len(names)
+
+
+@settings(max_examples=50)
+@given(st.lists(st.integers(0, 30), max_size=60))
+def test_pool_targets_keeps_the_first_of_each_in_order(picks: list[int]) -> None:
+    tree = TargetTree.build(f"t{i}" for i in range(31))
+    names = [f"T{i}" for i in picks]
+    expected = list(dict.fromkeys(f"t{i}" for i in picks))
+    if not expected:
+        with pytest.raises(DomainError):
+            pool_targets(tree, names)
+        return
+    assert pool_targets(tree, names) == [*expected, "none"]
+
+
+def test_a_pool_past_its_bound_is_refused() -> None:
+    tree = TargetTree.build(f"t{i}" for i in range(MAX_POOL_TARGETS + 1))
+    with pytest.raises(DomainError) as refused:
+        pool_targets(tree, [f"t{i}" for i in range(MAX_POOL_TARGETS + 1)])
+    assert refused.value.code == "INVALID_PARAMETER"
+    assert refused.value.extra == {"parameter": "targets", "limit": MAX_POOL_TARGETS}
+    assert len(pool_targets(tree, ["none", *(f"t{i}" for i in range(MAX_POOL_TARGETS))])) == 201
+
+
+def test_game_bounds_refuse_growth_only() -> None:
+    full = TargetTree.build(f"t{i}" for i in range(MAX_GAME_TARGETS))
+    assert full.merged(["T1", "none"]) == full
+    with pytest.raises(DomainError) as refused:
+        full.merged(["one more"])
+    assert (refused.value.code, refused.value.extra["limit"]) == ("INVALID_PARAMETER", 1_000)
+    stored_over = TargetTree({f"t{i}": f"T{i}" for i in range(MAX_GAME_TARGETS + 5)})
+    assert len(stored_over.merged(["t3"])) == MAX_GAME_TARGETS + 6
+    long_name = "x" * (MAX_TARGET_NAME + 1)
+    stored_long = TargetTree({long_name: long_name})
+    assert stored_long.merged([long_name.upper()]) == stored_long
+    with pytest.raises(DomainError) as refused:
+        stored_long.merged([long_name + "y"])
+    assert refused.value.extra == {"parameter": "targets", "limit": MAX_TARGET_NAME}
+    actions = build_actions(f"a{i}" for i in range(MAX_GAME_ACTIONS))
+    assert merged_actions(actions, ["A1"]) == actions
+    with pytest.raises(DomainError) as refused:
+        merged_actions(actions, ["another"])
+    assert refused.value.extra == {"parameter": "actions", "limit": MAX_GAME_ACTIONS}
+
+
+def test_events_past_the_bound_are_refused() -> None:
+    check_event_room(MAX_GAME_EVENTS - 1)
+    for recorded in (MAX_GAME_EVENTS, MAX_GAME_EVENTS + 3):
+        with pytest.raises(DomainError) as refused:
+            check_event_room(recorded)
+        assert refused.value.extra["limit"] == MAX_GAME_EVENTS
+
+
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("x" * MAX_TARGET_NAME, True),
+        ("é" * (MAX_TARGET_NAME // 2), True),  # two bytes each
+        ("é" * (MAX_TARGET_NAME // 2 + 1), False),
+        ("bell\x07", False),
+        ("tab\there", False),
+    ],
+)
+def test_a_new_target_name_is_bounded_in_bytes_and_printable(name: str, ok: bool) -> None:
+    if ok:
+        assert len(TargetTree.build([name])) == 2
+        return
+    with pytest.raises(DomainError) as refused:
+        TargetTree.build([name])
+    assert refused.value.code == "INVALID_PARAMETER"

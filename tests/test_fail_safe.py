@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import msgspec
 import pytest
 import trio
 
@@ -17,6 +18,8 @@ from domain.errors import DomainError
 from storage.database import Database
 from tests.conftest import ActorHarness, Match, ledger_problems, open_match
 from tote.server import ServerConfig, start_services
+
+DAY_MS = 24 * 3600 * 1000
 
 
 async def available(services: Services, user_id: int) -> int:
@@ -84,14 +87,28 @@ async def test_the_default_fail_safe_counts_from_the_pool_closing(
     assert [msg["resolved_at"] for msg in m.watcher.take(362)] == [stop_at + 600_000]
 
 
-async def test_a_pool_without_a_closing_time_has_no_default_fail_safe(
+async def test_a_pool_without_a_closing_time_is_voided_after_the_max_lifetime(
     actors: ActorHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
+    """Decisions §13: no closing time, no fail_safe_at: voided max_pool_lifetime_ms after
+    its opening, every stake back, so no stake stays in escrow for ever."""
+    actors.services.settings.max_pool_lifetime_ms = lifetime = 3 * DAY_MS
     m = await open_match(actors)
     pool_id, pool = await m.pool()
-    assert (await stored_pool(actors.services, pool_id))["fail_safe_at"] is None
-    await trio.sleep(10 * 24 * 3600)
-    assert (await pool.ask(p.Info()))["open"] is True
+    alice, bob = await two_bettors(m, pool)
+    [announced] = m.watcher.take(352)
+    fail_safe_at = announced["start_at"] + lifetime
+    assert announced["fail_safe_at"] == fail_safe_at
+    assert (await stored_pool(actors.services, pool_id))["fail_safe_at"] == fail_safe_at
+    await trio.sleep((fail_safe_at - m.now) / 1000 - 1)
+    assert m.watcher.take(362) == []
+    await trio.sleep(2)
+    [voided] = m.watcher.take(362)
+    assert (voided["resolved_at"], voided["is_money_return"]) == (fail_safe_at, True)
+    for user in (alice, bob):
+        assert await available(actors.services, user) == 100_00
+    assert (await stored_pool(actors.services, pool_id))["status"] == "voided"
+    assert await actors.audit() == []
 
 
 async def test_a_pool_resolved_before_its_fail_safe_time_is_untouched(
@@ -212,16 +229,75 @@ async def test_a_server_down_across_the_fail_safe_time_voids_the_pool_when_it_st
         assert await available(services, alice) == 90_00
         nursery.cancel_scope.cancel()
 
+    await voided_once_at_each_start(database, pool_id, (alice, bob))
+    database.close()
+
+
+async def voided_once_at_each_start(
+    database: Database, pool_id: str, bettors: tuple[int, ...], fail_safe_at: int | None = None
+) -> None:
+    """Start twice on ``database``: the pool is voided (at ``fail_safe_at``, if given)
+    once, every bettor has their money back, and the books balance."""
     for _ in range(2):
         async with trio.open_nursery() as nursery:
-            services = await nursery.start(start_services, config, database, "key")
+            services = await nursery.start(
+                start_services, ServerConfig(offload=False), database, "key"
+            )
             _, box = await services.games.pool(pool_id)
             assert (await box.ask(p.Info()))["open"] is False
-            assert (await stored_pool(services, pool_id))["status"] == "voided"
-            for user in (alice, bob):
+            stored = await stored_pool(services, pool_id)
+            assert stored["status"] == "voided"
+            assert fail_safe_at in (None, stored["fail_safe_at"])
+            for user in bettors:
                 assert await available(services, user) == 100_00
             assert await ledger_problems(services) == []
             nursery.cancel_scope.cancel()
     settlements = "SELECT COUNT(*) FROM transactions WHERE id = ?"
     assert database.scalar(settlements, (f"settle:{pool_id}",)) == 1
+
+
+async def test_a_pool_stored_without_a_fail_safe_time_gets_one_on_load_and_is_voided(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A pool made before every pool had a fail-safe time (none stored): the next start
+    gives it its opening plus max_pool_lifetime_ms, records it, and voids it when that
+    time has passed, across restarts."""
+    database = Database(":memory:", synchronous="OFF")
+    config = ServerConfig(offload=False)
+    async with trio.open_nursery() as nursery:
+        services = await nursery.start(start_services, config, database, "key")
+        services.clock = WallClock(int(time.time() * 1000) - 8 * DAY_MS)  # 8 days ago
+        m = await open_match(ActorHarness(services, nursery))
+        pool_id, pool = await m.pool()
+        alice, bob = await two_bettors(m, pool)
+        opened_at = (await pool.ask(p.Info()))["start_at"]
+        nursery.cancel_scope.cancel()
+    forget_fail_safe(database, pool_id)
+    await voided_once_at_each_start(database, pool_id, (alice, bob), opened_at + 7 * DAY_MS)
     database.close()
+
+
+def forget_fail_safe(db: Database, pool_id: str) -> None:
+    """Store the pool as an older version did: without a fail-safe time."""
+    doc = msgspec.json.decode(db.scalar("SELECT doc FROM pools WHERE id = ?", (pool_id,)))
+    doc["fail_safe_at"] = None
+    db.conn.execute(
+        "UPDATE pools SET fail_safe_at = NULL, doc = ? WHERE id = ?",
+        (msgspec.json.encode(doc).decode(), pool_id),
+    )
+
+
+async def test_a_restart_resumes_the_lifetime_timer(
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    m = await open_match(actors)
+    pool_id, pool = await m.pool()
+    await two_bettors(m, pool)
+    [announced] = m.watcher.take(352)
+    await trio.sleep(6 * 24 * 3600)
+    actors.services.supervisor.kill(f"pool:{pool_id}")
+    assert (await pool.ask(p.Info()))["open"] is True
+    assert actors.services.supervisor.restarts(f"pool:{pool_id}") == 1
+    await trio.sleep(24 * 3600 + 1)
+    [voided] = m.watcher.take(362)
+    assert voided["resolved_at"] == announced["start_at"] + 7 * DAY_MS

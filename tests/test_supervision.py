@@ -204,7 +204,7 @@ async def test_a_result_not_yet_sent_when_the_pool_died_is_sent_on_restart(
     await pool.ask(p.ResolveByHand("a"))
     assert len(m.watcher.take(362)) == 1
     # the state a crash between the settling commit and the broadcast leaves behind
-    settled, _ = await services.storage.read(lambda db: load_pool(db, pool_id))
+    settled = (await services.storage.read(lambda db: load_pool(db, pool_id))).pool
     settled.announced = False
     await services.storage.commit([Upsert("pools", pool_row(settled))])
     services.supervisor.kill(f"pool:{pool_id}")

@@ -18,6 +18,7 @@ from typing import Any
 import trio
 
 from domain.codec import decode
+from domain.pool import DEFAULT_MAX_POOL_LIFETIME_MS
 from tests.conftest import Harness, WsClient, setup_game
 from tests.test_pool_timers import aggregates
 
@@ -165,7 +166,8 @@ async def test_create_pool_confirms_350_and_broadcasts_the_full_pool_352(harness
             "start_at": announced["start_at"],
             "finish_at": None,
             "stop_accepting_bets_at": None,
-            "fail_safe_at": None,  # no closing time, nothing to fall back from
+            # no closing time: the opening plus max_pool_lifetime_ms (decisions §13)
+            "fail_safe_at": announced["start_at"] + DEFAULT_MAX_POOL_LIFETIME_MS,
             "takeout": D("0"),
             "currency": "EUR",
             # the pool rules' defaults (decisions §11): today's behaviour

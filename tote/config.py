@@ -62,6 +62,8 @@ HELP: dict[str, str] = {
     "slow_commit_seconds": "a commit slower than this is logged as a warning",
     "fail_safe_delay_ms": "milliseconds after its closing an unresolved pool is voided, when "
     "op 385 sets no fail_safe_at (seed 003)",
+    "max_pool_lifetime_ms": "milliseconds after its opening an unresolved pool with no closing "
+    "time is voided, when op 385 sets no fail_safe_at",
     "public_url": "scheme and host the lotteries.io links start with (default: the request's)",
     "wallet_url": "remote wallet mode (seed 004): the operator's callback base URL "
     "(POST <url>/bets and <url>/winners); needs wallet_secret",

@@ -111,7 +111,8 @@ def pool_rows(db: Database, game_id: str, limit: int, offset: int) -> list[dict[
     rows = db.rows(
         "SELECT p.doc, COUNT(b.id) AS bets, COALESCE(SUM(b.amount), 0) AS staked"
         " FROM pools p LEFT JOIN bets b ON b.pool_id = p.id WHERE p.game_id = ?"
-        " GROUP BY p.id ORDER BY p.rowid LIMIT ? OFFSET ?",
+        # creation order: a pool's rowid changes each time it is saved (INSERT OR REPLACE)
+        " GROUP BY p.id ORDER BY json_extract(p.doc, '$.start_at'), p.rowid LIMIT ? OFFSET ?",
         (game_id, limit + 1, offset),
     )
     return [
@@ -154,7 +155,11 @@ def listing_blueprint(services: Services) -> quart.Blueprint:
         limit, offset = page()
         rows = await read(lambda db: game_rows(db, limit, offset))
         now = services.clock.now_ms()
-        return json_response(paged("games", [game_summary(*r, now) for r in rows], limit))
+        # up to 1,000 game documents to decode: in a worker thread, not on the loop
+        summaries = await services.storage.build_document(
+            lambda: [game_summary(*row, now) for row in rows]
+        )
+        return json_response(paged("games", summaries, limit))
 
     @blueprint.get("/v1/games/<game_id>/pools")
     @operator

@@ -14,10 +14,10 @@ from functools import partial
 from typing import Any, TypeVar
 
 import msgspec
-import trio
 from quart import Blueprint, Response, request
 
 from actors.services import Services
+from domain.codec import encode
 from domain.errors import DomainError
 from domain.game import Game
 from domain.lotteries import (
@@ -41,7 +41,7 @@ from domain.lotteries import (
     single_values,
     winning_scheme,
 )
-from domain.pool import Pool
+from domain.pool import FailSafeRule, Pool
 from storage import catalog
 from storage.database import Database
 from transport.httpkit import STATUS_OF, json_response
@@ -80,19 +80,36 @@ def _decoded(doc: str) -> dict[str, Any]:
     return msgspec.json.decode(doc)
 
 
-def _entry(row: dict[str, Any], game_of: Callable[[str], Game]) -> PoolEntry:
-    """A catalog pool row, with its game looked up by the pool's ``game_id``."""
+def _entry(row: dict[str, Any], game_of: Callable[[str], Game], rule: FailSafeRule) -> PoolEntry:
+    """A catalog pool row, with its game looked up by the pool's ``game_id``; a pool
+    stored before every pool had a fail-safe time shows the one it gets when it loads."""
     pool = Pool.from_doc(_decoded(row["doc"]), [])
-    return PoolEntry(pool, game_of(pool.game_id), bool(row["resolving"]))
+    game = game_of(pool.game_id)
+    rule.fill(pool, game.close_at)
+    return PoolEntry(pool, game, bool(row["resolving"]))
+
+
+def _pool_entry(row: dict[str, Any], rule: FailSafeRule) -> PoolEntry:
+    """A ``catalog.pool`` row (the pool with its game's document) as a PoolEntry."""
+    game = Game.from_doc(_decoded(row["game_doc"]))
+    return _entry(row, lambda _: game, rule)
 
 
 def _listed(
-    games: dict[str, str], rows: list[dict[str, Any]], now: int, status: ParticipationStatus | None
+    games: dict[str, str],
+    rows: list[dict[str, Any]],
+    now: int,
+    status: ParticipationStatus | None,
+    rule: FailSafeRule,
 ) -> list[PoolEntry]:
     """The listing's pools in order; run in a worker thread, since a product may have
     thousands of pools to decode and the event loop must not wait for that."""
     game_of = {game_id: Game.from_doc(_decoded(doc)) for game_id, doc in games.items()}
-    return select_pools((_entry(row, game_of.__getitem__) for row in rows), now, status)
+    return select_pools((_entry(row, game_of.__getitem__, rule) for row in rows), now, status)
+
+
+def _encoded(build: Callable[[], dict[str, Any]]) -> bytes:
+    return encode(build())
 
 
 def _statistics(found: dict[str, dict[str, int]], pool_id: str) -> Statistics:
@@ -114,6 +131,9 @@ def lotteries_blueprint(services: Services) -> Blueprint:
     def now() -> int:
         return services.clock.now_ms()
 
+    def rule() -> FailSafeRule:
+        return services.settings.fail_safe_rule
+
     def hrefs() -> Hrefs:
         return Hrefs(base_url(services.settings.public_url, request.scheme, request.host))
 
@@ -126,16 +146,22 @@ def lotteries_blueprint(services: Services) -> Blueprint:
             raise DomainError("NOT_FOUND", f"There is no gaming product {product_id!r}.")
         return Product.from_row(row)
 
-    async def pool_of(product_id: str, pool_id: str) -> tuple[PoolEntry, Statistics]:
-        """The pool, when it is one of the product's: a pool under another product's
-        address is not found, so every resource has one address."""
+    async def pool_of(product_id: str, pool_id: str) -> tuple[dict[str, Any], Statistics]:
+        """The pool's catalog row, when it is one of the product's: a pool under another
+        product's address is not found, so every resource has one address."""
         checked_id(product_id, "product")
         row = await read(partial(catalog.pool, pool_id=checked_id(pool_id, "pool")))
         if row is None or row["source_id"] != product_id:
             raise DomainError("NOT_FOUND", f"There is no participation pool {pool_id!r} here.")
         stats = await read(partial(catalog.statistics, pool_ids=[pool_id]))
-        game = Game.from_doc(_decoded(row["game_doc"]))
-        return _entry(row, lambda _: game), _statistics(stats, pool_id)
+        return row, _statistics(stats, pool_id)
+
+    async def document(build: Callable[[], dict[str, Any]]) -> Response:
+        """The resource ``build`` makes, decoded, built and encoded in a worker thread:
+        a game's document holds up to 1,000 targets and its draw 10,000 events."""
+        response = Response(await services.storage.build_document(_encoded, build))
+        response.content_type = HAL
+        return response
 
     @bp.get("/gaming-products")
     async def products() -> Response:
@@ -168,7 +194,9 @@ def lotteries_blueprint(services: Services) -> Blueprint:
                 "INVALID_PARAMETER", "draw is not a draw of this product.", parameter="draw"
             )
         moment = now()
-        shown = await trio.to_thread.run_sync(_listed, games, rows, moment, listing.status)
+        shown = await services.storage.build_document(
+            _listed, games, rows, moment, listing.status, rule()
+        )
         page = Page.of(listing, len(shown))
         on_page = shown[page.offset : page.offset + page.size]
         stats = await read(
@@ -180,45 +208,63 @@ def lotteries_blueprint(services: Services) -> Blueprint:
     @bp.get("/gaming-products/<product_id>/participation-pools/<pool_id>")
     async def pool(product_id: str, pool_id: str) -> Response:
         query()
-        entry, stats = await pool_of(product_id, pool_id)
-        return hal_response(pool_resource(hrefs(), product_id, entry, stats, now()))
+        row, stats = await pool_of(product_id, pool_id)
+        links, moment = hrefs(), now()
+        return await document(
+            lambda: pool_resource(links, product_id, _pool_entry(row, rule()), stats, moment)
+        )
 
     @bp.get("/gaming-products/<product_id>/participation-pools/<pool_id>/betting-scheme")
     async def pool_betting_scheme(product_id: str, pool_id: str) -> Response:
         query()
-        entry, _ = await pool_of(product_id, pool_id)
-        return hal_response(betting_scheme(hrefs(), product_id, entry.pool))
+        row, _ = await pool_of(product_id, pool_id)
+        links = hrefs()
+        return await document(
+            lambda: betting_scheme(links, product_id, _pool_entry(row, rule()).pool)
+        )
 
     @bp.get("/gaming-products/<product_id>/participation-pools/<pool_id>/winning-scheme")
     async def pool_winning_scheme(product_id: str, pool_id: str) -> Response:
         query()
-        entry, _ = await pool_of(product_id, pool_id)
-        return hal_response(winning_scheme(hrefs(), product_id, entry.pool))
+        row, _ = await pool_of(product_id, pool_id)
+        links = hrefs()
+        return await document(
+            lambda: winning_scheme(links, product_id, _pool_entry(row, rule()).pool)
+        )
 
-    async def game_of(draw_id: str) -> tuple[Game, list[dict[str, Any]]]:
+    async def game_of(draw_id: str) -> tuple[str, list[dict[str, Any]]]:
+        """The draw's stored game document and its events."""
         found = await read(partial(catalog.game, game_id=checked_id(draw_id, "draw")))
         if found is None:
             raise DomainError("NOT_FOUND", f"There is no draw {draw_id!r}.")
-        doc, events = found
-        return Game.from_doc(_decoded(doc)), events
+        return found
 
     @bp.get("/draws/<draw_id>")
     async def draw(draw_id: str) -> Response:
         query()
-        game, events = await game_of(draw_id)
-        return hal_response(draw_resource(hrefs(), game, events, now()))
+        doc, events = await game_of(draw_id)
+        links, moment = hrefs(), now()
+        return await document(
+            lambda: draw_resource(links, Game.from_doc(_decoded(doc)), events, moment)
+        )
 
     @bp.get("/gaming-products/<product_id>/draw-view/<draw_id>")
     async def draw_view(product_id: str, draw_id: str) -> Response:
         query()
         checked_id(product_id, "product")
-        game, events = await game_of(draw_id)
+        doc, events = await game_of(draw_id)
+        game = Game.from_doc(_decoded(doc))
         if game.source_id != product_id:
             raise DomainError("NOT_FOUND", f"There is no draw {draw_id!r} of this product.")
         _, rows = await read(partial(catalog.pools_of, source_id=product_id, game_id=game.id))
-        entries = [_entry(row, lambda _: game) for row in rows]
         stats = await read(partial(catalog.statistics, pool_ids=[row["id"] for row in rows]))
         stakes = sum(row["stakes"] for row in stats.values())
-        return hal_response(draw_view_resource(hrefs(), game, entries, stakes, len(events), now()))
+        links, moment = hrefs(), now()
+
+        def build() -> dict[str, Any]:
+            entries = [_entry(row, lambda _: game, rule()) for row in rows]
+            return draw_view_resource(links, game, entries, stakes, len(events), moment)
+
+        return await document(build)
 
     return bp
