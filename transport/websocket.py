@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 CLOSE_SLOW = 1008  # policy violation: a client that does not read its messages
 CLOSE_TOO_BIG = 1009
 CLOSE_EXPIRED = 4001
+#: After our close frame, how long we keep reading (and discarding) what the client is
+#: still sending, so that closing with bytes unread does not reset the connection and
+#: destroy the close frame before the client reads it (RFC 6455 §7.1.1).
+CLOSE_DRAIN_SECONDS = 2.0
 
 #: The handshake `id`: ASCII digits only (`int()` reads other scripts' digits too).
 MAX_ID_DIGITS = 18
@@ -124,6 +128,18 @@ async def send_messages(ws: WebSocketConnection, messages: list[bytes]) -> None:
             raise ConnectionClosed(ws._close_reason) from None
 
 
+async def drain_then_close(stream: trio.abc.Stream) -> None:
+    """Read and discard until the client closes, for at most ``CLOSE_DRAIN_SECONDS``,
+    then close: the client has read our close frame by the time its send ends."""
+    with trio.move_on_after(CLOSE_DRAIN_SECONDS):
+        try:
+            while await stream.receive_some(65536):
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+    await stream.aclose()
+
+
 def utf8_size(message: str | bytes) -> int:
     """The size of a message on the wire, in bytes (trio-websocket counts characters)."""
     if isinstance(message, bytes) or message.isascii():
@@ -195,7 +211,9 @@ class Connection:
         while True:
             try:
                 raw = await self.ws.get_message()
-            except ConnectionClosed:
+            except ConnectionClosed as closed:
+                if closed.reason.code == CLOSE_TOO_BIG:  # trio-websocket sent the 1009
+                    await drain_then_close(self.ws._stream)
                 return
             if utf8_size(raw) > settings.max_frame_bytes:
                 self.drop(CLOSE_TOO_BIG, f"message over {settings.max_frame_bytes} bytes")
