@@ -5,17 +5,34 @@ never see frames or connections. A subscriber is an address: a function that que
 without waiting (a connection's bounded outbox closes the client when it is full, so a
 slow client never slows an actor or the others). The transport gives the hub its
 ``render``: each event becomes bytes once, and the same bytes go to every recipient.
+
+A big audience is not served in the publishing actor's turn: the hub's own fan-out task
+(``run``) delivers its broadcasts a slice at a time, so a game with 10,000 subscribers
+costs its actor one render and one append, and bets keep flowing between the slices.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import math
+from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import trio
+
 #: Where a subscriber's messages go: queues them without waiting.
 Address = Callable[[bytes], None]
+
+#: A broadcast goes out in the publisher's turn when it has at most this many recipients
+#: and nothing waits before it; a bigger audience is handed to the fan-out task.
+INLINE_ADDRESSES = 64
+#: Deliveries the fan-out task makes before it lets other tasks run (about a millisecond).
+DELIVERIES_PER_SLICE = 256
+#: What may wait for the fan-out task: its broadcasts' bytes and 8 bytes an address of
+#: their recipient lists. Past it the publisher delivers the queue itself (nothing is
+#: lost, the order is kept, and a loop too busy to fan out slows the publishers down).
+QUEUE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +50,11 @@ class Hub:
         self._games: dict[str, set[Address]] = defaultdict(set)
         self._users: dict[int, set[Address]] = defaultdict(set)
         self._joined: dict[Address, set[str]] = defaultdict(set)  # address -> its games
+        #: broadcasts for the fan-out task: [recipients at publication, bytes, next index]
+        self._queue: deque[list[Any]] = deque()
+        self._queued_bytes = 0
+        self._wake = trio.Event()
+        self._fanning_out = False  # run() is running
 
     # -- users ------------------------------------------------------------------------
 
@@ -63,7 +85,51 @@ class Hub:
         return self._discard(self._games, game_id, address)
 
     def to_game(self, game_id: str, event: object) -> None:
-        self._send(self._games.get(game_id), event)
+        """Deliver to the game's subscribers of now (a later join does not get it): at
+        once for a small audience, else through the fan-out task."""
+        addresses = self._games.get(game_id)
+        if not addresses:
+            return
+        if not self._fanning_out or (not self._queue and len(addresses) <= INLINE_ADDRESSES):
+            self._send(addresses, event)
+            return
+        data = self._render(event)
+        self._queue.append([tuple(addresses), data, 0])
+        self._queued_bytes += len(data) + 8 * len(addresses)
+        self._wake.set()
+        if self._queued_bytes > QUEUE_BYTES:
+            self._deliver(math.inf)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The fan-out task: big audiences' broadcasts, oldest first, a slice at a time."""
+        self._fanning_out = True
+        task_status.started()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                while self._queue:
+                    self._deliver(DELIVERIES_PER_SLICE)
+                    await trio.lowlevel.checkpoint()
+        finally:
+            self._fanning_out = False
+            self._deliver(math.inf)  # what was queued still goes out (sends never wait)
+
+    def _deliver(self, budget: float) -> None:
+        """Up to ``budget`` deliveries from the head of the fan-out queue."""
+        queue = self._queue
+        while queue and budget > 0:
+            item = queue[0]
+            addresses, data, start = item
+            end = int(min(len(addresses), start + budget))
+            for i in range(start, end):
+                addresses[i](data)
+            budget -= end - start
+            if end < len(addresses):
+                item[2] = end
+            else:
+                queue.popleft()
+                self._queued_bytes -= len(data) + 8 * len(addresses)
 
     def _send(self, addresses: set[Address] | None, event: object) -> None:
         if not addresses:

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import trio
 from trio_websocket import open_websocket_url
+from wsproto.frame_protocol import FrameProtocol
 
 from actors import game as g
 from actors.directory import CreateGame
@@ -24,6 +25,7 @@ from actors.services import Settings
 from domain.codec import decode, encode
 from domain.ledger import audit
 from tote.server import Endpoints, Server, ServerConfig
+from transport.frames import Frame
 
 #: Password hashes in tests: the real cost (N=2^17) would make every user take ~1 s.
 CHEAP_SCRYPT_N = 2**10
@@ -233,6 +235,11 @@ class FakeConnection:
         self.received: list[dict[str, Any]] = []
 
     def push(self, data: bytes) -> None:
+        """A payload, or a ready websocket frame (the hub's broadcasts)."""
+        if isinstance(data, Frame):
+            reader = FrameProtocol(client=True, extensions=[])
+            reader.receive_bytes(data)
+            data = b"".join(frame.payload.encode() for frame in reader.received_frames())
         self.received.append(decode(data))
 
     def join(self) -> g.Join:
