@@ -85,15 +85,17 @@ class Hub:
         return self._discard(self._games, game_id, address)
 
     def to_game(self, game_id: str, event: object) -> None:
-        """Deliver to the game's subscribers of now (a later join does not get it): at
-        once for a small audience, else through the fan-out task."""
         addresses = self._games.get(game_id)
-        if not addresses:
-            return
+        if addresses:
+            self._fan_out(addresses, self._render(event))
+
+    def _fan_out(self, addresses: set[Address], data: bytes) -> None:
+        """The same bytes to every address of now (a later join does not get them): at
+        once for a small audience, else through the fan-out task."""
         if not self._fanning_out or (not self._queue and len(addresses) <= INLINE_ADDRESSES):
-            self._send(addresses, event)
+            for address in list(addresses):
+                address(data)
             return
-        data = self._render(event)
         self._queue.append([tuple(addresses), data, 0])
         self._queued_bytes += len(data) + 8 * len(addresses)
         self._wake.set()
