@@ -500,16 +500,24 @@ class Operator:
             timeout=60,
         )
 
+    async def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        """POST, sent again once if the server closed the kept-alive connection before
+        reading it (hypercorn closes one after 1,000 requests): nothing was done."""
+        try:
+            return await self.http.post(path, **kwargs)
+        except httpx.RemoteProtocolError:
+            return await self.http.post(path, **kwargs)
+
     async def logins(self, count: int, prefix: str, deposit: str | None = None) -> list[Login]:
         logins: list[Login] = []
         roles = ["developer"] if prefix == "admin" else []
         for i in range(count):
             name = f"{prefix}{i}"
-            created = await self.http.post("/v1/users", json={"name": name, "roles": roles})
+            created = await self.post("/v1/users", json={"name": name, "roles": roles})
             user_id = created.json()["user_id"]
-            session = await self.http.post(f"/v1/users/{user_id}/sessions")
+            session = await self.post(f"/v1/users/{user_id}/sessions")
             if deposit is not None:
-                await self.http.post(
+                await self.post(
                     f"/v1/users/{user_id}/deposits",
                     json={"currency": "EUR", "amount": deposit, "reference": name},
                 )
