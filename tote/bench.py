@@ -38,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -89,13 +90,19 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def die_with_parent() -> None:
-    """Have Linux end this process when the benchmark that started it ends, even by
-    SIGKILL (a timed-out test), so that no server or client is left behind."""
-    import ctypes
+    """End this process (SIGTERM) when the benchmark that started it ends, even by SIGKILL
+    (a timed-out test), so that no server or client is left behind: a daemon thread
+    watches for the parent to change. (Linux's PR_SET_PDEATHSIG fires when the parent's
+    *thread* ends, and trio starts a process from a worker thread that ends after 10 s
+    idle: it stopped servers in the middle of a run.)"""
+    parent = os.getppid()
 
-    pr_set_pdeathsig = 1
-    with contextlib.suppress(OSError, AttributeError):  # not Linux: orphans are possible
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 def _serve_tote(data_dir: str) -> None:
