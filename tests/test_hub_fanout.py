@@ -1,0 +1,94 @@
+"""The hub's fan-out: a small audience is served in the publisher's turn; a big one by the
+hub's own task, a slice at a time, in order, to the subscribers of the moment of
+publication; a full queue is delivered by the publisher itself, nothing lost."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from actors import hub as hub_module
+from actors.hub import INLINE_ADDRESSES, Hub
+
+
+class Audience:
+    """Addresses that keep what they get."""
+
+    def __init__(self, size: int) -> None:
+        self.got: list[list[bytes]] = [[] for _ in range(size)]
+        self.addresses = [inbox.append for inbox in self.got]
+
+    def subscribe(self, hub: Hub, game_id: str = "g") -> None:
+        for address in self.addresses:
+            hub.subscribe(game_id, address)
+
+
+def rendered(event: object) -> bytes:
+    return str(event).encode()
+
+
+async def test_a_small_audience_is_served_in_the_publishers_turn() -> None:
+    hub = Hub(rendered)
+    audience = Audience(INLINE_ADDRESSES)
+    audience.subscribe(hub)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        hub.to_game("g", 1)
+        assert all(got == [b"1"] for got in audience.got)  # no await since: in the turn
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_big_audience_is_served_by_the_fan_out_task_in_order() -> None:
+    hub = Hub(rendered)
+    audience = Audience(1000)
+    audience.subscribe(hub)
+    late = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        hub.to_game("g", 1)
+        hub.to_game("g", 2)
+        assert not any(audience.got)  # the publisher's turn only queued them
+        hub.subscribe("g", late.append)  # joins after both were published
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    assert all(got == [b"1", b"2"] for got in audience.got)
+    assert late == []
+
+
+async def test_the_task_yields_between_slices() -> None:
+    hub = Hub(rendered)
+    audience = Audience(hub_module.DELIVERIES_PER_SLICE * 3)
+    audience.subscribe(hub)
+    seen: list[int] = []
+
+    async def bystander() -> None:
+        for _ in range(3):
+            seen.append(sum(map(len, audience.got)))
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        hub.to_game("g", 1)
+        nursery.start_soon(bystander)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    assert any(0 < count < len(audience.got) for count in seen)  # ran mid-fan-out
+    assert all(got == [b"1"] for got in audience.got)
+
+
+async def test_over_the_queue_bound_the_publisher_delivers_the_queue_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hub_module, "QUEUE_BYTES", 2000)
+    hub = Hub(rendered)
+    audience = Audience(100)
+    audience.subscribe(hub)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.run)
+        hub.to_game("g", 1)  # 801 bytes queued
+        hub.to_game("g", 2)  # 1602
+        assert not any(audience.got)
+        hub.to_game("g", 3)  # 2403: over, delivered here, oldest first
+        assert all(got == [b"1", b"2", b"3"] for got in audience.got)
+        nursery.cancel_scope.cancel()
