@@ -30,8 +30,9 @@ INLINE_ADDRESSES = 64
 #: Deliveries the fan-out task makes before it lets other tasks run (about a millisecond).
 DELIVERIES_PER_SLICE = 256
 #: What may wait for the fan-out task: its broadcasts' bytes and 8 bytes an address of
-#: their recipient lists. Past it the publisher delivers the queue itself (nothing is
-#: lost, the order is kept, and a loop too busy to fan out slows the publishers down).
+#: their recipient lists. Past it the publisher delivers the oldest itself until the queue
+#: is back under it (nothing is lost, the order is kept, and a loop too busy to fan out
+#: slows the publishers down).
 QUEUE_BYTES = 16 * 1024 * 1024
 
 
@@ -99,8 +100,9 @@ class Hub:
         self._queue.append([tuple(addresses), data, 0])
         self._queued_bytes += len(data) + 8 * len(addresses)
         self._wake.set()
-        if self._queued_bytes > QUEUE_BYTES:
-            self._deliver(math.inf)
+        while self._queued_bytes > QUEUE_BYTES:  # the oldest, until back under the bound
+            addresses, _, start = self._queue[0]
+            self._deliver(len(addresses) - start)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The fan-out task: big audiences' broadcasts, oldest first, a slice at a time."""

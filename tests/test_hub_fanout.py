@@ -1,6 +1,6 @@
 """The hub's fan-out: a small audience is served in the publisher's turn; a big one by the
 hub's own task, a slice at a time, in order, to the subscribers of the moment of
-publication; a full queue is delivered by the publisher itself, nothing lost."""
+publication; over the queue's bound the publisher delivers the oldest itself, nothing lost."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ async def test_the_task_yields_between_slices() -> None:
     assert all(got == [b"1"] for got in audience.got)
 
 
-async def test_over_the_queue_bound_the_publisher_delivers_the_queue_itself(
+async def test_over_the_queue_bound_the_publisher_delivers_the_oldest_itself(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(hub_module, "QUEUE_BYTES", 2000)
@@ -89,6 +89,8 @@ async def test_over_the_queue_bound_the_publisher_delivers_the_queue_itself(
         hub.to_game("g", 1)  # 801 bytes queued
         hub.to_game("g", 2)  # 1602
         assert not any(audience.got)
-        hub.to_game("g", 3)  # 2403: over, delivered here, oldest first
+        hub.to_game("g", 3)  # 2403: over, the oldest delivered here until under
+        assert all(got == [b"1"] for got in audience.got)
+        await trio.testing.wait_all_tasks_blocked()
         assert all(got == [b"1", b"2", b"3"] for got in audience.got)
         nursery.cancel_scope.cancel()

@@ -297,85 +297,99 @@ async def subscriber(job: dict[str, Any], shared: Shared, login: Login, out: dic
 
 #: A lean reader's handshakes and joins in flight at once, per client process.
 LEAN_BATCH = 64
+LEAN_HANDSHAKE = (
+    "GET /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+class Joining:
+    """A lean reader between its connect and its 333: what it has read so far."""
+
+    __slots__ = ("received", "upgraded")
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.upgraded = False
 
 
 class LeanReaders:
     """Thousands of subscribers in one plain process: raw sockets that do the handshake
     and the join (363), then drain what they are sent without parsing it, so that the
     clients' CPU does not hide the server's (a JSON-decoding client costs far more per
-    frame than the server's send of it)."""
+    frame than the server's send of it). One selector loop: the joined are drained while
+    the others join, ``LEAN_BATCH`` at a time."""
 
     def __init__(self, job: dict[str, Any], shared: Shared) -> None:
         self.job = job
         self.shared = shared
         self.selector = selectors.DefaultSelector()
         self.failed = 0
+        self.joining = 0
         join = encode({"header": {"request_id": "join"}, "op": 363, "game_id": job["game_id"]})
         self.join_frame = bytes(FrameProtocol(client=True, extensions=[]).send_data(join, True))
 
     def run(self) -> dict[str, Any]:
-        logins = self.job["logins"]
-        for start in range(0, len(logins), LEAN_BATCH):
-            self.join_batch(logins[start : start + LEAN_BATCH])
-            self.drain(0)
-        while not self.shared["stop"].value:
-            self.drain(0.2)
+        logins = list(reversed(self.job["logins"]))
+        while logins or self.joining or not self.shared["stop"].value:
+            while logins and self.joining < LEAN_BATCH:
+                self.connect(logins.pop())
+            for key, _ in self.selector.select(0.2):
+                self.read(key)
         return {"latencies": [], "lags": [], "failed": self.failed}
 
-    def join_batch(self, logins: list[Login]) -> None:
-        """Handshake and join each of these at once; the joined are drained from then on."""
-        socks = []
-        for login in logins:
-            sock = socket.create_connection(("127.0.0.1", self.job["port"]), JOIN_TIMEOUT)
-            path = ws_url(self.job["port"], login).split("/", 3)[3]
-            sock.sendall(
-                f"GET /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-            )
-            socks.append(sock)
-        upgraded = [sock for sock in socks if self.read_until(sock, b"\r\n\r\n", b" 101 ")]
-        for sock in upgraded:
-            sock.sendall(self.join_frame)
-        for sock in upgraded:
-            if self.read_until(sock, b'"res":333', b'"res":333'):
-                sock.setblocking(False)
-                self.selector.register(sock, selectors.EVENT_READ)
-        with self.shared["progress"].get_lock():
-            self.shared["progress"].value += len(logins)
+    def connect(self, login: Login) -> None:
+        sock = socket.create_connection(("127.0.0.1", self.job["port"]), JOIN_TIMEOUT)
+        path = ws_url(self.job["port"], login).split("/", 3)[3]
+        sock.sendall(LEAN_HANDSHAKE.format(path=path).encode())
+        sock.setblocking(False)
+        self.selector.register(sock, selectors.EVENT_READ, Joining())
+        self.joining += 1
 
-    def read_until(self, sock: socket.socket, end: bytes, wanted: bytes) -> bool:
-        """Read until ``end`` (or a refusal, or the end of the stream); whether ``wanted``
-        was seen. A failure is counted and its socket closed."""
-        seen = b""
-        with contextlib.suppress(OSError):
-            while end not in seen and b'"res":666' not in seen:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                seen += chunk
-        if wanted in seen:
-            return True
-        self.failed += 1
+    def read(self, key: selectors.SelectorKey) -> None:
+        """Take what the socket holds: drop it once joined, else look for the 101 and then
+        the 333. A socket the server closed, or a refusal, counts as a failure."""
+        sock = key.fileobj
+        assert isinstance(sock, socket.socket)
+        received, ended = [], False
+        try:
+            while chunk := sock.recv(262144):
+                received.append(chunk)
+            ended = True
+        except BlockingIOError:
+            pass
+        except OSError:
+            ended = True
+        state = key.data
+        if state is not None:
+            state.received += b"".join(received)
+            ended = ended or not self.advance(sock, state)
+        if ended:
+            self.end(sock, state)
+
+    def advance(self, sock: socket.socket, state: Joining) -> bool:
+        """Move a joining socket on; False when it was refused."""
+        if not state.upgraded and b"\r\n\r\n" in state.received:
+            head, _, state.received = state.received.partition(b"\r\n\r\n")
+            if b" 101 " not in head:
+                return False
+            state.upgraded = True
+            sock.send(self.join_frame)  # a few bytes into an empty socket: taken whole
+        if state.upgraded and b'"res":333' in state.received:
+            self.selector.modify(sock, selectors.EVENT_READ, None)  # joined: drain only
+            self.joining -= 1
+            with self.shared["progress"].get_lock():
+                self.shared["progress"].value += 1
+        return b'"res":666' not in state.received
+
+    def end(self, sock: socket.socket, state: Joining | None) -> None:
+        self.selector.unregister(sock)
         sock.close()
-        return False
-
-    def drain(self, timeout: float) -> None:
-        """Read and drop what the ready sockets hold; a socket the server closed counts as
-        a failure."""
-        for key, _ in self.selector.select(timeout):
-            sock = key.fileobj
-            assert isinstance(sock, socket.socket)
-            try:
-                while sock.recv(262144):
-                    pass
-            except BlockingIOError:
-                continue
-            except OSError:
-                pass
-            self.selector.unregister(sock)
-            sock.close()
-            self.failed += 1
+        self.failed += 1
+        if state is not None:  # it never joined
+            self.joining -= 1
+            with self.shared["progress"].get_lock():
+                self.shared["progress"].value += 1
 
 
 async def _stop_when_told(shared: Shared, scope: trio.CancelScope) -> None:
