@@ -92,14 +92,23 @@ class Hub:
 
     def _fan_out(self, addresses: set[Address], data: bytes) -> None:
         """The same bytes to every address of now (a later join does not get them): at
-        once for a small audience, else through the fan-out task."""
+        once for a small audience, else through the fan-out task. A broadcast queued
+        behind one not yet started for the same recipients joins its bytes, so a task
+        that falls behind catches up with fewer, bigger writes."""
         if not self._fanning_out or (not self._queue and len(addresses) <= INLINE_ADDRESSES):
             for address in list(addresses):
                 address(data)
             return
-        self._queue.append([tuple(addresses), data, 0])
-        self._queued_bytes += len(data) + 8 * len(addresses)
-        self._wake.set()
+        recipients = tuple(addresses)
+        last = self._queue[-1] if self._queue else None
+        if last is not None and last[2] == 0 and last[0] == recipients:
+            # the task is behind: one write per recipient for both (of the render's type)
+            last[1] = type(last[1])(last[1] + data)
+            self._queued_bytes += len(data)
+        else:
+            self._queue.append([recipients, data, 0])
+            self._queued_bytes += len(data) + 8 * len(recipients)
+            self._wake.set()
         while self._queued_bytes > QUEUE_BYTES:  # the oldest, until back under the bound
             addresses, _, start = self._queue[0]
             self._deliver(len(addresses) - start)

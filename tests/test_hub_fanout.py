@@ -1,5 +1,6 @@
 """The hub's fan-out: a small audience is served in the publisher's turn; a big one by the
-hub's own task, a slice at a time, in order, to the subscribers of the moment of
+hub's own task, a slice at a time, in order (what queues up for the same recipients
+leaves in one write), to the subscribers of the moment of
 publication; over the queue's bound the publisher delivers the oldest itself, nothing lost."""
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ async def test_a_big_audience_is_served_by_the_fan_out_task_in_order() -> None:
         hub.subscribe("g", late.append)  # joins after both were published
         await trio.testing.wait_all_tasks_blocked()
         nursery.cancel_scope.cancel()
-    assert all(got == [b"1", b"2"] for got in audience.got)
+    assert all(got == [b"12"] for got in audience.got)  # queued together: one write
     assert late == []
 
 
@@ -84,13 +85,18 @@ async def test_over_the_queue_bound_the_publisher_delivers_the_oldest_itself(
     hub = Hub(rendered)
     audience = Audience(100)
     audience.subscribe(hub)
+    late: list[bytes] = []
+    later: list[bytes] = []
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
         hub.to_game("g", 1)  # 801 bytes queued
-        hub.to_game("g", 2)  # 1602
+        hub.subscribe("g", late.append)  # new recipients: the next is queued apart
+        hub.to_game("g", 2)  # 1610
         assert not any(audience.got)
-        hub.to_game("g", 3)  # 2403: over, the oldest delivered here until under
+        hub.subscribe("g", later.append)
+        hub.to_game("g", 3)  # 2419: over, the oldest delivered here until under
         assert all(got == [b"1"] for got in audience.got)
         await trio.testing.wait_all_tasks_blocked()
         assert all(got == [b"1", b"2", b"3"] for got in audience.got)
+        assert late == [b"2", b"3"] and later == [b"3"]
         nursery.cancel_scope.cancel()
