@@ -29,10 +29,12 @@ Address = Callable[[bytes], None]
 INLINE_ADDRESSES = 64
 #: Deliveries the fan-out task makes before it lets other tasks run (about a millisecond).
 DELIVERIES_PER_SLICE = 256
-#: What may wait for the fan-out task: its broadcasts' bytes and 8 bytes an address of
-#: their recipient lists. Past it the publisher delivers the oldest itself until the queue
-#: is back under it (nothing is lost, the order is kept, and a loop too busy to fan out
-#: slows the publishers down).
+#: What may wait for the fan-out task: deliveries (a fraction of a second of work at a few
+#: microseconds each, so that subscribers lag by no more than that), and bytes (its
+#: broadcasts' and 8 an address of their recipient lists). Past either, the publisher
+#: delivers the oldest itself until the queue is back under both (nothing is lost, the
+#: order is kept, and a loop too busy to fan out slows the publishers down).
+QUEUE_DELIVERIES = 100_000
 QUEUE_BYTES = 16 * 1024 * 1024
 
 
@@ -54,6 +56,7 @@ class Hub:
         #: broadcasts for the fan-out task: [recipients at publication, bytes, next index]
         self._queue: deque[list[Any]] = deque()
         self._queued_bytes = 0
+        self._queued_deliveries = 0
         self._wake = trio.Event()
         self._fanning_out = False  # run() is running
 
@@ -108,8 +111,10 @@ class Hub:
         else:
             self._queue.append([recipients, data, 0])
             self._queued_bytes += len(data) + 8 * len(recipients)
+            self._queued_deliveries += len(recipients)
             self._wake.set()
-        while self._queued_bytes > QUEUE_BYTES:  # the oldest, until back under the bound
+        # over a bound: the oldest, delivered here, until back under both
+        while self._queued_bytes > QUEUE_BYTES or self._queued_deliveries > QUEUE_DELIVERIES:
             addresses, _, start = self._queue[0]
             self._deliver(len(addresses) - start)
 
@@ -138,6 +143,7 @@ class Hub:
             for i in range(start, end):
                 addresses[i](data)
             budget -= end - start
+            self._queued_deliveries -= end - start
             if end < len(addresses):
                 item[2] = end
             else:
