@@ -78,51 +78,29 @@ async def test_the_task_yields_between_slices() -> None:
     assert all(got == [b"1"] for got in audience.got)
 
 
-async def test_over_the_deliveries_bound_the_publisher_delivers_the_oldest_itself(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(("bound", "value"), [("QUEUE_DELIVERIES", 250), ("QUEUE_BYTES", 2000)])
+async def test_over_a_queue_bound_the_publisher_delivers_the_oldest_itself(
+    monkeypatch: pytest.MonkeyPatch, bound: str, value: int
 ) -> None:
-    monkeypatch.setattr(hub_module, "QUEUE_DELIVERIES", 250)
+    """Deliveries: 100, 201, 201, 303 waiting. Bytes (1 and 8 a recipient): 801, 1610,
+    1611, 2428. Either bound is passed by the fourth broadcast only."""
+    monkeypatch.setattr(hub_module, bound, value)
     hub = Hub(rendered)
     audience = Audience(100)
     audience.subscribe(hub)
     late: list[bytes] = []
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
-        hub.to_game("g", 1)  # 100 deliveries waiting
-        hub.subscribe("g", late.append)
-        hub.to_game("g", 2)  # 201
-        assert not any(audience.got)
+        hub.to_game("g", 1)
+        hub.subscribe("g", late.append)  # new recipients: the next is queued apart
+        hub.to_game("g", 2)
         hub.subscribe("g", audience.addresses[0])  # already in: the same recipients
-        hub.to_game("g", 3)  # merged into the one not yet started: still 201
+        hub.to_game("g", 3)  # joins the one not yet started
         assert not any(audience.got)
         hub.subscribe("g", [].append)
-        hub.to_game("g", 4)  # 303: over, the oldest delivered here until under
+        hub.to_game("g", 4)  # over: the oldest delivered here until under
         assert all(got == [b"1"] for got in audience.got)
         await trio.testing.wait_all_tasks_blocked()
         nursery.cancel_scope.cancel()
     assert all(got == [b"1", b"23", b"4"] for got in audience.got)
     assert late == [b"23", b"4"]
-
-
-async def test_over_the_queue_bound_the_publisher_delivers_the_oldest_itself(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(hub_module, "QUEUE_BYTES", 2000)
-    hub = Hub(rendered)
-    audience = Audience(100)
-    audience.subscribe(hub)
-    late: list[bytes] = []
-    later: list[bytes] = []
-    async with trio.open_nursery() as nursery:
-        await nursery.start(hub.run)
-        hub.to_game("g", 1)  # 801 bytes queued
-        hub.subscribe("g", late.append)  # new recipients: the next is queued apart
-        hub.to_game("g", 2)  # 1610
-        assert not any(audience.got)
-        hub.subscribe("g", later.append)
-        hub.to_game("g", 3)  # 2419: over, the oldest delivered here until under
-        assert all(got == [b"1"] for got in audience.got)
-        await trio.testing.wait_all_tasks_blocked()
-        assert all(got == [b"1", b"2", b"3"] for got in audience.got)
-        assert late == [b"2", b"3"] and later == [b"3"]
-        nursery.cancel_scope.cancel()
