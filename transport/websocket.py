@@ -107,6 +107,7 @@ class Outbox:
         return bool(self._messages)
 
     def put(self, data: bytes) -> bool:
+        """Queue ``data``; False when it would pass the bound (the caller drops the client)."""
         if self._closed:
             return True  # the connection is over: nothing will be sent, nothing to refuse
         if self._messages and self.size + len(data) > self.max_bytes:
@@ -229,6 +230,8 @@ class Connection:
         self._scope.cancel()
 
     async def serve(self, expires_at: int) -> None:
+        """Serve the client until it leaves, is dropped or its session ends (4001), then
+        close as RFC 6455 asks (``_close``). Raises nothing a client can cause."""
         services = self.services
         services.hub.connect(self.user_id, self.push)
         services.metrics.connection_opened(self)
