@@ -15,6 +15,7 @@ import httpx
 import pytest
 import trio
 from trio_websocket import open_websocket_url
+from wsproto.frame_protocol import FrameProtocol
 
 from actors import game as g
 from actors.directory import CreateGame
@@ -24,6 +25,7 @@ from actors.services import Settings
 from domain.codec import decode, encode
 from domain.ledger import audit
 from tote.server import Endpoints, Server, ServerConfig
+from transport.frames import Frame
 
 #: Password hashes in tests: the real cost (N=2^17) would make every user take ~1 s.
 CHEAP_SCRYPT_N = 2**10
@@ -224,6 +226,16 @@ async def harness() -> AsyncIterator[Harness]:
         yield h
 
 
+def payload_of(data: bytes) -> bytes:
+    """What a connection's ``push`` got, as the message: a payload, or a ready websocket
+    frame (the hub's broadcasts) unwrapped."""
+    if not isinstance(data, Frame):
+        return data
+    reader = FrameProtocol(client=True, extensions=[])
+    reader.receive_bytes(data)
+    return b"".join(frame.payload.encode() for frame in reader.received_frames())
+
+
 class FakeConnection:
     """Stands in for a websocket connection in actor-level tests: keeps what it is sent."""
 
@@ -233,7 +245,7 @@ class FakeConnection:
         self.received: list[dict[str, Any]] = []
 
     def push(self, data: bytes) -> None:
-        self.received.append(decode(data))
+        self.received.append(decode(payload_of(data)))
 
     def join(self) -> g.Join:
         """The message that subscribes this connection to a game."""

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import trio
+from wsproto import ConnectionType
+from wsproto.connection import Connection as WsProtocol
 
 from actors import game as g
 from actors import hub as hub_module
@@ -19,8 +21,8 @@ from actors.hub import Joined
 from actors.registry import User
 from domain.codec import decode
 from storage.seqs import reserved_seq
-from tests.conftest import ActorHarness, Match, open_match
-from tests.test_ws_hostile import _StuckSocket
+from tests.conftest import ActorHarness, Match, open_match, payload_of
+from tests.test_ws_hostile import _StuckStream
 from transport.presenters import present, server_message
 from transport.websocket import CLOSE_SLOW, Connection
 
@@ -38,7 +40,7 @@ class Viewer:
 
     def push(self, data: bytes) -> None:
         self.pushes += 1
-        self.received.append(decode(data))
+        self.received.append(decode(payload_of(data)))
 
     def greet(self, joined: Joined) -> None:
         assert not self.received, "the 333 comes before anything else"
@@ -178,16 +180,17 @@ async def test_a_slow_subscriber_among_10_000_is_dropped_alone_and_delays_nobody
     others = [Counter() for _ in range(10_000)]
     for address in others:
         await m.game.ask(g.Join(next(_ids), "", address))
-    socket_ = _StuckSocket()
-    slow = Connection(socket_, User(999, "slow", []), services)  # type: ignore[arg-type]
+    protocol = WsProtocol(ConnectionType.SERVER)
+    slow = Connection(_StuckStream(), protocol, User(999, "slow", []), services)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(slow.serve, services.clock.now_ms() + 10**9)
         await trio.sleep(1)
         await m.game.ask(g.Join(999, "slow", slow.push))
         for _ in range(20):  # each 352: the same bytes to all, queued at once
             pool_id, _ = await m.pool()
+            await trio.testing.wait_all_tasks_blocked()  # the hub's fan-out task delivers
             last = others[0].last
-            assert decode(last)["pool_id"] == pool_id
+            assert decode(payload_of(last))["pool_id"] == pool_id
             assert all(address.last is last for address in others)
     assert slow.close_reason is not None and slow.close_reason[0] == CLOSE_SLOW
     assert services.hub.viewers(m.game_id) == 1 + len(others)  # the watcher and the others

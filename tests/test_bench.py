@@ -21,6 +21,10 @@ ISSUE_KEYS = {
     "fanout_joins_failed",
     "fanout_p99_ms",
     "memory_per_connection_kb",
+    "fanout_server_cpu_us_per_delivery",
+    "fanout_clients_cpu_share",
+    "bet_latency_p99_ms_alone",
+    "bet_latency_p99_ms_audience",
 }
 
 

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from wsproto.frame_protocol import FrameProtocol, Opcode
 
-from transport.frames import text_frames
+from transport.frames import text_frame
 
 
 def _read_back(data: bytes) -> list[str]:
@@ -19,9 +19,9 @@ def _read_back(data: bytes) -> list[str]:
 
 @given(st.lists(st.text(), max_size=5))
 def test_frames_of_any_text_read_back_as_the_same_messages(texts: list[str]) -> None:
-    assert _read_back(text_frames(text.encode() for text in texts)) == texts
+    assert _read_back(b"".join(text_frame(text.encode()) for text in texts)) == texts
 
 
 def test_each_length_encoding_reads_back() -> None:
     texts = ["a" * n for n in (0, 125, 126, 0xFFFF, 0x10000)]  # 7-, 16- and 64-bit lengths
-    assert _read_back(text_frames(text.encode() for text in texts)) == texts
+    assert _read_back(b"".join(text_frame(text.encode()) for text in texts)) == texts

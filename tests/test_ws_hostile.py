@@ -18,6 +18,8 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
+from wsproto import ConnectionType
+from wsproto.connection import Connection as WsProtocol
 
 from actors.registry import User
 from domain.codec import decode, encode, named_op, op_code
@@ -288,26 +290,32 @@ async def test_the_outbox_counts_bytes_and_wakes_its_reader() -> None:
     assert outbox.put(b"after") and outbox.size == 0  # a closed outbox keeps nothing
 
 
-class _StuckSocket:
-    """A websocket whose peer never reads: every send blocks forever."""
+class _StuckStream(trio.abc.Stream):
+    """A stream whose peer never reads: every send blocks forever."""
 
-    async def send_message(self, data: str) -> None:
+    closed = False
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await trio.sleep_forever()
 
-    async def get_message(self) -> str:
+    async def wait_send_all_might_not_block(self) -> None:
         await trio.sleep_forever()
-        return ""
 
-    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
-        self.closed = (code, reason)
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.sleep_forever()
+        return b""
+
+    async def aclose(self) -> None:
+        self.closed = True
 
 
 async def test_a_client_that_does_not_read_is_dropped_at_the_byte_bound(
     actors: ActorHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
     actors.services.settings.outbox_bytes = 1000
-    socket_ = _StuckSocket()
-    conn = Connection(socket_, User(1, "slow", []), actors.services)  # type: ignore[arg-type]
+    stream = _StuckStream()
+    protocol = WsProtocol(ConnectionType.SERVER)
+    conn = Connection(stream, protocol, User(1, "slow", []), actors.services)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(conn.serve, actors.services.clock.now_ms() + 10**9)
         await trio.sleep(1)
@@ -318,7 +326,7 @@ async def test_a_client_that_does_not_read_is_dropped_at_the_byte_bound(
         assert conn.close_reason is None  # 800 bytes waiting: under the bound
         conn.push(b"3" * 400)  # 1200: over
     assert conn.close_reason is not None and conn.close_reason[0] == CLOSE_SLOW
-    assert socket_.closed[0] == CLOSE_SLOW
+    assert stream.closed
 
 
 async def test_a_reply_larger_than_the_outbox_reaches_a_client_that_reads(

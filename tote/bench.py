@@ -31,11 +31,14 @@ import os
 import queue
 import re
 import secrets
+import selectors
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -47,6 +50,7 @@ import httpx
 import trio
 import trio_websocket
 from trio_websocket import ConnectionClosed, WebSocketRequest, open_websocket_url, serve_websocket
+from wsproto.frame_protocol import FrameProtocol
 
 from actors.registry import handshake_digest
 from actors.services import Settings
@@ -63,7 +67,9 @@ SIZES = {
         "seconds": 10.0,
         "paced_rate": 1000,
         "settle_bets": 100_000,
-        "subscribers": 1000,
+        "subscribers": 10_000,
+        "sample": 100,
+        "beside_rate": 500,
     },
     "quick": {
         "connections": 32,
@@ -71,6 +77,8 @@ SIZES = {
         "paced_rate": 1000,
         "settle_bets": 5_000,
         "subscribers": 300,
+        "sample": 30,
+        "beside_rate": 500,
     },
 }
 STAKE = "0.01"
@@ -82,13 +90,19 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def die_with_parent() -> None:
-    """Have Linux end this process when the benchmark that started it ends, even by
-    SIGKILL (a timed-out test), so that no server or client is left behind."""
-    import ctypes
+    """End this process (SIGTERM) when the benchmark that started it ends, even by SIGKILL
+    (a timed-out test), so that no server or client is left behind: a daemon thread
+    watches for the parent to change. (Linux's PR_SET_PDEATHSIG fires when the parent's
+    *thread* ends, and trio starts a process from a worker thread that ends after 10 s
+    idle: it stopped servers in the middle of a run.)"""
+    parent = os.getppid()
 
-    pr_set_pdeathsig = 1
-    with contextlib.suppress(OSError, AttributeError):  # not Linux: orphans are possible
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
 def _serve_tote(data_dir: str) -> None:
@@ -134,6 +148,15 @@ def _serve_echo(_data_dir: str) -> None:
 SERVERS: dict[str, Callable[..., None]] = {"_serve-tote": _serve_tote, "_serve-echo": _serve_echo}
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used, from /proc (0 once it has ended)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
 class ServerProcess:
     """A server started as ``python -m tote.bench _serve-…``; its ports come from the
     ready line it prints, its CPU and memory from /proc."""
@@ -144,8 +167,7 @@ class ServerProcess:
         self.http_port = http_port
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+        return cpu_seconds(self.process.pid)
 
     def memory_kb(self, name: str = "VmRSS") -> int:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -265,12 +287,109 @@ async def subscriber(job: dict[str, Any], shared: Shared, login: Login, out: dic
                 return
             while True:
                 raw = await ws.get_message()
-                if '"res":360' in raw:
+                if '"res":360' in raw and shared["recording"].value:
                     out["lags"].append(time.time() * 1000 - decode(raw)["response_header"]["t"])
     except (ConnectionClosed, OSError, trio_websocket.HandshakeError):
         if not joined:
             _add(shared["progress"])
         out["failed"] += 1
+
+
+#: A lean reader's handshakes and joins in flight at once, per client process.
+LEAN_BATCH = 64
+LEAN_HANDSHAKE = (
+    "GET /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+class Joining:
+    """A lean reader between its connect and its 333: what it has read so far."""
+
+    __slots__ = ("received", "upgraded")
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.upgraded = False
+
+
+class LeanReaders:
+    """Thousands of subscribers in one plain process: raw sockets that do the handshake
+    and the join (363), then drain what they are sent without parsing it, so that the
+    clients' CPU does not hide the server's (a JSON-decoding client costs far more per
+    frame than the server's send of it). One selector loop: the joined are drained while
+    the others join, ``LEAN_BATCH`` at a time."""
+
+    def __init__(self, job: dict[str, Any], shared: Shared) -> None:
+        self.job = job
+        self.shared = shared
+        self.selector = selectors.DefaultSelector()
+        self.failed = 0
+        self.joining = 0
+        join = encode({"header": {"request_id": "join"}, "op": 363, "game_id": job["game_id"]})
+        self.join_frame = bytes(FrameProtocol(client=True, extensions=[]).send_data(join, True))
+
+    def run(self) -> dict[str, Any]:
+        logins = list(reversed(self.job["logins"]))
+        while logins or self.joining or not self.shared["stop"].value:
+            while logins and self.joining < LEAN_BATCH:
+                self.connect(logins.pop())
+            for key, _ in self.selector.select(0.2):
+                self.read(key)
+        return {"latencies": [], "lags": [], "failed": self.failed}
+
+    def connect(self, login: Login) -> None:
+        sock = socket.create_connection(("127.0.0.1", self.job["port"]), JOIN_TIMEOUT)
+        path = ws_url(self.job["port"], login).split("/", 3)[3]
+        sock.sendall(LEAN_HANDSHAKE.format(path=path).encode())
+        sock.setblocking(False)
+        self.selector.register(sock, selectors.EVENT_READ, Joining())
+        self.joining += 1
+
+    def read(self, key: selectors.SelectorKey) -> None:
+        """Take what the socket holds: drop it once joined, else look for the 101 and then
+        the 333. A socket the server closed, or a refusal, counts as a failure."""
+        sock = key.fileobj
+        assert isinstance(sock, socket.socket)
+        received, ended = [], False
+        try:
+            while chunk := sock.recv(262144):
+                received.append(chunk)
+            ended = True
+        except BlockingIOError:
+            pass
+        except OSError:
+            ended = True
+        state = key.data
+        if state is not None:
+            state.received += b"".join(received)
+            ended = ended or not self.advance(sock, state)
+        if ended:
+            self.end(sock, state)
+
+    def advance(self, sock: socket.socket, state: Joining) -> bool:
+        """Move a joining socket on; False when it was refused."""
+        if not state.upgraded and b"\r\n\r\n" in state.received:
+            head, _, state.received = state.received.partition(b"\r\n\r\n")
+            if b" 101 " not in head:
+                return False
+            state.upgraded = True
+            sock.send(self.join_frame)  # a few bytes into an empty socket: taken whole
+        if state.upgraded and b'"res":333' in state.received:
+            self.selector.modify(sock, selectors.EVENT_READ, None)  # joined: drain only
+            self.joining -= 1
+            with self.shared["progress"].get_lock():
+                self.shared["progress"].value += 1
+        return b'"res":666' not in state.received
+
+    def end(self, sock: socket.socket, state: Joining | None) -> None:
+        self.selector.unregister(sock)
+        sock.close()
+        self.failed += 1
+        if state is not None:  # it never joined
+            self.joining -= 1
+            with self.shared["progress"].get_lock():
+                self.shared["progress"].value += 1
 
 
 async def _stop_when_told(shared: Shared, scope: trio.CancelScope) -> None:
@@ -301,7 +420,10 @@ def _client_process(job: dict[str, Any], shared: Shared, results: Any) -> None:
 
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    results.put(trio.run(_client_job, job, shared))
+    if job["kind"] == "lean":
+        results.put(LeanReaders(job, shared).run())
+    else:
+        results.put(trio.run(_client_job, job, shared))
 
 
 class Clients:
@@ -319,8 +441,10 @@ class Clients:
             "after_event": "i",
             "last_push": "d",
             "stop": "i",
+            "recording": "i",
         }
         self.shared: Shared = {name: self.context.Value(kind, 0) for name, kind in names.items()}
+        self.pids: list[int] = []
 
     def reset(self) -> None:
         for value in self.shared.values():
@@ -354,6 +478,7 @@ class Clients:
         ]
         for worker in workers:
             worker.start()
+        self.pids = [worker.pid for worker in workers if worker.pid is not None]
         merged: dict[str, Any] = {"latencies": [], "lags": [], "failed": 0}
         try:
             for _ in workers:
@@ -396,16 +521,24 @@ class Operator:
             timeout=60,
         )
 
+    async def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        """POST, sent again once if the server closed the kept-alive connection before
+        reading it (hypercorn closes one after 1,000 requests): nothing was done."""
+        try:
+            return await self.http.post(path, **kwargs)
+        except httpx.RemoteProtocolError:
+            return await self.http.post(path, **kwargs)
+
     async def logins(self, count: int, prefix: str, deposit: str | None = None) -> list[Login]:
         logins: list[Login] = []
         roles = ["developer"] if prefix == "admin" else []
         for i in range(count):
             name = f"{prefix}{i}"
-            created = await self.http.post("/v1/users", json={"name": name, "roles": roles})
+            created = await self.post("/v1/users", json={"name": name, "roles": roles})
             user_id = created.json()["user_id"]
-            session = await self.http.post(f"/v1/users/{user_id}/sessions")
+            session = await self.post(f"/v1/users/{user_id}/sessions")
             if deposit is not None:
-                await self.http.post(
+                await self.post(
                     f"/v1/users/{user_id}/deposits",
                     json={"currency": "EUR", "amount": deposit, "reference": name},
                 )
@@ -591,44 +724,133 @@ async def measure_settle(size: dict[str, Any], clients: Clients, key: str, tmp: 
 
 
 async def measure_fanout(size: dict[str, Any], clients: Clients, key: str, tmp: Path) -> dict:
-    """Subscribers join one game while bets flow; then the lag of the 360s they get."""
-    subscribers = size["subscribers"]
+    """Bets at ``beside_rate`` with no audience; then ``subscribers`` join one game (lean
+    readers in ``clients``' processes, ``sample`` full clients in one more) while 100
+    bets/s flow into 4 of its pools; then, for ``seconds``, the lag of the 360s the full
+    clients get and the CPU of the server and of the clients; last, the bets at
+    ``beside_rate`` again, beside the audience."""
+    subscribers, sample = size["subscribers"], min(size["sample"], size["subscribers"])
     async with server_process("_serve-tote", str(tmp / "fanout"), key) as server:
         operator = Operator(server, key)
         (admin,) = await operator.logins(1, "admin")
-        bettors = await operator.logins(4, "bettor", deposit="100000")
+        bettors = await operator.logins(4 + BESIDE_CONNECTIONS, "bettor", deposit="100000")
         per_user = Settings().max_connections_per_user
         watchers = await operator.logins(math.ceil(subscribers / per_user), "watcher")
         logins = [watchers[i // per_user] for i in range(subscribers)]
         async with open_websocket_url(ws_url(server.ws_port, admin)) as admin_ws:
             game_id, pools = await operator.game(admin_ws, 4)
-            clients.reset()
-            betting = Clients(1)
-            bets = {"kind": "bets", "port": server.ws_port, "pools": pools, "interval": 4 / 100}
-            betting.go()
-            joins = {"kind": "subscribe", "port": server.ws_port, "game_id": game_id}
-            rss_before = server.memory_kb()
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(betting.run, bets, bettors)
-                results: dict[str, Any] = {}
-                nursery.start_soon(clients.run_into, results, joins, logins)
-                async with progress("fanout (joining)", clients.shared, "joined"):
-                    await _wait_for(
-                        lambda: clients.shared["progress"].value >= subscribers, math.inf
-                    )
-                rss_joined = server.memory_kb()
-                await trio.sleep(size["seconds"])
-                betting.stop()
-                clients.stop()
-        lags = results["lags"]
+        beside = partial(paced_bets, size, server.ws_port, pools, bettors[4:])
+        alone = await beside()
+        audience = Audience(clients, server.ws_port, game_id)
+        background = Clients(1)
+        background.go()
+        bets = {"kind": "bets", "port": server.ws_port, "pools": pools, "interval": 4 / 100}
+        rss_before = server.memory_kb()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(background.run, bets, bettors[:4])
+            nursery.start_soon(audience.run, logins[sample:], logins[:sample])
+            figures = await audience.steady(server, rss_before, size["seconds"])
+            with_audience = await beside()
+            audience.stop()
+            background.stop()
+        figures |= audience.figures(figures)
+        figures["bet_latency_p99_ms_alone"] = alone["latency_p99_ms"]
+        figures["bet_latency_p99_ms_audience"] = with_audience["latency_p99_ms"]
+        figures["peak_rss_kb"] = server.memory_kb("VmHWM")
+        return figures
+
+
+#: Connections placing the bets run beside the audience (each bets every 40 ms at 500/s).
+BESIDE_CONNECTIONS = 20
+
+
+async def paced_bets(
+    size: dict[str, Any], port: int, pools: list[str], logins: list[Login]
+) -> dict[str, Any]:
+    """Bets at ``beside_rate`` in all for ``seconds``: their latency."""
+    clients = Clients(1)
+    job = {"kind": "bets", "port": port, "pools": pools, "seconds": size["seconds"]}
+    job["interval"] = len(logins) / size["beside_rate"]
+    merged: dict[str, Any] = {}
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(clients.run_into, merged, job, logins)
+        await clients.connected(len(logins))
+        clients.go(0.1)
+    latencies = merged["latencies"]
+    return {"latency_p99_ms": round(percentile(latencies, 0.99) * 1000, 2)}
+
+
+class Audience:
+    """The subscribers of one game: lean readers in the benchmark's client processes, and
+    a sample of full clients (trio-websocket, JSON-decoding) in one more process, which
+    time the 360s they get while ``recording``."""
+
+    def __init__(self, lean: Clients, port: int, game_id: str) -> None:
+        self.lean = lean
+        self.full = Clients(1)
+        self.job = {"port": port, "game_id": game_id}
+        self.results: dict[str, Any] = {}
+        self.expected = 0
+        self.sampled = 0
+
+    async def run(self, lean: list[Login], full: list[Login]) -> None:
+        """Join them all, hold them until ``stop``; their merged results."""
+        self.lean.reset()
+        self.expected, self.sampled = len(lean) + len(full), len(full)
+        lean_results: dict[str, Any] = {}
+        full_results: dict[str, Any] = {}
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.lean.run_into, lean_results, {"kind": "lean", **self.job}, lean)
+            job = {"kind": "subscribe", **self.job}
+            nursery.start_soon(self.full.run_into, full_results, job, full)
+        self.results = {
+            "failed": lean_results.get("failed", 0) + full_results["failed"],
+            "lags": full_results["lags"],
+        }
+
+    def joined(self) -> float:
+        return self.lean.shared["progress"].value + self.full.shared["progress"].value
+
+    async def steady(
+        self, server: ServerProcess, rss_before: int, seconds: float
+    ) -> dict[str, Any]:
+        """Once every subscriber has joined (or failed): the server's memory growth, then
+        ``seconds`` of 360s timed by the sample, with the CPU of the server and clients."""
+        async with progress("fanout (joining)", self.lean.shared, "joined"):
+            await _wait_for(lambda: self.expected and self.joined() >= self.expected, math.inf)
+        rss_joined = server.memory_kb()
+        pids = [*self.lean.pids, *self.full.pids]
+        server_start, clients_start = server.cpu_seconds(), sum(map(cpu_seconds, pids))
+        self.full.shared["recording"].value = 1
+        await trio.sleep(seconds)
+        self.full.shared["recording"].value = 0
         return {
-            "subscribers": subscribers,
-            "joins_failed": results["failed"],
-            "deliveries": len(lags),
+            "subscribers": self.expected,
+            "memory_per_connection_kb": round((rss_joined - rss_before) / self.expected, 1),
+            "server_cpu_seconds": server.cpu_seconds() - server_start,
+            "clients_cpu_seconds": sum(map(cpu_seconds, pids)) - clients_start,
+            "seconds": seconds,
+        }
+
+    def stop(self) -> None:
+        self.lean.stop()
+        self.full.stop()
+
+    def figures(self, steady: dict[str, Any]) -> dict[str, Any]:
+        """The lag figures, and the CPU per delivery (each 360 the sample got stands for
+        one to every subscriber; the server's CPU includes the bets flowing meanwhile)."""
+        lags = self.results["lags"]
+        deliveries = len(lags) / max(self.sampled, 1) * self.expected
+        return {
+            "joins_failed": self.results["failed"],
+            "deliveries_360": round(deliveries),
             "lag_p50_ms": round(percentile(lags, 0.5), 1),
             "lag_p99_ms": round(percentile(lags, 0.99), 1),
-            "memory_per_connection_kb": round((rss_joined - rss_before) / subscribers, 1),
-            "peak_rss_kb": server.memory_kb("VmHWM"),
+            "server_cpu_us_per_delivery": round(
+                steady["server_cpu_seconds"] / max(deliveries, 1) * 1e6, 2
+            ),
+            "server_cpu_share": round(steady["server_cpu_seconds"] / steady["seconds"], 2),
+            "clients_cpu_share": round(steady["clients_cpu_seconds"] / steady["seconds"], 2),
         }
 
 
@@ -668,6 +890,11 @@ def _fanout_figures(fanout: dict[str, Any]) -> dict[str, Any]:
         "fanout_p50_ms": fanout["lag_p50_ms"],
         "fanout_p99_ms": fanout["lag_p99_ms"],
         "memory_per_connection_kb": fanout["memory_per_connection_kb"],
+        "fanout_server_cpu_us_per_delivery": fanout["server_cpu_us_per_delivery"],
+        "fanout_server_cpu_share": fanout["server_cpu_share"],
+        "fanout_clients_cpu_share": fanout["clients_cpu_share"],
+        "bet_latency_p99_ms_alone": fanout["bet_latency_p99_ms_alone"],
+        "bet_latency_p99_ms_audience": fanout["bet_latency_p99_ms_audience"],
     }
 
 

@@ -28,6 +28,7 @@ from actors.wallet import WalletActor
 from storage.actor import Storage, StorageActor
 from storage.database import Database
 from tote.metrics import Metrics
+from transport.frames import text_frame
 from transport.http import serve_http
 from transport.presenters import frame
 from transport.websocket import serve_ws
@@ -181,7 +182,9 @@ async def start_services(
         await nursery.start(supervisor.run)
         metrics.watch_inboxes(supervisor.inbox_depths)
         clock = WallClock()
-        hub = Hub(lambda event, header: frame(event, header, t=clock.now_ms()))
+        # the hub's bytes are a whole websocket frame, built once for every recipient
+        hub = Hub(lambda event, header: text_frame(frame(event, header, t=clock.now_ms())))
+        await nursery.start(hub.run)
 
         async def storage_actor(inbox: Mailbox) -> StorageActor:
             return StorageActor(
