@@ -20,7 +20,7 @@ from actors.runtime import Actor, Mailbox
 from actors.services import Services
 from domain.codec import encode
 from domain.errors import DomainError
-from domain.game import Game, check_event_room, event_target
+from domain.game import Game, check_event_room, check_pool_room, event_target
 from domain.pool import new_pool, resolves_by_event
 from domain.roles import Role
 from domain.targets import TargetTree, action_id, merged_actions, winning_target
@@ -595,6 +595,7 @@ class GameActor(Actor):
             raise DomainError(
                 "INVALID_STATE", f"Pools cannot be opened while the game is {game.status(now)}."
             )
+        check_pool_room(self.directory.open_count(game.id))
         rule = self.services.settings.fail_safe_rule
         pool = new_pool(game, fields, now, fail_safe=rule, tree=self.tree)
         await self.services.storage.commit([Insert("pools", pool_row(pool))])

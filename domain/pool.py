@@ -170,6 +170,10 @@ class Pool:
     backers: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
     user_target: dict[int, str] = field(default_factory=dict)
     user_stake: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    #: ``odds()`` as of a version of the pool (bets, carried-in pot, rules)
+    _odds: tuple[Any, dict[str, dict[str, Any]]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     # -- persistence ------------------------------------------------------------------
 
@@ -365,20 +369,28 @@ class Pool:
 
     # -- odds and views ---------------------------------------------------------------
 
-    def multiplier(self, target: str) -> Decimal:
-        return parimutuel.multiplier(
-            self.total, self.totals.get(target, 0), self.takeout, self.rules, self.carried_in
-        )
+    def odds(self) -> dict[str, dict[str, Any]]:
+        """Per target, what 352 and every listing show of the whole pool: its odds, its
+        money and its backers. Computed once per bet added (the odds of every target
+        read the pool's total), not once per reader: a 387 over a game's pools, asked
+        again and again, costs the loop lookups, not two ratios per target each."""
+        key = (len(self.bets), self.carried_in, self.rules)
+        if self._odds is None or self._odds[0] != key:
+            total, unit = self.total, 10**self.exponent
+            self._odds = (key, {t: self._target_odds(t, total, unit) for t in self.targets})
+        return self._odds[1]
 
-    def to_win_if_backed(self, target: str) -> Decimal:
-        return parimutuel.to_win_if_backed(
-            self.total,
-            self.totals.get(target, 0),
-            self.takeout,
-            10**self.exponent,
-            self.rules,
-            self.carried_in,
-        )
+    def _target_odds(self, target: str, total: int, unit: int) -> dict[str, Any]:
+        on_target = self.totals.get(target, 0)
+        rules, carried_in = self.rules, self.carried_in
+        return {
+            "multiplier": parimutuel.multiplier(total, on_target, self.takeout, rules, carried_in),
+            "amount_total": self.money(on_target),
+            "backing_people": len(self.backers.get(target, ())),
+            "to_win_if_backed": parimutuel.to_win_if_backed(
+                total, on_target, self.takeout, unit, rules, carried_in
+            ),
+        }
 
     def rules_wire(self) -> dict[str, Any]:
         """The pool's rules and carried-in pot, as 352 and the listings show them."""
@@ -392,20 +404,15 @@ class Pool:
         shown: dict[str, dict[str, Any]] = {t: {} for t in self.targets}
         for bet in visible:
             shown[bet.target][bet.id] = bet.wire(self.exponent)
+        odds = self.odds()
         return {
-            t: {
-                "bets": shown[t],
-                "multiplier": self.multiplier(t),
-                "display_name": name,
-                "amount_total": self.money(self.totals.get(t, 0)),
-                "backing_people": len(self.backers.get(t, ())),
-                "to_win_if_backed": self.to_win_if_backed(t),
-            }
+            t: {"bets": shown[t], "display_name": name, **odds[t]}
             for t, name in self.targets.items()
         }
 
     def created_message(self) -> dict[str, Any]:
         """The full pool, as res 352 shows it."""
+        odds = self.odds()
         return {
             "game_id": self.game_id,
             "pool_id": self.id,
@@ -417,10 +424,10 @@ class Pool:
             "target_level": self.target_level,
             "targets": {
                 t: {
-                    "backing_people": len(self.backers.get(t, ())),
-                    "to_win_if_backed": self.to_win_if_backed(t),
+                    "backing_people": odds[t]["backing_people"],
+                    "to_win_if_backed": odds[t]["to_win_if_backed"],
                     "display_name": {"symbol": symbol(t), "display_name": name},
-                    "backing_money": self.money(self.totals.get(t, 0)),
+                    "backing_money": odds[t]["amount_total"],
                 }
                 for t, name in self.targets.items()
             },
