@@ -525,6 +525,7 @@ class PoolActor(Actor):
         pool, now = self.pool, self.now
         accepted: list[tuple[Request, Bet]] = []
         chosen, staked = self._held()
+        waiting = sum(staked.values())
         for request in batch:
             body: PlaceBet = request.body
             if self.pending is not None:
@@ -538,12 +539,14 @@ class PoolActor(Actor):
                     now,
                     chosen.get(body.user_id),
                     staked[body.user_id],
+                    waiting,
                 )
             except DomainError as error:
                 request.fail(error)
                 continue
             chosen[body.user_id] = target
             staked[body.user_id] += stake
+            waiting += stake
             accepted.append((request, Bet(str(uuid.uuid4()), body.user_id, target, stake, now)))
         if accepted and pool.rules.bet_delay_ms and self.services.operator is None:
             await self._hold_bets(accepted)
@@ -770,6 +773,7 @@ class PoolActor(Actor):
         held: list[tuple[int, Bet, StakeItem]] = []
         refusals: list[tuple[int, DomainError]] = []
         chosen, staked = self._held()
+        waiting = sum(staked.values())
         for stake in body.stakes:
             try:
                 if body.game_id != pool.game_id or body.action != pool.action:
@@ -791,12 +795,14 @@ class PoolActor(Actor):
                     now,
                     chosen.get(body.user_id),
                     staked[body.user_id],
+                    waiting,
                 )
             except DomainError as error:
                 refusals.append((stake.index, error))
                 continue
             chosen[body.user_id] = target
             staked[body.user_id] += minor
+            waiting += minor
             bet = Bet(str(uuid.uuid4()), body.user_id, target, minor, now)
             held.append((stake.index, bet, self._stake_item(bet, columns=stake.columns)))
         if held and not refusals:

@@ -307,10 +307,11 @@ class Pool:
         now: int,
         pending_target: str | None = None,
         pending_stake: int = 0,
+        pending_total: int = 0,
     ) -> tuple[str, int]:
         """Validate a bet; returns (target id, stake in minor units) or raises.
-        ``pending_*``: what the user has in this pool that is not in the book yet (the
-        same batch, a reserved betslip)."""
+        ``pending_*``: what the user (``pending_total``: everybody) has in this pool that
+        is not in the book yet (the same batch, a reserved betslip, a held bet)."""
         refusal = self.refusal(now)
         if refusal is not None:
             raise refusal
@@ -337,11 +338,11 @@ class Pool:
                 limit="min_stake",
                 min_stake=to_wire(self.min_stake, self.exponent),
             )
-        if self.total + stake > MAX_POOL_TOTAL:
+        if self.largest_payout(self.total + pending_total + stake) > MAX_POOL_TOTAL:
             raise DomainError(
                 "INVALID_STAKE",
-                "The pool's total stakes would pass its limit of "
-                f"{to_wire(MAX_POOL_TOTAL, self.exponent)}.",
+                "The pool's total stakes (times its minimum dividend, plus what it carried "
+                f"in) would pass its limit of {to_wire(MAX_POOL_TOTAL, self.exponent)}.",
                 parameter="amount",
                 limit="max_pool_total",
             )
@@ -368,6 +369,12 @@ class Pool:
         return tid, stake
 
     # -- odds and views ---------------------------------------------------------------
+
+    def largest_payout(self, total: int) -> int:
+        """What the pool could pay out with ``total`` staked, before a guarantee: every
+        stake on the winner at the minimum dividend, and the carried-in pot. Bounded by
+        ``MAX_POOL_TOTAL``, it keeps every settlement line far inside SQLite's integers."""
+        return parimutuel.minimum_payout(total, self.rules.min_dividend) + self.carried_in
 
     def odds(self) -> dict[str, dict[str, Any]]:
         """Per target, what 352 and every listing show of the whole pool: its odds, its
