@@ -23,6 +23,7 @@ from domain.errors import DomainError
 from domain.game import Game, check_event_room, check_pool_room, event_target
 from domain.pool import new_pool, resolves_by_event
 from domain.roles import Role
+from domain.rules import REMOTE_DELAY
 from domain.targets import TargetTree, action_id, merged_actions, winning_target
 from storage.changes import Change, Insert, Upsert
 from storage.database import Database
@@ -598,6 +599,8 @@ class GameActor(Actor):
         check_pool_room(self.directory.open_count(game.id))
         rule = self.services.settings.fail_safe_rule
         pool = new_pool(game, fields, now, fail_safe=rule, tree=self.tree)
+        if pool.rules.bet_delay_ms and self.services.operator is not None:
+            raise DomainError("INVALID_PARAMETER", REMOTE_DELAY, parameter="bet_delay_ms")
         await self.services.storage.commit([Insert("pools", pool_row(pool))])
         await self.directory.start_pool(pool.id, announce=True)
         return {

@@ -30,6 +30,7 @@ from actors.wallet import Hold, Screen, Settle, StakeItem, Stakes, Sync, Unhold
 from domain.errors import DomainError
 from domain.params import stored_time
 from domain.pool import BINARY, PARIMUTUEL, Bet, BetStatus, Outcome, Pool, PoolStatus
+from domain.rules import REMOTE_DELAY
 from domain.targets import NONE, winning_target
 from storage.changes import Change, Check, Delete, Insert, UpdateMany, Upsert
 from storage.database import Database
@@ -548,8 +549,12 @@ class PoolActor(Actor):
             staked[body.user_id] += stake
             waiting += stake
             accepted.append((request, Bet(str(uuid.uuid4()), body.user_id, target, stake, now)))
-        if accepted and pool.rules.bet_delay_ms and self.services.operator is None:
-            await self._hold_bets(accepted)
+        if accepted and pool.rules.bet_delay_ms:
+            if self.services.operator is None:
+                await self._hold_bets(accepted)
+            else:  # a pool stored with a delay before the server ran in this mode
+                for request, _ in accepted:
+                    request.fail(DomainError("INVALID_BET_DETAILS", REMOTE_DELAY))
             return
         debits: dict[str, remote.Debit] = {}
         if accepted and self.services.operator is not None:

@@ -32,6 +32,12 @@ MAX_MIN_DIVIDEND = Fraction(100)
 #: Decimals a minimum dividend may have (1.1, 1.02, 1.025).
 MIN_DIVIDEND_PLACES = 4
 #: The request fields that set rules (op 370/3701/373 for a game, 385 for a pool).
+#: Why remote wallet mode takes no pool with a bet delay (decisions §11): the operator
+#: debits a bet when it is placed, and holding its money for a delay is not built.
+REMOTE_DELAY = (
+    "A bet delay is not available in remote wallet mode: the operator debits each bet "
+    "when it is placed."
+)
 RULE_FIELDS = ("min_dividend", "guarantee", "guarantee_currency", "carry_over", "bet_delay_ms")
 
 
