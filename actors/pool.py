@@ -434,13 +434,12 @@ class PoolActor(Actor):
         pool = self.pool
         match body:
             case GetDistribution(user_id, everything):
-                visible = (
-                    pool.bets if everything else [b for b in pool.bets if b.user_id == user_id]
-                )
+                visible, omitted = pool.visible_bets(user_id, everything)
                 return {
                     "pool_id": pool.id,
                     "target_level": pool.target_level,
                     "distribution": pool.distribution(visible),
+                    **({"omitted_bets": omitted} if omitted else {}),
                 }
             case Describe(user_id, everything):
                 return {

@@ -63,6 +63,9 @@ DEFAULT_FAIL_SAFE_MS = 24 * 60 * 60 * 1000
 #: How long after its opening a pool with no closing time is voided, unresolved
 #: (decisions §13; ``Settings.max_pool_lifetime_ms`` overrides it): a week.
 DEFAULT_MAX_POOL_LIFETIME_MS = 7 * 24 * 60 * 60 * 1000
+#: Everybody's bets a game admin's listing or 393 shows of a pool: the latest this many
+#: (``omitted_bets`` counts the others), as a 360 shows the latest 50 of a flow.
+MAX_LISTED_BETS = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +173,7 @@ class Pool:
     backers: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
     user_target: dict[int, str] = field(default_factory=dict)
     user_stake: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    user_bets: dict[int, list[Bet]] = field(default_factory=lambda: defaultdict(list))
     #: ``odds()`` as of a version of the pool (bets, carried-in pot, rules)
     _odds: tuple[Any, dict[str, dict[str, Any]]] | None = field(
         default=None, init=False, repr=False, compare=False
@@ -272,6 +276,7 @@ class Pool:
         self.backers[bet.target].add(bet.user_id)
         self.user_target[bet.user_id] = bet.target
         self.user_stake[bet.user_id] += bet.amount
+        self.user_bets[bet.user_id].append(bet)
 
     def closing_at(self, game_close_at: int | None) -> int | None:
         """When betting ends for good (seed 003's closing time): the pool's own stop or
@@ -447,9 +452,19 @@ class Pool:
             **self.rules_wire(),
         }
 
+    def visible_bets(self, user_id: int, everything: bool) -> tuple[list[Bet], int]:
+        """The bets a listing or a 393 shows, and how many it leaves out: the caller's own
+        (all of them: each cost its sender a stake), or for a game admin the latest
+        ``MAX_LISTED_BETS`` of everybody's. Neither is a pass over the pool's bets: a
+        pool's bets grow with its crowd, and any subscriber may list every pool."""
+        if not everything:
+            return self.user_bets.get(user_id, []), 0
+        shown = self.bets[-MAX_LISTED_BETS:]
+        return shown, len(self.bets) - len(shown)
+
     def listing(self, user_id: int, everything: bool) -> dict[str, Any]:
         """One entry of the 387-390 listings, with the caller's own bets (or all)."""
-        visible = self.bets if everything else [b for b in self.bets if b.user_id == user_id]
+        visible, omitted = self.visible_bets(user_id, everything)
         entry: dict[str, Any] = {
             "pool_id": self.id,
             "description": self.description,
@@ -470,6 +485,8 @@ class Pool:
             "game_name": self.game_name,
             **self.rules_wire(),
         }
+        if omitted:
+            entry["omitted_bets"] = omitted
         if user_id in self.user_target:
             entry["user_backed"] = {self.user_target[user_id]: self.money(self.user_stake[user_id])}
         if not self.is_open:
