@@ -166,8 +166,7 @@ async def _decision(ctx: Context, held: p.BetHeld) -> Any:
 
 @op(393, "get_betting_pool_bets_distribution", replies=(360,))
 async def distribution(ctx: Context, msg: dict[str, Any]) -> None:
-    """The pool's distribution, with your own bets (the latest of everybody's for game
-    admins)."""
+    """The pool's distribution, with your bets (for game admins, everybody's latest)."""
     game_id, box = await ctx.services.games.pool(params.text(msg, "pool_id", required_=True))
     everything = await _is_game_admin(ctx, game_id)
     ctx.reply(360, await box.ask(p.GetDistribution(ctx.user_id, everything), timeout=_timeout(ctx)))
