@@ -25,7 +25,7 @@ BOUND_EUR = MAX_POOL_TOTAL // 100 // 100
 async def test_stakes_times_the_minimum_dividend_are_bounded_and_the_pool_pays(
     harness: Harness,
 ) -> None:
-    admin_user = await harness.user("payout-admin", roles=["developer"])
+    admin_user = await harness.user("payout-admin", roles=["developer", "house"])
     whale = await harness.user("whale", deposit=str(BOUND_EUR))
     minnow = await harness.user("minnow", deposit="1")
     async with (
