@@ -26,16 +26,8 @@ async def test_twenty_one_cent_bets_get_the_minimum_dividend_of_their_sum(
         harness.connect(bob) as b,
     ):
         game_id = await setup_game(admin)
-        pool_id = (
-            await admin.call(
-                385,
-                350,
-                game_id=game_id,
-                action="Goal",
-                targets="Argentina,Brazil",
-                min_dividend="1.10",
-            )  # fmt: skip
-        )["pool_id"]
+        rules = {"action": "Goal", "targets": "Argentina,Brazil", "min_dividend": "1.10"}
+        pool_id = (await admin.call(385, 350, game_id=game_id, **rules))["pool_id"]
         for _ in range(BETS):
             await a.call(392, 356, pool_id=pool_id, target="Argentina", amount="0.01")
         await b.call(392, 356, pool_id=pool_id, target="Brazil", amount="0.01")
