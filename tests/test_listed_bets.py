@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 from domain import pool as pool_domain
-from tests.conftest import Harness, setup_game
+from tests.conftest import Harness
+from tests.test_ws_pools import table
 
 LISTED = 3
 
@@ -18,34 +19,21 @@ async def test_a_player_sees_their_own_bets_and_an_admin_the_latest_of_everybody
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pool_domain, "MAX_LISTED_BETS", LISTED)
-    admin_user = await harness.user("listed-admin", roles=["developer"])
-    alice = await harness.user("listed-alice", deposit="10")
-    bob = await harness.user("listed-bob", deposit="10")
-    async with (
-        harness.connect(admin_user) as admin,
-        harness.connect(alice) as a,
-        harness.connect(bob) as b,
-    ):
-        game_id = await setup_game(admin)
-        pool_id = (await admin.call(385, 350, game_id=game_id, action="Goal", targets="Brazil"))[
-            "pool_id"
-        ]
-        alice_bets = [
-            (await a.call(392, 356, pool_id=pool_id, target="Brazil", amount="0.5"))["bet_id"]
-            for _ in range(4)
-        ]
-        bob_bet = (await b.call(392, 356, pool_id=pool_id, target="Brazil", amount="1"))["bet_id"]
+    async with table(harness, "alice", "bob", deposit="10") as t:
+        pool_id = await t.pool()
+        alice_bets = [(await t.bet("alice", pool_id, "brazil", "0.5"))["bet_id"] for _ in range(4)]
+        bob_bet = (await t.bet("bob", pool_id, "brazil", "1"))["bet_id"]
 
         def bets(reply: dict) -> set[str]:
             return set(reply["distribution"]["brazil"]["bets"])
 
-        mine = await a.call(393, 360, pool_id=pool_id)
+        mine = await t["alice"].call(393, 360, pool_id=pool_id)
         assert bets(mine) == set(alice_bets) and "omitted_bets" not in mine
-        assert bets(await b.call(393, 360, pool_id=pool_id)) == {bob_bet}
-        everybody = await admin.call(393, 360, pool_id=pool_id)
+        assert bets(await t["bob"].call(393, 360, pool_id=pool_id)) == {bob_bet}
+        everybody = await t.admin.call(393, 360, pool_id=pool_id)
         assert bets(everybody) == {*alice_bets[-2:], bob_bet}
         assert everybody["omitted_bets"] == 2
-        entry = (await admin.call(387, 3535, game_id=game_id))["pools_list"][pool_id]
+        entry = (await t.admin.call(387, 3535, game_id=t.game_id))["pools_list"][pool_id]
         assert (len(entry["distributions"]["brazil"]["bets"]), entry["omitted_bets"]) == (3, 2)
-        entry = (await a.call(389, 354, game_id=game_id))["pools_list"][pool_id]
+        entry = (await t["alice"].call(389, 354, game_id=t.game_id))["pools_list"][pool_id]
         assert set(entry["distributions"]["brazil"]["bets"]) == set(alice_bets)

@@ -6,16 +6,14 @@ line pass SQLite's 64-bit integers: the pool could never be paid."""
 
 from __future__ import annotations
 
-import json
-from decimal import Decimal
-
 import pytest
 import trio
 
 from actors import pool as p
 from domain.errors import DomainError
 from domain.money import MAX_POOL_TOTAL
-from tests.conftest import ActorHarness, Harness, open_match, setup_game
+from tests.conftest import ActorHarness, Harness, open_match
+from tests.test_ws_pools import table
 
 #: The most a pool at a minimum dividend of 100 may hold, in EUR: its stakes times 100
 #: reach MAX_POOL_TOTAL (in cents) exactly.
@@ -25,28 +23,14 @@ BOUND_EUR = MAX_POOL_TOTAL // 100 // 100
 async def test_stakes_times_the_minimum_dividend_are_bounded_and_the_pool_pays(
     harness: Harness,
 ) -> None:
-    admin_user = await harness.user("payout-admin", roles=["developer", "house"])
-    whale = await harness.user("whale", deposit=str(BOUND_EUR))
-    minnow = await harness.user("minnow", deposit="1")
-    async with (
-        harness.connect(admin_user) as admin,
-        harness.connect(whale) as big,
-        harness.connect(minnow) as small,
-    ):
-        game_id = await setup_game(admin)
-        created = await admin.call(
-            385, 350, game_id=game_id, action="Goal", targets="Argentina,Brazil", min_dividend="100"
-        )
-        pool_id = created["pool_id"]
-        placed = await big.call(392, pool_id=pool_id, target="Argentina", amount=str(BOUND_EUR))
-        assert placed["res"] == 356, placed
-        refused = await small.call(392, pool_id=pool_id, target="Brazil", amount="0.01")
+    async with table(harness, "whale", "minnow", deposit=str(BOUND_EUR)) as t:
+        pool_id = await t.pool(min_dividend="100")
+        await t.bet("whale", pool_id, "argentina", str(BOUND_EUR))
+        refused = await t["minnow"].call(392, pool_id=pool_id, target="brazil", amount="0.01")
         assert (refused["error_code"], refused["limit"]) == ("INVALID_STAKE", "max_pool_total")
-        resolved = await admin.call(396, pool_id=pool_id, target="Argentina")
-        assert resolved["res"] == 362, resolved
-    reply = await harness.http.get(f"/v1/users/{whale['user_id']}/balances")
-    balances = json.loads(reply.text, parse_float=Decimal)
-    assert balances["EUR"]["available"] == BOUND_EUR * 100  # the minimum dividend
+        assert (await t.admin.call(396, 362, pool_id=pool_id, target="argentina"))["res"] == 362
+        # the minimum dividend: 100 times the stake
+        assert (await t.balance("whale"))["available"] == BOUND_EUR * 100
     assert await harness.audit() == []
 
 
