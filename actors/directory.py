@@ -154,6 +154,10 @@ class Games:
             raise DomainError("NOT_FOUND", f"There is no pool {pool_id!r}.")
         return game_id, await self.start_pool(pool_id, game_id=game_id)
 
+    def open_count(self, game_id: str) -> int:
+        """How many of the game's pools are not resolved yet (no actor is started)."""
+        return sum(pool_id in self._open for pool_id in self._pools_by_game.get(game_id, ()))
+
     async def pools_of(self, game_id: str, *, open_only: bool = False) -> list[tuple[str, Mailbox]]:
         """The game's pools (only unresolved ones with ``open_only``), each actor started
         if it was not running."""

@@ -15,14 +15,15 @@ import trio
 from actors import pool as pool_msgs
 from actors.hub import RESERVE_AHEAD, Address, Broadcast, Joined
 from actors.pool import pool_row
-from actors.registry import CheckSourceAdmin
+from actors.registry import CheckSourceAdmin, GetUser
 from actors.runtime import Actor, Mailbox
 from actors.services import Services
 from domain.codec import encode
 from domain.errors import DomainError
-from domain.game import Game, check_event_room, event_target
+from domain.game import Game, check_event_room, check_pool_room, event_target
 from domain.pool import new_pool, resolves_by_event
 from domain.roles import Role
+from domain.rules import REMOTE_DELAY, check_house_role
 from domain.targets import TargetTree, action_id, merged_actions, winning_target
 from storage.changes import Change, Insert, Upsert
 from storage.database import Database
@@ -439,8 +440,8 @@ class GameActor(Actor):
                 return None
             case Close():
                 return await self._close()
-            case CreatePool(_, fields):
-                return await self._create_pool(fields)
+            case CreatePool(user_id, fields):
+                return await self._create_pool(user_id, fields)
             case RegisterEvent():
                 return await self._register_event(body)
             case BlockAction(_, action, at, block):
@@ -589,14 +590,20 @@ class GameActor(Actor):
         self._publish(GameClosed({"game_id": game.id}))
         return GameClosure(game.id)
 
-    async def _create_pool(self, fields: dict[str, Any]) -> dict[str, Any]:
+    async def _create_pool(self, user_id: int, fields: dict[str, Any]) -> dict[str, Any]:
         game, now = self.game, self.now
         if not game.accepts_pools(now):
             raise DomainError(
                 "INVALID_STATE", f"Pools cannot be opened while the game is {game.status(now)}."
             )
+        check_pool_room(self.directory.open_count(game.id))
         rule = self.services.settings.fail_safe_rule
         pool = new_pool(game, fields, now, fail_safe=rule, tree=self.tree)
+        if pool.rules.bet_delay_ms and self.services.operator is not None:
+            raise DomainError("INVALID_PARAMETER", REMOTE_DELAY, parameter="bet_delay_ms")
+        if pool.rules.house_money() is not None:
+            user = await self.services.ask_registry(GetUser(user_id))
+            check_house_role(pool.rules, user.roles)
         await self.services.storage.commit([Insert("pools", pool_row(pool))])
         await self.directory.start_pool(pool.id, announce=True)
         return {

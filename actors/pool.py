@@ -30,6 +30,7 @@ from actors.wallet import Hold, Screen, Settle, StakeItem, Stakes, Sync, Unhold
 from domain.errors import DomainError
 from domain.params import stored_time
 from domain.pool import BINARY, PARIMUTUEL, Bet, BetStatus, Outcome, Pool, PoolStatus
+from domain.rules import REMOTE_DELAY
 from domain.targets import NONE, winning_target
 from storage.changes import Change, Check, Delete, Insert, UpdateMany, Upsert
 from storage.database import Database
@@ -433,13 +434,12 @@ class PoolActor(Actor):
         pool = self.pool
         match body:
             case GetDistribution(user_id, everything):
-                visible = (
-                    pool.bets if everything else [b for b in pool.bets if b.user_id == user_id]
-                )
+                visible, omitted = pool.visible_bets(user_id, everything)
                 return {
                     "pool_id": pool.id,
                     "target_level": pool.target_level,
                     "distribution": pool.distribution(visible),
+                    **({"omitted_bets": omitted} if omitted else {}),
                 }
             case Describe(user_id, everything):
                 return {
@@ -525,6 +525,7 @@ class PoolActor(Actor):
         pool, now = self.pool, self.now
         accepted: list[tuple[Request, Bet]] = []
         chosen, staked = self._held()
+        waiting = sum(staked.values())
         for request in batch:
             body: PlaceBet = request.body
             if self.pending is not None:
@@ -538,15 +539,21 @@ class PoolActor(Actor):
                     now,
                     chosen.get(body.user_id),
                     staked[body.user_id],
+                    waiting,
                 )
             except DomainError as error:
                 request.fail(error)
                 continue
             chosen[body.user_id] = target
             staked[body.user_id] += stake
+            waiting += stake
             accepted.append((request, Bet(str(uuid.uuid4()), body.user_id, target, stake, now)))
-        if accepted and pool.rules.bet_delay_ms and self.services.operator is None:
-            await self._hold_bets(accepted)
+        if accepted and pool.rules.bet_delay_ms:
+            if self.services.operator is None:
+                await self._hold_bets(accepted)
+            else:  # a pool stored with a delay before the server ran in this mode
+                for request, _ in accepted:
+                    request.fail(DomainError("INVALID_BET_DETAILS", REMOTE_DELAY))
             return
         debits: dict[str, remote.Debit] = {}
         if accepted and self.services.operator is not None:
@@ -770,6 +777,7 @@ class PoolActor(Actor):
         held: list[tuple[int, Bet, StakeItem]] = []
         refusals: list[tuple[int, DomainError]] = []
         chosen, staked = self._held()
+        waiting = sum(staked.values())
         for stake in body.stakes:
             try:
                 if body.game_id != pool.game_id or body.action != pool.action:
@@ -791,12 +799,14 @@ class PoolActor(Actor):
                     now,
                     chosen.get(body.user_id),
                     staked[body.user_id],
+                    waiting,
                 )
             except DomainError as error:
                 refusals.append((stake.index, error))
                 continue
             chosen[body.user_id] = target
             staked[body.user_id] += minor
+            waiting += minor
             bet = Bet(str(uuid.uuid4()), body.user_id, target, minor, now)
             held.append((stake.index, bet, self._stake_item(bet, columns=stake.columns)))
         if held and not refusals:

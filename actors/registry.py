@@ -33,6 +33,7 @@ from actors.runtime import Actor, Mailbox, OutcomeUnknown, Request
 from domain.errors import DomainError
 from domain.names import display_name, name_key
 from domain.roles import Role
+from domain.rules import HOUSE_ROLE
 from storage.actor import Storage
 from storage.changes import Change, Delete, Insert, Update, Upsert
 from storage.database import Database
@@ -40,7 +41,7 @@ from storage.database import Database
 log = logging.getLogger(__name__)
 
 SESSION_TTL_MS = 24 * 3600 * 1000
-ROLES = frozenset({"developer", "player"})
+ROLES = frozenset({"developer", "player", HOUSE_ROLE})
 #: Live sessions a user may hold; a new one retires the oldest (bounds a handshake's cost).
 MAX_SESSIONS_PER_USER = 16
 #: Remembered nonces per user; past it handshakes are refused until some expire.

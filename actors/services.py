@@ -87,8 +87,9 @@ class Settings:
     http_body_seconds: float = 10.0
     #: a client that takes no 16 KiB piece of a response in this long has its connection closed
     http_send_seconds: float = 10.0
-    #: HTTP connections one client address (an IPv4 address, an IPv6 /64) may hold open
-    #: at once; the next is refused (429 TOO_MANY_CONNECTIONS) until one closes
+    #: HTTP connections one client address (an IPv4 address, an IPv6 /64; an IPv6 /48
+    #: holds 8 times as many) may hold open at once; the next is refused (429
+    #: TOO_MANY_CONNECTIONS) until one closes
     http_connections_per_address: int = 128
     #: a websocket client has this long to send its opening handshake
     handshake_seconds: float = 10.0

@@ -24,12 +24,13 @@ from domain.errors import DomainError
 from domain.limits import (
     LONGEST_MS,
     Flow,
+    Flows,
+    FlowSource,
     Kind,
     Period,
     PlayerLimits,
     Slot,
     exclusion_end,
-    recent,
 )
 from domain.money import check_deposit, exponent_of, to_wire
 from storage import limits as stored_limits
@@ -235,7 +236,7 @@ class _Pending:
     #: flows of limited players' money in this batch, and the history (read ahead from
     #: SQLite) of those this batch sets a first limit for
     flows: dict[Key, list[Flow]] = field(default_factory=lambda: defaultdict(list))
-    histories: dict[Key, list[Flow]] = field(default_factory=dict)
+    histories: dict[Key, Flows] = field(default_factory=dict)
     replies: list[tuple[Request, Any]] = field(default_factory=list)
 
 
@@ -252,7 +253,7 @@ class WalletActor(Actor):
         cooldowns: dict[int, int],
         exclusions: dict[int, int],
         limits: dict[Key, PlayerLimits],
-        flows: dict[Key, list[Flow]],
+        flows: dict[Key, Flows],
         on_balance: Callable[[int, BalanceChanged], None] = lambda *_: None,
         remote: bool = False,
     ) -> None:
@@ -330,7 +331,10 @@ class WalletActor(Actor):
         self.flows.update(pending.histories)
         now = self.clock.now_ms()
         for key, flows in pending.flows.items():
-            self.flows[key] = recent([*self.flows.get(key, ()), *flows], now)
+            log = self.flows.setdefault(key, Flows())
+            for flow in flows:
+                log.add(flow)
+            log.forget(now)
         touched = set(pending.available) | set(pending.exposure)
         for user_id, currency in touched:
             self.currencies[user_id].add(currency)
@@ -413,7 +417,7 @@ class WalletActor(Actor):
             }
         )
 
-    async def _read_histories(self, batch: list[Request]) -> dict[Key, list[Flow]]:
+    async def _read_histories(self, batch: list[Request]) -> dict[Key, Flows]:
         """The flows of the last month of each (user, currency) this batch sets a first
         limit for: a new limit counts what was already deposited or lost."""
         keys = {
@@ -426,13 +430,15 @@ class WalletActor(Actor):
         if not keys:
             return {}
         since = self.clock.now_ms() - LONGEST_MS
-        return await self.storage.read(lambda db: stored_limits.load_flows(db, keys, since))
+        read = await self.storage.read(lambda db: stored_limits.load_flows(db, keys, since))
+        return {key: Flows(flows) for key, flows in read.items()}
 
     def _limits_of(self, key: Key, pending: _Pending) -> PlayerLimits | None:
         return pending.limits.get(key, self.limits.get(key))
 
-    def _flows_of(self, key: Key, pending: _Pending) -> list[Flow]:
-        return [*pending.histories.get(key, self.flows.get(key, ())), *pending.flows.get(key, ())]
+    def _flows_of(self, key: Key, pending: _Pending) -> FlowSource:
+        known = pending.histories.get(key) or self.flows.get(key) or Flows()
+        return known.plus(pending.flows.get(key, ()))
 
     def _count(self, key: Key, kind: Kind, amount: int, pending: _Pending) -> None:
         """Remember money that counts toward a limit, for the players who have one (or
@@ -477,7 +483,7 @@ class WalletActor(Actor):
         now = self.clock.now_ms()
         limits = self.limits.get((user_id, currency), PlayerLimits())
         until = self.exclusions.get(user_id, 0)
-        left = limits.left(self.flows.get((user_id, currency), ()), now)
+        left = limits.left(self.flows.get((user_id, currency)) or Flows(), now)
         return LimitsView(user_id, currency, now, limits, left, until if until > now else None)
 
     def _available(self, key: Key, pending: _Pending) -> int:
@@ -724,5 +730,8 @@ def _load_state(db: Database, now_ms: int) -> dict[str, Any]:
         "cooldowns": cooldowns,
         "exclusions": stored_limits.load_exclusions(db),
         "limits": limits,
-        "flows": stored_limits.load_flows(db, limits, now_ms - LONGEST_MS),
+        "flows": {
+            key: Flows(flows)
+            for key, flows in stored_limits.load_flows(db, limits, now_ms - LONGEST_MS).items()
+        },
     }

@@ -23,6 +23,9 @@ from domain.targets import NONE, TargetTree, build_actions, check_bound, parse_l
 
 #: Events one game may record (decisions §13): its 342 and its draw carry every one.
 MAX_GAME_EVENTS = 10_000
+#: Pools one game may have open at once: every 387-389 describes each of them, and each
+#: event asks each of them whether it resolves it.
+MAX_OPEN_POOLS = 50
 
 
 class GameStatus(StrEnum):
@@ -226,6 +229,13 @@ def optional_amount(fields: dict[str, Any], name: str, exponent: int) -> int | N
 def check_event_room(recorded: int) -> None:
     """Refuse one more event past ``MAX_GAME_EVENTS`` (``INVALID_PARAMETER``)."""
     check_bound("A game's events", recorded, recorded + 1, MAX_GAME_EVENTS, parameter="game_id")
+
+
+def check_pool_room(open_pools: int) -> None:
+    """Refuse one more open pool past ``MAX_OPEN_POOLS`` (``INVALID_PARAMETER``)."""
+    check_bound(
+        "A game's open pools", open_pools, open_pools + 1, MAX_OPEN_POOLS, parameter="game_id"
+    )
 
 
 def event_target(tree: TargetTree, raw: object) -> str:

@@ -115,8 +115,9 @@ def settle(
 
     Each winning bet of stake ``s`` gets ``floor(s * P / W)`` where the pot ``P`` is the net
     pool (plus ``carried_in``), raised to ``rules.guarantee`` by the house when below it;
-    the floors' remainder is the breakage. The house tops a winner up to
-    ``ceil(s * min_dividend)`` (``house_cover``). When nobody backed the winner (``W == 0``)
+    the floors' remainder is the breakage. The house tops each winner up to
+    ``ceil(S * min_dividend)``, ``S`` their stakes on the winner (``house_cover``, on
+    their last bet). When nobody backed the winner (``W == 0``)
     the net pot moves to the successor when ``carry`` (the pool carries over and has one),
     else every stake is refunded without takeout and a carried-in pot goes to the house.
     """
@@ -172,18 +173,25 @@ def _paid_out(
     topup = max(0, (rules.guarantee or 0) - net)
     pot = net + topup
     payouts: dict[str, int] = {}
-    winners: dict[int, int] = {}
-    floors = 0
-    cover = 0
+    winners: dict[int, int] = {}  # the shares, then with the cover
+    staked: dict[int, int] = {}
+    last_bet: dict[int, str] = {}
     for s in stakes:
         if s.target != winning_target:
             continue
-        share = s.amount * pot // on_winner
-        floors += share
-        paid = max(share, minimum_payout(s.amount, rules.min_dividend))
-        cover += paid - share
-        payouts[s.bet_id] = paid
-        winners[s.user_id] = winners.get(s.user_id, 0) + paid
+        payouts[s.bet_id] = s.amount * pot // on_winner
+        winners[s.user_id] = winners.get(s.user_id, 0) + payouts[s.bet_id]
+        staked[s.user_id] = staked.get(s.user_id, 0) + s.amount
+        last_bet[s.user_id] = s.bet_id
+    floors = sum(payouts.values())
+    cover = 0
+    for user_id, share in winners.items():
+        # per winner, not per bet: rounded up per bet, a stake split into cents got
+        # ceil(1 x 1.10) = 2 cents each, twice the stake, from the house
+        owed = max(0, minimum_payout(staked[user_id], rules.min_dividend) - share)
+        payouts[last_bet[user_id]] += owed
+        winners[user_id] = share + owed
+        cover += owed
     losers = sorted({s.user_id for s in stakes if s.user_id not in winners})
     return Settlement(
         payouts=payouts,

@@ -63,6 +63,9 @@ DEFAULT_FAIL_SAFE_MS = 24 * 60 * 60 * 1000
 #: How long after its opening a pool with no closing time is voided, unresolved
 #: (decisions §13; ``Settings.max_pool_lifetime_ms`` overrides it): a week.
 DEFAULT_MAX_POOL_LIFETIME_MS = 7 * 24 * 60 * 60 * 1000
+#: Everybody's bets a game admin's listing or 393 shows of a pool: the latest this many
+#: (``omitted_bets`` counts the others), as a 360 shows the latest 50 of a flow.
+MAX_LISTED_BETS = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +173,11 @@ class Pool:
     backers: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
     user_target: dict[int, str] = field(default_factory=dict)
     user_stake: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    user_bets: dict[int, list[Bet]] = field(default_factory=lambda: defaultdict(list))
+    #: ``odds()`` as of a version of the pool (bets, carried-in pot, rules)
+    _odds: tuple[Any, dict[str, dict[str, Any]]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     # -- persistence ------------------------------------------------------------------
 
@@ -268,6 +276,7 @@ class Pool:
         self.backers[bet.target].add(bet.user_id)
         self.user_target[bet.user_id] = bet.target
         self.user_stake[bet.user_id] += bet.amount
+        self.user_bets[bet.user_id].append(bet)
 
     def closing_at(self, game_close_at: int | None) -> int | None:
         """When betting ends for good (seed 003's closing time): the pool's own stop or
@@ -303,10 +312,11 @@ class Pool:
         now: int,
         pending_target: str | None = None,
         pending_stake: int = 0,
+        pending_total: int = 0,
     ) -> tuple[str, int]:
         """Validate a bet; returns (target id, stake in minor units) or raises.
-        ``pending_*``: what the user has in this pool that is not in the book yet (the
-        same batch, a reserved betslip)."""
+        ``pending_*``: what the user (``pending_total``: everybody) has in this pool that
+        is not in the book yet (the same batch, a reserved betslip, a held bet)."""
         refusal = self.refusal(now)
         if refusal is not None:
             raise refusal
@@ -333,11 +343,11 @@ class Pool:
                 limit="min_stake",
                 min_stake=to_wire(self.min_stake, self.exponent),
             )
-        if self.total + stake > MAX_POOL_TOTAL:
+        if self.largest_payout(self.total + pending_total + stake) > MAX_POOL_TOTAL:
             raise DomainError(
                 "INVALID_STAKE",
-                "The pool's total stakes would pass its limit of "
-                f"{to_wire(MAX_POOL_TOTAL, self.exponent)}.",
+                "The pool's total stakes (times its minimum dividend, plus what it carried "
+                f"in) would pass its limit of {to_wire(MAX_POOL_TOTAL, self.exponent)}.",
                 parameter="amount",
                 limit="max_pool_total",
             )
@@ -365,20 +375,34 @@ class Pool:
 
     # -- odds and views ---------------------------------------------------------------
 
-    def multiplier(self, target: str) -> Decimal:
-        return parimutuel.multiplier(
-            self.total, self.totals.get(target, 0), self.takeout, self.rules, self.carried_in
-        )
+    def largest_payout(self, total: int) -> int:
+        """What the pool could pay out with ``total`` staked, before a guarantee: every
+        stake on the winner at the minimum dividend, and the carried-in pot. Bounded by
+        ``MAX_POOL_TOTAL``, it keeps every settlement line far inside SQLite's integers."""
+        return parimutuel.minimum_payout(total, self.rules.min_dividend) + self.carried_in
 
-    def to_win_if_backed(self, target: str) -> Decimal:
-        return parimutuel.to_win_if_backed(
-            self.total,
-            self.totals.get(target, 0),
-            self.takeout,
-            10**self.exponent,
-            self.rules,
-            self.carried_in,
-        )
+    def odds(self) -> dict[str, dict[str, Any]]:
+        """Per target, what 352 and every listing show of the whole pool: its odds, its
+        money and its backers. Computed once per bet added (the odds of every target
+        read the pool's total), not once per reader: a 387 over a game's pools, asked
+        again and again, costs the loop lookups, not two ratios per target each."""
+        key = (len(self.bets), self.carried_in, self.rules)
+        if self._odds is None or self._odds[0] != key:
+            total, unit = self.total, 10**self.exponent
+            self._odds = (key, {t: self._target_odds(t, total, unit) for t in self.targets})
+        return self._odds[1]
+
+    def _target_odds(self, target: str, total: int, unit: int) -> dict[str, Any]:
+        on_target = self.totals.get(target, 0)
+        rules, carried_in = self.rules, self.carried_in
+        return {
+            "multiplier": parimutuel.multiplier(total, on_target, self.takeout, rules, carried_in),
+            "amount_total": self.money(on_target),
+            "backing_people": len(self.backers.get(target, ())),
+            "to_win_if_backed": parimutuel.to_win_if_backed(
+                total, on_target, self.takeout, unit, rules, carried_in
+            ),
+        }
 
     def rules_wire(self) -> dict[str, Any]:
         """The pool's rules and carried-in pot, as 352 and the listings show them."""
@@ -392,20 +416,15 @@ class Pool:
         shown: dict[str, dict[str, Any]] = {t: {} for t in self.targets}
         for bet in visible:
             shown[bet.target][bet.id] = bet.wire(self.exponent)
+        odds = self.odds()
         return {
-            t: {
-                "bets": shown[t],
-                "multiplier": self.multiplier(t),
-                "display_name": name,
-                "amount_total": self.money(self.totals.get(t, 0)),
-                "backing_people": len(self.backers.get(t, ())),
-                "to_win_if_backed": self.to_win_if_backed(t),
-            }
+            t: {"bets": shown[t], "display_name": name, **odds[t]}
             for t, name in self.targets.items()
         }
 
     def created_message(self) -> dict[str, Any]:
         """The full pool, as res 352 shows it."""
+        odds = self.odds()
         return {
             "game_id": self.game_id,
             "pool_id": self.id,
@@ -417,10 +436,10 @@ class Pool:
             "target_level": self.target_level,
             "targets": {
                 t: {
-                    "backing_people": len(self.backers.get(t, ())),
-                    "to_win_if_backed": self.to_win_if_backed(t),
+                    "backing_people": odds[t]["backing_people"],
+                    "to_win_if_backed": odds[t]["to_win_if_backed"],
                     "display_name": {"symbol": symbol(t), "display_name": name},
-                    "backing_money": self.money(self.totals.get(t, 0)),
+                    "backing_money": odds[t]["amount_total"],
                 }
                 for t, name in self.targets.items()
             },
@@ -433,9 +452,19 @@ class Pool:
             **self.rules_wire(),
         }
 
+    def visible_bets(self, user_id: int, everything: bool) -> tuple[list[Bet], int]:
+        """The bets a listing or a 393 shows, and how many it leaves out: the caller's own
+        (all of them: each cost its sender a stake), or for a game admin the latest
+        ``MAX_LISTED_BETS`` of everybody's. Neither is a pass over the pool's bets: a
+        pool's bets grow with its crowd, and any subscriber may list every pool."""
+        if not everything:
+            return self.user_bets.get(user_id, []), 0
+        shown = self.bets[-MAX_LISTED_BETS:]
+        return shown, len(self.bets) - len(shown)
+
     def listing(self, user_id: int, everything: bool) -> dict[str, Any]:
         """One entry of the 387-390 listings, with the caller's own bets (or all)."""
-        visible = self.bets if everything else [b for b in self.bets if b.user_id == user_id]
+        visible, omitted = self.visible_bets(user_id, everything)
         entry: dict[str, Any] = {
             "pool_id": self.id,
             "description": self.description,
@@ -456,6 +485,8 @@ class Pool:
             "game_name": self.game_name,
             **self.rules_wire(),
         }
+        if omitted:
+            entry["omitted_bets"] = omitted
         if user_id in self.user_target:
             entry["user_backed"] = {self.user_target[user_id]: self.money(self.user_stake[user_id])}
         if not self.is_open:

@@ -8,6 +8,7 @@ guaranteed, an unwon pot is refunded and a bet is placed at once.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from fractions import Fraction
@@ -32,6 +33,16 @@ MAX_MIN_DIVIDEND = Fraction(100)
 #: Decimals a minimum dividend may have (1.1, 1.02, 1.025).
 MIN_DIVIDEND_PLACES = 4
 #: The request fields that set rules (op 370/3701/373 for a game, 385 for a pool).
+#: Why remote wallet mode takes no pool with a bet delay (decisions §11): the operator
+#: debits a bet when it is placed, and holding its money for a delay is not built.
+REMOTE_DELAY = (
+    "A bet delay is not available in remote wallet mode: the operator debits each bet "
+    "when it is placed."
+)
+#: The role of the users the operator lets commit the house's money: only they open a
+#: pool with a guarantee or a minimum dividend above 1 (a game admin resolves pools, so
+#: any other could pay the house's money to an accomplice's cent).
+HOUSE_ROLE = "house"
 RULE_FIELDS = ("min_dividend", "guarantee", "guarantee_currency", "carry_over", "bet_delay_ms")
 
 
@@ -43,6 +54,15 @@ class PoolRules:
     guarantee: int | None = None
     carry_over: bool = False
     bet_delay_ms: int = 0
+
+    def house_money(self) -> str | None:
+        """The rule by which the pool can cost the house, or None: its guarantee, or a
+        minimum dividend above 1."""
+        if self.guarantee:
+            return "guarantee"
+        if self.min_dividend > 1:
+            return "min_dividend"
+        return None
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -114,3 +134,16 @@ def parse_rules(
     if delay is not None:
         rules = replace(rules, bet_delay_ms=delay)
     return rules
+
+
+def check_house_role(rules: PoolRules, roles: Collection[str]) -> None:
+    """NOT_AUTHORIZED, naming the rule, when ``rules`` can cost the house and ``roles``
+    (the pool's creator's) lack ``HOUSE_ROLE``."""
+    rule = rules.house_money()
+    if rule is not None and HOUSE_ROLE not in roles:
+        raise DomainError(
+            "NOT_AUTHORIZED",
+            f"Only a user with the {HOUSE_ROLE} role may open a pool whose {rule} can cost "
+            "the house (set by the pool or by its game's defaults).",
+            parameter=rule,
+        )

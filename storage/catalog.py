@@ -92,3 +92,15 @@ def statistics(db: Database, pool_ids: Sequence[str]) -> dict[str, dict[str, int
         ):
             found[row.pop("pool_id")] = row
     return found
+
+
+def resolved_pools_bet_in(db: Database, game_id: str, user_id: int) -> list[str]:
+    """The ids of the game's resolved pools the user has a bet in (op 390): read here
+    so that a listing starts the actors of those pools only, not of every pool the
+    game ever had."""
+    rows = db.rows(
+        "SELECT DISTINCT pool_id FROM bets WHERE user_id = ? AND pool_id IN "
+        "(SELECT id FROM pools WHERE game_id = ? AND status != 'open')",
+        (user_id, game_id),
+    )
+    return [row["pool_id"] for row in rows]

@@ -365,7 +365,7 @@ async def open_match(
     h: ActorHarness, watcher: FakeConnection | None = None, *, name: str = "admin"
 ) -> Match:
     """An open game on the actors; ``name`` names its admin (one match per name)."""
-    admin = await h.user(name, roles=("developer",))
+    admin = await h.user(name, roles=("developer", "house"))  # house: pool rules of any kind
     source = await h.services.ask_registry(OpenSource(admin, "src", ""))
     game = await h.services.games.create_game(
         CreateGame(

@@ -20,6 +20,7 @@ from actors import pool as p
 from actors.hub import Joined
 from actors.registry import User
 from domain.codec import decode
+from domain.pool import MAX_LISTED_BETS
 from storage.seqs import reserved_seq
 from tests.conftest import ActorHarness, Match, open_match, payload_of
 from tests.test_ws_hostile import _StuckStream
@@ -165,7 +166,9 @@ async def test_a_360_after_10_000_new_bets_lists_50_and_counts_the_rest(
     assert sum(len(row["bets"]) for row in shown["distribution"].values()) == 50
     assert shown["distribution"]["a"]["amount_total"] == 10_001
     everything = await pool.ask(p.GetDistribution(m.admin, everything=True))
-    assert len(everything["distribution"]["a"]["bets"]) == 10_001  # 393 for admins
+    # 393 for admins: the latest MAX_LISTED_BETS, the others counted
+    assert len(everything["distribution"]["a"]["bets"]) == MAX_LISTED_BETS
+    assert everything["omitted_bets"] == 10_001 - MAX_LISTED_BETS
 
 
 # -- a slow subscriber --------------------------------------------------------------

@@ -249,7 +249,7 @@ async def test_the_page_shows_a_pools_rules_and_its_carried_in_pot(harness: Harn
     """A pool with a minimum dividend, a guarantee, a carry-over and a bet delay: the page
     shows each, and the pool recreated after nobody won shows the pot carried in; saved to
     build/pool-rules.png."""
-    admin = await harness.user(roles=["developer"])
+    admin = await harness.user(roles=["developer", "house"])
     await harness.user("alice", deposit="50")
     bob = await harness.user("bob", deposit="50")
     rules = {"min_dividend": "1.10", "guarantee": "500", "bet_delay_ms": "1000"}

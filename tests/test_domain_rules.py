@@ -216,11 +216,14 @@ def test_the_books_close_for_any_bets_rules_and_outcome(
     s = settle(stakes, winner, takeout, rules, carried_in=carried_in, carry=carry)
     assert _books_close(s)
     assert min(s.takeout, s.breakage, s.house_cover, s.guarantee_topup, s.carried_out) >= 0
-    for bet in stakes:
-        if bet.target == winner:
-            assert s.payouts[bet.bet_id] * rules.min_dividend.denominator >= (
-                bet.amount * rules.min_dividend.numerator
-            )
+    for user_id in {bet.user_id for bet in stakes if bet.target == winner}:
+        # the minimum dividend holds for each winner's stakes on the winner
+        backed = sum(
+            bet.amount for bet in stakes if bet.target == winner and bet.user_id == user_id
+        )
+        assert s.winners[user_id] * rules.min_dividend.denominator >= (
+            backed * rules.min_dividend.numerator
+        )
     if s.payouts and not s.is_money_return:
         assert sum(s.payouts.values()) + s.breakage >= (rules.guarantee or 0)
     lines = settlement_lines("p", "EUR", s, {x.bet_id: x.user_id for x in stakes}, successor="next")

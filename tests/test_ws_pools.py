@@ -75,7 +75,7 @@ class Table:
 
 @asynccontextmanager
 async def table(harness: Harness, *names: str, deposit: str = "100.00") -> AsyncIterator[Table]:
-    admin = await harness.user(roles=["developer"])
+    admin = await harness.user(roles=["developer", "house"])
     users = {name: await harness.user(deposit=deposit) for name in names}
     async with AsyncExitStack() as stack:
         admin_ws = await stack.enter_async_context(harness.connect(admin))

@@ -368,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--role",
         action="append",
-        choices=["developer", "player"],
+        choices=["developer", "house", "player"],
         help="a role to grant; repeat for several",
     )
 

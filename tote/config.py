@@ -81,8 +81,9 @@ HELP: dict[str, str] = {
     "http_send_seconds": "seconds a client may leave a response unread before its HTTP "
     "connection is closed",
     "http_connections_per_address": "HTTP connections one client address (IPv4 address, "
-    "IPv6 /64) may hold open at once; the next gets 429 TOO_MANY_CONNECTIONS (behind a "
-    "reverse proxy every client has the proxy's address: raise it)",
+    "IPv6 /64; an IPv6 /48 holds 8 times as many) may hold open at once; the next gets 429 "
+    "TOO_MANY_CONNECTIONS (behind a reverse proxy every client has the proxy's address: "
+    "raise it)",
     "handshake_seconds": "seconds a websocket client may take to send its opening handshake",
 }
 

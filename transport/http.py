@@ -24,7 +24,7 @@ from actors.services import Services
 from domain.codec import encode
 from domain.errors import DomainError
 from transport.accept import serve_listeners
-from transport.http_connection import AddressCounts, HttpConnection, address_key, close_after
+from transport.http_connection import AddressCounts, HttpConnection, address_keys, close_after
 from transport.http_listing import listing_blueprint
 from transport.http_metrics import metrics_blueprint
 from transport.httpkit import AsciiIntegerConverter, drain_body, error_body, error_response
@@ -158,19 +158,19 @@ async def serve_http(
         """One client, admitted or refused by its address; whatever it does ends its
         own connection at most."""
         try:
-            key = address_key(stream.socket.getpeername()[0])
+            keys = address_keys(stream.socket.getpeername()[0])
         except OSError:
             return  # reset before we saw it
         try:
-            if not held.full(key):
-                with held.holding(key):
+            if not held.full(keys):
+                with held.holding(keys):
                     await HttpConnection(
                         app, config, lifespan_state, stream,
                         idle_seconds=settings.http_idle_seconds,
                         send_seconds=settings.http_send_seconds,
                     ).run()  # fmt: skip
-            elif not refusing.full(key):
-                with refusing.holding(key):
+            elif not refusing.full(keys):
+                with refusing.holding(keys):
                     await close_after(stream, refusal)
         except Exception:
             log.exception("an HTTP connection failed")

@@ -121,7 +121,7 @@ _SCHEMAS: dict[str, Any] = {
             },
             "roles": {
                 "oneOf": [
-                    {"type": "array", "items": {"enum": ["developer", "player"]}},
+                    {"type": "array", "items": {"enum": ["developer", "house", "player"]}},
                     {"type": "string", "description": "comma-separated"},
                 ]
             },

@@ -11,6 +11,7 @@ from actors import game as g
 from actors import pool as p
 from domain import params
 from domain.errors import DomainError
+from storage import catalog
 from transport.optable import Context, op
 
 
@@ -64,13 +65,17 @@ async def register_event(ctx: Context, msg: dict[str, Any]) -> None:
 
 
 async def _listing(
-    ctx: Context, msg: dict[str, Any], res: int, keep: Any, *, open_only: bool = True
+    ctx: Context, msg: dict[str, Any], res: int, keep: Any, *, resolved: bool = False
 ) -> None:
-    """Ask every pool of the game at once (not one after another, and not through the
-    game actor, which stays free for its own requests)."""
+    """Ask every open pool of the game (or, ``resolved``, every resolved pool the sender
+    bet in) at once: not one after another, and not through the game actor, which stays
+    free for its own requests."""
     game_id = params.text(msg, "game_id", required_=True) or ""
     question = p.Describe(ctx.user_id, await _is_game_admin(ctx, game_id))
-    boxes = await ctx.services.games.pools_of(game_id, open_only=open_only)
+    if resolved:
+        boxes = await _resolved_bet_in(ctx, game_id)
+    else:
+        boxes = await ctx.services.games.pools_of(game_id, open_only=True)
     pools: list[Any] = [None] * len(boxes)
 
     async def describe(i: int, box: Any) -> None:
@@ -91,6 +96,17 @@ async def _listing(
             },
         },
     )
+
+
+async def _resolved_bet_in(ctx: Context, game_id: str) -> list[tuple[str, Any]]:
+    """The game's resolved pools the sender has a bet in, as storage says: a game's
+    resolved pools only grow (a recreating pool leaves one behind per event), and
+    starting the actor of each for every 390 would let one player make everybody wait."""
+    user_id, games = ctx.user_id, ctx.services.games
+    pool_ids = await ctx.services.storage.read(
+        lambda db: catalog.resolved_pools_bet_in(db, game_id, user_id)
+    )
+    return [await games.pool(pool_id) for pool_id in pool_ids]
 
 
 @op(387, "list_all_betting_pools_for_game", replies=(3535,))
@@ -114,9 +130,7 @@ async def list_my_running(ctx: Context, msg: dict[str, Any]) -> None:
 @op(390, "list_my_resolved_pools_for_game", replies=(355,))
 async def list_my_resolved(ctx: Context, msg: dict[str, Any]) -> None:
     """Resolved pools you had bet in, with your winnings."""
-    await _listing(
-        ctx, msg, 355, lambda info: not info["open"] and info["has_bet"], open_only=False
-    )
+    await _listing(ctx, msg, 355, lambda info: not info["open"] and info["has_bet"], resolved=True)
 
 
 @op(392, "place_bet_in_betting_pool", replies=(356, 360))
@@ -152,7 +166,7 @@ async def _decision(ctx: Context, held: p.BetHeld) -> Any:
 
 @op(393, "get_betting_pool_bets_distribution", replies=(360,))
 async def distribution(ctx: Context, msg: dict[str, Any]) -> None:
-    """The pool's distribution, with your own bets (every bet for game admins)."""
+    """The pool's distribution, with your bets (for game admins, everybody's latest)."""
     game_id, box = await ctx.services.games.pool(params.text(msg, "pool_id", required_=True))
     everything = await _is_game_admin(ctx, game_id)
     ctx.reply(360, await box.ask(p.GetDistribution(ctx.user_id, everything), timeout=_timeout(ctx)))
