@@ -148,11 +148,13 @@ class Games:
         return await self.start_game(game_id)
 
     async def pool(self, pool_id: Any) -> tuple[str, Mailbox]:
-        """The pool's game id and mailbox, its actor started if it was not running."""
+        """The pool's game id and mailbox, its actor started if it was not running. Every
+        bet comes here: a running pool's address is a lookup, not a spawn."""
         game_id = self._pool_game.get(pool_id) if isinstance(pool_id, str) else None
         if game_id is None:
             raise DomainError("NOT_FOUND", f"There is no pool {pool_id!r}.")
-        return game_id, await self.start_pool(pool_id, game_id=game_id)
+        box = self.services.supervisor.mailbox(f"pool:{pool_id}")
+        return game_id, box or await self.start_pool(pool_id, game_id=game_id)
 
     def open_count(self, game_id: str) -> int:
         """How many of the game's pools are not resolved yet (no actor is started)."""

@@ -32,7 +32,7 @@ from domain.params import stored_time
 from domain.pool import BINARY, PARIMUTUEL, Bet, BetStatus, Outcome, Pool, PoolStatus
 from domain.rules import REMOTE_DELAY
 from domain.targets import NONE, winning_target
-from storage.changes import Change, Check, Delete, Insert, UpdateMany, Upsert
+from storage.changes import Change, Check, Delete, Insert, Update, UpdateMany, Upsert
 from storage.database import Database
 
 log = logging.getLogger(__name__)
@@ -308,6 +308,11 @@ def settlement_changes(
     ]
 
 
+def broadcast_change(pool: Pool) -> Change:
+    """Record how many of the pool's bets have gone out in a 360 (its watermark)."""
+    return Update("pools", {"id": pool.id}, {"broadcast_bets": pool.broadcast_bets})
+
+
 def stored_bets(db: Database, pool_id: str, slip_key: str | None = None) -> list[Bet]:
     """The pool's stored bets (only one slip's, if given), oldest first."""
     sql, params = "SELECT * FROM bets WHERE pool_id = ?", [pool_id]
@@ -341,7 +346,7 @@ class StoredPool:
 
 def load_pool(db: Database, pool_id: str) -> StoredPool:
     row = db.rows(
-        "SELECT p.doc, json_extract(g.doc, '$.close_at') AS close_at"
+        "SELECT p.doc, p.broadcast_bets, json_extract(g.doc, '$.close_at') AS close_at"
         " FROM pools p LEFT JOIN games g ON g.id = p.game_id WHERE p.id = ?",
         (pool_id,),
     )
@@ -349,10 +354,12 @@ def load_pool(db: Database, pool_id: str) -> StoredPool:
         raise DomainError("NOT_FOUND", f"There is no pool {pool_id!r}.")
     bets = stored_bets(db, pool_id)
     pending = db.rows("SELECT * FROM pending_resolutions WHERE pool_id = ?", (pool_id,))
+    pool = Pool.from_doc(msgspec.json.decode(row[0]["doc"]), bets)
+    # how far the 360s got: the document has it as of its last write, the column as of
+    # the last bet commit (``broadcast_change``); both only grow
+    pool.broadcast_bets = max(pool.broadcast_bets, row[0]["broadcast_bets"] or 0)
     return StoredPool(
-        Pool.from_doc(msgspec.json.decode(row[0]["doc"]), bets),
-        pending[0] if pending else None,
-        stored_time(row[0]["close_at"], "close_at"),
+        pool, pending[0] if pending else None, stored_time(row[0]["close_at"], "close_at")
     )
 
 
@@ -374,6 +381,8 @@ class PoolActor(Actor):
         self.pending = pending
         self.pending_since = trio.current_time()
         self.last_flush = -math.inf
+        #: the 360 watermark storage holds; a newer one rides on the next bet commit
+        self.recorded_broadcast = pool.broadcast_bets
         self.idle_seconds = services.settings.idle_seconds
         #: betslips reserved here and not yet decided: slip key -> (user, bets, until)
         self.held: dict[str, tuple[int, list[Bet], float]] = {}
@@ -420,6 +429,11 @@ class PoolActor(Actor):
 
     async def on_stop(self) -> None:
         await self._flush_distribution()
+        if self.pool.broadcast_bets > self.recorded_broadcast:
+            try:
+                await self.services.storage.commit([broadcast_change(self.pool)])
+            except DomainError:
+                log.warning("pool %s: 360 sent, not yet recorded as sent", self.pool.id)
 
     def batch_key(self, body: Any) -> Hashable | None:
         return "bets" if isinstance(body, PlaceBet) else None
@@ -560,13 +574,15 @@ class PoolActor(Actor):
             accepted = await self._screen(accepted)
             accepted, debits = await self._debit_each(accepted)
         if accepted:
-            items = [self._stake_item(bet, debits.get(bet.id)) for _, bet in accepted]
+            items = self._stake_items(accepted, debits)
             try:
                 # an error fails the whole batch (the kit answers it): nothing was staked
                 results = await self.services.ask_wallet(Stakes(items))
             except DomainError:
                 await self._give_up(debits.values())
                 raise
+            if results[0] is None:  # the first item carried the watermark, if it moved
+                self.recorded_broadcast = pool.broadcast_bets
             for (request, bet), refusal in zip(accepted, results, strict=True):
                 if refusal is not None:
                     await self._give_up([debits[bet.id]] if bet.id in debits else [])
@@ -634,6 +650,17 @@ class PoolActor(Actor):
     async def _give_up(self, debits: Iterable[remote.Debit]) -> None:
         for debit in debits:
             await remote.give_up(self.services, debit.key)
+
+    def _stake_items(
+        self, accepted: list[tuple[Request, Bet]], debits: dict[str, remote.Debit]
+    ) -> list[StakeItem]:
+        """The wallet's items for ``accepted``. The first also records how far the 360s
+        got, when that moved: the watermark rides on a bet commit, not on one of its own."""
+        items = [self._stake_item(bet, debits.get(bet.id)) for _, bet in accepted]
+        if self.pool.broadcast_bets > self.recorded_broadcast:
+            first = items[0]
+            items[0] = replace(first, changes=(*first.changes, broadcast_change(self.pool)))
+        return items
 
     def _stake_item(
         self,
@@ -1067,8 +1094,9 @@ class PoolActor(Actor):
 
     async def _flush_distribution(self) -> None:
         """One 360 for everything since the last: the latest bets new since then (at
-        most 50, ``omitted_bets`` counts the others), aggregates now.
-        Then record how far the 360s got (best effort: a lost record re-sends a few)."""
+        most 50, ``omitted_bets`` counts the others), aggregates now. How far the 360s
+        got is recorded by the next bet commit (``_stake_items``), not by a commit here:
+        a restart before it re-sends these few (bets are keyed by id: harmless)."""
         pool = self.pool
         if not pool.has_unsent_bets:
             return
@@ -1085,10 +1113,6 @@ class PoolActor(Actor):
         )
         pool.broadcast_bets = len(pool.bets)
         self.last_flush = trio.current_time()
-        try:
-            await self.services.storage.commit([Upsert("pools", pool_row(pool))])
-        except DomainError:
-            log.warning("pool %s: 360 sent, not yet recorded as sent", pool.id)
 
     def _publish(self, event: Broadcast) -> None:
         self.services.hub.to_game(self.pool.game_id, event)

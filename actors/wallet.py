@@ -317,6 +317,7 @@ class WalletActor(Actor):
             request.reply(result() if callable(result) else result)
         for user_id, currency in touched:
             self.on_balance(user_id, BalanceChanged(currency, self.balance(user_id, currency)))
+        await _let_answered_pools_send_again()
 
     def _apply(self, pending: _Pending) -> set[Key]:
         for key, delta in pending.available.items():
@@ -688,6 +689,19 @@ class WalletActor(Actor):
             for seq, line in enumerate(lines)
         )
         return changes
+
+
+#: Scheduler passes the wallet waits after answering a batch, before it gathers the next:
+#: a pool just answered needs two to send the stakes queued behind (its inbox receive
+#: and its next batch), so they join the next commit instead of waiting one behind it.
+GATHER_PASSES = 3
+
+
+async def _let_answered_pools_send_again() -> None:
+    """Yield ``GATHER_PASSES`` scheduler passes: more bets per transaction (each commit
+    costs a thread hop and an fsync whatever it carries)."""
+    for _ in range(GATHER_PASSES):
+        await trio.lowlevel.checkpoint()
 
 
 def _reference_key(body: Deposit | Withdraw) -> str:

@@ -6,7 +6,6 @@ floor, so the books always add up to the last minor unit.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -92,9 +91,10 @@ def _check_stakes(stakes: Sequence[Stake]) -> None:
 
 
 def net_pool(total: int, takeout: Fraction) -> int:
-    """``N = T - floor(T * takeout)``: the takeout is rounded down, in the players' favour."""
+    """``N = T - floor(T * takeout)``: the takeout is rounded down, in the players' favour.
+    In integers (exact, and every 360 computes it per target: no Fraction arithmetic)."""
     _check_takeout(takeout)
-    return total - math.floor(total * takeout)
+    return total - total * takeout.numerator // takeout.denominator
 
 
 def minimum_payout(stake: int, min_dividend: Fraction) -> int:

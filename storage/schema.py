@@ -51,8 +51,17 @@ TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
         "id",
     ),
     "pools": (
-        # fail_safe_at (epoch ms, seed 003) is also in doc; the column is for queries
-        {"id": str, "game_id": str, "status": str, "fail_safe_at": int, "doc": str},
+        # fail_safe_at (epoch ms, seed 003) is also in doc; the column is for queries.
+        # broadcast_bets: how many bets went out in a 360, written with a later bet (the
+        # doc has it as of its own last write; the larger one holds)
+        {
+            "id": str,
+            "game_id": str,
+            "status": str,
+            "fail_safe_at": int,
+            "doc": str,
+            "broadcast_bets": int,
+        },
         "id",
     ),
     "bets": (
