@@ -79,7 +79,7 @@ class AddressCap:
     holds at most twice the cap of our descriptors, whatever it sends or does not."""
 
     def __init__(self, limit: int, refusal: bytes) -> None:
-        self.held = AddressCounts(limit)
+        self._held = AddressCounts(limit)
         self._refusing = AddressCounts(limit)
         self._refusal = refusal
 
@@ -94,8 +94,8 @@ class AddressCap:
             keys = address_keys(stream.socket.getpeername()[0])
         except OSError:
             return  # reset before we saw it
-        if not self.held.full(keys):
-            with self.held.holding(keys):
+        if not self._held.full(keys):
+            with self._held.holding(keys):
                 await handler(stream)
         elif not self._refusing.full(keys):
             with self._refusing.holding(keys):
