@@ -91,6 +91,10 @@ class Settings:
     #: holds 8 times as many) may hold open at once; the next is refused (429
     #: TOO_MANY_CONNECTIONS) until one closes
     http_connections_per_address: int = 128
+    #: websocket connections one client address (counted as for HTTP) may hold open at
+    #: once, authenticated or not; the next is refused (429 TOO_MANY_CONNECTIONS) before
+    #: its handshake is read
+    ws_connections_per_address: int = 256
     #: a websocket client has this long to send its opening handshake
     handshake_seconds: float = 10.0
 

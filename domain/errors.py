@@ -70,7 +70,9 @@ ERROR_CODES: dict[str, str] = {
     "AUTHENTICATION_FAILED": "Unknown user, wrong digest or password, expired session.",
     "RATE_LIMITED": "Too many messages a second on this connection.",
     "TOO_MANY_CONNECTIONS": "HTTP 429: at a websocket handshake, the user has the most "
-    "websocket connections allowed open; on the HTTP port, the client address has the most "
+    "websocket connections allowed open; on the websocket port before the handshake is "
+    "read, the client address has the most websocket connections allowed open "
+    "(ws_connections_per_address); on the HTTP port, the client address has the most "
     "HTTP connections allowed open (http_connections_per_address).",
     "ORIGIN_REFUSED": "Handshake only (HTTP 403): a browser page whose Origin is not "
     "allowed (Settings.allowed_origins) may not open a websocket.",

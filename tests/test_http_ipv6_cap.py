@@ -13,7 +13,7 @@ from actors.services import Settings
 from tests.conftest import CHEAP_SCRYPT_N
 from tests.test_http_connections import one_answer
 from tote.server import Server, ServerConfig
-from transport.http_connection import AddressCounts, address_keys
+from transport.addresses import AddressCounts, address_keys
 
 CAP = 2
 

@@ -84,6 +84,10 @@ HELP: dict[str, str] = {
     "IPv6 /64; an IPv6 /48 holds 8 times as many) may hold open at once; the next gets 429 "
     "TOO_MANY_CONNECTIONS (behind a reverse proxy every client has the proxy's address: "
     "raise it)",
+    "ws_connections_per_address": "websocket connections one client address (IPv4 address, "
+    "IPv6 /64; an IPv6 /48 holds 8 times as many) may hold open at once, before or after "
+    "the handshake; the next gets 429 TOO_MANY_CONNECTIONS before its handshake is read "
+    "(behind a reverse proxy every client has the proxy's address: raise it)",
     "handshake_seconds": "seconds a websocket client may take to send its opening handshake",
 }
 

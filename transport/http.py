@@ -21,10 +21,10 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from actors.services import Services
-from domain.codec import encode
 from domain.errors import DomainError
 from transport.accept import serve_listeners
-from transport.http_connection import AddressCounts, HttpConnection, address_keys, close_after
+from transport.addresses import AddressCap, too_many_answer
+from transport.http_connection import HttpConnection
 from transport.http_listing import listing_blueprint
 from transport.http_metrics import metrics_blueprint
 from transport.httpkit import AsciiIntegerConverter, drain_body, error_body, error_response
@@ -123,12 +123,7 @@ def too_many_connections(limit: int) -> bytes:
         "TOO_MANY_CONNECTIONS",
         f"At most {limit} HTTP connections per client address at once; close one or wait.",
     )
-    body = encode(error_body(error))
-    head = (
-        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n"
-        f"content-length: {len(body)}\r\nretry-after: 1\r\nconnection: close\r\n\r\n"
-    )
-    return head.encode() + body
+    return too_many_answer(error_body(error))
 
 
 async def serve_http(
@@ -151,27 +146,20 @@ async def serve_http(
     lifespan_state: LifespanState = {}
     lifespan = Lifespan(app, config, lifespan_state)
     limit = settings.http_connections_per_address
-    held, refusing = AddressCounts(limit), AddressCounts(limit)
-    refusal = too_many_connections(limit)
+    cap = AddressCap(limit, too_many_connections(limit))
+
+    async def served(stream: trio.SocketStream) -> None:
+        await HttpConnection(
+            app, config, lifespan_state, stream,
+            idle_seconds=settings.http_idle_seconds,
+            send_seconds=settings.http_send_seconds,
+        ).run()  # fmt: skip
 
     async def connection(stream: trio.SocketStream) -> None:
         """One client, admitted or refused by its address; whatever it does ends its
         own connection at most."""
         try:
-            keys = address_keys(stream.socket.getpeername()[0])
-        except OSError:
-            return  # reset before we saw it
-        try:
-            if not held.full(keys):
-                with held.holding(keys):
-                    await HttpConnection(
-                        app, config, lifespan_state, stream,
-                        idle_seconds=settings.http_idle_seconds,
-                        send_seconds=settings.http_send_seconds,
-                    ).run()  # fmt: skip
-            elif not refusing.full(keys):
-                with refusing.holding(keys):
-                    await close_after(stream, refusal)
+            await cap.serve(stream, served)
         except Exception:
             log.exception("an HTTP connection failed")
 

@@ -19,10 +19,8 @@ three ways:
 
 from __future__ import annotations
 
-import ipaddress
-from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 
 import h11
 import trio
@@ -147,51 +145,6 @@ async def close_after(stream: trio.SocketStream, data: bytes) -> None:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
     await stream.aclose()
-
-
-#: The IPv6 prefixes a client is counted under, each with its multiple of the cap: its
-#: /64 (a host is given a whole /64) and its /48 (ISPs delegate a /56 or a /48 to one
-#: customer: a cap per /64 alone let one of them hold 256 or 65,536 times the cap).
-IPV6_PREFIXES = ((64, 1), (48, 8))
-
-
-def address_keys(host: str) -> tuple[tuple[str, int], ...]:
-    """The units the per-address cap counts a client under, each with its multiple of the
-    cap: an IPv4 address (IPv4-mapped IPv6 included), or the ``IPV6_PREFIXES`` of an IPv6
-    one. Raises ValueError on text that is not an IP address."""
-    ip = ipaddress.ip_address(host.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return ((str(ip.ipv4_mapped), 1),)
-        return tuple(
-            (str(ipaddress.IPv6Network((ip, bits), strict=False)), times)
-            for bits, times in IPV6_PREFIXES
-        )
-    return ((str(ip), 1),)
-
-
-class AddressCounts:
-    """How many connections each client address holds, against a limit."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._open: Counter[str] = Counter()
-
-    def full(self, keys: tuple[tuple[str, int], ...]) -> bool:
-        return any(self._open[key] >= self._limit * times for key, times in keys)
-
-    @contextmanager
-    def holding(self, keys: tuple[tuple[str, int], ...]) -> Iterator[None]:
-        """Counts one more connection under each of ``keys`` while the block runs."""
-        for key, _ in keys:
-            self._open[key] += 1
-        try:
-            yield
-        finally:
-            for key, _ in keys:
-                self._open[key] -= 1
-                if not self._open[key]:
-                    del self._open[key]
 
 
 class HttpConnection:

@@ -48,6 +48,7 @@ from domain.codec import (
 from domain.errors import DomainError
 from domain.origins import origin_allowed
 from transport.accept import serve_listeners
+from transport.addresses import AddressCap, too_many_answer
 from transport.frames import Frame, text_frame
 from transport.ops import OPS, Context
 from transport.presenters import server_message
@@ -450,25 +451,39 @@ async def refuse(stream: trio.abc.Stream, ws: WSConnection, error: DomainError) 
     await stream.send_all(answer + ws.send(RejectData(data=body)))
 
 
+def too_many_per_address(limit: int) -> bytes:
+    """The whole answer to a connection past ``ws_connections_per_address``: a 429 with
+    the handshake refusals' JSON body, sent before the handshake is read."""
+    text = f"At most {limit} websocket connections per client address at once."
+    return too_many_answer({"error_code": "TOO_MANY_CONNECTIONS", "text": text})
+
+
 class Admission:
-    """Who may open a websocket: the origin check, the id/n/h credentials, and the cap on
-    connections per user (counted here, exact since no await separates check and count)."""
+    """Who may open a websocket: the cap per client address (before the handshake is
+    read), the origin check, the id/n/h credentials, and the cap on connections per user
+    (counted here, exact since no await separates check and count)."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
         self.open_per_user: Counter[int] = Counter()
+        limit = services.settings.ws_connections_per_address
+        self.per_address = AddressCap(limit, too_many_per_address(limit))
 
-    async def handle(self, stream: trio.abc.Stream) -> None:
-        """One connection, from its handshake to its close: whatever the client does, it
-        ends at most this connection."""
+    async def handle(self, stream: trio.SocketStream) -> None:
+        """One connection, from its address check to its close: whatever the client
+        does, it ends at most this connection."""
         try:
-            handshake = await read_request(stream, self.services.settings.handshake_seconds)
-            if handshake is not None:
-                await self.admit(stream, *handshake)
+            await self.per_address.serve(stream, self.handshake)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             log.debug("a websocket client left during the handshake")
         except Exception:
             log.exception("a websocket connection failed")
+
+    async def handshake(self, stream: trio.abc.Stream) -> None:
+        """Read the upgrade request, then admit or refuse the client."""
+        handshake = await read_request(stream, self.services.settings.handshake_seconds)
+        if handshake is not None:
+            await self.admit(stream, *handshake)
 
     async def admit(self, stream: trio.abc.Stream, ws: WSConnection, request: Request) -> None:
         """Accept and serve the connection, or refuse it with the reason as JSON."""
