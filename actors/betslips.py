@@ -25,11 +25,10 @@ from actors import game as game_msgs
 from actors import pool as pool_msgs
 from actors import remote
 from actors.registry import CheckSession
-from actors.runtime import OutcomeUnknown
 from actors.services import Services
 from actors.wallet import PlaceSlip, Screen, StakeItem, Sync
 from domain.betslip import BetRefusal, Slip, SlipBet, Stage, fingerprint, read_bets, read_slip
-from domain.errors import DomainError
+from domain.errors import FINAL, RETRYABLE, DomainError, ErrorCode, OutcomeUnknown
 from domain.game import GameStatus
 from storage.changes import Check, Insert
 
@@ -110,7 +109,7 @@ class BetslipDesk:
             await services.ask_registry(CheckSession(slip.user_id, slip.session_token))
             bets, refusals = read_bets(slip)
         except DomainError as error:
-            if error.code in ("REQUEST_TIMED_OUT", "UNAVAILABLE", "ACTOR_RESTARTED"):
+            if error.code in RETRYABLE:
                 raise
             raise Refused(error) from None
         refusals += await self._check_games(bets)
@@ -151,7 +150,7 @@ class BetslipDesk:
                 placed = False
                 if debit is not None:  # debited, not placed: the worker gives it back
                     await remote.give_up(services, debit.key)
-                if error.code in _FINAL_REFUSALS:
+                if error.code in FINAL:
                     raise Refused(_as_slip_refusal(error)) from None
                 raise
             placed = True
@@ -396,14 +395,10 @@ def _pool_refusal(bet: SlipBet, error: DomainError) -> BetRefusal:
     return BetRefusal("INVALID_STAKE", f"{error.text} (betId {bet.bet_id!r})", bet.failed(reason))
 
 
-#: What the wallet refuses a slip for, for good: answered and stored as a 4xx.
-_FINAL_REFUSALS = ("INSUFFICIENT_FUNDS", "USER_BLOCKED", "INVALID_BET_DETAILS", "LIMIT_REACHED")
-
-
 def _as_slip_refusal(error: DomainError) -> DomainError:
     """Seed 002 has no code for a player's own limit: it is USER_BLOCKED with the
     reason LIMIT_REACHED (decisions §12)."""
-    if error.code == "LIMIT_REACHED":
+    if error.code == ErrorCode.LIMIT_REACHED:
         return DomainError("USER_BLOCKED", error.text, reason="LIMIT_REACHED")
     return error
 

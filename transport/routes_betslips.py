@@ -20,7 +20,7 @@ from actors.betslips import Answer, SlipPlaced, SlipRefused
 from actors.services import Services
 from domain.betslip import failure_body, placed_body
 from domain.codec import DecodeError, decode, encode
-from domain.errors import DomainError
+from domain.errors import NOT_APPLIED, DomainError, ErrorCode
 from storage.changes import Insert, Update
 from transport.httpkit import drain_body, json_response, operator_only
 
@@ -28,22 +28,20 @@ log = logging.getLogger(__name__)
 
 #: HTTP status of each error code a betslip answers with (seed 002, and the two of the
 #: idempotency rule); any other error is a GENERAL_EXCEPTION (500).
-SLIP_STATUS = {
-    "INVALID_USER": 400,
-    "INVALID_BET_DETAILS": 400,
-    "INVALID_STAKE": 400,
-    "INSUFFICIENT_FUNDS": 400,
-    "USER_BLOCKED": 400,
-    "MISSING_PARAMETER": 400,
-    "INVALID_SESSION": 401,
-    "AUTHENTICATION_FAILED": 403,
-    "REQUEST_IN_PROGRESS": 409,
-    "IDEMPOTENCY_KEY_REUSED": 422,
-    "GENERAL_EXCEPTION": 500,
-    "REQUEST_TIMED_OUT": 503,
+SLIP_STATUS: dict[str, int] = {
+    ErrorCode.INVALID_USER: 400,
+    ErrorCode.INVALID_BET_DETAILS: 400,
+    ErrorCode.INVALID_STAKE: 400,
+    ErrorCode.INSUFFICIENT_FUNDS: 400,
+    ErrorCode.USER_BLOCKED: 400,
+    ErrorCode.MISSING_PARAMETER: 400,
+    ErrorCode.INVALID_SESSION: 401,
+    ErrorCode.AUTHENTICATION_FAILED: 403,
+    ErrorCode.REQUEST_IN_PROGRESS: 409,
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: 422,
+    ErrorCode.GENERAL_EXCEPTION: 500,
+    ErrorCode.REQUEST_TIMED_OUT: 503,
 }
-#: Errors that mean "not placed, try again": answered as REQUEST_TIMED_OUT (503).
-_RETRYABLE = {"REQUEST_TIMED_OUT", "UNAVAILABLE", "ACTOR_RESTARTED", "STORAGE_FAILURE"}
 
 
 def render(outcome: SlipPlaced | SlipRefused) -> Answer:
@@ -58,11 +56,11 @@ def render(outcome: SlipPlaced | SlipRefused) -> Answer:
 
 def slip_error(error: DomainError) -> Response:
     """An answer that is not final (never stored)."""
-    if error.code in _RETRYABLE:
-        error = DomainError("REQUEST_TIMED_OUT", f"The slip was not placed: {error.text}")
+    if error.code in NOT_APPLIED:
+        error = DomainError(ErrorCode.REQUEST_TIMED_OUT, f"The slip was not placed: {error.text}")
     elif error.code not in SLIP_STATUS:
         log.error("betslip failed: %s", error)
-        error = DomainError("GENERAL_EXCEPTION", "The betslip could not be processed.")
+        error = DomainError(ErrorCode.GENERAL_EXCEPTION, "The betslip could not be processed.")
     return Response(
         encode(failure_body(error)),
         status=SLIP_STATUS[error.code],

@@ -23,7 +23,7 @@ from domain.codec import (
     op_code,
     request_id_in,
 )
-from domain.errors import DomainError
+from domain.errors import DomainError, ErrorCode
 from domain.origins import origin_allowed
 from transport.accept import serve_listeners
 from transport.frames import text_frames
@@ -41,9 +41,9 @@ CLOSE_EXPIRED = 4001
 MAX_ID_DIGITS = 18
 #: Handshake refusals: HTTP status by error code (anything else: 503, we could not check).
 REFUSAL_STATUS = {
-    "AUTHENTICATION_FAILED": 401,
-    "ORIGIN_REFUSED": 403,
-    "TOO_MANY_CONNECTIONS": 429,
+    ErrorCode.AUTHENTICATION_FAILED: 401,
+    ErrorCode.ORIGIN_REFUSED: 403,
+    ErrorCode.TOO_MANY_CONNECTIONS: 429,
 }
 
 
