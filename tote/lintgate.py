@@ -52,17 +52,7 @@ ALLOWED_CYCLES: frozenset[tuple[str, ...]] = frozenset(
     }
 )
 #: SQL texts still allowed outside storage/, per module. Only shrinks.
-ALLOWED_SQL: dict[str, int] = {
-    "actors.betslips": 2,
-    "actors.directory": 3,
-    "actors.game": 4,
-    "actors.pool": 8,
-    "actors.registry": 6,
-    "actors.remote": 7,
-    "actors.wallet": 6,
-    "transport.http_listing": 6,
-    "transport.routes_betslips": 2,
-}
+ALLOWED_SQL: dict[str, int] = {}
 MAX_LINES = 60
 #: Functions still over ``MAX_LINES`` (``module:qualified.name``). Only shrinks.
 ALLOWED_LONG: frozenset[str] = frozenset(

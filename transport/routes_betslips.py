@@ -21,7 +21,7 @@ from actors.services import Services
 from domain.betslip import failure_body, placed_body
 from domain.codec import DecodeError, decode, encode
 from domain.errors import NOT_APPLIED, DomainError, ErrorCode
-from storage.changes import Insert, Update
+from storage import partners
 from transport.httpkit import drain_body, json_response, operator_only
 
 log = logging.getLogger(__name__)
@@ -86,13 +86,7 @@ def betslips_blueprint(services: Services) -> Blueprint:
         if hmac.compare_digest(token.encode(), operator_key):
             return True
         digest = key_hash(token)
-        found = await services.storage.read(
-            lambda db: db.scalar(
-                "SELECT COUNT(*) FROM partners WHERE key_hash = ? AND revoked_at IS NULL",
-                (digest,),
-            )
-        )
-        return bool(found)
+        return await services.storage.read(lambda db: partners.key_is_live(db, digest))
 
     @routes.errorhandler(DomainError)
     async def refused(error: DomainError) -> Response:
@@ -133,31 +127,16 @@ def partners_blueprint(services: Services) -> Blueprint:
     async def create_partner() -> Response:
         partner_id, key = str(uuid.uuid4()), secrets.token_hex(32)
         await services.storage.commit(
-            [
-                Insert(
-                    "partners",
-                    {
-                        "id": partner_id,
-                        "key_hash": key_hash(key),
-                        "created_at": services.clock.now_ms(),
-                        "revoked_at": None,
-                    },
-                )
-            ]
+            [partners.new_partner(partner_id, key_hash(key), services.clock.now_ms())]
         )
         return json_response({"partner_id": partner_id, "key": key, "scope": "betslips"}, 201)
 
     @routes.delete("/v1/partners/<partner_id>")
     @operator
     async def revoke_partner(partner_id: str) -> Response:
-        found = await services.storage.read(
-            lambda db: db.scalar("SELECT COUNT(*) FROM partners WHERE id = ?", (partner_id,))
-        )
-        if not found:
+        if not await services.storage.read(lambda db: partners.partner_exists(db, partner_id)):
             raise DomainError("NOT_FOUND", f"There is no partner {partner_id!r}.")
-        await services.storage.commit(
-            [Update("partners", {"id": partner_id}, {"revoked_at": services.clock.now_ms()})]
-        )
+        await services.storage.commit([partners.revocation(partner_id, services.clock.now_ms())])
         return json_response({"partner_id": partner_id, "revoked": True})
 
     return routes
