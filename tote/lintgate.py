@@ -38,17 +38,8 @@ ALLOWED_CYCLES: frozenset[tuple[str, ...]] = frozenset(
             "actors.remote",
             "actors.services",
         ),
-        ("tote.bench", "tote.cli", "tote.demo"),
-        ("transport.openapi", "transport.openapi_limits"),
-        (
-            "transport.ops",
-            "transport.ops_games",
-            "transport.ops_general",
-            "transport.ops_limits",
-            "transport.ops_pools",
-            "transport.optable",
-            "transport.websocket",
-        ),
+        # tote.bench imports cli._serve (tote/bench.py is being rewritten elsewhere)
+        ("tote.bench", "tote.cli"),
     }
 )
 #: SQL texts still allowed outside storage/, per module. Only shrinks.
