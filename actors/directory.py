@@ -11,12 +11,12 @@ from actors import pool as pool_msgs
 from actors.game import Close, GameActor, GameClosure, game_row
 from actors.pool import PoolActor
 from actors.registry import AddGame, CheckSourceAdmin, CloseSource, GamesOf
-from actors.runtime import Mailbox
 from actors.services import Services
 from domain.errors import DomainError
 from domain.game import Game, new_game
 from domain.pool import PoolStatus
 from domain.roles import Role
+from kit.runtime import Mailbox
 from storage import games as games_store
 from storage.changes import Insert
 

@@ -16,7 +16,6 @@ from actors import pool as pool_msgs
 from actors.hub import RESERVE_AHEAD, Address, Broadcast, Joined
 from actors.pool import pool_row
 from actors.registry import CheckSourceAdmin
-from actors.runtime import Actor, Mailbox
 from actors.services import Services
 from domain.codec import encode
 from domain.errors import DomainError
@@ -24,6 +23,7 @@ from domain.game import Game, check_event_room, event_target
 from domain.pool import new_pool, resolves_by_event
 from domain.roles import Role
 from domain.targets import TargetTree, action_id, merged_actions, winning_target
+from kit.runtime import Actor, Mailbox
 from storage import games as games_store
 from storage.changes import Change, Insert, Upsert
 from storage.database import Database

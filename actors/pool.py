@@ -24,12 +24,12 @@ import trio
 
 from actors import remote
 from actors.hub import Broadcast
-from actors.runtime import Actor, Mailbox, OutcomeUnknown, Request
 from actors.services import Services
 from actors.wallet import Hold, Screen, Settle, StakeItem, Stakes, Sync, Unhold
 from domain.errors import DomainError
 from domain.pool import BINARY, PARIMUTUEL, Bet, BetStatus, Outcome, Pool, PoolStatus
 from domain.targets import NONE, winning_target
+from kit.runtime import Actor, Mailbox, OutcomeUnknown, Request
 from storage import pools as pools_store
 from storage.changes import Change, Check, Delete, Insert, UpdateMany, Upsert
 from storage.pools import load_pool

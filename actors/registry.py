@@ -28,11 +28,11 @@ from typing import Any, ClassVar
 import msgspec
 import trio
 
-from actors.clock import WallClock
-from actors.runtime import Actor, Mailbox, OutcomeUnknown, Request
 from domain.errors import DomainError
 from domain.names import display_name, name_key
 from domain.roles import Role
+from kit.clock import WallClock
+from kit.runtime import Actor, Mailbox, OutcomeUnknown, Request
 from storage import registry as registry_store
 from storage.actor import Storage
 from storage.changes import Change, Delete, Insert, Update, Upsert

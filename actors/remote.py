@@ -24,13 +24,13 @@ import httpx
 import msgspec
 import trio
 
-from actors.runtime import Actor, Mailbox
 from actors.services import Services
 from domain import remote
 from domain.codec import encode
 from domain.errors import DomainError
 from domain.money import exponent_of, parse_amount
 from domain.remote import CallKind, CallState
+from kit.runtime import Actor, Mailbox
 from storage import remote_calls as calls_store
 from storage.changes import Change, Check, Insert, Update
 from storage.database import Database

@@ -17,8 +17,6 @@ from typing import Any
 
 import trio
 
-from actors.clock import WallClock
-from actors.runtime import Actor, Mailbox, Request
 from domain import ledger
 from domain.errors import DomainError
 from domain.limits import (
@@ -32,6 +30,8 @@ from domain.limits import (
     recent,
 )
 from domain.money import check_deposit, exponent_of, to_wire
+from kit.clock import WallClock
+from kit.runtime import Actor, Mailbox, Request
 from storage import limits as stored_limits
 from storage import wallet as wallet_store
 from storage.actor import Storage

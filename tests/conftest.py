@@ -19,10 +19,10 @@ from trio_websocket import open_websocket_url
 from actors import game as g
 from actors.directory import CreateGame
 from actors.registry import OpenSource, handshake_digest
-from actors.runtime import Mailbox
-from actors.services import Settings
 from domain.codec import decode, encode
 from domain.ledger import audit
+from kit.runtime import Mailbox
+from kit.settings import Settings
 from tote.server import Endpoints, Server, ServerConfig
 
 #: Password hashes in tests: the real cost (N=2^17) would make every user take ~1 s.

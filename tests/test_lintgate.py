@@ -27,3 +27,8 @@ def test_sql_texts_are_statements_not_words(tmp_path: Path) -> None:
 
 def test_the_project_is_within_its_allowances() -> None:
     assert lintgate.main() == 0
+
+
+def test_an_import_from_a_higher_layer_is_found() -> None:
+    graph = {"storage.a": {"actors.b", "domain.c"}, "actors.b": {"storage.a"}, "domain.c": set()}
+    assert lintgate.upward_imports(graph) == ["storage.a -> actors.b"]

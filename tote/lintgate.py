@@ -1,5 +1,6 @@
 """The structural gates ``make lint`` holds (issue 20): import cycles among the project's
-packages, SQL text written outside ``storage/`` and functions over 60 lines.
+packages, imports from a higher layer, SQL text written outside ``storage/`` and
+functions over 60 lines.
 
 It prints the counts and fails only when one has grown past its committed allowance
 (``ALLOWED_CYCLES``, ``ALLOWED_SQL``): each allowance may only shrink, so a gain once made
@@ -15,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("actors", "domain", "storage", "tote", "transport")
+PACKAGES = ("actors", "domain", "kit", "storage", "tote", "transport")
 #: The packages whose string literals must hold no SQL: storage/ is its one owner.
-SQL_FREE = ("actors", "domain", "tote", "transport")
+SQL_FREE = ("actors", "domain", "kit", "tote", "transport")
 #: A statement's opening words, not a lone keyword ("DELETE" the HTTP method, "Create a
 #: user" a summary).
 SQL_START = re.compile(
@@ -41,6 +42,12 @@ ALLOWED_CYCLES: frozenset[tuple[str, ...]] = frozenset(
         # tote.bench imports cli._serve (tote/bench.py is being rewritten elsewhere)
         ("tote.bench", "tote.cli"),
     }
+)
+#: The layers, bottom first: a module imports only from its own layer or those below.
+LAYERS = ("domain", "kit", "storage", "actors", "transport", "tote")
+#: Imports still allowed upward (``importer -> imported``). Only shrinks.
+ALLOWED_UPWARD: frozenset[str] = frozenset(
+    {"actors.services -> tote.metrics", "transport.http_metrics -> tote.metrics"}
 )
 #: SQL texts still allowed outside storage/, per module. Only shrinks.
 ALLOWED_SQL: dict[str, int] = {}
@@ -127,6 +134,21 @@ def cycles(graph: dict[str, set[str]]) -> list[tuple[str, ...]]:
     return sorted(groups)
 
 
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Each import of a module from a layer above its own, as ``importer -> imported``."""
+    rank = {layer: index for index, layer in enumerate(LAYERS)}
+
+    def layer(name: str) -> int:
+        return rank[name.split(".")[0]]
+
+    return sorted(
+        f"{name} -> {target}"
+        for name, targets in graph.items()
+        for target in targets
+        if layer(target) > layer(name)
+    )
+
+
 def sql_texts(path: Path) -> list[int]:
     """The lines of ``path`` where a string literal starts as SQL (docstrings aside)."""
     return sorted(set(_sql_lines(path)))
@@ -202,11 +224,14 @@ def _judge(title: str, found: dict[str, int], allowed: dict[str, int]) -> list[s
 
 def main() -> int:
     """Print the counts; exit 1 when any is over its allowance."""
-    found_cycles = {" <-> ".join(group): 1 for group in cycles(import_graph())}
+    graph = import_graph()
+    found_cycles = {" <-> ".join(group): 1 for group in cycles(graph)}
+    upward = dict.fromkeys(upward_imports(graph), 1)
     sql = {name: len(lines) for name, lines in sql_outside_storage().items()}
     long = {name: 1 for name in long_functions()}
     failures = [
         *_judge("import cycles", found_cycles, {" <-> ".join(g): 1 for g in ALLOWED_CYCLES}),
+        *_judge("imports from a higher layer", upward, dict.fromkeys(ALLOWED_UPWARD, 1)),
         *_judge("SQL texts outside storage/", sql, ALLOWED_SQL),
         *_judge(f"functions over {MAX_LINES} lines", long, dict.fromkeys(ALLOWED_LONG, 1)),
     ]

@@ -18,14 +18,15 @@ from typing import TypeVar
 import trio
 
 from actors.betslips import BetslipDesk
-from actors.clock import WallClock
 from actors.directory import Games
 from actors.hub import Hub
 from actors.registry import RegistryActor
 from actors.remote import CallbacksActor, OperatorClient
-from actors.runtime import Mailbox, Supervisor
-from actors.services import Services, Settings
+from actors.services import Services
 from actors.wallet import WalletActor
+from kit.clock import WallClock
+from kit.runtime import Mailbox, Supervisor
+from kit.settings import Settings
 from storage.actor import Storage, StorageActor
 from storage.database import Database
 from tote.metrics import Metrics
