@@ -7,7 +7,7 @@ import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import msgspec
 import trio
@@ -16,7 +16,7 @@ from actors import pool as pool_msgs
 from actors.hub import RESERVE_AHEAD, Address, Broadcast, Joined
 from actors.pool import pool_row
 from actors.registry import CheckSourceAdmin
-from actors.services import Services
+from actors.services import Directory, Services
 from domain.codec import encode
 from domain.errors import DomainError
 from domain.game import Game, check_event_room, event_target
@@ -28,9 +28,6 @@ from storage import games as games_store
 from storage.changes import Change, Insert, Upsert
 from storage.database import Database
 from storage.seqs import reserve_seq, reserved_seq
-
-if TYPE_CHECKING:
-    from actors.directory import Games
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +302,7 @@ class GameActor(Actor):
         return self.services.clock.now_ms()
 
     @property
-    def directory(self) -> Games:
+    def directory(self) -> Directory:
         return self.services.games
 
     # -- the kit's hooks --------------------------------------------------------------

@@ -17,7 +17,6 @@ import logging
 import random
 import uuid
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 import httpx
@@ -29,7 +28,7 @@ from domain import remote
 from domain.codec import encode
 from domain.errors import DomainError
 from domain.money import exponent_of, parse_amount
-from domain.remote import CallKind, CallState
+from domain.remote import Answer, CallKind, CallState
 from kit.runtime import Actor, Mailbox
 from storage import remote_calls as calls_store
 from storage.changes import Change, Check, Insert, Update
@@ -44,12 +43,6 @@ PARALLEL_CALLS = 8
 PASS_SIZE = 100
 #: How often the worker looks for due calls.
 POLL_SECONDS = 1.0  # at most; sooner when the first retry is sooner
-
-
-class Answer(Enum):
-    DONE = "done"
-    REFUSED = "refused"
-    UNKNOWN = "unknown"
 
 
 class OperatorClient:
