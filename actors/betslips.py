@@ -25,13 +25,12 @@ from actors import game as game_msgs
 from actors import pool as pool_msgs
 from actors import remote
 from actors.registry import CheckSession
-from actors.runtime import OutcomeUnknown
 from actors.services import Services
 from actors.wallet import PlaceSlip, Screen, StakeItem, Sync
 from domain.betslip import BetRefusal, Slip, SlipBet, Stage, fingerprint, read_bets, read_slip
-from domain.errors import DomainError
+from domain.errors import FINAL, RETRYABLE, DomainError, ErrorCode, OutcomeUnknown
 from domain.game import GameStatus
-from storage.changes import Check, Insert
+from storage import betslips as betslips_store
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +109,7 @@ class BetslipDesk:
             await services.ask_registry(CheckSession(slip.user_id, slip.session_token))
             bets, refusals = read_bets(slip)
         except DomainError as error:
-            if error.code in ("REQUEST_TIMED_OUT", "UNAVAILABLE", "ACTOR_RESTARTED"):
+            if error.code in RETRYABLE:
                 raise
             raise Refused(error) from None
         refusals += await self._check_games(bets)
@@ -151,7 +150,7 @@ class BetslipDesk:
                 placed = False
                 if debit is not None:  # debited, not placed: the worker gives it back
                     await remote.give_up(services, debit.key)
-                if error.code in _FINAL_REFUSALS:
+                if error.code in FINAL:
                     raise Refused(_as_slip_refusal(error)) from None
                 raise
             placed = True
@@ -285,18 +284,15 @@ class BetslipDesk:
         now = self.services.clock.now_ms()
         answers = [bet.answer(held[bet.index][0], held[bet.index][1]) for bet in bets]
         answer = render(SlipPlaced(slip, answers, now))
-        bet_ids = [bet.bet_id for bet in bets]
-        marks = ", ".join("?" for _ in bet_ids)
         changes: list[Any] = [
-            Check(
-                f"SELECT COUNT(*) FROM bets WHERE user_id = ? AND external_bet_id IN ({marks})",
-                (slip.user_id, *bet_ids),
-                0,
+            betslips_store.bet_ids_unused(
+                slip.user_id,
+                [bet.bet_id for bet in bets],
                 "INVALID_BET_DETAILS",
                 "A betId of this slip was already placed.",
             ),
             *(check for pool_id in reserved for check in pool_msgs.slip_checks(pool_id)),
-            Insert("betslips", _slip_row(key, print_, slip.user_id, answer, now)),
+            betslips_store.slip_answer(key, print_, slip.user_id, answer.status, answer.body, now),
         ]
         return answer, [held[bet.index][2] for bet in bets], changes
 
@@ -323,12 +319,10 @@ class BetslipDesk:
     # -- storage ----------------------------------------------------------------------
 
     async def _stored(self, key: str) -> tuple[str, Answer] | None:
-        row = await self.services.storage.read(
-            lambda db: db.rows("SELECT * FROM betslips WHERE key = ?", (key,))
-        )
-        if not row:
+        stored = await self.services.storage.read(lambda db: betslips_store.stored_slip(db, key))
+        if stored is None:
             return None
-        return row[0]["fingerprint"], Answer(row[0]["status"], bytes(row[0]["body"]))
+        return stored.fingerprint, Answer(stored.status, stored.body)
 
     async def _truth(self, key: str) -> Answer | None:
         """After a commit of unknown fate: once the wallet has answered a later request,
@@ -352,20 +346,9 @@ class BetslipDesk:
         """Store a refusal under its key, so the key is refused the same way for ever."""
         now = self.services.clock.now_ms()
         await self.services.storage.commit(
-            [Insert("betslips", _slip_row(key, print_, None, answer, now))]
+            [betslips_store.slip_answer(key, print_, None, answer.status, answer.body, now)]
         )
         return answer
-
-
-def _slip_row(key: str, print_: str, user_id: int | None, answer: Answer, now: int) -> dict:
-    return {
-        "key": key,
-        "fingerprint": print_,
-        "user_id": user_id,
-        "status": answer.status,
-        "body": answer.body,
-        "created_at": now,
-    }
 
 
 def _columns(key: str, bet: SlipBet) -> dict[str, Any]:
@@ -396,14 +379,10 @@ def _pool_refusal(bet: SlipBet, error: DomainError) -> BetRefusal:
     return BetRefusal("INVALID_STAKE", f"{error.text} (betId {bet.bet_id!r})", bet.failed(reason))
 
 
-#: What the wallet refuses a slip for, for good: answered and stored as a 4xx.
-_FINAL_REFUSALS = ("INSUFFICIENT_FUNDS", "USER_BLOCKED", "INVALID_BET_DETAILS", "LIMIT_REACHED")
-
-
 def _as_slip_refusal(error: DomainError) -> DomainError:
     """Seed 002 has no code for a player's own limit: it is USER_BLOCKED with the
     reason LIMIT_REACHED (decisions §12)."""
-    if error.code == "LIMIT_REACHED":
+    if error.code == ErrorCode.LIMIT_REACHED:
         return DomainError("USER_BLOCKED", error.text, reason="LIMIT_REACHED")
     return error
 

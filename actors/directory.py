@@ -11,12 +11,13 @@ from actors import pool as pool_msgs
 from actors.game import Close, GameActor, GameClosure, game_row
 from actors.pool import PoolActor
 from actors.registry import AddGame, CheckSourceAdmin, CloseSource, GamesOf
-from actors.runtime import Mailbox
 from actors.services import Services
 from domain.errors import DomainError
 from domain.game import Game, new_game
 from domain.pool import PoolStatus
 from domain.roles import Role
+from kit.runtime import Mailbox
+from storage import games as games_store
 from storage.changes import Insert
 
 
@@ -59,19 +60,16 @@ class Games:
         games = cls(services)
         services.games = games
         game_rows, pool_rows = await services.storage.read(
-            lambda db: (
-                db.rows("SELECT id, doc FROM games ORDER BY rowid"),
-                db.rows("SELECT id, game_id, status FROM pools ORDER BY rowid"),
-            )
+            lambda db: (games_store.every_game(db), games_store.every_pool(db))
         )
-        for row in pool_rows:
-            games._index_pool(row["id"], row["game_id"])
-            if row["status"] == PoolStatus.OPEN:
-                games._open.add(row["id"])
-        for row in game_rows:
-            games._pools_by_game.setdefault(row["id"], [])
-            if msgspec.json.decode(row["doc"]).get("closed_at") is None:
-                await games.start_game(row["id"])
+        for pool in pool_rows:
+            games._index_pool(pool.id, pool.game_id)
+            if pool.status == PoolStatus.OPEN:
+                games._open.add(pool.id)
+        for game in game_rows:
+            games._pools_by_game.setdefault(game.id, [])
+            if msgspec.json.decode(game.doc).get("closed_at") is None:
+                await games.start_game(game.id)
         for pool_id in list(games._open):
             await games.start_pool(pool_id)
         return games
@@ -79,16 +77,13 @@ class Games:
     async def adopt_open_pools(self, game_id: str) -> None:
         """Start the game's open pools that storage has and this directory does not know:
         a pool created by a commit whose answer was lost is real all the same."""
-        rows = await self.services.storage.read(
-            lambda db: db.rows(
-                "SELECT id FROM pools WHERE game_id = ? AND status = 'open' ORDER BY rowid",
-                (game_id,),
-            )
+        pool_ids = await self.services.storage.read(
+            lambda db: games_store.open_pool_ids(db, game_id)
         )
-        for row in rows:
-            if row["id"] not in self._pool_game:
-                self._open.add(row["id"])
-                await self.start_pool(row["id"], game_id=game_id, announce=True)
+        for pool_id in pool_ids:
+            if pool_id not in self._pool_game:
+                self._open.add(pool_id)
+                await self.start_pool(pool_id, game_id=game_id, announce=True)
 
     def pool_resolved(self, pool_id: str) -> None:
         """A pool actor says it settled: events and closes need not wake it again."""

@@ -7,7 +7,7 @@ import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import msgspec
 import trio
@@ -16,8 +16,7 @@ from actors import pool as pool_msgs
 from actors.hub import RESERVE_AHEAD, Address, Broadcast, Joined
 from actors.pool import pool_row
 from actors.registry import CheckSourceAdmin, GetUser
-from actors.runtime import Actor, Mailbox
-from actors.services import Services
+from actors.services import Directory, Services
 from domain.codec import encode
 from domain.errors import DomainError
 from domain.game import Game, check_event_room, check_pool_room, event_target
@@ -25,12 +24,11 @@ from domain.pool import new_pool, resolves_by_event
 from domain.roles import Role
 from domain.rules import REMOTE_DELAY, check_house_role
 from domain.targets import TargetTree, action_id, merged_actions, winning_target
+from kit.runtime import Actor, Mailbox
+from storage import games as games_store
 from storage.changes import Change, Insert, Upsert
 from storage.database import Database
 from storage.seqs import reserve_seq, reserved_seq
-
-if TYPE_CHECKING:
-    from actors.directory import Games
 
 log = logging.getLogger(__name__)
 
@@ -226,24 +224,20 @@ def game_row(game: Game) -> dict[str, Any]:
 def _load_game(
     db: Database, game_id: str
 ) -> tuple[Game, dict[str, dict[str, Any]], dict[tuple[str, str, int], str]]:
-    rows = db.rows("SELECT doc FROM games WHERE id = ?", (game_id,))
-    if not rows:
+    """The game, its events by id and its resent reports; NOT_FOUND when there is none."""
+    stored = games_store.game_with_events(db, game_id)
+    if stored is None:
         raise DomainError("NOT_FOUND", f"There is no game {game_id!r}.")
-    stored = db.rows("SELECT * FROM events WHERE game_id = ? ORDER BY happened_at", (game_id,))
     events = {
-        r["id"]: {
-            "happened_at": r["happened_at"],
-            "target_id": r["target_id"],
-            "action_id": r["action_id"],
-        }
-        for r in stored
+        e.id: {"happened_at": e.happened_at, "target_id": e.target_id, "action_id": e.action_id}
+        for e in stored.events
     }
     reported = {
-        (r["action_id"], r["target_id"], r["reported_at"]): r["id"]
-        for r in stored
-        if r["reported_at"] is not None
+        (e.action_id, e.target_id, e.reported_at): e.id
+        for e in stored.events
+        if e.reported_at is not None
     }
-    return Game.from_doc(msgspec.json.decode(rows[0]["doc"])), events, reported
+    return Game.from_doc(msgspec.json.decode(stored.doc)), events, reported
 
 
 def encoded_large_fields(
@@ -309,7 +303,7 @@ class GameActor(Actor):
         return self.services.clock.now_ms()
 
     @property
-    def directory(self) -> Games:
+    def directory(self) -> Directory:
         return self.services.games
 
     # -- the kit's hooks --------------------------------------------------------------
@@ -337,15 +331,9 @@ class GameActor(Actor):
         pool died meanwhile, or the pool did not answer): the rows say what to settle."""
         game_id = self.game.id
         rows = await self.services.storage.read(
-            lambda db: db.rows(
-                "SELECT r.pool_id, r.winning_target, r.happened_at FROM pending_resolutions r"
-                " JOIN pools p ON p.id = r.pool_id WHERE p.game_id = ? AND p.status = 'open'",
-                (game_id,),
-            )
+            lambda db: games_store.pending_resolutions(db, game_id)
         )
-        await self._resolve_pools(
-            [(row["pool_id"], row["winning_target"], row["happened_at"]) for row in rows]
-        )
+        await self._resolve_pools([(r.pool_id, r.winning_target, r.happened_at) for r in rows])
 
     async def _resolve_pools(
         self, pools: list[tuple[str, str, int]]
@@ -701,19 +689,17 @@ class GameActor(Actor):
         whose actor is down or busy still counts)."""
         game_id = self.game.id
         rows = await self.services.storage.read(
-            lambda db: db.rows(
-                "SELECT id, doc FROM pools WHERE game_id = ? AND status = 'open'", (game_id,)
-            )
+            lambda db: games_store.open_pool_documents(db, game_id)
         )
         pools = []
         for row in rows:
             try:
-                doc = msgspec.json.decode(row["doc"])
+                doc = msgspec.json.decode(row.doc)
                 info = {key: doc[key] for key in ("action", "pool_type", "start_at", "targets")}
             except (msgspec.DecodeError, KeyError, TypeError):
-                log.error("game %s: pool %s is unreadable in storage", self.game.id, row["id"])
+                log.error("game %s: pool %s is unreadable in storage", self.game.id, row.id)
                 continue
-            pools.append((row["id"], {**info, "open": True}))
+            pools.append((row.id, {**info, "open": True}))
         return pools
 
     async def _block_action(

@@ -24,16 +24,16 @@ import trio
 
 from actors import remote
 from actors.hub import Broadcast
-from actors.runtime import Actor, Mailbox, OutcomeUnknown, Request
 from actors.services import Services
 from actors.wallet import Hold, Screen, Settle, StakeItem, Stakes, Sync, Unhold
 from domain.errors import DomainError
-from domain.params import stored_time
 from domain.pool import BINARY, PARIMUTUEL, Bet, BetStatus, Outcome, Pool, PoolStatus
 from domain.rules import REMOTE_DELAY
 from domain.targets import NONE, winning_target
+from kit.runtime import Actor, Mailbox, OutcomeUnknown, Request
+from storage import pools as pools_store
 from storage.changes import Change, Check, Delete, Insert, Update, UpdateMany, Upsert
-from storage.database import Database
+from storage.pools import load_pool
 
 log = logging.getLogger(__name__)
 
@@ -241,17 +241,14 @@ def slip_checks(pool_id: str) -> list[Check]:
     """What must still hold when a betslip commits bets in this pool, read inside the
     slip's transaction (the pool actor may be settling meanwhile)."""
     return [
-        Check(
-            "SELECT status FROM pools WHERE id = ?",
-            (pool_id,),
+        pools_store.status_is(
+            pool_id,
             PoolStatus.OPEN.value,
             "INVALID_BET_DETAILS",
             "The pool was resolved while the slip was being placed.",
         ),
-        Check(
-            "SELECT COUNT(*) FROM pending_resolutions WHERE pool_id = ?",
-            (pool_id,),
-            0,
+        pools_store.no_pending_resolution(
+            pool_id,
             "INVALID_BET_DETAILS",
             "An event resolved the pool while the slip was being placed.",
         ),
@@ -290,9 +287,8 @@ def settlement_changes(
     bet_rows = [(s, paid, bet_id) for bet_id, (s, paid) in outcome.bet_status.items()]
     return outcome, [
         # a betslip that landed since the pool last looked makes it reload, then settle
-        Check(
-            "SELECT COUNT(*) FROM bets WHERE pool_id = ?",
-            (pool.id,),
+        pools_store.bet_count_is(
+            pool.id,
             len(pool.bets),
             "POOL_CHANGED",
             "A betslip reached the pool while it was settling.",
@@ -311,56 +307,6 @@ def settlement_changes(
 def broadcast_change(pool: Pool) -> Change:
     """Record how many of the pool's bets have gone out in a 360 (its watermark)."""
     return Update("pools", {"id": pool.id}, {"broadcast_bets": pool.broadcast_bets})
-
-
-def stored_bets(db: Database, pool_id: str, slip_key: str | None = None) -> list[Bet]:
-    """The pool's stored bets (only one slip's, if given), oldest first."""
-    sql, params = "SELECT * FROM bets WHERE pool_id = ?", [pool_id]
-    if slip_key is not None:
-        sql, params = f"{sql} AND slip_key = ?", [pool_id, slip_key]
-    return [
-        Bet(r["id"], r["user_id"], r["target"], r["amount"], r["placed_at"])
-        for r in db.rows(f"{sql} ORDER BY rowid", params)
-    ]
-
-
-def stored_held_bets(db: Database, pool_id: str) -> list[Delayed]:
-    """The pool's bets held for its delay, oldest first (decided by its timer)."""
-    return [
-        Delayed(
-            Bet(r["id"], r["user_id"], r["target"], r["amount"], r["requested_at"]), r["due_at"]
-        )
-        for r in db.rows("SELECT * FROM held_bets WHERE pool_id = ? ORDER BY rowid", (pool_id,))
-    ]
-
-
-@dataclass(frozen=True, slots=True)
-class StoredPool:
-    """What a pool actor starts from: the pool and its bets, the event resolution
-    committed for it, and its game's ``close_at`` (a fail-safe time may count from it)."""
-
-    pool: Pool
-    pending: dict[str, Any] | None
-    game_close_at: int | None
-
-
-def load_pool(db: Database, pool_id: str) -> StoredPool:
-    row = db.rows(
-        "SELECT p.doc, p.broadcast_bets, json_extract(g.doc, '$.close_at') AS close_at"
-        " FROM pools p LEFT JOIN games g ON g.id = p.game_id WHERE p.id = ?",
-        (pool_id,),
-    )
-    if not row:
-        raise DomainError("NOT_FOUND", f"There is no pool {pool_id!r}.")
-    bets = stored_bets(db, pool_id)
-    pending = db.rows("SELECT * FROM pending_resolutions WHERE pool_id = ?", (pool_id,))
-    pool = Pool.from_doc(msgspec.json.decode(row[0]["doc"]), bets)
-    # how far the 360s got: the document has it as of its last write, the column as of
-    # the last bet commit (``broadcast_change``); both only grow
-    pool.broadcast_bets = max(pool.broadcast_bets, row[0]["broadcast_bets"] or 0)
-    return StoredPool(
-        pool, pending[0] if pending else None, stored_time(row[0]["close_at"], "close_at")
-    )
 
 
 class PoolActor(Actor):
@@ -397,7 +343,8 @@ class PoolActor(Actor):
         # incarnation of this pool asked of it is in storage before the pool is read back.
         await services.ask_wallet(Sync())
         stored = await services.storage.read(lambda db: load_pool(db, pool_id))
-        delayed = await services.storage.read(lambda db: stored_held_bets(db, pool_id))
+        held = await services.storage.read(lambda db: pools_store.held_bets(db, pool_id))
+        delayed = [Delayed(h.bet, h.due_at) for h in held]
         actor = cls(inbox, services, stored.pool, stored.pending, delayed)
         actor.unsaved_fail_safe = services.settings.fail_safe_rule.fill(
             stored.pool, stored.game_close_at
@@ -846,7 +793,9 @@ class PoolActor(Actor):
         memory lacks, read back from storage."""
         known = {bet.id for bet in self.pool.bets}
         pool_id = self.pool.id
-        bets = await self.services.storage.read(lambda db: stored_bets(db, pool_id, slip_key))
+        bets = await self.services.storage.read(
+            lambda db: pools_store.stored_bets(db, pool_id, slip_key)
+        )
         return [bet for bet in bets if bet.id not in known]
 
     async def _read_or_hold(self, slip_key: str) -> list[Bet]:
@@ -868,17 +817,9 @@ class PoolActor(Actor):
         if not keys:
             return
         await self.services.ask_wallet(Sync())
-        marks = ", ".join("?" for _ in keys)
         pool_id = self.pool.id
         placed = await self.services.storage.read(
-            lambda db: {
-                row["slip_key"]
-                for row in db.rows(
-                    "SELECT DISTINCT slip_key FROM bets"
-                    f" WHERE pool_id = ? AND slip_key IN ({marks})",
-                    (pool_id, *keys),
-                )
-            }
+            lambda db: pools_store.placed_slips(db, pool_id, keys)
         )
         for key in keys:
             _, bets, _ = self.held[key]

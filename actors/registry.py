@@ -28,12 +28,13 @@ from typing import Any, ClassVar
 import msgspec
 import trio
 
-from actors.clock import WallClock
-from actors.runtime import Actor, Mailbox, OutcomeUnknown, Request
 from domain.errors import DomainError
 from domain.names import display_name, name_key
 from domain.roles import Role
 from domain.rules import HOUSE_ROLE
+from kit.clock import WallClock
+from kit.runtime import Actor, Mailbox, OutcomeUnknown, Request
+from storage import registry as registry_store
 from storage.actor import Storage
 from storage.changes import Change, Delete, Insert, Update, Upsert
 from storage.database import Database
@@ -557,28 +558,13 @@ def _newest(user: User) -> int:
 
 
 def _load_state(db: Database) -> dict[str, Any]:
-    users = {
-        r["id"]: User(
-            r["id"], r["name"], msgspec.json.decode(r["roles"] or "[]"), r["password"] or ""
-        )
-        for r in db.rows("SELECT * FROM users")
-    }
-    sessions: dict[int, dict[str, int]] = {}
-    for r in db.rows("SELECT * FROM sessions"):
-        sessions.setdefault(r["user_id"], {})[r["key"]] = r["expires_at"]
-    nonces: dict[int, dict[str, int]] = {}
-    for r in db.rows("SELECT * FROM nonces"):
-        nonces.setdefault(r["user_id"], {})[r["nonce"]] = r["expires_at"]
+    """The registry's memory, built from what storage holds."""
+    rows = registry_store.registry_rows(db)
+    users = {u.id: User(u.id, u.name, list(u.roles), u.password) for u in rows.users}
     sources = {
-        r["id"]: Source(
-            r["id"], r["name"], r["description"] or "", r["owner_id"], bool(r["closed"])
+        s.id: Source(
+            s.id, s.name, s.description, s.owner_id, s.closed, set(s.admins), list(s.games)
         )
-        for r in db.rows("SELECT * FROM sources")
+        for s in rows.sources
     }
-    for r in db.rows("SELECT * FROM source_admins"):
-        if r["source_id"] in sources:
-            sources[r["source_id"]].admins.add(r["user_id"])
-    for r in db.rows("SELECT id, source_id FROM games ORDER BY rowid"):
-        if r["source_id"] in sources:
-            sources[r["source_id"]].games.append(r["id"])
-    return {"users": users, "sessions": sessions, "nonces": nonces, "sources": sources}
+    return {"users": users, "sessions": rows.sessions, "nonces": rows.nonces, "sources": sources}

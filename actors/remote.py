@@ -17,22 +17,23 @@ import logging
 import random
 import uuid
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 import httpx
 import msgspec
 import trio
 
-from actors.runtime import Actor, Mailbox
 from actors.services import Services
 from domain import remote
 from domain.codec import encode
 from domain.errors import DomainError
 from domain.money import exponent_of, parse_amount
-from domain.remote import CallKind, CallState
+from domain.remote import Answer, CallKind, CallState
+from kit.runtime import Actor, Mailbox
+from storage import remote_calls as calls_store
 from storage.changes import Change, Check, Insert, Update
 from storage.database import Database
+from storage.remote_calls import Backlog, RemoteCall
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,6 @@ PARALLEL_CALLS = 8
 PASS_SIZE = 100
 #: How often the worker looks for due calls.
 POLL_SECONDS = 1.0  # at most; sooner when the first retry is sooner
-
-
-class Answer(Enum):
-    DONE = "done"
-    REFUSED = "refused"
-    UNKNOWN = "unknown"
 
 
 class OperatorClient:
@@ -155,9 +150,8 @@ class Debit:
     def changes(self) -> list[Change]:
         """What the bets' commit must hold and record: the intent is still this placer's."""
         return [
-            Check(
-                "SELECT state FROM remote_calls WHERE key = ?",
-                (self.key,),
+            calls_store.state_is(
+                self.key,
                 CallState.PLACING.value,
                 "REQUEST_TIMED_OUT",
                 "The debit's outcome was handed to the callback worker.",
@@ -222,12 +216,8 @@ async def give_up(services: Services, key: str) -> None:
     try:
         await services.storage.commit(
             [
-                Check(
-                    "SELECT state FROM remote_calls WHERE key = ?",
-                    (key,),
-                    CallState.PLACING.value,
-                    "INVALID_STATE",
-                    "Already decided.",
+                calls_store.state_is(
+                    key, CallState.PLACING.value, "INVALID_STATE", "Already decided."
                 ),
                 Update("remote_calls", {"key": key}, {"state": CallState.UNKNOWN}),
             ]
@@ -256,15 +246,6 @@ def winners_call(pool_id: str, now: int) -> Insert:
 
 
 # -- the worker ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Backlog:
-    """What the outbox holds (for the audit and the metrics)."""
-
-    pending: int
-    oldest_ms: int | None
-    max_attempts: int
 
 
 class CallbacksActor(Actor):
@@ -301,29 +282,29 @@ class CallbacksActor(Actor):
         stale = now - int(3 * self.services.settings.request_timeout * 1000)
         due = await self.services.storage.read(lambda db: _due(db, now, stale))
         for row in due:
-            lane = row["pool_id"] or row["key"]
+            lane = row.pool_id or row.key
             if len(self.busy) >= PARALLEL_CALLS:
                 break
             if lane not in busy_before and lane not in self.busy:
                 self.busy.add(lane)
                 self._calls.start_soon(self._delivery, lane, row)
 
-    async def _delivery(self, lane: str, row: dict[str, Any]) -> None:
+    async def _delivery(self, lane: str, row: RemoteCall) -> None:
         """One call and its record; whatever fails ends this attempt only."""
         try:
             await self._deliver(row)
         except Exception as error:  # a storage failure, a bug: try again later
-            log.exception("callback %s: attempt failed", row["key"])
+            log.exception("callback %s: attempt failed", row.key)
             await self._later(row, f"{type(error).__name__}: {error}")
         finally:
             self.busy.discard(lane)
 
-    async def _deliver(self, row: dict[str, Any]) -> None:
+    async def _deliver(self, row: RemoteCall) -> None:
         services = self.services
         client = services.operator
-        key, kind, state = row["key"], CallKind(row["kind"]), CallState(row["state"])
+        key, kind, state = row.key, CallKind(row.kind), CallState(row.state)
         if kind is CallKind.BETS:
-            answer, reason = await client.post("/bets", msgspec.json.decode(row["payload"]), key)
+            answer, reason = await client.post("/bets", msgspec.json.decode(row.payload), key)
             if answer is Answer.UNKNOWN:
                 await self._later(row, reason)
                 return
@@ -351,19 +332,17 @@ class CallbacksActor(Actor):
         else:
             await self._later(row, reason)
 
-    async def _later(self, row: dict[str, Any], reason: str) -> None:
-        attempts = row["attempts"] + 1
+    async def _later(self, row: RemoteCall, reason: str) -> None:
+        attempts = row.attempts + 1
         first = self.services.settings.wallet_retry_seconds
         wait_ms = int(remote.retry_delay(attempts, random.random(), first) * 1000)
-        log.info(
-            "callback %s failed (%s); attempt %d in %d ms", row["key"], reason, attempts, wait_ms
-        )
+        log.info("callback %s failed (%s); attempt %d in %d ms", row.key, reason, attempts, wait_ms)
         await _commit_quietly(
             self.services,
             [
                 Update(
                     "remote_calls",
-                    {"key": row["key"]},
+                    {"key": row.key},
                     {
                         "attempts": attempts,
                         "next_at": self.services.clock.now_ms() + wait_ms,
@@ -371,17 +350,13 @@ class CallbacksActor(Actor):
                     },
                 )
             ],
-            row["key"],
+            row.key,
         )
 
 
 def _still(key: str, state: CallState) -> Check:
-    return Check(
-        "SELECT state FROM remote_calls WHERE key = ?",
-        (key,),
-        state.value,
-        "INVALID_STATE",
-        "The call was decided meanwhile.",
+    return calls_store.state_is(
+        key, state.value, "INVALID_STATE", "The call was decided meanwhile."
     )
 
 
@@ -393,16 +368,16 @@ async def _commit_quietly(services: Services, changes: list[Change], key: str) -
         log.warning("callback %s: not recorded (%s); retried on the next pass", key, error)
 
 
-def _refund_call(row: dict[str, Any], now: int) -> Insert:
+def _refund_call(row: RemoteCall, now: int) -> Insert:
     return Insert(
         "remote_calls",
         {
-            "key": f"refund:{row['key']}",
+            "key": f"refund:{row.key}",
             "kind": CallKind.REFUND,
             "state": CallState.QUEUED,
-            "user_id": row["user_id"],
+            "user_id": row.user_id,
             "pool_id": None,
-            "payload": row["payload"],
+            "payload": row.payload,
             "created_at": now,
             "attempts": 0,
             "next_at": now,
@@ -411,50 +386,31 @@ def _refund_call(row: dict[str, Any], now: int) -> Insert:
     )
 
 
-def _due(db: Database, now: int, stale: int) -> list[dict[str, Any]]:
-    return db.rows(
-        "SELECT * FROM remote_calls WHERE next_at <= ? AND ("
-        " state IN (?, ?) OR (state = ? AND created_at < ?)) ORDER BY next_at LIMIT ?",
-        (
-            now,
-            CallState.UNKNOWN.value,
-            CallState.QUEUED.value,
-            CallState.PLACING.value,
-            stale,
-            PASS_SIZE,
-        ),
-    )
+def _due(db: Database, now: int, stale: int) -> list[RemoteCall]:
+    """The calls to send now: unknown outcomes and queued credits, and debits whose placer
+    has been gone since ``stale``."""
+    retry = (CallState.UNKNOWN.value, CallState.QUEUED.value)
+    return calls_store.due_calls(db, now, retry, CallState.PLACING.value, stale, PASS_SIZE)
 
 
 def backlog(db: Database) -> Backlog:
     """Read from storage, not asked of the worker: a pass stuck on a hanging operator
     must not hold up the audit."""
-    row = db.rows(
-        "SELECT COUNT(*) AS n, MIN(created_at) AS oldest, COALESCE(MAX(attempts), 0) AS most"
-        " FROM remote_calls WHERE state IN (?, ?, ?)",
-        (CallState.UNKNOWN.value, CallState.QUEUED.value, CallState.PLACING.value),
-    )[0]
-    return Backlog(row["n"], row["oldest"], row["most"])
+    pending = (CallState.UNKNOWN.value, CallState.QUEUED.value, CallState.PLACING.value)
+    return calls_store.backlog(db, pending)
 
 
-def _credit_payload(db: Database, row: dict[str, Any], services: Services) -> dict[str, Any]:
+def _credit_payload(db: Database, row: RemoteCall, services: Services) -> dict[str, Any]:
     """The /winners body, built from storage (the same for every retry): a settled
     pool's every bet, or a refund of the bets of a debit that placed nothing."""
     client = services.settings.wallet_client
-    if row["kind"] == CallKind.WINNERS:
-        bets = db.rows(
-            "SELECT b.id, b.user_id, u.name, b.amount, b.payout, b.status, b.price, b.target,"
-            " b.currency, b.external_bet_id FROM bets b JOIN users u ON u.id = b.user_id"
-            " WHERE b.pool_id = ? ORDER BY b.rowid",
-            (row["pool_id"],),
-        )
+    if row.kind == CallKind.WINNERS:
+        bets = calls_store.pool_bets_for_credit(db, row.pool_id)
         currency = bets[0]["currency"] if bets else services.settings.default_currency
-        return remote.winners_payload(client, {"id": row["pool_id"], "currency": currency}, bets)
-    debited = msgspec.json.decode(row["payload"])["bets"]
-    names = {
-        r["id"]: r["name"]
-        for r in db.rows("SELECT id, name FROM users WHERE id = ?", (row["user_id"],))
-    }
+        return remote.winners_payload(client, {"id": row.pool_id, "currency": currency}, bets)
+    debited = msgspec.json.decode(row.payload)["bets"]
+    name = calls_store.user_name(db, row.user_id)
+    names = {} if name is None else {row.user_id: name}
     pools: list[dict[str, Any]] = []
     for entry in debited:
         currency = entry["pool"]["currency"]

@@ -17,8 +17,6 @@ from typing import Any
 
 import trio
 
-from actors.clock import WallClock
-from actors.runtime import Actor, Mailbox, Request
 from domain import ledger
 from domain.errors import DomainError
 from domain.limits import (
@@ -33,10 +31,13 @@ from domain.limits import (
     exclusion_end,
 )
 from domain.money import check_deposit, exponent_of, to_wire
+from kit.clock import WallClock
+from kit.runtime import Actor, Mailbox, Request
 from storage import limits as stored_limits
+from storage import wallet as wallet_store
 from storage.actor import Storage
 from storage.changes import Change, Insert, Update
-from storage.database import EXACT_SUM, Database, exact_total
+from storage.database import Database
 
 Key = tuple[int, str]  # (user_id, currency)
 
@@ -408,15 +409,7 @@ class WalletActor(Actor):
         keys = [_reference_key(r.body) for r in batch if isinstance(r.body, Deposit | Withdraw)]
         if not keys:
             return {}
-        marks = ", ".join("?" for _ in keys)
-        return await self.storage.read(
-            lambda db: {
-                row["key"]: row["fingerprint"]
-                for row in db.rows(
-                    f"SELECT key, fingerprint FROM idempotency WHERE key IN ({marks})", keys
-                )
-            }
-        )
+        return await self.storage.read(lambda db: wallet_store.reference_fingerprints(db, keys))
 
     async def _read_histories(self, batch: list[Request]) -> dict[Key, Flows]:
         """The flows of the last month of each (user, currency) this batch sets a first
@@ -710,32 +703,15 @@ def _reference_key(body: Deposit | Withdraw) -> str:
 
 
 def _load_state(db: Database, now_ms: int) -> dict[str, Any]:
-    available = {
-        (int(r["account"].removeprefix("wallet:")), r["currency"]): exact_total(r["high"], r["low"])
-        for r in db.rows(
-            f"SELECT account, currency, {EXACT_SUM} FROM ledger "
-            "WHERE account LIKE 'wallet:%' GROUP BY account, currency"
-        )
-    }
-    exposure = {
-        (r["user_id"], r["currency"]): exact_total(r["high"], r["low"])
-        for r in db.rows(
-            f"SELECT user_id, currency, {EXACT_SUM} FROM bets "
-            "WHERE status = 'active' GROUP BY user_id, currency"
-        )
-    }
-    for r in db.rows(
-        f"SELECT user_id, currency, {EXACT_SUM} FROM held_bets GROUP BY user_id, currency"
-    ):  # held for a bet delay: exposure already, not yet in the ledger
-        key = (r["user_id"], r["currency"])
-        amount = exact_total(r["high"], r["low"])
+    """The wallet's memory, built from what storage holds."""
+    rows = wallet_store.wallet_rows(db)
+    available = dict(rows.balances)
+    exposure = dict(rows.active_stakes)
+    for key, amount in rows.held_stakes.items():  # exposure already, not yet in the ledger
         available[key] = available.get(key, 0) - amount
         exposure[key] = exposure.get(key, 0) + amount
-    blocked = {r["id"] for r in db.rows("SELECT id FROM users WHERE blocked = 1")}
-    cooldowns = {
-        r["id"]: r["cooldown_until"]
-        for r in db.rows("SELECT id, cooldown_until FROM users WHERE cooldown_until > 0")
-    }
+    blocked = set(rows.blocked)
+    cooldowns = dict(rows.cooldowns)
     limits = stored_limits.load_limits(db)
     return {
         "available": available,

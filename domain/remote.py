@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from decimal import Decimal
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any
 
 from domain.money import decimal_text, exponent_of, fixed_text
@@ -19,6 +19,15 @@ FIRST_RETRY_SECONDS = 1.0
 MAX_RETRY_SECONDS = 300.0
 #: An operator should refuse a signed call whose ``t`` is further than this from its clock.
 SIGNATURE_WINDOW_SECONDS = 300
+
+
+class Answer(Enum):
+    """What an operator's wallet call came to: done, refused, or not known (no answer in
+    time, or an answer that says nothing)."""
+
+    DONE = "done"
+    REFUSED = "refused"
+    UNKNOWN = "unknown"
 
 
 class CallKind(StrEnum):

@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 import trio
 
-from actors.runtime import DEFAULT_TIMEOUT, Actor, Mailbox, Request
 from domain.errors import DomainError
+from kit.runtime import DEFAULT_TIMEOUT, Actor, Mailbox, Request
 from storage.changes import Change
 from storage.database import Database
 

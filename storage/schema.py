@@ -199,7 +199,7 @@ def create(db: sqlite_utils.Database) -> None:
         for column, kind in columns.items():
             if column not in table.columns_dict:
                 table.add_column(column, kind)  # type: ignore[union-attr]
-    for table, columns, unique in INDEXES:
-        db[table].create_index(columns, unique=unique, if_not_exists=True)  # type: ignore[union-attr]
+    for table_name, index_columns, unique in INDEXES:
+        db.table(table_name).create_index(index_columns, unique=unique, if_not_exists=True)
     for statement in EXPRESSION_INDEXES:
         db.execute(statement)

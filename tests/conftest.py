@@ -20,10 +20,10 @@ from wsproto.frame_protocol import FrameProtocol
 from actors import game as g
 from actors.directory import CreateGame
 from actors.registry import OpenSource, handshake_digest
-from actors.runtime import Mailbox
-from actors.services import Settings
 from domain.codec import decode, encode
 from domain.ledger import audit
+from kit.runtime import Mailbox
+from kit.settings import Settings
 from tote.server import Endpoints, Server, ServerConfig
 from transport.frames import Frame
 

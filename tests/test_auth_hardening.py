@@ -23,12 +23,12 @@ from hypothesis import strategies as st
 from trio_websocket import ConnectionRejected, open_websocket_url
 
 from actors import registry as reg
-from actors.runtime import Mailbox
-from actors.services import Settings
 from domain.codec import decode
 from domain.errors import DomainError
 from domain.names import MAX_NAME_LENGTH, display_name, name_key
 from domain.throttle import AttemptWindow
+from kit.runtime import Mailbox
+from kit.settings import Settings
 from storage.changes import Change
 from tests.conftest import CHEAP_SCRYPT_N, ActorHarness, Harness
 

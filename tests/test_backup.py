@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from actors.services import Settings
 from domain.codec import decode
 from domain.ledger import audit
+from kit.settings import Settings
 from storage.backup import BackupError, backup
 from tests.conftest import CHEAP_SCRYPT_N, Harness
 from tote import cli

@@ -9,8 +9,8 @@ from decimal import Decimal
 import trio
 
 from actors import pool as p
-from actors.runtime import Mailbox
 from actors.wallet import PlaceSlip
+from kit.runtime import Mailbox
 from storage.changes import Insert
 from tests.conftest import ActorHarness, Match, open_match
 

@@ -13,8 +13,8 @@ import trio
 from actors.registry import FindUser
 from tests.conftest import Harness
 from tote import demo
-from tote.cli import EXIT_CANNOT_START, EXIT_USAGE, build_parser, main
-from tote.server import Endpoints, ServerConfig
+from tote.cli import build_parser, main
+from tote.server import EXIT_CANNOT_START, EXIT_USAGE, Endpoints, ServerConfig
 
 
 async def play(harness: Harness, rounds: int, seed: int) -> demo.MatchReport:

@@ -11,10 +11,10 @@ import pytest
 import trio
 
 from actors import pool as p
-from actors.clock import WallClock
 from actors.services import Services
 from actors.wallet import GetBalances
 from domain.errors import DomainError
+from kit.clock import WallClock
 from storage.database import Database
 from tests.conftest import ActorHarness, Match, ledger_problems, open_match
 from tote.server import ServerConfig, start_services

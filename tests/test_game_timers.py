@@ -13,9 +13,9 @@ from actors import game as g
 from actors import pool as p
 from actors.directory import CreateGame
 from actors.registry import OpenSource
-from actors.runtime import Mailbox
 from actors.wallet import Balance, GetBalances
 from domain.errors import DomainError
+from kit.runtime import Mailbox
 from tests.conftest import ActorHarness, FakeConnection
 
 MINUTE_MS = 60_000

@@ -16,7 +16,7 @@ import httpx
 import trio
 import trio.testing
 
-from actors.services import Settings
+from kit.settings import Settings
 from storage.audit import audit_ledger
 from tests.conftest import CHEAP_SCRYPT_N, Harness, running_harness
 from tote.server import Server, ServerConfig

@@ -9,7 +9,7 @@ from __future__ import annotations
 import httpx
 import trio
 
-from actors.services import Settings
+from kit.settings import Settings
 from tests.conftest import CHEAP_SCRYPT_N
 from tests.test_http_connections import one_answer
 from tote.server import Server, ServerConfig

@@ -21,7 +21,6 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actors.clock import WallClock
 from domain import params
 from domain.errors import DomainError
 from domain.game import Game, event_target, new_game
@@ -40,6 +39,7 @@ from domain.money import (
 from domain.params import INT64_MAX, TIME_MAX_MS, TIME_MIN_MS
 from domain.pool import Bet, Pool, new_pool
 from domain.targets import TargetTree
+from kit.clock import WallClock
 from storage.database import EXACT_SUM, exact_total
 from tests.conftest import Harness, WsClient, setup_game
 from tote.server import Server, ServerConfig

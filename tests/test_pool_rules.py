@@ -12,10 +12,10 @@ import trio
 
 from actors import game as g
 from actors import pool as p
-from actors.clock import WallClock
-from actors.runtime import OutcomeUnknown
 from actors.wallet import GetBalances
 from domain.errors import DomainError
+from kit.clock import WallClock
+from kit.runtime import OutcomeUnknown
 from storage.database import Database
 from tests.conftest import ActorHarness, Match, ledger_problems, open_match
 from tests.test_settlement import DEPOSIT, account, place, settlement_lines, wallet

@@ -13,8 +13,8 @@ import trio
 
 from actors import game as g
 from actors import pool as p
-from actors.runtime import Mailbox
 from domain.errors import DomainError
+from kit.runtime import Mailbox
 from tests.conftest import ActorHarness, FakeConnection, open_match
 
 AGGREGATES = ("multiplier", "amount_total", "backing_people", "to_win_if_backed")
@@ -286,7 +286,7 @@ async def test_timers_fire_on_time_whatever_the_clock_anchor(
 ) -> None:
     """Epoch ms derived from trio's float clock can read a millisecond short exactly at a
     deadline; a timer must fire (and be stamped with its time) all the same."""
-    from actors.clock import WallClock
+    from kit.clock import WallClock
 
     await trio.sleep(0.1234567)
     actors.services.clock = WallClock(1_700_000_000_123)

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 
 from actors import game as g
 from actors import pool as p
-from actors.runtime import Mailbox, OutcomeUnknown
 from actors.wallet import GetBalances, Settle, Stakes
 from domain.errors import DomainError
+from kit.runtime import Mailbox, OutcomeUnknown
 from storage.database import Database
 from tests.conftest import ActorHarness, Match, open_match
 from tote.server import ServerConfig, start_services

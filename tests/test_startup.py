@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from tote import cli
-from tote.server import ServerConfig, open_storage, operator_key_for, raise_open_file_limit
+from tote.server import (
+    EXIT_CANNOT_START,
+    ServerConfig,
+    open_storage,
+    operator_key_for,
+    raise_open_file_limit,
+)
 
 
 @pytest.fixture
@@ -40,7 +46,7 @@ def test_a_taken_port_is_one_line_naming_it_and_a_non_zero_exit(
     ports = {"--ws-port": "0", "--http-port": "0", option: str(taken_port)}
     code = _serve(tmp_path, *[part for pair in ports.items() for part in pair])
     out, err = capsys.readouterr()
-    assert code == cli.EXIT_CANNOT_START
+    assert code == EXIT_CANNOT_START
     [line] = [line for line in err.splitlines() if line.startswith("tote:")]
     assert str(taken_port) in line and option in line
     assert "Traceback" not in err and "ExceptionGroup" not in err
@@ -49,7 +55,7 @@ def test_a_taken_port_is_one_line_naming_it_and_a_non_zero_exit(
     assert f"operator key (new, kept in {tmp_path}/operator_key): {key}" in out
     assert stat.S_IMODE((tmp_path / "operator_key").stat().st_mode) == 0o600
     # the next start says where the key is and does not print the secret again
-    assert _serve(tmp_path, "--ws-port", "0", option, str(taken_port)) == cli.EXIT_CANNOT_START
+    assert _serve(tmp_path, "--ws-port", "0", option, str(taken_port)) == EXIT_CANNOT_START
     out, _ = capsys.readouterr()
     assert f"operator key: kept in {tmp_path}/operator_key" in out and key not in out
 
@@ -93,7 +99,7 @@ def test_an_empty_key_file_is_refused_not_used(
 ) -> None:
     monkeypatch.delenv("TOTE_OPERATOR_KEY", raising=False)
     (tmp_path / "operator_key").write_text("\n")
-    assert _serve(tmp_path, "--ws-port", "0", "--http-port", "0") == cli.EXIT_CANNOT_START
+    assert _serve(tmp_path, "--ws-port", "0", "--http-port", "0") == EXIT_CANNOT_START
     assert "operator_key is empty" in capsys.readouterr().err
 
 

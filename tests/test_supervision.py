@@ -12,9 +12,9 @@ import trio
 import trio.testing
 
 from actors import pool as p
-from actors.runtime import Actor, Mailbox, OutcomeUnknown, Supervisor
 from actors.wallet import GetBalances
 from domain.errors import DomainError
+from kit.runtime import Actor, Mailbox, OutcomeUnknown, Supervisor
 from storage.changes import Upsert
 from tests.conftest import ActorHarness, Match, open_match
 

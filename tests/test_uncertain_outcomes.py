@@ -14,9 +14,9 @@ import trio
 from actors import game as g
 from actors import pool as p
 from actors.registry import CreateUser, FindUser
-from actors.runtime import OutcomeUnknown
 from actors.wallet import GetBalances, Withdraw
 from domain.errors import DomainError
+from kit.runtime import OutcomeUnknown
 from storage.changes import Change
 from tests.conftest import ActorHarness, open_match
 

@@ -54,8 +54,8 @@ from trio_websocket import ConnectionClosed, WebSocketRequest, open_websocket_ur
 from wsproto.frame_protocol import FrameProtocol
 
 from actors.registry import handshake_digest
-from actors.services import Settings
 from domain.codec import decode, encode
+from kit.settings import Settings
 
 #: (user_id, session_key) of one websocket client
 Login = tuple[int, str]

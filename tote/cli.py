@@ -31,12 +31,13 @@ from tote import logs
 from tote.config import ConfigError, add_flags, config_from
 from tote.demo import add_demo_command
 from tote.server import (
+    EXIT_USAGE,
     Server,
     ServerConfig,
     StartError,
-    first_of,
     operator_key_for,
     raise_open_file_limit,
+    reporting_start_errors,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8766"
@@ -47,10 +48,6 @@ CLIENT_TIMEOUT = 30.0
 #: could not be asked at all (no key, not reachable).
 EXIT_REFUSED = 1
 EXIT_UNREACHABLE = 2
-#: A setting is wrong (argparse uses the same status for a bad flag).
-EXIT_USAGE = 2
-#: ``tote serve`` could not start (a port taken, an unreadable key file).
-EXIT_CANNOT_START = 3
 
 
 class CliError(Exception):
@@ -97,20 +94,6 @@ def _run_serve(args: argparse.Namespace) -> int:
         trio.run(_serve, config)
 
     return reporting_start_errors("tote", start)
-
-
-def reporting_start_errors(command: str, run: Callable[[], None]) -> int:
-    """Run a server command; a StartError (possibly inside trio's exception groups) ends
-    it with one line on stderr and EXIT_CANNOT_START, not a page of tracebacks."""
-    try:
-        run()
-    except (StartError, BaseExceptionGroup) as error:
-        failure = first_of(error, StartError)
-        if failure is None:
-            raise
-        print(f"{command}: {failure}", file=sys.stderr)
-        return EXIT_CANNOT_START
-    return 0
 
 
 def _show_operator_key(config: ServerConfig) -> None:

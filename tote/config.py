@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actors.services import Settings
 from domain.lotteries import check_public_url
 from domain.origins import ANY_ORIGIN, normalized_origin
+from kit.settings import Settings
 from tote.server import ServerConfig
 
 ENV_PREFIX = "TOTE_"

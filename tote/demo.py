@@ -35,7 +35,7 @@ from domain.errors import DomainError
 from domain.money import exponent_of, parse_amount
 from tote import logs
 from tote.config import ConfigError, add_flags, config_from
-from tote.server import Endpoints, Server, ServerConfig
+from tote.server import EXIT_USAGE, Endpoints, Server, ServerConfig, reporting_start_errors
 
 log = logging.getLogger(__name__)
 
@@ -369,8 +369,6 @@ TEMPORARY_DATA = "a new temporary directory, removed at the end"
 
 def run_demo(args: argparse.Namespace) -> int:
     """``tote demo``: serve a simulated match until Ctrl-C."""
-    from tote.cli import EXIT_USAGE, reporting_start_errors  # cli imports this module
-
     with tempfile.TemporaryDirectory(prefix="tote-demo-") as temporary:
         try:
             config = demo_config(args, Path(temporary))

@@ -8,6 +8,7 @@ import os
 import resource
 import secrets
 import stat
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -17,14 +18,15 @@ from typing import TypeVar
 import trio
 
 from actors.betslips import BetslipDesk
-from actors.clock import WallClock
 from actors.directory import Games
 from actors.hub import Hub
 from actors.registry import RegistryActor
 from actors.remote import CallbacksActor, OperatorClient
-from actors.runtime import Mailbox, Supervisor
-from actors.services import Services, Settings
+from actors.services import Services
 from actors.wallet import WalletActor
+from kit.clock import WallClock
+from kit.runtime import Mailbox, Supervisor
+from kit.settings import Settings
 from storage.actor import Storage, StorageActor
 from storage.database import Database
 from tote.metrics import Metrics
@@ -322,3 +324,23 @@ class Server:
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(database.close)
+
+
+#: A setting is wrong (argparse uses the same status for a bad flag).
+EXIT_USAGE = 2
+#: ``tote serve`` could not start (a port taken, an unreadable key file).
+EXIT_CANNOT_START = 3
+
+
+def reporting_start_errors(command: str, run: Callable[[], None]) -> int:
+    """Run a server command; a StartError (possibly inside trio's exception groups) ends
+    it with one line on stderr and EXIT_CANNOT_START, not a page of tracebacks."""
+    try:
+        run()
+    except (StartError, BaseExceptionGroup) as error:
+        failure = first_of(error, StartError)
+        if failure is None:
+            raise
+        print(f"{command}: {failure}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    return 0

@@ -21,7 +21,7 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from actors.services import Services
-from domain.errors import DomainError
+from domain.errors import DomainError, ErrorCode
 from transport.accept import serve_listeners
 from transport.addresses import AddressCap, too_many_answer
 from transport.http_connection import HttpConnection
@@ -44,12 +44,12 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_HEAD_BYTES = 16 * 1024
 
 #: What werkzeug's own HTTP errors are called on our wire.
-_HTTP_CODES = {
-    400: "MALFORMED_MESSAGE",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    408: "BODY_TOO_SLOW",
-    413: "PAYLOAD_TOO_LARGE",
+_HTTP_CODES: dict[int, str] = {
+    400: ErrorCode.MALFORMED_MESSAGE,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    408: ErrorCode.BODY_TOO_SLOW,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
 }
 
 

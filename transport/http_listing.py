@@ -20,7 +20,9 @@ from domain import params
 from domain.errors import DomainError
 from domain.game import Game
 from domain.money import to_wire
+from storage import listing
 from storage.database import Database
+from storage.listing import SourceRow
 from transport.httpkit import json_response, operator_only
 
 MAX_PAGE = 1000
@@ -42,48 +44,18 @@ def paged(name: str, rows: list[dict[str, Any]], limit: int, **extra: Any) -> di
     return {**extra, name: rows[:limit], "more": len(rows) > limit}
 
 
-def source_rows(db: Database, limit: int, offset: int) -> list[dict[str, Any]]:
-    """A page of sources with their admins and how many games each has (in the storage
-    thread: two queries, whatever the page size)."""
-    rows = db.rows(
-        "SELECT s.id, s.name, s.description, s.owner_id, s.closed, s.created_at,"
-        " (SELECT COUNT(*) FROM games g WHERE g.source_id = s.id) AS games"
-        " FROM sources s ORDER BY s.rowid LIMIT ? OFFSET ?",
-        (limit + 1, offset),
-    )
-    admins: dict[str, list[int]] = {}
-    for row in db.rows(
-        "SELECT source_id, user_id FROM source_admins WHERE source_id IN"
-        " (SELECT id FROM sources ORDER BY rowid LIMIT ? OFFSET ?) ORDER BY user_id",
-        (limit + 1, offset),
-    ):
-        admins.setdefault(row["source_id"], []).append(row["user_id"])
-    return [
-        {
-            "source_id": row["id"],
-            "name": row["name"],
-            "description": row["description"],
-            "owner_id": row["owner_id"],
-            "admins": admins.get(row["id"], []),
-            "closed": bool(row["closed"]),
-            "created_at": row["created_at"],
-            "games": row["games"],
-        }
-        for row in rows
-    ]
-
-
-def game_rows(db: Database, limit: int, offset: int) -> list[tuple[str, dict[str, int]]]:
-    """(stored game document, pools by status) per game."""
-    rows = db.rows("SELECT id, doc FROM games ORDER BY rowid LIMIT ? OFFSET ?", (limit + 1, offset))
-    counts: dict[str, dict[str, int]] = {}
-    for row in db.rows(
-        "SELECT game_id, status, COUNT(*) AS n FROM pools WHERE game_id IN"
-        " (SELECT id FROM games ORDER BY rowid LIMIT ? OFFSET ?) GROUP BY game_id, status",
-        (limit + 1, offset),
-    ):
-        counts.setdefault(row["game_id"], {})[row["status"]] = row["n"]
-    return [(row["doc"], counts.get(row["id"], {})) for row in rows]
+def source_body(row: SourceRow) -> dict[str, Any]:
+    """A source as the listing shows it."""
+    return {
+        "source_id": row.id,
+        "name": row.name,
+        "description": row.description,
+        "owner_id": row.owner_id,
+        "admins": list(row.admins),
+        "closed": row.closed,
+        "created_at": row.created_at,
+        "games": row.games,
+    }
 
 
 def game_summary(doc: str, pools: dict[str, int], now: int) -> dict[str, Any]:
@@ -104,20 +76,15 @@ def game_summary(doc: str, pools: dict[str, int], now: int) -> dict[str, Any]:
     }
 
 
-def pool_rows(db: Database, game_id: str, limit: int, offset: int) -> list[dict[str, Any]] | None:
-    """The game's pools with their bets and stakes; None when there is no such game."""
-    if db.scalar("SELECT 1 FROM games WHERE id = ?", (game_id,)) is None:
+def pool_summaries(
+    db: Database, game_id: str, limit: int, offset: int
+) -> list[dict[str, Any]] | None:
+    """The page of the game's pools as the listing shows them (decoded in the storage
+    thread, as they are read); None when there is no such game."""
+    rows = listing.pools_page(db, game_id, limit, offset)
+    if rows is None:
         return None
-    rows = db.rows(
-        "SELECT p.doc, COUNT(b.id) AS bets, COALESCE(SUM(b.amount), 0) AS staked"
-        " FROM pools p LEFT JOIN bets b ON b.pool_id = p.id WHERE p.game_id = ?"
-        # creation order: a pool's rowid changes each time it is saved (INSERT OR REPLACE)
-        " GROUP BY p.id ORDER BY json_extract(p.doc, '$.start_at'), p.rowid LIMIT ? OFFSET ?",
-        (game_id, limit + 1, offset),
-    )
-    return [
-        pool_summary(msgspec.json.decode(row["doc"]), row["bets"], row["staked"]) for row in rows
-    ]
+    return [pool_summary(msgspec.json.decode(row.doc), row.bets, row.staked) for row in rows]
 
 
 def pool_summary(doc: dict[str, Any], bets: int, staked: int) -> dict[str, Any]:
@@ -146,18 +113,18 @@ def listing_blueprint(services: Services) -> quart.Blueprint:
     @operator
     async def list_sources() -> Response:
         limit, offset = page()
-        rows = await read(lambda db: source_rows(db, limit, offset))
-        return json_response(paged("sources", rows, limit))
+        rows = await read(lambda db: listing.sources_page(db, limit + 1, offset))
+        return json_response(paged("sources", [source_body(row) for row in rows], limit))
 
     @blueprint.get("/v1/games")
     @operator
     async def list_games() -> Response:
         limit, offset = page()
-        rows = await read(lambda db: game_rows(db, limit, offset))
+        rows = await read(lambda db: listing.games_page(db, limit + 1, offset))
         now = services.clock.now_ms()
         # up to 1,000 game documents to decode: in a worker thread, not on the loop
         summaries = await services.storage.build_document(
-            lambda: [game_summary(*row, now) for row in rows]
+            lambda: [game_summary(row.doc, row.pools, now) for row in rows]
         )
         return json_response(paged("games", summaries, limit))
 
@@ -171,7 +138,7 @@ def listing_blueprint(services: Services) -> quart.Blueprint:
                 parameter="game_id",
             )
         limit, offset = page()
-        rows = await read(lambda db: pool_rows(db, game_id, limit, offset))
+        rows = await read(lambda db: pool_summaries(db, game_id, limit + 1, offset))
         if rows is None:
             raise DomainError("NOT_FOUND", f"There is no game {game_id}.", parameter="game_id")
         return json_response(paged("pools", rows, limit, game_id=game_id))

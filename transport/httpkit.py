@@ -17,7 +17,7 @@ from actors.registry import ROLES
 from actors.services import Services
 from actors.wallet import Balance
 from domain.codec import DecodeError, decode, encode
-from domain.errors import DomainError
+from domain.errors import DomainError, ErrorCode
 from domain.money import exponent_of, parse_currency, to_wire
 
 log = logging.getLogger(__name__)
@@ -28,26 +28,26 @@ MAX_PASSWORD = 1024
 MAX_REFERENCE = 128
 #: errorCode -> HTTP status. Codes not listed are server faults: 500.
 STATUS_OF: dict[str, int] = {
-    "MISSING_PARAMETER": 400,
-    "INVALID_PARAMETER": 400,
-    "INVALID_AMOUNT": 400,
-    "MALFORMED_MESSAGE": 400,
-    "INSUFFICIENT_FUNDS": 400,
-    "USER_BLOCKED": 400,
-    "LIMIT_REACHED": 400,
-    "AUTHENTICATION_FAILED": 401,
-    "NOT_AUTHORIZED": 403,
-    "NOT_FOUND": 404,
-    "METHOD_NOT_ALLOWED": 405,
-    "CONFLICT": 409,
-    "IDEMPOTENCY_CONFLICT": 409,
-    "INVALID_STATE": 409,
-    "REMOTE_WALLET": 409,
-    "PAYLOAD_TOO_LARGE": 413,
-    "RATE_LIMITED": 429,
-    "REQUEST_TIMED_OUT": 503,
-    "UNAVAILABLE": 503,
-    "ACTOR_RESTARTED": 503,
+    ErrorCode.MISSING_PARAMETER: 400,
+    ErrorCode.INVALID_PARAMETER: 400,
+    ErrorCode.INVALID_AMOUNT: 400,
+    ErrorCode.MALFORMED_MESSAGE: 400,
+    ErrorCode.INSUFFICIENT_FUNDS: 400,
+    ErrorCode.USER_BLOCKED: 400,
+    ErrorCode.LIMIT_REACHED: 400,
+    ErrorCode.AUTHENTICATION_FAILED: 401,
+    ErrorCode.NOT_AUTHORIZED: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.CONFLICT: 409,
+    ErrorCode.IDEMPOTENCY_CONFLICT: 409,
+    ErrorCode.INVALID_STATE: 409,
+    ErrorCode.REMOTE_WALLET: 409,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.REQUEST_TIMED_OUT: 503,
+    ErrorCode.UNAVAILABLE: 503,
+    ErrorCode.ACTOR_RESTARTED: 503,
 }
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

@@ -10,25 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from transport import openapi_betslips, openapi_limits, openapi_lotteries
-
-_ERROR = {"$ref": "#/components/responses/Error"}
-_OPERATOR = [{"operator": []}]
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _body(name: str) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(status): _ERROR for status in statuses}
+from transport.openapi_parts import ERROR as _ERROR
+from transport.openapi_parts import OPERATOR as _OPERATOR
+from transport.openapi_parts import json_content as _json
+from transport.openapi_parts import operation as _operation
+from transport.openapi_parts import ref as _ref
 
 
 def _user_id_param() -> dict[str, Any]:
@@ -38,28 +24,6 @@ def _user_id_param() -> dict[str, Any]:
         "required": True,
         "schema": {"type": "integer", "minimum": 1},
     }
-
-
-def _operation(
-    summary: str,
-    responses: dict[str, Any],
-    *,
-    body: str | None = None,
-    operator: bool = True,
-    params: list[dict[str, Any]] | None = None,
-    errors: tuple[int, ...] = (),
-) -> dict[str, Any]:
-    """One operation; operator calls add the 401 and the 503/500 every actor call can give."""
-    op: dict[str, Any] = {"summary": summary, "responses": dict(responses)}
-    if body:
-        op["requestBody"] = _body(body)
-    if params:
-        op["parameters"] = params
-    if operator:
-        op["security"] = _OPERATOR
-        op["responses"].update(_errors(401, 500, 503))
-    op["responses"].update(_errors(*errors))
-    return op
 
 
 _MONEY = {

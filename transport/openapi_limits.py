@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from transport.openapi_parts import json_content as _json
+from transport.openapi_parts import operation as _operation
+from transport.openapi_parts import ref as _ref
+
 _PERIODS = ("day", "week", "month")
 _KINDS = ("deposit", "loss")
 _LIMIT_AMOUNT = {"type": "string", "description": "Exact decimal text, e.g. 50.0."}
@@ -86,8 +90,6 @@ def schemas(amount_in: dict[str, Any]) -> dict[str, Any]:
 
 def paths(user: list[dict[str, Any]]) -> dict[str, Any]:
     """The operator's side of player protection (decisions §12)."""
-    from transport.openapi import _json, _operation, _ref  # it imports this module
-
     currency = {
         "name": "currency",
         "in": "query",

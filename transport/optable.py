@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from actors.services import Services
 from domain.roles import Role
 from transport.presenters import present, server_message
 
-if TYPE_CHECKING:
-    from transport.websocket import Connection
+
+class Connection(Protocol):
+    """What an op handler uses of its websocket connection (``transport.websocket``
+    implements it; declared here so the table need not import the server that imports
+    the table)."""
+
+    user_id: int
+    user_name: str
+    logged_on: bool
+    ws: Any  # the trio-websocket connection: its ``remote`` is the peer
+
+    def push(self, data: bytes) -> None:
+        """Queue bytes for the client without waiting."""
 
 
 @dataclass

@@ -20,30 +20,28 @@ from actors.betslips import Answer, SlipPlaced, SlipRefused
 from actors.services import Services
 from domain.betslip import failure_body, placed_body
 from domain.codec import DecodeError, decode, encode
-from domain.errors import DomainError
-from storage.changes import Insert, Update
+from domain.errors import NOT_APPLIED, DomainError, ErrorCode
+from storage import partners
 from transport.httpkit import drain_body, json_response, operator_only
 
 log = logging.getLogger(__name__)
 
 #: HTTP status of each error code a betslip answers with (seed 002, and the two of the
 #: idempotency rule); any other error is a GENERAL_EXCEPTION (500).
-SLIP_STATUS = {
-    "INVALID_USER": 400,
-    "INVALID_BET_DETAILS": 400,
-    "INVALID_STAKE": 400,
-    "INSUFFICIENT_FUNDS": 400,
-    "USER_BLOCKED": 400,
-    "MISSING_PARAMETER": 400,
-    "INVALID_SESSION": 401,
-    "AUTHENTICATION_FAILED": 403,
-    "REQUEST_IN_PROGRESS": 409,
-    "IDEMPOTENCY_KEY_REUSED": 422,
-    "GENERAL_EXCEPTION": 500,
-    "REQUEST_TIMED_OUT": 503,
+SLIP_STATUS: dict[str, int] = {
+    ErrorCode.INVALID_USER: 400,
+    ErrorCode.INVALID_BET_DETAILS: 400,
+    ErrorCode.INVALID_STAKE: 400,
+    ErrorCode.INSUFFICIENT_FUNDS: 400,
+    ErrorCode.USER_BLOCKED: 400,
+    ErrorCode.MISSING_PARAMETER: 400,
+    ErrorCode.INVALID_SESSION: 401,
+    ErrorCode.AUTHENTICATION_FAILED: 403,
+    ErrorCode.REQUEST_IN_PROGRESS: 409,
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: 422,
+    ErrorCode.GENERAL_EXCEPTION: 500,
+    ErrorCode.REQUEST_TIMED_OUT: 503,
 }
-#: Errors that mean "not placed, try again": answered as REQUEST_TIMED_OUT (503).
-_RETRYABLE = {"REQUEST_TIMED_OUT", "UNAVAILABLE", "ACTOR_RESTARTED", "STORAGE_FAILURE"}
 
 
 def render(outcome: SlipPlaced | SlipRefused) -> Answer:
@@ -58,11 +56,11 @@ def render(outcome: SlipPlaced | SlipRefused) -> Answer:
 
 def slip_error(error: DomainError) -> Response:
     """An answer that is not final (never stored)."""
-    if error.code in _RETRYABLE:
-        error = DomainError("REQUEST_TIMED_OUT", f"The slip was not placed: {error.text}")
+    if error.code in NOT_APPLIED:
+        error = DomainError(ErrorCode.REQUEST_TIMED_OUT, f"The slip was not placed: {error.text}")
     elif error.code not in SLIP_STATUS:
         log.error("betslip failed: %s", error)
-        error = DomainError("GENERAL_EXCEPTION", "The betslip could not be processed.")
+        error = DomainError(ErrorCode.GENERAL_EXCEPTION, "The betslip could not be processed.")
     return Response(
         encode(failure_body(error)),
         status=SLIP_STATUS[error.code],
@@ -88,13 +86,7 @@ def betslips_blueprint(services: Services) -> Blueprint:
         if hmac.compare_digest(token.encode(), operator_key):
             return True
         digest = key_hash(token)
-        found = await services.storage.read(
-            lambda db: db.scalar(
-                "SELECT COUNT(*) FROM partners WHERE key_hash = ? AND revoked_at IS NULL",
-                (digest,),
-            )
-        )
-        return bool(found)
+        return await services.storage.read(lambda db: partners.key_is_live(db, digest))
 
     @routes.errorhandler(DomainError)
     async def refused(error: DomainError) -> Response:
@@ -135,31 +127,16 @@ def partners_blueprint(services: Services) -> Blueprint:
     async def create_partner() -> Response:
         partner_id, key = str(uuid.uuid4()), secrets.token_hex(32)
         await services.storage.commit(
-            [
-                Insert(
-                    "partners",
-                    {
-                        "id": partner_id,
-                        "key_hash": key_hash(key),
-                        "created_at": services.clock.now_ms(),
-                        "revoked_at": None,
-                    },
-                )
-            ]
+            [partners.new_partner(partner_id, key_hash(key), services.clock.now_ms())]
         )
         return json_response({"partner_id": partner_id, "key": key, "scope": "betslips"}, 201)
 
     @routes.delete("/v1/partners/<partner_id>")
     @operator
     async def revoke_partner(partner_id: str) -> Response:
-        found = await services.storage.read(
-            lambda db: db.scalar("SELECT COUNT(*) FROM partners WHERE id = ?", (partner_id,))
-        )
-        if not found:
+        if not await services.storage.read(lambda db: partners.partner_exists(db, partner_id)):
             raise DomainError("NOT_FOUND", f"There is no partner {partner_id!r}.")
-        await services.storage.commit(
-            [Update("partners", {"id": partner_id}, {"revoked_at": services.clock.now_ms()})]
-        )
+        await services.storage.commit([partners.revocation(partner_id, services.clock.now_ms())])
         return json_response({"partner_id": partner_id, "revoked": True})
 
     return routes

@@ -45,7 +45,7 @@ from domain.codec import (
     op_code,
     request_id_in,
 )
-from domain.errors import DomainError
+from domain.errors import DomainError, ErrorCode
 from domain.origins import origin_allowed
 from transport.accept import serve_listeners
 from transport.addresses import AddressCap, too_many_answer
@@ -71,9 +71,9 @@ RECEIVE_BYTES = 16 * 1024
 MAX_ID_DIGITS = 18
 #: Handshake refusals: HTTP status by error code (anything else: 503, we could not check).
 REFUSAL_STATUS = {
-    "AUTHENTICATION_FAILED": 401,
-    "ORIGIN_REFUSED": 403,
-    "TOO_MANY_CONNECTIONS": 429,
+    ErrorCode.AUTHENTICATION_FAILED: 401,
+    ErrorCode.ORIGIN_REFUSED: 403,
+    ErrorCode.TOO_MANY_CONNECTIONS: 429,
 }
 
 

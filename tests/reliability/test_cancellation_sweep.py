@@ -37,9 +37,9 @@ import trio.testing
 from actors import pool as p
 from actors.betslips import Answer
 from actors.registry import CreateSession
-from actors.runtime import Mailbox
 from domain.errors import DomainError
 from domain.remote import number_id
+from kit.runtime import Mailbox
 from tests.conftest import ActorHarness, Match, open_match
 from tests.fake_operator import FakeOperator
 from tests.reliability.invariants import all_problems, pool_memory_problems

@@ -36,9 +36,9 @@ from hypothesis import strategies as st
 from actors import game as g
 from actors import pool as p
 from actors.registry import CreateSession
-from actors.runtime import Mailbox
 from domain.errors import DomainError
 from domain.pool import PoolStatus
+from kit.runtime import Mailbox
 from tests.conftest import ActorHarness, Match, open_match
 from tests.fake_operator import FakeOperator
 from tests.reliability.invariants import all_problems, pool_memory_problems

@@ -14,7 +14,7 @@ from typing import Any
 import trio
 
 from actors.remote import backlog
-from actors.services import Settings
+from kit.settings import Settings
 from storage.database import Database
 from tests.conftest import ActorHarness, Harness, setup_game
 from tests.fake_operator import FakeOperator

@@ -28,18 +28,11 @@ from typing import Any, Protocol
 import outcome
 import trio
 
-from domain.errors import DomainError
+from domain.errors import DomainError, OutcomeUnknown
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 10.0
-
-
-class OutcomeUnknown(DomainError):
-    """The request reached its actor but no answer came back: it may have been applied.
-
-    Its code is what the client sees (``REQUEST_TIMED_OUT``, ``ACTOR_RESTARTED`` or
-    ``UNAVAILABLE``); its type is what an actor's kit acts on."""
 
 
 class RequestState(enum.Enum):

@@ -1,0 +1,54 @@
+"""Betslips in SQLite: each slip's final answer under its idempotency key (replayed byte
+for byte), and the condition that a slip's bet ids are new, read inside its commit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from storage.changes import Change, Check, Insert
+from storage.database import Database
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSlip:
+    fingerprint: str  # of the request body the answer is for
+    status: int  # the answer as rendered by the transport
+    body: bytes
+
+
+def stored_slip(db: Database, key: str) -> StoredSlip | None:
+    """The answer stored under the idempotency key; None when the slip never committed."""
+    rows = db.rows("SELECT fingerprint, status, body FROM betslips WHERE key = ?", (key,))
+    if not rows:
+        return None
+    return StoredSlip(rows[0]["fingerprint"], rows[0]["status"], bytes(rows[0]["body"]))
+
+
+def slip_answer(
+    key: str, fingerprint: str, user_id: int | None, status: int, body: bytes, at: int
+) -> Change:
+    """The row that keeps the slip's answer (as rendered) under its key, committed with the
+    slip or with its refusal."""
+    return Insert(
+        "betslips",
+        {
+            "key": key,
+            "fingerprint": fingerprint,
+            "user_id": user_id,
+            "status": status,
+            "body": body,
+            "created_at": at,
+        },
+    )
+
+
+def bet_ids_unused(user_id: int, bet_ids: list[str], code: str, message: str) -> Check:
+    """Fails the commit with ``code`` when the user already placed one of ``bet_ids``."""
+    marks = ", ".join("?" for _ in bet_ids)
+    return Check(
+        f"SELECT COUNT(*) FROM bets WHERE user_id = ? AND external_bet_id IN ({marks})",
+        (user_id, *bet_ids),
+        0,
+        code,
+        message,
+    )

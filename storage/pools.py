@@ -1,0 +1,102 @@
+"""Pools in SQLite as their actors read them: the pool with its bets, the bets it holds
+for its delay, which slips reached it, and the conditions (``Check``) a commit that
+touches a pool reads inside its transaction. Reads run inside the storage actor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from domain.errors import DomainError
+from domain.params import stored_time
+from domain.pool import Bet, Pool
+from storage.changes import Check
+from storage.database import Database
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPool:
+    """What a pool actor starts from: the pool and its bets, the event resolution
+    committed for it, and its game's ``close_at`` (a fail-safe time may count from it)."""
+
+    pool: Pool
+    pending: dict[str, Any] | None
+    game_close_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class HeldBet:
+    """A bet the pool holds for its delay, and when it is decided (epoch ms)."""
+
+    bet: Bet
+    due_at: int
+
+
+def load_pool(db: Database, pool_id: str) -> StoredPool:
+    """The pool as stored; NOT_FOUND when there is none."""
+    row = db.rows(
+        "SELECT p.doc, p.broadcast_bets, json_extract(g.doc, '$.close_at') AS close_at"
+        " FROM pools p LEFT JOIN games g ON g.id = p.game_id WHERE p.id = ?",
+        (pool_id,),
+    )
+    if not row:
+        raise DomainError("NOT_FOUND", f"There is no pool {pool_id!r}.")
+    bets = stored_bets(db, pool_id)
+    pending = db.rows("SELECT * FROM pending_resolutions WHERE pool_id = ?", (pool_id,))
+    pool = Pool.from_doc(msgspec.json.decode(row[0]["doc"]), bets)
+    # how far the 360s got: the document has it as of its last write, the column as of
+    # the last bet commit (``actors.pool.broadcast_change``); both only grow
+    pool.broadcast_bets = max(pool.broadcast_bets, row[0]["broadcast_bets"] or 0)
+    return StoredPool(
+        pool, pending[0] if pending else None, stored_time(row[0]["close_at"], "close_at")
+    )
+
+
+def stored_bets(db: Database, pool_id: str, slip_key: str | None = None) -> list[Bet]:
+    """The pool's stored bets (only one slip's, if given), oldest first."""
+    sql, params = "SELECT * FROM bets WHERE pool_id = ?", [pool_id]
+    if slip_key is not None:
+        sql, params = f"{sql} AND slip_key = ?", [pool_id, slip_key]
+    return [
+        Bet(r["id"], r["user_id"], r["target"], r["amount"], r["placed_at"])
+        for r in db.rows(f"{sql} ORDER BY rowid", params)
+    ]
+
+
+def held_bets(db: Database, pool_id: str) -> list[HeldBet]:
+    """The pool's bets held for its delay, oldest first (decided by its timer)."""
+    return [
+        HeldBet(
+            Bet(r["id"], r["user_id"], r["target"], r["amount"], r["requested_at"]), r["due_at"]
+        )
+        for r in db.rows("SELECT * FROM held_bets WHERE pool_id = ? ORDER BY rowid", (pool_id,))
+    ]
+
+
+def placed_slips(db: Database, pool_id: str, keys: list[str]) -> set[str]:
+    """Which of these betslips have bets stored in the pool (so were placed)."""
+    marks = ", ".join("?" for _ in keys)
+    rows = db.rows(
+        f"SELECT DISTINCT slip_key FROM bets WHERE pool_id = ? AND slip_key IN ({marks})",
+        (pool_id, *keys),
+    )
+    return {row["slip_key"] for row in rows}
+
+
+def status_is(pool_id: str, status: str, code: str, message: str) -> Check:
+    """Fails the commit with ``code`` unless the pool's stored status is ``status``."""
+    return Check("SELECT status FROM pools WHERE id = ?", (pool_id,), status, code, message)
+
+
+def no_pending_resolution(pool_id: str, code: str, message: str) -> Check:
+    """Fails the commit with ``code`` when an event resolution is pending for the pool."""
+    return Check(
+        "SELECT COUNT(*) FROM pending_resolutions WHERE pool_id = ?", (pool_id,), 0, code, message
+    )
+
+
+def bet_count_is(pool_id: str, count: int, code: str, message: str) -> Check:
+    """Fails the commit with ``code`` unless the pool has ``count`` bets stored."""
+    return Check("SELECT COUNT(*) FROM bets WHERE pool_id = ?", (pool_id,), count, code, message)
