@@ -15,10 +15,10 @@ from actors.hub import Hub
 from domain.game import Game
 from domain.remote import Answer
 from kit.clock import WallClock
+from kit.metrics import Metrics
 from kit.runtime import Mailbox, Supervisor
 from kit.settings import Settings
 from storage.actor import Storage
-from tote.metrics import Metrics
 
 
 class Directory(Protocol):

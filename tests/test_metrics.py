@@ -10,10 +10,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from actors.wallet import GetBalances
+from kit.metrics import Metrics
 from tests.conftest import Harness, running_harness
 from tests.test_ws_pools import table
 from tote.logs import KeyValueFormatter
-from tote.metrics import Metrics
 
 
 async def scrape(harness: Harness) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -107,8 +107,7 @@ def die_with_parent() -> None:
 
 
 def _serve_tote(data_dir: str) -> None:
-    from tote.cli import _serve
-    from tote.server import ServerConfig
+    from tote.server import ServerConfig, serve_until_signalled
 
     settings = Settings(rate_per_second=1e9, rate_burst=10**9, ws_connections_per_address=10**9)
     config = ServerConfig(
@@ -120,12 +119,12 @@ def _serve_tote(data_dir: str) -> None:
     )
     profile_path = os.environ.get("TOTE_BENCH_PROFILE")
     if not profile_path:
-        trio.run(_serve, config)
+        trio.run(serve_until_signalled, config)
         return
     import cProfile  # where the server's time goes: docs/performance.md reads it
 
     with cProfile.Profile() as profile:
-        trio.run(_serve, config)
+        trio.run(serve_until_signalled, config)
     profile.dump_stats(profile_path)
 
 

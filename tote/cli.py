@@ -12,7 +12,6 @@ import argparse
 import http.client
 import os
 import re
-import signal
 import sys
 import urllib.error
 import urllib.request
@@ -32,12 +31,12 @@ from tote.config import ConfigError, add_flags, config_from
 from tote.demo import add_demo_command
 from tote.server import (
     EXIT_USAGE,
-    Server,
     ServerConfig,
     StartError,
     operator_key_for,
     raise_open_file_limit,
     reporting_start_errors,
+    serve_until_signalled,
 )
 
 DEFAULT_URL = "http://127.0.0.1:8766"
@@ -55,22 +54,6 @@ class CliError(Exception):
 
 
 # -- the server -----------------------------------------------------------------------
-
-
-async def _serve(config: ServerConfig) -> None:
-    server = Server(config)
-    async with trio.open_nursery() as nursery:
-        endpoints = await nursery.start(server.run)
-        print(
-            f"tote ready: websocket ws://{config.host}:{endpoints.ws_port}  "
-            f"http http://{config.host}:{endpoints.http_port}  "
-            f"data {config.data_dir}",
-            flush=True,
-        )
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                server.request_stop()
-                break
 
 
 def _currency(text: str) -> str:
@@ -91,7 +74,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     def start() -> None:
         _show_operator_key(config)
         raise_open_file_limit()
-        trio.run(_serve, config)
+        trio.run(serve_until_signalled, config)
 
     return reporting_start_errors("tote", start)
 

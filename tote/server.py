@@ -7,6 +7,7 @@ import logging
 import os
 import resource
 import secrets
+import signal
 import stat
 import sys
 from collections.abc import Awaitable, Callable
@@ -25,11 +26,11 @@ from actors.remote import CallbacksActor, OperatorClient
 from actors.services import Services
 from actors.wallet import WalletActor
 from kit.clock import WallClock
+from kit.metrics import Metrics
 from kit.runtime import Mailbox, Supervisor
 from kit.settings import Settings
 from storage.actor import Storage, StorageActor
 from storage.database import Database
-from tote.metrics import Metrics
 from transport.frames import text_frame
 from transport.http import serve_http
 from transport.presenters import frame
@@ -344,3 +345,21 @@ def reporting_start_errors(command: str, run: Callable[[], None]) -> int:
         print(f"{command}: {failure}", file=sys.stderr)
         return EXIT_CANNOT_START
     return 0
+
+
+async def serve_until_signalled(config: ServerConfig) -> None:
+    """Run a server until SIGINT or SIGTERM, then stop it gracefully (``tote serve`` and
+    the benchmark's server process)."""
+    server = Server(config)
+    async with trio.open_nursery() as nursery:
+        endpoints = await nursery.start(server.run)
+        print(
+            f"tote ready: websocket ws://{config.host}:{endpoints.ws_port}  "
+            f"http http://{config.host}:{endpoints.http_port}  "
+            f"data {config.data_dir}",
+            flush=True,
+        )
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                server.request_stop()
+                break

@@ -1,4 +1,4 @@
-"""``GET /metrics``: the server's metrics in the Prometheus text format (tote.metrics),
+"""``GET /metrics``: the server's metrics in the Prometheus text format (kit.metrics),
 and the count (and log line, for a refusal) of every HTTP answer.
 
 ``/metrics`` is open like ``/healthz``, as scrapers expect: it shows counts and timings,
@@ -11,7 +11,7 @@ from quart import Response, request
 
 from actors.services import Services
 from domain.codec import DecodeError, decode
-from tote.metrics import CONTENT_TYPE
+from kit.metrics import CONTENT_TYPE
 
 
 def metrics_blueprint(services: Services) -> quart.Blueprint:
