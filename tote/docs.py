@@ -12,7 +12,7 @@ from pathlib import Path
 
 from domain.errors import ERROR_CODES
 from tote.config import settings_table
-from transport.ops import RESPONSES
+from transport.ops import OPS, RESPONSES
 from transport.optable import markdown_table
 
 PROTOCOL = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
@@ -26,7 +26,11 @@ def tables() -> dict[str, str]:
     errors = ["| error_code | meaning |", "| --- | --- |"] + [
         f"| `{code}` | {meaning} |" for code, meaning in ERROR_CODES.items()
     ]
-    return {"ops": markdown_table(), "responses": "\n".join(responses), "errors": "\n".join(errors)}
+    return {
+        "ops": markdown_table(OPS),
+        "responses": "\n".join(responses),
+        "errors": "\n".join(errors),
+    }
 
 
 def operations_tables() -> dict[str, str]:

@@ -1,6 +1,11 @@
-"""Importing this module fills the op-code table with every handler."""
+"""The op-code table, built in one place from each ``ops_*`` module's ``TABLE``."""
 
-from transport import ops_games, ops_general, ops_limits, ops_pools  # noqa: F401
-from transport.optable import OPS, RESPONSES, Context, Op
+from transport import ops_games, ops_general, ops_limits, ops_pools
+from transport.optable import RESPONSES, Context, Op, build_ops
+
+#: every op by code; a code two modules declare is refused here, at import
+OPS: dict[int, Op] = build_ops(
+    ops_games.TABLE, ops_general.TABLE, ops_limits.TABLE, ops_pools.TABLE
+)
 
 __all__ = ["OPS", "RESPONSES", "Context", "Op"]

@@ -13,7 +13,10 @@ from domain.game import GameStatus
 from domain.rules import RULE_FIELDS
 from domain.targets import TargetTree, build_actions, parse_list
 from storage.game_list import ListedGame, open_games_page
-from transport.optable import Context, op
+from transport.optable import Context, Op, recorder
+
+_DECLARED: list[Op] = []
+op = recorder(_DECLARED)
 
 
 def _game_id(msg: dict[str, Any]) -> str:
@@ -171,3 +174,7 @@ def _listed_game(game: ListedGame, now: int) -> dict[str, Any]:
         "live_start_at": game.live_start_at,
         "close_at": game.close_at,
     }
+
+
+#: this module's ops, in the order declared (``transport.ops`` builds ``OPS`` from it)
+TABLE: tuple[Op, ...] = tuple(_DECLARED)

@@ -9,7 +9,10 @@ from actors.wallet import Balance, GetBalances
 from domain import params
 from domain.errors import DomainError
 from domain.money import exponent_of, parse_currency, to_wire
-from transport.optable import OPS, RESPONSES, Context, op
+from transport.optable import RESPONSES, Context, Op, recorder
+
+_DECLARED: list[Op] = []
+op = recorder(_DECLARED)
 
 
 @op(1, "ping", replies=(1,))
@@ -25,7 +28,7 @@ async def get_opcodes(ctx: Context, msg: dict[str, Any]) -> None:
         2,
         {
             "opcodes": {
-                spec.name: spec.code for spec in sorted(OPS.values(), key=lambda s: s.code)
+                spec.name: spec.code for spec in sorted(ctx.ops.values(), key=lambda s: s.code)
             },
             "response_codes": dict(RESPONSES),
         },
@@ -118,3 +121,7 @@ async def close_game_source(ctx: Context, msg: dict[str, Any]) -> None:
 async def list_sources(ctx: Context, msg: dict[str, Any]) -> None:
     """The game sources you admin."""
     ctx.reply(621, {"sources": await ctx.services.ask_registry(reg.SourcesOf(ctx.user_id))})
+
+
+#: this module's ops, in the order declared (``transport.ops`` builds ``OPS`` from it)
+TABLE: tuple[Op, ...] = tuple(_DECLARED)

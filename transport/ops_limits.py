@@ -12,7 +12,10 @@ from transport.limits_wire import (
     limits_wire,
     set_limits_request,
 )
-from transport.optable import Context, op
+from transport.optable import Context, Op, recorder
+
+_DECLARED: list[Op] = []
+op = recorder(_DECLARED)
 
 
 @op(850, "get_my_limits", replies=(850,))
@@ -35,3 +38,7 @@ async def exclude_me(ctx: Context, msg: dict[str, Any]) -> None:
     """Exclude yourself from bets and deposits until a time, at least a day away."""
     excluded: Excluded = await ctx.services.ask_wallet(exclude_request(ctx.user_id, msg))
     ctx.reply(852, {"user_id": excluded.user_id, "excluded_until": excluded.until})
+
+
+#: this module's ops, in the order declared (``transport.ops`` builds ``OPS`` from it)
+TABLE: tuple[Op, ...] = tuple(_DECLARED)

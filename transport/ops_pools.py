@@ -12,7 +12,10 @@ from actors import pool as p
 from domain import params
 from domain.errors import DomainError
 from storage import catalog
-from transport.optable import Context, op
+from transport.optable import Context, Op, recorder
+
+_DECLARED: list[Op] = []
+op = recorder(_DECLARED)
 
 
 def first_domain_error(group: BaseExceptionGroup) -> DomainError:
@@ -223,3 +226,7 @@ async def resolve_pool(ctx: Context, msg: dict[str, Any]) -> None:
 async def void_pool(ctx: Context, msg: dict[str, Any]) -> None:
     """Refund every bet and close the pool (362 with is_money_return)."""
     ctx.answer(await _for_pool(ctx, msg, p.Void()))
+
+
+#: this module's ops, in the order declared (``transport.ops`` builds ``OPS`` from it)
+TABLE: tuple[Op, ...] = tuple(_DECLARED)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,12 +27,14 @@ class Connection(Protocol):
 
 @dataclass
 class Context:
-    """One request being handled: who sent it and how to answer."""
+    """One request being handled: who sent it and how to answer, and the op table it was
+    dispatched from (op 2 lists it; handed in so no handler imports ``transport.ops``)."""
 
     conn: Connection
     services: Services
     op: int
     request_id: Any
+    ops: Mapping[int, Op]
 
     @property
     def user_id(self) -> int:
@@ -74,8 +76,6 @@ class Op:
     def role(self) -> Role:
         return getattr(self.command, "role", Role.ANYONE)
 
-
-OPS: dict[int, Op] = {}
 
 # Response codes by name (op 2's "response_codes"); decisions §1 and the seeds.
 RESPONSES: dict[str, int] = {
@@ -126,34 +126,48 @@ RESPONSES: dict[str, int] = {
 }
 
 
-def op(
-    code: int,
-    name: str,
-    *,
-    replies: tuple[int, ...],
-    command: type | None = None,
-    summary: str = "",
-) -> Callable[[Handler], Handler]:
-    """Register a handler in the table under ``code``."""
+def recorder(declared: list[Op]) -> Callable[..., Callable[[Handler], Handler]]:
+    """An ``@op(code, name, replies=..., command=..., summary=...)`` decorator that
+    appends each handler's ``Op`` to ``declared`` (one list per ``ops_*`` module)."""
 
-    def register(handler: Handler) -> Handler:
-        if code in OPS:
-            raise ValueError(f"op {code} registered twice")
-        OPS[code] = Op(
-            code, name, replies, command, summary or (handler.__doc__ or "").strip(), handler
-        )
-        return handler
+    def op(
+        code: int,
+        name: str,
+        *,
+        replies: tuple[int, ...],
+        command: type | None = None,
+        summary: str = "",
+    ) -> Callable[[Handler], Handler]:
+        def record(handler: Handler) -> Handler:
+            doc = summary or (handler.__doc__ or "").strip()
+            declared.append(Op(code, name, replies, command, doc, handler))
+            return handler
 
-    return register
+        return record
+
+    return op
 
 
-def markdown_table() -> str:
+def build_ops(*tables: Iterable[Op]) -> dict[int, Op]:
+    """The op table by code, from each module's ``TABLE``; a code declared twice is refused."""
+    ops: dict[int, Op] = {}
+    for table in tables:
+        for spec in table:
+            if spec.code in ops:
+                raise ValueError(
+                    f"op {spec.code} declared twice: {ops[spec.code].name!r} and {spec.name!r}"
+                )
+            ops[spec.code] = spec
+    return ops
+
+
+def markdown_table(ops: Mapping[int, Op]) -> str:
     """The op listing for docs/protocol.md, generated from the table."""
     rows = [
         "| op | name | replies | who may send it | what it does |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for spec in sorted(OPS.values(), key=lambda s: s.code):
+    for spec in sorted(ops.values(), key=lambda s: s.code):
         replies = ", ".join(str(r) for r in spec.replies)
         rows.append(f"| {spec.code} | `{spec.name}` | {replies} | {spec.role} | {spec.summary} |")
     return "\n".join(rows)

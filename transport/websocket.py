@@ -384,7 +384,7 @@ class Connection:
         if spec is None:
             self._error(code, request_id, DomainError("UNKNOWN_OP", f"There is no op {code}."))
             return
-        ctx = Context(self, self.services, code, request_id)
+        ctx = Context(self, self.services, code, request_id, OPS)
         started = time.perf_counter()
         try:
             await spec.handler(ctx, msg)
