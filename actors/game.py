@@ -24,7 +24,7 @@ from domain.pool import new_pool, resolves_by_event
 from domain.roles import Role
 from domain.rules import REMOTE_DELAY, check_house_role
 from domain.targets import TargetTree, action_id, merged_actions, winning_target
-from kit.runtime import Actor, Mailbox
+from kit.runtime import Actor, Ask, Mailbox
 from storage import games as games_store
 from storage.changes import Change, Insert, Upsert
 from storage.database import Database
@@ -40,7 +40,7 @@ HAPPENED_AT_SLACK_MS = 60_000  # an event may be stamped this far ahead of our c
 
 
 @dataclass(frozen=True, slots=True)
-class OpenGame:
+class OpenGame(Ask[dict[str, Any]]):
     role: ClassVar[Role] = Role.SOURCE_ADMIN
     user_id: int
     actions: list[str]
@@ -48,7 +48,7 @@ class OpenGame:
 
 
 @dataclass(frozen=True, slots=True)
-class UpdateDetails:
+class UpdateDetails(Ask["GameAcknowledged"]):
     role: ClassVar[Role] = Role.SOURCE_ADMIN
     user_id: int
     actions: list[str]
@@ -58,7 +58,7 @@ class UpdateDetails:
 
 
 @dataclass(frozen=True, slots=True)
-class BecomeAdmin:
+class BecomeAdmin(Ask["AdminGrant"]):
     """Answered with an ``AdminGrant``: a refusal is an answer, not an error (seed 001)."""
 
     role: ClassVar[Role] = Role.SOURCE_ADMIN
@@ -66,22 +66,22 @@ class BecomeAdmin:
 
 
 @dataclass(frozen=True, slots=True)
-class IsAdmin:
+class IsAdmin(Ask[bool]):
     user_id: int
 
 
 @dataclass(frozen=True, slots=True)
-class Details:
+class Details(Ask[dict[str, Any]]):
     pass
 
 
 @dataclass(frozen=True, slots=True)
-class Summary:
+class Summary(Ask[dict[str, Any]]):
     pass
 
 
 @dataclass(frozen=True, slots=True)
-class Join:
+class Join(Ask[Joined]):
     """Subscribe ``address`` to the game's events. With ``since_seq``, the broadcasts
     numbered above it follow ``greet``'s answer (decisions §9); ``greet`` gets the
     ``Joined`` before anything else is queued to ``address``."""
@@ -94,32 +94,32 @@ class Join:
 
 
 @dataclass(frozen=True, slots=True)
-class ReserveSeqs:
+class ReserveSeqs(Ask[None]):
     """The hub used half of the game's reserved broadcast numbers: reserve more."""
 
 
 @dataclass(frozen=True, slots=True)
-class Leave:
+class Leave(Ask["GameAcknowledged"]):
     user_id: int
     user_name: str
     address: Address
 
 
 @dataclass(frozen=True, slots=True)
-class Close:
+class Close(Ask["GameClosure"]):
     role: ClassVar[Role] = Role.SOURCE_ADMIN
     user_id: int | None  # None: the system (close_at, or the source closing)
 
 
 @dataclass(frozen=True, slots=True)
-class CreatePool:
+class CreatePool(Ask[dict[str, Any]]):
     role: ClassVar[Role] = Role.GAME_ADMIN
     user_id: int
     fields: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
-class RegisterEvent:
+class RegisterEvent(Ask["EventRecorded"]):
     role: ClassVar[Role] = Role.GAME_ADMIN
     user_id: int
     action: Any
@@ -128,7 +128,7 @@ class RegisterEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class BlockAction:
+class BlockAction(Ask["ActionBlocked | ActionAllowed"]):
     role: ClassVar[Role] = Role.GAME_ADMIN
     user_id: int
     action: Any
@@ -137,7 +137,7 @@ class BlockAction:
 
 
 @dataclass(frozen=True, slots=True)
-class ForPool:
+class ForPool(Ask[Any]):
     """An admin's command to one of the game's pools (``Block``, ``Allow``,
     ``ResolveByHand``, ``Void``): the game owns who its admins are, so it checks, then
     forwards; the answer is the pool's."""
@@ -149,6 +149,13 @@ class ForPool:
 
 
 # -- results --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GameAcknowledged:
+    """The game took an ``UpdateDetails`` or a ``Leave`` (res 343, res 334)."""
+
+    game_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,13 +423,13 @@ class GameActor(Actor):
                 changed = await self._with_details(actions, targets, opened=game.opened)
                 await self._save(changed.with_rules(rules))
                 self._publish(DetailsChanged(await self._details()))
-                return {"game_id": game.id}
+                return GameAcknowledged(game.id)
             case Join():
                 return self._join(body)
             case Leave(user_id, user_name, address):
                 if self.services.hub.leave(game.id, address):
                     self._announce_presence(PlayerLeft(self._player(user_id, user_name)))
-                return {"game_id": game.id}
+                return GameAcknowledged(game.id)
             case ReserveSeqs():
                 await self._reserve_seqs(self.seq_reserved)
                 return None

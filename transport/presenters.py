@@ -60,6 +60,11 @@ def frame(event: object, header: dict[str, Any], *, t: int) -> bytes:
     return server_message(res, fields, t=t, header=header)
 
 
+def acknowledged(ack: g.GameAcknowledged) -> dict[str, Any]:
+    """The fields of res 343 and res 334: the game that took the request."""
+    return {"game_id": ack.game_id}
+
+
 def present(result: object) -> list[tuple[int, dict[str, Any]]]:
     """The messages (res, fields) that show a result or an event, in order."""
     match result:
