@@ -727,7 +727,7 @@ class GameActor(Actor):
         timeout = self.services.settings.request_timeout
         for _, box in await self.directory.pools_of(game.id, open_only=True):
             info = await box.ask(pool_msgs.Info(), timeout=timeout)
-            if info["open"] and info["action"] == aid:
+            if info.open and info.action == aid:
                 await box.ask(
                     pool_msgs.Block(at) if block else pool_msgs.Allow(at), timeout=timeout
                 )

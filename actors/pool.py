@@ -52,9 +52,8 @@ class PlaceBet(Ask["BetPlaced | BetHeld"]):
     ip: str = ""  # the bettor's address, for the operator's /bets in remote wallet mode
 
 
-# GetDistribution, Describe and Info still answer plain dicts (issue 20, to convert):
-# res 360's fields, a listing entry, what a game needs; their callers, tests included,
-# index them.
+# GetDistribution and Describe still answer plain dicts (issue 20, to convert): res
+# 360's fields and a listing entry; their callers, tests included, index them.
 @dataclass(frozen=True, slots=True)
 class GetDistribution(Ask[dict[str, Any]]):
     user_id: int
@@ -70,7 +69,7 @@ class Describe(Ask[dict[str, Any]]):
 
 
 @dataclass(frozen=True, slots=True)
-class Info(Ask[dict[str, Any]]):
+class Info(Ask["PoolInfo"]):
     """What a game needs to know of its pool (cheap: no bets)."""
 
 
@@ -167,6 +166,18 @@ class Reserved:
     exponent: int
     held: list[tuple[int, Bet, StakeItem]]
     refusals: list[tuple[int, DomainError]]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolInfo:
+    """What a game needs to know of its pool (the answer to ``Info``)."""
+
+    open: bool
+    action: str
+    pool_type: int
+    start_at: int
+    targets: list[str]
+    game_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,14 +423,14 @@ class PoolActor(Actor):
                     "has_bet": user_id in pool.user_target,
                 }
             case Info():
-                return {
-                    "open": pool.is_open,
-                    "action": pool.action,
-                    "pool_type": pool.pool_type,
-                    "start_at": pool.start_at,
-                    "targets": list(pool.targets),
-                    "game_id": pool.game_id,
-                }
+                return PoolInfo(
+                    open=pool.is_open,
+                    action=pool.action,
+                    pool_type=pool.pool_type,
+                    start_at=pool.start_at,
+                    targets=list(pool.targets),
+                    game_id=pool.game_id,
+                )
             case Announcement():
                 return PoolOpened(pool.created_message())
             case Reserve():

@@ -68,6 +68,6 @@ async def test_a_restart_starts_only_live_games_and_open_pools(
         }
         assert running == {f"game:{m.game_id}", f"pool:{open_id}"}
         _, box = await services.games.pool(resolved_id)
-        assert (await box.ask(p.Info()))["open"] is False
+        assert (await box.ask(p.Info())).open is False
         nursery.cancel_scope.cancel()
     database.close()

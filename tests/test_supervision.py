@@ -170,7 +170,7 @@ async def test_a_game_that_dies_mid_event_has_its_pools_resolved_when_it_restart
     await services.storage.commit([Upsert("pending_resolutions", pending)])
     services.supervisor.kill(f"game:{m.game_id}")
     await trio.sleep(1)
-    assert (await pool.ask(p.Info()))["open"] is False
+    assert (await pool.ask(p.Info())).open is False
     assert await wallet_of(actors, alice) == (1_000, 0)
 
 
