@@ -52,8 +52,8 @@ class PlaceBet(Ask["BetPlaced | BetHeld"]):
     ip: str = ""  # the bettor's address, for the operator's /bets in remote wallet mode
 
 
-# GetDistribution and Describe still answer plain dicts (issue 20, to convert): res
-# 360's fields and a listing entry; their callers, tests included, index them.
+# GetDistribution still answers a plain dict, res 360's fields (issue 20, to convert):
+# its callers, tests and the reliability invariants included, index it.
 @dataclass(frozen=True, slots=True)
 class GetDistribution(Ask[dict[str, Any]]):
     user_id: int
@@ -61,7 +61,7 @@ class GetDistribution(Ask[dict[str, Any]]):
 
 
 @dataclass(frozen=True, slots=True)
-class Describe(Ask[dict[str, Any]]):
+class Describe(Ask["PoolDescription"]):
     """The pool's listing entry for a user (with their bets, or every bet)."""
 
     user_id: int
@@ -166,6 +166,16 @@ class Reserved:
     exponent: int
     held: list[tuple[int, Bet, StakeItem]]
     refusals: list[tuple[int, DomainError]]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolDescription:
+    """The answer to ``Describe``: the pool's listing entry (as the 353 to 3535 lists
+    show it), whether it is open and whether the user bet in it."""
+
+    listing: dict[str, Any]
+    open: bool
+    has_bet: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,11 +427,11 @@ class PoolActor(Actor):
                     **({"omitted_bets": omitted} if omitted else {}),
                 }
             case Describe(user_id, everything):
-                return {
-                    "listing": pool.listing(user_id, everything),
-                    "open": pool.is_open,
-                    "has_bet": user_id in pool.user_target,
-                }
+                return PoolDescription(
+                    listing=pool.listing(user_id, everything),
+                    open=pool.is_open,
+                    has_bet=user_id in pool.user_target,
+                )
             case Info():
                 return PoolInfo(
                     open=pool.is_open,

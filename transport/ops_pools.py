@@ -91,9 +91,7 @@ async def _listing(
         res,
         {
             "game_id": game_id,
-            "pools_list": {
-                info["listing"]["pool_id"]: info["listing"] for info in pools if keep(info)
-            },
+            "pools_list": {info.listing["pool_id"]: info.listing for info in pools if keep(info)},
         },
     )
 
@@ -112,25 +110,25 @@ async def _resolved_bet_in(ctx: Context, game_id: str) -> list[tuple[str, Any]]:
 @op(387, "list_all_betting_pools_for_game", replies=(3535,))
 async def list_all(ctx: Context, msg: dict[str, Any]) -> None:
     """Every open pool of the game."""
-    await _listing(ctx, msg, 3535, lambda info: info["open"])
+    await _listing(ctx, msg, 3535, lambda info: info.open)
 
 
 @op(388, "list_my_open_betting_pools_for_game", replies=(353,))
 async def list_my_open(ctx: Context, msg: dict[str, Any]) -> None:
     """Open pools you have not bet in yet."""
-    await _listing(ctx, msg, 353, lambda info: info["open"] and not info["has_bet"])
+    await _listing(ctx, msg, 353, lambda info: info.open and not info.has_bet)
 
 
 @op(389, "list_my_running_pools_for_game", replies=(354,))
 async def list_my_running(ctx: Context, msg: dict[str, Any]) -> None:
     """Open pools you have bet in."""
-    await _listing(ctx, msg, 354, lambda info: info["open"] and info["has_bet"])
+    await _listing(ctx, msg, 354, lambda info: info.open and info.has_bet)
 
 
 @op(390, "list_my_resolved_pools_for_game", replies=(355,))
 async def list_my_resolved(ctx: Context, msg: dict[str, Any]) -> None:
     """Resolved pools you had bet in, with your winnings."""
-    await _listing(ctx, msg, 355, lambda info: not info["open"] and info["has_bet"], resolved=True)
+    await _listing(ctx, msg, 355, lambda info: not info.open and info.has_bet, resolved=True)
 
 
 @op(392, "place_bet_in_betting_pool", replies=(356, 360))
