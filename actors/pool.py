@@ -52,10 +52,8 @@ class PlaceBet(Ask["BetPlaced | BetHeld"]):
     ip: str = ""  # the bettor's address, for the operator's /bets in remote wallet mode
 
 
-# GetDistribution still answers a plain dict, res 360's fields (issue 20, to convert):
-# its callers, tests and the reliability invariants included, index it.
 @dataclass(frozen=True, slots=True)
-class GetDistribution(Ask[dict[str, Any]]):
+class GetDistribution(Ask["PoolDistribution"]):
     user_id: int
     everything: bool
 
@@ -166,6 +164,18 @@ class Reserved:
     exponent: int
     held: list[tuple[int, Bet, StakeItem]]
     refusals: list[tuple[int, DomainError]]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolDistribution:
+    """The answer to ``GetDistribution`` (res 360's fields, see
+    ``transport.presenters.distribution_fields``): ``omitted_bets`` counts the bets left
+    out of ``distribution``."""
+
+    pool_id: str
+    target_level: int
+    distribution: dict[str, Any]
+    omitted_bets: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,12 +430,9 @@ class PoolActor(Actor):
         match body:
             case GetDistribution(user_id, everything):
                 visible, omitted = pool.visible_bets(user_id, everything)
-                return {
-                    "pool_id": pool.id,
-                    "target_level": pool.target_level,
-                    "distribution": pool.distribution(visible),
-                    **({"omitted_bets": omitted} if omitted else {}),
-                }
+                return PoolDistribution(
+                    pool.id, pool.target_level, pool.distribution(visible), omitted
+                )
             case Describe(user_id, everything):
                 return PoolDescription(
                     listing=pool.listing(user_id, everything),

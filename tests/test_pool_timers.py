@@ -237,7 +237,7 @@ async def test_360_goes_out_at_most_once_per_interval_with_the_latest_state(
     )
     assert seen == Counter(bet_ids)
     final = await pool.ask(p.GetDistribution(m.admin, True))
-    assert aggregates(sent[-1][1]["distribution"]) == aggregates(final["distribution"])
+    assert aggregates(sent[-1][1]["distribution"]) == aggregates(final.distribution)
     assert all(msg["pool_id"] == pool_id for _, msg in sent)
 
 

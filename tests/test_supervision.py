@@ -149,7 +149,7 @@ async def test_a_killed_pool_comes_back_from_storage_with_its_bets(
     actors.services.supervisor.kill(f"pool:{pool_id}")
     await pool.ask(p.PlaceBet(alice, "a", "0.66"))  # same address, new incarnation
     dist = await pool.ask(p.GetDistribution(alice, everything=False))
-    assert str(dist["distribution"]["a"]["amount_total"]) == "13.0"
+    assert str(dist.distribution["a"]["amount_total"]) == "13.0"
     assert await wallet_of(actors, alice) == (10_000 - 1300, 1300)
     assert actors.services.supervisor.restarts(f"pool:{pool_id}") == 1
 

@@ -13,6 +13,7 @@ from domain import params
 from domain.errors import DomainError
 from storage import catalog
 from transport.optable import Context, op
+from transport.presenters import distribution_fields
 
 
 def first_domain_error(group: BaseExceptionGroup) -> DomainError:
@@ -168,7 +169,8 @@ async def distribution(ctx: Context, msg: dict[str, Any]) -> None:
     """The pool's distribution, with your bets (for game admins, everybody's latest)."""
     game_id, box = await ctx.services.games.pool(params.text(msg, "pool_id", required_=True))
     everything = await _is_game_admin(ctx, game_id)
-    ctx.reply(360, await box.ask(p.GetDistribution(ctx.user_id, everything), timeout=_timeout(ctx)))
+    shown = await box.ask(p.GetDistribution(ctx.user_id, everything), timeout=_timeout(ctx))
+    ctx.reply(360, distribution_fields(shown))
 
 
 async def _block(ctx: Context, msg: dict[str, Any], block: bool) -> None:

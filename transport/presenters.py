@@ -65,6 +65,18 @@ def acknowledged(ack: g.GameAcknowledged) -> dict[str, Any]:
     return {"game_id": ack.game_id}
 
 
+def distribution_fields(shown: p.PoolDistribution) -> dict[str, Any]:
+    """The fields of res 360 (``omitted_bets`` only when some are left out)."""
+    fields: dict[str, Any] = {
+        "pool_id": shown.pool_id,
+        "target_level": shown.target_level,
+        "distribution": shown.distribution,
+    }
+    if shown.omitted_bets:
+        fields["omitted_bets"] = shown.omitted_bets
+    return fields
+
+
 def present(result: object) -> list[tuple[int, dict[str, Any]]]:
     """The messages (res, fields) that show a result or an event, in order."""
     match result:
