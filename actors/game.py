@@ -112,7 +112,7 @@ class Close(Ask["GameClosure"]):
 
 
 @dataclass(frozen=True, slots=True)
-class CreatePool(Ask[dict[str, Any]]):
+class CreatePool(Ask["PoolCreated"]):
     role: ClassVar[Role] = Role.GAME_ADMIN
     user_id: int
     fields: dict[str, Any]
@@ -149,6 +149,16 @@ class ForPool(Ask[Any]):
 
 
 # -- results --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PoolCreated:
+    """The answer to ``CreatePool`` (res 350's fields)."""
+
+    game_id: str
+    pool_id: str
+    description: str
+    pool_type: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -585,7 +595,7 @@ class GameActor(Actor):
         self._publish(GameClosed({"game_id": game.id}))
         return GameClosure(game.id)
 
-    async def _create_pool(self, user_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+    async def _create_pool(self, user_id: int, fields: dict[str, Any]) -> PoolCreated:
         game, now = self.game, self.now
         if not game.accepts_pools(now):
             raise DomainError(
@@ -601,12 +611,7 @@ class GameActor(Actor):
             check_house_role(pool.rules, user.roles)
         await self.services.storage.commit([Insert("pools", pool_row(pool))])
         await self.directory.start_pool(pool.id, announce=True)
-        return {
-            "game_id": game.id,
-            "pool_id": pool.id,
-            "description": pool.description,
-            "pool_type": pool.pool_type,
-        }
+        return PoolCreated(game.id, pool.id, pool.description, pool.pool_type)
 
     async def _register_event(self, body: RegisterEvent) -> EventRecorded:
         game, now = self.game, self.now

@@ -13,7 +13,7 @@ from domain import params
 from domain.errors import DomainError
 from storage import catalog
 from transport.optable import Context, op
-from transport.presenters import distribution_fields
+from transport.presenters import distribution_fields, pool_created_fields
 
 
 def first_domain_error(group: BaseExceptionGroup) -> DomainError:
@@ -46,7 +46,8 @@ async def _for_pool(ctx: Context, msg: dict[str, Any], command: Any) -> Any:
 async def create_pool(ctx: Context, msg: dict[str, Any]) -> None:
     """Open a pool on an action; subscribers get the full pool (352)."""
     box = await ctx.services.games.game(params.text(msg, "game_id", required_=True))
-    ctx.reply(350, await box.ask(g.CreatePool(ctx.user_id, msg), timeout=_timeout(ctx)))
+    created = await box.ask(g.CreatePool(ctx.user_id, msg), timeout=_timeout(ctx))
+    ctx.reply(350, pool_created_fields(created))
 
 
 @op(395, "register_game_event", replies=(366, 362), command=g.RegisterEvent)

@@ -65,6 +65,16 @@ def acknowledged(ack: g.GameAcknowledged) -> dict[str, Any]:
     return {"game_id": ack.game_id}
 
 
+def pool_created_fields(created: g.PoolCreated) -> dict[str, Any]:
+    """The fields of res 350."""
+    return {
+        "game_id": created.game_id,
+        "pool_id": created.pool_id,
+        "description": created.description,
+        "pool_type": created.pool_type,
+    }
+
+
 def distribution_fields(shown: p.PoolDistribution) -> dict[str, Any]:
     """The fields of res 360 (``omitted_bets`` only when some are left out)."""
     fields: dict[str, Any] = {
