@@ -112,7 +112,7 @@ class Games:
         timeout = self.services.settings.request_timeout
         game_id = game_id or self._pool_game.get(pool_id)
         if game_id is None:
-            game_id = (await box.ask(pool_msgs.Info(), timeout=timeout))["game_id"]
+            game_id = (await box.ask(pool_msgs.Info(), timeout=timeout)).game_id
         self._index_pool(pool_id, game_id)
         if announce:
             self._open.add(pool_id)

@@ -24,7 +24,7 @@ from domain.pool import new_pool, resolves_by_event
 from domain.roles import Role
 from domain.rules import REMOTE_DELAY, check_house_role
 from domain.targets import TargetTree, action_id, merged_actions, winning_target
-from kit.runtime import Actor, Mailbox
+from kit.runtime import Actor, Ask, Mailbox
 from storage import games as games_store
 from storage.changes import Change, Insert, Upsert
 from storage.database import Database
@@ -37,10 +37,12 @@ HAPPENED_AT_SLACK_MS = 60_000  # an event may be stamped this far ahead of our c
 
 # -- messages -------------------------------------------------------------------------
 # A command's ``role`` says who may send it; ``GameActor._authorize`` checks it.
+# Each declares its reply (``Ask[...]``). OpenGame, Details and Summary still answer the
+# plain dicts the domain builds for res 340, 342 and 345 (issue 20: to convert).
 
 
 @dataclass(frozen=True, slots=True)
-class OpenGame:
+class OpenGame(Ask[dict[str, Any]]):
     role: ClassVar[Role] = Role.SOURCE_ADMIN
     user_id: int
     actions: list[str]
@@ -48,7 +50,7 @@ class OpenGame:
 
 
 @dataclass(frozen=True, slots=True)
-class UpdateDetails:
+class UpdateDetails(Ask["GameAcknowledged"]):
     role: ClassVar[Role] = Role.SOURCE_ADMIN
     user_id: int
     actions: list[str]
@@ -58,7 +60,7 @@ class UpdateDetails:
 
 
 @dataclass(frozen=True, slots=True)
-class BecomeAdmin:
+class BecomeAdmin(Ask["AdminGrant"]):
     """Answered with an ``AdminGrant``: a refusal is an answer, not an error (seed 001)."""
 
     role: ClassVar[Role] = Role.SOURCE_ADMIN
@@ -66,22 +68,22 @@ class BecomeAdmin:
 
 
 @dataclass(frozen=True, slots=True)
-class IsAdmin:
+class IsAdmin(Ask[bool]):
     user_id: int
 
 
 @dataclass(frozen=True, slots=True)
-class Details:
+class Details(Ask[dict[str, Any]]):
     pass
 
 
 @dataclass(frozen=True, slots=True)
-class Summary:
+class Summary(Ask[dict[str, Any]]):
     pass
 
 
 @dataclass(frozen=True, slots=True)
-class Join:
+class Join(Ask[Joined]):
     """Subscribe ``address`` to the game's events. With ``since_seq``, the broadcasts
     numbered above it follow ``greet``'s answer (decisions §9); ``greet`` gets the
     ``Joined`` before anything else is queued to ``address``."""
@@ -94,32 +96,32 @@ class Join:
 
 
 @dataclass(frozen=True, slots=True)
-class ReserveSeqs:
+class ReserveSeqs(Ask[None]):
     """The hub used half of the game's reserved broadcast numbers: reserve more."""
 
 
 @dataclass(frozen=True, slots=True)
-class Leave:
+class Leave(Ask["GameAcknowledged"]):
     user_id: int
     user_name: str
     address: Address
 
 
 @dataclass(frozen=True, slots=True)
-class Close:
+class Close(Ask["GameClosure"]):
     role: ClassVar[Role] = Role.SOURCE_ADMIN
     user_id: int | None  # None: the system (close_at, or the source closing)
 
 
 @dataclass(frozen=True, slots=True)
-class CreatePool:
+class CreatePool(Ask["PoolCreated"]):
     role: ClassVar[Role] = Role.GAME_ADMIN
     user_id: int
     fields: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
-class RegisterEvent:
+class RegisterEvent(Ask["EventRecorded"]):
     role: ClassVar[Role] = Role.GAME_ADMIN
     user_id: int
     action: Any
@@ -128,7 +130,7 @@ class RegisterEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class BlockAction:
+class BlockAction(Ask["ActionBlocked | ActionAllowed"]):
     role: ClassVar[Role] = Role.GAME_ADMIN
     user_id: int
     action: Any
@@ -137,7 +139,7 @@ class BlockAction:
 
 
 @dataclass(frozen=True, slots=True)
-class ForPool:
+class ForPool(Ask[Any]):
     """An admin's command to one of the game's pools (``Block``, ``Allow``,
     ``ResolveByHand``, ``Void``): the game owns who its admins are, so it checks, then
     forwards; the answer is the pool's."""
@@ -149,6 +151,23 @@ class ForPool:
 
 
 # -- results --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PoolCreated:
+    """The answer to ``CreatePool`` (res 350's fields)."""
+
+    game_id: str
+    pool_id: str
+    description: str
+    pool_type: int
+
+
+@dataclass(frozen=True, slots=True)
+class GameAcknowledged:
+    """The game took an ``UpdateDetails`` or a ``Leave`` (res 343, res 334)."""
+
+    game_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,13 +435,13 @@ class GameActor(Actor):
                 changed = await self._with_details(actions, targets, opened=game.opened)
                 await self._save(changed.with_rules(rules))
                 self._publish(DetailsChanged(await self._details()))
-                return {"game_id": game.id}
+                return GameAcknowledged(game.id)
             case Join():
                 return self._join(body)
             case Leave(user_id, user_name, address):
                 if self.services.hub.leave(game.id, address):
                     self._announce_presence(PlayerLeft(self._player(user_id, user_name)))
-                return {"game_id": game.id}
+                return GameAcknowledged(game.id)
             case ReserveSeqs():
                 await self._reserve_seqs(self.seq_reserved)
                 return None
@@ -578,7 +597,7 @@ class GameActor(Actor):
         self._publish(GameClosed({"game_id": game.id}))
         return GameClosure(game.id)
 
-    async def _create_pool(self, user_id: int, fields: dict[str, Any]) -> dict[str, Any]:
+    async def _create_pool(self, user_id: int, fields: dict[str, Any]) -> PoolCreated:
         game, now = self.game, self.now
         if not game.accepts_pools(now):
             raise DomainError(
@@ -594,12 +613,7 @@ class GameActor(Actor):
             check_house_role(pool.rules, user.roles)
         await self.services.storage.commit([Insert("pools", pool_row(pool))])
         await self.directory.start_pool(pool.id, announce=True)
-        return {
-            "game_id": game.id,
-            "pool_id": pool.id,
-            "description": pool.description,
-            "pool_type": pool.pool_type,
-        }
+        return PoolCreated(game.id, pool.id, pool.description, pool.pool_type)
 
     async def _register_event(self, body: RegisterEvent) -> EventRecorded:
         game, now = self.game, self.now
@@ -720,7 +734,7 @@ class GameActor(Actor):
         timeout = self.services.settings.request_timeout
         for _, box in await self.directory.pools_of(game.id, open_only=True):
             info = await box.ask(pool_msgs.Info(), timeout=timeout)
-            if info["open"] and info["action"] == aid:
+            if info.open and info.action == aid:
                 await box.ask(
                     pool_msgs.Block(at) if block else pool_msgs.Allow(at), timeout=timeout
                 )

@@ -30,7 +30,7 @@ from domain.errors import DomainError
 from domain.pool import BINARY, PARIMUTUEL, Bet, BetStatus, Outcome, Pool, PoolStatus
 from domain.rules import REMOTE_DELAY
 from domain.targets import NONE, winning_target
-from kit.runtime import Actor, Mailbox, OutcomeUnknown, Request
+from kit.runtime import Actor, Ask, Mailbox, OutcomeUnknown, Request
 from storage import pools as pools_store
 from storage.changes import Change, Check, Delete, Insert, Update, UpdateMany, Upsert
 from storage.pools import load_pool
@@ -45,7 +45,7 @@ NO_USER = 0
 
 
 @dataclass(frozen=True, slots=True)
-class PlaceBet:
+class PlaceBet(Ask["BetPlaced | BetHeld"]):
     user_id: int
     target: Any
     amount: Any
@@ -53,13 +53,13 @@ class PlaceBet:
 
 
 @dataclass(frozen=True, slots=True)
-class GetDistribution:
+class GetDistribution(Ask["PoolDistribution"]):
     user_id: int
     everything: bool
 
 
 @dataclass(frozen=True, slots=True)
-class Describe:
+class Describe(Ask["PoolDescription"]):
     """The pool's listing entry for a user (with their bets, or every bet)."""
 
     user_id: int
@@ -67,33 +67,33 @@ class Describe:
 
 
 @dataclass(frozen=True, slots=True)
-class Info:
+class Info(Ask["PoolInfo"]):
     """What a game needs to know of its pool (cheap: no bets)."""
 
 
 @dataclass(frozen=True, slots=True)
-class Announcement:
+class Announcement(Ask["PoolOpened"]):
     """The full pool as res 352 shows it."""
 
 
 @dataclass(frozen=True, slots=True)
-class Block:
+class Block(Ask["PoolBlocked | PoolAllowed"]):
     at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class Allow:
+class Allow(Ask["PoolBlocked | PoolAllowed"]):
     at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class ResolveByEvent:
+class ResolveByEvent(Ask["PoolResolved | PoolExpired | None"]):
     target_id: str
     happened_at: int
 
 
 @dataclass(frozen=True, slots=True)
-class HaltForEvent:
+class HaltForEvent(Ask[None]):
     """An event that resolves this pool is committed (its ``pending_resolutions`` row):
     take no more bets, and settle on ``ResolveByEvent`` or, failing that, by itself."""
 
@@ -102,17 +102,17 @@ class HaltForEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class ResolveByHand:
+class ResolveByHand(Ask["PoolResolved | PoolExpired"]):
     target: Any
 
 
 @dataclass(frozen=True, slots=True)
-class Void:
+class Void(Ask["PoolResolved | PoolExpired"]):
     pass
 
 
 @dataclass(frozen=True, slots=True)
-class CloseForGame:
+class CloseForGame(Ask["PoolClosure"]):
     """The game closes: parimutuel pools resolve to none (time-based ones expire),
     binary pools are blocked. Answers a ``PoolClosure``."""
 
@@ -129,7 +129,7 @@ class SlipStake:
 
 
 @dataclass(frozen=True, slots=True)
-class Reserve:
+class Reserve(Ask["Reserved"]):
     """Check a betslip's bets for this pool as bets are checked, and hold them until
     ``Release``: meanwhile they count for the one-target rule, and the pool settles only
     after it knows whether they were placed. ``until`` (trio time) is when the desk stops
@@ -144,7 +144,7 @@ class Reserve:
 
 
 @dataclass(frozen=True, slots=True)
-class Release:
+class Release(Ask[None]):
     """The desk's decision on a reserved slip: placed (the bets join the book) or not;
     None when the desk could not learn it (the pool then decides it from storage)."""
 
@@ -164,6 +164,40 @@ class Reserved:
     exponent: int
     held: list[tuple[int, Bet, StakeItem]]
     refusals: list[tuple[int, DomainError]]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolDistribution:
+    """The answer to ``GetDistribution`` (res 360's fields, see
+    ``transport.presenters.distribution_fields``): ``omitted_bets`` counts the bets left
+    out of ``distribution``."""
+
+    pool_id: str
+    target_level: int
+    distribution: dict[str, Any]
+    omitted_bets: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PoolDescription:
+    """The answer to ``Describe``: the pool's listing entry (as the 353 to 3535 lists
+    show it), whether it is open and whether the user bet in it."""
+
+    listing: dict[str, Any]
+    open: bool
+    has_bet: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PoolInfo:
+    """What a game needs to know of its pool (the answer to ``Info``)."""
+
+    open: bool
+    action: str
+    pool_type: int
+    start_at: int
+    targets: list[str]
+    game_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,27 +430,24 @@ class PoolActor(Actor):
         match body:
             case GetDistribution(user_id, everything):
                 visible, omitted = pool.visible_bets(user_id, everything)
-                return {
-                    "pool_id": pool.id,
-                    "target_level": pool.target_level,
-                    "distribution": pool.distribution(visible),
-                    **({"omitted_bets": omitted} if omitted else {}),
-                }
+                return PoolDistribution(
+                    pool.id, pool.target_level, pool.distribution(visible), omitted
+                )
             case Describe(user_id, everything):
-                return {
-                    "listing": pool.listing(user_id, everything),
-                    "open": pool.is_open,
-                    "has_bet": user_id in pool.user_target,
-                }
+                return PoolDescription(
+                    listing=pool.listing(user_id, everything),
+                    open=pool.is_open,
+                    has_bet=user_id in pool.user_target,
+                )
             case Info():
-                return {
-                    "open": pool.is_open,
-                    "action": pool.action,
-                    "pool_type": pool.pool_type,
-                    "start_at": pool.start_at,
-                    "targets": list(pool.targets),
-                    "game_id": pool.game_id,
-                }
+                return PoolInfo(
+                    open=pool.is_open,
+                    action=pool.action,
+                    pool_type=pool.pool_type,
+                    start_at=pool.start_at,
+                    targets=list(pool.targets),
+                    game_id=pool.game_id,
+                )
             case Announcement():
                 return PoolOpened(pool.created_message())
             case Reserve():

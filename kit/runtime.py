@@ -23,7 +23,7 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 import outcome
 import trio
@@ -90,6 +90,17 @@ class Request:
         return await trio.lowlevel.wait_task_rescheduled(abort)
 
 
+R = TypeVar("R")
+
+
+class Ask(Generic[R]):
+    """A message that declares its reply, Akka Typed style: ``class PlaceBet(Ask[BetPlaced])``
+    makes ``await box.ask(PlaceBet(...))`` a ``BetPlaced`` for the type checker. No fields,
+    no behaviour: a subclass stays an ordinary (frozen) dataclass."""
+
+    __slots__ = ()
+
+
 class Mailbox:
     """A bounded inbox that outlives the actor reading it (the actor's address)."""
 
@@ -97,6 +108,12 @@ class Mailbox:
         self.name = name
         self._send, self._receive = trio.open_memory_channel[Request](capacity)
         self._taken: set[Request] = set()
+
+    @overload
+    async def ask(self, body: Ask[R], *, timeout: float = ...) -> R: ...
+
+    @overload
+    async def ask(self, body: Any, *, timeout: float = ...) -> Any: ...
 
     async def ask(self, body: Any, *, timeout: float = DEFAULT_TIMEOUT) -> Any:
         """Send ``body`` and wait for its answer; raise its error. Past ``timeout``: a

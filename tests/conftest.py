@@ -347,7 +347,7 @@ class Match:
         created = await self.game.ask(
             g.CreatePool(self.admin, {"action": "goal", "targets": "a,b", **fields})
         )
-        return created["pool_id"], (await self.h.services.games.pool(created["pool_id"]))[1]
+        return created.pool_id, (await self.h.services.games.pool(created.pool_id))[1]
 
     async def player(self, name: str, deposit: int = 100_00) -> int:
         """A user with money, whose balance pushes (815) land in ``self.pushes[id]``."""

@@ -167,8 +167,8 @@ async def test_a_360_after_10_000_new_bets_lists_50_and_counts_the_rest(
     assert shown["distribution"]["a"]["amount_total"] == 10_001
     everything = await pool.ask(p.GetDistribution(m.admin, everything=True))
     # 393 for admins: the latest MAX_LISTED_BETS, the others counted
-    assert len(everything["distribution"]["a"]["bets"]) == MAX_LISTED_BETS
-    assert everything["omitted_bets"] == 10_001 - MAX_LISTED_BETS
+    assert len(everything.distribution["a"]["bets"]) == MAX_LISTED_BETS
+    assert everything.omitted_bets == 10_001 - MAX_LISTED_BETS
 
 
 # -- a slow subscriber --------------------------------------------------------------

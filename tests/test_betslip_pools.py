@@ -26,7 +26,7 @@ async def reserve(
             key,
             user_id,
             m.game_id,
-            info["action"],
+            info.action,
             [p.SlipStake(0, target, Decimal(stake), {"slip_key": key})],
             trio.current_time() + SLIP_SECONDS,
         )

@@ -99,7 +99,7 @@ async def test_a_pool_that_cannot_settle_stops_no_other_and_settles_later(
 
     await services.storage.commit([Upsert("pools", row)])  # an operator repairs it
     await trio.sleep(services.settings.request_timeout * 2)  # the game tries again
-    assert (await stuck.ask(p.Info()))["open"] is False
+    assert (await stuck.ask(p.Info())).open is False
     pending = await services.storage.read(lambda db: db.rows("SELECT * FROM pending_resolutions"))
     assert pending == []
     winners = {r["pool_id"]: r["winners"] for r in m.watcher.take(362)}

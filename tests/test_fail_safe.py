@@ -208,7 +208,7 @@ async def test_the_fail_safe_survives_a_pool_restart_and_voids_once(
     assert actors.services.supervisor.restarts(f"pool:{pool_id}") == 1
     assert len(m.watcher.take(362)) == 1
     actors.services.supervisor.kill(f"pool:{pool_id}")
-    assert (await pool.ask(p.Info()))["open"] is False
+    assert (await pool.ask(p.Info())).open is False
     await trio.sleep(600)
     assert m.watcher.take(362) == []
 
@@ -244,7 +244,7 @@ async def voided_once_at_each_start(
                 start_services, ServerConfig(offload=False), database, "key"
             )
             _, box = await services.games.pool(pool_id)
-            assert (await box.ask(p.Info()))["open"] is False
+            assert (await box.ask(p.Info())).open is False
             stored = await stored_pool(services, pool_id)
             assert stored["status"] == "voided"
             assert fail_safe_at in (None, stored["fail_safe_at"])
@@ -270,7 +270,7 @@ async def test_a_pool_stored_without_a_fail_safe_time_gets_one_on_load_and_is_vo
         m = await open_match(ActorHarness(services, nursery))
         pool_id, pool = await m.pool()
         alice, bob = await two_bettors(m, pool)
-        opened_at = (await pool.ask(p.Info()))["start_at"]
+        opened_at = (await pool.ask(p.Info())).start_at
         nursery.cancel_scope.cancel()
     forget_fail_safe(database, pool_id)
     await voided_once_at_each_start(database, pool_id, (alice, bob), opened_at + 7 * DAY_MS)
@@ -296,7 +296,7 @@ async def test_a_restart_resumes_the_lifetime_timer(
     [announced] = m.watcher.take(352)
     await trio.sleep(6 * 24 * 3600)
     actors.services.supervisor.kill(f"pool:{pool_id}")
-    assert (await pool.ask(p.Info()))["open"] is True
+    assert (await pool.ask(p.Info())).open is True
     assert actors.services.supervisor.restarts(f"pool:{pool_id}") == 1
     await trio.sleep(24 * 3600 + 1)
     [voided] = m.watcher.take(362)

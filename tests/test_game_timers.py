@@ -35,7 +35,7 @@ class Table:
 
     async def pool(self, **fields: Any) -> Mailbox:
         created = await self.box.ask(g.CreatePool(self.admin, fields))
-        return (await self.h.services.games.pool(created["pool_id"]))[1]
+        return (await self.h.services.games.pool(created.pool_id))[1]
 
 
 async def table(h: ActorHarness, *, opened: bool = True, **times: int) -> Table:

@@ -29,7 +29,7 @@ async def test_idle_resolved_pools_and_closed_games_leave_memory_and_come_back(
     assert supervisor.mailbox(f"pool:{open_id}") is not None  # open pools stay
 
     _, revived = await services.games.pool(resolved_id)  # back on demand, from storage
-    listing = (await revived.ask(p.Describe(alice, everything=False)))["listing"]
+    listing = (await revived.ask(p.Describe(alice, everything=False))).listing
     assert (listing["winning_target"], str(listing["total_winnings"])) == ("a", "3.0")
 
     assert (await m.game.ask(g.Close(None))).closed is True
@@ -68,6 +68,6 @@ async def test_a_restart_starts_only_live_games_and_open_pools(
         }
         assert running == {f"game:{m.game_id}", f"pool:{open_id}"}
         _, box = await services.games.pool(resolved_id)
-        assert (await box.ask(p.Info()))["open"] is False
+        assert (await box.ask(p.Info())).open is False
         nursery.cancel_scope.cancel()
     database.close()

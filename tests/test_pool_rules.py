@@ -226,7 +226,7 @@ async def test_a_held_bet_survives_a_pool_restart_and_is_decided_once(
         assert error.code == "ACTOR_RESTARTED"
     await trio.sleep(6)  # the new incarnation read it back and placed it when due
     dist = await pool.ask(p.GetDistribution(alice, everything=False))
-    assert dist["distribution"]["a"]["amount_total"] == D("10")
+    assert dist.distribution["a"]["amount_total"] == D("10")
     assert await wallet(actors, alice) == (DEPOSIT, DEPOSIT - 10_00, 10_00)
     assert await account(actors, f"escrow:{pool_id}") == 10_00
     rows = "SELECT (SELECT COUNT(*) FROM bets), (SELECT COUNT(*) FROM held_bets)"
@@ -258,7 +258,7 @@ async def test_a_held_bet_survives_a_server_restart(
             await trio.sleep(16)
             _, box = await services.games.pool(pool_id)
             dist = await box.ask(p.GetDistribution(alice, everything=False))
-            assert dist["distribution"]["a"]["amount_total"] == D("7.5")
+            assert dist.distribution["a"]["amount_total"] == D("7.5")
             assert await ledger_problems(services) == []
             nursery.cancel_scope.cancel()
     assert database.scalar("SELECT COUNT(*) FROM bets") == 1

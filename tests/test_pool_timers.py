@@ -123,9 +123,9 @@ async def test_binary_time_based_pool_stops_at_finish_at_and_waits_for_396(
     await trio.sleep(61)
     await refused(pool, p.PlaceBet(alice, "yes", "1"), "POOL_CLOSED")
     assert m.watcher.take(362) == [] and m.watcher.take(363) == []
-    assert (await pool.ask(p.Info()))["open"] is True
+    assert (await pool.ask(p.Info())).open is True
     await trio.sleep(3600)
-    assert (await pool.ask(p.Info()))["open"] is True
+    assert (await pool.ask(p.Info())).open is True
     result = await pool.ask(p.ResolveByHand("yes"))
     assert (type(result), result.fields["winning_target"], result.fields["winners"]) == (
         p.PoolResolved,
@@ -237,7 +237,7 @@ async def test_360_goes_out_at_most_once_per_interval_with_the_latest_state(
     )
     assert seen == Counter(bet_ids)
     final = await pool.ask(p.GetDistribution(m.admin, True))
-    assert aggregates(sent[-1][1]["distribution"]) == aggregates(final["distribution"])
+    assert aggregates(sent[-1][1]["distribution"]) == aggregates(final.distribution)
     assert all(msg["pool_id"] == pool_id for _, msg in sent)
 
 

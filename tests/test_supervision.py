@@ -149,7 +149,7 @@ async def test_a_killed_pool_comes_back_from_storage_with_its_bets(
     actors.services.supervisor.kill(f"pool:{pool_id}")
     await pool.ask(p.PlaceBet(alice, "a", "0.66"))  # same address, new incarnation
     dist = await pool.ask(p.GetDistribution(alice, everything=False))
-    assert str(dist["distribution"]["a"]["amount_total"]) == "13.0"
+    assert str(dist.distribution["a"]["amount_total"]) == "13.0"
     assert await wallet_of(actors, alice) == (10_000 - 1300, 1300)
     assert actors.services.supervisor.restarts(f"pool:{pool_id}") == 1
 
@@ -170,7 +170,7 @@ async def test_a_game_that_dies_mid_event_has_its_pools_resolved_when_it_restart
     await services.storage.commit([Upsert("pending_resolutions", pending)])
     services.supervisor.kill(f"game:{m.game_id}")
     await trio.sleep(1)
-    assert (await pool.ask(p.Info()))["open"] is False
+    assert (await pool.ask(p.Info())).open is False
     assert await wallet_of(actors, alice) == (1_000, 0)
 
 

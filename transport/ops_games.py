@@ -14,6 +14,7 @@ from domain.rules import RULE_FIELDS
 from domain.targets import TargetTree, build_actions, parse_list
 from storage.game_list import ListedGame, open_games_page
 from transport.optable import Context, Op, recorder
+from transport.presenters import acknowledged
 
 _DECLARED: list[Op] = []
 op = recorder(_DECLARED)
@@ -86,8 +87,8 @@ async def game_details(ctx: Context, msg: dict[str, Any]) -> None:
 async def update_details(ctx: Context, msg: dict[str, Any]) -> None:
     """Add actions and targets, set pool rules; subscribers get the new details (342)."""
     rules = {name: msg[name] for name in RULE_FIELDS if name in msg}
-    reply = await _ask_game(ctx, msg, g.UpdateDetails(ctx.user_id, *_additions(msg), rules))
-    ctx.reply(343, reply)
+    ack = await _ask_game(ctx, msg, g.UpdateDetails(ctx.user_id, *_additions(msg), rules))
+    ctx.reply(343, acknowledged(ack))
 
 
 @op(363, "join_game", replies=(333, 470, 471))
@@ -112,9 +113,8 @@ def _since_seq(msg: dict[str, Any]) -> int | None:
 @op(364, "leave_game", replies=(334, 480))
 async def leave_game(ctx: Context, msg: dict[str, Any]) -> None:
     """Unsubscribe from a game; the others hear of it (480)."""
-    ctx.reply(
-        334, await _ask_game(ctx, msg, g.Leave(ctx.user_id, ctx.conn.user_name, ctx.conn.push))
-    )
+    ack = await _ask_game(ctx, msg, g.Leave(ctx.user_id, ctx.conn.user_name, ctx.conn.push))
+    ctx.reply(334, acknowledged(ack))
 
 
 @op(375, "close_game", replies=(341, 362, 368), command=g.Close)

@@ -13,6 +13,7 @@ from domain import params
 from domain.errors import DomainError
 from storage import catalog
 from transport.optable import Context, Op, recorder
+from transport.presenters import distribution_fields, pool_created_fields
 
 _DECLARED: list[Op] = []
 op = recorder(_DECLARED)
@@ -48,7 +49,8 @@ async def _for_pool(ctx: Context, msg: dict[str, Any], command: Any) -> Any:
 async def create_pool(ctx: Context, msg: dict[str, Any]) -> None:
     """Open a pool on an action; subscribers get the full pool (352)."""
     box = await ctx.services.games.game(params.text(msg, "game_id", required_=True))
-    ctx.reply(350, await box.ask(g.CreatePool(ctx.user_id, msg), timeout=_timeout(ctx)))
+    created = await box.ask(g.CreatePool(ctx.user_id, msg), timeout=_timeout(ctx))
+    ctx.reply(350, pool_created_fields(created))
 
 
 @op(395, "register_game_event", replies=(366, 362), command=g.RegisterEvent)
@@ -94,9 +96,7 @@ async def _listing(
         res,
         {
             "game_id": game_id,
-            "pools_list": {
-                info["listing"]["pool_id"]: info["listing"] for info in pools if keep(info)
-            },
+            "pools_list": {info.listing["pool_id"]: info.listing for info in pools if keep(info)},
         },
     )
 
@@ -115,25 +115,25 @@ async def _resolved_bet_in(ctx: Context, game_id: str) -> list[tuple[str, Any]]:
 @op(387, "list_all_betting_pools_for_game", replies=(3535,))
 async def list_all(ctx: Context, msg: dict[str, Any]) -> None:
     """Every open pool of the game."""
-    await _listing(ctx, msg, 3535, lambda info: info["open"])
+    await _listing(ctx, msg, 3535, lambda info: info.open)
 
 
 @op(388, "list_my_open_betting_pools_for_game", replies=(353,))
 async def list_my_open(ctx: Context, msg: dict[str, Any]) -> None:
     """Open pools you have not bet in yet."""
-    await _listing(ctx, msg, 353, lambda info: info["open"] and not info["has_bet"])
+    await _listing(ctx, msg, 353, lambda info: info.open and not info.has_bet)
 
 
 @op(389, "list_my_running_pools_for_game", replies=(354,))
 async def list_my_running(ctx: Context, msg: dict[str, Any]) -> None:
     """Open pools you have bet in."""
-    await _listing(ctx, msg, 354, lambda info: info["open"] and info["has_bet"])
+    await _listing(ctx, msg, 354, lambda info: info.open and info.has_bet)
 
 
 @op(390, "list_my_resolved_pools_for_game", replies=(355,))
 async def list_my_resolved(ctx: Context, msg: dict[str, Any]) -> None:
     """Resolved pools you had bet in, with your winnings."""
-    await _listing(ctx, msg, 355, lambda info: not info["open"] and info["has_bet"], resolved=True)
+    await _listing(ctx, msg, 355, lambda info: not info.open and info.has_bet, resolved=True)
 
 
 @op(392, "place_bet_in_betting_pool", replies=(356, 360))
@@ -173,7 +173,8 @@ async def distribution(ctx: Context, msg: dict[str, Any]) -> None:
     """The pool's distribution, with your bets (for game admins, everybody's latest)."""
     game_id, box = await ctx.services.games.pool(params.text(msg, "pool_id", required_=True))
     everything = await _is_game_admin(ctx, game_id)
-    ctx.reply(360, await box.ask(p.GetDistribution(ctx.user_id, everything), timeout=_timeout(ctx)))
+    shown = await box.ask(p.GetDistribution(ctx.user_id, everything), timeout=_timeout(ctx))
+    ctx.reply(360, distribution_fields(shown))
 
 
 async def _block(ctx: Context, msg: dict[str, Any], block: bool) -> None:

@@ -60,6 +60,33 @@ def frame(event: object, header: dict[str, Any], *, t: int) -> bytes:
     return server_message(res, fields, t=t, header=header)
 
 
+def acknowledged(ack: g.GameAcknowledged) -> dict[str, Any]:
+    """The fields of res 343 and res 334: the game that took the request."""
+    return {"game_id": ack.game_id}
+
+
+def pool_created_fields(created: g.PoolCreated) -> dict[str, Any]:
+    """The fields of res 350."""
+    return {
+        "game_id": created.game_id,
+        "pool_id": created.pool_id,
+        "description": created.description,
+        "pool_type": created.pool_type,
+    }
+
+
+def distribution_fields(shown: p.PoolDistribution) -> dict[str, Any]:
+    """The fields of res 360 (``omitted_bets`` only when some are left out)."""
+    fields: dict[str, Any] = {
+        "pool_id": shown.pool_id,
+        "target_level": shown.target_level,
+        "distribution": shown.distribution,
+    }
+    if shown.omitted_bets:
+        fields["omitted_bets"] = shown.omitted_bets
+    return fields
+
+
 def present(result: object) -> list[tuple[int, dict[str, Any]]]:
     """The messages (res, fields) that show a result or an event, in order."""
     match result:

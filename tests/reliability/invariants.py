@@ -103,7 +103,7 @@ async def pool_memory_problems(services: Any, pool_ids: list[str]) -> list[str]:
     for pool_id in pool_ids:
         _, box = await services.games.pool(pool_id)
         shown = await box.ask(GetDistribution(0, True))
-        held = {bet_id for target in shown["distribution"].values() for bet_id in target["bets"]}
+        held = {bet_id for target in shown.distribution.values() for bet_id in target["bets"]}
         if held != stored[pool_id]:
             problems.append(
                 f"pool {pool_id}: memory has {len(held)} bets, storage {len(stored[pool_id])}"
