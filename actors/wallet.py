@@ -534,10 +534,7 @@ class WalletActor(Actor):
 
     def _stake(self, item: StakeItem, pending: _Pending) -> DomainError | None:
         key = (item.user_id, item.currency)
-        refusal = self._may_stake(item, pending)
-        if refusal is not None:
-            return refusal
-        refusal = self._limit_refusal(key, Kind.LOSS, item.amount, pending)
+        refusal = self._stake_refusal(item, pending)
         if refusal is not None:
             return refusal
         lines = ledger.transfer(
@@ -550,14 +547,10 @@ class WalletActor(Actor):
                 ),
                 *lines,
             ]
-        elif item.held:  # out of the available balance since it was held
-            pass
-        elif self._available(key, pending) < item.amount:
-            return DomainError(
-                "INSUFFICIENT_FUNDS", "Your available balance does not cover this stake."
-            )
-        else:
-            pending.available[key] -= item.amount
+        elif not item.held:  # a held stake left the available balance when it was held
+            refusal = self._take_available(key, item.amount, pending)
+            if refusal is not None:
+                return refusal
         if not item.held:
             pending.exposure[key] += item.amount
         self._count(key, Kind.LOSS, item.amount, pending)
@@ -570,19 +563,32 @@ class WalletActor(Actor):
         loss limit is judged now and again when the bet is placed (its stake counts
         toward the limit from then: a held bet has no ledger line yet)."""
         key = (item.user_id, item.currency)
-        refusal = self._may_stake(item, pending) or self._limit_refusal(
-            key, Kind.LOSS, item.amount, pending
-        )
+        refusal = self._stake_refusal(item, pending)
+        if refusal is None and not self.remote:
+            refusal = self._take_available(key, item.amount, pending)
         if refusal is not None:
             return refusal
-        if not self.remote:
-            if self._available(key, pending) < item.amount:
-                return DomainError(
-                    "INSUFFICIENT_FUNDS", "Your available balance does not cover this stake."
-                )
-            pending.available[key] -= item.amount
         pending.exposure[key] += item.amount
         pending.changes.extend(item.changes)
+        return None
+
+    def _stake_refusal(self, item: StakeItem, pending: _Pending) -> DomainError | None:
+        """Why this stake may not be taken (``_may_stake``, then the loss limit), or None."""
+        refusal = self._may_stake(item, pending)
+        if refusal is None:
+            key = (item.user_id, item.currency)
+            refusal = self._limit_refusal(key, Kind.LOSS, item.amount, pending)
+        return refusal
+
+    def _take_available(
+        self, key: tuple[int, str], amount: int, pending: _Pending
+    ) -> DomainError | None:
+        """Move ``amount`` out of the available balance, or INSUFFICIENT_FUNDS (nothing moved)."""
+        if self._available(key, pending) < amount:
+            return DomainError(
+                "INSUFFICIENT_FUNDS", "Your available balance does not cover this stake."
+            )
+        pending.available[key] -= amount
         return None
 
     def _unhold(self, item: StakeItem, pending: _Pending) -> None:
