@@ -214,7 +214,7 @@ class BetslipDesk:
                     summary = await (await services.games.game(game_id)).ask(
                         game_msgs.Summary(), timeout=services.settings.request_timeout
                     )
-                    statuses[game_id] = summary["status"]
+                    statuses[game_id] = summary.status
             except DomainError as error:
                 if error.code != "NOT_FOUND":
                     raise

@@ -19,7 +19,15 @@ from actors.registry import CheckSourceAdmin, GetUser
 from actors.services import Directory, Services
 from domain.codec import encode
 from domain.errors import DomainError
-from domain.game import Game, check_event_room, check_pool_room, event_target
+from domain.game import (
+    Game,
+    GameDetails,
+    GameOpened,
+    GameSummary,
+    check_event_room,
+    check_pool_room,
+    event_target,
+)
 from domain.pool import new_pool, resolves_by_event
 from domain.roles import Role
 from domain.rules import REMOTE_DELAY, check_house_role
@@ -37,12 +45,20 @@ HAPPENED_AT_SLACK_MS = 60_000  # an event may be stamped this far ahead of our c
 
 # -- messages -------------------------------------------------------------------------
 # A command's ``role`` says who may send it; ``GameActor._authorize`` checks it.
-# Each declares its reply (``Ask[...]``). OpenGame, Details and Summary still answer the
-# plain dicts the domain builds for res 340, 342 and 345 (issue 20: to convert).
+# Each declares its reply (``Ask[...]``) and, under ``Raises:``, the error codes it can fail
+# with besides those of every request (``REQUEST_TIMED_OUT``, ``ACTOR_RESTARTED``,
+# ``UNAVAILABLE``, ``INTERNAL_ERROR``). A command from a user may also raise
+# ``NOT_AUTHORIZED`` (not an admin of the source or game) and, for a source admin's,
+# ``NOT_FOUND`` / ``INVALID_STATE`` (the source unknown or closed).
 
 
 @dataclass(frozen=True, slots=True)
-class OpenGame(Ask[dict[str, Any]]):
+class OpenGame(Ask[GameOpened]):
+    """Open an upcoming game, adding actions and targets.
+
+    Raises: INVALID_STATE (closed, or already open), INVALID_PARAMETER (past a bound).
+    """
+
     role: ClassVar[Role] = Role.SOURCE_ADMIN
     user_id: int
     actions: list[str]
@@ -73,13 +89,13 @@ class IsAdmin(Ask[bool]):
 
 
 @dataclass(frozen=True, slots=True)
-class Details(Ask[dict[str, Any]]):
-    pass
+class Details(Ask[GameDetails]):
+    """The game's details now (res 342). Raises: nothing of its own."""
 
 
 @dataclass(frozen=True, slots=True)
-class Summary(Ask[dict[str, Any]]):
-    pass
+class Summary(Ask[GameSummary]):
+    """The game as a source's list shows it (res 345). Raises: nothing of its own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,12 +445,12 @@ class GameActor(Actor):
                 if game.opened:
                     raise DomainError("INVALID_STATE", "This game is already open.")
                 await self._save(await self._with_details(actions, targets, opened=True))
-                return self.game.opened_message()  # the saved game, not ``game``
+                return GameOpened.of(self.game)  # the saved game, not ``game``
             case UpdateDetails(_, actions, targets, rules):
                 self._require_not_closed()
                 changed = await self._with_details(actions, targets, opened=game.opened)
                 await self._save(changed.with_rules(rules))
-                self._publish(DetailsChanged(await self._details()))
+                self._publish(DetailsChanged((await self._details()).wire()))
                 return GameAcknowledged(game.id)
             case Join():
                 return self._join(body)
@@ -460,7 +476,7 @@ class GameActor(Actor):
                 return await box.ask(command, timeout=self.services.settings.request_timeout)
         raise DomainError("UNKNOWN_OP", f"A game does not handle {type(body).__name__}.")
 
-    async def _details(self) -> dict[str, Any]:
+    async def _details(self) -> GameDetails:
         """Res 342. Its large fields (up to 1,000 targets and 10,000 events) are encoded
         once per version of the game, in a worker thread, and reused until the game
         changes: a client asking again and again costs the event loop a copy."""
@@ -470,8 +486,8 @@ class GameActor(Actor):
             targets, events = await self.services.storage.off_loop(
                 encoded_large_fields, self.tree, self.events
             )
-            self._encoded = (game, recorded, targets, events)
-        _, _, targets, events = self._encoded
+            cached = self._encoded = (game, recorded, targets, events)
+        _, _, targets, events = cached
         return game.details(self.now, events, targets)
 
     def _player(self, user_id: int, user_name: str) -> dict[str, Any]:
