@@ -166,7 +166,7 @@ async def slip_setup(sweep: Sweep, n: int) -> tuple[Operation, Operation, list[s
     came back is replayed byte for byte."""
     services = sweep.services
     player = await sweep.player(f"slipper{n}")
-    session = (await services.ask_registry(CreateSession(player)))["session_key"]
+    session = (await services.ask_registry(CreateSession(player))).session_key
     pools = await sweep.slip_pools()
     key = str(uuid.uuid4())
     body = slip_body(sweep.match.game_id, player, session, [(*pool, SLIP_STAKE) for pool in pools])

@@ -311,7 +311,7 @@ async def run_program(steps: list[tuple[Any, ...]], remote: bool = False) -> int
         if operator is not None:
             operator.balances.update(dict.fromkeys(players, Decimal(DEPOSIT) / 100))
         sessions = {
-            player: (await h.services.ask_registry(CreateSession(player)))["session_key"]
+            player: (await h.services.ask_registry(CreateSession(player))).session_key
             for player in players
         }
         model = Model(
