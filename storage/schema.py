@@ -152,8 +152,10 @@ TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
         {"id": str, "key_hash": str, "created_at": int, "revoked_at": int},
         "id",
     ),
-    # A betslip's final answer (2xx or 4xx), byte for byte, under its idempotency key;
-    # a placed slip's row is in the same transaction as its bets.
+    # A betslip's final answer, byte for byte, under its idempotency key: the code that
+    # refused it (null: placed) and the body; a placed slip's row is in the same
+    # transaction as its bets. ``status``: the HTTP status rows kept before ``refusal``
+    # (no longer written; ``refusal`` is filled from their body when it is added).
     "betslips": (
         {
             "key": str,
@@ -162,6 +164,7 @@ TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
             "status": int,
             "body": bytes,
             "created_at": int,
+            "refusal": str,
         },
         "key",
     ),
@@ -189,6 +192,17 @@ EXPRESSION_INDEXES = [
 ]
 
 
+#: What fills a column for the rows that were there before it was added. A betslip row
+#: kept before ``refusal`` has its answer's HTTP status (200: placed) and a body that
+#: names the refusal's code.
+BACKFILLS = {
+    ("betslips", "refusal"): (
+        "UPDATE betslips SET refusal = json_extract(CAST(body AS TEXT), '$.errorCode') "
+        "WHERE refusal IS NULL AND status IS NOT NULL AND status != 200"
+    ),
+}
+
+
 def create(db: sqlite_utils.Database) -> None:
     """Create what is missing: tables, and columns added since a database was made."""
     for name, (columns, pk) in TABLES.items():
@@ -199,6 +213,8 @@ def create(db: sqlite_utils.Database) -> None:
         for column, kind in columns.items():
             if column not in table.columns_dict:
                 table.add_column(column, kind)  # type: ignore[union-attr]
+                if (name, column) in BACKFILLS:
+                    db.execute(BACKFILLS[(name, column)])
     for table_name, index_columns, unique in INDEXES:
         db.table(table_name).create_index(index_columns, unique=unique, if_not_exists=True)
     for statement in EXPRESSION_INDEXES:

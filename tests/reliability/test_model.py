@@ -131,7 +131,7 @@ class Model:
         body = slip_body(self.match.game_id, player, self.sessions[player], legs)
         desk = self.h.services.betslips
         answer = await desk.place(key, body, render)
-        if answer.status == 200:
+        if answer.placed:
             assert not must_refuse, ("placed a slip the model refuses", bets, player)
             for pool, _, cents in bets:
                 pool.bets[player] = pool.bets.get(player, 0) + cents
