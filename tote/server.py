@@ -23,7 +23,7 @@ from actors.directory import Games
 from actors.hub import Hub
 from actors.registry import RegistryActor
 from actors.remote import CallbacksActor, OperatorClient
-from actors.services import Services
+from actors.services import OperatorWallet, Services
 from actors.wallet import WalletActor
 from kit.clock import WallClock
 from kit.metrics import Metrics
@@ -214,17 +214,23 @@ async def start_services(
             capacity=4096,
         )
         services = Services(
-            storage, supervisor, registry, wallet, hub, clock, config.settings, operator_key
+            storage,
+            supervisor,
+            registry,
+            wallet,
+            hub,
+            clock,
+            config.settings,
+            operator_key,
+            directory=Games,
+            desk=BetslipDesk,
+            wallet_client=OperatorClient if remote_wallet else None,
+            metrics=metrics,  # the one the supervisor and storage already report to
         )
-        services.metrics = metrics  # the one the supervisor and storage already report to
-        if remote_wallet:
-            services.operator = OperatorClient(services)
+        if services.operator is not None:
             nursery.start_soon(_close_at_exit, services.operator)
-            services.callbacks = await supervisor.spawn(
-                "callbacks", lambda inbox: _callbacks(inbox, services)
-            )
-        await Games.load(services)
-        services.betslips = BetslipDesk(services)
+            await supervisor.spawn("callbacks", lambda inbox: _callbacks(inbox, services))
+        await services.games.start()
         task_status.started(services)
 
 
@@ -236,7 +242,7 @@ async def _callbacks(inbox: Mailbox, services: Services) -> CallbacksActor:
     return CallbacksActor(inbox, services)
 
 
-async def _close_at_exit(operator: OperatorClient) -> None:
+async def _close_at_exit(operator: OperatorWallet) -> None:
     try:
         await trio.sleep_forever()
     finally:
