@@ -189,18 +189,7 @@ async def start_services(
         hub = Hub(lambda event, header: text_frame(frame(event, header, t=clock.now_ms())))
         await nursery.start(hub.run)
 
-        async def storage_actor(inbox: Mailbox) -> StorageActor:
-            return StorageActor(
-                database, inbox, offload=config.offload, on_commit=metrics.committed
-            )
-
-        storage = Storage(
-            await supervisor.spawn("storage", storage_actor, capacity=4096),
-            timeout=config.settings.request_timeout,
-            offload=config.offload,
-            path=database.path,
-        )
-
+        storage = await _start_storage(config, database, supervisor, metrics)
         registry = await supervisor.spawn(
             "registry", lambda inbox: RegistryActor.load(inbox, storage, clock)
         )
@@ -232,6 +221,22 @@ async def start_services(
             await supervisor.spawn("callbacks", lambda inbox: _callbacks(inbox, services))
         await services.games.start()
         task_status.started(services)
+
+
+async def _start_storage(
+    config: ServerConfig, database: Database, supervisor: Supervisor, metrics: Metrics
+) -> Storage:
+    """The storage actor, started, behind the interface every other actor uses."""
+
+    async def storage_actor(inbox: Mailbox) -> StorageActor:
+        return StorageActor(database, inbox, offload=config.offload, on_commit=metrics.committed)
+
+    return Storage(
+        await supervisor.spawn("storage", storage_actor, capacity=4096),
+        timeout=config.settings.request_timeout,
+        offload=config.offload,
+        path=database.path,
+    )
 
 
 def _no_push(user_id: int, event: object) -> None:
