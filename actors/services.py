@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import InitVar, dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, overload
 
 import trio
 
@@ -17,9 +17,11 @@ from domain.game import Game
 from domain.remote import Answer
 from kit.clock import WallClock
 from kit.metrics import Metrics
-from kit.runtime import Mailbox, Supervisor
+from kit.runtime import Ask, Mailbox, Supervisor
 from kit.settings import Settings
 from storage.actor import Storage
+
+R = TypeVar("R")
 
 
 class Directory(Protocol):
@@ -103,8 +105,18 @@ class Services:
         self.games = directory(self)
         self.betslips = desk(self)
 
+    @overload
+    async def ask_registry(self, body: Ask[R]) -> R: ...
+    @overload
+    async def ask_registry(self, body: Any) -> Any: ...
+
     async def ask_registry(self, body: Any) -> Any:
         return await self.registry.ask(body, timeout=self.settings.request_timeout)
+
+    @overload
+    async def ask_wallet(self, body: Ask[R]) -> R: ...
+    @overload
+    async def ask_wallet(self, body: Any) -> Any: ...
 
     async def ask_wallet(self, body: Any) -> Any:
         return await self.wallet.ask(body, timeout=self.settings.request_timeout)
