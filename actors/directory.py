@@ -23,6 +23,12 @@ from storage.changes import Insert
 
 @dataclass(frozen=True, slots=True)
 class CreateGame:
+    """A new game of a source (ops 370 and 3701), answered with the ``Game``.
+
+    Raises: NOT_FOUND, NOT_AUTHORIZED, INVALID_STATE (the source: unknown, not the user's,
+    closed), INVALID_PARAMETER (a field of the game).
+    """
+
     role: ClassVar[Role] = Role.SOURCE_ADMIN
     source_id: str
     user_id: int

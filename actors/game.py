@@ -320,6 +320,24 @@ def _load_game(
     return Game.from_doc(msgspec.json.decode(stored.doc)), events, reported
 
 
+def _event_changes(row: dict[str, Any], hit: list[tuple[str, str, int]]) -> list[Change]:
+    """The event's row and a pending resolution for each pool it resolves (``hit``: pool,
+    winning target, when): one commit, after which the resolutions are durable."""
+    pending = [
+        Upsert(
+            "pending_resolutions",
+            {
+                "pool_id": pool_id,
+                "winning_target": winner,
+                "happened_at": at,
+                "event_id": row["id"],
+            },
+        )
+        for pool_id, winner, at in hit
+    ]
+    return [Insert("events", row), *pending]
+
+
 def encoded_large_fields(
     tree: TargetTree, events: dict[str, dict[str, Any]]
 ) -> tuple[msgspec.Raw, msgspec.Raw]:
@@ -677,18 +695,20 @@ class GameActor(Actor):
         await self.directory.start_pool(pool.id, announce=True)
         return PoolCreated(game.id, pool.id, pool.description, pool.pool_type)
 
+    def _known_action(self, raw: Any, parameter: str) -> str:
+        """The action ``raw`` names; INVALID_PARAMETER (naming ``parameter``) when it is
+        not one of the game's."""
+        if not isinstance(raw, str) or action_id(raw) not in self.game.actions:
+            raise DomainError(
+                "INVALID_PARAMETER", f"{raw!r} is not an action of this game.", parameter=parameter
+            )
+        return action_id(raw)
+
     async def _register_event(self, body: RegisterEvent) -> EventRecorded:
         game, now = self.game, self.now
         self._require_not_closed()
-        if not isinstance(body.action, str) or action_id(body.action) not in game.actions:
-            raise DomainError(
-                "INVALID_PARAMETER",
-                f"{body.action!r} is not an action of this game.",
-                parameter="action_id",
-            )
-        action = action_id(body.action)
-        tree = self.tree
-        target = event_target(tree, body.target)
+        action = self._known_action(body.action, "action_id")
+        target = event_target(self.tree, body.target)
         reported = body.happened_at
         if reported is not None and reported > now + HAPPENED_AT_SLACK_MS:
             raise DomainError(
@@ -711,30 +731,8 @@ class GameActor(Actor):
         counts = {**game.counts, action: dict(game.counts.get(action, {}))}
         counts[action][target] = counts[action].get(target, 0) + 1
         event = {"happened_at": happened_at, "target_id": target, "action_id": action}
-        changes: list[Change] = [
-            Insert(
-                "events",
-                {
-                    "id": event_id,
-                    "game_id": game.id,
-                    **event,
-                    "reported_at": reported,
-                    "registered_at": now,
-                },
-            ),
-        ]
-        changes += [
-            Upsert(
-                "pending_resolutions",
-                {
-                    "pool_id": pool_id,
-                    "winning_target": winner,
-                    "happened_at": happened_at,
-                    "event_id": event_id,
-                },
-            )
-            for pool_id, winner, _ in hit
-        ]
+        stored = {"id": event_id, "game_id": game.id, **event, "reported_at": reported}
+        changes = _event_changes({**stored, "registered_at": now}, hit)
         await self._save(replace(game, counts=counts), changes)
         self.events[event_id] = event
         if reported is not None:
@@ -782,13 +780,7 @@ class GameActor(Actor):
         action, at, block = body.action, body.at, body.block
         game = self.game
         self._require_not_closed()
-        if not isinstance(action, str) or action_id(action) not in game.actions:
-            raise DomainError(
-                "INVALID_PARAMETER",
-                f"{action!r} is not an action of this game.",
-                parameter="action",
-            )
-        aid = action_id(action)
+        aid = self._known_action(action, "action")
         now = self.now
         if at is not None and at <= now:
             at = None
