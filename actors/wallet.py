@@ -3,6 +3,8 @@
 Every movement of money is a transaction of ledger lines that sum to zero, written in
 the same commit as whatever it pays for (a bet row, a settled pool). Balances in memory
 are only updated after that commit, so a reply never confirms money that is not saved.
+The database keeps each wallet's total too (the ``balances`` table, adjusted in the same
+commit) and refuses an overdraft itself, should memory ever allow one.
 
 Requests that queue up while a commit runs are handled as one batch and one commit.
 """
