@@ -16,7 +16,16 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.wallet import Deposit, GetBalances, Settle, StakeItem, Stakes, WalletActor, Withdraw
+from actors.wallet import (
+    Balance,
+    Deposit,
+    GetBalances,
+    Settle,
+    StakeItem,
+    Stakes,
+    WalletActor,
+    Withdraw,
+)
 from domain import ledger
 from domain.errors import DomainError
 from kit.runtime import Mailbox
@@ -291,6 +300,9 @@ class Books:
         assert {account: b for (account, _), b in stored.items() if b} == held
         assert all(balance >= 0 for balance in stored.values())
         assert await self.h.audit() == []
+        for player, total in self.wallets.items():  # never less: it would refuse a good stake
+            memory = await self.h.services.ask_wallet(GetBalances(player))
+            assert memory.get("EUR", Balance(0, 0, 0)).available >= total
 
 
 async def run_steps(steps: list[tuple[Any, ...]]) -> None:
