@@ -734,7 +734,13 @@ def new_pool(
 ) -> Pool:
     """Validate an op 385 request against its game and build the pool (not yet saved).
     ``tree``: the game's target tree, when the caller has it built already."""
-    pool_type = params.integer(fields, "pool_type", default=1, minimum=1, maximum=4)
+    pool_type = params.integer(
+        fields,
+        "pool_type",
+        default=int(PoolType.PARIMUTUEL),
+        minimum=int(min(PoolType)),
+        maximum=int(max(PoolType)),
+    )
     if pool_type in BINARY:
         action, target_level = "binary", 1
         targets = _binary_targets(fields)
