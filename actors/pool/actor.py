@@ -460,10 +460,11 @@ class PoolActor(Actor):
 
     async def _stake_debited(self, debited: Accepted, debits: dict[str, remote.Debit]) -> None:
         """``_stake``, for requests the kit does not answer (it serves ``Debited``): a
-        failure answers them here. Only what must stop the actor is raised on."""
+        failure answers them here, and what must stop the actor is raised on. A
+        cancellation answers nothing: they stay taken, and the supervisor answers them."""
         try:
             await self._stake(debited, {bet.id: debits[bet.id] for _, bet in debited})
-        except BaseException as error:
+        except Exception as error:
             reply = (
                 error
                 if isinstance(error, DomainError)
