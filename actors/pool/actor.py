@@ -285,9 +285,6 @@ class PoolActor(Actor):
         )
         return PoolClosure.SETTLED
 
-    async def _reserve(self, body: Reserve) -> Reserved:
-        return self._hold_slip(body)
-
     def _require_open(self) -> None:
         if not self.pool.is_open:
             raise DomainError("POOL_CLOSED", "This pool is already resolved.")
@@ -576,7 +573,7 @@ class PoolActor(Actor):
 
     # -- betslips ---------------------------------------------------------------------
 
-    def _hold_slip(self, body: Reserve) -> Reserved:
+    async def _reserve(self, body: Reserve) -> Reserved:
         """Check a slip's bets as bets are checked; hold them all, or none when any is
         refused (the refusals go back to the desk)."""
         pool, now = self.pool, self.now
