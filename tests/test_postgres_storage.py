@@ -13,6 +13,7 @@ import os
 import secrets
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,6 +24,7 @@ import trio
 from actors import pool as p
 from domain.errors import DomainError, OutcomeUnknown
 from domain.ledger import audit
+from kit.settings import Settings
 from storage import (
     betslips,
     catalog,
@@ -43,9 +45,10 @@ from storage.changes import Change, Delete, Insert, Update, UpdateMany, Upsert
 from storage.database import BATCH_TRIES, RETRIED, Database, PostgresDatabase, open_database
 from storage.dialect import Engine, redacted
 from storage.schema import TABLES
-from tests.conftest import ActorHarness, open_match
+from tests.conftest import CHEAP_SCRYPT_N, ActorHarness, Harness, open_match
 from tests.test_settlement import place
-from tote.server import ServerConfig, start_services
+from tote import cli, config
+from tote.server import EXIT_USAGE, Server, ServerConfig, StartError, open_storage, start_services
 
 #: The longest a test waits for another thread's step: only a hang takes this long.
 PATIENCE = 30.0
@@ -541,3 +544,79 @@ async def test_a_snapshot_read_on_postgresql_sees_one_commit(postgres_url: str) 
         assert books.ok and books.lines == 2
         nursery.cancel_scope.cancel()
     db.close()
+
+
+# -- wiring: the setting, tote backup, a whole server -----------------------------------
+
+
+def test_the_database_setting_comes_from_flag_environment_and_file(tmp_path: Path) -> None:
+    url = "postgresql://tote:s3cret@127.0.0.1:5432/tote"
+    args = cli.build_parser().parse_args(["serve", "--database", url])
+    assert config.config_from(args, environ={}).database == url
+    args = cli.build_parser().parse_args(["serve"])
+    assert config.config_from(args, environ={"TOTE_DATABASE": url}).database == url
+    toml = tmp_path / "tote.toml"
+    toml.write_text(f'database = "{url}"\n')
+    assert config.config_from(args, environ={"TOTE_CONFIG": str(toml)}).database == url
+    assert config.config_from(args, environ={}).database is None
+    args = cli.build_parser().parse_args(["serve", "--database", "mysql://tote:s3cret@h/db"])
+    with pytest.raises(config.ConfigError) as refused:
+        config.config_from(args, environ={})
+    assert "s3cret" not in str(refused.value) and "postgresql://" in str(refused.value)
+
+
+def test_tote_backup_refuses_postgresql_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy = tmp_path / "copy.db"
+    url = "postgresql://tote:s3cret@127.0.0.1:5432/tote"
+    assert cli.main(["backup", str(copy), "--database", url]) == EXIT_USAGE
+    monkeypatch.setenv("TOTE_DATABASE", url)
+    assert cli.main(["backup", str(copy)]) == EXIT_USAGE
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", "tote: PostgreSQL is backed up with pg_dump\n" * 2)
+    assert not copy.exists()
+
+
+def test_an_unreachable_postgresql_is_a_start_error_without_the_password() -> None:
+    with pytest.raises(StartError) as failure:
+        open_storage(ServerConfig(database="postgresql://tote:s3cret@127.0.0.1:1/tote"))
+    message = str(failure.value)
+    assert "s3cret" not in message and "tote:***@127.0.0.1:1/tote" in message
+    assert "\n" not in message
+
+
+async def test_a_server_on_postgresql_serves_money_and_tote_audit(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = postgres_url.replace("postgresql://postgres@", "postgresql://postgres:pw@")
+    server = Server(
+        ServerConfig(
+            database=url,
+            ws_port=0,
+            http_port=0,
+            synchronous="OFF",
+            settings=Settings(scrypt_n=CHEAP_SCRYPT_N),
+        )
+    )
+    async with trio.open_nursery() as nursery:
+        h = Harness(await nursery.start(server.run), nursery)
+        assert h.services.storage.path == url
+        alice = await h.user("alice", deposit="12.50")
+        balances = await h.http.get(f"/v1/users/{alice['user_id']}/balances")
+        assert balances.status_code == 200, balances.text
+        audited = await trio.to_thread.run_sync(
+            cli.main,
+            [
+                "audit",
+                "--url",
+                f"http://127.0.0.1:{h.endpoints.http_port}",
+                "--operator-key",
+                h.endpoints.operator_key,
+            ],
+        )
+        assert audited == 0
+        assert await h.audit() == []
+        await h.aclose()
+        server.request_stop()
+    assert ":pw@" not in caplog.text
