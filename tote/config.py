@@ -45,7 +45,8 @@ HELP: dict[str, str] = {
     "ws_port": "websocket port (0: any free port)",
     "http_port": "operator HTTP API port (0: any free port)",
     "operator_key": "operator API key (default: the one kept in <data_dir>/operator_key)",
-    "synchronous": "SQLite fsync level: FULL survives a power cut, NORMAL only a crash",
+    "synchronous": "fsync level: FULL survives a power cut, NORMAL only a crash of tote "
+    "(on PostgreSQL: synchronous_commit on or off)",
     "log_level": "least severe log level written: DEBUG, INFO, WARNING or ERROR",
     "default_currency": "currency of balance operations that name none",
     "request_timeout": "seconds a request may wait for an actor before REQUEST_TIMED_OUT",
