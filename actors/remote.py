@@ -406,7 +406,7 @@ def _credit_payload(db: Database, row: RemoteCall, services: Services) -> dict[s
     client = services.settings.wallet_client
     if row.kind == CallKind.WINNERS:
         bets = calls_store.pool_bets_for_credit(db, row.pool_id)
-        currency = bets[0]["currency"] if bets else services.settings.default_currency
+        currency = bets[0].currency if bets else services.settings.default_currency
         return remote.winners_payload(client, {"id": row.pool_id, "currency": currency}, bets)
     debited = msgspec.json.decode(row.payload)["bets"]
     name = calls_store.user_name(db, row.user_id)
@@ -415,17 +415,18 @@ def _credit_payload(db: Database, row: RemoteCall, services: Services) -> dict[s
     for entry in debited:
         currency = entry["pool"]["currency"]
         amount = parse_amount(entry["bet"]["amount"], exponent_of(currency))
-        bet = {
-            "id": str(entry["bet"]["uid"]),
-            "uid": entry["bet"]["uid"],
-            "user_id": entry["user"]["uid"],
-            "name": names.get(entry["user"]["uid"], ""),
-            "amount": amount,
-            "payout": amount,
-            "status": "refunded",
-            "price": None,
-            "target": "",
-        }
+        bet = remote.CreditBet(
+            id=str(entry["bet"]["uid"]),
+            uid=entry["bet"]["uid"],
+            user_id=entry["user"]["uid"],
+            name=names.get(entry["user"]["uid"], ""),
+            amount=amount,
+            payout=amount,
+            status="refunded",
+            price=None,
+            target="",
+            currency=currency,
+        )
         pool = {"id": "", "uid": entry["pool"]["uid"], "currency": currency}
         pools += remote.winners_payload(client, pool, [bet])["pools"]
     return {"pools": pools}

@@ -3,12 +3,15 @@
 Every movement of money is a transaction of ledger lines that sum to zero, written in
 the same commit as whatever it pays for (a bet row, a settled pool). Balances in memory
 are only updated after that commit, so a reply never confirms money that is not saved.
+The database keeps each wallet's total too (the ``balances`` table, adjusted in the same
+commit) and refuses an overdraft itself, should memory ever allow one.
 
 Requests that queue up while a commit runs are handled as one batch and one commit.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
@@ -18,7 +21,7 @@ from typing import Any
 import trio
 
 from domain import ledger
-from domain.errors import DomainError
+from domain.errors import DomainError, ErrorCode
 from domain.limits import (
     LONGEST_MS,
     Flow,
@@ -39,6 +42,7 @@ from storage.actor import Storage
 from storage.changes import Change, Insert, Update
 from storage.database import Database
 
+log = logging.getLogger(__name__)
 Key = tuple[int, str]  # (user_id, currency)
 
 
@@ -226,6 +230,7 @@ class _Pending:
     """What a batch will change, applied to memory only after its commit."""
 
     changes: list[Change] = field(default_factory=list)
+    lines: list[ledger.Line] = field(default_factory=list)  # every transaction's, in order
     available: dict[Key, int] = field(default_factory=lambda: defaultdict(int))
     exposure: dict[Key, int] = field(default_factory=lambda: defaultdict(int))
     references: dict[str, str] = field(default_factory=dict)  # added by this batch
@@ -299,6 +304,29 @@ class WalletActor(Actor):
         return id(body) if isinstance(body, PlaceSlip | Settle) else "wallet"
 
     async def handle_batch(self, requests: list[Request]) -> None:
+        pending = await self._judge(requests)
+        try:
+            await self._commit(pending)
+        except DomainError as error:
+            if error.code != ErrorCode.INSUFFICIENT_FUNDS:
+                raise  # the kit answers the batch; unknown outcomes have the wallet rebuilt
+            # the database refused an overdraft memory allowed: memory was wrong or another
+            # writer spent the money. Judged again on what is stored, only the requests
+            # that really overdraw are refused; a second refusal fails the batch.
+            log.warning("the database refused an overdraft the wallet allowed: reloading")
+            await self._reload_money()
+            pending = await self._judge([request for request, _ in pending.replies])
+            await self._commit(pending)
+        touched = self._apply(pending)
+        for request, result in pending.replies:
+            request.reply(result() if callable(result) else result)
+        for user_id, currency in touched:
+            self.on_balance(user_id, BalanceChanged(currency, self.balance(user_id, currency)))
+        await _let_answered_pools_send_again()
+
+    async def _judge(self, requests: list[Request]) -> _Pending:
+        """Each request judged against memory and what the batch did before it; a refused
+        one is answered now. Changes nothing in memory (``_apply`` does, after COMMIT)."""
         pending = _Pending(
             stored_references=await self._read_references(requests),
             histories=await self._read_histories(requests),
@@ -310,15 +338,26 @@ class WalletActor(Actor):
                 request.fail(error)
             else:
                 pending.replies.append((request, result))
-        # a failed commit fails the batch (the kit answers it); one of unknown outcome
-        # also has the wallet rebuilt from the ledger
-        await self.storage.commit(pending.changes)
-        touched = self._apply(pending)
-        for request, result in pending.replies:
-            request.reply(result() if callable(result) else result)
-        for user_id, currency in touched:
-            self.on_balance(user_id, BalanceChanged(currency, self.balance(user_id, currency)))
-        await _let_answered_pools_send_again()
+        return pending
+
+    async def _commit(self, pending: _Pending) -> None:
+        """The batch's changes, then the stored balances its lines move (one adjustment a
+        wallet, in one order for every commit).
+
+        Raises:
+            INSUFFICIENT_FUNDS: the database refused a wallet's overdraft (nothing saved).
+        """
+        await self.storage.commit([*pending.changes, *wallet_store.balance_changes(pending.lines)])
+
+    async def _reload_money(self) -> None:
+        """Available balances and exposure as stored, in place of what memory holds."""
+        available, exposure = await self.storage.read(
+            lambda db: _money(wallet_store.wallet_rows(db))
+        )
+        self.available = defaultdict(int, available)
+        self.exposure = defaultdict(int, exposure)
+        for user_id, currency in [*available, *exposure]:
+            self.currencies[user_id].add(currency)
 
     def _apply(self, pending: _Pending) -> set[Key]:
         for key, delta in pending.available.items():
@@ -517,7 +556,7 @@ class WalletActor(Actor):
             )
             pending.available[key] += body.amount
         pending.references[ref_key] = fingerprint
-        pending.changes.extend(self._transaction(uuid.uuid4().hex, kind, lines))
+        self._transaction(pending, uuid.uuid4().hex, kind, lines)
         pending.changes.append(Insert("idempotency", {"key": ref_key, "fingerprint": fingerprint}))
         return lambda: {"duplicate": False, "balance": self.balance(*key)}
 
@@ -554,7 +593,7 @@ class WalletActor(Actor):
         if not item.held:
             pending.exposure[key] += item.amount
         self._count(key, Kind.LOSS, item.amount, pending)
-        pending.changes.extend(self._transaction(uuid.uuid4().hex, "stake", lines))
+        self._transaction(pending, uuid.uuid4().hex, "stake", lines)
         pending.changes.extend(item.changes)
         return None
 
@@ -667,14 +706,19 @@ class WalletActor(Actor):
                     self._count((user_id, line.currency), Kind.LOSS, -line.amount, pending)
         for key, amount in body.released.items():
             pending.exposure[key] -= amount
-        pending.changes.extend(self._transaction(body.tx_id, body.kind, lines))
+        self._transaction(pending, body.tx_id, body.kind, lines)
         pending.changes.extend(body.changes)
 
-    def _transaction(self, tx_id: str, kind: str, lines: Sequence[ledger.Line]) -> list[Change]:
-        changes: list[Change] = [
+    def _transaction(
+        self, pending: _Pending, tx_id: str, kind: str, lines: Sequence[ledger.Line]
+    ) -> None:
+        """A transaction's row and ledger lines into the batch; its lines are kept for
+        the stored balances they move (``_commit``)."""
+        pending.changes.append(
             Insert("transactions", {"id": tx_id, "kind": kind, "created_at": self.clock.now_ms()})
-        ]
-        changes.extend(
+        )
+        pending.lines.extend(lines)
+        pending.changes.extend(
             Insert(
                 "ledger",
                 {
@@ -687,7 +731,6 @@ class WalletActor(Actor):
             )
             for seq, line in enumerate(lines)
         )
-        return changes
 
 
 #: Scheduler passes the wallet waits after answering a batch, before it gathers the next:
@@ -708,14 +751,20 @@ def _reference_key(body: Deposit | Withdraw) -> str:
     return f"{kind}:{body.reference}"
 
 
-def _load_state(db: Database, now_ms: int) -> dict[str, Any]:
-    """The wallet's memory, built from what storage holds."""
-    rows = wallet_store.wallet_rows(db)
+def _money(rows: wallet_store.WalletRows) -> tuple[dict[Key, int], dict[Key, int]]:
+    """Each wallet's available balance and exposure from its stored totals."""
     available = dict(rows.balances)
     exposure = dict(rows.active_stakes)
     for key, amount in rows.held_stakes.items():  # exposure already, not yet in the ledger
         available[key] = available.get(key, 0) - amount
         exposure[key] = exposure.get(key, 0) + amount
+    return available, exposure
+
+
+def _load_state(db: Database, now_ms: int) -> dict[str, Any]:
+    """The wallet's memory, built from what storage holds."""
+    rows = wallet_store.wallet_rows(db)
+    available, exposure = _money(rows)
     blocked = set(rows.blocked)
     cooldowns = dict(rows.cooldowns)
     limits = stored_limits.load_limits(db)

@@ -16,22 +16,28 @@ from domain.parimutuel import Settlement
 __all__ = [
     "HOUSE",
     "OPERATOR",
+    "WALLET_PREFIX",
     "Line",
     "audit",
     "balances",
     "check_balanced",
     "escrow",
+    "missing_balance",
     "settlement_lines",
     "transfer",
     "wallet",
+    "wrong_balance",
 ]
 
 HOUSE = "house"
 OPERATOR = "operator"
 
-#: Account prefixes whose balance may never go below zero.
-#: Accounts that may never be overdrawn (the house may: it covers minus pools).
-NON_NEGATIVE_PREFIXES = ("wallet:", "escrow:")
+#: A player's wallet account is this prefix and the user id.
+WALLET_PREFIX = "wallet:"
+#: Account prefixes whose balance may never go below zero (the house may: it covers minus
+#: pools). Of these, the wallets also have their total stored in the ``balances`` table,
+#: where the database itself refuses an overdraft (docs/decisions.md, "Money").
+NON_NEGATIVE_PREFIXES = (WALLET_PREFIX, "escrow:")
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,7 @@ class Line:
 
 def wallet(user_id: int) -> str:
     """A user's wallet account (one balance per currency): ``"wallet:17"``."""
-    return f"wallet:{user_id}"
+    return f"{WALLET_PREFIX}{user_id}"
 
 
 def escrow(pool_id: str) -> str:
@@ -141,11 +147,17 @@ def balances(
     return dict(out)
 
 
-def audit(lines: Iterable[tuple[str, str, str, int]]) -> list[str]:
+def audit(
+    lines: Iterable[tuple[str, str, str, int]],
+    stored: Mapping[tuple[str, str], object] | None = None,
+) -> list[str]:
     """Check stored rows ``(tx_id, account, currency, amount)``; returns the problems found.
 
     An empty list means the books balance: every transaction sums to zero per currency and
     no wallet or escrow balance is negative (the house may be: it covers minus pools).
+    With ``stored`` (the ``balances`` table: ``(account, currency) -> balance``), each
+    stored balance must also equal its account's ledger total, and every wallet whose
+    total is not zero must have one.
     """
     rows = list(lines)
     problems: list[str] = []
@@ -159,7 +171,40 @@ def audit(lines: Iterable[tuple[str, str, str, int]]) -> list[str]:
         if total:
             problems.append(f"transaction {tx_id} does not balance in {currency}: off by {total}")
     valid = [r for r in rows if isinstance(r[3], int) and not isinstance(r[3], bool)]
-    for (account, currency), balance in sorted(balances(valid).items()):
+    totals = balances(valid)
+    for (account, currency), balance in sorted(totals.items()):
         if balance < 0 and account.startswith(NON_NEGATIVE_PREFIXES):
             problems.append(f"account {account} is negative in {currency}: {balance}")
+    if stored is not None:
+        problems += stored_balance_problems(totals, stored)
     return problems
+
+
+def stored_balance_problems(
+    totals: Mapping[tuple[str, str], int], stored: Mapping[tuple[str, str], object]
+) -> list[str]:
+    """Where the stored balances disagree with the ledger's ``totals``, by account and
+    currency: a stored balance that is not its account's total, a wallet with a total
+    other than zero and no stored balance."""
+    problems: list[str] = []
+    wallets = {key for key, total in totals.items() if total and key[0].startswith(WALLET_PREFIX)}
+    for account, currency in sorted(wallets | set(stored)):
+        total = totals.get((account, currency), 0)
+        if (account, currency) not in stored:
+            problems.append(missing_balance(account, currency, total))
+        elif stored[(account, currency)] != total:
+            problems.append(wrong_balance(account, currency, stored[(account, currency)], total))
+    return problems
+
+
+def missing_balance(account: str, currency: str, total: int) -> str:
+    """The audit's words for a wallet with a ledger total and no stored balance."""
+    return f"account {account} has no stored balance in {currency}: its ledger total is {total}"
+
+
+def wrong_balance(account: str, currency: str, stored: object, total: int) -> str:
+    """The audit's words for a stored balance that is not its account's ledger total."""
+    return (
+        f"account {account} has a stored balance of {stored!r} in {currency}: "
+        f"its ledger total is {total}"
+    )

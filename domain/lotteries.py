@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode
 from domain.errors import DomainError
 from domain.game import Game
 from domain.money import MAX_POOL_TOTAL, exponent_of, to_wire
-from domain.pool import PARIMUTUEL, Pool
+from domain.pool import PARIMUTUEL, Pool, PoolType
 
 CURIES = [
     {
@@ -33,9 +33,6 @@ DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 #: No listing is this long; the bound keeps ``page * size`` a small number.
 MAX_PAGE = 1_000_000
-
-#: Pool type 2: parimutuel, expires to "none" at finish_at.
-TIMED_PARIMUTUEL = 2
 
 _PAGE_TEXT = re.compile(r"[1-9][0-9]{0,6}")
 #: Source, game and pool ids are UUIDs; anything else names nothing.
@@ -467,7 +464,7 @@ def winning_scheme(hrefs: Hrefs, product_id: str, pool: Pool) -> dict[str, Any]:
         "late-bets": "bets placed after the deciding event are refunded and left out of T",
         "fail-safe": "still unresolved at the fail-safe time: voided, every stake refunded",
     }
-    if pool.pool_type == TIMED_PARIMUTUEL:
+    if pool.pool_type == PoolType.TIMED_PARIMUTUEL:
         scheme["expiry"] = "unresolved at its finish time, the pool resolves to 'none'"
     return scheme
 

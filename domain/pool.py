@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from fractions import Fraction
 from typing import Any
 
@@ -38,9 +38,20 @@ from domain.targets import (
     symbol,
 )
 
-PARIMUTUEL = frozenset({1, 2})
-BINARY = frozenset({3, 4})
-TIMED = frozenset({2, 4})
+
+class PoolType(IntEnum):
+    """A pool's ``pool_type`` (seed 000): parimutuel or binary, timed (a finish time) or
+    not."""
+
+    PARIMUTUEL = 1
+    TIMED_PARIMUTUEL = 2
+    BINARY = 3
+    TIMED_BINARY = 4
+
+
+PARIMUTUEL = frozenset({PoolType.PARIMUTUEL, PoolType.TIMED_PARIMUTUEL})
+BINARY = frozenset({PoolType.BINARY, PoolType.TIMED_BINARY})
+TIMED = frozenset({PoolType.TIMED_PARIMUTUEL, PoolType.TIMED_BINARY})
 
 
 class PoolStatus(StrEnum):
@@ -124,6 +135,15 @@ class Outcome:
     #: what the house paid in and what moved on, minor units: ``house_cover``
     #: (min_dividend), ``guarantee_topup``, ``carried_out``, ``unclaimed``
     house: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingResolution:
+    """An event resolution committed for a pool (its ``pending_resolutions`` row): the
+    pool takes no more bets and settles with this winner."""
+
+    winning_target: str
+    happened_at: int
 
 
 @dataclass
@@ -257,6 +277,67 @@ class Pool:
     def has_unsent_bets(self) -> bool:
         """Bets were added since the last 360 broadcast."""
         return len(self.bets) > self.broadcast_bets
+
+    # -- block / allow, timers, successor (each returns a changed pool) ---------------
+
+    def scheduled(self, block: bool, at: int) -> Pool:
+        """This pool with a block (or allow) scheduled for ``at``."""
+        return dataclasses.replace(self, **{"block_at" if block else "allow_at": at})
+
+    def blocked_now(self, block: bool, now: int) -> Pool:
+        """This pool blocked (or allowed) at ``now``: the schedule for it is spent."""
+        return dataclasses.replace(
+            self,
+            blocked=block,
+            blocked_at=now if block else None,
+            **{"block_at" if block else "allow_at": None},
+        )
+
+    def timers(self) -> list[tuple[int, str]]:
+        """What an open pool has due, and when (epoch ms): ``block``, ``allow``,
+        ``expire`` (a timed parimutuel pool's finish) and ``fail_safe``."""
+        if not self.is_open:
+            return []
+        due = [
+            (at, name)
+            for at, name in ((self.block_at, "block"), (self.allow_at, "allow"))
+            if at is not None
+        ]
+        if self.pool_type == PoolType.TIMED_PARIMUTUEL and self.finish_at is not None:
+            due.append((self.finish_at, "expire"))
+        if self.fail_safe_at is not None:
+            due.append((self.fail_safe_at, "fail_safe"))
+        return due
+
+    def successor(self, pool_id: str, now: int) -> Pool:
+        """The pool ``recreate_on_end`` opens at ``now`` when this one settles: the same
+        definition, its times the same distance from its start."""
+        finish_at = fail_safe_at = None
+        if self.finish_at is not None:
+            finish_at = now + max(0, self.finish_at - self.start_at)
+        if self.fail_safe_at is not None:
+            fail_safe_at = now + max(0, self.fail_safe_at - self.start_at)
+        return Pool(
+            pool_id,
+            self.game_id,
+            self.game_name,
+            self.description,
+            self.action,
+            self.pool_type,
+            dict(self.targets),
+            self.target_level,
+            self.currency,
+            self.exponent,
+            self.takeout,
+            self.min_stake,
+            self.max_stake,
+            self.max_liability,
+            start_at=now,
+            finish_at=finish_at,
+            fail_safe_at=fail_safe_at,
+            recreate_on_end=True,
+            rules=self.rules,
+        )
 
     def latest_unsent(self, limit: int = BROADCAST_BETS) -> tuple[list[Bet], int]:
         """The latest ``limit`` bets not yet in a 360 broadcast, and how many others were
@@ -653,7 +734,13 @@ def new_pool(
 ) -> Pool:
     """Validate an op 385 request against its game and build the pool (not yet saved).
     ``tree``: the game's target tree, when the caller has it built already."""
-    pool_type = params.integer(fields, "pool_type", default=1, minimum=1, maximum=4)
+    pool_type = params.integer(
+        fields,
+        "pool_type",
+        default=int(PoolType.PARIMUTUEL),
+        minimum=int(min(PoolType)),
+        maximum=int(max(PoolType)),
+    )
     if pool_type in BINARY:
         action, target_level = "binary", 1
         targets = _binary_targets(fields)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum, StrEnum
 from typing import Any
@@ -105,20 +106,36 @@ def bets_payload(client: str, entries: list[dict[str, Any]], *, ip: str = "") ->
     }
 
 
+@dataclass(frozen=True, slots=True)
+class CreditBet:
+    """A bet as a /winners body reports it: amounts in minor units of ``currency``,
+    ``price`` a betslip bet's fixed odds as text (None: parimutuel), ``external_bet_id``
+    a betslip's own ``betId``, ``uid`` the number when it was fixed earlier (a refund
+    repeats the debit's numbers; None: derived from ``id``)."""
+
+    id: str
+    user_id: int
+    name: str
+    amount: int
+    payout: int
+    status: str
+    price: str | None
+    target: str
+    currency: str
+    external_bet_id: str | None = None
+    uid: int | None = None
+
+
 def _potential(value: Decimal | None, currency: str) -> str:
     """A betslip bet's potential payout (stake x price, exact: never rounded), with at
     least the currency's decimals; empty for a parimutuel bet, which has none."""
     return "" if value is None else decimal_text(value, exponent_of(currency))
 
 
-def winners_payload(
-    client: str, pool: dict[str, Any], bets: list[dict[str, Any]]
-) -> dict[str, Any]:
+def winners_payload(client: str, pool: dict[str, Any], bets: list[CreditBet]) -> dict[str, Any]:
     """POST /winners for one settled pool (every bet, won or not), or for a refund of
-    debits that placed nothing. ``pool``: id, currency; each bet: id, user_id, name,
-    amount, payout (minor), status, price (text or None), target, external_bet_id (a
-    betslip's ``betId``, or None); ``uid`` (either) when the number was fixed earlier (a
-    refund repeats the debit's numbers)."""
+    debits that placed nothing. ``pool``: id, currency, and ``uid`` when the number was
+    fixed earlier (a refund repeats the debit's numbers)."""
     currency = pool["currency"]
     return {
         "pools": [
@@ -128,8 +145,8 @@ def winners_payload(
                     "game": GAME,
                     "uid": pool.get("uid") or number_id(pool["id"]),
                     "currency": currency,
-                    "overdraw": money(sum(b["payout"] for b in bets), currency),
-                    "cost": money(sum(b["amount"] for b in bets), currency),
+                    "overdraw": money(sum(b.payout for b in bets), currency),
+                    "cost": money(sum(b.amount for b in bets), currency),
                     "guaranteed": True,
                 },
                 "bets": [_settled_bet(client, currency, bet) for bet in bets],
@@ -138,31 +155,31 @@ def winners_payload(
     }
 
 
-def _settled_bet(client: str, currency: str, bet: dict[str, Any]) -> dict[str, Any]:
-    payout = money(bet["payout"], currency)
-    odds = Decimal(bet["price"]) if bet.get("price") else _odds(bet["amount"], bet["payout"])
+def _settled_bet(client: str, currency: str, bet: CreditBet) -> dict[str, Any]:
+    payout = money(bet.payout, currency)
+    odds = Decimal(bet.price) if bet.price else _odds(bet.amount, bet.payout)
     return {
-        "user": {"client": client, "uid": str(bet["user_id"]), "name": bet["name"]},
+        "user": {"client": client, "uid": str(bet.user_id), "name": bet.name},
         "bet": {
-            "uid": bet.get("uid") or number_id(bet["id"]),
+            "uid": bet.uid or number_id(bet.id),
             "currency": currency,
-            "amount": money(bet["amount"], currency),
+            "amount": money(bet.amount, currency),
             "odds": odds,
             "rake": 0,
             "payout": payout,
             "base_payout": Decimal(payout),
-            "result": bet["status"],
+            "result": bet.status,
             "extra": _extra(bet),
         },
     }
 
 
-def _extra(bet: dict[str, Any]) -> dict[str, Any]:
+def _extra(bet: CreditBet) -> dict[str, Any]:
     """For the operator's reports: our bet id and target, and a betslip bet's own
     ``betId``, so the operator can match the bet it was sent."""
-    extra = {"bet_id": bet["id"], "target": bet["target"]}
-    if bet.get("external_bet_id"):
-        extra["betId"] = bet["external_bet_id"]
+    extra = {"bet_id": bet.id, "target": bet.target}
+    if bet.external_bet_id:
+        extra["betId"] = bet.external_bet_id
     return extra
 
 

@@ -240,6 +240,7 @@ class Actor:
         self._timers_paused_until = -math.inf
         self._timer_failures = 0
         self.last_active = -math.inf  # set when the loop starts
+        self._deferred: set[Request] = set()
 
     # -- hooks ------------------------------------------------------------------------
 
@@ -268,6 +269,12 @@ class Actor:
 
     def can_passivate(self) -> bool:
         return False
+
+    def defer(self, request: Request) -> None:
+        """``handle_batch`` answers ``request`` on a later turn (a message the actor sends
+        itself brings what it waits for): the batch's end does not fail it as unanswered.
+        It stays taken, so if the actor dies first the supervisor answers it."""
+        self._deferred.add(request)
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -336,6 +343,9 @@ class Actor:
         except BaseException as error:
             self._fail(batch, error)
         unanswered = [r for r in batch if not r.answered]
+        if self._deferred:
+            unanswered = [r for r in unanswered if r not in self._deferred]
+            self._deferred.clear()
         if unanswered:
             log.error("%s left %d requests unanswered", self.inbox.name, len(unanswered))
             self._fail(unanswered, DomainError("INTERNAL_ERROR", "The request was not answered."))

@@ -85,4 +85,17 @@ class Check:
     lock: Lock | None = None
 
 
-Change = Insert | Upsert | Update | UpdateMany | Delete | Check
+@dataclass(frozen=True, slots=True)
+class AdjustBalance:
+    """Add ``delta`` to an account's stored balance in ``currency`` (the ``balances``
+    table; a missing row is zero) in one conditional statement: when the balance would
+    fall below zero nothing is written and the request fails with INSUFFICIENT_FUNDS,
+    changing nothing. The database's own refusal of an overdraft, whatever the memory
+    of the actor that asked believes."""
+
+    account: str
+    currency: str
+    delta: int
+
+
+Change = Insert | Upsert | Update | UpdateMany | Delete | Check | AdjustBalance

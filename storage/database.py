@@ -25,7 +25,16 @@ from psycopg.types.numeric import NumericLoader
 
 from domain.errors import DomainError, OutcomeUnknown
 from storage import schema
-from storage.changes import Change, Check, Delete, Insert, Update, UpdateMany, Upsert
+from storage.changes import (
+    AdjustBalance,
+    Change,
+    Check,
+    Delete,
+    Insert,
+    Update,
+    UpdateMany,
+    Upsert,
+)
 from storage.dialect import Engine, engine_of, placeholders, redacted
 
 log = logging.getLogger(__name__)
@@ -386,6 +395,9 @@ def _execute(cur: Any, change: Change) -> None:
             row = cur.execute(sql, params).fetchone()
             if (None if row is None else row[0]) != expected:
                 raise DomainError(code, message)
+        case AdjustBalance():
+            if cur.execute(*adjust_balance(change)).rowcount != 1:
+                raise DomainError("INSUFFICIENT_FUNDS", OVERDRAFT)
         case _:
             raise TypeError(f"not a change: {change!r}")
 
@@ -401,3 +413,29 @@ def _execute_postgres(cur: _PostgresCursor, change: Change) -> None:
             tuple(lock.key.values()),
         )
     _execute(cur, change)
+
+
+#: What a request is told when the database refused to overdraw a wallet.
+OVERDRAFT = "The balance does not cover this: the database refused the overdraft."
+
+
+def adjust_balance(change: AdjustBalance) -> tuple[str, tuple[Any, ...]]:
+    """One statement, the same on SQLite and PostgreSQL, that adds ``change.delta`` to a
+    stored balance only when the result is not negative: it writes one row (a new one,
+    or the old one updated) or none. A new row is proposed only for a delta that is not
+    negative or when a row exists (the conflict then decides); the ``WHERE`` of the
+    update is read on the row as locked, so two writers cannot both spend one balance."""
+    return (
+        "INSERT INTO balances (account, currency, balance) SELECT ?, ?, ? "
+        "WHERE ? >= 0 OR EXISTS (SELECT 1 FROM balances WHERE account = ? AND currency = ?) "
+        "ON CONFLICT (account, currency) DO UPDATE SET balance = balances.balance + "
+        "excluded.balance WHERE balances.balance + excluded.balance >= 0",
+        (
+            change.account,
+            change.currency,
+            change.delta,
+            change.delta,
+            change.account,
+            change.currency,
+        ),
+    )

@@ -11,7 +11,7 @@ import msgspec
 
 from domain.errors import DomainError
 from domain.params import stored_time
-from domain.pool import Bet, Pool
+from domain.pool import Bet, PendingResolution, Pool
 from storage.changes import Check, Lock, LockMode
 from storage.database import Database
 from storage.dialect import json_number
@@ -23,7 +23,7 @@ class StoredPool:
     committed for it, and its game's ``close_at`` (a fail-safe time may count from it)."""
 
     pool: Pool
-    pending: dict[str, Any] | None
+    pending: PendingResolution | None
     game_close_at: int | None
 
 
@@ -47,16 +47,19 @@ def load_pool(db: Database, pool_id: str) -> StoredPool:
         raise DomainError("NOT_FOUND", f"There is no pool {pool_id!r}.")
     bets = stored_bets(db, pool_id)
     pending = db.rows(
-        "SELECT pool_id, winning_target, happened_at, event_id FROM pending_resolutions"
-        " WHERE pool_id = ?",
+        "SELECT winning_target, happened_at FROM pending_resolutions WHERE pool_id = ?",
         (pool_id,),
     )
     pool = Pool.from_doc(msgspec.json.decode(row[0]["doc"]), bets)
     # how far the 360s got: the document has it as of its last write, the column as of
-    # the last bet commit (``actors.pool.broadcast_change``); both only grow
+    # the last bet commit (``actors.pool.changes.broadcast_change``); both only grow
     pool.broadcast_bets = max(pool.broadcast_bets, row[0]["broadcast_bets"] or 0)
     return StoredPool(
-        pool, pending[0] if pending else None, stored_time(row[0]["close_at"], "close_at")
+        pool,
+        PendingResolution(pending[0]["winning_target"], pending[0]["happened_at"])
+        if pending
+        else None,
+        stored_time(row[0]["close_at"], "close_at"),
     )
 
 

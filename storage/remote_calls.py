@@ -5,8 +5,8 @@ callback worker reads to build a credit. Reads run inside the storage actor."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
 
+from domain.remote import CreditBet
 from storage.changes import Check, Lock
 from storage.database import Database
 
@@ -80,15 +80,16 @@ def state_is(key: str, state: str, code: str, message: str) -> Check:
     )
 
 
-def pool_bets_for_credit(db: Database, pool_id: str) -> list[dict[str, Any]]:
+def pool_bets_for_credit(db: Database, pool_id: str) -> list[CreditBet]:
     """Every bet of a settled pool with its player's name, as ``domain.remote`` builds a
     /winners body from them, in the order they were placed."""
-    return db.rows(
+    rows = db.rows(
         "SELECT b.id, b.user_id, u.name, b.amount, b.payout, b.status, b.price, b.target,"
         " b.currency, b.external_bet_id FROM bets b JOIN users u ON u.id = b.user_id"
         " WHERE b.pool_id = ? ORDER BY b.rowid",
         (pool_id,),
     )
+    return [CreditBet(**row) for row in rows]
 
 
 def user_name(db: Database, user_id: int | None) -> str | None:

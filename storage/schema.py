@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import sqlite_utils
 
+from domain.ledger import WALLET_PREFIX
 from storage.dialect import Engine, json_text
 
 TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
@@ -114,6 +115,14 @@ TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
         {"tx_id": str, "seq": int, "account": str, "currency": str, "amount": int},
         ("tx_id", "seq"),
     ),
+    # Each wallet account's ledger total, changed in the same request as its lines by a
+    # conditional update that never lets it fall below zero (storage.changes.AdjustBalance):
+    # the database refuses an overdraft whatever a node's memory believes. Wallets only:
+    # escrows and the house are not kept here (docs/decisions.md, "Money").
+    "balances": (
+        {"account": str, "currency": str, "balance": int},
+        ("account", "currency"),
+    ),
     # An event commits one row per pool it resolves; the pool deletes it in the commit
     # that settles, so a crash in between is finished on restart.
     "pending_resolutions": (
@@ -212,12 +221,33 @@ def primary_key(table: str) -> tuple[str, ...]:
     return (pk,) if isinstance(pk, str) else pk
 
 
+#: The wallet accounts among the ledger's, in SQL both engines read alike (``LIKE`` is
+#: case-blind in SQLite and not in PostgreSQL).
+WALLET_ACCOUNT = f"substr(account, 1, {len(WALLET_PREFIX)}) = '{WALLET_PREFIX}'"
+
+#: What fills a table made after the data it sums, in the transaction that creates it:
+#: a database from before the ``balances`` table opens with every wallet's total. The
+#: sum is taken in two halves (as ``storage.database.EXACT_SUM``): a plain ``SUM`` raises
+#: "integer overflow" in SQLite once its running total passes 2^63 - 1.
+FILLS = {
+    "balances": (
+        "INSERT INTO balances (account, currency, balance) SELECT account, currency, "
+        "SUM(amount / 1000000000) * 1000000000 + SUM(amount % 1000000000) "
+        f"FROM ledger WHERE {WALLET_ACCOUNT} GROUP BY account, currency"
+    ),
+}
+
+
 def create(db: sqlite_utils.Database) -> None:
-    """Create what is missing: tables, and columns added since a database was made."""
+    """Create what is missing: tables (filled from older ones as ``FILLS`` says), and
+    columns added since a database was made."""
     for name, (columns, pk) in TABLES.items():
         table = db[name]
         if not table.exists():
-            table.create(columns, pk=pk)  # type: ignore[union-attr]
+            with db.atomic():  # a crash between the two would leave it empty for good
+                table.create(columns, pk=pk)  # type: ignore[union-attr]
+                if name in FILLS:
+                    db.execute(FILLS[name])
             continue
         for column, kind in columns.items():
             if column not in table.columns_dict:

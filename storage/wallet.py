@@ -4,8 +4,12 @@ references of deposits and withdrawals (they only grow, so they stay on disk).""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from domain.ledger import WALLET_PREFIX, Line
+from storage.changes import AdjustBalance
 from storage.database import EXACT_SUM, Database, exact_total
 
 #: (user id, currency) → an amount in minor units
@@ -51,6 +55,24 @@ def wallet_rows(db: Database) -> WalletRows:
 
 def _stakes(db: Database, sql: str) -> Totals:
     return {(r["user_id"], r["currency"]): exact_total(r["high"], r["low"]) for r in db.rows(sql)}
+
+
+def balance_changes(lines: Iterable[Line]) -> list[AdjustBalance]:
+    """The stored wallet balances these ledger lines move, each wallet's net change in
+    one adjustment (none where it nets to zero, as a stake in remote wallet mode does),
+    in (account, currency) order: a commit takes the balance rows it needs in the one
+    order every commit takes them, so two on a shared database cannot each hold a row
+    the other waits for. Any of them fails the request with INSUFFICIENT_FUNDS when it
+    would overdraw its wallet."""
+    net: dict[tuple[str, str], int] = defaultdict(int)
+    for line in lines:
+        if line.account.startswith(WALLET_PREFIX):
+            net[(line.account, line.currency)] += line.amount
+    return [
+        AdjustBalance(account, currency, delta)
+        for (account, currency), delta in sorted(net.items())
+        if delta
+    ]
 
 
 def reference_fingerprints(db: Database, keys: list[str]) -> dict[str, str]:

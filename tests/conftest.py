@@ -43,14 +43,21 @@ def root_logging_restored() -> Iterator[None]:
 
 
 async def ledger_problems(services: Any) -> list[str]:
-    """The audit of decisions §3 over every ledger line: empty when the books balance."""
-    rows = await services.storage.read(
-        lambda db: [
-            (r["tx_id"], r["account"], r["currency"], r["amount"])
-            for r in db.rows("SELECT tx_id, account, currency, amount FROM ledger")
-        ]
+    """The audit of decisions §3 over every ledger line and every stored balance: empty
+    when the books balance and the stored balances are the ledger's totals."""
+    rows, stored = await services.storage.read(
+        lambda db: (
+            [
+                (r["tx_id"], r["account"], r["currency"], r["amount"])
+                for r in db.rows("SELECT tx_id, account, currency, amount FROM ledger")
+            ],
+            {
+                (r["account"], r["currency"]): r["balance"]
+                for r in db.rows("SELECT account, currency, balance FROM balances")
+            },
+        )
     )
-    return audit(rows)
+    return audit(rows, stored)
 
 
 #: How long a client waits for a message that must come: only a lost message takes this

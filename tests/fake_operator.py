@@ -28,6 +28,7 @@ class Mode(Enum):
     DROP = "drop"  # applied, then the connection closes without an answer
     TRICKLE = "trickle"  # applied, then the answer's head, then its body a byte at a time
     HUGE = "huge"  # applied, then the answer with HUGE_BYTES of padding, as fast as read
+    HOLD = "hold"  # answered (as OK) only once ``proceed`` is set: a slow operator
 
 
 #: The padding of a TRICKLE answer's body (it never ends unless released) and of a HUGE one.
@@ -67,6 +68,8 @@ class FakeOperator:
         self.changed = trio.Event()
         #: set: a TRICKLE answer sends the rest of its body at once
         self.release = trio.Event()
+        #: set: a HOLD call goes on (applied and answered as OK)
+        self.proceed = trio.Event()
 
     def total(self) -> Decimal:
         return sum(self.balances.values(), Decimal(0))
@@ -119,6 +122,9 @@ class FakeOperator:
             return True
         if mode is Mode.HANG:
             await trio.sleep_forever()
+        if mode is Mode.HOLD:
+            self._signal()  # it is held now: ``wait_until`` sees it
+            await self.proceed.wait()
         if key not in self.answered:
             if mode is Mode.REFUSE:
                 self.answered[key] = (402, encode({"error": "Not enough money"}))

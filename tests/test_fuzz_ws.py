@@ -81,6 +81,7 @@ TABLES = [
     "events",
     "transactions",
     "ledger",
+    "balances",
     "idempotency",
     "pending_resolutions",
 ]

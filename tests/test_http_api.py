@@ -503,7 +503,7 @@ async def test_audit_reports_unbalanced_books(harness: Harness) -> None:
             Insert("transactions", {"id": "bad", "kind": "test", "created_at": 0}),
             Insert(
                 "ledger",
-                {"tx_id": "bad", "seq": 0, "account": "wallet:1", "currency": "EUR", "amount": 5},
+                {"tx_id": "bad", "seq": 0, "account": "house", "currency": "EUR", "amount": 5},
             ),
         ]
     )

@@ -138,6 +138,30 @@ async def test_failures_and_lost_answers_are_retried_with_one_key_and_debit_once
         await s.check_money()
 
 
+async def test_a_debit_the_operator_is_slow_to_answer_holds_up_no_other_bet() -> None:
+    """The pool debits outside its serve loop: while alice's debit waits at the operator,
+    bob's bet in the same pool is placed, and alice's bet still counts as hers (one
+    target per pool); once the operator answers, hers is placed too."""
+    async with shop() as s:
+        s.operator.modes["/bets"].append(Mode.HOLD)
+        placed: dict[str, dict] = {}
+
+        async def alice_bets() -> None:
+            placed["alice"] = await bet(s, "alice", "brazil", "10")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(alice_bets)
+            await s.operator.wait_until(lambda: s.operator.misbehaved[Mode.HOLD] == 1)
+            assert (await bet(s, "bob", "argentina", "30"))["res"] == 356
+            other = await bet(s, "alice", "argentina", "5")
+            assert (other["res"], other["error_code"]) == (666, "INVALID_TARGET")
+            assert "alice" not in placed
+            s.operator.proceed.set()
+        assert placed["alice"]["res"] == 356
+        assert s.operator.balances[s.players["alice"]["user_id"]] == 90
+        await s.check_money()
+
+
 async def test_a_debit_of_unknown_fate_is_not_placed_and_is_given_back() -> None:
     # 9 calls that never answer outlast the player's 1 s however slow the machine is
     async with shop(wallet_timeout=0.3, request_timeout=2.0) as s:

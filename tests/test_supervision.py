@@ -4,6 +4,7 @@ they had taken goes unanswered."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Hashable
 from decimal import Decimal
 from typing import Any
 
@@ -14,7 +15,7 @@ import trio.testing
 from actors import pool as p
 from actors.wallet import GetBalances
 from domain.errors import DomainError
-from kit.runtime import Actor, Mailbox, OutcomeUnknown, Supervisor
+from kit.runtime import Actor, Mailbox, OutcomeUnknown, Request, Supervisor
 from storage.changes import Upsert
 from tests.conftest import ActorHarness, Match, open_match
 
@@ -295,3 +296,50 @@ async def test_an_actor_that_cannot_be_loaded_is_unavailable_to_its_caller(
 
 async def _ready(actor: Actor) -> Actor:
     return actor
+
+
+class Deferring(Actor):
+    """A kit actor that answers "later" batches on a later turn ("now" answers them)."""
+
+    def __init__(self, inbox: Mailbox) -> None:
+        super().__init__(inbox)
+        self.waiting: list[Request] = []
+
+    def batch_key(self, body: Any) -> Hashable | None:
+        return "later" if body == "later" else None
+
+    async def handle_batch(self, requests: list[Request]) -> None:
+        for request in requests:
+            self.defer(request)
+            self.waiting.append(request)
+
+    async def handle(self, body: Any) -> Any:
+        answered, self.waiting = self.waiting, []
+        for request in answered:
+            request.reply("answered later")
+        return len(answered)
+
+
+async def test_a_deferred_request_is_answered_on_a_later_turn_or_by_the_supervisor(
+    supervisor: Supervisor,
+) -> None:
+    box = await supervisor.spawn("deferring", lambda inbox: _ready(Deferring(inbox)))
+    answers: list[Any] = []
+
+    async def ask_later() -> None:
+        try:
+            answers.append(await box.ask("later"))
+        except DomainError as error:
+            answers.append(error.code)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ask_later)
+        await trio.testing.wait_all_tasks_blocked()
+        assert answers == []  # not failed as unanswered at the batch's end
+        assert await box.ask("now") == 1
+    assert answers == ["answered later"]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ask_later)
+        await trio.testing.wait_all_tasks_blocked()
+        supervisor.kill("deferring")  # still taken: the supervisor answers it
+    assert answers[1] == "ACTOR_RESTARTED"

@@ -41,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -123,9 +124,23 @@ def _serve_tote(data_dir: str) -> None:
         return
     import cProfile  # where the server's time goes: docs/performance.md reads it
 
+    steps = TaskSteps()
     with cProfile.Profile() as profile:
-        trio.run(serve_until_signalled, config)
+        trio.run(serve_until_signalled, config, instruments=[steps])
     profile.dump_stats(profile_path)
+    Path(f"{profile_path}.steps.json").write_text(json.dumps(steps.counts.most_common()))
+
+
+class TaskSteps(trio.abc.Instrument):
+    """Task steps (switches) by task name, for a profile: how many a bet takes."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        frame = getattr(task.coro, "cr_frame", None)
+        owner = frame.f_locals.get("self") if frame is not None else None
+        self.counts[f"{task.name} ({type(owner).__name__})" if owner else task.name] += 1
 
 
 def _serve_echo(_data_dir: str) -> None:

@@ -42,7 +42,6 @@ ALLOWED_LONG: frozenset[str] = frozenset(
     {
         "actors.betslips:BetslipDesk._place",
         "actors.game:GameActor._register_event",
-        "actors.pool:PoolActor.handle",
         "domain.pool:Pool.check_bet",
         "domain.pool:Pool.settle",
         "domain.pool:new_pool",
