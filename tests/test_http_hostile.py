@@ -13,6 +13,7 @@ from typing import Any
 
 import h11
 import httpx
+import pytest
 import trio
 import trio.testing
 
@@ -343,6 +344,7 @@ async def test_commits_never_wait_for_trio_s_default_threads(tmp_path: Path) -> 
         assert deposit.status_code == 201, deposit.text
 
 
+@pytest.mark.sqlite_only("takes the SQLite file from under the server")
 async def test_audits_during_a_stream_of_deposits_and_of_a_missing_file(
     tmp_path: Path,
 ) -> None:
