@@ -13,7 +13,8 @@ the tests crash tote, never the machine, so PostgreSQL's own durability is not u
 test and only costs time. One template database holds tote's schema; each test's
 database is a ``CREATE DATABASE … TEMPLATE`` copy of it (a file copy: fast), dropped
 after the test. The server is stopped (``-m immediate``) and its directory removed at
-the end of the session, also on Ctrl-C.
+the end of the session, also on Ctrl-C, and by a watcher process of its own when the
+session is killed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 import pwd
 import re
 import secrets
+import shlex
 import shutil
 import socket
 import subprocess
@@ -91,6 +93,7 @@ class ThrowawayPostgres:
     password: str = field(default_factory=lambda: secrets.token_hex(16))
     port: int = 0
     _admin: Any = None
+    _reaper: subprocess.Popen[bytes] | None = None
     _names: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -108,6 +111,7 @@ class ThrowawayPostgres:
         """initdb, start on a free port, make the template database with tote's schema."""
         atexit.register(self.stop)
         self._give_to_owner()
+        self._reap_if_we_die()
         self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=scram-sha-256",
                   f"--pwfile={self._password_file()}", "--no-sync")  # fmt: skip
         for attempt in range(PORT_ATTEMPTS):
@@ -156,6 +160,10 @@ class ThrowawayPostgres:
     def stop(self) -> None:
         """Stop the server at once and remove everything it wrote; safe to call twice."""
         atexit.unregister(self.stop)
+        if self._reaper is not None:
+            self._reaper.kill()
+            self._reaper.wait()
+            self._reaper = None
         if self._admin is not None:
             self._admin.close()
             self._admin = None
@@ -166,6 +174,22 @@ class ThrowawayPostgres:
                 check=False,
             )
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def _reap_if_we_die(self) -> None:
+        """A process of its own that stops the server and removes its directory once we
+        are gone without doing it (SIGTERM, SIGKILL: a CI timeout), within a second."""
+        stop = shlex.join(self._as_owner("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop"))
+        script = (
+            f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done; "
+            f"{stop} >/dev/null 2>&1; rm -rf {shlex.quote(str(self.root))}"
+        )
+        self._reaper = subprocess.Popen(
+            ["sh", "-c", script],
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     # -- running the binaries as the right user ---------------------------------------
 
