@@ -52,6 +52,9 @@ class Delete:
     key: dict[str, Any]
 
 
+LockMode = Literal["SHARE", "UPDATE"]
+
+
 @dataclass(frozen=True, slots=True)
 class Lock:
     """The row a ``Check`` locks before it reads, until the commit: ``SHARE`` beside
@@ -61,7 +64,7 @@ class Lock:
 
     table: str
     key: dict[str, Any]
-    mode: Literal["SHARE", "UPDATE"]
+    mode: LockMode
 
 
 @dataclass(frozen=True, slots=True)
