@@ -92,6 +92,7 @@ class ThrowawayPostgres:
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="tote-pg-")))
     password: str = field(default_factory=lambda: secrets.token_hex(16))
     port: int = 0
+    durable: bool = False  # fsync as PostgreSQL's default has it (the benchmark)
     _admin: Any = None
     _reaper: subprocess.Popen[bytes] | None = None
     _names: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -126,11 +127,12 @@ class ThrowawayPostgres:
         self._make_template()
 
     def _options(self) -> str:
-        """Loopback and a socket in our directory only; no fsync (see the docstring)."""
-        return (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
+        """Loopback and a socket in our directory only; no fsync unless ``durable``
+        (see the module's docstring)."""
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root}"
+        if self.durable:
+            return options
+        return f"{options} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 
     def _make_template(self) -> None:
         """The template database, given its schema by tote itself (open, then close)."""
@@ -246,9 +248,9 @@ def _owner() -> pwd.struct_passwd | None:
         ) from None
 
 
-def start_server() -> ThrowawayPostgres:
+def start_server(*, durable: bool = False) -> ThrowawayPostgres:
     """A started server; its directory is removed again when it cannot start."""
-    server = ThrowawayPostgres()
+    server = ThrowawayPostgres(durable=durable)
     try:
         server.start()
     except BaseException:
@@ -317,3 +319,23 @@ def open_test_database(synchronous: str = "OFF") -> Any:
     from storage.database import open_database
 
     return open_database(current.url(), synchronous=synchronous)
+
+
+def main() -> None:
+    """``python -m tests.postgres [--durable]``: a throwaway server with one database,
+    its URL printed, until Ctrl-C or SIGTERM (``tote bench --database URL``)."""
+    import signal
+    import sys
+
+    stops = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # taken by sigwait, even during start
+    server = start_server(durable="--durable" in sys.argv[1:])
+    try:
+        print(server.create_database(), flush=True)
+        signal.sigwait(stops)
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
