@@ -15,6 +15,7 @@ from actors.services import Services
 from actors.wallet import GetBalances
 from domain.errors import DomainError
 from kit.clock import WallClock
+from storage.changes import Update
 from storage.database import Database
 from tests.conftest import ActorHarness, Match, ledger_problems, open_match
 from tests.postgres import open_test_database
@@ -282,10 +283,8 @@ def forget_fail_safe(db: Database, pool_id: str) -> None:
     """Store the pool as an older version did: without a fail-safe time."""
     doc = msgspec.json.decode(db.scalar("SELECT doc FROM pools WHERE id = ?", (pool_id,)))
     doc["fail_safe_at"] = None
-    db.conn.execute(
-        "UPDATE pools SET fail_safe_at = NULL, doc = ? WHERE id = ?",
-        (msgspec.json.encode(doc).decode(), pool_id),
-    )
+    values = {"fail_safe_at": None, "doc": msgspec.json.encode(doc).decode()}
+    assert db.apply_batch([[Update("pools", {"id": pool_id}, values)]]) == [None]
 
 
 async def test_a_restart_resumes_the_lifetime_timer(

@@ -14,7 +14,7 @@ import pytest
 from actors.game import game_row
 from domain.game import GameStatus, new_game
 from domain.params import TIME_MAX_MS
-from storage.changes import Insert
+from storage.changes import Insert, Update
 from storage.database import Database
 from storage.game_list import open_games_page
 from tests.postgres import open_test_database
@@ -87,7 +87,7 @@ def test_times_stored_out_of_range_are_read_as_the_game_actor_reads_them() -> No
     doc = msgspec.json.decode(db.scalar("SELECT doc FROM games WHERE id = ?", (game_id,)))
     doc["open_at"] = "far"
     text = msgspec.json.encode(doc).decode().replace('"open_at":"far"', '"open_at":1e400')
-    db.conn.execute("UPDATE games SET doc = ? WHERE id = ?", (text, game_id))
+    assert db.apply_batch([[Update("games", {"id": game_id}, {"doc": text})]]) == [None]
     (listed,) = open_games_page(db, None, 10)
     assert listed.open_at == TIME_MAX_MS
     assert listed.status(NOW) is GameStatus.NOT_YET
