@@ -38,6 +38,7 @@ STATEMENT_TIMEOUT_MS = 120_000
 #: Tries of a whole batch that PostgreSQL rolled back for a deadlock (40P01) or a
 #: serialization failure (40001): nothing of it was committed, so it is run again.
 BATCH_TRIES = 4
+RETRIED = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 #: What the writers of a batch whose COMMIT lost its connection are told.
 COMMIT_UNKNOWN = "The database connection was lost during the commit: the change may be saved."
 
@@ -262,7 +263,7 @@ class PostgresDatabase(Database):
         while True:
             try:
                 return super().apply_batch(batch)
-            except psycopg.errors.TransactionRollback as exc:
+            except RETRIED as exc:
                 if tries == BATCH_TRIES:
                     raise
                 log.warning("batch rolled back (%s), try %d", exc.sqlstate, tries + 1)
@@ -277,7 +278,7 @@ class PostgresDatabase(Database):
         _execute_postgres(cur, change)
 
     def _sinks_batch(self, exc: Exception) -> bool:
-        return isinstance(exc, psycopg.errors.TransactionRollback) or self.pg.broken
+        return isinstance(exc, RETRIED) or self.pg.broken
 
     def _commit(self, cur: Any) -> None:
         try:
