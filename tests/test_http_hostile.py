@@ -19,6 +19,7 @@ import trio.testing
 
 from kit.settings import Settings
 from storage.audit import audit_ledger
+from tests import postgres as engines
 from tests.conftest import CHEAP_SCRYPT_N, Harness, running_harness
 from tote.server import Server, ServerConfig
 from transport import routes_status
@@ -224,9 +225,13 @@ async def test_a_deposit_whose_body_never_ends_gets_408_and_changes_nothing() ->
 
 
 def _on_disk(data_dir: Path) -> ServerConfig:
-    """A server on a database file (the in-memory one has no second connection)."""
+    """A server on a database file (the in-memory one has no second connection), on
+    PostgreSQL the data directory's database."""
     settings = Settings(scrypt_n=CHEAP_SCRYPT_N)
-    return ServerConfig(ws_port=0, http_port=0, data_dir=data_dir, settings=settings)
+    database = engines.current.server_database(data_dir)
+    return ServerConfig(
+        ws_port=0, http_port=0, data_dir=data_dir, database=database, settings=settings
+    )
 
 
 async def test_a_deposit_running_at_shutdown_lands_once_after_a_restart(
