@@ -34,6 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
+from storage.database import Database, open_database
+
 ENGINES = ("sqlite", "postgresql")
 #: Where Debian installs the server binaries, one directory per major version.
 DEBIAN_BINARIES = Path("/usr/lib/postgresql")
@@ -93,7 +97,7 @@ class ThrowawayPostgres:
     password: str = field(default_factory=lambda: secrets.token_hex(16))
     port: int = 0
     durable: bool = False  # fsync as PostgreSQL's default has it (the benchmark)
-    _admin: Any = None
+    _admin: psycopg.Connection[Any] | None = None
     _reaper: subprocess.Popen[bytes] | None = None
     _names: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -136,8 +140,6 @@ class ThrowawayPostgres:
 
     def _make_template(self) -> None:
         """The template database, given its schema by tote itself (open, then close)."""
-        from storage.database import open_database
-
         self.execute(f"CREATE DATABASE {TEMPLATE}")
         open_database(self.url(TEMPLATE), synchronous="OFF").close()
 
@@ -153,8 +155,6 @@ class ThrowawayPostgres:
 
     def execute(self, sql: str) -> None:
         """One statement outside a transaction, on the server's ``postgres`` database."""
-        import psycopg
-
         if self._admin is None:
             self._admin = psycopg.connect(self.url("postgres"), autocommit=True)
         self._admin.execute(sql)
@@ -313,11 +313,9 @@ def use(databases: TestDatabases) -> None:
     current = databases
 
 
-def open_test_database(synchronous: str = "OFF") -> Any:
+def open_test_database(synchronous: str = "OFF") -> Database:
     """A fresh database with tote's schema on the running test's engine (the caller
     closes it)."""
-    from storage.database import open_database
-
     return open_database(current.url(), synchronous=synchronous)
 
 
