@@ -229,7 +229,7 @@ async def test_a_held_bet_survives_a_pool_restart_and_is_decided_once(
     assert dist.distribution["a"]["amount_total"] == D("10")
     assert await wallet(actors, alice) == (DEPOSIT, DEPOSIT - 10_00, 10_00)
     assert await account(actors, f"escrow:{pool_id}") == 10_00
-    rows = "SELECT (SELECT COUNT(*) FROM bets), (SELECT COUNT(*) FROM held_bets)"
+    rows = "SELECT (SELECT COUNT(*) FROM bets) AS bets, (SELECT COUNT(*) FROM held_bets) AS held"
     counts = await actors.services.storage.read(lambda db: db.rows(rows))
     assert list(counts[0].values()) == [1, 0]
     assert await actors.audit() == []
