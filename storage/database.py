@@ -202,7 +202,10 @@ def connect_postgres(url: str) -> psycopg.Connection[Any]:
 
 
 class _PostgresCursor:
-    """A psycopg cursor that takes the ``?`` placeholders of storage/'s SQL."""
+    """A psycopg cursor that takes the ``?`` placeholders of storage/'s SQL: ``_execute``
+    renders a change through it as through a sqlite3 cursor (``execute`` returns the
+    cursor, with ``fetchone`` and ``rowcount``), so a change kind rendered there runs on
+    both engines when its SQL does."""
 
     def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
         self.cursor = cursor
