@@ -2,20 +2,16 @@
 reads giving the same dataclasses, the checks' row locks against write skew, retries,
 an unknown outcome when COMMIT loses its connection, snapshot reads and the audit.
 
-The PostgreSQL tests take a fresh database from ``postgres_url`` (a server from
-``TOTE_TEST_POSTGRES_URL``); the tests parametrized over both engines run SQLite alone
-when it is not set."""
+The PostgreSQL tests take a fresh database from ``postgres_url`` (tests/conftest.py: the
+session's throwaway server, tests/postgres.py)."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import secrets
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -52,22 +48,6 @@ from tote.server import EXIT_USAGE, Server, ServerConfig, StartError, open_stora
 
 #: The longest a test waits for another thread's step: only a hang takes this long.
 PATIENCE = 30.0
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh, empty database on the server of ``TOTE_TEST_POSTGRES_URL``, dropped after."""
-    server = os.environ.get("TOTE_TEST_POSTGRES_URL")
-    if not server:
-        pytest.skip("TOTE_TEST_POSTGRES_URL is not set")
-    name = f"tote_test_{secrets.token_hex(6)}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=[Engine.SQLITE, Engine.POSTGRESQL], ids=lambda e: e.value)
