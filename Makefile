@@ -1,5 +1,7 @@
 # `make run` starts the server, `make demo` one with a simulated match, `make test` runs
-# ruff and the whole suite (installing Chromium for the browser tests when it is missing),
+# ruff and the whole suite on SQLite, and its storage, money, betslip, crash and reliability
+# tests on PostgreSQL too (installing Chromium for the browser tests and PostgreSQL for
+# those when missing), `make test-postgres` the whole suite on PostgreSQL,
 # `make lint` ruff and the structural gates (tote/lintgate.py), `make audit` checks the
 # ledger of the server `make run` started,
 # `make bench` measures, `make binary` builds the single executable dist/tote and
@@ -15,12 +17,14 @@ STAMP := $(VENV)/.installed
 BINARY := dist/tote
 # The Debian packages the tests need (one line: add a package here, nowhere else), each
 # installed only when missing, without its recommended extras and with no upgrade of
-# what is there: today only Chromium, for the browser tests.
-DEBIAN_PACKAGES := chromium
+# what is there: Chromium for the browser tests, PostgreSQL for the tests that start a
+# throwaway server of their own (tests/postgres.py; the package's own cluster is not used).
+DEBIAN_PACKAGES := chromium postgresql
 # apt-get needs root; sudo when we are not.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run demo test lint packages browser bench audit soak abuse binary test-binary clean
+.PHONY: run demo test test-postgres lint packages browser bench audit soak abuse binary \
+	test-binary clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +64,11 @@ lint: $(STAMP)
 
 test: lint packages
 	$(BIN)/pytest -q
+
+# The whole suite with every harness on PostgreSQL (tests that are SQLite by nature say
+# so and are skipped); a server that cannot start fails the run, with the reason.
+test-postgres: lint packages
+	TOTE_TEST_ENGINE=postgresql $(BIN)/pytest -q
 
 # The running server at its default address, with the key it keeps in ./data.
 audit: $(STAMP)

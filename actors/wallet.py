@@ -341,6 +341,29 @@ class WalletActor(Actor):
         return id(body) if isinstance(body, PlaceSlip | Settle) else "wallet"
 
     async def handle_batch(self, requests: list[Request]) -> None:
+        pending = await self._judge(requests)
+        try:
+            await self._commit(pending)
+        except DomainError as error:
+            if error.code != ErrorCode.INSUFFICIENT_FUNDS:
+                raise  # the kit answers the batch; unknown outcomes have the wallet rebuilt
+            # the database refused an overdraft memory allowed: memory was wrong or another
+            # writer spent the money. Judged again on what is stored, only the requests
+            # that really overdraw are refused; a second refusal fails the batch.
+            log.warning("the database refused an overdraft the wallet allowed: reloading")
+            await self._reload_money()
+            pending = await self._judge([request for request, _ in pending.replies])
+            await self._commit(pending)
+        touched = self._apply(pending)
+        for request, result in pending.replies:
+            request.reply(result() if callable(result) else result)
+        for user_id, currency in touched:
+            self.on_balance(user_id, BalanceChanged(currency, self.balance(user_id, currency)))
+        await _let_answered_pools_send_again()
+
+    async def _judge(self, requests: list[Request]) -> _Pending:
+        """Each request judged against memory and what the batch did before it; a refused
+        one is answered now. Changes nothing in memory (``_apply`` does, after COMMIT)."""
         pending = _Pending(
             stored_references=await self._read_references(requests),
             histories=await self._read_histories(requests),
@@ -352,31 +375,16 @@ class WalletActor(Actor):
                 request.fail(error)
             else:
                 pending.replies.append((request, result))
-        # a failed commit fails the batch (the kit answers it); one of unknown outcome
-        # also has the wallet rebuilt from the ledger
-        await self._commit(pending)
-        touched = self._apply(pending)
-        for request, result in pending.replies:
-            request.reply(result() if callable(result) else result)
-        for user_id, currency in touched:
-            self.on_balance(user_id, BalanceChanged(currency, self.balance(user_id, currency)))
-        await _let_answered_pools_send_again()
+        return pending
 
     async def _commit(self, pending: _Pending) -> None:
         """The batch's changes, then the stored balances its lines move (one adjustment a
-        wallet, in one order for every commit). The database refuses a batch that would
-        overdraw a wallet (INSUFFICIENT_FUNDS, nothing saved) even when memory allowed
-        it: memory was wrong or another writer spent the money, so the balances are
-        read again from storage before the refusal is answered."""
-        try:
-            await self.storage.commit(
-                [*pending.changes, *wallet_store.balance_changes(pending.lines)]
-            )
-        except DomainError as error:
-            if error.code == ErrorCode.INSUFFICIENT_FUNDS:
-                log.warning("the database refused an overdraft the wallet allowed: reloading")
-                await self._reload_money()
-            raise
+        wallet, in one order for every commit).
+
+        Raises:
+            INSUFFICIENT_FUNDS: the database refused a wallet's overdraft (nothing saved).
+        """
+        await self.storage.commit([*pending.changes, *wallet_store.balance_changes(pending.lines)])
 
     async def _reload_money(self) -> None:
         """Available balances and exposure as stored, in place of what memory holds."""

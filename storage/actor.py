@@ -1,4 +1,4 @@
-"""The storage actor: the one task that talks to SQLite.
+"""The storage actor: the one task that writes to the database (SQLite or PostgreSQL).
 
 Writers send a list of changes and get the answer only after COMMIT. Requests that queue
 up while a transaction is running are committed together in the next one (group
@@ -19,12 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psycopg
 import trio
 
-from domain.errors import DomainError
+from domain.errors import DomainError, OutcomeUnknown
 from kit.runtime import DEFAULT_TIMEOUT, Actor, Mailbox, Request
 from storage.changes import Change
-from storage.database import Database
+from storage.database import Database, Reader, SqliteReader, postgres_snapshot
+from storage.dialect import Engine, engine_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,7 +39,8 @@ SNAPSHOT_THREADS = 2
 #: a thousand games), each in a worker thread: a crowd asking for them waits its turn
 #: rather than taking every thread, and the event loop builds none of them.
 DOCUMENT_THREADS = 2
-#: What a caller is told: SQLite's own words name tables and columns, so they go to the log.
+#: What a caller is told: the database's own words name tables and columns, so they go to
+#: the log.
 READ_FAILED = "The read failed; the server log says why."
 NOT_SAVED = "The change was not saved; the server log says why."
 REFUSED = "The change was refused by the database; the server log says why."
@@ -91,6 +94,11 @@ class StorageActor(Actor):
             results = await self._call(
                 self.database.apply_batch, [request.body.changes for request in batch]
             )
+        except OutcomeUnknown as unknown:  # the COMMIT lost its connection: maybe saved
+            log.exception("commit of %d requests has an unknown outcome", len(batch))
+            for request in batch:
+                request.fail(unknown)
+            return
         except Exception as exc:
             log.exception("commit of %d requests failed", len(batch))
             raise DomainError("STORAGE_FAILURE", NOT_SAVED) from exc
@@ -150,12 +158,13 @@ class Storage:
     async def read(self, query: Callable[[Database], T]) -> T:
         return await self.inbox.ask(Read(query), timeout=self.timeout)
 
-    async def read_snapshot(self, query: Callable[[sqlite3.Connection], T]) -> T:
+    async def read_snapshot(self, query: Callable[[Reader], T]) -> T:
         """``query`` on a read-only connection of its own, in one read transaction (one
-        snapshot, thanks to WAL), in a worker thread: a read of millions of rows holds up
-        no commit. An in-memory database has no second connection: the actor runs it."""
+        snapshot: SQLite's WAL, PostgreSQL's REPEATABLE READ), in a worker thread: a read
+        of millions of rows holds up no commit. An in-memory database has no second
+        connection: the actor runs it."""
         if self.path == ":memory:":
-            return await self.read(lambda db: query(db.conn))
+            return await self.read(query)
         return await in_thread(
             self.offload, self.snapshot_threads, _read_snapshot, self.path, query
         )
@@ -172,15 +181,19 @@ async def in_thread(
     return fn(*args)
 
 
-def _read_snapshot(path: str, query: Callable[[sqlite3.Connection], T]) -> T:
+def _read_snapshot(path: str, query: Callable[[Reader], T]) -> T:
+    """``query`` in one read transaction of a connection of its own (``path``: a SQLite
+    file or a PostgreSQL URL). Raises STORAGE_FAILURE when the database fails."""
     try:
+        if engine_of(path) is Engine.POSTGRESQL:
+            return postgres_snapshot(path, query)
         conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
         try:
             conn.execute("BEGIN")
-            return query(conn)
+            return query(SqliteReader(conn))
         finally:
             conn.close()
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, psycopg.Error) as exc:
         log.exception("snapshot read failed")
         raise DomainError("STORAGE_FAILURE", READ_FAILED) from exc
 

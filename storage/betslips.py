@@ -43,7 +43,9 @@ def slip_answer(
 
 
 def bet_ids_unused(user_id: int, bet_ids: list[str], code: str, message: str) -> Check:
-    """Fails the commit with ``code`` when the user already placed one of ``bet_ids``."""
+    """Fails the commit with ``code`` when the user already placed one of ``bet_ids``.
+    Locks nothing: two slips that store the same bet id at once are kept apart by the
+    unique index on (user_id, external_bet_id), which fails the second."""
     marks = ", ".join("?" for _ in bet_ids)
     return Check(
         f"SELECT COUNT(*) FROM bets WHERE user_id = ? AND external_bet_id IN ({marks})",

@@ -57,7 +57,7 @@ def pools_of(
         "SELECT p.id, p.doc, r.pool_id IS NOT NULL AS resolving FROM pools p"
         " JOIN games g ON g.id = p.game_id"
         " LEFT JOIN pending_resolutions r ON r.pool_id = p.id"
-        f" WHERE {where}",
+        f" WHERE {where} ORDER BY p.rowid",
         args,
     )
     return games, pools
@@ -100,7 +100,7 @@ def resolved_pools_bet_in(db: Database, game_id: str, user_id: int) -> list[str]
     game ever had."""
     rows = db.rows(
         "SELECT DISTINCT pool_id FROM bets WHERE user_id = ? AND pool_id IN "
-        "(SELECT id FROM pools WHERE game_id = ? AND status != 'open')",
+        "(SELECT id FROM pools WHERE game_id = ? AND status != 'open') ORDER BY pool_id",
         (user_id, game_id),
     )
     return [row["pool_id"] for row in rows]

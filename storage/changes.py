@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,18 +52,37 @@ class Delete:
     key: dict[str, Any]
 
 
+LockMode = Literal["SHARE", "UPDATE"]
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    """The row a ``Check`` locks before it reads, until the commit: ``SHARE`` beside
+    other sharers (slips on one pool), ``UPDATE`` alone (the settlement of that pool).
+    PostgreSQL takes it (``FOR SHARE`` / ``FOR UPDATE``); SQLite has one writer, whose
+    ``BEGIN IMMEDIATE`` already excludes every other, and ignores it."""
+
+    table: str
+    key: dict[str, Any]
+    mode: LockMode
+
+
 @dataclass(frozen=True, slots=True)
 class Check:
     """A condition the request needs, read inside its transaction: when ``sql`` does not
     give ``expected``, the request fails with ``code`` and changes nothing. How an actor
-    that is not the only writer of a row (a betslip on a pool, a settlement) stays right
-    without a lock."""
+    that is not the only writer of a row (a betslip on a pool, a settlement) stays right.
+    ``lock`` names the row that keeps the condition true until the commit: without it,
+    two transactions of READ COMMITTED could each read before the other wrote (write
+    skew: a pool settled with 2 bets while a slip stored a third). None: the condition
+    is on a row the request itself writes, or one no concurrent writer changes."""
 
     sql: str
     params: tuple[Any, ...]
     expected: Any
     code: str
     message: str
+    lock: Lock | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from typing import Any
 from domain.game import GameStatus, game_status
 from domain.params import INT64_MAX, stored_time
 from storage.database import Database
+from storage.dialect import indexed_by, json_flag, json_number, json_text
 from storage.schema import OPEN_GAMES_INDEX
 
 
@@ -46,17 +47,21 @@ class ListedGame:
 def open_games_page(db: Database, before: int | None, limit: int) -> list[ListedGame]:
     """Up to ``limit`` games not closed, newest first, below position ``before`` (from
     the newest when None): one indexed range scan of at most ``limit`` rows."""
+    engine = db.engine
+    fields = [
+        *(f"{json_text(engine, 'g.doc', key)} AS {key}" for key in ("name", "type")),
+        *(f"{json_flag(engine, 'g.doc', key)} AS {key}" for key in ("opened", "closing")),
+        *(
+            f"{json_number(engine, 'g.doc', key)} AS {key}"
+            for key in ("open_at", "live_start_at", "close_at")
+        ),
+    ]
     rows = db.rows(
         "SELECT g.rowid AS position, g.id, g.source_id, s.name AS source_name,"
-        " json_extract(g.doc, '$.name') AS name, json_extract(g.doc, '$.type') AS type,"
-        " json_extract(g.doc, '$.opened') AS opened,"
-        " json_extract(g.doc, '$.closing') AS closing,"
-        " json_extract(g.doc, '$.open_at') AS open_at,"
-        " json_extract(g.doc, '$.live_start_at') AS live_start_at,"
-        " json_extract(g.doc, '$.close_at') AS close_at"
-        f" FROM games g INDEXED BY {OPEN_GAMES_INDEX}"
+        f" {', '.join(fields)}"
+        f" FROM games g{indexed_by(engine, OPEN_GAMES_INDEX)}"
         " LEFT JOIN sources s ON s.id = g.source_id"
-        " WHERE json_extract(g.doc, '$.closed_at') IS NULL AND g.rowid < ?"
+        f" WHERE {json_text(engine, 'g.doc', 'closed_at')} IS NULL AND g.rowid < ?"
         " ORDER BY g.rowid DESC LIMIT ?",
         (INT64_MAX if before is None else before, limit),
     )

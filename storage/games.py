@@ -78,7 +78,10 @@ def open_pool_ids(db: Database, game_id: str) -> list[str]:
 
 def open_pool_documents(db: Database, game_id: str) -> list[Document]:
     """The documents of the game's open pools."""
-    rows = db.rows("SELECT id, doc FROM pools WHERE game_id = ? AND status = 'open'", (game_id,))
+    rows = db.rows(
+        "SELECT id, doc FROM pools WHERE game_id = ? AND status = 'open' ORDER BY rowid",
+        (game_id,),
+    )
     return [Document(**row) for row in rows]
 
 
@@ -86,7 +89,8 @@ def pending_resolutions(db: Database, game_id: str) -> list[PendingResolution]:
     """The event resolutions committed for the game's pools that are still open."""
     rows = db.rows(
         "SELECT r.pool_id, r.winning_target, r.happened_at FROM pending_resolutions r"
-        " JOIN pools p ON p.id = r.pool_id WHERE p.game_id = ? AND p.status = 'open'",
+        " JOIN pools p ON p.id = r.pool_id WHERE p.game_id = ? AND p.status = 'open'"
+        " ORDER BY r.rowid",
         (game_id,),
     )
     return [PendingResolution(**row) for row in rows]

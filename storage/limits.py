@@ -44,7 +44,9 @@ def exclusion_change(user_id: int, until: int) -> Change:
 def load_limits(db: Database) -> dict[Key, PlayerLimits]:
     """Every player's limits, by user and currency."""
     slots: dict[Key, dict[Slot, Limit]] = {}
-    for row in db.rows("SELECT * FROM limits"):
+    for row in db.rows(
+        "SELECT user_id, currency, kind, period, amount, pending_amount, pending_from FROM limits"
+    ):
         key = (row["user_id"], row["currency"])
         slot = (Kind(row["kind"]), Period(row["period"]))
         slots.setdefault(key, {})[slot] = Limit(

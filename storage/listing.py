@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from storage.database import Database
+from storage.dialect import json_number
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +88,8 @@ def pools_page(db: Database, game_id: str, limit: int, offset: int) -> list[Pool
         "SELECT p.doc, COUNT(b.id) AS bets, COALESCE(SUM(b.amount), 0) AS staked"
         " FROM pools p LEFT JOIN bets b ON b.pool_id = p.id WHERE p.game_id = ?"
         # creation order: a pool's rowid changes each time it is saved (INSERT OR REPLACE)
-        " GROUP BY p.id ORDER BY json_extract(p.doc, '$.start_at'), p.rowid LIMIT ? OFFSET ?",
+        f" GROUP BY p.id ORDER BY {json_number(db.engine, 'p.doc', 'start_at')}, p.rowid"
+        " LIMIT ? OFFSET ?",
         (game_id, limit, offset),
     )
     return [PoolRow(row["doc"], row["bets"], row["staked"]) for row in rows]

@@ -5,14 +5,16 @@ touches a pool reads inside its transaction. Reads run inside the storage actor.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 
 from domain.errors import DomainError
 from domain.params import stored_time
 from domain.pool import Bet, PendingResolution, Pool
-from storage.changes import Check
+from storage.changes import Check, Lock, LockMode
 from storage.database import Database
+from storage.dialect import json_number
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +38,8 @@ class HeldBet:
 def load_pool(db: Database, pool_id: str) -> StoredPool:
     """The pool as stored; NOT_FOUND when there is none."""
     row = db.rows(
-        "SELECT p.doc, p.broadcast_bets, json_extract(g.doc, '$.close_at') AS close_at"
+        "SELECT p.doc, p.broadcast_bets,"
+        f" {json_number(db.engine, 'g.doc', 'close_at')} AS close_at"
         " FROM pools p LEFT JOIN games g ON g.id = p.game_id WHERE p.id = ?",
         (pool_id,),
     )
@@ -62,7 +65,8 @@ def load_pool(db: Database, pool_id: str) -> StoredPool:
 
 def stored_bets(db: Database, pool_id: str, slip_key: str | None = None) -> list[Bet]:
     """The pool's stored bets (only one slip's, if given), oldest first."""
-    sql, params = "SELECT * FROM bets WHERE pool_id = ?", [pool_id]
+    sql = "SELECT id, user_id, target, amount, placed_at FROM bets WHERE pool_id = ?"
+    params: list[Any] = [pool_id]
     if slip_key is not None:
         sql, params = f"{sql} AND slip_key = ?", [pool_id, slip_key]
     return [
@@ -77,7 +81,11 @@ def held_bets(db: Database, pool_id: str) -> list[HeldBet]:
         HeldBet(
             Bet(r["id"], r["user_id"], r["target"], r["amount"], r["requested_at"]), r["due_at"]
         )
-        for r in db.rows("SELECT * FROM held_bets WHERE pool_id = ? ORDER BY rowid", (pool_id,))
+        for r in db.rows(
+            "SELECT id, user_id, target, amount, requested_at, due_at FROM held_bets"
+            " WHERE pool_id = ? ORDER BY rowid",
+            (pool_id,),
+        )
     ]
 
 
@@ -91,18 +99,49 @@ def placed_slips(db: Database, pool_id: str, keys: list[str]) -> set[str]:
     return {row["slip_key"] for row in rows}
 
 
-def status_is(pool_id: str, status: str, code: str, message: str) -> Check:
+# The checks of a commit that touches a pool it does not own (a betslip) or that must see
+# every bet of it (the settlement) lock the pool's row first, so that neither reads before
+# the other wrote: a slip takes it SHARE (slips on one pool go on side by side), the
+# settlement UPDATE (alone). Which one the caller says with ``lock``.
+
+
+def _pool_row(pool_id: str, lock: LockMode) -> Lock:
+    return Lock("pools", {"id": pool_id}, lock)
+
+
+def status_is(pool_id: str, status: str, code: str, message: str, *, lock: LockMode) -> Check:
     """Fails the commit with ``code`` unless the pool's stored status is ``status``."""
-    return Check("SELECT status FROM pools WHERE id = ?", (pool_id,), status, code, message)
-
-
-def no_pending_resolution(pool_id: str, code: str, message: str) -> Check:
-    """Fails the commit with ``code`` when an event resolution is pending for the pool."""
     return Check(
-        "SELECT COUNT(*) FROM pending_resolutions WHERE pool_id = ?", (pool_id,), 0, code, message
+        "SELECT status FROM pools WHERE id = ?",
+        (pool_id,),
+        status,
+        code,
+        message,
+        _pool_row(pool_id, lock),
     )
 
 
-def bet_count_is(pool_id: str, count: int, code: str, message: str) -> Check:
+def no_pending_resolution(pool_id: str, code: str, message: str, *, lock: LockMode) -> Check:
+    """Fails the commit with ``code`` when an event resolution is pending for the pool.
+    (An event's resolution does not lock the pool: a slip that commits after it is caught
+    by the settlement's ``bet_count_is``, which reloads the pool.)"""
+    return Check(
+        "SELECT COUNT(*) FROM pending_resolutions WHERE pool_id = ?",
+        (pool_id,),
+        0,
+        code,
+        message,
+        _pool_row(pool_id, lock),
+    )
+
+
+def bet_count_is(pool_id: str, count: int, code: str, message: str, *, lock: LockMode) -> Check:
     """Fails the commit with ``code`` unless the pool has ``count`` bets stored."""
-    return Check("SELECT COUNT(*) FROM bets WHERE pool_id = ?", (pool_id,), count, code, message)
+    return Check(
+        "SELECT COUNT(*) FROM bets WHERE pool_id = ?",
+        (pool_id,),
+        count,
+        code,
+        message,
+        _pool_row(pool_id, lock),
+    )

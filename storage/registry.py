@@ -46,7 +46,7 @@ def registry_rows(db: Database) -> RegistryRows:
         StoredUser(
             r["id"], r["name"], tuple(msgspec.json.decode(r["roles"] or "[]")), r["password"] or ""
         )
-        for r in db.rows("SELECT id, name, roles, password FROM users")
+        for r in db.rows("SELECT id, name, roles, password FROM users ORDER BY rowid")
     )
     return RegistryRows(
         users,
@@ -65,7 +65,7 @@ def _expiries(rows: list[dict]) -> Expiries:
 
 def _sources(db: Database) -> tuple[StoredSource, ...]:
     admins: dict[str, list[int]] = {}
-    for r in db.rows("SELECT source_id, user_id FROM source_admins"):
+    for r in db.rows("SELECT source_id, user_id FROM source_admins ORDER BY rowid"):
         admins.setdefault(r["source_id"], []).append(r["user_id"])
     games: dict[str, list[str]] = {}
     for r in db.rows("SELECT id, source_id FROM games ORDER BY rowid"):
@@ -80,5 +80,7 @@ def _sources(db: Database) -> tuple[StoredSource, ...]:
             tuple(admins.get(r["id"], ())),
             tuple(games.get(r["id"], ())),
         )
-        for r in db.rows("SELECT id, name, description, owner_id, closed FROM sources")
+        for r in db.rows(
+            "SELECT id, name, description, owner_id, closed FROM sources ORDER BY rowid"
+        )
     )

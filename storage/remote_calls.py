@@ -4,10 +4,10 @@ callback worker reads to build a credit. Reads run inside the storage actor."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from domain.remote import CreditBet
-from storage.changes import Check
+from storage.changes import Check, Lock
 from storage.database import Database
 
 
@@ -27,6 +27,11 @@ class RemoteCall:
     last_error: str
 
 
+#: The outbox's columns, as ``RemoteCall`` names them (``SELECT *`` would bring
+#: PostgreSQL's ``rowid`` too).
+_CALL_COLUMNS = ", ".join(f.name for f in fields(RemoteCall))
+
+
 @dataclass(frozen=True, slots=True)
 class Backlog:
     """What the outbox holds (for the audit and the metrics)."""
@@ -43,7 +48,7 @@ def due_calls(
     those still in ``stale_state`` since before ``stale`` (their placer is gone)."""
     marks = ", ".join("?" for _ in retry)
     rows = db.rows(
-        f"SELECT * FROM remote_calls WHERE next_at <= ? AND (state IN ({marks})"
+        f"SELECT {_CALL_COLUMNS} FROM remote_calls WHERE next_at <= ? AND (state IN ({marks})"
         " OR (state = ? AND created_at < ?)) ORDER BY next_at LIMIT ?",
         (now, *retry, stale_state, stale, limit),
     )
@@ -62,8 +67,17 @@ def backlog(db: Database, pending: tuple[str, ...]) -> Backlog:
 
 
 def state_is(key: str, state: str, code: str, message: str) -> Check:
-    """Fails the commit with ``code`` unless the call is still in ``state``."""
-    return Check("SELECT state FROM remote_calls WHERE key = ?", (key,), state, code, message)
+    """Fails the commit with ``code`` unless the call is still in ``state``. Locks the call's
+    row (UPDATE): each commit that checks a state then moves the call on, and two of them
+    (the placer and the worker) must not both move it from the same state."""
+    return Check(
+        "SELECT state FROM remote_calls WHERE key = ?",
+        (key,),
+        state,
+        code,
+        message,
+        Lock("remote_calls", {"key": key}, "UPDATE"),
+    )
 
 
 def pool_bets_for_credit(db: Database, pool_id: str) -> list[CreditBet]:

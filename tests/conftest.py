@@ -24,6 +24,16 @@ from domain.codec import decode, encode
 from domain.ledger import audit
 from kit.runtime import Mailbox
 from kit.settings import Settings
+from tests import postgres as engines
+from tests.postgres import (
+    TestDatabases,
+    ThrowawayPostgres,
+    Unavailable,
+    default_engine,
+    must_run,
+    open_test_database,
+    start_server,
+)
 from tote.server import Endpoints, Server, ServerConfig
 from transport.frames import Frame
 
@@ -40,6 +50,72 @@ def root_logging_restored() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+# -- the engine: SQLite, PostgreSQL or both (tests/postgres.py) -------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked ``both_engines`` runs once per engine when the suite's engine is
+    SQLite (``make test``), on PostgreSQL only under ``make test-postgres``."""
+    if metafunc.definition.get_closest_marker("both_engines") is None:
+        return
+    engines = ["sqlite", "postgresql"] if default_engine() == "sqlite" else ["postgresql"]
+    metafunc.parametrize("engine", engines, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[ThrowawayPostgres]:
+    """The session's throwaway PostgreSQL. When it cannot start, the tests that need it
+    fail with the reason in CI or under TOTE_TEST_ENGINE=postgresql, else are skipped."""
+    try:
+        server = start_server()
+    except Unavailable as why:
+        line = f"PostgreSQL unavailable for the tests: {why}"
+        if must_run():
+            pytest.fail(line, pytrace=False)
+        pytest.skip(line)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The engine this test's harnesses build their databases on; each database made is
+    dropped after the test. A test marked ``sqlite_only(reason)`` is skipped on
+    PostgreSQL with that reason."""
+    name = getattr(request, "param", None) or default_engine()
+    server = None
+    if name == "postgresql":
+        only = request.node.get_closest_marker("sqlite_only")
+        if only is not None:
+            pytest.skip(f"SQLite only: {only.args[0]}")
+        server = request.getfixturevalue("postgres")
+    databases = TestDatabases(name, server)
+    engines.use(databases)
+    try:
+        yield name
+    finally:
+        engines.use(TestDatabases("sqlite"))
+        databases.drop_all()
+
+
+@pytest.fixture
+def postgres_url(postgres: ThrowawayPostgres) -> Iterator[str]:
+    """A fresh PostgreSQL database with tote's schema, whatever the engine; dropped after."""
+    url = postgres.create_database()
+    try:
+        yield url
+    finally:
+        postgres.drop_database(url)
+
+
+@pytest.fixture
+def database_url() -> str:
+    """``:memory:`` on SQLite, a fresh database with tote's schema on PostgreSQL."""
+    return engines.current.url()
 
 
 async def ledger_problems(services: Any) -> list[str]:
@@ -204,13 +280,15 @@ class _connected:
 @asynccontextmanager
 async def running_harness(data_dir: Path | None = None, **settings: Any) -> AsyncIterator[Harness]:
     """A server on an in-memory database (or one in ``data_dir``, for what needs a file:
-    a second connection, a restart); the books are audited when it stops.
+    a second connection, a restart), on PostgreSQL a fresh database (the data
+    directory's, for a restart); the books are audited when it stops.
     ``settings``: Settings fields to change."""
     server = Server(
         ServerConfig(
             ws_port=0,
             http_port=0,
             data_dir=data_dir,
+            database=engines.current.server_database(data_dir),
             synchronous="OFF",
             settings=Settings(scrypt_n=CHEAP_SCRYPT_N, **settings),
         )
@@ -291,10 +369,9 @@ class ActorHarness:
 @pytest.fixture
 async def actors() -> AsyncIterator[ActorHarness]:
     """Actors only (no transports), store inline; the books are audited at the end."""
-    from storage.database import Database
     from tote.server import start_services
 
-    database = Database(":memory:", synchronous="OFF")
+    database = open_test_database()
     config = ServerConfig(offload=False)
     async with trio.open_nursery() as nursery:
         services = await nursery.start(start_services, config, database, "key")

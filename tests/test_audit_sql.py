@@ -4,12 +4,17 @@ computed by SQLite."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.ledger import audit, balances
 from storage.audit import audit_ledger
 from storage.database import Database
+
+pytestmark = pytest.mark.sqlite_only(
+    "stores amounts of any type, as only SQLite's dynamic typing lets a book hold"
+)
 
 INT64_MAX = 2**63 - 1
 

@@ -19,6 +19,10 @@ from tests.conftest import CHEAP_SCRYPT_N, Harness
 from tote import cli
 from tote.server import Server, ServerConfig
 
+pytestmark = pytest.mark.sqlite_only(
+    "tote backup copies the SQLite file; PostgreSQL is backed up with pg_dump"
+)
+
 
 @asynccontextmanager
 async def file_server(data_dir: Path) -> AsyncIterator[Harness]:

@@ -182,8 +182,8 @@ async def _balance(actors: ActorHarness, user: int) -> tuple[int, int]:
 
 async def test_a_second_wallet_with_stale_memory_cannot_overdraw(actors: ActorHarness) -> None:
     """Two wallet actors on one database (as two nodes will be): each believes the whole
-    balance is there; the second stake is refused by the database, changes nothing, and
-    that wallet reads its balances again."""
+    balance is there; the database refuses the second stake, which changes nothing; that
+    wallet reads its balances again and refuses the stake as it would any overdraft."""
     services = actors.services
     alice = await actors.user("alice", deposit=100)
     second = Mailbox("wallet-2")
@@ -192,13 +192,42 @@ async def test_a_second_wallet_with_stale_memory_cannot_overdraw(actors: ActorHa
     stake = StakeItem(alice, "EUR", 80, "p1")
     assert await services.ask_wallet(Stakes([stake])) == [None]
     lines = await services.storage.read(lambda db: db.scalar("SELECT COUNT(*) FROM ledger"))
-    with pytest.raises(DomainError) as refused:
-        await second.ask(Stakes([stake]))
-    assert refused.value.code == "INSUFFICIENT_FUNDS"
+    [refused] = await second.ask(Stakes([stake]))
+    assert isinstance(refused, DomainError)
+    assert refused.code == "INSUFFICIENT_FUNDS"
     assert await services.storage.read(lambda db: db.scalar("SELECT COUNT(*) FROM ledger")) == lines
     assert await _balance(actors, alice) == (20, 20)
     assert (await second.ask(GetBalances(alice)))["EUR"].available == 20  # read again
     assert await second.ask(Stakes([StakeItem(alice, "EUR", 20, "p1")])) == [None]
+    second.close()
+
+
+async def test_a_refused_overdraft_takes_no_other_players_stake_down(
+    actors: ActorHarness,
+) -> None:
+    """The database refuses a batch in which one stake overdraws (memory was stale): the
+    wallet reads its balances again and judges the batch again, so only that stake is
+    refused and another player's stake queued beside it is placed."""
+    services = actors.services
+    alice = await actors.user("alice", deposit=100)
+    bob = await actors.user("bob", deposit=100)
+    second = Mailbox("wallet-2")
+    other = await WalletActor.load(second, services.storage, services.clock)
+    assert await services.ask_wallet(Stakes([StakeItem(alice, "EUR", 80, "p1")])) == [None]
+    answers: dict[str, object] = {}
+
+    async def stake(name: str, item: StakeItem) -> None:
+        [answer] = await second.ask(Stakes([item]))
+        answers[name] = answer.code if isinstance(answer, DomainError) else answer
+
+    async with trio.open_nursery() as nursery:  # both queued before the wallet runs
+        nursery.start_soon(stake, "alice", StakeItem(alice, "EUR", 80, "p1"))
+        nursery.start_soon(stake, "bob", StakeItem(bob, "EUR", 30, "p1"))
+        await trio.testing.wait_all_tasks_blocked()
+        await actors.nursery.start(other.run)
+    assert answers == {"alice": "INSUFFICIENT_FUNDS", "bob": None}
+    assert await _balance(actors, alice) == (20, 20)
+    assert (await _balance(actors, bob))[1] == 70  # stored (the first wallet never saw it)
     second.close()
 
 

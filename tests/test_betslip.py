@@ -19,6 +19,9 @@ from domain.codec import decode, encode
 from domain.errors import DomainError
 from tests.conftest import Harness, WsClient, setup_game
 
+#: Storage and money: on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
+
 D = Decimal
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import trio
 from trio_websocket import open_websocket_url
 
@@ -18,6 +19,9 @@ from actors.registry import handshake_digest
 from domain.codec import decode
 from tests.conftest import WsClient, setup_game
 from tests.test_crash_recovery import client, running_server
+
+#: Storage and money: on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
 
 SLIPS = 24
 ANSWERED_BEFORE_KILL = 8

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 import trio
 
 from actors import pool as p
@@ -13,6 +14,9 @@ from actors.wallet import PlaceSlip
 from kit.runtime import Mailbox
 from storage.changes import Insert
 from tests.conftest import ActorHarness, Match, open_match
+
+#: Storage and money: on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
 
 SLIP_SECONDS = 10.0
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 from trio_websocket import open_websocket_url
 
@@ -15,6 +16,9 @@ from actors.registry import handshake_digest
 from domain.codec import decode
 from tests.conftest import WsClient, setup_game
 from tests.test_crash_recovery import client, running_server
+
+#: Storage and money: on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
 
 STAKE = Decimal("1.25")
 

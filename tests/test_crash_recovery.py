@@ -18,9 +18,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 
 from domain.codec import decode
+from tests import postgres as engines
+
+#: Storage and money: on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "-crash-test-operator-key"  # leading "-": the CLI must still take it
@@ -31,8 +36,8 @@ READY = re.compile(rb"tote ready: websocket ws://\S+:(\d+)\s+http (http://\S+:\d
 async def running_server(
     data_dir: Path, log: Path, *extra: str
 ) -> AsyncIterator[tuple[trio.Process, str, int]]:
-    """Start ``tote serve`` as a subprocess; yields it, its HTTP base URL and its websocket
-    port once ready.
+    """Start ``tote serve`` as a subprocess (on PostgreSQL, on the data directory's
+    database); yields it, its HTTP base URL and its websocket port once ready.
     The process is always SIGKILLed and reaped on the way out."""
     with log.open("ab") as stderr:
         proc = await trio.lowlevel.open_process(
@@ -48,6 +53,7 @@ async def running_server(
                 "--http-port",
                 "0",
                 f"--operator-key={KEY}",
+                *engines.current.serve_flags(data_dir),
                 *extra,
             ],
             stdout=subprocess.PIPE,

@@ -89,7 +89,8 @@ async def test_a_pool_that_cannot_settle_stops_no_other_and_settles_later(
     )
     broken = msgspec.json.decode(row["doc"])
     del broken["currency"]  # the pool can no longer be loaded
-    await services.storage.commit([Upsert("pools", {**row, "doc": msgspec.json.encode(broken)})])
+    broken_doc = msgspec.json.encode(broken).decode()
+    await services.storage.commit([Upsert("pools", {**row, "doc": broken_doc})])
     services.supervisor.kill(f"pool:{stuck_id}")
 
     reply = await m.game.ask(g.RegisterEvent(m.admin, "goal", "a:1", None))

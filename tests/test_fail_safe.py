@@ -15,8 +15,10 @@ from actors.services import Services
 from actors.wallet import GetBalances
 from domain.errors import DomainError
 from kit.clock import WallClock
+from storage.changes import Update
 from storage.database import Database
 from tests.conftest import ActorHarness, Match, ledger_problems, open_match
+from tests.postgres import open_test_database
 from tote.server import ServerConfig, start_services
 
 DAY_MS = 24 * 3600 * 1000
@@ -218,7 +220,7 @@ async def test_a_server_down_across_the_fail_safe_time_voids_the_pool_when_it_st
 ) -> None:
     """The first run lives an hour in the past, so its pool's fail-safe time has passed
     when the second run starts on the same database; a third run finds nothing to do."""
-    database = Database(":memory:", synchronous="OFF")
+    database = open_test_database()
     config = ServerConfig(offload=False)
     async with trio.open_nursery() as nursery:
         services = await nursery.start(start_services, config, database, "key")
@@ -262,7 +264,7 @@ async def test_a_pool_stored_without_a_fail_safe_time_gets_one_on_load_and_is_vo
     """A pool made before every pool had a fail-safe time (none stored): the next start
     gives it its opening plus max_pool_lifetime_ms, records it, and voids it when that
     time has passed, across restarts."""
-    database = Database(":memory:", synchronous="OFF")
+    database = open_test_database()
     config = ServerConfig(offload=False)
     async with trio.open_nursery() as nursery:
         services = await nursery.start(start_services, config, database, "key")
@@ -281,10 +283,8 @@ def forget_fail_safe(db: Database, pool_id: str) -> None:
     """Store the pool as an older version did: without a fail-safe time."""
     doc = msgspec.json.decode(db.scalar("SELECT doc FROM pools WHERE id = ?", (pool_id,)))
     doc["fail_safe_at"] = None
-    db.conn.execute(
-        "UPDATE pools SET fail_safe_at = NULL, doc = ? WHERE id = ?",
-        (msgspec.json.encode(doc).decode(), pool_id),
-    )
+    values = {"fail_safe_at": None, "doc": msgspec.json.encode(doc).decode()}
+    assert db.apply_batch([[Update("pools", {"id": pool_id}, values)]]) == [None]
 
 
 async def test_a_restart_resumes_the_lifetime_timer(

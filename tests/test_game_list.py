@@ -9,13 +9,15 @@ from dataclasses import replace
 from typing import Any
 
 import msgspec
+import pytest
 
 from actors.game import game_row
 from domain.game import GameStatus, new_game
 from domain.params import TIME_MAX_MS
-from storage.changes import Insert
+from storage.changes import Insert, Update
 from storage.database import Database
 from storage.game_list import open_games_page
+from tests.postgres import open_test_database
 
 NOW = 1_700_000_000_000
 
@@ -49,12 +51,13 @@ def instructions(db: Database, read: Callable[[], Any]) -> int:
     return steps
 
 
+@pytest.mark.sqlite_only("counts SQLite virtual-machine steps")
 def test_a_page_does_not_step_over_closed_games() -> None:
     """A page of 3 costs about the same with 5,000 closed games between them as with none:
     the read walks the index on closed_at, not the table."""
-    alone = Database()
+    alone = open_test_database()
     add_games(alone, 3, closed=False)
-    crowded = Database()
+    crowded = open_test_database()
     first = add_games(crowded, 1, closed=False)
     add_games(crowded, 5000, closed=True)
     rest = add_games(crowded, 2, closed=False)
@@ -66,7 +69,7 @@ def test_a_page_does_not_step_over_closed_games() -> None:
 
 
 def test_pages_follow_the_cursor_newest_first() -> None:
-    db = Database()
+    db = open_test_database()
     made = add_games(db, 5, closed=False)
     first = open_games_page(db, None, 2)
     second = open_games_page(db, first[-1].position, 2)
@@ -79,12 +82,12 @@ def test_pages_follow_the_cursor_newest_first() -> None:
 def test_times_stored_out_of_range_are_read_as_the_game_actor_reads_them() -> None:
     """An older version may have stored a time far out of range: the listing reads it as
     ``Game.from_doc`` does (far future: never) rather than fail the page."""
-    db = Database()
+    db = open_test_database()
     (game_id,) = add_games(db, 1, closed=False)
     doc = msgspec.json.decode(db.scalar("SELECT doc FROM games WHERE id = ?", (game_id,)))
     doc["open_at"] = "far"
     text = msgspec.json.encode(doc).decode().replace('"open_at":"far"', '"open_at":1e400')
-    db.conn.execute("UPDATE games SET doc = ? WHERE id = ?", (text, game_id))
+    assert db.apply_batch([[Update("games", {"id": game_id}, {"doc": text})]]) == [None]
     (listed,) = open_games_page(db, None, 10)
     assert listed.open_at == TIME_MAX_MS
     assert listed.status(NOW) is GameStatus.NOT_YET

@@ -13,11 +13,13 @@ from typing import Any
 
 import h11
 import httpx
+import pytest
 import trio
 import trio.testing
 
 from kit.settings import Settings
 from storage.audit import audit_ledger
+from tests import postgres as engines
 from tests.conftest import CHEAP_SCRYPT_N, Harness, running_harness
 from tote.server import Server, ServerConfig
 from transport import routes_status
@@ -223,9 +225,13 @@ async def test_a_deposit_whose_body_never_ends_gets_408_and_changes_nothing() ->
 
 
 def _on_disk(data_dir: Path) -> ServerConfig:
-    """A server on a database file (the in-memory one has no second connection)."""
+    """A server on a database file (the in-memory one has no second connection), on
+    PostgreSQL the data directory's database."""
     settings = Settings(scrypt_n=CHEAP_SCRYPT_N)
-    return ServerConfig(ws_port=0, http_port=0, data_dir=data_dir, settings=settings)
+    database = engines.current.server_database(data_dir)
+    return ServerConfig(
+        ws_port=0, http_port=0, data_dir=data_dir, database=database, settings=settings
+    )
 
 
 async def test_a_deposit_running_at_shutdown_lands_once_after_a_restart(
@@ -343,6 +349,7 @@ async def test_commits_never_wait_for_trio_s_default_threads(tmp_path: Path) -> 
         assert deposit.status_code == 201, deposit.text
 
 
+@pytest.mark.sqlite_only("takes the SQLite file from under the server")
 async def test_audits_during_a_stream_of_deposits_and_of_a_missing_file(
     tmp_path: Path,
 ) -> None:

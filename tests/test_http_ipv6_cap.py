@@ -10,6 +10,7 @@ import httpx
 import trio
 
 from kit.settings import Settings
+from tests import postgres as engines
 from tests.conftest import CHEAP_SCRYPT_N
 from tests.test_http_connections import one_answer
 from tote.server import Server, ServerConfig
@@ -22,7 +23,10 @@ async def test_an_ipv6_client_past_its_cap_is_refused() -> None:
     settings = Settings(
         scrypt_n=CHEAP_SCRYPT_N, http_connections_per_address=CAP, http_idle_seconds=600
     )
-    server = Server(ServerConfig(host="::1", ws_port=0, http_port=0, settings=settings))
+    database = engines.current.server_database()
+    server = Server(
+        ServerConfig(host="::1", ws_port=0, http_port=0, database=database, settings=settings)
+    )
     async with trio.open_nursery() as nursery:
         endpoints = await nursery.start(server.run)
         url = f"http://[::1]:{endpoints.http_port}"

@@ -464,6 +464,7 @@ def _poison(data_dir: Path, table: str, row_id: str, **times: Any) -> None:
     db.close()
 
 
+@pytest.mark.sqlite_only("edits tote.db with sqlite3, as an older version wrote it")
 async def test_huge_stored_times_do_not_stop_a_pool_or_a_game(tmp_path: Path) -> None:
     async with _server_on(tmp_path) as harness:
         admin = await harness.user(roles=["developer"])

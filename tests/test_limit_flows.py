@@ -11,7 +11,12 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import running_harness, setup_game
+
+#: Storage and money: on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
 
 STAKES = 60
 

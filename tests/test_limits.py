@@ -16,6 +16,9 @@ from domain.errors import DomainError
 from domain.limits import DAY_MS, Kind, Period
 from tests.conftest import ActorHarness, open_match
 
+#: Storage and money: on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
+
 LOSS_DAY = (Kind.LOSS, Period.DAY)
 DEPOSIT_DAY = (Kind.DEPOSIT, Period.DAY)
 DAY_S = DAY_MS / 1000

@@ -7,8 +7,8 @@ import trio
 
 from actors import game as g
 from actors import pool as p
-from storage.database import Database
 from tests.conftest import ActorHarness, open_match
+from tests.postgres import open_test_database
 from tote.server import ServerConfig, start_services
 
 
@@ -42,7 +42,7 @@ async def test_idle_resolved_pools_and_closed_games_leave_memory_and_come_back(
 async def test_a_restart_starts_only_live_games_and_open_pools(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    database = Database(":memory:", synchronous="OFF")
+    database = open_test_database()
     config = ServerConfig(offload=False)
     async with trio.open_nursery() as nursery:
         services = await nursery.start(start_services, config, database, "key")

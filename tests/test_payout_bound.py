@@ -15,6 +15,9 @@ from domain.money import MAX_POOL_TOTAL
 from tests.conftest import ActorHarness, Harness, open_match
 from tests.test_ws_pools import table
 
+#: Storage and money: on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
+
 #: The most a pool at a minimum dividend of 100 may hold, in EUR: its stakes times 100
 #: reach MAX_POOL_TOTAL (in cents) exactly.
 BOUND_EUR = MAX_POOL_TOTAL // 100 // 100

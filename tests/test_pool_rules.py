@@ -16,8 +16,8 @@ from actors.wallet import GetBalances
 from domain.errors import DomainError
 from kit.clock import WallClock
 from kit.runtime import OutcomeUnknown
-from storage.database import Database
 from tests.conftest import ActorHarness, Match, ledger_problems, open_match
+from tests.postgres import open_test_database
 from tests.test_settlement import DEPOSIT, account, place, settlement_lines, wallet
 from tote.server import ServerConfig, start_services
 
@@ -229,7 +229,7 @@ async def test_a_held_bet_survives_a_pool_restart_and_is_decided_once(
     assert dist.distribution["a"]["amount_total"] == D("10")
     assert await wallet(actors, alice) == (DEPOSIT, DEPOSIT - 10_00, 10_00)
     assert await account(actors, f"escrow:{pool_id}") == 10_00
-    rows = "SELECT (SELECT COUNT(*) FROM bets), (SELECT COUNT(*) FROM held_bets)"
+    rows = "SELECT (SELECT COUNT(*) FROM bets) AS bets, (SELECT COUNT(*) FROM held_bets) AS held"
     counts = await actors.services.storage.read(lambda db: db.rows(rows))
     assert list(counts[0].values()) == [1, 0]
     assert await actors.audit() == []
@@ -240,7 +240,7 @@ async def test_a_held_bet_survives_a_server_restart(
 ) -> None:
     """The bet is held when the server stops; the next start holds its stake as exposure
     and places it when due; a third start finds it placed once."""
-    database = Database(":memory:", synchronous="OFF")
+    database = open_test_database()
     config = ServerConfig(offload=False)
     async with trio.open_nursery() as nursery:
         services = await nursery.start(start_services, config, database, "key")

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 import trio
 
 from actors import pool as p
 from domain.pool import Bet, BetStatus, refunds_by_user
 from tests.conftest import ActorHarness, Harness, open_match
 from tests.test_ws_pools import expect_pool, table
+
+#: Storage and money: on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
 
 D = Decimal
 

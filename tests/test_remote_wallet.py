@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
+import pytest
 import trio
 from trio_websocket import open_websocket_url
 
@@ -24,6 +25,9 @@ from tests.conftest import Harness, WsClient, running_harness, setup_game
 from tests.fake_operator import FakeOperator, Mode
 from tests.test_betslip_crash import provision, slip_bet
 from tests.test_crash_recovery import client, running_server
+
+#: Storage and money: on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
 
 SECRET = "s3cret-for-tests"
 START = Decimal(100)

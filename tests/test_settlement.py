@@ -25,9 +25,12 @@ from actors import pool as p
 from actors.wallet import GetBalances, Settle, Stakes
 from domain.errors import DomainError
 from kit.runtime import Mailbox, OutcomeUnknown
-from storage.database import Database
 from tests.conftest import ActorHarness, Match, open_match
+from tests.postgres import open_test_database
 from tote.server import ServerConfig, start_services
+
+#: Storage and money: on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
 
 DEPOSIT = 100_00  # every player starts with 100.00 EUR
 
@@ -289,7 +292,7 @@ async def test_a_settlement_committed_without_an_answer_is_not_paid_or_reopened(
 @asynccontextmanager
 async def fresh_actors() -> AsyncIterator[ActorHarness]:
     """The `actors` fixture, once per hypothesis example."""
-    database = Database(":memory:", synchronous="OFF")
+    database = open_test_database()
     try:
         async with trio.open_nursery() as nursery:
             services = await nursery.start(

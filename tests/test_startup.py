@@ -76,6 +76,7 @@ def test_the_key_file_is_private_from_its_first_byte_whatever_the_umask(
     assert operator_key_for(ServerConfig(data_dir=tmp_path / "new")) == (key, False)
 
 
+@pytest.mark.sqlite_only("the file mode of tote.db and its -wal")
 def test_a_new_data_directory_and_its_database_are_private_whatever_the_umask(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -116,6 +117,7 @@ def test_the_soft_open_file_limit_is_raised_to_the_hard_one() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+@pytest.mark.sqlite_only("the file mode of tote.db")
 def test_a_database_others_may_read_is_named_with_its_fix(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

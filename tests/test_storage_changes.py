@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from storage.changes import Insert, UpdateMany, Upsert
-from storage.database import Database
+from tests.postgres import open_test_database
+
+#: Storage and money: on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
 
 
 def _bet(bet_id: str) -> dict[str, object]:
@@ -21,7 +26,7 @@ def _bet(bet_id: str) -> dict[str, object]:
 
 
 def test_update_many_sets_each_row_by_its_key_in_one_request() -> None:
-    db = Database()
+    db = open_test_database()
     db.apply_batch([[Insert("bets", _bet(f"b{i}")) for i in range(1000)]])
     rows = [("won" if i % 2 else "lost", i, f"b{i}") for i in range(1000)]
     assert db.apply_batch([[UpdateMany("bets", "id", ("status", "payout"), rows)]]) == [None]
@@ -30,7 +35,7 @@ def test_update_many_sets_each_row_by_its_key_in_one_request() -> None:
 
 
 def test_a_failing_request_undoes_its_bulk_update_and_spares_the_others() -> None:
-    db = Database()
+    db = open_test_database()
     db.apply_batch([[Insert("bets", _bet("b0"))]])
     settle = [UpdateMany("bets", "id", ("status",), [("won", "b0")]), Insert("bets", _bet("b0"))]
     other = [Insert("bets", _bet("b1"))]
@@ -45,7 +50,7 @@ def test_a_failing_request_undoes_its_bulk_update_and_spares_the_others() -> Non
 def test_an_upsert_keeps_the_row_in_its_creation_order() -> None:
     """The listings page pools in creation order (rowid): a pool whose document is saved
     again (a bet's 360, a block) must not move behind the pools created after it."""
-    db = Database()
+    db = open_test_database()
     db.apply_batch([[Insert("bets", _bet("b0"))], [Insert("bets", _bet("b1"))]])
     db.apply_batch([[Upsert("bets", {**_bet("b0"), "status": "won"})]])
     db.apply_batch([[Upsert("bets", _bet("b2"))]])

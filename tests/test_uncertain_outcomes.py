@@ -20,6 +20,9 @@ from kit.runtime import OutcomeUnknown
 from storage.changes import Change
 from tests.conftest import ActorHarness, open_match
 
+#: Storage and money: on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
+
 
 @contextmanager
 def answer_lost(services: Any, table: str) -> Iterator[list[Sequence[Change]]]:

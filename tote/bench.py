@@ -3,6 +3,8 @@
 ``tote bench`` (or ``make bench``, ``python -m tote.bench``) starts each server on a fresh
 temporary database in a process of its own and drives it from client processes, so that
 the server's CPU and memory can be read from /proc and the clients do not share its loop.
+With ``--database postgresql://…`` the servers keep their books in that PostgreSQL
+database instead (the scenarios share it; each names its users and source afresh).
 Scenarios (docs/performance.md says what each figure means):
 
 - **bets**: connections placing bets across the pools of a live game, each waiting for
@@ -41,8 +43,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -112,6 +116,7 @@ def _serve_tote(data_dir: str) -> None:
     settings = Settings(rate_per_second=1e9, rate_burst=10**9, ws_connections_per_address=10**9)
     config = ServerConfig(
         data_dir=Path(data_dir),
+        database=os.environ.get("TOTE_DATABASE"),
         ws_port=0,
         http_port=0,
         operator_key=os.environ["TOTE_OPERATOR_KEY"],
@@ -123,9 +128,23 @@ def _serve_tote(data_dir: str) -> None:
         return
     import cProfile  # where the server's time goes: docs/performance.md reads it
 
+    steps = TaskSteps()
     with cProfile.Profile() as profile:
-        trio.run(serve_until_signalled, config)
+        trio.run(serve_until_signalled, config, instruments=[steps])
     profile.dump_stats(profile_path)
+    Path(f"{profile_path}.steps.json").write_text(json.dumps(steps.counts.most_common()))
+
+
+class TaskSteps(trio.abc.Instrument):
+    """Task steps (switches) by task name, for a profile: how many a bet takes."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        frame = getattr(task.coro, "cr_frame", None)
+        owner = frame.f_locals.get("self") if frame is not None else None
+        self.counts[f"{task.name} ({type(owner).__name__})" if owner else task.name] += 1
 
 
 def _serve_echo(_data_dir: str) -> None:
@@ -176,13 +195,28 @@ class ServerProcess:
         return 0
 
 
+@dataclass(frozen=True)
+class Target:
+    """What every tote server of a run is started with: the operator key, and the
+    database (None: SQLite in the scenario's temporary directory; a PostgreSQL URL is
+    shared by the scenarios, each of which names its users and source afresh)."""
+
+    key: str
+    database: str | None = None
+
+    def env(self) -> dict[str, str]:
+        env = {**os.environ, "TOTE_OPERATOR_KEY": self.key}
+        env.pop("TOTE_DATABASE", None)
+        return env if self.database is None else {**env, "TOTE_DATABASE": self.database}
+
+
 @asynccontextmanager
-async def server_process(kind: str, data_dir: str, key: str) -> AsyncIterator[ServerProcess]:
+async def server_process(kind: str, data_dir: str, target: Target) -> AsyncIterator[ServerProcess]:
     """Start a server process, yield it once it listens, stop it (SIGTERM, then kill)."""
     process = await trio.lowlevel.open_process(
         [sys.executable, "-m", "tote.bench", kind, data_dir],
         stdout=subprocess.PIPE,
-        env={**os.environ, "TOTE_OPERATOR_KEY": key},
+        env=target.env(),
     )
     try:
         text = b""
@@ -514,12 +548,14 @@ def _next_result(results: Any, workers: list[Any]) -> dict[str, Any]:
 class Operator:
     """Users with sessions (and money) through the HTTP API; a game through the admin."""
 
-    def __init__(self, server: ServerProcess, key: str) -> None:
+    def __init__(self, server: ServerProcess, target: Target) -> None:
         self.http = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{server.http_port}",
-            headers={"Authorization": f"Bearer {key}"},
+            headers={"Authorization": f"Bearer {target.key}"},
             timeout=60,
         )
+        # names no earlier scenario took, should they share a database (PostgreSQL)
+        self.tag = secrets.token_hex(3)
 
     async def post(self, path: str, **kwargs: Any) -> httpx.Response:
         """POST, sent again once if the server closed the kept-alive connection before
@@ -533,7 +569,7 @@ class Operator:
         logins: list[Login] = []
         roles = ["developer"] if prefix == "admin" else []
         for i in range(count):
-            name = f"{prefix}{i}"
+            name = f"{prefix}{i}-{self.tag}"
             created = await self.post("/v1/users", json={"name": name, "roles": roles})
             user_id = created.json()["user_id"]
             session = await self.post(f"/v1/users/{user_id}/sessions")
@@ -549,7 +585,7 @@ class Operator:
         """A source, an open game and ``pools`` open pools. The admin does not join the
         game: a 360 shows a game admin every bet, and an admin that does not read would
         fill its outbox."""
-        source = await round_trip(ws, 365, "s", source_name="bench")
+        source = await round_trip(ws, 365, "s", source_name=f"bench-{self.tag}")
         game = await round_trip(
             ws,
             370,
@@ -614,17 +650,17 @@ async def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
 
 
 async def measure_round_trips(
-    size: dict[str, Any], clients: Clients, key: str, tmp: Path, *, echo: bool
+    size: dict[str, Any], clients: Clients, target: Target, tmp: Path, *, echo: bool
 ) -> dict[str, Any]:
     """Bets (or echoes) as fast as the replies come, then (bets only) at a fixed rate."""
     kind, name = ("_serve-echo", "echo") if echo else ("_serve-tote", "bets")
     connections = size["connections"]
-    async with server_process(kind, str(tmp / name), key) as server:
+    async with server_process(kind, str(tmp / name), target) as server:
         if echo:
             logins: list[Login] = [(i, "echo") for i in range(connections)]
             pools = ["echo"]
         else:
-            operator = Operator(server, key)
+            operator = Operator(server, target)
             (admin,) = await operator.logins(1, "admin")
             logins = await operator.logins(connections, "bettor", deposit="100000")
             async with open_websocket_url(ws_url(server.ws_port, admin)) as admin_ws:
@@ -663,13 +699,13 @@ async def measure_round_trips(
     return figures
 
 
-async def measure_settle(size: dict[str, Any], clients: Clients, key: str, tmp: Path) -> dict:
+async def measure_settle(size: dict[str, Any], clients: Clients, target: Target, tmp: Path) -> dict:
     """One pool with many bets, then its event; a ping client times the loop's stalls."""
     connections = size["connections"]
     per_connection = math.ceil(size["settle_bets"] / connections)
     placed = per_connection * connections
-    async with server_process("_serve-tote", str(tmp / "settle"), key) as server:
-        operator = Operator(server, key)
+    async with server_process("_serve-tote", str(tmp / "settle"), target) as server:
+        operator = Operator(server, target)
         admin, probe, watcher = await operator.logins(3, "admin")
         logins = await operator.logins(connections, "bettor", deposit="100000")
         async with (
@@ -723,15 +759,15 @@ async def measure_settle(size: dict[str, Any], clients: Clients, key: str, tmp: 
         }
 
 
-async def measure_fanout(size: dict[str, Any], clients: Clients, key: str, tmp: Path) -> dict:
+async def measure_fanout(size: dict[str, Any], clients: Clients, target: Target, tmp: Path) -> dict:
     """Bets at ``beside_rate`` with no audience; then ``subscribers`` join one game (lean
     readers in ``clients``' processes, ``sample`` full clients in one more) while 100
     bets/s flow into 4 of its pools; then, for ``seconds``, the lag of the 360s the full
     clients get and the CPU of the server and of the clients; last, the bets at
     ``beside_rate`` again, beside the audience."""
     subscribers, sample = size["subscribers"], min(size["sample"], size["subscribers"])
-    async with server_process("_serve-tote", str(tmp / "fanout"), key) as server:
-        operator = Operator(server, key)
+    async with server_process("_serve-tote", str(tmp / "fanout"), target) as server:
+        operator = Operator(server, target)
         (admin,) = await operator.logins(1, "admin")
         bettors = await operator.logins(4 + BESIDE_CONNECTIONS, "bettor", deposit="100000")
         per_user = Settings().max_connections_per_user
@@ -907,17 +943,19 @@ SCENARIOS: dict[str, tuple[Callable[..., Any], Callable[[dict[str, Any]], dict[s
 }
 
 
-async def run_once(size: dict[str, Any], processes: int, scenarios: list[str]) -> dict[str, Any]:
-    """The scenarios once, each on a fresh server; the flat figures of the issue, then
-    each scenario's own."""
+async def run_once(
+    size: dict[str, Any], processes: int, scenarios: list[str], database: str | None = None
+) -> dict[str, Any]:
+    """The scenarios once, each on a fresh server (on ``database``, or a fresh SQLite
+    file); the flat figures of the issue, then each scenario's own."""
     clients = Clients(processes)
-    key = secrets.token_hex(32)
+    target = Target(secrets.token_hex(32), database)
     figures: dict[str, Any] = {}
     details: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="tote-bench-") as tmp_name:
         for name in scenarios:
             measure, flat = SCENARIOS[name]
-            details[name] = await measure(size, clients, key, Path(tmp_name))
+            details[name] = await measure(size, clients, target, Path(tmp_name))
             figures |= flat(details[name])
     if "bets_per_second" in figures and "echo_round_trips_per_second" in figures:
         ratio = figures["bets_per_second"] / max(figures["echo_round_trips_per_second"], 1e-9)
@@ -959,6 +997,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=1, help="runs; medians are reported")
     parser.add_argument("--processes", type=int, default=2, help="client processes")
     parser.add_argument(
+        "--database",
+        help="postgresql://USER:PASS@HOST:PORT/DB: the servers keep their books there "
+        "(default: SQLite, a fresh file per scenario)",
+    )
+    parser.add_argument(
         "--scenarios",
         type=lambda text: text.split(","),
         default=list(SCENARIOS),
@@ -989,7 +1032,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for n in range(args.repeat):
         print(f"run {n + 1} of {args.repeat}: {size}", file=sys.stderr, flush=True)
-        runs.append(trio.run(run_once, size, args.processes, args.scenarios))
+        runs.append(trio.run(run_once, size, args.processes, args.scenarios, args.database))
     summary = summarize(runs)
     print(table(summary))
     if args.json is not None:

@@ -26,6 +26,7 @@ import trio
 
 from domain.codec import decode, encode
 from storage.backup import BackupError, backup
+from storage.dialect import Engine, engine_of
 from tote import logs
 from tote.config import ConfigError, add_flags, config_from
 from tote.demo import add_demo_command
@@ -47,6 +48,10 @@ CLIENT_TIMEOUT = 30.0
 #: could not be asked at all (no key, not reachable).
 EXIT_REFUSED = 1
 EXIT_UNREACHABLE = 2
+
+
+#: What ``tote backup`` says of a PostgreSQL database (its own tools copy it consistently).
+PG_DUMP = "PostgreSQL is backed up with pg_dump"
 
 
 class CliError(Exception):
@@ -260,7 +265,11 @@ def _run_client(args: argparse.Namespace) -> int:
 
 
 def _run_backup(args: argparse.Namespace) -> int:
-    """Exit 0 with the copy's report, 1 when it could not be made or fails its checks."""
+    """Exit 0 with the copy's report, 1 when it could not be made or fails its checks,
+    2 (a setting error) for a PostgreSQL database, which pg_dump backs up."""
+    if args.database and engine_of(args.database) is Engine.POSTGRESQL:
+        print(f"tote: {PG_DUMP}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         report = backup(args.data_dir / "tote.db", args.path)
     except BackupError as error:
@@ -415,6 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the server runs), then check the copy's integrity and ledger.",
     )
     p.add_argument("path", type=Path, help="where to write the copy (must not exist)")
+    p.add_argument(
+        "--database",
+        default=os.environ.get("TOTE_DATABASE") or None,
+        metavar="URL",
+        help=f"the server's database URL, when not SQLite (env TOTE_DATABASE): {PG_DUMP}",
+    )
     p.add_argument(
         "--data-dir",
         type=Path,

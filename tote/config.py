@@ -30,6 +30,7 @@ from typing import Any
 from domain.lotteries import check_public_url
 from domain.origins import ANY_ORIGIN, normalized_origin
 from kit.settings import Settings
+from storage.dialect import Engine, engine_of
 from tote.server import ServerConfig
 
 ENV_PREFIX = "TOTE_"
@@ -37,11 +38,15 @@ ENV_PREFIX = "TOTE_"
 #: What each setting does, by field name (ServerConfig first, then Settings).
 HELP: dict[str, str] = {
     "data_dir": "directory of the SQLite database and the operator key",
+    "database": "postgresql://USER:PASS@HOST:PORT/DB (or postgres://): keep every byte of "
+    "state in that PostgreSQL database instead of SQLite in data_dir (which still holds "
+    "the operator key); backed up with pg_dump, not tote backup",
     "host": "address both servers listen on",
     "ws_port": "websocket port (0: any free port)",
     "http_port": "operator HTTP API port (0: any free port)",
     "operator_key": "operator API key (default: the one kept in <data_dir>/operator_key)",
-    "synchronous": "SQLite fsync level: FULL survives a power cut, NORMAL only a crash",
+    "synchronous": "fsync level: FULL survives a power cut, NORMAL only a crash of tote "
+    "(on PostgreSQL: synchronous_commit on or off)",
     "log_level": "least severe log level written: DEBUG, INFO, WARNING or ERROR",
     "default_currency": "currency of balance operations that name none",
     "request_timeout": "seconds a request may wait for an actor before REQUEST_TIMED_OUT",
@@ -210,6 +215,8 @@ def parse_value(setting: Setting, value: Any) -> Any:
     text = _text(setting.name, value)
     if setting.name in ("public_url", "wallet_url"):
         return check_public_url(text)  # ValueError says what is expected
+    if setting.name == "database" and engine_of(text) is not Engine.POSTGRESQL:
+        raise ValueError("expected postgresql://USER:PASS@HOST:PORT/DB")
     return Path(text) if kind is Path else text
 
 

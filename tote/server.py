@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+import psycopg
 import trio
 
 from actors.betslips import BetslipDesk
@@ -30,7 +31,8 @@ from kit.metrics import Metrics
 from kit.runtime import Mailbox, Supervisor
 from kit.settings import Settings
 from storage.actor import Storage, StorageActor
-from storage.database import Database
+from storage.database import Database, open_database
+from storage.dialect import redacted
 from transport.frames import text_frame
 from transport.http import serve_http
 from transport.presenters import frame
@@ -60,6 +62,9 @@ def first_of(error: BaseException, kind: type[E]) -> E | None:
 @dataclass
 class ServerConfig:
     data_dir: Path | None = None  # None: an in-memory database (tests)
+    # postgresql://USER:PASS@HOST:PORT/DB: every byte of state in PostgreSQL (issue 21);
+    # None: SQLite in data_dir. Never logged as given: it may hold a password.
+    database: str | None = None
     host: str = "127.0.0.1"
     ws_port: int = 8765
     http_port: int = 8766
@@ -138,10 +143,20 @@ def warn_if_others_may_read(path: Path) -> None:
 
 
 def open_storage(config: ServerConfig) -> tuple[Database, str]:
-    """The blocking part of start-up (directory, SQLite schema, key file), for a thread.
-    A new database file is private (0600) from its first byte, whatever the umask; SQLite
-    gives its -wal and -shm files the database's mode."""
-    if config.data_dir is None:
+    """The blocking part of start-up (directory, schema, key file), for a thread. A new
+    database file is private (0600) from its first byte, whatever the umask; SQLite gives
+    its -wal and -shm files the database's mode. Raises StartError when PostgreSQL cannot
+    be reached (its URL's password left out)."""
+    if config.database is not None:
+        try:
+            database = open_database(config.database, synchronous=config.synchronous)
+        except psycopg.Error as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else error
+            raise StartError(
+                f"cannot open the database {redacted(config.database)}: {reason}; "
+                "check --database (TOTE_DATABASE)"
+            ) from None
+    elif config.data_dir is None:
         database = Database(":memory:", synchronous=config.synchronous)
     else:
         make_private_dir(config.data_dir)
@@ -358,6 +373,11 @@ def reporting_start_errors(command: str, run: Callable[[], None]) -> int:
     return 0
 
 
+def data_location(config: ServerConfig) -> str:
+    """Where the server keeps its data, fit for a log line (no password)."""
+    return redacted(config.database) if config.database else str(config.data_dir)
+
+
 async def serve_until_signalled(config: ServerConfig) -> None:
     """Run a server until SIGINT or SIGTERM, then stop it gracefully (``tote serve`` and
     the benchmark's server process)."""
@@ -367,7 +387,7 @@ async def serve_until_signalled(config: ServerConfig) -> None:
         print(
             f"tote ready: websocket ws://{config.host}:{endpoints.ws_port}  "
             f"http http://{config.host}:{endpoints.http_port}  "
-            f"data {config.data_dir}",
+            f"data {data_location(config)}",
             flush=True,
         )
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -35,18 +35,22 @@ def broadcast_change(pool: Pool) -> Change:
 
 def slip_checks(pool_id: str) -> list[Check]:
     """What must still hold when a betslip commits bets in this pool, read inside the
-    slip's transaction (the pool actor may be settling meanwhile)."""
+    slip's transaction (the pool actor may be settling meanwhile): the pool's row is
+    locked SHARE, so a settlement (which locks it UPDATE) waits for the slip, or the slip
+    for the settlement, and the later one reads what the earlier wrote."""
     return [
         pools_store.status_is(
             pool_id,
             PoolStatus.OPEN.value,
             ErrorCode.INVALID_BET_DETAILS,
             "The pool was resolved while the slip was being placed.",
+            lock="SHARE",
         ),
         pools_store.no_pending_resolution(
             pool_id,
             ErrorCode.INVALID_BET_DETAILS,
             "An event resolved the pool while the slip was being placed.",
+            lock="SHARE",
         ),
     ]
 

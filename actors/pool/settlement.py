@@ -41,6 +41,7 @@ def settlement_changes(
             len(pool.bets),
             "POOL_CHANGED",
             "A betslip reached the pool while it was settling.",
+            lock="UPDATE",
         ),
         Upsert("pools", pool_row(settled)),
         Delete("pending_resolutions", {"pool_id": pool.id}),

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import random
 import secrets
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -46,8 +45,10 @@ from tests.reliability.load import (
     DatabaseFile,
     Figures,
     History,
+    Reader,
     bet_plan,
     choose_sides,
+    database_of,
     open_pools,
     replayed_differently,
     send_slip,
@@ -96,8 +97,8 @@ class Crashing:
             yield proc, http, ws_port
 
     @property
-    def database(self) -> DatabaseFile:
-        return DatabaseFile(self.data_dir / "tote.db")
+    def database(self) -> Reader:
+        return database_of(self.data_dir)
 
     @property
     def honest_errors(self) -> set[str]:
@@ -297,14 +298,15 @@ async def _load_then_kill(
         except BaseExceptionGroup as group:  # the clients lose their server: expected
             if group.subgroup(AssertionError) or not killed:
                 raise
-    with sqlite3.connect(crashing.data_dir / "tote.db") as db:
-        (ok,) = db.execute("PRAGMA integrity_check").fetchone()
+    database = crashing.database
+    if isinstance(database, DatabaseFile):  # PostgreSQL checks its own pages
+        (ok,) = await database.read(lambda db: [db.scalar("PRAGMA integrity_check")])
         assert ok == "ok", ok
-        (pending,) = db.execute("SELECT COUNT(*) FROM pending_resolutions").fetchone()
-        figures.resumed += pending
+    pending = await database.read(lambda db: db.scalar("SELECT COUNT(*) FROM pending_resolutions"))
+    figures.resumed += pending
 
 
-async def _kill_when_resolving(database: DatabaseFile, kill: trio.Event) -> None:
+async def _kill_when_resolving(database: Reader, kill: trio.Event) -> None:
     """Call for the kill once an event's resolutions are durable and not yet all settled
     (``pending_resolutions`` rows, read from the running server's database)."""
     while True:
@@ -388,7 +390,7 @@ async def _settle_everything(crashing: Crashing, game_id: str) -> None:
     assert problems == [], problems
 
 
-async def _drained_and_even(operator: FakeOperator, database: DatabaseFile) -> list[str]:
+async def _drained_and_even(operator: FakeOperator, database: Reader) -> list[str]:
     """Wait, on the operator's counters, until every bet and every debit that placed
     nothing is credited; then each exactly once, nothing else credited, and the
     operator's money plus tote's escrow and house is what the players started with."""
@@ -427,7 +429,7 @@ def _owed_credits(db: Any) -> set[int]:
     return owed
 
 
-async def _until_none(database: DatabaseFile, sql: str, params: tuple = ()) -> None:
+async def _until_none(database: Reader, sql: str, params: tuple = ()) -> None:
     """Wait until the count ``sql`` reads is 0 (what a restart resumes, finished). The
     work is in another process: its database is all there is to watch, so this looks
     again every ``POLL_SECONDS`` (it assumes nothing about when it ends)."""

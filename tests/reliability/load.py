@@ -1,7 +1,7 @@
 """What the chaos and crash rounds share: their figures, the client side's history of
 every confirmation, the seeded plans the clients follow, and the checks that read the
 database (in the process, through ``Storage``, or a killed subprocess's file, through
-``DatabaseFile``, which offers the same ``read``)."""
+``DatabaseFile``, which offers the same ``read``; ``DatabaseAt`` on PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import trio
 
+from tests import postgres as engines
 from tests.conftest import WsClient
 from tests.test_betslip_crash import slip_bet
 
@@ -161,6 +162,47 @@ class _Rows:
         return self.connection.execute(sql, params).fetchone()[0]
 
 
+class _PostgresRows:
+    """``Database.rows`` and ``scalar`` over a psycopg connection, the tests' ``?``
+    placeholders turned into psycopg's."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        if params:
+            sql = sql.replace("%", "%%").replace("?", "%s")
+        return list(self.connection.execute(sql, tuple(params) or None))
+
+    def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = self.rows(sql, params)
+        return next(iter(rows[0].values())) if rows else None
+
+
+class DatabaseAt:
+    """``DatabaseFile``'s ``read`` over a server subprocess's PostgreSQL database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def read(self, query: Callable[[Any], Any]) -> Any:
+        return await trio.to_thread.run_sync(self._read, query)
+
+    def _read(self, query: Callable[[Any], Any]) -> Any:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(self.url, row_factory=dict_row, autocommit=True) as connection:
+            return query(_PostgresRows(connection))
+
+
+def database_of(data_dir: Path) -> Reader:
+    """The read side of the database a server on ``data_dir`` keeps its books in, on the
+    running test's engine."""
+    url = engines.current.server_database(data_dir)
+    return DatabaseFile(data_dir / "tote.db") if url is None else DatabaseAt(url)
+
+
 class DatabaseFile:
     """The read side of ``Storage`` over a server subprocess's database file, read-only
     (WAL: the server may be running): the in-process checks run unchanged on it."""
@@ -175,3 +217,7 @@ class DatabaseFile:
         with closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as connection:
             connection.row_factory = sqlite3.Row
             return query(_Rows(connection))
+
+
+#: A server subprocess's database, read from outside: its SQLite file or PostgreSQL.
+Reader = DatabaseFile | DatabaseAt

@@ -4,6 +4,7 @@ SEED=... MINUTES=...`` runs rounds of every kind in turn until the time is up an
 what it did:
 
     python -m tests.reliability.soak --seed 7 --minutes 10
+    TOTE_TEST_ENGINE=postgresql make soak   # every round on a throwaway PostgreSQL
 
 The kinds: a chaos round (here: websocket bets and betslips while game, pool, wallet,
 registry and storage actors are cancelled; the betslip desk is no actor, it runs in the
@@ -29,7 +30,9 @@ from typing import Any
 
 import trio
 
+from tests import postgres as engines
 from tests.conftest import running_harness, setup_game
+from tests.postgres import TestDatabases, default_engine, start_server
 from tests.reliability.crash import crash_round
 from tests.reliability.invariants import all_problems
 from tests.reliability.load import (
@@ -214,8 +217,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--minutes", type=float, default=5)
     args = parser.parse_args()
-    figures = trio.run(soak, args.seed, args.minutes)
-    print(f"soak seed {args.seed}, {args.minutes} min: {figures.line()}")
+    # TOTE_TEST_ENGINE=postgresql: every round on a throwaway PostgreSQL (tests/postgres.py)
+    server = start_server() if default_engine() == "postgresql" else None
+    if server is not None:
+        engines.use(TestDatabases("postgresql", server))
+    try:
+        figures = trio.run(soak, args.seed, args.minutes)
+    finally:
+        if server is not None:
+            server.stop()
+    print(f"soak seed {args.seed}, {args.minutes} min, {default_engine()}: {figures.line()}")
     raise SystemExit(0 if figures.lost == 0 else 1)
 
 

@@ -199,8 +199,9 @@ REMOTE_OPERATIONS = {"debit": bet_setup, "slip_debit": slip_setup, "winners": se
 
 async def bet_uids(sweep: Sweep, pool_id: str | None = None) -> set[int]:
     """The operator's ids of the stored bets (of one pool, or all)."""
+    where, params = ("", ()) if pool_id is None else (" WHERE pool_id = ?", (pool_id,))
     rows = await sweep.services.storage.read(
-        lambda db: db.rows("SELECT id FROM bets WHERE pool_id = ? OR ? IS NULL", (pool_id, pool_id))
+        lambda db: db.rows(f"SELECT id FROM bets{where}", params)
     )
     return {number_id(row["id"]) for row in rows}
 

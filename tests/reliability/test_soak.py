@@ -6,11 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 
 from tests.reliability.crash import crash_round
 from tests.reliability.load import Figures
 from tests.reliability.soak import chaos_round
+
+#: Chaos and crash rounds: on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
 
 
 async def test_a_chaos_round_loses_nothing() -> None:

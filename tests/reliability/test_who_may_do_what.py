@@ -13,12 +13,16 @@ import re
 from typing import Any
 
 import httpx
+import pytest
 
 from domain.codec import encode
 from domain.roles import Role
 from tests.conftest import Harness
 from tests.reliability.world import World, build_world, fingerprint
 from transport.ops import OPS
+
+#: Storage and money: on SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
 
 #: Run last, in this order: each takes away what the ops after it would act on.
 DESTRUCTIVE = (399, 375, 366)

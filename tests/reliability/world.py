@@ -15,9 +15,9 @@ import trio
 
 from actors.remote import backlog
 from kit.settings import Settings
-from storage.database import Database
 from tests.conftest import ActorHarness, Harness, setup_game
 from tests.fake_operator import FakeOperator
+from tests.postgres import open_test_database
 from tests.test_betslip_crash import slip_bet
 from tests.test_fuzz_ws import TABLES
 from tote.server import ServerConfig, start_services
@@ -104,7 +104,7 @@ async def running_actors(settings: Settings | None = None) -> AsyncIterator[Acto
     """The actors on an in-memory store run inline, as the ``actors`` fixture starts them
     (for scenarios that start many, one per hypothesis example), audited at the end;
     ``settings`` for another mode (remote wallet)."""
-    database = Database(":memory:", synchronous="OFF")
+    database = open_test_database()
     config = ServerConfig(offload=False, settings=settings or Settings())
     try:
         async with trio.open_nursery() as nursery:
