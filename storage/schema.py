@@ -292,3 +292,10 @@ def postgres_ddl() -> Iterator[str]:
         what = "UNIQUE INDEX" if unique else "INDEX"
         yield f'CREATE {what} IF NOT EXISTS {index} ON "{table}" ({listed})'
     yield from expression_indexes(Engine.POSTGRESQL)
+    # ``COLUMN_FILLS`` for PostgreSQL: its columns are added with IF NOT EXISTS, so the
+    # fill runs at every start and touches only rows not filled yet
+    yield (
+        'UPDATE "betslips" SET "refusal" = '
+        "(convert_from(\"body\", 'UTF8')::jsonb ->> 'errorCode') "
+        'WHERE "refusal" IS NULL AND "status" IS NOT NULL AND "status" <> 200'
+    )
