@@ -547,6 +547,24 @@ def test_the_database_setting_comes_from_flag_environment_and_file(tmp_path: Pat
     assert "s3cret" not in str(refused.value) and "postgresql://" in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://tote:s3cret@[::1",  # a bracket left open
+        "postgresql://tote:s3cret@db.example:port/tote",  # a port that is not a number
+        "postgresql://tote:s3cret@db.example:99999999999/tote",  # one out of range
+        "postgresql://tote:s3cret@db.example/tote?sslmode",  # a parameter libpq refuses
+        "postgres://tote:s3cret@db.example/tote?application_name=%zz",  # bad escape
+    ],
+)
+def test_an_unreadable_database_url_is_one_setting_error_without_the_password(url: str) -> None:
+    args = cli.build_parser().parse_args(["serve", "--database", url])
+    with pytest.raises(config.ConfigError) as refused:
+        config.config_from(args, environ={})
+    assert "s3cret" not in str(refused.value) and "postgresql://" in str(refused.value)
+    assert redacted(url) in {url.replace("s3cret", "***"), "(an unreadable database URL)"}
+
+
 def test_tote_backup_refuses_postgresql_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
