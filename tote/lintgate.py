@@ -42,7 +42,6 @@ ALLOWED_LONG: frozenset[str] = frozenset(
     {
         "transport.openapi:openapi_document",
         "transport.openapi_limits:schemas",
-        "transport.routes_users:users_blueprint",
     }
 )
 
