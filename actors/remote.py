@@ -172,20 +172,13 @@ async def debit(
     now = services.clock.now_ms()
     await services.storage.commit(
         [
-            Insert(
-                "remote_calls",
-                {
-                    "key": key,
-                    "kind": CallKind.BETS,
-                    "state": CallState.PLACING,
-                    "user_id": entries[0]["user_id"],
-                    "pool_id": None,
-                    "payload": encode(payload).decode(),
-                    "created_at": now,
-                    "attempts": 0,
-                    "next_at": now,
-                    "last_error": "",
-                },
+            _new_call(
+                key,
+                CallKind.BETS,
+                CallState.PLACING,
+                now,
+                user_id=entries[0]["user_id"],
+                payload=encode(payload).decode(),
             )
         ]
     )
@@ -228,15 +221,29 @@ async def give_up(services: Services, key: str) -> None:
 
 def winners_call(pool_id: str, now: int) -> Insert:
     """The outbox row of a settled pool's /winners, committed with the settlement."""
+    return _new_call(f"winners:{pool_id}", CallKind.WINNERS, CallState.QUEUED, now, pool_id=pool_id)
+
+
+def _new_call(
+    key: str,
+    kind: CallKind,
+    state: CallState,
+    now: int,
+    *,
+    user_id: int | None = None,
+    pool_id: str | None = None,
+    payload: str = "",
+) -> Insert:
+    """A new outbox row, due now, not tried yet."""
     return Insert(
         "remote_calls",
         {
-            "key": f"winners:{pool_id}",
-            "kind": CallKind.WINNERS,
-            "state": CallState.QUEUED,
-            "user_id": None,
+            "key": key,
+            "kind": kind,
+            "state": state,
+            "user_id": user_id,
             "pool_id": pool_id,
-            "payload": "",
+            "payload": payload,
             "created_at": now,
             "attempts": 0,
             "next_at": now,
@@ -369,20 +376,13 @@ async def _commit_quietly(services: Services, changes: list[Change], key: str) -
 
 
 def _refund_call(row: RemoteCall, now: int) -> Insert:
-    return Insert(
-        "remote_calls",
-        {
-            "key": f"refund:{row.key}",
-            "kind": CallKind.REFUND,
-            "state": CallState.QUEUED,
-            "user_id": row.user_id,
-            "pool_id": None,
-            "payload": row.payload,
-            "created_at": now,
-            "attempts": 0,
-            "next_at": now,
-            "last_error": "",
-        },
+    return _new_call(
+        f"refund:{row.key}",
+        CallKind.REFUND,
+        CallState.QUEUED,
+        now,
+        user_id=row.user_id,
+        payload=row.payload,
     )
 
 

@@ -192,9 +192,35 @@ class BetRefusal(DomainError):
 
 
 def _read_bet(index: int, raw: Any) -> SlipBet:
+    """The slip's bet at ``index``: ``MISSING_PARAMETER`` (the slip's fault) for a
+    missing field, else a ``BetRefusal`` (this bet's, listed in failedBets)."""
     where = f"bets[{index}]"
     if not isinstance(raw, dict):
         raise DomainError("MISSING_PARAMETER", f"{where} must be a BetDetails object.")
+    details = _present_details(where, raw)
+    # Every required field is there: from here a fault is this bet's, in failedBets.
+    ids = {key: details[key] if isinstance(details[key], str) else "" for key in FAILED_BET_KEYS}
+    failed = {**ids, "reason": {}}
+    _check_texts(where, details, failed)
+    price = _price(raw["decimalPrice"])
+    if price is None:
+        raise BetRefusal(
+            "INVALID_BET_DETAILS",
+            f"{where}: decimalPrice must be a decimal above 1 and at most {MAX_PRICE}, "
+            f"with at most {PRICE_DECIMALS} decimals.",
+            failed,
+        )
+    stake = _decimal(raw["stake"])
+    if stake is None or stake <= 0:
+        raise BetRefusal(
+            "INVALID_STAKE", f"{where}: stake must be a positive exact decimal.", failed
+        )
+    return SlipBet(index, details, Stage(details["eventStage"]), price, stake)
+
+
+def _present_details(where: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """The bet's text fields that are there; ``MISSING_PARAMETER`` for a required one
+    (or decimalPrice, or stake) that is absent or blank."""
     details: dict[str, Any] = {}
     for name in REQUIRED_TEXT + OPTIONAL_TEXT:
         value = raw.get(name)
@@ -210,14 +236,17 @@ def _read_bet(index: int, raw: Any) -> SlipBet:
             raise DomainError(
                 "MISSING_PARAMETER", f"{where}.{name} is required.", parameter=f"{where}.{name}"
             )
-    # Every required field is there: from here a fault is this bet's, in failedBets.
+    return details
+
+
+def _check_texts(where: str, details: dict[str, Any], failed: dict[str, Any]) -> None:
+    """``INVALID_BET_DETAILS`` for a text field that is not short printable text, or an
+    eventStage other than IN_PLAY and PRE_PLAY."""
     bad_text = [
         name
         for name, value in details.items()
         if not isinstance(value, str) or len(value) > MAX_TEXT or _CONTROL.search(value)
     ]
-    ids = {key: details[key] if isinstance(details[key], str) else "" for key in FAILED_BET_KEYS}
-    failed = {**ids, "reason": {}}
     if bad_text:
         raise BetRefusal(
             "INVALID_BET_DETAILS",
@@ -228,20 +257,6 @@ def _read_bet(index: int, raw: Any) -> SlipBet:
         raise BetRefusal(
             "INVALID_BET_DETAILS", f"{where}: eventStage must be IN_PLAY or PRE_PLAY.", failed
         )
-    price = _price(raw["decimalPrice"])
-    if price is None:
-        raise BetRefusal(
-            "INVALID_BET_DETAILS",
-            f"{where}: decimalPrice must be a decimal above 1 and at most {MAX_PRICE}, "
-            f"with at most {PRICE_DECIMALS} decimals.",
-            failed,
-        )
-    stake = _decimal(raw["stake"])
-    if stake is None or stake <= 0:
-        raise BetRefusal(
-            "INVALID_STAKE", f"{where}: stake must be a positive exact decimal.", failed
-        )
-    return SlipBet(index, details, Stage(details["eventStage"]), price, stake)
 
 
 def _decimal(value: Any) -> Decimal | None:

@@ -103,13 +103,7 @@ def settlement_lines(
     for contribution in (settlement.house_cover, settlement.guarantee_topup):
         if contribution:
             lines += transfer(HOUSE, pot, currency, contribution)
-    per_user: dict[int, int] = defaultdict(int)
-    for bet_id, amount in settlement.payouts.items():
-        if bet_id not in user_of_bet:
-            raise ValueError(f"no user known for bet {bet_id!r}")
-        per_user[user_of_bet[bet_id]] += amount
-    if not settlement.is_money_return and dict(per_user) != settlement.winners:
-        raise ValueError("settlement winners do not match its payouts")
+    per_user = _payouts_by_user(settlement, user_of_bet)
     for user_id in sorted(per_user):
         if per_user[user_id]:
             lines += transfer(pot, wallet(user_id), currency, per_user[user_id])
@@ -125,6 +119,19 @@ def settlement_lines(
         lines += transfer(pot, HOUSE, currency, settlement.unclaimed)
     check_balanced(lines)
     return lines
+
+
+def _payouts_by_user(settlement: Settlement, user_of_bet: Mapping[str, int]) -> dict[int, int]:
+    """The settlement's payouts summed by user id; ``ValueError`` for a bet of no known
+    user, or (unless it is a money return) totals that differ from its winners."""
+    per_user: dict[int, int] = defaultdict(int)
+    for bet_id, amount in settlement.payouts.items():
+        if bet_id not in user_of_bet:
+            raise ValueError(f"no user known for bet {bet_id!r}")
+        per_user[user_of_bet[bet_id]] += amount
+    if not settlement.is_money_return and dict(per_user) != settlement.winners:
+        raise ValueError("settlement winners do not match its payouts")
+    return dict(per_user)
 
 
 def balances(

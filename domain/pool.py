@@ -401,6 +401,15 @@ class Pool:
         refusal = self.refusal(now)
         if refusal is not None:
             raise refusal
+        tid = self._checked_target(user_id, target, pending_target)
+        stake = parse_amount(amount, self.exponent, field="amount", code="INVALID_STAKE")
+        self._check_stake_limits(stake, pending_total)
+        self._check_liability(user_id, stake, pending_stake)
+        return tid, stake
+
+    def _checked_target(self, user_id: int, target: Any, pending_target: str | None) -> str:
+        """The target id of a bet on ``target``; ``INVALID_TARGET`` when the pool has no
+        such target or the user already backed another one (one target per pool)."""
         if not isinstance(target, str) or target.strip().lower() not in self.targets:
             raise DomainError(
                 "INVALID_TARGET",
@@ -415,7 +424,11 @@ class Pool:
                 f"You already backed {backed!r} in this pool; one target per pool.",
                 parameter="target",
             )
-        stake = parse_amount(amount, self.exponent, field="amount", code="INVALID_STAKE")
+        return tid
+
+    def _check_stake_limits(self, stake: int, pending_total: int) -> None:
+        """``INVALID_STAKE`` when ``stake`` is below min_stake, above max_stake, or would
+        take the pool's possible payout past ``MAX_POOL_TOTAL``."""
         if self.min_stake is not None and stake < self.min_stake:
             raise DomainError(
                 "INVALID_STAKE",
@@ -440,6 +453,9 @@ class Pool:
                 limit="max_stake",
                 max_stake=to_wire(self.max_stake, self.exponent),
             )
+
+    def _check_liability(self, user_id: int, stake: int, pending_stake: int) -> None:
+        """``INVALID_STAKE`` when the user's stakes in this pool would pass max_liability."""
         staked = self.user_stake.get(user_id, 0) + pending_stake
         if self.max_liability is not None and staked + stake > self.max_liability:
             room = max(0, self.max_liability - staked)
@@ -452,7 +468,6 @@ class Pool:
                 limit="max_liability",
                 max_stake=to_wire(room, self.exponent),
             )
-        return tid, stake
 
     # -- odds and views ---------------------------------------------------------------
 
@@ -595,20 +610,7 @@ class Pool:
         late = [b for b in self.bets if happened_at is not None and b.placed_at > happened_at]
         late_ids = {b.id for b in late}
         valid = [b for b in self.bets if b.id not in late_ids]
-        stakes = [parimutuel.Stake(b.id, b.user_id, b.target, b.amount) for b in valid]
-        if winner is None:
-            settlement = parimutuel.settle(
-                stakes, "\0void", Fraction(0), carried_in=self.carried_in
-            )
-        else:
-            settlement = parimutuel.settle(
-                stakes,
-                winner,
-                self.takeout,
-                self.rules,
-                carried_in=self.carried_in,
-                carry=self.rules.carry_over and successor is not None,
-            )
+        settlement = self._settlement(valid, winner, successor)
         user_of_bet = {b.id: b.user_id for b in self.bets}
         lines = ledger.settlement_lines(self.id, self.currency, settlement, user_of_bet, successor)
         for bet in late:
@@ -616,6 +618,34 @@ class Pool:
                 ledger.escrow(self.id), ledger.wallet(bet.user_id), self.currency, bet.amount
             )
         ledger.check_balanced(lines)
+        bet_status = self._bet_statuses(settlement, late_ids)
+        released: dict[tuple[int, str], int] = defaultdict(int)
+        for bet in self.bets:
+            released[(bet.user_id, self.currency)] += bet.amount
+        message = self._settled_message(winner, settlement, bet_status, late, now)
+        return Outcome(lines, bet_status, dict(released), message, _house_part(settlement))
+
+    def _settlement(
+        self, valid: list[Bet], winner: str | None, successor: str | None
+    ) -> parimutuel.Settlement:
+        """The parimutuel split of the ``valid`` bets: for ``winner`` under the pool's
+        takeout and rules, or (None) a void that gives every stake back."""
+        stakes = [parimutuel.Stake(b.id, b.user_id, b.target, b.amount) for b in valid]
+        if winner is None:
+            return parimutuel.settle(stakes, "\0void", Fraction(0), carried_in=self.carried_in)
+        return parimutuel.settle(
+            stakes,
+            winner,
+            self.takeout,
+            self.rules,
+            carried_in=self.carried_in,
+            carry=self.rules.carry_over and successor is not None,
+        )
+
+    def _bet_statuses(
+        self, settlement: parimutuel.Settlement, late_ids: set[str]
+    ) -> dict[str, tuple[BetStatus, int]]:
+        """Bet id -> (status, amount paid or refunded) after ``settlement``."""
         bet_status: dict[str, tuple[BetStatus, int]] = {}
         for bet in self.bets:
             paid = settlement.payouts.get(bet.id, 0)
@@ -623,9 +653,17 @@ class Pool:
                 bet_status[bet.id] = (BetStatus.REFUNDED, bet.amount)
             else:
                 bet_status[bet.id] = (BetStatus.WON if paid else BetStatus.LOST, paid)
-        released: dict[tuple[int, str], int] = defaultdict(int)
-        for bet in self.bets:
-            released[(bet.user_id, self.currency)] += bet.amount
+        return bet_status
+
+    def _settled_message(
+        self,
+        winner: str | None,
+        settlement: parimutuel.Settlement,
+        bet_status: Mapping[str, tuple[BetStatus, int]],
+        late: list[Bet],
+        now: int,
+    ) -> dict[str, Any]:
+        """What the pool announces on settling (362), in wire amounts."""
         refunds = refunds_by_user(self.bets, bet_status)
         message = {
             "pool_id": self.id,
@@ -641,7 +679,7 @@ class Pool:
         }
         if settlement.carried_out:
             message["carried_over"] = self.money(settlement.carried_out)
-        return Outcome(lines, bet_status, dict(released), message, _house_part(settlement))
+        return message
 
     def mark_settled(self, outcome: Outcome, status: PoolStatus) -> None:
         self.status = status
@@ -733,7 +771,9 @@ def new_pool(
     tree: TargetTree | None = None,
 ) -> Pool:
     """Validate an op 385 request against its game and build the pool (not yet saved).
-    ``tree``: the game's target tree, when the caller has it built already."""
+    ``tree``: the game's target tree, when the caller has it built already.
+    Raises ``DomainError`` (``INVALID_PARAMETER``, ``MISSING_PARAMETER``,
+    ``INVALID_TARGET``, ...) on a field that does not fit, before anything is built."""
     pool_type = params.integer(
         fields,
         "pool_type",
@@ -742,41 +782,12 @@ def new_pool(
         maximum=int(max(PoolType)),
     )
     if pool_type in BINARY:
-        action, target_level = "binary", 1
-        targets = _binary_targets(fields)
+        action, targets, target_level = "binary", _binary_targets(fields), 1
     else:
-        raw_action = params.text(fields, "action", required_=True) or ""
-        with about("action"):
-            action = action_id(raw_action)
-        if action not in game.actions:
-            raise DomainError(
-                "INVALID_PARAMETER",
-                f"{raw_action!r} is not an action of this game.",
-                parameter="action",
-            )
-        tree = game.tree if tree is None else tree
-        with about("targets"):
-            ids = pool_targets(tree, parse_list(fields.get("targets"), "targets"))
-        targets = {t: tree.display_name(t) for t in ids}
-        target_level = level(next(t for t in ids if t != NONE))
-    finish_at = params.epoch_ms(fields, "finish_at")
-    stop_at = params.epoch_ms(fields, "stop_accepting_bets_at")
-    if pool_type in TIMED and finish_at is None:
-        raise DomainError(
-            "MISSING_PARAMETER", "A time-based pool needs finish_at.", parameter="finish_at"
-        )
-    for name, at in (("finish_at", finish_at), ("stop_accepting_bets_at", stop_at)):
-        if at is not None and at <= now:
-            raise DomainError("INVALID_PARAMETER", f"{name} must be in the future.", parameter=name)
+        action, targets, target_level = _action_targets(fields, game, tree)
+    finish_at, stop_at = _closing_times(fields, pool_type, now)
     exponent = exponent_of(game.currency)
-    limits = {
-        name: optional_amount(fields, name, exponent)
-        for name in ("min_stake", "max_stake", "max_liability")
-    }
-    if limits["min_stake"] and limits["max_stake"] and limits["min_stake"] > limits["max_stake"]:
-        raise DomainError(
-            "INVALID_PARAMETER", "min_stake is above max_stake.", parameter="min_stake"
-        )
+    limits = _stake_limits(fields, exponent)
     takeout = (
         stored_rate(game.takeout)
         if params.is_null(fields.get("takeout"))
@@ -806,6 +817,58 @@ def new_pool(
     )
     pool.fail_safe_at = fail_safe_time(fields, pool, game.close_at, now, fail_safe)
     return pool
+
+
+def _action_targets(
+    fields: dict[str, Any], game: Game, tree: TargetTree | None
+) -> tuple[str, dict[str, str], int]:
+    """A parimutuel or timed pool's action, its targets (id -> display name) and their
+    level in the game's tree; ``INVALID_PARAMETER`` for an action the game lacks."""
+    raw_action = params.text(fields, "action", required_=True) or ""
+    with about("action"):
+        action = action_id(raw_action)
+    if action not in game.actions:
+        raise DomainError(
+            "INVALID_PARAMETER",
+            f"{raw_action!r} is not an action of this game.",
+            parameter="action",
+        )
+    tree = game.tree if tree is None else tree
+    with about("targets"):
+        ids = pool_targets(tree, parse_list(fields.get("targets"), "targets"))
+    targets = {t: tree.display_name(t) for t in ids}
+    return action, targets, level(next(t for t in ids if t != NONE))
+
+
+def _closing_times(
+    fields: dict[str, Any], pool_type: int, now: int
+) -> tuple[int | None, int | None]:
+    """(finish_at, stop_accepting_bets_at) as sent: each in the future, and finish_at
+    required of a time-based pool (``MISSING_PARAMETER``)."""
+    finish_at = params.epoch_ms(fields, "finish_at")
+    stop_at = params.epoch_ms(fields, "stop_accepting_bets_at")
+    if pool_type in TIMED and finish_at is None:
+        raise DomainError(
+            "MISSING_PARAMETER", "A time-based pool needs finish_at.", parameter="finish_at"
+        )
+    for name, at in (("finish_at", finish_at), ("stop_accepting_bets_at", stop_at)):
+        if at is not None and at <= now:
+            raise DomainError("INVALID_PARAMETER", f"{name} must be in the future.", parameter=name)
+    return finish_at, stop_at
+
+
+def _stake_limits(fields: dict[str, Any], exponent: int) -> dict[str, int | None]:
+    """min_stake, max_stake and max_liability as sent (minor units, None when absent);
+    ``INVALID_PARAMETER`` when min_stake is above max_stake."""
+    limits = {
+        name: optional_amount(fields, name, exponent)
+        for name in ("min_stake", "max_stake", "max_liability")
+    }
+    if limits["min_stake"] and limits["max_stake"] and limits["min_stake"] > limits["max_stake"]:
+        raise DomainError(
+            "INVALID_PARAMETER", "min_stake is above max_stake.", parameter="min_stake"
+        )
+    return limits
 
 
 def pool_rules(fields: dict[str, Any], game: Game, exponent: int, *, recreate: bool) -> PoolRules:

@@ -313,12 +313,44 @@ def _client_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``tote`` parser: ``serve``, the client commands (each also takes the common
+    options), ``backup``, ``demo`` and ``bench`` (listed for --help only)."""
     common = _client_options()
     parser = argparse.ArgumentParser(
         prog="tote", parents=[common], description="Run or provision a tote server."
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_serve(sub)
+    _add_account_commands(sub, common)
+    _add_wallet_commands(sub, common)
+    _add_source_admin_commands(sub, common)
+    _add_player_limit_commands(sub, common)
+    _add_partner_commands(sub, common)
+    _add_listing_commands(sub, common)
+    _add_backup(sub)
+    add_demo_command(sub)
+    _add_bench(sub)
+    return parser
 
+
+def _client(
+    parent: Any, common: argparse.ArgumentParser, name: str, text: str, action: str | None = None
+) -> argparse.ArgumentParser:
+    """A client command ``name`` under ``parent``; ``action`` (default ``name``) is what
+    ``_run_client`` dispatches on."""
+    p: argparse.ArgumentParser = parent.add_parser(
+        name, help=text, description=text, parents=[common]
+    )
+    p.set_defaults(action=action or name)
+    return p
+
+
+def _user_id(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("user_id", type=int, help="the user's id (tote user create prints it)")
+    return p
+
+
+def _add_serve(sub: Any) -> None:
     serve = sub.add_parser(
         "serve",
         help="run the server",
@@ -328,16 +360,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_flags(serve)
 
-    def client(name: str, text: str, parent: Any = sub, action: str | None = None) -> Any:
-        p = parent.add_parser(name, help=text, description=text, parents=[common])
-        p.set_defaults(action=action or name)
-        return p
 
-    def user_id(p: argparse.ArgumentParser) -> None:
-        p.add_argument("user_id", type=int, help="the user's id (tote user create prints it)")
-
+def _add_account_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``user create``, ``session create`` and ``login``."""
     user = sub.add_parser("user", help="users").add_subparsers(dest="sub", required=True)
-    p = client("create", "create a user", user, "user create")
+    p = _client(user, common, "create", "create a user", "user create")
     p.add_argument("name", help="display name, unique regardless of case")
     p.add_argument("--password", help="password for POST /v1/login (default: none, no login)")
     p.add_argument(
@@ -346,43 +373,47 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["developer", "house", "player"],
         help="a role to grant; repeat for several",
     )
-
     session = sub.add_parser("session", help="sessions").add_subparsers(dest="sub", required=True)
-    user_id(client("create", "mint a session key", session, "session create"))
-
-    p = client("login", "log in as a player (no operator key)")
+    _user_id(_client(session, common, "create", "mint a session key", "session create"))
+    p = _client(sub, common, "login", "log in as a player (no operator key)")
     p.add_argument("name", help="the user's name")
     p.add_argument("password", help="the user's password")
 
+
+def _add_wallet_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``deposit``, ``withdraw``, ``balances``, ``block`` and ``unblock``."""
     for name, text in (("deposit", "credit a wallet"), ("withdraw", "debit a wallet")):
-        p = client(name, text)
-        user_id(p)
+        p = _user_id(_client(sub, common, name, text))
         p.add_argument("currency", type=_currency, help="3-letter currency code, like EUR")
         p.add_argument("amount", help="exact decimal text, like 10.50")
         p.add_argument("--reference", help="idempotency key (default: a new uuid4)")
-
     for name, text in (
         ("balances", "show balances"),
         ("block", "block a user"),
         ("unblock", "unblock a user"),
     ):
-        user_id(client(name, text))
+        _user_id(_client(sub, common, name, text))
 
+
+def _add_source_admin_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``source-admin add`` and ``audit``."""
     admins = sub.add_parser("source-admin", help="game source admins").add_subparsers(
         dest="sub", required=True
     )
-    p = client("add", "add a game source admin", admins, "source-admin add")
+    p = _client(admins, common, "add", "add a game source admin", "source-admin add")
     p.add_argument("source_id", help="the source's id (tote sources lists them)")
-    user_id(p)
+    _user_id(p)
+    _client(sub, common, "audit", "check the ledger; exit 1 when it has problems")
 
-    client("audit", "check the ledger; exit 1 when it has problems")
 
-    p = client("cooldown", "no bets from a user until a time (a past time lifts it)")
-    user_id(p)
+def _add_player_limit_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``cooldown``, ``limits`` and ``exclude``: a player's protections."""
+    p = _user_id(
+        _client(sub, common, "cooldown", "no bets from a user until a time (a past time lifts it)")
+    )
     p.add_argument("until", type=int, help="epoch milliseconds (or seconds)")
-
-    p = client("limits", "show a player's deposit and loss limits, or set them")
-    user_id(p)
+    text = "show a player's deposit and loss limits, or set them"
+    p = _user_id(_client(sub, common, "limits", text))
     p.add_argument("--currency", default="EUR", help="the limits' currency (default EUR)")
     for kind in ("deposit", "loss"):
         p.add_argument(
@@ -393,30 +424,34 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"set a {kind} limit per day, week or month (AMOUNT none removes it; "
             "a higher limit or a removal waits 24 hours)",
         )
-
-    p = client(
-        "exclude", "exclude a player from bets and deposits (at least a day, never shortened)"
-    )
-    user_id(p)
+    text = "exclude a player from bets and deposits (at least a day, never shortened)"
+    p = _user_id(_client(sub, common, "exclude", text))
     p.add_argument("until", type=int, help="epoch milliseconds (or seconds)")
 
+
+def _add_partner_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     partner = sub.add_parser("partner", help="partner keys for POST /v1/betslips")
     partners = partner.add_subparsers(dest="sub", required=True)
-    client("create", "mint a partner key (shown once)", partners, "partner create")
-    p = client("revoke", "revoke a partner key", partners, "partner revoke")
+    _client(partners, common, "create", "mint a partner key (shown once)", "partner create")
+    p = _client(partners, common, "revoke", "revoke a partner key", "partner revoke")
     p.add_argument("partner_id", help="the id `tote partner create` printed")
 
+
+def _add_listing_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``sources``, ``games`` and ``pools``, each paged by --limit and --offset."""
     for name, text in (
         ("sources", "list game sources with their admins"),
         ("games", "list games with their status and pools by status"),
         ("pools", "list a game's pools with their bets and stakes"),
     ):
-        p = client(name, text)
+        p = _client(sub, common, name, text)
         if name == "pools":
             p.add_argument("game_id", help="the game's id (tote games lists them)")
         p.add_argument("--limit", type=int, default=100, help="at most this many (1-1000)")
         p.add_argument("--offset", type=int, default=0, help="skip this many first")
 
+
+def _add_backup(sub: Any) -> None:
     p = sub.add_parser(
         "backup",
         help="copy the database of a running server, consistently",
@@ -436,7 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path(os.environ.get("TOTE_DATA_DIR", DEFAULT_DATA_DIR)),
         help="the server's data directory (env TOTE_DATA_DIR, default ./data)",
     )
-    add_demo_command(sub)
+
+
+def _add_bench(sub: Any) -> None:
     # `tote bench ...` goes to the benchmark's own parser (main); listed here for --help.
     bench = sub.add_parser(
         "bench",
@@ -444,7 +481,6 @@ def build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     bench.set_defaults(run=lambda _: _bench([]))
-    return parser
 
 
 def _bench(argv: list[str]) -> int:

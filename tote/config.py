@@ -205,19 +205,29 @@ def parse_value(setting: Setting, value: Any) -> Any:
             raise ValueError("expected a positive number of seconds or a rate")
         return number
     if kind in SEQUENCES:
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, list):
-            raise ValueError("expected a comma-separated list or an array of text")
-        texts = [_text(setting.name, item) for item in items if str(item).strip()]
-        if setting.name == "allowed_origins":
-            texts = [_origin(text) for text in texts]
-        return kind(texts)
+        return _sequence(setting.name, kind, value)
+    return _text_value(setting, value)
+
+
+def _sequence(name: str, kind: type, value: Any) -> Any:
+    """A list setting from comma-separated text or a TOML array; origins normalized."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ValueError("expected a comma-separated list or an array of text")
+    texts = [_text(name, item) for item in items if str(item).strip()]
+    if name == "allowed_origins":
+        texts = [_origin(text) for text in texts]
+    return kind(texts)
+
+
+def _text_value(setting: Setting, value: Any) -> Any:
+    """A text or path setting; URLs and the database checked for what they must be."""
     text = _text(setting.name, value)
     if setting.name in ("public_url", "wallet_url"):
         return check_public_url(text)  # ValueError says what is expected
     if setting.name == "database":
         return checked_url(text)  # ValueError says what is expected
-    return Path(text) if kind is Path else text
+    return Path(text) if setting.kind is Path else text
 
 
 def _origin(text: str) -> str:

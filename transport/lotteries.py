@@ -118,55 +118,92 @@ def _statistics(found: dict[str, dict[str, int]], pool_id: str) -> Statistics:
 
 
 def lotteries_blueprint(services: Services) -> Blueprint:
-    """The seed-003 resources; routes are closures over ``services``, like ``create_app``."""
+    """The seed-003 resources: each route a method of ``LotteryRoutes`` over ``services``,
+    registered from ``ROUTES``; every ``DomainError`` becomes a problem response."""
     bp = Blueprint("lotteries", __name__)
+    bp.register_error_handler(DomainError, _refused)
+    routes = LotteryRoutes(services)
+    for path, name in ROUTES:
+        bp.add_url_rule(path, view_func=getattr(routes, name), methods=["GET"])
+    return bp
 
-    @bp.errorhandler(DomainError)
-    async def refused(error: DomainError) -> Response:
-        return problem_response(error)
 
-    async def read(query: Callable[[Database], T]) -> T:
-        return await services.storage.read(query)
+async def _refused(error: DomainError) -> Response:
+    return problem_response(error)
 
-    def now() -> int:
-        return services.clock.now_ms()
 
-    def rule() -> FailSafeRule:
-        return services.settings.fail_safe_rule
+_POOL = "/gaming-products/<product_id>/participation-pools/<pool_id>"
 
-    def hrefs() -> Hrefs:
-        return Hrefs(base_url(services.settings.public_url, request.scheme, request.host))
+#: Path -> the ``LotteryRoutes`` method that answers its GET.
+ROUTES: tuple[tuple[str, str], ...] = (
+    ("/gaming-products", "products"),
+    ("/gaming-products/<product_id>", "product"),
+    ("/gaming-products/<product_id>/participation-pools", "pools"),
+    (_POOL, "pool"),
+    (f"{_POOL}/betting-scheme", "pool_betting_scheme"),
+    (f"{_POOL}/winning-scheme", "pool_winning_scheme"),
+    ("/draws/<draw_id>", "draw"),
+    ("/gaming-products/<product_id>/draw-view/<draw_id>", "draw_view"),
+)
 
+
+class LotteryRoutes:
+    """The route handlers and what they share: storage reads, the clock, the fail-safe
+    rule and the request's links. Each handler raises ``DomainError`` (``NOT_FOUND``,
+    ``INVALID_PARAMETER``, ...) for a refusal, which the blueprint answers as a problem."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    async def read(self, query: Callable[[Database], T]) -> T:
+        return await self.services.storage.read(query)
+
+    def now(self) -> int:
+        return self.services.clock.now_ms()
+
+    def rule(self) -> FailSafeRule:
+        return self.services.settings.fail_safe_rule
+
+    def hrefs(self) -> Hrefs:
+        return Hrefs(base_url(self.services.settings.public_url, request.scheme, request.host))
+
+    @staticmethod
     def query(allowed: tuple[str, ...] = ()) -> dict[str, str]:
         return single_values(request.args.lists(), allowed)
 
-    async def product_of(product_id: str) -> Product:
-        row = await read(partial(catalog.source, source_id=checked_id(product_id, "product")))
+    async def product_of(self, product_id: str) -> Product:
+        row = await self.read(partial(catalog.source, source_id=checked_id(product_id, "product")))
         if row is None:
             raise DomainError("NOT_FOUND", f"There is no gaming product {product_id!r}.")
         return Product.from_row(row)
 
-    async def pool_of(product_id: str, pool_id: str) -> tuple[dict[str, Any], Statistics]:
+    async def pool_of(self, product_id: str, pool_id: str) -> tuple[dict[str, Any], Statistics]:
         """The pool's catalog row, when it is one of the product's: a pool under another
         product's address is not found, so every resource has one address."""
         checked_id(product_id, "product")
-        row = await read(partial(catalog.pool, pool_id=checked_id(pool_id, "pool")))
+        row = await self.read(partial(catalog.pool, pool_id=checked_id(pool_id, "pool")))
         if row is None or row["source_id"] != product_id:
             raise DomainError("NOT_FOUND", f"There is no participation pool {pool_id!r} here.")
-        stats = await read(partial(catalog.statistics, pool_ids=[pool_id]))
+        stats = await self.read(partial(catalog.statistics, pool_ids=[pool_id]))
         return row, _statistics(stats, pool_id)
 
-    async def document(build: Callable[[], dict[str, Any]]) -> Response:
+    async def game_of(self, draw_id: str) -> tuple[str, list[dict[str, Any]]]:
+        """The draw's stored game document and its events."""
+        found = await self.read(partial(catalog.game, game_id=checked_id(draw_id, "draw")))
+        if found is None:
+            raise DomainError("NOT_FOUND", f"There is no draw {draw_id!r}.")
+        return found
+
+    async def document(self, build: Callable[[], dict[str, Any]]) -> Response:
         """The resource ``build`` makes, decoded, built and encoded in a worker thread:
         a game's document holds up to 1,000 targets and its draw 10,000 events."""
-        response = Response(await services.storage.build_document(_encoded, build))
+        response = Response(await self.services.storage.build_document(_encoded, build))
         response.content_type = HAL
         return response
 
-    @bp.get("/gaming-products")
-    async def products() -> Response:
-        listing = Listing.parse(query(LISTING_PARAMETERS))
-        total, rows = await read(
+    async def products(self) -> Response:
+        listing = Listing.parse(self.query(LISTING_PARAMETERS))
+        total, rows = await self.read(
             partial(
                 catalog.sources_page,
                 offset=(listing.page - 1) * listing.size,
@@ -175,96 +212,80 @@ def lotteries_blueprint(services: Services) -> Blueprint:
         )
         page = Page.of(listing, total)
         found = [Product.from_row(row) for row in rows]
-        return hal_response(products_listing(hrefs(), listing, page, found))
+        return hal_response(products_listing(self.hrefs(), listing, page, found))
 
-    @bp.get("/gaming-products/<product_id>")
-    async def product(product_id: str) -> Response:
-        query()
-        return hal_response(product_resource(hrefs(), await product_of(product_id)))
+    async def product(self, product_id: str) -> Response:
+        self.query()
+        return hal_response(product_resource(self.hrefs(), await self.product_of(product_id)))
 
-    @bp.get("/gaming-products/<product_id>/participation-pools")
-    async def pools(product_id: str) -> Response:
-        listing = Listing.parse(query(POOL_LISTING_PARAMETERS))
-        found = await product_of(product_id)
-        games, rows = await read(
+    async def pools(self, product_id: str) -> Response:
+        listing = Listing.parse(self.query(POOL_LISTING_PARAMETERS))
+        found = await self.product_of(product_id)
+        games, rows = await self.read(
             partial(catalog.pools_of, source_id=found.id, game_id=listing.draw)
         )
         if listing.draw is not None and listing.draw not in games:
             raise DomainError(
                 "INVALID_PARAMETER", "draw is not a draw of this product.", parameter="draw"
             )
-        moment = now()
-        shown = await services.storage.build_document(
-            _listed, games, rows, moment, listing.status, rule()
+        moment = self.now()
+        shown = await self.services.storage.build_document(
+            _listed, games, rows, moment, listing.status, self.rule()
         )
         page = Page.of(listing, len(shown))
         on_page = shown[page.offset : page.offset + page.size]
-        stats = await read(
+        stats = await self.read(
             partial(catalog.statistics, pool_ids=[entry.pool.id for entry in on_page])
         )
         entries = [(entry, _statistics(stats, entry.pool.id)) for entry in on_page]
-        return hal_response(pools_listing(hrefs(), found.id, listing, page, entries, moment))
+        return hal_response(pools_listing(self.hrefs(), found.id, listing, page, entries, moment))
 
-    @bp.get("/gaming-products/<product_id>/participation-pools/<pool_id>")
-    async def pool(product_id: str, pool_id: str) -> Response:
-        query()
-        row, stats = await pool_of(product_id, pool_id)
-        links, moment = hrefs(), now()
-        return await document(
-            lambda: pool_resource(links, product_id, _pool_entry(row, rule()), stats, moment)
+    async def pool(self, product_id: str, pool_id: str) -> Response:
+        self.query()
+        row, stats = await self.pool_of(product_id, pool_id)
+        links, moment, rule = self.hrefs(), self.now(), self.rule()
+        return await self.document(
+            lambda: pool_resource(links, product_id, _pool_entry(row, rule), stats, moment)
         )
 
-    @bp.get("/gaming-products/<product_id>/participation-pools/<pool_id>/betting-scheme")
-    async def pool_betting_scheme(product_id: str, pool_id: str) -> Response:
-        query()
-        row, _ = await pool_of(product_id, pool_id)
-        links = hrefs()
-        return await document(
-            lambda: betting_scheme(links, product_id, _pool_entry(row, rule()).pool)
+    async def pool_betting_scheme(self, product_id: str, pool_id: str) -> Response:
+        self.query()
+        row, _ = await self.pool_of(product_id, pool_id)
+        links, rule = self.hrefs(), self.rule()
+        return await self.document(
+            lambda: betting_scheme(links, product_id, _pool_entry(row, rule).pool)
         )
 
-    @bp.get("/gaming-products/<product_id>/participation-pools/<pool_id>/winning-scheme")
-    async def pool_winning_scheme(product_id: str, pool_id: str) -> Response:
-        query()
-        row, _ = await pool_of(product_id, pool_id)
-        links = hrefs()
-        return await document(
-            lambda: winning_scheme(links, product_id, _pool_entry(row, rule()).pool)
+    async def pool_winning_scheme(self, product_id: str, pool_id: str) -> Response:
+        self.query()
+        row, _ = await self.pool_of(product_id, pool_id)
+        links, rule = self.hrefs(), self.rule()
+        return await self.document(
+            lambda: winning_scheme(links, product_id, _pool_entry(row, rule).pool)
         )
 
-    async def game_of(draw_id: str) -> tuple[str, list[dict[str, Any]]]:
-        """The draw's stored game document and its events."""
-        found = await read(partial(catalog.game, game_id=checked_id(draw_id, "draw")))
-        if found is None:
-            raise DomainError("NOT_FOUND", f"There is no draw {draw_id!r}.")
-        return found
-
-    @bp.get("/draws/<draw_id>")
-    async def draw(draw_id: str) -> Response:
-        query()
-        doc, events = await game_of(draw_id)
-        links, moment = hrefs(), now()
-        return await document(
+    async def draw(self, draw_id: str) -> Response:
+        self.query()
+        doc, events = await self.game_of(draw_id)
+        links, moment = self.hrefs(), self.now()
+        return await self.document(
             lambda: draw_resource(links, Game.from_doc(_decoded(doc)), events, moment)
         )
 
-    @bp.get("/gaming-products/<product_id>/draw-view/<draw_id>")
-    async def draw_view(product_id: str, draw_id: str) -> Response:
-        query()
+    async def draw_view(self, product_id: str, draw_id: str) -> Response:
+        self.query()
         checked_id(product_id, "product")
-        doc, events = await game_of(draw_id)
+        doc, events = await self.game_of(draw_id)
         game = Game.from_doc(_decoded(doc))
         if game.source_id != product_id:
             raise DomainError("NOT_FOUND", f"There is no draw {draw_id!r} of this product.")
-        _, rows = await read(partial(catalog.pools_of, source_id=product_id, game_id=game.id))
-        stats = await read(partial(catalog.statistics, pool_ids=[row["id"] for row in rows]))
+        _, rows = await self.read(partial(catalog.pools_of, source_id=product_id, game_id=game.id))
+        stats = await self.read(partial(catalog.statistics, pool_ids=[row["id"] for row in rows]))
         stakes = sum(row["stakes"] for row in stats.values())
-        links, moment = hrefs(), now()
+        links, moment, rule = self.hrefs(), self.now(), self.rule()
 
         def build() -> dict[str, Any]:
-            entries = [_entry(row, lambda _: game, rule()) for row in rows]
+            entries = [_entry(row, lambda _: game, rule) for row in rows]
             return draw_view_resource(links, game, entries, stakes, len(events), moment)
 
-        return await document(build)
-
-    return bp
+        return await self.document(build)

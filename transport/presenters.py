@@ -121,6 +121,13 @@ def present(result: object) -> list[tuple[int, dict[str, Any]]]:
             if resumed is not None:
                 joined["resumed"] = resumed
             return [(333, joined)]
+    return _present_game(result)
+
+
+def _present_game(result: object) -> list[tuple[int, dict[str, Any]]]:
+    """The messages of a game's and a source's life: admin grants, recorded events (and
+    the pools they resolved), closures. ``TypeError`` for anything else."""
+    match result:
         case g.AdminGrant(game_id, None):
             return [(640, {"game_id": game_id})]
         case g.AdminGrant(game_id, reason):

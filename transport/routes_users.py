@@ -47,26 +47,59 @@ def dummy_hash(scrypt_n: int) -> str:
 
 
 def users_blueprint(services: Services) -> Blueprint:
+    """The user routes: each a method of ``UserRoutes`` over ``services``, registered
+    from ``ROUTES``; those marked operator-only refuse a call without the operator key."""
     routes = Blueprint("users", __name__)
     operator = operator_only(services)
-    password_threads = trio.CapacityLimiter(PASSWORD_THREADS)
-    settings = services.settings
-    login_names = AttemptWindow(settings.login_attempts_per_name, settings.login_window_seconds)
-    login_addresses = AttemptWindow(
-        settings.login_attempts_per_address, settings.login_window_seconds
-    )
-    unknown_user_hash = dummy_hash(settings.scrypt_n)
+    handlers = UserRoutes(services)
+    for path, name, operator_call in ROUTES:
+        handler = getattr(handlers, name)
+        routes.add_url_rule(
+            path, view_func=operator(handler) if operator_call else handler, methods=["POST"]
+        )
+    return routes
 
-    async def in_password_thread(fn: Callable[..., Any], *args: Any) -> Any:
-        return await trio.to_thread.run_sync(fn, *args, limiter=password_threads)
 
-    def throttle_login(name: str) -> None:
+#: Path -> the ``UserRoutes`` method that answers its POST, and whether it needs the
+#: operator key.
+ROUTES: tuple[tuple[str, str, bool], ...] = (
+    ("/v1/login", "login", False),
+    ("/v1/users", "create_user", True),
+    ("/v1/users/<int:user_id>/sessions", "create_session", True),
+    ("/v1/users/<int:user_id>/block", "block", True),
+    ("/v1/users/<int:user_id>/unblock", "unblock", True),
+    ("/v1/users/<int:user_id>/cooldown", "cooldown", True),
+    ("/v1/sources/<source_id>/admins", "add_source_admin", True),
+)
+
+
+class UserRoutes:
+    """The route handlers and what logins share: the scrypt threads and the attempt
+    windows by name and by address. A refusal is a ``DomainError``."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        settings = services.settings
+        self.scrypt_n = settings.scrypt_n
+        self.password_threads = trio.CapacityLimiter(PASSWORD_THREADS)
+        self.login_names = AttemptWindow(
+            settings.login_attempts_per_name, settings.login_window_seconds
+        )
+        self.login_addresses = AttemptWindow(
+            settings.login_attempts_per_address, settings.login_window_seconds
+        )
+        self.unknown_user_hash = dummy_hash(settings.scrypt_n)
+
+    async def in_password_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self.password_threads)
+
+    def throttle_login(self, name: str) -> None:
         """Count a login attempt by name and by address; RATE_LIMITED (429) past either
         limit, before any scrypt work is spent on it."""
         now = trio.current_time()
-        wait = login_addresses.attempt(request.remote_addr, now)
+        wait = self.login_addresses.attempt(request.remote_addr, now)
         if wait is None:
-            wait = login_names.attempt(name_key(name), now)
+            wait = self.login_names.attempt(name_key(name), now)
         if wait is not None:
             raise DomainError(
                 "RATE_LIMITED",
@@ -74,79 +107,71 @@ def users_blueprint(services: Services) -> Blueprint:
                 retry_after=math.ceil(wait),
             )
 
-    @routes.post("/v1/login")
-    async def login() -> Response:
+    async def login(self) -> Response:
         body = await json_body()
         name = display_name(body.get("name"), "name")
         password = password_field(body)
         if not password:
             raise DomainError("MISSING_PARAMETER", "password is required.", parameter="password")
-        throttle_login(name)
-        try:
-            user: User | None = await services.ask_registry(FindUser(name))
-        except DomainError as error:
-            if error.code != "AUTHENTICATION_FAILED":
-                raise
-            user = None
-        stored = user.password if user is not None and user.password else unknown_user_hash
-        verified = await in_password_thread(verify_password, password, stored)
+        self.throttle_login(name)
+        user = await self.find_user(name)
+        stored = user.password if user is not None and user.password else self.unknown_user_hash
+        verified = await self.in_password_thread(verify_password, password, stored)
         if user is None or not user.password or not verified:
             return error_response(
                 DomainError("AUTHENTICATION_FAILED", "Wrong name or password."), 403
             )
-        login_names.forget(name_key(name))
-        session = await services.ask_registry(CreateSession(user.id))
+        self.login_names.forget(name_key(name))
+        session = await self.services.ask_registry(CreateSession(user.id))
         return json_response({"id": user.id, "user_session_key": session.session_key})
 
-    @routes.post("/v1/users")
-    @operator
-    async def create_user() -> Response:
+    async def find_user(self, name: str) -> User | None:
+        """The user of that name, or None when there is none (``AUTHENTICATION_FAILED``)."""
+        try:
+            user: User = await self.services.ask_registry(FindUser(name))
+        except DomainError as error:
+            if error.code != "AUTHENTICATION_FAILED":
+                raise
+            return None
+        return user
+
+    async def create_user(self) -> Response:
         body = await json_body()
         name = display_name(body.get("name"), "name")
         password = password_field(body)
         roles = roles_field(body)
         password_hash = (
-            await in_password_thread(hash_password, password, settings.scrypt_n) if password else ""
+            await self.in_password_thread(hash_password, password, self.scrypt_n)
+            if password
+            else ""
         )
-        user = await services.ask_registry(CreateUser(name, password_hash, roles))
+        user = await self.services.ask_registry(CreateUser(name, password_hash, roles))
         return json_response(user.public(), 201)
 
-    @routes.post("/v1/users/<int:user_id>/sessions")
-    @operator
-    async def create_session(user_id: int) -> Response:
-        session = await services.ask_registry(CreateSession(user_id))
+    async def create_session(self, user_id: int) -> Response:
+        session = await self.services.ask_registry(CreateSession(user_id))
         return json_response(session.public(), 201)
 
-    async def set_blocked(user_id: int, blocked: bool) -> Response:
-        await services.ask_registry(GetUser(user_id))
-        await services.ask_wallet(SetBlocked(user_id, blocked))
+    async def set_blocked(self, user_id: int, blocked: bool) -> Response:
+        await self.services.ask_registry(GetUser(user_id))
+        await self.services.ask_wallet(SetBlocked(user_id, blocked))
         return json_response({"user_id": user_id, "blocked": blocked})
 
-    @routes.post("/v1/users/<int:user_id>/block")
-    @operator
-    async def block(user_id: int) -> Response:
-        return await set_blocked(user_id, True)
+    async def block(self, user_id: int) -> Response:
+        return await self.set_blocked(user_id, True)
 
-    @routes.post("/v1/users/<int:user_id>/unblock")
-    @operator
-    async def unblock(user_id: int) -> Response:
-        return await set_blocked(user_id, False)
+    async def unblock(self, user_id: int) -> Response:
+        return await self.set_blocked(user_id, False)
 
-    @routes.post("/v1/users/<int:user_id>/cooldown")
-    @operator
-    async def cooldown(user_id: int) -> Response:
+    async def cooldown(self, user_id: int) -> Response:
         until = params.epoch_ms(await json_body(), "until")
         if until is None:
             raise DomainError("MISSING_PARAMETER", "until is required.", parameter="until")
-        await services.ask_registry(GetUser(user_id))
-        await services.ask_wallet(SetCooldown(user_id, until))
+        await self.services.ask_registry(GetUser(user_id))
+        await self.services.ask_wallet(SetCooldown(user_id, until))
         return json_response({"user_id": user_id, "cooldown_until": until})
 
-    @routes.post("/v1/sources/<source_id>/admins")
-    @operator
-    async def add_source_admin(source_id: str) -> Response:
+    async def add_source_admin(self, source_id: str) -> Response:
         user_id = user_id_field(await json_body())
-        source = await services.ask_registry(AddSourceAdmin(source_id, user_id, by=None))
+        source = await self.services.ask_registry(AddSourceAdmin(source_id, user_id, by=None))
         return json_response(source.public() | {"admins": sorted(source.admins)})
-
-    return routes

@@ -88,6 +88,36 @@ MAX_BATCH = 256
 Accepted = list[tuple[Request, Bet]]
 
 
+class BetRun:
+    """Bets checked one after another, each as if the ones before it were placed: what
+    each user backs and stakes, and the pool's waiting total, grow with every bet taken.
+    ``chosen`` and ``staked`` start from what is held here already (``_backing``)."""
+
+    def __init__(
+        self, pool: Pool, now: int, chosen: dict[int, str], staked: dict[int, int]
+    ) -> None:
+        self.pool, self.now = pool, now
+        self.chosen, self.staked = chosen, staked
+        self.waiting = sum(staked.values())
+
+    def check(self, user_id: int, target: Any, amount: Any) -> Bet:
+        """The bet, counted in the run; raises what ``Pool.check_bet`` raises (and
+        counts nothing then)."""
+        tid, stake = self.pool.check_bet(
+            user_id,
+            target,
+            amount,
+            self.now,
+            self.chosen.get(user_id),
+            self.staked.get(user_id, 0),
+            self.waiting,
+        )
+        self.chosen[user_id] = tid
+        self.staked[user_id] = self.staked.get(user_id, 0) + stake
+        self.waiting += stake
+        return Bet(str(uuid.uuid4()), user_id, tid, stake, self.now)
+
+
 class PoolActor(Actor):
     max_batch = MAX_BATCH
 
@@ -295,32 +325,19 @@ class PoolActor(Actor):
     def _check_batch(self, batch: list[Request]) -> Accepted:
         """The batch's bets the pool takes (each checked as if the ones before it were
         placed); the others are answered with their refusal here."""
-        pool, now = self.pool, self.now
         accepted: Accepted = []
-        chosen, staked = self._backing()
-        waiting = sum(staked.values())
+        run = BetRun(self.pool, self.now, *self._backing())
         for request in batch:
             body: PlaceBet = request.body
             if self.pending is not None:
                 request.fail(DomainError("POOL_CLOSED", "An event has resolved this pool."))
                 continue
             try:
-                target, stake = pool.check_bet(
-                    body.user_id,
-                    body.target,
-                    body.amount,
-                    now,
-                    chosen.get(body.user_id),
-                    staked.get(body.user_id, 0),
-                    waiting,
-                )
+                bet = run.check(body.user_id, body.target, body.amount)
             except DomainError as error:
                 request.fail(error)
                 continue
-            chosen[body.user_id] = target
-            staked[body.user_id] = staked.get(body.user_id, 0) + stake
-            waiting += stake
-            accepted.append((request, Bet(str(uuid.uuid4()), body.user_id, target, stake, now)))
+            accepted.append((request, bet))
         return accepted
 
     async def _place_bets(self, batch: list[Request]) -> None:
@@ -573,30 +590,17 @@ class PoolActor(Actor):
     async def _reserve(self, body: Reserve) -> Reserved:
         """Check a slip's bets as bets are checked; hold them all, or none when any is
         refused (the refusals go back to the desk)."""
-        pool, now = self.pool, self.now
+        pool = self.pool
         held: list[tuple[int, Bet, StakeItem]] = []
         refusals: list[tuple[int, DomainError]] = []
-        chosen, staked = self._backing()
-        waiting = sum(staked.values())
+        run = BetRun(pool, self.now, *self._backing())
         for stake in body.stakes:
             try:
                 self._slip_refusal(body)
-                target, minor = pool.check_bet(
-                    body.user_id,
-                    stake.target,
-                    stake.stake,
-                    now,
-                    chosen.get(body.user_id),
-                    staked.get(body.user_id, 0),
-                    waiting,
-                )
+                bet = run.check(body.user_id, stake.target, stake.stake)
             except DomainError as error:
                 refusals.append((stake.index, error))
                 continue
-            chosen[body.user_id] = target
-            staked[body.user_id] = staked.get(body.user_id, 0) + minor
-            waiting += minor
-            bet = Bet(str(uuid.uuid4()), body.user_id, target, minor, now)
             held.append((stake.index, bet, stake_item(pool, bet, columns=stake.columns)))
         if held and not refusals:
             self.reserved.hold(body.slip_key, body.user_id, (bet for _, bet, _ in held), body.until)
