@@ -123,7 +123,7 @@ async def crash_round(
         if operator is not None:
             await nursery.start(operator.serve)
         crashing = Crashing(workdir / f"{kind}-{seed}", workdir / f"{kind}-{seed}.log", operator)
-        game_id, pool_ids = await _provision(crashing)
+        game_id, pool_ids = await provision(crashing)
         sides = {name: choose_sides(rng, pool_ids) for name in BETTORS}
         for _ in range(kills):
             await _load_then_kill(rng, crashing, game_id, sides, history, figures)
@@ -131,7 +131,7 @@ async def crash_round(
             figures.lost += await _missing_after_restart(crashing, history)
             figures.invariants_checked += 1
             figures.restarts += 1
-        await _settle_everything(crashing, game_id)
+        await settle_everything(crashing, game_id)
         figures.invariants_checked += 1
         if operator is not None:
             figures.faults += sum(operator.misbehaved.values())
@@ -140,7 +140,7 @@ async def crash_round(
     figures.rounds += 1
 
 
-async def _provision(crashing: Crashing) -> tuple[str, list[str]]:
+async def provision(crashing: Crashing) -> tuple[str, list[str]]:
     """An admin, the players with their money, a live game with two pools."""
     async with crashing.server() as (_, _, ws_port):
         match = crashing.match
@@ -364,7 +364,7 @@ def _operator_problems(operator: FakeOperator, bet_ids: set[str]) -> list[str]:
     return problems
 
 
-async def _settle_everything(crashing: Crashing, game_id: str) -> None:
+async def settle_everything(crashing: Crashing, game_id: str) -> None:
     """Events resolve every pool still open: each pool settles exactly once; remote: the
     outbox drains and the money adds up."""
     database = crashing.database
