@@ -320,7 +320,7 @@ async def _missing_after_restart(crashing: Crashing, history: History) -> int:
     not there, and check the books."""
     database = crashing.database
     async with crashing.server() as (_, http, _):
-        await _until_none(database, "SELECT COUNT(*) FROM pending_resolutions")
+        await until_none(database, "SELECT COUNT(*) FROM pending_resolutions")
         stored, settled = await database.read(
             lambda db: (
                 {r["id"] for r in db.rows("SELECT id FROM bets")},
@@ -373,7 +373,7 @@ async def settle_everything(crashing: Crashing, game_id: str) -> None:
             admin = WsClient(raw, 0)
             for action, leaf in (("goal", "brazil:7"), ("offside", "argentina:1")):
                 await admin.call(395, 366, game_id=game_id, action_id=action, target_id=leaf)
-        await _until_none(database, "SELECT COUNT(*) FROM pending_resolutions")
+        await until_none(database, "SELECT COUNT(*) FROM pending_resolutions")
         problems = await pool_problems(SimpleNamespace(storage=database))
         unsettled, pools, settlements = await database.read(
             lambda db: (
@@ -397,7 +397,7 @@ async def _drained_and_even(operator: FakeOperator, database: Reader) -> list[st
     owed = await database.read(_owed_credits)
     with trio.fail_after(SETTLE_SECONDS):
         await operator.wait_until(lambda: owed <= set(operator.credited))
-    await _until_none(
+    await until_none(
         database,
         "SELECT COUNT(*) FROM remote_calls WHERE state IN (?, ?, ?)",
         (CallState.PLACING, CallState.UNKNOWN, CallState.QUEUED),
@@ -429,7 +429,7 @@ def _owed_credits(db: Any) -> set[int]:
     return owed
 
 
-async def _until_none(database: Reader, sql: str, params: tuple = ()) -> None:
+async def until_none(database: Reader, sql: str, params: tuple = ()) -> None:
     """Wait until the count ``sql`` reads is 0 (what a restart resumes, finished). The
     work is in another process: its database is all there is to watch, so this looks
     again every ``POLL_SECONDS`` (it assumes nothing about when it ends)."""

@@ -31,14 +31,18 @@ from tests import postgres as engines
 from tests.conftest import WsClient
 from tests.reliability.crash import (
     BETTORS,
+    EVENT_BETTOR,
+    LEAVES,
     POLL_SECONDS,
     Crashing,
     provision,
     settle_everything,
+    until_none,
 )
 from tests.reliability.invariants import pool_problems
 from tests.reliability.load import (
     STAKE,
+    TARGETS,
     Figures,
     History,
     bet_plan,
@@ -115,7 +119,7 @@ class Load:
         outage: Outage,
         figures: Figures,
     ) -> None:
-        self.crashing, self.game_id, self.sides = crashing, game_id, sides
+        self.rng, self.crashing, self.game_id, self.sides = rng, crashing, game_id, sides
         self.history, self.outage, self.figures = history, outage, figures
         self.plans = {name: bet_plan(rng, side, 400) for name, side in sides.items()}
         self.restart_after = rng.randint(10, 60)
@@ -146,6 +150,7 @@ class Load:
                 nursery.start_soon(self.bettor, ws_port, name)
             nursery.start_soon(self.depositor, http, "p0")
             nursery.start_soon(self.slipper, http, "p1")
+            nursery.start_soon(self.eventer, ws_port)
             await self.restart_now.wait()
             self.restarting = True
             await trio.to_thread.run_sync(restart)
@@ -157,15 +162,49 @@ class Load:
         async with self.crashing.match.connect(ws_port, name) as raw:
             ws = WsClient(raw, 0)
             for pool_id, target in self.plans[name]:
-                self.outage.unknown_bets += 1  # until answered: the load may stop first
-                reply = await ws.call(392, pool_id=pool_id, target=target, amount=STAKE)
-                self.outage.unknown_bets -= 1
-                if reply["res"] == 356:
-                    self.history.bets.add(reply["bet_id"])
-                    self.confirm()
-                else:
-                    self.failed(reply.get("error_code", ""))
-                    self.outage.unknown_bets += reply.get("error_code") in UNKNOWN_OUTCOME
+                await self.bet(ws, pool_id, target)
+
+    async def bet(self, ws: WsClient, pool_id: str, target: str) -> None:
+        """A websocket bet: confirmed, refused, or of unknown outcome (maybe stored)."""
+        self.outage.unknown_bets += 1  # until answered: the load may stop first
+        reply = await ws.call(392, pool_id=pool_id, target=target, amount=STAKE)
+        self.outage.unknown_bets -= 1
+        if reply["res"] == 356:
+            self.history.bets.add(reply["bet_id"])
+            self.confirm()
+        else:
+            self.failed(reply.get("error_code", ""))
+            self.outage.unknown_bets += reply.get("error_code") in UNKNOWN_OUTCOME
+
+    async def eventer(self, ws_port: int) -> None:
+        """Opens a pool of another action, has a player bet on it, and registers the
+        event that resolves it: its settlement's payouts are in flight at a restart. A
+        pool whose event failed stays open (the end of the round resolves it)."""
+        match = self.crashing.match
+        async with (
+            match.connect(ws_port, "admin") as raw_admin,
+            match.connect(ws_port, EVENT_BETTOR) as raw_player,
+        ):
+            admin, player = WsClient(raw_admin, 0), WsClient(raw_player, 0)
+            while True:
+                created = await admin.call(
+                    385, game_id=self.game_id, action="offside", targets=",".join(TARGETS)
+                )
+                if created["res"] != 350:
+                    self.failed(created.get("error_code", ""))
+                    continue
+                await self._bet_and_resolve(admin, player, created["pool_id"])
+
+    async def _bet_and_resolve(self, admin: WsClient, player: WsClient, pool_id: str) -> None:
+        self.confirm()
+        await self.bet(player, pool_id, self.rng.choice(TARGETS))
+        leaf = self.rng.choice(LEAVES)
+        reply = await admin.call(395, game_id=self.game_id, action_id="offside", target_id=leaf)
+        if reply["res"] != 366:
+            self.failed(reply.get("error_code", ""))
+            return
+        self.history.resolved.add(pool_id)
+        self.confirm()
 
     async def depositor(self, http: Any, name: str) -> None:
         """Deposits of a cent, each sent again with its reference until it is in."""
@@ -210,13 +249,18 @@ def _code(r: Any) -> str:
 async def _missing(crashing: Crashing, http: Any, history: History, outage: Outage) -> int:
     """Confirmed but not stored, counted; the books checked (module docstring)."""
     database = crashing.database
-    stored, by_socket = await database.read(
+    await until_none(database, "SELECT COUNT(*) FROM pending_resolutions")
+    stored, by_socket, settled = await database.read(
         lambda db: (
             {r["id"] for r in db.rows("SELECT id FROM bets")},
             {r["id"] for r in db.rows("SELECT id FROM bets WHERE slip_key IS NULL")},
+            {
+                r["id"].removeprefix("settle:")
+                for r in db.rows("SELECT id FROM transactions WHERE id LIKE 'settle:%'")
+            },
         )
     )
-    missing = len(history.bets - stored)
+    missing = len(history.bets - stored) + len(history.resolved - settled)
     for reference, (user_id, amount) in history.deposits.items():
         r = await http.post(
             f"/v1/users/{user_id}/deposits",
