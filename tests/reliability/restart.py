@@ -8,11 +8,14 @@ lost in COMMIT as of unknown outcome; the next batch reconnects; the actors that
 unknown outcome reload from the database). The clients do what a client should: a slip
 is sent again with its idempotency key and a deposit with its reference until they get
 a final answer; a websocket bet has no key, so one answered with a failure may or may
-not be stored. After every restart the same process must serve again (a count of new
-confirmations, not a wait) and then: every confirmed bet, slip and deposit is stored,
-every slip refused for good is absent, no more bets are stored than were confirmed or
-answered with a failure, each pool's escrow holds its stakes, the audit (stored balances
-included) is clean. At the end events settle every pool, each exactly once."""
+not be stored. An admin opens pools, has a player bet on them and registers the events
+that resolve them, so that payouts are in flight too. After every restart the same
+process must serve again (a count of new confirmations, not a wait) and then: every
+confirmed bet, slip, deposit and settlement is stored, every slip refused for good is
+absent, no more websocket bets are stored than were confirmed, answered as of unknown
+outcome or left unanswered, each pool's escrow holds its stakes, the wallet's memory is
+the stored balances, the audit (stored balances included) is clean. At the end events
+settle every pool, each exactly once."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from typing import Any
 
 import trio
 
+from domain.codec import decode
 from tests import postgres as engines
 from tests.conftest import WsClient
 from tests.reliability.crash import (
@@ -34,6 +38,7 @@ from tests.reliability.crash import (
     EVENT_BETTOR,
     LEAVES,
     POLL_SECONDS,
+    SETTLE_SECONDS,
     Crashing,
     provision,
     settle_everything,
@@ -281,7 +286,31 @@ async def _missing(crashing: Crashing, http: Any, history: History, outage: Outa
     unconfirmed = len(by_socket - history.bets)  # a refused bet (not saved) is never stored
     if unconfirmed > outage.unknown_bets:
         problems.append(f"{unconfirmed} bets stored unconfirmed, {outage.unknown_bets} unknown")
+    await _wallet_agrees(crashing, http)
     audit = (await http.get("/v1/audit")).json()
     assert audit["ok"], audit
     assert problems == [], problems
     return missing
+
+
+async def _wallet_agrees(crashing: Crashing, http: Any) -> None:
+    """Wait until each player's money in the wallet's memory is the stored balance (a
+    request the stopped clients left in flight may still hold a reservation); a wallet
+    whose memory disagrees with the database for good fails the round."""
+    users = {crashing.match.users[name]["user_id"] for name in (*BETTORS, EVENT_BETTOR)}
+    with trio.fail_after(SETTLE_SECONDS):
+        while True:
+            stored = await crashing.database.read(
+                lambda db: {
+                    r["account"]: r["balance"]
+                    for r in db.rows("SELECT account, balance FROM balances WHERE currency = 'EUR'")
+                }
+            )
+            memory = {
+                user: round(decode((await http.get(f"/v1/users/{user}/balances")).content)
+                            ["EUR"]["available"] * 100)
+                for user in users
+            }  # fmt: skip
+            if all(memory[user] == stored.get(f"wallet:{user}", 0) for user in users):
+                return
+            await trio.sleep(POLL_SECONDS)
