@@ -1,5 +1,6 @@
 """Scenarios 1 and 2, short: one seeded chaos round (websocket bets and betslips), one
-crash round and one remote wallet crash round, each with two ``kill -9`` (the long run is
+crash round and one remote wallet crash round, each with two ``kill -9``, and on
+PostgreSQL a restart round with two ``pg_ctl restart -m immediate`` (the long run is
 ``make soak``, tests/reliability/soak.py)."""
 
 from __future__ import annotations
