@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -27,7 +27,16 @@ from actors import remote
 from actors.registry import CheckSession
 from actors.services import Services
 from actors.wallet import PlaceSlip, Screen, StakeItem, Sync
-from domain.betslip import BetRefusal, Slip, SlipBet, Stage, fingerprint, read_bets, read_slip
+from domain.betslip import (
+    BetRefusal,
+    Slip,
+    SlipAnswer,
+    SlipBet,
+    Stage,
+    fingerprint,
+    read_bets,
+    read_slip,
+)
 from domain.errors import FINAL, RETRYABLE, DomainError, ErrorCode, OutcomeUnknown
 from domain.game import GameStatus
 from storage import betslips as betslips_store
@@ -51,20 +60,12 @@ class SlipRefused:
     failed_bets: list[dict[str, Any]]
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A final answer as the transport rendered it; kept and replayed byte for byte."""
-
-    status: int
-    body: bytes
-
-
-#: The transport's presenter: an outcome as (HTTP status, body bytes).
-Render = Callable[[SlipPlaced | SlipRefused], Answer]
+#: The transport's presenter: an outcome as the answer kept and replayed byte for byte.
+Render = Callable[[SlipPlaced | SlipRefused], SlipAnswer]
 
 
 class Refused(Exception):
-    """The slip is refused for good (a 4xx): stored under its key and answered."""
+    """The slip is refused for good: stored under its key and answered."""
 
     def __init__(self, error: DomainError, failed_bets: list[dict[str, Any]] | None = None):
         super().__init__(error.text)
@@ -76,7 +77,7 @@ class BetslipDesk:
         self.services = services
         self._running: set[str] = set()
 
-    async def place(self, key: str, body: Any, render: Render, ip: str = "") -> Answer:
+    async def place(self, key: str, body: Any, render: Render, ip: str = "") -> SlipAnswer:
         """The slip's final answer (placed or refused), or a DomainError that is not
         final (the slip is certainly not placed: a retry with the key runs it again)."""
         if key in self._running:
@@ -100,67 +101,89 @@ class BetslipDesk:
 
     # -- the steps --------------------------------------------------------------------
 
-    async def _place(self, key: str, print_: str, body: Any, render: Render, ip: str) -> Answer:
-        services = self.services
+    async def _place(self, key: str, print_: str, body: Any, render: Render, ip: str) -> SlipAnswer:
+        """Read, check, reserve on every pool, commit through the wallet, and tell the
+        pools what became of the slip (whatever happens in between)."""
+        slip, bets, refusals = await self._read(body)
+        refusals += await self._check_games(bets)
+        until = trio.current_time() + self.services.settings.request_timeout
+        attempt = _Attempt(key)
+        try:
+            by_pool = _by_pool(bets, {r.failed["betId"] for r in refusals})
+            refusals += await self._reserve(key, slip, by_pool, until, attempt.reserved)
+            if refusals:
+                raise _refused(refusals)
+            return await self._commit(attempt, print_, slip, bets, render, ip, until)
+        finally:
+            with trio.move_on_after(self.services.settings.request_timeout) as cleanup:
+                cleanup.shield = True
+                if attempt.placed is None:  # the caller left while the wallet had the slip
+                    attempt.placed = await self._fate(key)
+                await self._release(key, attempt.reserved, attempt.placed)
+
+    async def _read(self, body: Any) -> tuple[Slip, list[SlipBet], list[BetRefusal]]:
+        """The slip, its bets and the refusals of those unreadable; Refused when the slip
+        itself is (a body that is no object, a bad user or session)."""
         try:
             if not isinstance(body, dict):
                 raise DomainError("MISSING_PARAMETER", "The body must be a JSON object.")
             slip = read_slip(body)
-            await services.ask_registry(CheckSession(slip.user_id, slip.session_token))
+            await self.services.ask_registry(CheckSession(slip.user_id, slip.session_token))
             bets, refusals = read_bets(slip)
         except DomainError as error:
             if error.code in RETRYABLE:
                 raise
             raise Refused(error) from None
-        refusals += await self._check_games(bets)
-        refused_at = {r.failed["betId"] for r in refusals}
-        until = trio.current_time() + services.settings.request_timeout
-        by_pool: dict[str, list[SlipBet]] = defaultdict(list)
-        for bet in bets:
-            if bet.bet_id not in refused_at:
-                by_pool[bet.details["marketId"]].append(bet)
-        reserved: dict[str, pool_msgs.Reserved] = {}
-        placed: bool | None = False  # None while the wallet may be committing the slip
+        return slip, bets, refusals
+
+    async def _commit(
+        self,
+        attempt: _Attempt,
+        print_: str,
+        slip: Slip,
+        bets: list[SlipBet],
+        render: Render,
+        ip: str,
+        until: float,
+    ) -> SlipAnswer:
+        """Every stake, bet row and the answer in one transaction of the wallet's (after
+        the operator's debit, in remote wallet mode)."""
+        services = self.services
+        answer, items, changes = self._commit_plan(
+            attempt.key, print_, slip, bets, attempt.reserved, render
+        )
+        debit = None
+        if services.operator:  # refused here, the operator is not asked to debit
+            await _screen(services, items)
+            debit = await self._debit(slip, bets, attempt.reserved, ip)
+        attempt.placed = None
         try:
-            refusals += await self._reserve(key, slip, by_pool, until, reserved)
-            if refusals:
-                raise _refused(refusals)
-            answer, items, changes = self._commit_plan(key, print_, slip, bets, reserved, render)
-            if services.operator:  # refused here, the operator is not asked to debit
-                await _screen(services, items)
-            debit = await self._debit(slip, bets, reserved, ip) if services.operator else None
-            placed = None
-            try:
-                await services.ask_wallet(
-                    PlaceSlip(
-                        slip.user_id, items, [*changes, *(debit.changes if debit else ())], until
-                    )
-                )
-            except OutcomeUnknown:
-                stored = await self._truth(key)
-                placed = stored is not None
-                if stored is None:
-                    if debit is not None:
-                        await remote.give_up(services, debit.key)
-                    raise DomainError(
-                        "REQUEST_TIMED_OUT", "The slip was not placed; send it again."
-                    ) from None
-                return stored
-            except DomainError as error:
-                placed = False
-                if debit is not None:  # debited, not placed: the worker gives it back
-                    await remote.give_up(services, debit.key)
-                if error.code in FINAL:
-                    raise Refused(_as_slip_refusal(error)) from None
-                raise
-            placed = True
-            return answer
-        finally:
-            with trio.move_on_after(services.settings.request_timeout) as cleanup:
-                cleanup.shield = True
-                if placed is None:  # the caller left while the wallet had the slip
-                    placed = await self._fate(key)
-                await self._release(key, reserved, placed)
+            debited = debit.changes if debit else ()
+            await services.ask_wallet(PlaceSlip(slip.user_id, items, [*changes, *debited], until))
+        except OutcomeUnknown:
+            return await self._after_unknown(attempt, debit)
+        except DomainError as error:
+            attempt.placed = False
+            if debit is not None:  # debited, not placed: the worker gives it back
+                await remote.give_up(services, debit.key)
+            if error.code in FINAL:
+                raise Refused(_as_slip_refusal(error)) from None
+            raise
+        attempt.placed = True
+        return answer
+
+    async def _after_unknown(self, attempt: _Attempt, debit: remote.Debit | None) -> SlipAnswer:
+        """The wallet's commit of unknown fate: the stored answer, or REQUEST_TIMED_OUT when
+        the slip is certainly not placed (and what the operator took is given back)."""
+        stored = await self._truth(attempt.key)
+        attempt.placed = stored is not None
+        if stored is None:
+            if debit is not None:
+                await remote.give_up(self.services, debit.key)
+            raise DomainError(
+                "REQUEST_TIMED_OUT", "The slip was not placed; send it again."
+            ) from None
+        return stored
 
     async def _debit(
         self,
@@ -214,7 +237,7 @@ class BetslipDesk:
                     summary = await (await services.games.game(game_id)).ask(
                         game_msgs.Summary(), timeout=services.settings.request_timeout
                     )
-                    statuses[game_id] = summary["status"]
+                    statuses[game_id] = summary.status
             except DomainError as error:
                 if error.code != "NOT_FOUND":
                     raise
@@ -274,7 +297,7 @@ class BetslipDesk:
         bets: list[SlipBet],
         reserved: dict[str, pool_msgs.Reserved],
         render: Render,
-    ) -> tuple[Answer, list[StakeItem], list[Any]]:
+    ) -> tuple[SlipAnswer, list[StakeItem], list[Any]]:
         """The answer, rendered now so that it commits with the bets, and what to commit."""
         held = {
             index: (answer.exponent, bet.amount, item)
@@ -292,7 +315,7 @@ class BetslipDesk:
                 "A betId of this slip was already placed.",
             ),
             *(check for pool_id in reserved for check in pool_msgs.slip_checks(pool_id)),
-            betslips_store.slip_answer(key, print_, slip.user_id, answer.status, answer.body, now),
+            betslips_store.slip_answer(key, print_, slip.user_id, answer.refusal, answer.body, now),
         ]
         return answer, [held[bet.index][2] for bet in bets], changes
 
@@ -318,13 +341,13 @@ class BetslipDesk:
 
     # -- storage ----------------------------------------------------------------------
 
-    async def _stored(self, key: str) -> tuple[str, Answer] | None:
+    async def _stored(self, key: str) -> tuple[str, SlipAnswer] | None:
         stored = await self.services.storage.read(lambda db: betslips_store.stored_slip(db, key))
         if stored is None:
             return None
-        return stored.fingerprint, Answer(stored.status, stored.body)
+        return stored.fingerprint, SlipAnswer(stored.refusal, stored.body)
 
-    async def _truth(self, key: str) -> Answer | None:
+    async def _truth(self, key: str) -> SlipAnswer | None:
         """After a commit of unknown fate: once the wallet has answered a later request,
         the slip is in storage or never will be."""
         await self.services.ask_wallet(Sync())
@@ -342,13 +365,32 @@ class BetslipDesk:
             log.warning("betslip %s: fate unknown for now: %s", key, error)
             return None
 
-    async def _keep(self, key: str, print_: str, answer: Answer) -> Answer:
+    async def _keep(self, key: str, print_: str, answer: SlipAnswer) -> SlipAnswer:
         """Store a refusal under its key, so the key is refused the same way for ever."""
         now = self.services.clock.now_ms()
         await self.services.storage.commit(
-            [betslips_store.slip_answer(key, print_, None, answer.status, answer.body, now)]
+            [betslips_store.slip_answer(key, print_, None, answer.refusal, answer.body, now)]
         )
         return answer
+
+
+@dataclass
+class _Attempt:
+    """One run of a slip: what each pool holds of it, and whether the wallet placed it
+    (None while its commit may be under way or its fate is not known)."""
+
+    key: str
+    reserved: dict[str, pool_msgs.Reserved] = field(default_factory=dict)
+    placed: bool | None = False
+
+
+def _by_pool(bets: list[SlipBet], refused: set[str]) -> dict[str, list[SlipBet]]:
+    """The bets not refused already, by the pool (``marketId``) that is to hold them."""
+    by_pool: dict[str, list[SlipBet]] = defaultdict(list)
+    for bet in bets:
+        if bet.bet_id not in refused:
+            by_pool[bet.details["marketId"]].append(bet)
+    return by_pool
 
 
 def _columns(key: str, bet: SlipBet) -> dict[str, Any]:

@@ -23,6 +23,12 @@ from storage.changes import Insert
 
 @dataclass(frozen=True, slots=True)
 class CreateGame:
+    """A new game of a source (ops 370 and 3701), answered with the ``Game``.
+
+    Raises: NOT_FOUND, NOT_AUTHORIZED, INVALID_STATE (the source: unknown, not the user's,
+    closed), INVALID_PARAMETER (a field of the game).
+    """
+
     role: ClassVar[Role] = Role.SOURCE_ADMIN
     source_id: str
     user_id: int
@@ -55,24 +61,22 @@ class Games:
         self._pool_game: dict[str, str] = {}
         self._open: set[str] = set()  # pools not yet resolved, as their actors report
 
-    @classmethod
-    async def load(cls, services: Services) -> Games:
-        games = cls(services)
-        services.games = games
-        game_rows, pool_rows = await services.storage.read(
+    async def start(self) -> None:
+        """Learn every game and pool id from storage, and start the live games and the
+        open pools (the services hold this directory by now: their actors use it)."""
+        game_rows, pool_rows = await self.services.storage.read(
             lambda db: (games_store.every_game(db), games_store.every_pool(db))
         )
         for pool in pool_rows:
-            games._index_pool(pool.id, pool.game_id)
+            self._index_pool(pool.id, pool.game_id)
             if pool.status == PoolStatus.OPEN:
-                games._open.add(pool.id)
+                self._open.add(pool.id)
         for game in game_rows:
-            games._pools_by_game.setdefault(game.id, [])
+            self._pools_by_game.setdefault(game.id, [])
             if msgspec.json.decode(game.doc).get("closed_at") is None:
-                await games.start_game(game.id)
-        for pool_id in list(games._open):
-            await games.start_pool(pool_id)
-        return games
+                await self.start_game(game.id)
+        for pool_id in list(self._open):
+            await self.start_pool(pool_id)
 
     async def adopt_open_pools(self, game_id: str) -> None:
         """Start the game's open pools that storage has and this directory does not know:

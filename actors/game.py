@@ -19,12 +19,20 @@ from actors.registry import CheckSourceAdmin, GetUser
 from actors.services import Directory, Services
 from domain.codec import encode
 from domain.errors import DomainError, OutcomeUnknown
-from domain.game import Game, check_event_room, check_pool_room, event_target
+from domain.game import (
+    Game,
+    GameDetails,
+    GameOpened,
+    GameSummary,
+    check_event_room,
+    check_pool_room,
+    event_target,
+)
 from domain.pool import new_pool, resolves_by_event
 from domain.roles import Role
 from domain.rules import REMOTE_DELAY, check_house_role
 from domain.targets import TargetTree, action_id, merged_actions, winning_target
-from kit.runtime import Actor, Ask, Mailbox
+from kit.runtime import Actor, Ask, Handlers, Mailbox
 from storage import games as games_store
 from storage.changes import Change, Insert, Upsert
 from storage.database import Database
@@ -41,12 +49,20 @@ POOL_NOT_STARTED = (
 
 # -- messages -------------------------------------------------------------------------
 # A command's ``role`` says who may send it; ``GameActor._authorize`` checks it.
-# Each declares its reply (``Ask[...]``). OpenGame, Details and Summary still answer the
-# plain dicts the domain builds for res 340, 342 and 345 (issue 20: to convert).
+# Each declares its reply (``Ask[...]``) and, under ``Raises:``, the error codes it can fail
+# with besides those of every request (``REQUEST_TIMED_OUT``, ``ACTOR_RESTARTED``,
+# ``UNAVAILABLE``, ``INTERNAL_ERROR``). A command from a user may also raise
+# ``NOT_AUTHORIZED`` (not an admin of the source or game) and, for a source admin's,
+# ``NOT_FOUND`` / ``INVALID_STATE`` (the source unknown or closed).
 
 
 @dataclass(frozen=True, slots=True)
-class OpenGame(Ask[dict[str, Any]]):
+class OpenGame(Ask[GameOpened]):
+    """Open an upcoming game, adding actions and targets.
+
+    Raises: INVALID_STATE (closed, or already open), INVALID_PARAMETER (past a bound).
+    """
+
     role: ClassVar[Role] = Role.SOURCE_ADMIN
     user_id: int
     actions: list[str]
@@ -55,6 +71,11 @@ class OpenGame(Ask[dict[str, Any]]):
 
 @dataclass(frozen=True, slots=True)
 class UpdateDetails(Ask["GameAcknowledged"]):
+    """Add actions and targets, set the pool rules of the game's future pools.
+
+    Raises: INVALID_STATE (closed), INVALID_PARAMETER (past a bound, a rule out of range).
+    """
+
     role: ClassVar[Role] = Role.SOURCE_ADMIN
     user_id: int
     actions: list[str]
@@ -65,7 +86,10 @@ class UpdateDetails(Ask["GameAcknowledged"]):
 
 @dataclass(frozen=True, slots=True)
 class BecomeAdmin(Ask["AdminGrant"]):
-    """Answered with an ``AdminGrant``: a refusal is an answer, not an error (seed 001)."""
+    """Answered with an ``AdminGrant``: a refusal is an answer, not an error (seed 001).
+
+    Raises: nothing of its own (not even NOT_AUTHORIZED: that is the grant's refusal).
+    """
 
     role: ClassVar[Role] = Role.SOURCE_ADMIN
     user_id: int
@@ -73,24 +97,29 @@ class BecomeAdmin(Ask["AdminGrant"]):
 
 @dataclass(frozen=True, slots=True)
 class IsAdmin(Ask[bool]):
+    """Whether the user is one of the game's admins. Raises: nothing of its own."""
+
     user_id: int
 
 
 @dataclass(frozen=True, slots=True)
-class Details(Ask[dict[str, Any]]):
-    pass
+class Details(Ask[GameDetails]):
+    """The game's details now (res 342). Raises: nothing of its own."""
 
 
 @dataclass(frozen=True, slots=True)
-class Summary(Ask[dict[str, Any]]):
-    pass
+class Summary(Ask[GameSummary]):
+    """The game as a source's list shows it (res 345). Raises: nothing of its own."""
 
 
 @dataclass(frozen=True, slots=True)
 class Join(Ask[Joined]):
     """Subscribe ``address`` to the game's events. With ``since_seq``, the broadcasts
     numbered above it follow ``greet``'s answer (decisions §9); ``greet`` gets the
-    ``Joined`` before anything else is queued to ``address``."""
+    ``Joined`` before anything else is queued to ``address``.
+
+    Raises: INVALID_STATE (the game is closed).
+    """
 
     user_id: int
     user_name: str
@@ -101,11 +130,16 @@ class Join(Ask[Joined]):
 
 @dataclass(frozen=True, slots=True)
 class ReserveSeqs(Ask[None]):
-    """The hub used half of the game's reserved broadcast numbers: reserve more."""
+    """The hub used half of the game's reserved broadcast numbers: reserve more.
+
+    Raises: nothing of its own (a failed commit is storage's error).
+    """
 
 
 @dataclass(frozen=True, slots=True)
 class Leave(Ask["GameAcknowledged"]):
+    """Unsubscribe ``address``; the others hear of it. Raises: nothing of its own."""
+
     user_id: int
     user_name: str
     address: Address
@@ -113,12 +147,25 @@ class Leave(Ask["GameAcknowledged"]):
 
 @dataclass(frozen=True, slots=True)
 class Close(Ask["GameClosure"]):
+    """Close the game; binary pools still open are blocked and keep it open (the answer
+    names them) until their admins resolve them.
+
+    Raises: INVALID_STATE (already closed).
+    """
+
     role: ClassVar[Role] = Role.SOURCE_ADMIN
     user_id: int | None  # None: the system (close_at, or the source closing)
 
 
 @dataclass(frozen=True, slots=True)
 class CreatePool(Ask["PoolCreated"]):
+    """Open a pool on the game (op 385).
+
+    Raises: INVALID_STATE (the game takes no pools now), INVALID_PARAMETER (a field, too
+    many open pools, a bet delay in remote wallet mode), INVALID_TARGET, NOT_AUTHORIZED
+    (house money without the house role).
+    """
+
     role: ClassVar[Role] = Role.GAME_ADMIN
     user_id: int
     fields: dict[str, Any]
@@ -126,6 +173,12 @@ class CreatePool(Ask["PoolCreated"]):
 
 @dataclass(frozen=True, slots=True)
 class RegisterEvent(Ask["EventRecorded"]):
+    """Something happened (op 395): counted, and the pools it resolves settle.
+
+    Raises: INVALID_STATE (closed), INVALID_PARAMETER (an unknown action, ``happened_at``
+    ahead of our clock, too many events), INVALID_TARGET (not a leaf of the game's tree).
+    """
+
     role: ClassVar[Role] = Role.GAME_ADMIN
     user_id: int
     action: Any
@@ -135,6 +188,11 @@ class RegisterEvent(Ask["EventRecorded"]):
 
 @dataclass(frozen=True, slots=True)
 class BlockAction(Ask["ActionBlocked | ActionAllowed"]):
+    """Block (or allow) every open pool of an action, now or at ``at``.
+
+    Raises: INVALID_STATE (closed), INVALID_PARAMETER (an unknown action).
+    """
+
     role: ClassVar[Role] = Role.GAME_ADMIN
     user_id: int
     action: Any
@@ -146,7 +204,10 @@ class BlockAction(Ask["ActionBlocked | ActionAllowed"]):
 class ForPool(Ask[Any]):
     """An admin's command to one of the game's pools (``Block``, ``Allow``,
     ``ResolveByHand``, ``Void``): the game owns who its admins are, so it checks, then
-    forwards; the answer is the pool's."""
+    forwards; the answer is the pool's.
+
+    Raises: NOT_FOUND (not a pool of this game), and whatever the command raises.
+    """
 
     role: ClassVar[Role] = Role.GAME_ADMIN
     user_id: int
@@ -261,6 +322,24 @@ def _load_game(
         if e.reported_at is not None
     }
     return Game.from_doc(msgspec.json.decode(stored.doc)), events, reported
+
+
+def _event_changes(row: dict[str, Any], hit: list[tuple[str, str, int]]) -> list[Change]:
+    """The event's row and a pending resolution for each pool it resolves (``hit``: pool,
+    winning target, when): one commit, after which the resolutions are durable."""
+    pending = [
+        Upsert(
+            "pending_resolutions",
+            {
+                "pool_id": pool_id,
+                "winning_target": winner,
+                "happened_at": at,
+                "event_id": row["id"],
+            },
+        )
+        for pool_id, winner, at in hit
+    ]
+    return [Insert("events", row), *pending]
 
 
 def encoded_large_fields(
@@ -416,55 +495,56 @@ class GameActor(Actor):
             return math.inf  # waiting for binary pools; the admin resends 375
         return self.services.clock.deadline_for(game.close_at)
 
-    async def handle(self, body: Any) -> Any:  # one flat dispatch
-        game = self.game
-        if isinstance(body, BecomeAdmin):
-            return await self._become_admin(body)
-        await self._authorize(body)
-        match body:
-            case Details():
-                return await self._details()
-            case Summary():
-                return game.summary(self.now)
-            case IsAdmin(user_id):
-                return user_id in game.admins
-            case OpenGame(_, actions, targets):
-                self._require_not_closed()
-                if game.opened:
-                    raise DomainError("INVALID_STATE", "This game is already open.")
-                await self._save(await self._with_details(actions, targets, opened=True))
-                return self.game.opened_message()  # the saved game, not ``game``
-            case UpdateDetails(_, actions, targets, rules):
-                self._require_not_closed()
-                changed = await self._with_details(actions, targets, opened=game.opened)
-                await self._save(changed.with_rules(rules))
-                self._publish(DetailsChanged(await self._details()))
-                return GameAcknowledged(game.id)
-            case Join():
-                return self._join(body)
-            case Leave(user_id, user_name, address):
-                if self.services.hub.leave(game.id, address):
-                    self._announce_presence(PlayerLeft(self._player(user_id, user_name)))
-                return GameAcknowledged(game.id)
-            case ReserveSeqs():
-                await self._reserve_seqs(self.seq_reserved)
-                return None
-            case Close():
-                return await self._close()
-            case CreatePool(user_id, fields):
-                return await self._create_pool(user_id, fields)
-            case RegisterEvent():
-                return await self._register_event(body)
-            case BlockAction(_, action, at, block):
-                return await self._block_action(action, at, block)
-            case ForPool(_, pool_id, command):
-                game_id, box = await self.directory.pool(pool_id)
-                if game_id != game.id:
-                    raise DomainError("NOT_FOUND", f"This game has no pool {pool_id!r}.")
-                return await box.ask(command, timeout=self.services.settings.request_timeout)
-        raise DomainError("UNKNOWN_OP", f"A game does not handle {type(body).__name__}.")
+    async def handle(self, body: Any) -> Any:
+        handler = self.handlers.of(body)
+        if not isinstance(body, BecomeAdmin):  # its refusal is an answer, not an error
+            await self._authorize(body)
+        return await handler(self, body)
 
-    async def _details(self) -> dict[str, Any]:
+    # -- the handlers (``handlers`` at the end of the class) --------------------------
+
+    async def _on_details(self, _: Details) -> GameDetails:
+        return await self._details()
+
+    async def _on_summary(self, _: Summary) -> GameSummary:
+        return self.game.summary(self.now)
+
+    async def _is_admin(self, body: IsAdmin) -> bool:
+        return body.user_id in self.game.admins
+
+    async def _open(self, body: OpenGame) -> GameOpened:
+        self._require_not_closed()
+        if self.game.opened:
+            raise DomainError("INVALID_STATE", "This game is already open.")
+        await self._save(await self._with_details(body.actions, body.targets, opened=True))
+        return GameOpened.of(self.game)  # the saved game
+
+    async def _update_details(self, body: UpdateDetails) -> GameAcknowledged:
+        self._require_not_closed()
+        game = self.game
+        changed = await self._with_details(body.actions, body.targets, opened=game.opened)
+        await self._save(changed.with_rules(body.rules))
+        self._publish(DetailsChanged((await self._details()).wire()))
+        return GameAcknowledged(game.id)
+
+    async def _leave(self, body: Leave) -> GameAcknowledged:
+        if self.services.hub.leave(self.game.id, body.address):
+            self._announce_presence(PlayerLeft(self._player(body.user_id, body.user_name)))
+        return GameAcknowledged(self.game.id)
+
+    async def _on_reserve_seqs(self, _: ReserveSeqs) -> None:
+        await self._reserve_seqs(self.seq_reserved)
+
+    async def _on_close(self, _: Close) -> GameClosure:
+        return await self._close()
+
+    async def _for_pool(self, body: ForPool) -> Any:
+        game_id, box = await self.directory.pool(body.pool_id)
+        if game_id != self.game.id:
+            raise DomainError("NOT_FOUND", f"This game has no pool {body.pool_id!r}.")
+        return await box.ask(body.command, timeout=self.services.settings.request_timeout)
+
+    async def _details(self) -> GameDetails:
         """Res 342. Its large fields (up to 1,000 targets and 10,000 events) are encoded
         once per version of the game, in a worker thread, and reused until the game
         changes: a client asking again and again costs the event loop a copy."""
@@ -474,8 +554,8 @@ class GameActor(Actor):
             targets, events = await self.services.storage.off_loop(
                 encoded_large_fields, self.tree, self.events
             )
-            self._encoded = (game, recorded, targets, events)
-        _, _, targets, events = self._encoded
+            cached = self._encoded = (game, recorded, targets, events)
+        _, _, targets, events = cached
         return game.details(self.now, events, targets)
 
     def _player(self, user_id: int, user_name: str) -> dict[str, Any]:
@@ -483,7 +563,7 @@ class GameActor(Actor):
 
     # -- subscribers (decisions §9) ---------------------------------------------------
 
-    def _join(self, body: Join) -> Joined:
+    async def _join(self, body: Join) -> Joined:
         """Subscribe, and resume from ``since_seq``: the hub's work, O(1) in the number
         of subscribers (plus what the client missed)."""
         self._require_not_closed()
@@ -601,8 +681,8 @@ class GameActor(Actor):
         self._publish(GameClosed({"game_id": game.id}))
         return GameClosure(game.id)
 
-    async def _create_pool(self, user_id: int, fields: dict[str, Any]) -> PoolCreated:
-        game, now = self.game, self.now
+    async def _create_pool(self, body: CreatePool) -> PoolCreated:
+        game, now, user_id, fields = self.game, self.now, body.user_id, body.fields
         if not game.accepts_pools(now):
             raise DomainError(
                 "INVALID_STATE", f"Pools cannot be opened while the game is {game.status(now)}."
@@ -624,18 +704,20 @@ class GameActor(Actor):
             raise OutcomeUnknown("UNAVAILABLE", POOL_NOT_STARTED) from error
         return PoolCreated(game.id, pool.id, pool.description, pool.pool_type)
 
+    def _known_action(self, raw: Any, parameter: str) -> str:
+        """The action ``raw`` names; INVALID_PARAMETER (naming ``parameter``) when it is
+        not one of the game's."""
+        if not isinstance(raw, str) or action_id(raw) not in self.game.actions:
+            raise DomainError(
+                "INVALID_PARAMETER", f"{raw!r} is not an action of this game.", parameter=parameter
+            )
+        return action_id(raw)
+
     async def _register_event(self, body: RegisterEvent) -> EventRecorded:
         game, now = self.game, self.now
         self._require_not_closed()
-        if not isinstance(body.action, str) or action_id(body.action) not in game.actions:
-            raise DomainError(
-                "INVALID_PARAMETER",
-                f"{body.action!r} is not an action of this game.",
-                parameter="action_id",
-            )
-        action = action_id(body.action)
-        tree = self.tree
-        target = event_target(tree, body.target)
+        action = self._known_action(body.action, "action_id")
+        target = event_target(self.tree, body.target)
         reported = body.happened_at
         if reported is not None and reported > now + HAPPENED_AT_SLACK_MS:
             raise DomainError(
@@ -658,30 +740,8 @@ class GameActor(Actor):
         counts = {**game.counts, action: dict(game.counts.get(action, {}))}
         counts[action][target] = counts[action].get(target, 0) + 1
         event = {"happened_at": happened_at, "target_id": target, "action_id": action}
-        changes: list[Change] = [
-            Insert(
-                "events",
-                {
-                    "id": event_id,
-                    "game_id": game.id,
-                    **event,
-                    "reported_at": reported,
-                    "registered_at": now,
-                },
-            ),
-        ]
-        changes += [
-            Upsert(
-                "pending_resolutions",
-                {
-                    "pool_id": pool_id,
-                    "winning_target": winner,
-                    "happened_at": happened_at,
-                    "event_id": event_id,
-                },
-            )
-            for pool_id, winner, _ in hit
-        ]
+        stored = {"id": event_id, "game_id": game.id, **event, "reported_at": reported}
+        changes = _event_changes({**stored, "registered_at": now}, hit)
         await self._save(replace(game, counts=counts), changes)
         self.events[event_id] = event
         if reported is not None:
@@ -725,18 +785,11 @@ class GameActor(Actor):
             pools.append((row.id, {**info, "open": True}))
         return pools
 
-    async def _block_action(
-        self, action: Any, at: int | None, block: bool
-    ) -> ActionBlocked | ActionAllowed:
+    async def _block_action(self, body: BlockAction) -> ActionBlocked | ActionAllowed:
+        action, at, block = body.action, body.at, body.block
         game = self.game
         self._require_not_closed()
-        if not isinstance(action, str) or action_id(action) not in game.actions:
-            raise DomainError(
-                "INVALID_PARAMETER",
-                f"{action!r} is not an action of this game.",
-                parameter="action",
-            )
-        aid = action_id(action)
+        aid = self._known_action(action, "action")
         now = self.now
         if at is not None and at <= now:
             at = None
@@ -757,3 +810,23 @@ class GameActor(Actor):
 
     def _publish(self, event: Broadcast) -> None:
         self.services.hub.to_game(self.game.id, event)
+
+    handlers = Handlers(
+        "A game",
+        {
+            BecomeAdmin: _become_admin,
+            Details: _on_details,
+            Summary: _on_summary,
+            IsAdmin: _is_admin,
+            OpenGame: _open,
+            UpdateDetails: _update_details,
+            Join: _join,
+            Leave: _leave,
+            ReserveSeqs: _on_reserve_seqs,
+            Close: _on_close,
+            CreatePool: _create_pool,
+            RegisterEvent: _register_event,
+            BlockAction: _block_action,
+            ForPool: _for_pool,
+        },
+    )

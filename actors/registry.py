@@ -33,7 +33,7 @@ from domain.names import display_name, name_key
 from domain.roles import Role
 from domain.rules import HOUSE_ROLE
 from kit.clock import WallClock
-from kit.runtime import Actor, Mailbox, OutcomeUnknown, Request
+from kit.runtime import Actor, Ask, Handlers, Mailbox, OutcomeUnknown, Request
 from storage import registry as registry_store
 from storage.actor import Storage
 from storage.changes import Change, Delete, Insert, Update, Upsert
@@ -56,19 +56,56 @@ _NONCE = re.compile(r"[\x21-\x7e]{1,128}")
 _DIGEST = re.compile(r"[0-9a-fA-F]{64}")
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class User:
+    """A user as the registry knows them (never changed in place: handed out as is)."""
+
     id: int
     name: str
-    roles: list[str]
-    password: str = ""
+    roles: tuple[str, ...]
+    password: str = ""  # the scrypt hash ("" for a user who cannot log in)
 
     def public(self) -> dict[str, Any]:
         return {"user_id": self.id, "name": self.name, "roles": list(self.roles)}
 
 
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A session the registry opened (``CreateSession``'s answer)."""
+
+    user_id: int
+    session_key: str
+    expires_at: int  # epoch ms
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "session_key": self.session_key,
+            "expires_at": self.expires_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SourceView:
+    """A game source as of one moment: what the registry hands out (its ``Source``
+    itself changes as admins, games and the close arrive, and never leaves it)."""
+
+    id: str
+    name: str
+    description: str
+    owner_id: int
+    closed: bool
+    admins: frozenset[int]
+    games: tuple[str, ...]
+
+    def public(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "description": self.description}
+
+
 @dataclass
 class Source:
+    """The registry's own record of a source (mutable, never handed out: ``view``)."""
+
     id: str
     name: str
     description: str
@@ -77,53 +114,86 @@ class Source:
     admins: set[int] = field(default_factory=set)
     games: list[str] = field(default_factory=list)
 
-    def public(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "description": self.description}
+    def view(self) -> SourceView:
+        return SourceView(
+            self.id,
+            self.name,
+            self.description,
+            self.owner_id,
+            self.closed,
+            frozenset(self.admins),
+            tuple(self.games),
+        )
 
 
 # -- messages -------------------------------------------------------------------------
+# Each declares its reply (``Ask[...]``) and, under ``Raises:``, the error codes it can fail
+# with besides those of every request (``REQUEST_TIMED_OUT``, ``ACTOR_RESTARTED``,
+# ``UNAVAILABLE``, ``INTERNAL_ERROR``).
 
 
 @dataclass(frozen=True, slots=True)
-class CreateUser:
+class CreateUser(Ask["User"]):
+    """A new user. Raises: CONFLICT (the name is taken), INVALID_PARAMETER (the name, a
+    role unknown)."""
+
     name: str
     password_hash: str
     roles: Sequence[str]
 
 
 @dataclass(frozen=True, slots=True)
-class GetUser:
+class GetUser(Ask["User"]):
+    """Raises: NOT_FOUND."""
+
     user_id: int
 
 
 @dataclass(frozen=True, slots=True)
-class CheckSession:
-    """A session key presented as is (the betslip's ``sessionToken``): the user, or
-    ``INVALID_USER`` / ``INVALID_SESSION``."""
+class CheckSession(Ask[User]):
+    """A session key presented as is (the betslip's ``sessionToken``): the user.
+
+    Raises: INVALID_USER (no such user), INVALID_SESSION (unknown, expired or not theirs).
+    """
 
     user_id: int
     session_key: str
 
 
 @dataclass(frozen=True, slots=True)
-class FindUser:
+class FindUser(Ask["User"]):
+    """The user of a name (a login). Raises: AUTHENTICATION_FAILED (no such name)."""
+
     name: str
 
 
 @dataclass(frozen=True, slots=True)
-class CreateSession:
+class CreateSession(Ask["Session"]):
+    """A new session; expired ones and the oldest past ``MAX_SESSIONS_PER_USER`` go.
+    Raises: NOT_FOUND (no such user)."""
+
     user_id: int
 
 
 @dataclass(frozen=True, slots=True)
-class Authenticate:
+class Authenticate(Ask[tuple[User, int]]):
+    """A websocket handshake: the user and when their session expires (handshakes queued
+    together are judged together and commit their nonces once).
+
+    Raises: AUTHENTICATION_FAILED (a malformed field, an unknown user, a wrong digest, an
+    expired session, a nonce used before or too many of them).
+    """
+
     user_id: int
     nonce: str
     digest: str
 
 
 @dataclass(frozen=True, slots=True)
-class OpenSource:
+class OpenSource(Ask["SourceView"]):
+    """Raises: NOT_FOUND (no such user), NOT_AUTHORIZED (not a developer),
+    INVALID_PARAMETER (the name or the description)."""
+
     role: ClassVar[Role] = Role.DEVELOPER
     user_id: int
     name: str
@@ -131,38 +201,51 @@ class OpenSource:
 
 
 @dataclass(frozen=True, slots=True)
-class CloseSource:
+class CloseSource(Ask["SourceView"]):
+    """Raises: NOT_FOUND, NOT_AUTHORIZED (not its admin), INVALID_STATE (closed already)."""
+
     role: ClassVar[Role] = Role.SOURCE_ADMIN
     user_id: int
     source_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class SourcesOf:
+class SourcesOf(Ask["list[SourceView]"]):
+    """The open sources the user admins. Raises: nothing of its own."""
+
     user_id: int
 
 
 @dataclass(frozen=True, slots=True)
-class AddSourceAdmin:
+class AddSourceAdmin(Ask["SourceView"]):
+    """Raises: NOT_FOUND (the source or the user), NOT_AUTHORIZED (``by`` is not its
+    admin)."""
+
     source_id: str
     user_id: int
     by: int | None  # None: the operator
 
 
 @dataclass(frozen=True, slots=True)
-class CheckSourceAdmin:
+class CheckSourceAdmin(Ask["SourceView"]):
+    """Raises: NOT_FOUND, NOT_AUTHORIZED (not its admin), INVALID_STATE (closed)."""
+
     source_id: str
     user_id: int
 
 
 @dataclass(frozen=True, slots=True)
-class AddGame:
+class AddGame(Ask["None"]):
+    """Raises: NOT_FOUND (no such source)."""
+
     source_id: str
     game_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class GamesOf:
+class GamesOf(Ask["tuple[str, ...]"]):
+    """The ids of the source's games. Raises: NOT_FOUND (no such source)."""
+
     source_id: str
 
 
@@ -279,54 +362,58 @@ class RegistryActor(Actor):
         await self.storage.commit(changes)
 
     async def handle(self, body: Any) -> Any:
-        match body:
-            case GetUser(user_id):
-                return self._user(user_id)
-            case CheckSession(user_id, session_key):
-                return self._check_session(user_id, session_key)
-            case FindUser(name):
-                user = self.by_name.get(name_key(name)) if isinstance(name, str) else None
-                if user is None:
-                    raise DomainError("AUTHENTICATION_FAILED", "Wrong name or password.")
-                return user
-            case CreateUser():
-                return await self._create_user(body)
-            case CreateSession(user_id):
-                return await self._create_session(user_id)
-            case OpenSource():
-                return await self._open_source(body)
-            case CloseSource(user_id, source_id):
-                source = self._admin_source(source_id, user_id)
-                await self._commit([Update("sources", {"id": source_id}, {"closed": 1})])
-                source.closed = True
-                return source
-            case SourcesOf(user_id):
-                return [
-                    s.public()
-                    for s in self.sources.values()
-                    if user_id in s.admins and not s.closed
-                ]
-            case AddSourceAdmin(source_id, user_id, by):
-                source = self._source(source_id)
-                if by is not None and by not in source.admins:
-                    raise DomainError("NOT_AUTHORIZED", "Only a source admin may add admins.")
-                self._user(user_id)
-                if user_id not in source.admins:
-                    await self._commit(
-                        [Insert("source_admins", {"source_id": source_id, "user_id": user_id})]
-                    )
-                    source.admins.add(user_id)
-                return source.public() | {"admins": sorted(source.admins)}
-            case CheckSourceAdmin(source_id, user_id):
-                return self._admin_source(source_id, user_id)
-            case AddGame(source_id, game_id):
-                source = self._source(source_id)
-                source.games.append(game_id)
-                self.game_source[game_id] = source_id
-                return None
-            case GamesOf(source_id):
-                return list(self._source(source_id).games)
-        raise DomainError("UNKNOWN_OP", f"The registry does not handle {type(body).__name__}.")
+        return await self.handlers.of(body)(self, body)
+
+    # -- the handlers (``handlers`` at the end of the class) --------------------------
+
+    async def _get_user(self, body: GetUser) -> User:
+        return self._user(body.user_id)
+
+    async def _on_check_session(self, body: CheckSession) -> User:
+        return self._check_session(body.user_id, body.session_key)
+
+    async def _find_user(self, body: FindUser) -> User:
+        user = self.by_name.get(name_key(body.name)) if isinstance(body.name, str) else None
+        if user is None:
+            raise DomainError("AUTHENTICATION_FAILED", "Wrong name or password.")
+        return user
+
+    async def _on_create_session(self, body: CreateSession) -> Session:
+        return await self._create_session(body.user_id)
+
+    async def _close_source(self, body: CloseSource) -> SourceView:
+        source = self._admin_source(body.source_id, body.user_id)
+        await self._commit([Update("sources", {"id": body.source_id}, {"closed": 1})])
+        source.closed = True
+        return source.view()
+
+    async def _sources_of(self, body: SourcesOf) -> list[SourceView]:
+        return [
+            s.view() for s in self.sources.values() if body.user_id in s.admins and not s.closed
+        ]
+
+    async def _add_source_admin(self, body: AddSourceAdmin) -> SourceView:
+        source_id, user_id = body.source_id, body.user_id
+        source = self._source(source_id)
+        if body.by is not None and body.by not in source.admins:
+            raise DomainError("NOT_AUTHORIZED", "Only a source admin may add admins.")
+        self._user(user_id)
+        if user_id not in source.admins:
+            await self._commit(
+                [Insert("source_admins", {"source_id": source_id, "user_id": user_id})]
+            )
+            source.admins.add(user_id)
+        return source.view()
+
+    async def _check_source_admin(self, body: CheckSourceAdmin) -> SourceView:
+        return self._admin_source(body.source_id, body.user_id).view()
+
+    async def _add_game(self, body: AddGame) -> None:
+        self._source(body.source_id).games.append(body.game_id)
+        self.game_source[body.game_id] = body.source_id
+
+    async def _games_of(self, body: GamesOf) -> tuple[str, ...]:
+        return tuple(self._source(body.source_id).games)
 
     # -- users and sessions -----------------------------------------------------------
 
@@ -359,7 +446,7 @@ class RegistryActor(Actor):
         # Adopted only after the commit; if its answer is lost, the kit rebuilds the
         # registry, so the next id is computed from what the database really holds.
         user = User(
-            max(self.users, default=0) + 1, name, sorted(set(body.roles)), body.password_hash
+            max(self.users, default=0) + 1, name, tuple(sorted(set(body.roles))), body.password_hash
         )
         await self._commit(
             [
@@ -380,7 +467,7 @@ class RegistryActor(Actor):
         self.by_name[name_key(user.name)] = user
         return user
 
-    async def _create_session(self, user_id: int) -> dict[str, Any]:
+    async def _create_session(self, user_id: int) -> Session:
         """A new session; expired ones and the oldest beyond MAX_SESSIONS_PER_USER go."""
         self._user(user_id)
         now = self.clock.now_ms()
@@ -402,7 +489,7 @@ class RegistryActor(Actor):
             del sessions[k]
         sessions[key] = expires_at
         heapq.heappush(self.expiries, (expires_at, "sessions", user_id, key))
-        return {"user_id": user_id, "session_key": key, "expires_at": expires_at}
+        return Session(user_id, key, expires_at)
 
     def _check_handshake(self, body: Authenticate, claimed: dict[tuple[int, str], int]) -> User:
         """The user, if the digest matches a live session and the nonce is fresh (not
@@ -520,7 +607,7 @@ class RegistryActor(Actor):
             raise DomainError("INVALID_STATE", "This game source is closed.")
         return source
 
-    async def _open_source(self, body: OpenSource) -> Source:
+    async def _open_source(self, body: OpenSource) -> SourceView:
         user = self._user(body.user_id)
         if Role.DEVELOPER not in user.roles:
             raise DomainError("NOT_AUTHORIZED", "Only developers may open a game source.")
@@ -549,7 +636,25 @@ class RegistryActor(Actor):
             ]
         )
         self.sources[source.id] = source
-        return source
+        return source.view()
+
+    handlers = Handlers(
+        "The registry",
+        {
+            GetUser: _get_user,
+            CheckSession: _on_check_session,
+            FindUser: _find_user,
+            CreateUser: _create_user,
+            CreateSession: _on_create_session,
+            OpenSource: _open_source,
+            CloseSource: _close_source,
+            SourcesOf: _sources_of,
+            AddSourceAdmin: _add_source_admin,
+            CheckSourceAdmin: _check_source_admin,
+            AddGame: _add_game,
+            GamesOf: _games_of,
+        },
+    )
 
 
 def _newest(user: User) -> int:
@@ -560,7 +665,7 @@ def _newest(user: User) -> int:
 def _load_state(db: Database) -> dict[str, Any]:
     """The registry's memory, built from what storage holds."""
     rows = registry_store.registry_rows(db)
-    users = {u.id: User(u.id, u.name, list(u.roles), u.password) for u in rows.users}
+    users = {u.id: User(u.id, u.name, tuple(u.roles), u.password) for u in rows.users}
     sources = {
         s.id: Source(
             s.id, s.name, s.description, s.owner_id, s.closed, set(s.admins), list(s.games)

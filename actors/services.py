@@ -1,13 +1,14 @@
-"""What the transports hold: the addresses of the long-lived actors and the hub, and the
-narrow interfaces (protocols) of the directory, the betslip desk and the operator's
-wallet: declared here, implemented above (``actors.directory``, ``actors.betslips``,
-``actors.remote``), so this module imports none of them."""
+"""What the transports and the actors hold: the addresses of the long-lived actors and the
+hub, and the narrow interfaces (protocols) of the directory, the betslip desk and the
+operator's wallet: declared here, implemented above (``actors.directory``,
+``actors.betslips``, ``actors.remote``), so this module imports none of them; the process
+(``tote.server``) hands their constructors to ``Services``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import InitVar, dataclass, field
+from typing import Any, Protocol, TypeVar, overload
 
 import trio
 
@@ -16,9 +17,11 @@ from domain.game import Game
 from domain.remote import Answer
 from kit.clock import WallClock
 from kit.metrics import Metrics
-from kit.runtime import Mailbox, Supervisor
+from kit.runtime import Ask, Mailbox, Supervisor
 from kit.settings import Settings
 from storage.actor import Storage
+
+R = TypeVar("R")
 
 
 class Directory(Protocol):
@@ -31,12 +34,14 @@ class Directory(Protocol):
         self, game_id: str, *, open_only: bool = False
     ) -> list[tuple[str, Mailbox]]: ...
     def game_of_pool(self, pool_id: Any) -> str: ...
+    def open_count(self, game_id: str) -> int: ...
     async def games_of(self, source_id: str) -> list[str]: ...
     async def start_pool(
         self, pool_id: str, *, game_id: str | None = None, announce: bool = False
     ) -> Mailbox: ...
     async def adopt_open_pools(self, game_id: str) -> None: ...
     def pool_resolved(self, pool_id: str) -> None: ...
+    async def start(self) -> None: ...
     async def create_game(self, command: Any) -> Game: ...
     async def close_source(self, user_id: int, source_id: str) -> Any: ...
 
@@ -59,6 +64,12 @@ class OperatorWallet(Protocol):
 
 @dataclass
 class Services:
+    """Everything long-lived, complete once constructed. The directory, the betslip desk
+    and the operator's wallet client each hold these services (the game and pool actors
+    the directory spawns hold them too, and read the directory from them), so the
+    constructor builds them, from the factories it is given, once every other field is
+    set: nothing is set from outside afterwards but the bound ports and ``ready``."""
+
     storage: Storage
     supervisor: Supervisor
     registry: Mailbox
@@ -67,22 +78,45 @@ class Services:
     clock: WallClock
     settings: Settings
     operator_key: str
-    #: the bound ports, once each transport listens (the page and the Origin check need them)
+    #: builds the directory of game and pool actors (``actors.directory.Games``)
+    directory: InitVar[Callable[[Services], Directory]]
+    #: builds the betslip desk (seed 002; ``actors.betslips.BetslipDesk``)
+    desk: InitVar[Callable[[Services], SlipDesk]]
+    #: remote wallet mode: builds the operator's wallet client (``actors.remote``)
+    wallet_client: InitVar[Callable[[Services], OperatorWallet] | None] = None
+    metrics: Metrics = field(default_factory=Metrics)
+    #: the bound ports, once each transport listens (the page and the Origin check need
+    #: them), and set once both listen
     ws_port: int = 0
     http_port: int = 0
     ready: trio.Event = field(default_factory=trio.Event)
-    #: the directory of game and pool actors; ``Games.load`` sets it (it needs these
-    #: services to spawn actors, and the actors need it)
     games: Directory = field(init=False)
-    #: the betslip desk (seed 002); it places bets through the directory's pools
     betslips: SlipDesk = field(init=False)
-    #: remote wallet mode: the operator's wallet, and the outbox worker's address
-    operator: OperatorWallet | None = None
-    callbacks: Mailbox | None = None
-    metrics: Metrics = field(default_factory=Metrics)
+    #: remote wallet mode: the operator's wallet (None: tote keeps the money)
+    operator: OperatorWallet | None = field(init=False)
+
+    def __post_init__(
+        self,
+        directory: Callable[[Services], Directory],
+        desk: Callable[[Services], SlipDesk],
+        wallet_client: Callable[[Services], OperatorWallet] | None,
+    ) -> None:
+        self.operator = None if wallet_client is None else wallet_client(self)
+        self.games = directory(self)
+        self.betslips = desk(self)
+
+    @overload
+    async def ask_registry(self, body: Ask[R]) -> R: ...
+    @overload
+    async def ask_registry(self, body: Any) -> Any: ...
 
     async def ask_registry(self, body: Any) -> Any:
         return await self.registry.ask(body, timeout=self.settings.request_timeout)
+
+    @overload
+    async def ask_wallet(self, body: Ask[R]) -> R: ...
+    @overload
+    async def ask_wallet(self, body: Any) -> Any: ...
 
     async def ask_wallet(self, body: Any) -> Any:
         return await self.wallet.ask(body, timeout=self.settings.request_timeout)

@@ -35,7 +35,7 @@ from domain.limits import (
 )
 from domain.money import check_deposit, exponent_of, to_wire
 from kit.clock import WallClock
-from kit.runtime import Actor, Mailbox, Request
+from kit.runtime import Actor, Ask, Handlers, Mailbox, Request
 from storage import limits as stored_limits
 from storage import wallet as wallet_store
 from storage.actor import Storage
@@ -62,10 +62,27 @@ class BalanceChanged:
 
 
 # -- messages -------------------------------------------------------------------------
+# Each declares its reply (``Ask[...]``) and, under ``Raises:``, the error codes it can fail
+# with besides those of every request (``REQUEST_TIMED_OUT``, ``ACTOR_RESTARTED``,
+# ``UNAVAILABLE``, ``INTERNAL_ERROR``). A refusal inside a batch of stakes is an answer (one
+# DomainError-or-None per item), not an error.
 
 
 @dataclass(frozen=True, slots=True)
-class Deposit:
+class MoneyMoved:
+    """A deposit or withdrawal taken; ``duplicate``: its reference was seen before (with
+    the same user, currency and amount), so nothing moved this time."""
+
+    duplicate: bool
+    balance: Balance
+
+
+@dataclass(frozen=True, slots=True)
+class Deposit(Ask[MoneyMoved]):
+    """Pay money in. Raises: REMOTE_WALLET, IDEMPOTENCY_CONFLICT (the reference was used
+    for another deposit), USER_BLOCKED (self-excluded), LIMIT_REACHED (a deposit limit),
+    INVALID_AMOUNT (past the most a balance may hold)."""
+
     user_id: int
     currency: str
     amount: int
@@ -73,7 +90,10 @@ class Deposit:
 
 
 @dataclass(frozen=True, slots=True)
-class Withdraw:
+class Withdraw(Ask[MoneyMoved]):
+    """Take money out. Raises: REMOTE_WALLET, IDEMPOTENCY_CONFLICT, USER_BLOCKED (blocked),
+    INSUFFICIENT_FUNDS."""
+
     user_id: int
     currency: str
     amount: int
@@ -81,43 +101,49 @@ class Withdraw:
 
 
 @dataclass(frozen=True, slots=True)
-class GetBalances:
+class GetBalances(Ask["dict[str, Balance]"]):
+    """The user's balance in each currency they hold. Raises: nothing of its own."""
+
     user_id: int
 
 
 @dataclass(frozen=True, slots=True)
-class Sync:
+class Sync(Ask[None]):
     """Answered once every request queued before it is committed: a restarted actor
-    sends it before reading storage, so what it asked of the wallet is there to read."""
+    sends it before reading storage, so what it asked of the wallet is there to read.
+    Raises: nothing of its own."""
 
 
 @dataclass(frozen=True, slots=True)
-class SetBlocked:
+class SetBlocked(Ask[None]):
+    """Block (or unblock) a user's bets and withdrawals. Raises: nothing of its own."""
+
     user_id: int
     blocked: bool
 
 
 @dataclass(frozen=True, slots=True)
-class SetCooldown:
-    """No bets from the user until ``until`` (epoch ms; one in the past lifts it)."""
+class SetCooldown(Ask[None]):
+    """No bets from the user until ``until`` (epoch ms; one in the past lifts it).
+    Raises: nothing of its own."""
 
     user_id: int
     until: int
 
 
 @dataclass(frozen=True, slots=True)
-class GetLimits:
-    """A player's limits in one currency; the answer is a ``LimitsView``."""
+class GetLimits(Ask["LimitsView"]):
+    """A player's limits in one currency. Raises: nothing of its own."""
 
     user_id: int
     currency: str
 
 
 @dataclass(frozen=True, slots=True)
-class SetLimits:
+class SetLimits(Ask["LimitsView"]):
     """Ask for limits (None: remove); the slots not named stay. A lower or first limit
     applies at once, a raise or removal a day later (decisions §12). The answer is the
-    ``LimitsView`` after the change."""
+    ``LimitsView`` after the change. Raises: nothing of its own (the amounts come checked)."""
 
     user_id: int
     currency: str
@@ -125,9 +151,9 @@ class SetLimits:
 
 
 @dataclass(frozen=True, slots=True)
-class Exclude:
+class Exclude(Ask["Excluded"]):
     """Self-exclusion: no bets or deposits until ``until`` (epoch ms), at least a day
-    ahead and never sooner than one in force (INVALID_PARAMETER). Answered ``Excluded``."""
+    ahead and never sooner than one in force. Raises: INVALID_PARAMETER."""
 
     user_id: int
     until: int
@@ -167,45 +193,54 @@ class StakeItem:
 
 
 @dataclass(frozen=True, slots=True)
-class Stakes:
-    """A batch of stakes; the answer is one DomainError-or-None per item, in order."""
+class Stakes(Ask["list[DomainError | None]"]):
+    """A batch of stakes; the answer is one DomainError-or-None per item, in order (each
+    USER_BLOCKED, INVALID_STAKE, LIMIT_REACHED or INSUFFICIENT_FUNDS). Raises: nothing
+    of its own."""
 
     items: Sequence[StakeItem]
 
 
 @dataclass(frozen=True, slots=True)
-class Hold:
+class Hold(Ask["list[DomainError | None]"]):
     """Bets held for a pool's bet delay (decisions §11): each stake leaves the available
     balance for the exposure now, with ``changes`` (the stored held bet), and no ledger
     line until it is placed (``Stakes`` of ``held`` items) or given back (``Unhold``).
-    The answer is one DomainError-or-None per item, in order."""
+    The answer is one DomainError-or-None per item, in order (as ``Stakes``'s). Raises:
+    nothing of its own."""
 
     items: Sequence[StakeItem]
 
 
 @dataclass(frozen=True, slots=True)
-class Unhold:
+class Unhold(Ask[None]):
     """Held bets refused at the end of their delay: their stakes are available again and
-    ``changes`` (deleting the stored held bets) commit with it. Nothing was taken."""
+    ``changes`` (deleting the stored held bets) commit with it. Nothing was taken.
+    Raises: nothing of its own."""
 
     items: Sequence[StakeItem]
 
 
 @dataclass(frozen=True, slots=True)
-class Screen:
+class Screen(Ask["list[DomainError | None]"]):
     """Remote wallet mode, before the operator is asked to debit: would these stakes be
     taken (blocked, excluded, limits)? Answered as ``Stakes`` is; changes nothing (the
-    ``Stakes`` or ``PlaceSlip`` that follows is judged again)."""
+    ``Stakes`` or ``PlaceSlip`` that follows is judged again). Raises: nothing of its own."""
 
     items: Sequence[StakeItem]
 
 
 @dataclass(frozen=True, slots=True)
-class PlaceSlip:
+class PlaceSlip(Ask[None]):
     """A betslip's stakes, all or none, with the slip's own rows and checks, in a
     transaction of its own (a check that fails refuses this slip, nothing else). Judged
     after ``not_after`` (trio time) it is refused unplaced: the pools holding its bets
-    stop waiting for it then."""
+    stop waiting for it then.
+
+    Raises: REQUEST_TIMED_OUT (judged too late: not placed), USER_BLOCKED, INVALID_STAKE,
+    INSUFFICIENT_FUNDS, LIMIT_REACHED, and the code of a ``Check`` that fails in the
+    commit (a pool closed, an event pending, a betId reused).
+    """
 
     user_id: int
     items: Sequence[StakeItem]
@@ -214,9 +249,11 @@ class PlaceSlip:
 
 
 @dataclass(frozen=True, slots=True)
-class Settle:
+class Settle(Ask[None]):
     """Pay a pool out: ``lines`` leave the escrow at zero, ``released`` is the exposure
-    (stake) each user gets back from this pool, ``changes`` mark the pool settled."""
+    (stake) each user gets back from this pool, ``changes`` mark the pool settled.
+    Raises: INTERNAL_ERROR (lines that do not sum to zero), and the code of a failing
+    ``Check`` (the pool's bets changed since it looked)."""
 
     tx_id: str
     kind: str
@@ -394,53 +431,65 @@ class WalletActor(Actor):
     # -- handlers: validate against memory plus this batch, record the changes --------
 
     def _handle(self, body: Any, pending: _Pending) -> Any:
-        match body:
-            case GetBalances(user_id):
-                return lambda: self.balances(user_id)
-            case Sync():
-                return None
-            case Deposit() | Withdraw():
-                if self.remote:
-                    raise DomainError(
-                        "REMOTE_WALLET",
-                        "The operator keeps the money in remote wallet mode: no deposits or "
-                        "withdrawals here.",
-                    )
-                return self._move_money(body, pending)
-            case SetBlocked(user_id, blocked):
-                pending.blocked[user_id] = blocked
-                pending.changes.append(Update("users", {"id": user_id}, {"blocked": int(blocked)}))
-                return None
-            case SetCooldown(user_id, until):
-                pending.cooldowns[user_id] = until
-                pending.changes.append(Update("users", {"id": user_id}, {"cooldown_until": until}))
-                return None
-            case Stakes(items):
-                return [self._stake(item, pending) for item in items]
-            case Hold(items):
-                return [self._hold(item, pending) for item in items]
-            case Unhold(items):
-                for item in items:
-                    self._unhold(item, pending)
-                return None
-            case Screen(items):
-                scratch = _Pending()  # judged, never committed
-                return [self._stake(item, scratch) for item in items]
-            case GetLimits(user_id, currency):
-                return lambda: self.limits_view(user_id, currency)
-            case SetLimits():
-                return self._set_limits(body, pending)
-            case Exclude(user_id, until):
-                current = pending.exclusions.get(user_id, self.exclusions.get(user_id, 0))
-                end = exclusion_end(current, until, self.clock.now_ms())
-                pending.exclusions[user_id] = end
-                pending.changes.append(stored_limits.exclusion_change(user_id, end))
-                return Excluded(user_id, end)
-            case PlaceSlip():
-                return self._place_slip(body, pending)
-            case Settle():
-                return self._settle(body, pending)
-        raise DomainError("UNKNOWN_OP", f"The wallet does not handle {type(body).__name__}.")
+        """Judge one request of the batch into ``pending``: its answer (or a function
+        that makes it once the batch committed), or a DomainError refusing it alone."""
+        return self.handlers.of(body)(self, body, pending)
+
+    # -- the handlers (``handlers`` at the end of the class) --------------------------
+
+    def _get_balances(self, body: GetBalances, _: _Pending) -> Callable[[], dict[str, Balance]]:
+        return lambda: self.balances(body.user_id)
+
+    def _sync(self, _: Sync, __: _Pending) -> None:
+        return None  # answered after the commit of everything queued before it
+
+    def _on_move_money(
+        self, body: Deposit | Withdraw, pending: _Pending
+    ) -> Callable[[], MoneyMoved]:
+        if self.remote:
+            raise DomainError(
+                "REMOTE_WALLET",
+                "The operator keeps the money in remote wallet mode: no deposits or "
+                "withdrawals here.",
+            )
+        return self._move_money(body, pending)
+
+    def _set_blocked(self, body: SetBlocked, pending: _Pending) -> None:
+        pending.blocked[body.user_id] = body.blocked
+        pending.changes.append(
+            Update("users", {"id": body.user_id}, {"blocked": int(body.blocked)})
+        )
+
+    def _set_cooldown(self, body: SetCooldown, pending: _Pending) -> None:
+        pending.cooldowns[body.user_id] = body.until
+        pending.changes.append(
+            Update("users", {"id": body.user_id}, {"cooldown_until": body.until})
+        )
+
+    def _stakes(self, body: Stakes, pending: _Pending) -> list[DomainError | None]:
+        return [self._stake(item, pending) for item in body.items]
+
+    def _holds(self, body: Hold, pending: _Pending) -> list[DomainError | None]:
+        return [self._hold(item, pending) for item in body.items]
+
+    def _unholds(self, body: Unhold, pending: _Pending) -> None:
+        for item in body.items:
+            self._unhold(item, pending)
+
+    def _screen(self, body: Screen, _: _Pending) -> list[DomainError | None]:
+        scratch = _Pending()  # judged, never committed
+        return [self._stake(item, scratch) for item in body.items]
+
+    def _get_limits(self, body: GetLimits, _: _Pending) -> Callable[[], LimitsView]:
+        return lambda: self.limits_view(body.user_id, body.currency)
+
+    def _exclude(self, body: Exclude, pending: _Pending) -> Excluded:
+        user_id = body.user_id
+        current = pending.exclusions.get(user_id, self.exclusions.get(user_id, 0))
+        end = exclusion_end(current, body.until, self.clock.now_ms())
+        pending.exclusions[user_id] = end
+        pending.changes.append(stored_limits.exclusion_change(user_id, end))
+        return Excluded(user_id, end)
 
     async def _read_references(self, batch: list[Request]) -> dict[str, str]:
         """Idempotency references live in SQLite, not memory (they only grow): read the
@@ -500,7 +549,7 @@ class WalletActor(Actor):
             left=left,
         )
 
-    def _set_limits(self, body: SetLimits, pending: _Pending) -> Any:
+    def _set_limits(self, body: SetLimits, pending: _Pending) -> Callable[[], LimitsView]:
         key = (body.user_id, body.currency)
         current = self._limits_of(key, pending) or PlayerLimits()
         changed = current.changed(body.wanted, self.clock.now_ms())
@@ -522,7 +571,7 @@ class WalletActor(Actor):
     def _available(self, key: Key, pending: _Pending) -> int:
         return self.available.get(key, 0) + pending.available.get(key, 0)
 
-    def _move_money(self, body: Deposit | Withdraw, pending: _Pending) -> Any:
+    def _move_money(self, body: Deposit | Withdraw, pending: _Pending) -> Callable[[], MoneyMoved]:
         kind = "deposit" if isinstance(body, Deposit) else "withdrawal"
         ref_key = _reference_key(body)
         fingerprint = f"{body.user_id}:{body.currency}:{body.amount}"
@@ -534,8 +583,8 @@ class WalletActor(Actor):
                     "IDEMPOTENCY_CONFLICT",
                     f"Reference {body.reference!r} was already used for a different {kind}.",
                 )
-            return lambda: {"duplicate": True, "balance": self.balance(*key)}
-        if kind == "withdrawal":
+            return lambda: MoneyMoved(True, self.balance(*key))
+        if isinstance(body, Withdraw):
             if body.user_id in self.blocked or pending.blocked.get(body.user_id):
                 raise DomainError("USER_BLOCKED", "This user is blocked.")
             if self._available(key, pending) < body.amount:
@@ -558,7 +607,7 @@ class WalletActor(Actor):
         pending.references[ref_key] = fingerprint
         self._transaction(pending, uuid.uuid4().hex, kind, lines)
         pending.changes.append(Insert("idempotency", {"key": ref_key, "fingerprint": fingerprint}))
-        return lambda: {"duplicate": False, "balance": self.balance(*key)}
+        return lambda: MoneyMoved(False, self.balance(*key))
 
     def _check_deposit_allowed(self, body: Deposit, pending: _Pending) -> None:
         """USER_BLOCKED while the player is self-excluded, LIMIT_REACHED past a deposit
@@ -731,6 +780,27 @@ class WalletActor(Actor):
             )
             for seq, line in enumerate(lines)
         )
+
+    handlers = Handlers(
+        "The wallet",
+        {
+            GetBalances: _get_balances,
+            Sync: _sync,
+            Deposit: _on_move_money,
+            Withdraw: _on_move_money,
+            SetBlocked: _set_blocked,
+            SetCooldown: _set_cooldown,
+            Stakes: _stakes,
+            Hold: _holds,
+            Unhold: _unholds,
+            Screen: _screen,
+            GetLimits: _get_limits,
+            SetLimits: _set_limits,
+            Exclude: _exclude,
+            PlaceSlip: _place_slip,
+            Settle: _settle,
+        },
+    )
 
 
 #: Scheduler passes the wallet waits after answering a batch, before it gathers the next:

@@ -293,3 +293,17 @@ def failure_body(error: DomainError, failed_bets: list[dict[str, Any]] | None = 
     if failed_bets:
         body["failedBets"] = failed_bets
     return body
+
+
+@dataclass(frozen=True, slots=True)
+class SlipAnswer:
+    """A slip's final answer, kept under its idempotency key and replayed byte for byte:
+    the code that refused it (None: placed) and the seed-002 body as rendered. What it
+    comes to on a wire (an HTTP status) is the transport's to say."""
+
+    refusal: str | None
+    body: bytes
+
+    @property
+    def placed(self) -> bool:
+        return self.refusal is None

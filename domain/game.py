@@ -145,20 +145,77 @@ class Game:
     def opened_message(self) -> dict[str, Any]:
         return {**self.header(), "actions": self.actions, "targets": self.tree.to_wire()}
 
-    def details(self, now: int, past_events: Any, targets: Any = None) -> dict[str, Any]:
+    def details(self, now: int, past_events: Any, targets: Any = None) -> GameDetails:
         """Res 342; ``past_events`` and ``targets`` (default: the tree's wire shape) may be
         given ready-encoded."""
+        return GameDetails(
+            status=self.status(now),
+            game_id=self.id,
+            name=self.name,
+            hashtag=self.hashtag,
+            past_events=past_events,
+            actions=self.actions,
+            currency=self.currency,
+            type=self.type,
+            targets=self.tree.to_wire() if targets is None else targets,
+            open_at=self.open_at,
+            live_start_at=self.live_start_at,
+            live_finish_at=self.live_finish_at,
+            close_at=self.close_at,
+            source_id=self.source_id,
+            rules=self.rules,
+        )
+
+    def summary(self, now: int) -> GameSummary:
+        """One entry of res 345."""
+        return GameSummary(self.status(now), self.name, self.type, self.open_at, self.close_at)
+
+
+@dataclass(frozen=True, slots=True)
+class GameOpened:
+    """A game as it opened (res 340): its header, actions and targets."""
+
+    game_id: str
+    fields: dict[str, Any]  # res 340's, as ``Game.opened_message`` builds them
+
+    @classmethod
+    def of(cls, game: Game) -> GameOpened:
+        return cls(game.id, game.opened_message())
+
+
+@dataclass(frozen=True, slots=True)
+class GameDetails:
+    """A game's details as of one moment (res 342)."""
+
+    status: GameStatus
+    game_id: str
+    name: str
+    hashtag: str
+    past_events: Any  # the events by id, or their JSON ready-encoded (``msgspec.Raw``)
+    actions: dict[str, dict[str, str]]
+    currency: str
+    type: str | None
+    targets: Any  # the target tree's wire shape, or its JSON ready-encoded
+    open_at: int
+    live_start_at: int
+    live_finish_at: int | None
+    close_at: int | None
+    source_id: str
+    rules: PoolRules
+
+    def wire(self) -> dict[str, Any]:
+        """The fields of res 342."""
         return {
-            "status": self.status(now),
-            "game_id": self.id,
+            "status": self.status,
+            "game_id": self.game_id,
             "name": self.name,
             "game_name": self.name,
             "hashtag": self.hashtag,
-            "past_events": past_events,
+            "past_events": self.past_events,
             "actions": self.actions,
             "currency": self.currency,
             "type": self.type,
-            "targets": self.tree.to_wire() if targets is None else targets,
+            "targets": self.targets,
             "open_at": self.open_at,
             "live_start_at": self.live_start_at,
             "live_finish_at": self.live_finish_at,
@@ -167,10 +224,20 @@ class Game:
             **self.rules.wire(exponent_of(self.currency)),
         }
 
-    def summary(self, now: int) -> dict[str, Any]:
-        """One entry of res 345."""
+
+@dataclass(frozen=True, slots=True)
+class GameSummary:
+    """A game in a source's list (one entry of res 345)."""
+
+    status: GameStatus
+    name: str
+    type: str | None
+    open_at: int
+    close_at: int | None
+
+    def wire(self) -> dict[str, Any]:
         return {
-            "status": self.status(now),
+            "status": self.status,
             "name": self.name,
             "type": self.type,
             "open_at": self.open_at,

@@ -215,6 +215,30 @@ class Mailbox:
         self._send.close()
 
 
+class Handlers:
+    """A table from message type to the method that answers it, in the style of Akka
+    Typed's ``Behaviors.receiveMessage``: one small method per message instead of one long
+    ``match``, written once at the end of an actor's class body::
+
+        handlers = Handlers("The registry", {GetUser: _get_user, GamesOf: _games_of})
+
+    ``of(body)`` is the (unbound) method for ``body``'s exact type; the actor calls it with
+    itself, the message and whatever else its handlers take (the wallet's batch)."""
+
+    __slots__ = ("_owner", "_table")
+
+    def __init__(self, owner: str, table: dict[type, Callable[..., Any]]) -> None:
+        self._owner = owner  # how an UNKNOWN_OP names the actor
+        self._table = table
+
+    def of(self, body: object) -> Callable[..., Any]:
+        """The handler of ``body``; ``UNKNOWN_OP`` for a message the actor does not take."""
+        handler = self._table.get(type(body))
+        if handler is None:
+            raise DomainError("UNKNOWN_OP", f"{self._owner} does not handle {type(body).__name__}.")
+        return handler
+
+
 class Actor:
     """Base of every business actor: the one serve loop. Subclasses declare what they
     take (their messages, beside them) and override the hooks they need.

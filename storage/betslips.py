@@ -12,20 +12,20 @@ from storage.database import Database
 @dataclass(frozen=True, slots=True)
 class StoredSlip:
     fingerprint: str  # of the request body the answer is for
-    status: int  # the answer as rendered by the transport
-    body: bytes
+    refusal: str | None  # the code that refused the slip; None: placed
+    body: bytes  # the answer as rendered
 
 
 def stored_slip(db: Database, key: str) -> StoredSlip | None:
     """The answer stored under the idempotency key; None when the slip never committed."""
-    rows = db.rows("SELECT fingerprint, status, body FROM betslips WHERE key = ?", (key,))
+    rows = db.rows("SELECT fingerprint, refusal, body FROM betslips WHERE key = ?", (key,))
     if not rows:
         return None
-    return StoredSlip(rows[0]["fingerprint"], rows[0]["status"], bytes(rows[0]["body"]))
+    return StoredSlip(rows[0]["fingerprint"], rows[0]["refusal"], bytes(rows[0]["body"]))
 
 
 def slip_answer(
-    key: str, fingerprint: str, user_id: int | None, status: int, body: bytes, at: int
+    key: str, fingerprint: str, user_id: int | None, refusal: str | None, body: bytes, at: int
 ) -> Change:
     """The row that keeps the slip's answer (as rendered) under its key, committed with the
     slip or with its refusal."""
@@ -35,7 +35,7 @@ def slip_answer(
             "key": key,
             "fingerprint": fingerprint,
             "user_id": user_id,
-            "status": status,
+            "refusal": refusal,
             "body": body,
             "created_at": at,
         },

@@ -12,6 +12,9 @@ import enum
 import functools
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
 
 class Engine(enum.Enum):
     SQLITE = "sqlite"
@@ -19,6 +22,7 @@ class Engine(enum.Enum):
 
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
+EXPECTED_URL = "expected postgresql://USER:PASS@HOST:PORT/DB"
 
 
 def engine_of(url: str) -> Engine:
@@ -28,9 +32,27 @@ def engine_of(url: str) -> Engine:
     return Engine.POSTGRESQL if scheme in POSTGRES_SCHEMES else Engine.SQLITE
 
 
+def checked_url(url: str) -> str:
+    """``url`` when it is a PostgreSQL URL libpq can read; raises ValueError saying what
+    is expected otherwise (a bad one must stop the start in one line, not a traceback)."""
+    if engine_of(url) is not Engine.POSTGRESQL:
+        raise ValueError(EXPECTED_URL)
+    try:
+        _ = urlsplit(url).port  # a bracket left open, a port that is not a number
+        conninfo_to_dict(url)  # what libpq itself refuses
+    except (ValueError, psycopg.Error):
+        raise ValueError(f"{EXPECTED_URL} (this one cannot be read)") from None
+    return url
+
+
 def redacted(url: str) -> str:
-    """The URL fit for a log line: a password in it becomes ``***``."""
-    parts = urlsplit(url)
+    """The URL fit for a log line: a password in it becomes ``***``; one that cannot be
+    read at all is not shown."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        return "(an unreadable database URL)"
     if parts.password is None:
         return url
     host = parts.hostname or ""

@@ -167,8 +167,10 @@ TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
         {"id": str, "key_hash": str, "created_at": int, "revoked_at": int},
         "id",
     ),
-    # A betslip's final answer (2xx or 4xx), byte for byte, under its idempotency key;
-    # a placed slip's row is in the same transaction as its bets.
+    # A betslip's final answer, byte for byte, under its idempotency key: the code that
+    # refused it (null: placed) and the body; a placed slip's row is in the same
+    # transaction as its bets. ``status``: the HTTP status rows kept before ``refusal``
+    # (no longer written; ``refusal`` is filled from their body when it is added).
     "betslips": (
         {
             "key": str,
@@ -177,6 +179,7 @@ TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
             "status": int,
             "body": bytes,
             "created_at": int,
+            "refusal": str,
         },
         "key",
     ),
@@ -237,10 +240,20 @@ FILLS = {
     ),
 }
 
+#: What fills a column for the rows that were there before it was added, in the
+#: transaction that adds it. A betslip row kept before ``refusal`` has its answer's HTTP
+#: status (200: placed) and a body that names the refusal's code.
+COLUMN_FILLS = {
+    ("betslips", "refusal"): (
+        "UPDATE betslips SET refusal = json_extract(CAST(body AS TEXT), '$.errorCode') "
+        "WHERE refusal IS NULL AND status IS NOT NULL AND status != 200"
+    ),
+}
+
 
 def create(db: sqlite_utils.Database) -> None:
     """Create what is missing: tables (filled from older ones as ``FILLS`` says), and
-    columns added since a database was made."""
+    columns added since a database was made (filled as ``COLUMN_FILLS`` says)."""
     for name, (columns, pk) in TABLES.items():
         table = db[name]
         if not table.exists():
@@ -251,7 +264,10 @@ def create(db: sqlite_utils.Database) -> None:
             continue
         for column, kind in columns.items():
             if column not in table.columns_dict:
-                table.add_column(column, kind)  # type: ignore[union-attr]
+                with db.atomic():  # a crash between the two would leave old rows unfilled
+                    table.add_column(column, kind)  # type: ignore[union-attr]
+                    if (name, column) in COLUMN_FILLS:
+                        db.execute(COLUMN_FILLS[(name, column)])
     for table_name, index_columns, unique in INDEXES:
         db.table(table_name).create_index(index_columns, unique=unique, if_not_exists=True)
     for statement in EXPRESSION_INDEXES:
@@ -276,3 +292,10 @@ def postgres_ddl() -> Iterator[str]:
         what = "UNIQUE INDEX" if unique else "INDEX"
         yield f'CREATE {what} IF NOT EXISTS {index} ON "{table}" ({listed})'
     yield from expression_indexes(Engine.POSTGRESQL)
+    # ``COLUMN_FILLS`` for PostgreSQL: its columns are added with IF NOT EXISTS, so the
+    # fill runs at every start and touches only rows not filled yet
+    yield (
+        'UPDATE "betslips" SET "refusal" = '
+        "(convert_from(\"body\", 'UTF8')::jsonb ->> 'errorCode') "
+        'WHERE "refusal" IS NULL AND "status" IS NOT NULL AND "status" <> 200'
+    )

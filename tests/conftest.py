@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from hypothesis import HealthCheck, settings
 from trio_websocket import open_websocket_url
 from wsproto.frame_protocol import FrameProtocol
 
@@ -36,6 +37,12 @@ from tests.postgres import (
 )
 from tote.server import Endpoints, Server, ServerConfig
 from transport.frames import Frame
+
+#: No test may depend on timing: hypothesis's per-example deadline (200 ms) and its
+#: too-slow health check judge the machine, not the code, and a busy CI machine fails
+#: them. Every property test runs without them; a test's own @settings adds to this.
+settings.register_profile("untimed", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("untimed")
 
 #: Password hashes in tests: the real cost (N=2^17) would make every user take ~1 s.
 CHEAP_SCRYPT_N = 2**10

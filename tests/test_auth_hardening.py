@@ -172,7 +172,7 @@ async def test_expired_sessions_and_nonces_are_pruned_on_a_timer(
 ) -> None:
     services = actors.services
     user_id = await actors.user("ann")
-    key = (await services.ask_registry(reg.CreateSession(user_id)))["session_key"]
+    key = (await services.ask_registry(reg.CreateSession(user_id))).session_key
     for nonce in ("a", "b", "c", "d", "e"):
         await _handshake(services, user_id, key, nonce)
     assert await rows(services, "sessions") + await rows(services, "nonces") == 6
@@ -189,7 +189,7 @@ async def test_a_prune_pass_deletes_a_bounded_batch(
     actor = await reg.RegistryActor.load(inbox, actors.services.storage, clock)  # type: ignore[arg-type]
     actors.nursery.start_soon(actor.run)
     user = await inbox.ask(reg.CreateUser("ann", "", []))
-    key = (await inbox.ask(reg.CreateSession(user.id)))["session_key"]
+    key = (await inbox.ask(reg.CreateSession(user.id))).session_key
     for nonce in ("a", "b", "c", "d", "e"):
         digest = reg.handshake_digest(user.id, nonce, key)
         await inbox.ask(reg.Authenticate(user.id, nonce, digest))
@@ -210,7 +210,7 @@ async def test_queued_handshakes_commit_their_nonces_together(
 ) -> None:
     services = actors.services
     user_id = await actors.user("ann")
-    key = (await services.ask_registry(reg.CreateSession(user_id)))["session_key"]
+    key = (await services.ask_registry(reg.CreateSession(user_id))).session_key
     commits: list[Sequence[Change]] = []
     real_commit = services.storage.commit
 

@@ -69,7 +69,7 @@ async def test_a_resent_event_is_recognised_and_not_counted_twice(
     assert again.event.fields["current_count"] == {"a:1": 1}
     assert len(m.watcher.take(366)) == 1
     details = await m.game.ask(g.Details())
-    assert list(msgspec.json.decode(details["past_events"])) == [first.event.fields["event_id"]]
+    assert list(msgspec.json.decode(details.past_events)) == [first.event.fields["event_id"]]
     later = await m.game.ask(g.RegisterEvent(m.admin, "goal", "a:1", at + 1))
     assert later.event.fields["current_count"] == {"a:1": 2}
 

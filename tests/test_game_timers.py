@@ -31,7 +31,7 @@ class Table:
         self.box = box
 
     async def status(self) -> str:
-        return (await self.box.ask(g.Details()))["status"]
+        return (await self.box.ask(g.Details())).status
 
     async def pool(self, **fields: Any) -> Mailbox:
         created = await self.box.ask(g.CreatePool(self.admin, fields))
@@ -115,9 +115,9 @@ async def test_times_in_seconds_drive_the_timers(
     assert (game.open_at, game.close_at) == ((now_s + 60) * 1000, (now_s + 120) * 1000)
     box = await actors.services.games.game(game.id)
     await trio.sleep(61)
-    assert (await box.ask(g.Details()))["status"] == "game_in_progress_betting_active"
+    assert (await box.ask(g.Details())).status == "game_in_progress_betting_active"
     await trio.sleep(60)
-    assert (await box.ask(g.Details()))["status"] == "game_closed"
+    assert (await box.ask(g.Details())).status == "game_closed"
 
 
 async def test_close_at_blocks_binary_pools_until_they_are_resolved(

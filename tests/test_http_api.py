@@ -467,7 +467,7 @@ async def test_add_source_admin(harness: Harness) -> None:
     r = await harness.http.post(f"/v1/sources/{source.id}/admins", json={"user_id": str(player)})
     assert r.status_code == 200  # adding twice is harmless
     mine = await harness.services.ask_registry(SourcesOf(player))
-    assert [s["id"] for s in mine] == [source.id]
+    assert [s.id for s in mine] == [source.id]
 
     url = f"/v1/sources/{source.id}/admins"
     assert_error(await harness.http.post(url, json={"user_id": 999}), 404, "NOT_FOUND")

@@ -36,7 +36,7 @@ async def test_idle_resolved_pools_and_closed_games_leave_memory_and_come_back(
     await trio.sleep(idle + 1)
     assert supervisor.mailbox(f"game:{m.game_id}") is None
     details = await (await services.games.game(m.game_id)).ask(g.Details())
-    assert details["status"] == "game_closed"
+    assert details.status == "game_closed"
 
 
 async def test_a_restart_starts_only_live_games_and_open_pools(

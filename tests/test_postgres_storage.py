@@ -129,12 +129,12 @@ def test_bytes_flags_and_sums_read_back_as_sqlite_gives_them(db: Database) -> No
     body = bytes(range(256))
     db.apply_batch(
         [
-            [betslips.slip_answer("k", "f", 1, 201, body, 5)],
+            [betslips.slip_answer("k", "f", 1, "INVALID_STAKE", body, 5)],
             [Insert("users", {"id": 1, "name": "a", "blocked": True, "created_at": 0})],
             [Insert("bets", _bet("b1", amount=2**62)), Insert("bets", _bet("b2", amount=2**62))],
         ]
     )
-    assert betslips.stored_slip(db, "k") == betslips.StoredSlip("f", 201, body)
+    assert betslips.stored_slip(db, "k") == betslips.StoredSlip("f", "INVALID_STAKE", body)
     assert db.scalar("SELECT blocked FROM users") == 1
     if db.engine is Engine.POSTGRESQL:  # a numeric, read as an int (SQLite's overflows)
         assert db.scalar("SELECT SUM(amount) FROM bets") == 2**63
@@ -173,7 +173,7 @@ def _extra_rows(pool_id: str, user_id: int) -> list[Change]:
         ),
         Insert("pending_resolutions", {"pool_id": pool_id, "winning_target": "a",
                                        "happened_at": 4, "event_id": "e"}),
-        betslips.slip_answer("slip", "fp", user_id, 200, b"{}", 7),
+        betslips.slip_answer("slip", "fp", user_id, None, b"{}", 7),
         partners.new_partner("partner", "hash", 8),
         seqs.reserve_seq("g", 41),
         Insert("idempotency", {"key": "dep", "fingerprint": "fp"}),
@@ -545,6 +545,24 @@ def test_the_database_setting_comes_from_flag_environment_and_file(tmp_path: Pat
     with pytest.raises(config.ConfigError) as refused:
         config.config_from(args, environ={})
     assert "s3cret" not in str(refused.value) and "postgresql://" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://tote:s3cret@[::1",  # a bracket left open
+        "postgresql://tote:s3cret@db.example:port/tote",  # a port that is not a number
+        "postgresql://tote:s3cret@db.example:99999999999/tote",  # one out of range
+        "postgresql://tote:s3cret@db.example/tote?sslmode",  # a parameter libpq refuses
+        "postgres://tote:s3cret@db.example/tote?application_name=%zz",  # bad escape
+    ],
+)
+def test_an_unreadable_database_url_is_one_setting_error_without_the_password(url: str) -> None:
+    args = cli.build_parser().parse_args(["serve", "--database", url])
+    with pytest.raises(config.ConfigError) as refused:
+        config.config_from(args, environ={})
+    assert "s3cret" not in str(refused.value) and "postgresql://" in str(refused.value)
+    assert redacted(url) in {url.replace("s3cret", "***"), "(an unreadable database URL)"}
 
 
 def test_tote_backup_refuses_postgresql_in_one_line(

@@ -62,10 +62,10 @@ async def test_an_expired_session_is_refused(
 
     user = await actors.services.ask_registry(CreateUser("eve", "", []))
     session = await actors.services.ask_registry(CreateSession(user.id))
-    digest = handshake_digest(user.id, "n", session["session_key"])
+    digest = handshake_digest(user.id, "n", session.session_key)
     await actors.services.ask_registry(Authenticate(user.id, "n", digest))
     await trio.sleep(24 * 3600 + 1)
-    digest = handshake_digest(user.id, "n2", session["session_key"])
+    digest = handshake_digest(user.id, "n2", session.session_key)
     with pytest.raises(DomainError) as caught:
         await actors.services.ask_registry(Authenticate(user.id, "n2", digest))
     assert caught.value.code == "AUTHENTICATION_FAILED"

@@ -30,7 +30,7 @@ from typing import Any
 from domain.lotteries import check_public_url
 from domain.origins import ANY_ORIGIN, normalized_origin
 from kit.settings import Settings
-from storage.dialect import Engine, engine_of
+from storage.dialect import checked_url
 from tote.server import ServerConfig
 
 ENV_PREFIX = "TOTE_"
@@ -215,8 +215,8 @@ def parse_value(setting: Setting, value: Any) -> Any:
     text = _text(setting.name, value)
     if setting.name in ("public_url", "wallet_url"):
         return check_public_url(text)  # ValueError says what is expected
-    if setting.name == "database" and engine_of(text) is not Engine.POSTGRESQL:
-        raise ValueError("expected postgresql://USER:PASS@HOST:PORT/DB")
+    if setting.name == "database":
+        return checked_url(text)  # ValueError says what is expected
     return Path(text) if kind is Path else text
 
 

@@ -161,7 +161,7 @@ async def connected(
     """A bot's connection, with a fresh session, and its reader running."""
     session = await services.ask_registry(CreateSession(user_id))
     nonce = secrets.token_hex(8)
-    digest = handshake_digest(user_id, nonce, session["session_key"])
+    digest = handshake_digest(user_id, nonce, session.session_key)
     host, port = address
     url = f"ws://{host}:{port}/?id={user_id}&n={nonce}&h={digest}"
     async with open_websocket_url(url) as ws, trio.open_nursery() as nursery:

@@ -24,7 +24,7 @@ from actors.directory import Games
 from actors.hub import Hub
 from actors.registry import RegistryActor
 from actors.remote import CallbacksActor, OperatorClient
-from actors.services import Services
+from actors.services import OperatorWallet, Services
 from actors.wallet import WalletActor
 from kit.clock import WallClock
 from kit.metrics import Metrics
@@ -204,18 +204,7 @@ async def start_services(
         hub = Hub(lambda event, header: text_frame(frame(event, header, t=clock.now_ms())))
         await nursery.start(hub.run)
 
-        async def storage_actor(inbox: Mailbox) -> StorageActor:
-            return StorageActor(
-                database, inbox, offload=config.offload, on_commit=metrics.committed
-            )
-
-        storage = Storage(
-            await supervisor.spawn("storage", storage_actor, capacity=4096),
-            timeout=config.settings.request_timeout,
-            offload=config.offload,
-            path=database.path,
-        )
-
+        storage = await _start_storage(config, database, supervisor, metrics)
         registry = await supervisor.spawn(
             "registry", lambda inbox: RegistryActor.load(inbox, storage, clock)
         )
@@ -229,18 +218,40 @@ async def start_services(
             capacity=4096,
         )
         services = Services(
-            storage, supervisor, registry, wallet, hub, clock, config.settings, operator_key
+            storage,
+            supervisor,
+            registry,
+            wallet,
+            hub,
+            clock,
+            config.settings,
+            operator_key,
+            directory=Games,
+            desk=BetslipDesk,
+            wallet_client=OperatorClient if remote_wallet else None,
+            metrics=metrics,  # the one the supervisor and storage already report to
         )
-        services.metrics = metrics  # the one the supervisor and storage already report to
-        if remote_wallet:
-            services.operator = OperatorClient(services)
+        if services.operator is not None:
             nursery.start_soon(_close_at_exit, services.operator)
-            services.callbacks = await supervisor.spawn(
-                "callbacks", lambda inbox: _callbacks(inbox, services)
-            )
-        await Games.load(services)
-        services.betslips = BetslipDesk(services)
+            await supervisor.spawn("callbacks", lambda inbox: _callbacks(inbox, services))
+        await services.games.start()
         task_status.started(services)
+
+
+async def _start_storage(
+    config: ServerConfig, database: Database, supervisor: Supervisor, metrics: Metrics
+) -> Storage:
+    """The storage actor, started, behind the interface every other actor uses."""
+
+    async def storage_actor(inbox: Mailbox) -> StorageActor:
+        return StorageActor(database, inbox, offload=config.offload, on_commit=metrics.committed)
+
+    return Storage(
+        await supervisor.spawn("storage", storage_actor, capacity=4096),
+        timeout=config.settings.request_timeout,
+        offload=config.offload,
+        path=database.path,
+    )
 
 
 def _no_push(user_id: int, event: object) -> None:
@@ -251,7 +262,7 @@ async def _callbacks(inbox: Mailbox, services: Services) -> CallbacksActor:
     return CallbacksActor(inbox, services)
 
 
-async def _close_at_exit(operator: OperatorClient) -> None:
+async def _close_at_exit(operator: OperatorWallet) -> None:
     try:
         await trio.sleep_forever()
     finally:

@@ -3,7 +3,7 @@ our list of every source's games (3801)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from actors import game as g
 from actors.directory import CreateGame
@@ -12,9 +12,12 @@ from domain.errors import DomainError, about
 from domain.game import GameStatus
 from domain.rules import RULE_FIELDS
 from domain.targets import TargetTree, build_actions, parse_list
+from kit.runtime import Ask
 from storage.game_list import ListedGame, open_games_page
 from transport.optable import Context, Op, recorder
 from transport.presenters import acknowledged
+
+R = TypeVar("R")
 
 _DECLARED: list[Op] = []
 op = recorder(_DECLARED)
@@ -36,7 +39,7 @@ def _additions(msg: dict[str, Any]) -> tuple[list[str], list[str]]:
     return actions, targets
 
 
-async def _ask_game(ctx: Context, msg: dict[str, Any], body: Any) -> Any:
+async def _ask_game(ctx: Context, msg: dict[str, Any], body: Ask[R]) -> R:
     box = await ctx.services.games.game(_game_id(msg))
     return await box.ask(body, timeout=ctx.services.settings.request_timeout)
 
@@ -67,20 +70,22 @@ async def create_game(ctx: Context, msg: dict[str, Any]) -> None:
 @op(3702, "open_game", replies=(340,), command=g.OpenGame)
 async def open_game(ctx: Context, msg: dict[str, Any]) -> None:
     """Open an upcoming game, adding actions and targets."""
-    reply = await _ask_game(ctx, msg, g.OpenGame(ctx.user_id, *_additions(msg)))
-    ctx.reply(340, reply)
+    opened = await _ask_game(ctx, msg, g.OpenGame(ctx.user_id, *_additions(msg)))
+    ctx.reply(340, opened.fields)
 
 
 @op(616, "become_an_admin_for_game", replies=(640, 645), command=g.BecomeAdmin)
 async def become_admin(ctx: Context, msg: dict[str, Any]) -> None:
     """Become one of the game's admins (up to the per-game limit)."""
-    ctx.answer(await _ask_game(ctx, msg, g.BecomeAdmin(ctx.user_id)))
+    grant = await _ask_game(ctx, msg, g.BecomeAdmin(ctx.user_id))
+    ctx.answer(grant)
 
 
 @op(372, "get_game_details", replies=(342,))
 async def game_details(ctx: Context, msg: dict[str, Any]) -> None:
     """Full details of a game, with its status and past events."""
-    ctx.reply(342, await _ask_game(ctx, msg, g.Details()))
+    details = await _ask_game(ctx, msg, g.Details())
+    ctx.reply(342, details.wire())
 
 
 @op(373, "update_game_details", replies=(343, 342), command=g.UpdateDetails)
@@ -120,7 +125,8 @@ async def leave_game(ctx: Context, msg: dict[str, Any]) -> None:
 @op(375, "close_game", replies=(341, 362, 368), command=g.Close)
 async def close_game(ctx: Context, msg: dict[str, Any]) -> None:
     """Resolve parimutuel pools to none, block binary ones; 341 once none is left."""
-    ctx.answer(await _ask_game(ctx, msg, g.Close(ctx.user_id)))
+    closure = await _ask_game(ctx, msg, g.Close(ctx.user_id))
+    ctx.answer(closure)
 
 
 @op(380, "list_games_for_source", replies=(345,))
@@ -133,8 +139,8 @@ async def list_games(ctx: Context, msg: dict[str, Any]) -> None:
         summary = await (await games.game(game_id)).ask(
             g.Summary(), timeout=ctx.services.settings.request_timeout
         )
-        if summary["status"] is not GameStatus.CLOSED:
-            listed[game_id] = summary
+        if summary.status is not GameStatus.CLOSED:
+            listed[game_id] = summary.wire()
     ctx.reply(345, {"source_id": source_id, "games": listed})
 
 

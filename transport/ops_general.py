@@ -120,7 +120,8 @@ async def close_game_source(ctx: Context, msg: dict[str, Any]) -> None:
 @op(611, "list_game_sources_i_am_admin_of", replies=(621,))
 async def list_sources(ctx: Context, msg: dict[str, Any]) -> None:
     """The game sources you admin."""
-    ctx.reply(621, {"sources": await ctx.services.ask_registry(reg.SourcesOf(ctx.user_id))})
+    sources = await ctx.services.ask_registry(reg.SourcesOf(ctx.user_id))
+    ctx.reply(621, {"sources": [source.public() for source in sources]})
 
 
 #: this module's ops, in the order declared (``transport.ops`` builds ``OPS`` from it)

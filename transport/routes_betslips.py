@@ -16,9 +16,9 @@ import uuid
 
 from quart import Blueprint, Response, request
 
-from actors.betslips import Answer, SlipPlaced, SlipRefused
+from actors.betslips import SlipPlaced, SlipRefused
 from actors.services import Services
-from domain.betslip import failure_body, placed_body
+from domain.betslip import SlipAnswer, failure_body, placed_body
 from domain.codec import DecodeError, decode, encode
 from domain.errors import NOT_APPLIED, DomainError, ErrorCode
 from storage import partners
@@ -44,14 +44,19 @@ SLIP_STATUS: dict[str, int] = {
 }
 
 
-def render(outcome: SlipPlaced | SlipRefused) -> Answer:
+def render(outcome: SlipPlaced | SlipRefused) -> SlipAnswer:
     """A final outcome as its seed-002 body: what is stored and replayed byte for byte."""
     match outcome:
         case SlipPlaced(slip, bets, at):
-            return Answer(200, encode(placed_body(slip, bets, at)))
+            return SlipAnswer(None, encode(placed_body(slip, bets, at)))
         case SlipRefused(error, failed_bets):
-            status = SLIP_STATUS.get(error.code, 400)
-            return Answer(status, encode(failure_body(error, failed_bets)))
+            return SlipAnswer(error.code, encode(failure_body(error, failed_bets)))
+
+
+def answer_status(answer: SlipAnswer) -> int:
+    """The HTTP status of a final answer: 200 placed, else its refusal's (400 for a code
+    the seed does not list)."""
+    return 200 if answer.refusal is None else SLIP_STATUS.get(answer.refusal, 400)
 
 
 def slip_error(error: DomainError) -> Response:
@@ -112,7 +117,7 @@ def betslips_blueprint(services: Services) -> Blueprint:
         except DecodeError:  # refused as unreadable: the refusal is final for this key
             body = data.decode("utf-8", "replace")
         answer = await services.betslips.place(key, body, render, request.remote_addr or "")
-        return Response(answer.body, status=answer.status, content_type="application/json")
+        return Response(answer.body, status=answer_status(answer), content_type="application/json")
 
     return routes
 

@@ -34,16 +34,16 @@ def money_blueprint(services: Services) -> Blueprint:
         )
         reference = text_field(body, "reference", max_len=MAX_REFERENCE)
         await services.ask_registry(GetUser(user_id))
-        result = await services.ask_wallet(kind(user_id, currency, amount, reference))
+        moved = await services.ask_wallet(kind(user_id, currency, amount, reference))
         return json_response(
             {
                 "user_id": user_id,
                 "currency": currency,
                 "reference": reference,
-                "duplicate": result["duplicate"],
-                "balance": balance_wire(currency, result["balance"]),
+                "duplicate": moved.duplicate,
+                "balance": balance_wire(currency, moved.balance),
             },
-            200 if result["duplicate"] else 201,
+            200 if moved.duplicate else 201,
         )
 
     @routes.post("/v1/users/<int:user_id>/deposits")

@@ -39,7 +39,7 @@ def status_blueprint(services: Services) -> Blueprint:
             "transactions": books.transactions,
             "lines": books.lines,
         }
-        if services.callbacks is not None:  # remote wallet mode: the outbox
+        if services.operator is not None:  # remote wallet mode: the outbox
             backlog = await services.storage.read(callbacks_backlog)
             report["callbacks"] = {
                 "pending": backlog.pending,

@@ -96,7 +96,7 @@ def users_blueprint(services: Services) -> Blueprint:
             )
         login_names.forget(name_key(name))
         session = await services.ask_registry(CreateSession(user.id))
-        return json_response({"id": user.id, "user_session_key": session["session_key"]})
+        return json_response({"id": user.id, "user_session_key": session.session_key})
 
     @routes.post("/v1/users")
     @operator
@@ -114,7 +114,8 @@ def users_blueprint(services: Services) -> Blueprint:
     @routes.post("/v1/users/<int:user_id>/sessions")
     @operator
     async def create_session(user_id: int) -> Response:
-        return json_response(await services.ask_registry(CreateSession(user_id)), 201)
+        session = await services.ask_registry(CreateSession(user_id))
+        return json_response(session.public(), 201)
 
     async def set_blocked(user_id: int, blocked: bool) -> Response:
         await services.ask_registry(GetUser(user_id))
@@ -145,8 +146,7 @@ def users_blueprint(services: Services) -> Blueprint:
     @operator
     async def add_source_admin(source_id: str) -> Response:
         user_id = user_id_field(await json_body())
-        return json_response(
-            await services.ask_registry(AddSourceAdmin(source_id, user_id, by=None))
-        )
+        source = await services.ask_registry(AddSourceAdmin(source_id, user_id, by=None))
+        return json_response(source.public() | {"admins": sorted(source.admins)})
 
     return routes

@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import math
 import uuid
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 import trio
@@ -77,7 +77,7 @@ from domain.pool import (
 )
 from domain.rules import REMOTE_DELAY
 from domain.targets import NONE, winning_target
-from kit.runtime import Actor, Mailbox, OutcomeUnknown, Request
+from kit.runtime import Actor, Handlers, Mailbox, OutcomeUnknown, Request
 from storage import pools as pools_store
 from storage.changes import Upsert
 
@@ -188,10 +188,7 @@ class PoolActor(Actor):
 
     async def handle(self, body: Any) -> Any:
         """One message, by its type (``HANDLERS``); UNKNOWN_OP for any other."""
-        handler = HANDLERS.get(type(body))
-        if handler is None:
-            raise DomainError("UNKNOWN_OP", f"A pool does not handle {type(body).__name__}.")
-        return await handler(self, body)
+        return await HANDLERS.of(body)(self, body)
 
     # -- the handlers, one per message ------------------------------------------------
 
@@ -852,19 +849,22 @@ class PoolActor(Actor):
 
 
 #: The pool's protocol, message type -> its handler (``PlaceBet`` is served in batches).
-HANDLERS: dict[type[Any], Callable[[PoolActor, Any], Awaitable[Any]]] = {
-    GetDistribution: PoolActor._distribution,
-    Describe: PoolActor._describe,
-    Info: PoolActor._info,
-    Announcement: PoolActor._announcement,
-    Reserve: PoolActor._reserve,
-    Release: PoolActor._release,
-    Block: PoolActor._block,
-    Allow: PoolActor._block,
-    HaltForEvent: PoolActor._halt,
-    ResolveByEvent: PoolActor._resolve_by_event,
-    ResolveByHand: PoolActor._resolve_by_hand,
-    Void: PoolActor._void,
-    CloseForGame: PoolActor._close_for_game,
-    Debited: PoolActor._debited,
-}
+HANDLERS = Handlers(
+    "A pool",
+    {
+        GetDistribution: PoolActor._distribution,
+        Describe: PoolActor._describe,
+        Info: PoolActor._info,
+        Announcement: PoolActor._announcement,
+        Reserve: PoolActor._reserve,
+        Release: PoolActor._release,
+        Block: PoolActor._block,
+        Allow: PoolActor._block,
+        HaltForEvent: PoolActor._halt,
+        ResolveByEvent: PoolActor._resolve_by_event,
+        ResolveByHand: PoolActor._resolve_by_hand,
+        Void: PoolActor._void,
+        CloseForGame: PoolActor._close_for_game,
+        Debited: PoolActor._debited,
+    },
+)

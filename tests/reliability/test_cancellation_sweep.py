@@ -35,8 +35,8 @@ import trio.lowlevel
 import trio.testing
 
 from actors import pool as p
-from actors.betslips import Answer
 from actors.registry import CreateSession
+from domain.betslip import SlipAnswer
 from domain.errors import DomainError
 from domain.remote import number_id
 from kit.runtime import Mailbox
@@ -166,19 +166,19 @@ async def slip_setup(sweep: Sweep, n: int) -> tuple[Operation, Operation, list[s
     came back is replayed byte for byte."""
     services = sweep.services
     player = await sweep.player(f"slipper{n}")
-    session = (await services.ask_registry(CreateSession(player)))["session_key"]
+    session = (await services.ask_registry(CreateSession(player))).session_key
     pools = await sweep.slip_pools()
     key = str(uuid.uuid4())
     body = slip_body(sweep.match.game_id, player, session, [(*pool, SLIP_STAKE) for pool in pools])
-    first: list[Answer] = []
+    first: list[SlipAnswer] = []
 
-    async def place() -> Answer:
+    async def place() -> SlipAnswer:
         first.append(await services.betslips.place(key, body, render))
         return first[0]
 
     async def retry() -> None:
         answer = await services.betslips.place(key, body, render)
-        assert answer.status == 200, answer
+        assert answer.placed, answer
         assert first in ([], [answer]), (first, answer)
         rows = await services.storage.read(
             lambda db: db.scalar("SELECT COUNT(*) FROM bets WHERE slip_key = ?", (key,))

@@ -131,7 +131,7 @@ class Model:
         body = slip_body(self.match.game_id, player, self.sessions[player], legs)
         desk = self.h.services.betslips
         answer = await desk.place(key, body, render)
-        if answer.status == 200:
+        if answer.placed:
             assert not must_refuse, ("placed a slip the model refuses", bets, player)
             for pool, _, cents in bets:
                 pool.bets[player] = pool.bets.get(player, 0) + cents
@@ -311,7 +311,7 @@ async def run_program(steps: list[tuple[Any, ...]], remote: bool = False) -> int
         if operator is not None:
             operator.balances.update(dict.fromkeys(players, Decimal(DEPOSIT) / 100))
         sessions = {
-            player: (await h.services.ask_registry(CreateSession(player)))["session_key"]
+            player: (await h.services.ask_registry(CreateSession(player))).session_key
             for player in players
         }
         model = Model(
