@@ -18,7 +18,7 @@ from actors.pool import pool_row
 from actors.registry import CheckSourceAdmin, GetUser
 from actors.services import Directory, Services
 from domain.codec import encode
-from domain.errors import DomainError
+from domain.errors import DomainError, OutcomeUnknown
 from domain.game import (
     Game,
     GameDetails,
@@ -41,6 +41,10 @@ from storage.seqs import reserve_seq, reserved_seq
 log = logging.getLogger(__name__)
 
 HAPPENED_AT_SLACK_MS = 60_000  # an event may be stamped this far ahead of our clock
+POOL_NOT_STARTED = (
+    "The pool was saved but could not be started yet; it is announced once it is. "
+    "List the game's pools before creating it again."
+)
 
 
 # -- messages -------------------------------------------------------------------------
@@ -692,7 +696,12 @@ class GameActor(Actor):
             user = await self.services.ask_registry(GetUser(user_id))
             check_house_role(pool.rules, user.roles)
         await self.services.storage.commit([Insert("pools", pool_row(pool))])
-        await self.directory.start_pool(pool.id, announce=True)
+        try:
+            await self.directory.start_pool(pool.id, announce=True)
+        except DomainError as error:  # e.g. the database went away just after the commit
+            # The pool is real but the directory may not know it: the rebuilt game adopts
+            # it from storage and announces it (``on_start``), never a pool it cannot find.
+            raise OutcomeUnknown("UNAVAILABLE", POOL_NOT_STARTED) from error
         return PoolCreated(game.id, pool.id, pool.description, pool.pool_type)
 
     def _known_action(self, raw: Any, parameter: str) -> str:

@@ -64,7 +64,12 @@ def root_logging_restored() -> Iterator[None]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A test marked ``both_engines`` runs once per engine when the suite's engine is
-    SQLite (``make test``), on PostgreSQL only under ``make test-postgres``."""
+    SQLite (``make test``), on PostgreSQL only under ``make test-postgres``; one marked
+    ``postgresql_only`` (what only PostgreSQL has: its server restarted) on PostgreSQL
+    under both."""
+    if metafunc.definition.get_closest_marker("postgresql_only") is not None:
+        metafunc.parametrize("engine", ["postgresql"], indirect=True)
+        return
     if metafunc.definition.get_closest_marker("both_engines") is None:
         return
     engines = ["sqlite", "postgresql"] if default_engine() == "sqlite" else ["postgresql"]

@@ -159,6 +159,17 @@ class ThrowawayPostgres:
             self._admin = psycopg.connect(self.url("postgres"), autocommit=True)
         self._admin.execute(sql)
 
+    def restart_immediately(self) -> None:
+        """``pg_ctl restart -m immediate``: every backend killed without a checkpoint (as
+        a crash of PostgreSQL would), crash recovery from the WAL, then the same port
+        again; returns once it accepts connections. Every connection open before is
+        lost (the admin connection is opened anew when next needed)."""
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
+                  "-m", "immediate", "-o", self._options(), "restart")  # fmt: skip
+
     def stop(self) -> None:
         """Stop the server at once and remove everything it wrote; safe to call twice."""
         atexit.unregister(self.stop)

@@ -31,12 +31,25 @@ from domain.errors import DomainError
 from kit.runtime import Mailbox
 from storage.audit import audit_ledger
 from storage.changes import AdjustBalance, Change, Insert
-from storage.database import Database
+from storage.database import Database, PostgresDatabase
+from storage.dialect import placeholders
 from storage.wallet import balance_changes
 from tests.conftest import ActorHarness
+from tests.postgres import open_test_database
 from tests.reliability.world import running_actors
 
+#: On SQLite and on PostgreSQL (tests/conftest.py).
+pytestmark = pytest.mark.both_engines
+
 INT64_MAX = 2**63 - 1
+
+
+def _write(db: Database, sql: str) -> None:
+    """A statement behind storage/'s back (what another writer or a bug might do)."""
+    if isinstance(db, PostgresDatabase):
+        db.pg.execute(placeholders(sql))
+    else:
+        db.conn.execute(sql)
 
 
 def _stored(db: Database) -> dict[tuple[str, str], int]:
@@ -63,7 +76,7 @@ def _transaction(lines: list[ledger.Line]) -> list[Change]:
 
 
 def test_an_adjustment_never_takes_a_balance_below_zero() -> None:
-    db = Database()
+    db = open_test_database()
     alice = ledger.wallet(1)
 
     def adjust(delta: int) -> Exception | None:
@@ -76,10 +89,11 @@ def test_an_adjustment_never_takes_a_balance_below_zero() -> None:
     assert isinstance(adjust(-7), DomainError)
     assert _stored(db) == {(alice, "EUR"): 6}
     assert adjust(-6) is None and _stored(db) == {(alice, "EUR"): 0}
+    db.close()
 
 
 def test_a_refused_overdraft_undoes_its_whole_request_and_spares_the_others() -> None:
-    db = Database()
+    db = open_test_database()
     db.apply_batch([_transaction(ledger.transfer(ledger.OPERATOR, ledger.wallet(1), "EUR", 50))])
     overdraft = _transaction(ledger.transfer(ledger.wallet(1), ledger.escrow("p"), "EUR", 80))
     other = _transaction(ledger.transfer(ledger.OPERATOR, ledger.wallet(2), "EUR", 30))
@@ -88,7 +102,8 @@ def test_a_refused_overdraft_undoes_its_whole_request_and_spares_the_others() ->
     assert results[1] is None
     assert _stored(db) == {(ledger.wallet(1), "EUR"): 50, (ledger.wallet(2), "EUR"): 30}
     assert db.scalar("SELECT COUNT(*) FROM ledger") == 4  # none of the refused lines
-    assert audit_ledger(db.conn).ok
+    assert audit_ledger(db).ok
+    db.close()
 
 
 def test_a_transaction_moves_each_wallet_once_in_one_order() -> None:
@@ -112,6 +127,7 @@ def test_a_transaction_moves_each_wallet_once_in_one_order() -> None:
 # -- a database made before the balances table ----------------------------------------
 
 
+@pytest.mark.sqlite_only("a SQLite file from before the balances table (PostgreSQL had it)")
 def test_a_database_made_before_balances_opens_with_every_wallets_total(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     db = Database(path)
@@ -151,18 +167,19 @@ def test_a_database_made_before_balances_opens_with_every_wallets_total(tmp_path
 
 
 def test_the_audit_names_a_stored_balance_that_is_not_the_ledgers() -> None:
-    db = Database()
+    db = open_test_database()
     db.apply_batch([_transaction(ledger.transfer(ledger.OPERATOR, ledger.wallet(1), "EUR", 50))])
-    db.conn.execute("UPDATE balances SET balance = 49")
-    db.conn.execute("INSERT INTO balances VALUES ('escrow:p', 'EUR', 3)")
-    assert audit_ledger(db.conn).problems == [
+    _write(db, "UPDATE balances SET balance = 49")
+    _write(db, "INSERT INTO balances (account, currency, balance) VALUES ('escrow:p', 'EUR', 3)")
+    assert audit_ledger(db).problems == [
         "account escrow:p has a stored balance of 3 in EUR: its ledger total is 0",
         "account wallet:1 has a stored balance of 49 in EUR: its ledger total is 50",
     ]
-    db.conn.execute("DELETE FROM balances")
-    assert audit_ledger(db.conn).problems == [
+    _write(db, "DELETE FROM balances")
+    assert audit_ledger(db).problems == [
         "account wallet:1 has no stored balance in EUR: its ledger total is 50"
     ]
+    db.close()
 
 
 # -- the backstop behind the wallet's memory -------------------------------------------

@@ -97,6 +97,35 @@ async def test_a_pool_whose_creation_answer_is_lost_is_adopted_by_its_game(
     assert services.supervisor.restarts(f"game:{m.game_id}") == 1
 
 
+async def test_a_pool_saved_whose_actor_cannot_start_is_adopted_by_its_game(
+    actors: ActorHarness, autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool's commit lands, then its actor cannot be loaded (the database went away
+    in between): the creation is of unknown outcome, and the rebuilt game adopts the pool
+    (the directory never answers NOT_FOUND for a pool storage has)."""
+    services = actors.services
+    m = await open_match(actors)
+    real = p.PoolActor.load
+    failures = [DomainError("STORAGE_FAILURE", "The read failed.")]
+
+    async def load(*args: Any) -> p.PoolActor:
+        if failures:
+            raise failures.pop()
+        return await real(*args)
+
+    monkeypatch.setattr(p.PoolActor, "load", load)
+    code = await refused(m.game.ask(g.CreatePool(m.admin, {"action": "goal", "targets": "a,b"})))
+    assert code == "UNAVAILABLE" and not failures
+    await m.game.ask(g.Summary())  # served once the rebuilt game has started
+    [row] = await services.storage.read(lambda db: db.rows("SELECT id FROM pools"))
+    [announced] = m.watcher.take(352)
+    assert announced["pool_id"] == row["id"]
+    _, pool = await services.games.pool(row["id"])
+    alice = await m.player("alice")
+    assert (await pool.ask(p.PlaceBet(alice, "a", "1"))).pool_id == row["id"]
+    assert services.supervisor.restarts(f"game:{m.game_id}") == 1
+
+
 async def test_a_block_whose_answer_is_lost_is_in_force_after_the_rebuild(
     actors: ActorHarness, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -123,7 +123,7 @@ async def crash_round(
         if operator is not None:
             await nursery.start(operator.serve)
         crashing = Crashing(workdir / f"{kind}-{seed}", workdir / f"{kind}-{seed}.log", operator)
-        game_id, pool_ids = await _provision(crashing)
+        game_id, pool_ids = await provision(crashing)
         sides = {name: choose_sides(rng, pool_ids) for name in BETTORS}
         for _ in range(kills):
             await _load_then_kill(rng, crashing, game_id, sides, history, figures)
@@ -131,7 +131,7 @@ async def crash_round(
             figures.lost += await _missing_after_restart(crashing, history)
             figures.invariants_checked += 1
             figures.restarts += 1
-        await _settle_everything(crashing, game_id)
+        await settle_everything(crashing, game_id)
         figures.invariants_checked += 1
         if operator is not None:
             figures.faults += sum(operator.misbehaved.values())
@@ -140,7 +140,7 @@ async def crash_round(
     figures.rounds += 1
 
 
-async def _provision(crashing: Crashing) -> tuple[str, list[str]]:
+async def provision(crashing: Crashing) -> tuple[str, list[str]]:
     """An admin, the players with their money, a live game with two pools."""
     async with crashing.server() as (_, _, ws_port):
         match = crashing.match
@@ -320,7 +320,7 @@ async def _missing_after_restart(crashing: Crashing, history: History) -> int:
     not there, and check the books."""
     database = crashing.database
     async with crashing.server() as (_, http, _):
-        await _until_none(database, "SELECT COUNT(*) FROM pending_resolutions")
+        await until_none(database, "SELECT COUNT(*) FROM pending_resolutions")
         stored, settled = await database.read(
             lambda db: (
                 {r["id"] for r in db.rows("SELECT id FROM bets")},
@@ -364,7 +364,7 @@ def _operator_problems(operator: FakeOperator, bet_ids: set[str]) -> list[str]:
     return problems
 
 
-async def _settle_everything(crashing: Crashing, game_id: str) -> None:
+async def settle_everything(crashing: Crashing, game_id: str) -> None:
     """Events resolve every pool still open: each pool settles exactly once; remote: the
     outbox drains and the money adds up."""
     database = crashing.database
@@ -373,7 +373,7 @@ async def _settle_everything(crashing: Crashing, game_id: str) -> None:
             admin = WsClient(raw, 0)
             for action, leaf in (("goal", "brazil:7"), ("offside", "argentina:1")):
                 await admin.call(395, 366, game_id=game_id, action_id=action, target_id=leaf)
-        await _until_none(database, "SELECT COUNT(*) FROM pending_resolutions")
+        await until_none(database, "SELECT COUNT(*) FROM pending_resolutions")
         problems = await pool_problems(SimpleNamespace(storage=database))
         unsettled, pools, settlements = await database.read(
             lambda db: (
@@ -397,7 +397,7 @@ async def _drained_and_even(operator: FakeOperator, database: Reader) -> list[st
     owed = await database.read(_owed_credits)
     with trio.fail_after(SETTLE_SECONDS):
         await operator.wait_until(lambda: owed <= set(operator.credited))
-    await _until_none(
+    await until_none(
         database,
         "SELECT COUNT(*) FROM remote_calls WHERE state IN (?, ?, ?)",
         (CallState.PLACING, CallState.UNKNOWN, CallState.QUEUED),
@@ -429,7 +429,7 @@ def _owed_credits(db: Any) -> set[int]:
     return owed
 
 
-async def _until_none(database: Reader, sql: str, params: tuple = ()) -> None:
+async def until_none(database: Reader, sql: str, params: tuple = ()) -> None:
     """Wait until the count ``sql`` reads is 0 (what a restart resumes, finished). The
     work is in another process: its database is all there is to watch, so this looks
     again every ``POLL_SECONDS`` (it assumes nothing about when it ends)."""

@@ -10,7 +10,9 @@ The kinds: a chaos round (here: websocket bets and betslips while game, pool, wa
 registry and storage actors are cancelled; the betslip desk is no actor, it runs in the
 request's task), a crash round and a remote wallet crash round (tests/reliability/crash.py:
 ``tote serve`` killed with ``kill -9`` under bets, slips, deposits and events, the remote
-one against the fake operator with its misbehaviours injected).
+one against the fake operator with its misbehaviours injected); on PostgreSQL also a
+restart round (tests/reliability/restart.py: PostgreSQL restarted with ``pg_ctl restart
+-m immediate`` under the same load while tote runs on).
 
 A round is fixed by its seed: which pools each client bets on, how much, and after how
 many operations which actor is cancelled, when the process is killed and which fault the
@@ -47,6 +49,7 @@ from tests.reliability.load import (
     slip_body,
     slip_problems,
 )
+from tests.reliability.restart import restart_round
 
 #: What a request may honestly answer while the actor behind it is being cancelled.
 CHAOS_ERRORS = {"ACTOR_RESTARTED", "REQUEST_TIMED_OUT", "UNAVAILABLE"}
@@ -183,19 +186,26 @@ async def _long_remote(seed: int, workdir: Path, figures: Figures) -> None:
     await crash_round(seed, workdir, figures, kills=3, remote=True)
 
 
-#: The round kinds ``make soak`` runs in turn, each with its long-run size.
+async def _long_pgrestart(seed: int, workdir: Path, figures: Figures) -> None:
+    await restart_round(seed, workdir, figures, restarts=3)
+
+
+#: The round kinds ``make soak`` runs in turn, each with its long-run size; on
+#: PostgreSQL also its restart rounds.
 KINDS = {"chaos": _long_chaos, "crash": _long_crash, "remote": _long_remote}
+POSTGRESQL_KINDS = {**KINDS, "pgrestart": _long_pgrestart}
 
 
 async def soak(seed: int, minutes: float) -> Figures:
     """Every round kind in turn, seeds ``seed``, ``seed + 1``, ... until the time is up;
     at least one of each."""
-    parts = {kind: Figures() for kind in KINDS}
+    kinds = KINDS if engines.current.server is None else POSTGRESQL_KINDS
+    parts = {kind: Figures() for kind in kinds}
     end = time.monotonic() + minutes * 60
     round_seed = seed
     workdir = Path(mkdtemp(prefix="tote-soak-"))
     while True:
-        for kind, run in KINDS.items():
+        for kind, run in kinds.items():
             try:
                 await run(round_seed, workdir, parts[kind])
             except BaseException:

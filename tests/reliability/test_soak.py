@@ -1,5 +1,6 @@
 """Scenarios 1 and 2, short: one seeded chaos round (websocket bets and betslips), one
-crash round and one remote wallet crash round, each with two ``kill -9`` (the long run is
+crash round and one remote wallet crash round, each with two ``kill -9``, and on
+PostgreSQL a restart round with two ``pg_ctl restart -m immediate`` (the long run is
 ``make soak``, tests/reliability/soak.py)."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import trio
 
 from tests.reliability.crash import crash_round
 from tests.reliability.load import Figures
+from tests.reliability.restart import restart_round
 from tests.reliability.soak import chaos_round
 
 #: Chaos and crash rounds: on SQLite and on PostgreSQL (tests/conftest.py).
@@ -41,3 +43,13 @@ async def test_a_remote_wallet_crash_round_loses_nothing(tmp_path: Path) -> None
     assert figures.kills == figures.restarts == 2
     assert figures.lost == 0
     print(f"remote: {figures.line()}")
+
+
+@pytest.mark.postgresql_only
+async def test_a_postgresql_restarted_mid_load_loses_nothing(tmp_path: Path) -> None:
+    """``pg_ctl restart -m immediate`` twice under load; tote is not restarted."""
+    figures = Figures()
+    await restart_round(11, tmp_path, figures, restarts=2)
+    assert figures.kills == figures.restarts == 2
+    assert figures.lost == 0
+    print(f"pgrestart: {figures.line()}")
