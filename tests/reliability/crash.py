@@ -318,34 +318,43 @@ async def _kill_when_resolving(database: Reader, kill: trio.Event) -> None:
 async def _missing_after_restart(crashing: Crashing, history: History) -> int:
     """Restart, let it finish what the kill interrupted, count what was confirmed but is
     not there, and check the books."""
-    database = crashing.database
     async with crashing.server() as (_, http, _):
-        await until_none(database, "SELECT COUNT(*) FROM pending_resolutions")
-        stored, settled = await database.read(
-            lambda db: (
-                {r["id"] for r in db.rows("SELECT id FROM bets")},
-                {
-                    r["id"].removeprefix("settle:")
-                    for r in db.rows("SELECT id FROM transactions WHERE id LIKE 'settle:%'")
-                },
-            )
-        )
-        missing = len(history.bets - stored) + len(history.resolved - settled)
-        for reference, (user_id, amount) in history.deposits.items():
-            r = await http.post(
-                f"/v1/users/{user_id}/deposits",
-                json={"currency": "EUR", "amount": amount, "reference": reference},
-            )
-            missing += r.status_code != 200 or r.json().get("duplicate") is not True
-        missing += await replayed_differently(http, history)
-        problems = await pool_problems(SimpleNamespace(storage=database))
-        problems += await database.read(lambda db: slip_problems(db, history))
+        missing, stored, problems = await confirmed_but_missing(crashing.database, http, history)
         if crashing.operator is not None:
             problems += _operator_problems(crashing.operator, stored)
         audit = (await http.get("/v1/audit")).json()
         assert audit["ok"], audit
     assert problems == [], problems
     return missing
+
+
+async def confirmed_but_missing(
+    database: Reader, http: Any, history: History
+) -> tuple[int, set[str], list[str]]:
+    """Once pending settlements are finished: how many confirmed bets, settlements and
+    deposits are not stored (a deposit sent again must be a duplicate) or replay
+    differently, the ids of the bets stored, and the pools' and slips' problems."""
+    await until_none(database, "SELECT COUNT(*) FROM pending_resolutions")
+    stored, settled = await database.read(
+        lambda db: (
+            {r["id"] for r in db.rows("SELECT id FROM bets")},
+            {
+                r["id"].removeprefix("settle:")
+                for r in db.rows("SELECT id FROM transactions WHERE id LIKE 'settle:%'")
+            },
+        )
+    )
+    missing = len(history.bets - stored) + len(history.resolved - settled)
+    for reference, (user_id, amount) in history.deposits.items():
+        r = await http.post(
+            f"/v1/users/{user_id}/deposits",
+            json={"currency": "EUR", "amount": amount, "reference": reference},
+        )
+        missing += r.status_code != 200 or r.json().get("duplicate") is not True
+    missing += await replayed_differently(http, history)
+    problems = await pool_problems(SimpleNamespace(storage=database))
+    problems += await database.read(lambda db: slip_problems(db, history))
+    return missing, stored, problems
 
 
 def _operator_problems(operator: FakeOperator, bet_ids: set[str]) -> list[str]:

@@ -25,7 +25,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import trio
@@ -40,11 +39,10 @@ from tests.reliability.crash import (
     POLL_SECONDS,
     SETTLE_SECONDS,
     Crashing,
+    confirmed_but_missing,
     provision,
     settle_everything,
-    until_none,
 )
-from tests.reliability.invariants import pool_problems
 from tests.reliability.load import (
     STAKE,
     TARGETS,
@@ -52,10 +50,8 @@ from tests.reliability.load import (
     History,
     bet_plan,
     choose_sides,
-    replayed_differently,
     send_slip,
     slip_body,
-    slip_problems,
 )
 
 #: What a bet may answer while the database is down or just back when it may have been
@@ -254,27 +250,10 @@ def _code(r: Any) -> str:
 async def _missing(crashing: Crashing, http: Any, history: History, outage: Outage) -> int:
     """Confirmed but not stored, counted; the books checked (module docstring)."""
     database = crashing.database
-    await until_none(database, "SELECT COUNT(*) FROM pending_resolutions")
-    stored, by_socket, settled = await database.read(
-        lambda db: (
-            {r["id"] for r in db.rows("SELECT id FROM bets")},
-            {r["id"] for r in db.rows("SELECT id FROM bets WHERE slip_key IS NULL")},
-            {
-                r["id"].removeprefix("settle:")
-                for r in db.rows("SELECT id FROM transactions WHERE id LIKE 'settle:%'")
-            },
-        )
+    missing, _, problems = await confirmed_but_missing(database, http, history)
+    by_socket = await database.read(
+        lambda db: {r["id"] for r in db.rows("SELECT id FROM bets WHERE slip_key IS NULL")}
     )
-    missing = len(history.bets - stored) + len(history.resolved - settled)
-    for reference, (user_id, amount) in history.deposits.items():
-        r = await http.post(
-            f"/v1/users/{user_id}/deposits",
-            json={"currency": "EUR", "amount": amount, "reference": reference},
-        )
-        missing += r.status_code != 200 or r.json().get("duplicate") is not True
-    missing += await replayed_differently(http, history)
-    problems = await pool_problems(SimpleNamespace(storage=database))
-    problems += await database.read(lambda db: slip_problems(db, history))
     stored_refused = await database.read(
         lambda db: [
             key
