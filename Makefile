@@ -18,8 +18,9 @@ BINARY := dist/tote
 # The Debian packages the tests need (one line: add a package here, nowhere else), each
 # installed only when missing, without its recommended extras and with no upgrade of
 # what is there: Chromium for the browser tests, PostgreSQL for the tests that start a
-# throwaway server of their own (tests/postgres.py; the package's own cluster is not used).
-DEBIAN_PACKAGES := chromium postgresql
+# throwaway server of their own (tests/postgres.py; the package's own cluster is not used),
+# Redis for the cluster tests (tests/redis.py, one throwaway server per test).
+DEBIAN_PACKAGES := chromium postgresql redis-server
 # apt-get needs root; sudo when we are not.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

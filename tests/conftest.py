@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -35,6 +36,8 @@ from tests.postgres import (
     open_test_database,
     start_server,
 )
+from tests.redis import ThrowawayRedis
+from tests.redis import start_server as start_redis
 from tote.server import Endpoints, Server, ServerConfig
 from transport.frames import Frame
 
@@ -122,6 +125,29 @@ def postgres_url(postgres: ThrowawayPostgres) -> Iterator[str]:
         yield url
     finally:
         postgres.drop_database(url)
+
+
+@pytest.fixture
+def redis() -> Iterator[ThrowawayRedis]:
+    """A throwaway Redis of this test's own (it starts in a few milliseconds, and a test
+    may kill it). When it cannot start, the test fails with the reason in CI, else is
+    skipped."""
+    try:
+        server = start_redis()
+    except Unavailable as why:
+        line = f"Redis unavailable for the tests: {why}"
+        if os.environ.get("CI"):
+            pytest.fail(line, pytrace=False)
+        pytest.skip(line)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis: ThrowawayRedis) -> str:
+    return redis.url
 
 
 @pytest.fixture
