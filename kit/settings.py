@@ -85,3 +85,6 @@ class Settings:
     ws_connections_per_address: int = 256
     #: a websocket client has this long to send its opening handshake
     handshake_seconds: float = 10.0
+    #: a cluster (docs/cluster.md): how long the owner lease lasts unrenewed; the games of
+    #: an owner that stops renewing are adopted by another node within about this long
+    lease_seconds: float = 10.0

@@ -25,7 +25,7 @@ import trio
 from domain.errors import DomainError, OutcomeUnknown
 from kit.runtime import DEFAULT_TIMEOUT, Actor, Mailbox, Request
 from storage.changes import Change
-from storage.database import Database, Reader, SqliteReader, postgres_snapshot
+from storage.database import Database, Fenced, Reader, SqliteReader, postgres_snapshot
 from storage.dialect import Engine, engine_of
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,8 @@ class StorageActor(Actor):
             for request in batch:
                 request.fail(unknown)
             return
+        except Fenced:  # every request of the batch is told: certainly not applied
+            raise
         except Exception as exc:
             log.exception("commit of %d requests failed", len(batch))
             raise DomainError("STORAGE_FAILURE", NOT_SAVED) from exc

@@ -24,7 +24,7 @@ from psycopg.rows import dict_row
 from psycopg.types.numeric import NumericLoader
 
 from domain.errors import DomainError, OutcomeUnknown
-from storage import schema
+from storage import leases, schema
 from storage.changes import (
     AdjustBalance,
     Change,
@@ -50,6 +50,21 @@ BATCH_TRIES = 4
 RETRIED = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 #: What the writers of a batch whose COMMIT lost its connection are told.
 COMMIT_UNKNOWN = "The database connection was lost during the commit: the change may be saved."
+
+#: What every request of a batch refused by the fence is told.
+FENCED = (
+    "This node no longer owns the games (another node took the lease): nothing was saved; "
+    "reconnect to be served by the new owner."
+)
+
+
+class Fenced(DomainError):
+    """A write batch of a node that no longer holds the lease it is fenced by (issue 22,
+    docs/cluster.md): rolled back before any change, so certainly not applied."""
+
+    def __init__(self) -> None:
+        super().__init__("UNAVAILABLE", FENCED)
+
 
 #: ``SUM(amount)`` in two halves that cannot overflow SQLite's 64-bit integers (a plain
 #: SUM raises "integer overflow" once its running total passes 2^63 - 1, and the server
@@ -230,13 +245,22 @@ class PostgresDatabase(Database):
     """One PostgreSQL connection, the single writer, used from the storage actor's thread
     (READ COMMITTED: a ``Check`` takes the row lock it names). A deadlock or
     serialization failure runs the batch again; a connection lost during COMMIT is an
-    ``OutcomeUnknown``; a lost connection is opened anew by the next call."""
+    ``OutcomeUnknown``; a lost connection is opened anew by the next call.
+
+    ``fence`` (a cluster's owner: lease name, node id, epoch; None on a single node and
+    on an edge) makes every write transaction begin with the lease check
+    (``storage.leases.fence_sql``): when the node no longer holds the lease at that
+    epoch, the batch is rolled back, raises ``Fenced`` and ``on_fenced`` is called, from
+    the storage actor's thread (it must only hand the news to trio: ``trio.from_thread``
+    or a flag)."""
 
     engine = Engine.POSTGRESQL
 
     def __init__(self, url: str, *, synchronous: str = "FULL") -> None:
         self.path = url  # the URL, password included: never log it (``redacted``)
         self.synchronous = synchronous
+        self.fence: tuple[str, str, int] | None = None
+        self.on_fenced: Callable[[], None] = lambda: None
         self.transactions = 0
         self.requests = 0
         self.pg = self._connect()
@@ -282,8 +306,23 @@ class PostgresDatabase(Database):
                 tries += 1
 
     def _begin(self) -> Any:
+        """BEGIN, then the fence when there is one (each try of a batch checks it anew).
+        Raises ``Fenced`` (not retried) when it holds no row, having rolled back."""
         cur = _PostgresCursor(self._connection().cursor())
         cur.execute("BEGIN")
+        fence = self.fence
+        if fence is None:
+            return cur
+        try:
+            held = cur.execute(leases.fence_sql(), fence).fetchone()
+        except BaseException:
+            self._abandon(cur)
+            raise
+        if held is None:
+            self._abandon(cur)
+            log.error("write refused by the fence: lease %r of %s at epoch %d is gone", *fence)
+            self.on_fenced()
+            raise Fenced()
         return cur
 
     def _execute(self, cur: Any, change: Change) -> None:

@@ -94,6 +94,9 @@ HELP: dict[str, str] = {
     "the handshake; the next gets 429 TOO_MANY_CONNECTIONS before its handshake is read "
     "(behind a reverse proxy every client has the proxy's address: raise it)",
     "handshake_seconds": "seconds a websocket client may take to send its opening handshake",
+    "lease_seconds": "cluster only: seconds the owner lease lasts unrenewed (renewed every "
+    "quarter of it); the games of an owner that stops renewing are adopted by another node "
+    "within about this long",
 }
 
 #: Where ``tote serve`` differs from the dataclass default (tests run on memory).
