@@ -191,22 +191,20 @@ class OwnerLease:
         now). Raises ``LeaseUnavailable`` when the store failed or did not answer in
         time (the call is abandoned and the connection closed before the next one)."""
         deadline = trio.current_time() + self.period if until is None else until
-        spoiled, self.spoiled = self.spoiled, True  # until the call has run to its end
 
         def call() -> T:
-            if spoiled:
+            # in the worker thread, after any abandoned call's thread has ended (the
+            # limiter): only then may the connection be closed
+            if self.spoiled:
+                self.spoiled = False
                 self.store.close()
             return fn(*args)
 
         with trio.move_on_at(deadline):
-            try:
-                result: T = await self.runner(call)
-            except LeaseUnavailable:
-                self.spoiled = False  # the store closed its connection itself
-                raise
-            self.spoiled = False
+            result: T = await self.runner(call)
             return result
-        raise LeaseUnavailable(f"no answer from the lease table within {self.period:g} s")
+        self.spoiled = True
+        raise LeaseUnavailable("no answer from the lease table in time (call abandoned)")
 
     async def _in_thread(self, call: Callable[[], T]) -> T:
         return await trio.to_thread.run_sync(call, limiter=self.limiter, abandon_on_cancel=True)
