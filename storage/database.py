@@ -250,9 +250,9 @@ class PostgresDatabase(Database):
     ``fence`` (a cluster's owner: lease name, node id, epoch; None on a single node and
     on an edge) makes every write transaction begin with the lease check
     (``storage.leases.fence_sql``): when the node no longer holds the lease at that
-    epoch, the batch is rolled back, raises ``Fenced`` and ``on_fenced`` is called, from
-    the storage actor's thread (it must only hand the news to trio: ``trio.from_thread``
-    or a flag)."""
+    epoch, the batch is rolled back, raises ``Fenced`` and ``on_fenced`` is called (at
+    each refused batch), from the storage actor's thread: it must only hand the news to
+    trio (``trio.from_thread``, a flag)."""
 
     engine = Engine.POSTGRESQL
 
