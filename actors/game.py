@@ -137,7 +137,8 @@ class JoinFrom(Ask[Joined]):
     ``seq`` is the game's latest before that 470: the node greets once its copy of the
     game's broadcasts reached it; ``viewers`` is the cluster's count.
 
-    Raises: INVALID_STATE (the game is closed).
+    Raises: INVALID_STATE (the game is closed), INVALID_PARAMETER (``since_seq`` past the
+    game's latest: nothing counted).
     """
 
     user_id: int
@@ -145,6 +146,7 @@ class JoinFrom(Ask[Joined]):
     node_id: str
     viewers: int
     announce: bool = True
+    since_seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -624,6 +626,12 @@ class GameActor(Actor):
         """Count another node's subscribers; the answer's ``seq`` comes before the 470."""
         self._require_not_closed()
         seq = self.services.hub.last_seq(self.game.id)
+        if body.since_seq is not None and body.since_seq > seq:
+            raise DomainError(
+                "INVALID_PARAMETER",
+                f"since_seq {body.since_seq} is past this game's latest seq ({seq}).",
+                parameter="since_seq",
+            )
         self._count_node(body.node_id, body.viewers)
         if body.announce:
             self._announce_presence(PlayerJoined(self._player(body.user_id, body.user_name)))

@@ -223,6 +223,10 @@ class Hub:
 
     # -- games ------------------------------------------------------------------------
 
+    def subscribed(self, game_id: str, address: Address) -> bool:
+        channel = self._channels.get(game_id)
+        return channel is not None and address in channel.subscribers
+
     def viewers(self, game_id: str) -> int:
         channel = self._channels.get(game_id)
         return 0 if channel is None else len(channel.subscribers)
