@@ -149,10 +149,12 @@ class BroadcastReader:
         self._epochs: dict[str, int] = {}  # the highest owner epoch seen per game
         self._changed = trio.Event()  # a game is wanted
         self._progress = trio.Event()  # entries were delivered
+        #: set once the 815 channel is subscribed (a push published before is not seen)
+        self.users_subscribed = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         send, receive = trio.open_memory_channel[bytes](USER_QUEUE)
-        async with trio.open_nursery() as nursery, send, receive:
+        async with send, receive, trio.open_nursery() as nursery:
             nursery.start_soon(self._retrying, self._read_streams)
             nursery.start_soon(self._retrying, self._read_users, send)
             nursery.start_soon(self._deliver_users, receive)
@@ -259,6 +261,7 @@ class BroadcastReader:
         """The user pushes' channel into ``send``; dropped (and counted) when it is full
         (at most once: the next 815 holds the whole balance)."""
         async with self.client.pubsub(channels=[USERS], ignore_subscribe_messages=True) as sub:
+            self.users_subscribed.set()
             async for message in sub:
                 try:
                     send.send_nowait(message["data"])
