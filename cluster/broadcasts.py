@@ -170,6 +170,7 @@ class BroadcastReader:
                 await read(*args)
             except REDIS_ERRORS as error:
                 self.stats.outages += 1
+                self._round_done()
                 log.warning("broadcasts: Redis failed (%s); again in %gs", error, pause)
                 await trio.sleep(pause)
                 pause = min(pause * 2, most)
@@ -193,7 +194,15 @@ class BroadcastReader:
     async def caught_up(self, game_id: str, seq: int) -> None:
         """Wait until this node delivered the game's broadcasts up to ``seq``."""
         while self.hub.last_seq(game_id) < seq:
-            await self._progress.wait()
+            await self.next_round()
+
+    async def next_round(self) -> None:
+        """Wait until a round of reading ends (entries delivered, or a Redis call failed)."""
+        await self._progress.wait()
+
+    def _round_done(self) -> None:
+        self._progress.set()
+        self._progress = trio.Event()
 
     async def _read_streams(self) -> None:
         """One XREAD over the followed games' streams, then deliver what came."""
@@ -212,8 +221,7 @@ class BroadcastReader:
             game_id = key.decode()[len(EVENTS) :]
             for entry in entries:
                 await self._take(game_id, entry.identifier, entry.field_values)
-        self._progress.set()
-        self._progress = trio.Event()
+        self._round_done()
 
     async def _take(self, game_id: str, identifier: bytes, fields: dict[bytes, bytes]) -> None:
         """Deliver one entry; a gap is mended from the stream first."""
