@@ -153,6 +153,8 @@ class JoinFrom(Ask[Joined]):
 class LeaveFrom(Ask["GameAcknowledged"]):
     """A leave on another node: ``viewers`` is that node's count now (absolute);
     ``announce``: a subscriber was removed there, so the others hear of it (480).
+    Without ``announce`` it only sets the count (the node's periodic report of its
+    subscribers: connections that dropped are counted that way).
 
     Raises: nothing of its own.
     """

@@ -418,6 +418,8 @@ class Hub:
         channel = self._channels.get(entry.game_id)
         if channel is None:
             channel = self._channels[entry.game_id] = _remote_channel(0)
+        if not channel.remote:  # this node owns the game now: a late entry of the last
+            return Delivery.DUPLICATE
         if (entry.seq, entry.k) <= channel.cursor or (not entry.k and entry.seq <= channel.seq):
             return Delivery.DUPLICATE
         data = self._adopt(entry.data)

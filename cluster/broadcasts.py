@@ -33,7 +33,7 @@ from coredis.exceptions import RedisError
 
 from actors.game import GameAcknowledged, Join, JoinFrom, Leave, LeaveFrom
 from actors.hub import Delivery, Hub, Joined, Mirrored
-from domain.errors import OutcomeUnknown
+from domain.errors import DomainError, OutcomeUnknown
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class BroadcastReader:
         self.block_ms = block_ms
         self.stats = FanoutStats()
         self._wanted: dict[str, int] = {}  # games joins wait for: how many joins
-        self._epochs: dict[str, int] = {}  # the highest owner epoch seen per game
+        self._epochs: dict[str, int] = {}  # the owner epoch of each game's last entry
         self._changed = trio.Event()  # a game is wanted
         self._progress = trio.Event()  # entries were delivered
         #: set once the 815 channel is subscribed (a push published before is not seen)
@@ -226,10 +226,9 @@ class BroadcastReader:
     async def _take(self, game_id: str, identifier: bytes, fields: dict[bytes, bytes]) -> None:
         """Deliver one entry; a gap is mended from the stream first."""
         entry, epoch = parse_entry(game_id, identifier, fields)
-        if epoch < self._epochs.get(game_id, 0):
-            self.stats.stale += 1  # written late by an owner already replaced
-            return
-        self._epochs[game_id] = epoch
+        if epoch != self._epochs.get(game_id):
+            self._epochs[game_id] = epoch
+            log.info("game %s: broadcasts of owner epoch %d from seq %d", game_id, epoch, entry.seq)
         if self._deliver(entry) is Delivery.GAP:
             await self._mend(entry)
 
@@ -289,6 +288,11 @@ class BroadcastReader:
 
 #: Sends a message to the owner's game actor and returns its answer: (message, timeout).
 AskOwner = Callable[[Any, float], Awaitable[Any]]
+#: The same for any game: (game id, message, timeout).
+AskGame = Callable[[str, Any, float], Awaitable[Any]]
+#: How often an edge tells the owner the counts that changed without a join or leave
+#: (connections that dropped, subscribers closed after a gap).
+REPORT_SECONDS = 1.0
 
 
 async def join_on_edge(
@@ -341,3 +345,34 @@ async def leave_on_edge(
     ask = LeaveFrom(msg.user_id, msg.user_name, node_id, hub.viewers(game_id), removed)
     result: GameAcknowledged = await ask_owner(ask, timeout)
     return result
+
+
+async def report_viewers(
+    hub: Hub,
+    ask_game: AskGame,
+    node_id: str,
+    *,
+    timeout: float,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """An edge's task: once a second, each copied game whose local subscribers changed
+    since this task last told is told the count (``LeaveFrom`` with ``announce`` False),
+    so the owner's presence counts connections that dropped. A failed ask is tried again
+    at the next round (the count is absolute)."""
+    told: dict[str, int] = {}
+    task_status.started()
+    while True:
+        await trio.sleep(REPORT_SECONDS)
+        for game_id in {*hub.remote_games(), *told}:
+            viewers = hub.viewers(game_id)
+            if told.get(game_id) == viewers:
+                continue
+            try:
+                await ask_game(game_id, LeaveFrom(0, "", node_id, viewers, False), timeout)
+            except DomainError as error:
+                log.info("game %s: viewers not told (%s)", game_id, error)
+                continue
+            if viewers:
+                told[game_id] = viewers
+            else:
+                told.pop(game_id, None)

@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import coredis
@@ -22,7 +23,14 @@ from coredis.response._callbacks import NoopCallback
 
 from actors import game as g
 from actors.hub import CLOSE_GAP, Hub, Joined, Mirrored, _since
-from cluster.broadcasts import USERS, Broadcaster, BroadcastReader, join_on_edge, stream_key
+from cluster.broadcasts import (
+    USERS,
+    Broadcaster,
+    BroadcastReader,
+    join_on_edge,
+    report_viewers,
+    stream_key,
+)
 from domain.errors import DomainError
 from tests.conftest import ActorHarness, open_match
 from tests.redis import ThrowawayRedis
@@ -468,3 +476,33 @@ def test_mirrored_values_are_frozen() -> None:
     entry = Mirrored(b"x", GAME, 1)
     with pytest.raises(AttributeError):
         entry.seq = 2  # type: ignore[misc]
+
+
+async def test_an_edge_tells_the_owner_its_counts_once_a_second_when_they_change(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    edge = Hub(render)
+    edge.follow(GAME, 0)
+    viewers = [Listener() for _ in range(3)]
+    for n, viewer in enumerate(viewers):
+        edge.connect(n, viewer)
+        edge.join(GAME, viewer)
+    told: list[tuple[str, int, bool]] = []
+
+    async def ask_game(game_id: str, message: Any, timeout: float) -> Any:
+        told.append((game_id, message.viewers, message.announce))
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(report_viewers, edge, ask_game, "n-edge", timeout=1.0))
+        await trio.sleep(1.5)
+        assert told == [(GAME, 3, False)]
+        await trio.sleep(5)
+        assert len(told) == 1  # unchanged: nothing sent
+        edge.disconnect(0, viewers[0])  # the connection dropped: no Leave
+        edge.disconnect(1, viewers[1])
+        await trio.sleep(1)
+        edge.disconnect(2, viewers[2])
+        await trio.sleep(1)
+        await trio.sleep(5)
+        assert told[1:] == [(GAME, 1, False), (GAME, 0, False)]
+        nursery.cancel_scope.cancel()
