@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any
 
@@ -91,14 +92,15 @@ class QueueOnly:
 
 async def mirror_cpu() -> tuple[float, float]:
     """µs of CPU per ``to_game`` without and with a mirror (no subscribers)."""
-    times = []
-    for bus in (None, QueueOnly()):
-        hub = owner_hub(bus)
-        started = time.process_time()
-        for n in range(50_000):
-            hub.to_game(GAME, {"n": n, "pad": "x" * 200})
-        times.append((time.process_time() - started) / 50_000 * 1e6)
-    return times[0], times[1]
+    best = [math.inf, math.inf]
+    for _ in range(3):  # the best of three: the machine is shared
+        for i, bus in enumerate((None, QueueOnly())):
+            hub = owner_hub(bus)
+            started = time.process_time()
+            for n in range(50_000):
+                hub.to_game(GAME, {"n": n, "pad": "x" * 200})
+            best[i] = min(best[i], (time.process_time() - started) / 50_000 * 1e6)
+    return best[0], best[1]
 
 
 async def written_cpu(url: str) -> float:
