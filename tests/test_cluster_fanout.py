@@ -28,12 +28,14 @@ from cluster.broadcasts import (
     Broadcaster,
     BroadcastReader,
     join_on_edge,
+    leave_on_edge,
     report_viewers,
     stream_key,
 )
 from domain.errors import DomainError
-from tests.conftest import ActorHarness, open_match
+from tests.conftest import ActorHarness, FakeConnection, open_match
 from tests.redis import ThrowawayRedis
+from transport.frames import Frame
 
 GAME = "g1"
 #: The ceiling of a wait for the real Redis (never reached when things work).
@@ -506,3 +508,49 @@ async def test_an_edge_tells_the_owner_its_counts_once_a_second_when_they_change
         await trio.sleep(5)
         assert told[1:] == [(GAME, 1, False), (GAME, 0, False)]
         nursery.cancel_scope.cancel()
+
+
+async def test_a_join_on_an_edge_is_counted_by_the_owners_game_and_greeted_after_its_copy(
+    actors: ActorHarness, redis_url: str
+) -> None:
+    m = await open_match(actors)  # the admin watches on the owner
+    owner = actors.services.hub
+    client = coredis.Redis.from_url(redis_url)
+    async with client, trio.open_nursery() as nursery:
+        bus = StandInBus(client)
+        owner.mirror = Broadcaster(bus, 1)
+        edge = Hub(render, adopt=Frame)
+        reader = BroadcastReader(client, edge, block_ms=20)
+        await nursery.start(bus.run)
+        await nursery.start(reader.run)
+
+        async def ask_owner(message: Any, timeout: float) -> Any:
+            return await m.game.ask(message, timeout=timeout)
+
+        async def until(check: Callable[[], bool]) -> None:
+            with trio.fail_after(WAIT):
+                while not check():
+                    await reader.next_round()
+
+        try:
+            await m.pool()  # a 352 before the join
+            viewer = FakeConnection(4242, "bob")
+            edge.connect(viewer.user_id, viewer.push, lambda code, reason: None)
+            joined = await join_on_edge(
+                reader, ask_owner, "n-edge", m.game_id, viewer.join(), timeout=WAIT
+            )
+            assert joined.viewers == 2  # the admin here, bob there
+            assert joined.seq == owner.last_seq(m.game_id) - 1  # before bob's 470
+            await until(lambda: bool(viewer.received))
+            [hello] = viewer.take(470)  # live, through Redis
+            assert hello["user_id"] == 4242 and hello == m.watcher.take(470)[-1]
+            await m.pool()  # the same bytes on both nodes
+            await until(lambda: bool(viewer.received))
+            assert viewer.received == m.watcher.received[-1:]
+            msg = g.Leave(viewer.user_id, "bob", viewer.push)
+            await leave_on_edge(edge, ask_owner, "n-edge", m.game_id, msg, timeout=WAIT)
+            [bye] = m.watcher.take(480)
+            assert bye["user_id"] == 4242 and edge.viewers(m.game_id) == 0
+        finally:
+            owner.mirror = None
+            nursery.cancel_scope.cancel()
