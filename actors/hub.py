@@ -488,6 +488,8 @@ def _since(
     numbers start at 1, so the first-ever broadcast follows 0)."""
     if since_seq == last:
         return []
+    if not history or not _reaches(history[0], since_seq):
+        return None  # the oldest kept is above since_seq and does not follow it: O(1)
     missed: list[bytes] = []
     size = 0
     need: int | None = None  # what the next older one must be (None: any, a run began)
@@ -500,7 +502,18 @@ def _since(
         if size > max_bytes:
             return None
         missed.append(data)
-        if prev == since_seq and (prev or seq == 1):
+        if _follows(prev, seq, since_seq):
             return missed[::-1]
         need = prev or None
     return None
+
+
+def _follows(prev: int, seq: int, since_seq: int) -> bool:
+    """Whether broadcast ``seq`` (sent after ``prev``) comes right after ``since_seq``."""
+    return prev == since_seq and (prev > 0 or seq == 1)
+
+
+def _reaches(oldest: tuple[int, int, float, bytes], since_seq: int) -> bool:
+    """Whether a history that starts with ``oldest`` can reach back to ``since_seq``."""
+    seq, prev, _, _ = oldest
+    return seq <= since_seq or _follows(prev, seq, since_seq)
