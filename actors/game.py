@@ -129,6 +129,44 @@ class Join(Ask[Joined]):
 
 
 @dataclass(frozen=True, slots=True)
+class JoinFrom(Ask[Joined]):
+    """A join on another node of the cluster (its hub holds the subscriber): ``viewers``
+    is that node's count of the game's subscribers now (an absolute count, so a lost one
+    is mended by the next), and presence counts the whole cluster. ``announce``: the
+    subscriber is new there, so the others hear of it (470, or a 471 count). The answer's
+    ``seq`` is the game's latest before that 470: the node greets once its copy of the
+    game's broadcasts reached it; ``viewers`` is the cluster's count.
+
+    Raises: INVALID_STATE (the game is closed), INVALID_PARAMETER (``since_seq`` past the
+    game's latest: nothing counted).
+    """
+
+    user_id: int
+    user_name: str
+    node_id: str
+    viewers: int
+    announce: bool = True
+    since_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveFrom(Ask["GameAcknowledged"]):
+    """A leave on another node: ``viewers`` is that node's count now (absolute);
+    ``announce``: a subscriber was removed there, so the others hear of it (480).
+    Without ``announce`` it only sets the count (the node's periodic report of its
+    subscribers: connections that dropped are counted that way).
+
+    Raises: nothing of its own.
+    """
+
+    user_id: int
+    user_name: str
+    node_id: str
+    viewers: int
+    announce: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class ReserveSeqs(Ask[None]):
     """The hub used half of the game's reserved broadcast numbers: reserve more.
 
@@ -370,6 +408,8 @@ class GameActor(Actor):
         #: when the count may be looked at again (at most once a second)
         self.viewers_shown: int | None = None
         self.viewers_check_at = -math.inf
+        #: the other nodes' subscribers of the game, as each last told (``JoinFrom``)
+        self.remote_viewers: dict[str, int] = {}
         #: (game, events recorded, targets, past events): the 342's large fields as JSON,
         #: for that version of the game (a new event or a save replaces it)
         self._encoded: tuple[Game, int, msgspec.Raw, msgspec.Raw] | None = None
@@ -532,6 +572,12 @@ class GameActor(Actor):
             self._announce_presence(PlayerLeft(self._player(body.user_id, body.user_name)))
         return GameAcknowledged(self.game.id)
 
+    async def _leave_from(self, body: LeaveFrom) -> GameAcknowledged:
+        self._count_node(body.node_id, body.viewers)
+        if body.announce:
+            self._announce_presence(PlayerLeft(self._player(body.user_id, body.user_name)))
+        return GameAcknowledged(self.game.id)
+
     async def _on_reserve_seqs(self, _: ReserveSeqs) -> None:
         await self._reserve_seqs(self.seq_reserved)
 
@@ -578,11 +624,37 @@ class GameActor(Actor):
             self._announce_presence(PlayerJoined(self._player(body.user_id, body.user_name)))
         return joined
 
+    async def _join_from(self, body: JoinFrom) -> Joined:
+        """Count another node's subscribers; the answer's ``seq`` comes before the 470."""
+        self._require_not_closed()
+        seq = self.services.hub.last_seq(self.game.id)
+        if body.since_seq is not None and body.since_seq > seq:
+            raise DomainError(
+                "INVALID_PARAMETER",
+                f"since_seq {body.since_seq} is past this game's latest seq ({seq}).",
+                parameter="since_seq",
+            )
+        self._count_node(body.node_id, body.viewers)
+        if body.announce:
+            self._announce_presence(PlayerJoined(self._player(body.user_id, body.user_name)))
+        return Joined(self.game.id, seq, None, self._audience())
+
+    def _count_node(self, node_id: str, viewers: int) -> None:
+        if viewers > 0:
+            self.remote_viewers[node_id] = viewers
+        else:
+            self.remote_viewers.pop(node_id, None)
+
+    def _audience(self) -> int:
+        """The game's subscribers on every node of the cluster (this one's hub, and what
+        the others last told)."""
+        return self.services.hub.viewers(self.game.id) + sum(self.remote_viewers.values())
+
     def _announce_presence(self, event: PlayerJoined | PlayerLeft) -> None:
         """A join or leave goes to everyone while the audience is small; above
         ``presence_limit`` to the game's admins only, the others get counts (471)."""
         hub, game_id = self.services.hub, self.game.id
-        if hub.viewers(game_id) <= self.services.settings.presence_limit:
+        if self._audience() <= self.services.settings.presence_limit:
             self._publish(event)
         else:
             hub.to_game_users(game_id, self.game.admins, event)
@@ -591,12 +663,12 @@ class GameActor(Actor):
         """When to look at the audience again: once a second while it is above
         ``presence_limit``, or while the last 471 told a count that changed since.
         Looking is how leaves the game actor never hears of (a dropped connection) count."""
-        above = self.services.hub.viewers(self.game.id) > self.services.settings.presence_limit
+        above = self._audience() > self.services.settings.presence_limit
         return self.viewers_check_at if above or self.viewers_shown is not None else math.inf
 
     def _count_viewers(self) -> None:
         """Tell everyone the audience (471) if it changed since the last count."""
-        viewers = self.services.hub.viewers(self.game.id)
+        viewers = self._audience()
         self.viewers_check_at = trio.current_time() + 1.0
         if viewers != self.viewers_shown:
             self._publish(ViewersCounted({"game_id": self.game.id, "viewers": viewers}))
@@ -822,6 +894,8 @@ class GameActor(Actor):
             UpdateDetails: _update_details,
             Join: _join,
             Leave: _leave,
+            JoinFrom: _join_from,
+            LeaveFrom: _leave_from,
             ReserveSeqs: _on_reserve_seqs,
             Close: _on_close,
             CreatePool: _create_pool,

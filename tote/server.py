@@ -33,7 +33,7 @@ from kit.settings import Settings
 from storage.actor import Storage, StorageActor
 from storage.database import Database, open_database
 from storage.dialect import redacted
-from transport.frames import text_frame
+from transport.frames import Frame, text_frame
 from transport.http import serve_http
 from transport.presenters import frame
 from transport.websocket import serve_ws
@@ -200,8 +200,11 @@ async def start_services(
         await nursery.start(supervisor.run)
         metrics.watch_inboxes(supervisor.inbox_depths)
         clock = WallClock()
-        # the hub's bytes are a whole websocket frame, built once for every recipient
-        hub = Hub(lambda event, header: text_frame(frame(event, header, t=clock.now_ms())))
+        # the hub's bytes are a whole websocket frame, built once for every recipient (on
+        # every node of a cluster: another node's bytes are adopted as frames as they are)
+        hub = Hub(
+            lambda event, header: text_frame(frame(event, header, t=clock.now_ms())), adopt=Frame
+        )
         await nursery.start(hub.run)
 
         storage = await _start_storage(config, database, supervisor, metrics)

@@ -244,7 +244,7 @@ class Connection:
         """Serve the client until it leaves, is dropped or its session ends (4001), then
         close as RFC 6455 asks (``_close``). Raises nothing a client can cause."""
         services = self.services
-        services.hub.connect(self.user_id, self.push)
+        services.hub.connect(self.user_id, self.push, self.drop)
         services.metrics.connection_opened(self)
         try:
             with self._scope:
