@@ -10,7 +10,7 @@ from typing import Any
 
 from actors import game as g
 from actors import pool as p
-from actors.directory import SourceClosure
+from actors.directory_protocol import SourceClosure
 from actors.hub import Broadcast, Joined
 from actors.wallet import BalanceChanged
 from domain.codec import encode

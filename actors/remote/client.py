@@ -33,7 +33,7 @@ class OperatorClient:
         self.deadline = settings.wallet_timeout
         self.http = httpx.AsyncClient(timeout=settings.wallet_timeout)
 
-    async def post(self, path: str, payload: Any, key: str) -> tuple[Answer, str]:
+    async def post(self, path: str, payload: dict[str, Any], key: str) -> tuple[Answer, str]:
         """One call and what its answer means, with the reason of an UNKNOWN or the
         operator's text of a refusal; nothing the operator does makes it raise."""
         body = encode(payload)
