@@ -31,7 +31,8 @@ R = TypeVar("R")
 
 class Directory(Protocol):
     """Where game and pool actors live (``actors.directory.Games``); each call raises
-    NOT_FOUND for an id it does not know."""
+    NOT_FOUND for an id it does not know (the transports hand ids on as clients sent
+    them, so an implementation checks that one is a string at all)."""
 
     async def game(self, game_id: str) -> Mailbox: ...
     async def pool(self, pool_id: str) -> tuple[str, Mailbox]: ...
