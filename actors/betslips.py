@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +23,7 @@ import trio
 from actors import game as game_msgs
 from actors import pool as pool_msgs
 from actors import remote
+from actors.betslip_protocol import Render, SlipPlaced, SlipRefused
 from actors.registry import CheckSession
 from actors.services import Services
 from actors.wallet import PlaceSlip, Screen, StakeItem, Sync
@@ -45,23 +45,6 @@ log = logging.getLogger(__name__)
 
 #: The game status each stage of seed 002 means.
 STAGE_STATUS = {Stage.IN_PLAY: GameStatus.IN_PROGRESS, Stage.PRE_PLAY: GameStatus.PRE_GAME}
-
-
-@dataclass(frozen=True, slots=True)
-class SlipPlaced:
-    slip: Slip
-    bets: list[dict[str, Any]]  # each as answered: as sent, with exact numbers
-    at: int
-
-
-@dataclass(frozen=True, slots=True)
-class SlipRefused:
-    error: DomainError
-    failed_bets: list[dict[str, Any]]
-
-
-#: The transport's presenter: an outcome as the answer kept and replayed byte for byte.
-Render = Callable[[SlipPlaced | SlipRefused], SlipAnswer]
 
 
 class Refused(Exception):

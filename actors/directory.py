@@ -2,51 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
-
 import msgspec
 
 from actors import pool as pool_msgs
-from actors.game import Close, GameActor, GameClosure, game_row
+from actors.directory_protocol import CreateGame, GameClosure, SourceClosure
+from actors.game import Close, GameActor, game_row
 from actors.pool import PoolActor
 from actors.registry import AddGame, CheckSourceAdmin, CloseSource, GamesOf
 from actors.services import Services
 from domain.errors import DomainError
 from domain.game import Game, new_game
 from domain.pool import PoolStatus
-from domain.roles import Role
 from kit.runtime import Mailbox
 from storage import games as games_store
 from storage.changes import Insert
-
-
-@dataclass(frozen=True, slots=True)
-class CreateGame:
-    """A new game of a source (ops 370 and 3701), answered with the ``Game``.
-
-    Raises: NOT_FOUND, NOT_AUTHORIZED, INVALID_STATE (the source: unknown, not the user's,
-    closed), INVALID_PARAMETER (a field of the game).
-    """
-
-    role: ClassVar[Role] = Role.SOURCE_ADMIN
-    source_id: str
-    user_id: int
-    fields: dict[str, Any]
-    opened: bool
-
-
-@dataclass(frozen=True, slots=True)
-class SourceClosure:
-    """Closing a source closes its games; binary pools still open keep it open (blocked,
-    waiting for their admins) until they are resolved and the close is sent again."""
-
-    source_id: str
-    blocked: list[GameClosure] = field(default_factory=list)
-
-    @property
-    def closed(self) -> bool:
-        return not self.blocked
 
 
 class Games:
@@ -140,13 +109,13 @@ class Games:
         await self.start_game(game.id)
         return game
 
-    async def game(self, game_id: Any) -> Mailbox:
+    async def game(self, game_id: str) -> Mailbox:
         """The game's mailbox, its actor started if it was not running."""
         if not isinstance(game_id, str) or game_id not in self._pools_by_game:
             raise DomainError("NOT_FOUND", f"There is no game {game_id!r}.")
         return await self.start_game(game_id)
 
-    async def pool(self, pool_id: Any) -> tuple[str, Mailbox]:
+    async def pool(self, pool_id: str) -> tuple[str, Mailbox]:
         """The pool's game id and mailbox, its actor started if it was not running. Every
         bet comes here: a running pool's address is a lookup, not a spawn."""
         game_id = self._pool_game.get(pool_id) if isinstance(pool_id, str) else None
@@ -171,7 +140,7 @@ class Games:
     async def games_of(self, source_id: str) -> list[str]:
         return await self.services.ask_registry(GamesOf(source_id))
 
-    def game_of_pool(self, pool_id: Any) -> str:
+    def game_of_pool(self, pool_id: str) -> str:
         """The id of the pool's game (no actor is started)."""
         game_id = self._pool_game.get(pool_id) if isinstance(pool_id, str) else None
         if game_id is None:

@@ -13,6 +13,7 @@ import msgspec
 import trio
 
 from actors import pool as pool_msgs
+from actors.directory_protocol import GameClosure
 from actors.hub import RESERVE_AHEAD, Address, Broadcast, Joined
 from actors.pool import pool_row
 from actors.registry import CheckSourceAdmin, GetUser
@@ -277,19 +278,6 @@ class GameAcknowledged:
 class AdminGrant:
     game_id: str
     refused: str | None = None  # why not, when the user did not become an admin
-
-
-@dataclass(frozen=True, slots=True)
-class GameClosure:
-    game_id: str
-    #: binary pools still open, now blocked: the game closes once their admins resolve
-    #: them and close it again
-    blocked: list[str] = field(default_factory=list)
-    blocked_at: int | None = None
-
-    @property
-    def closed(self) -> bool:
-        return not self.blocked
 
 
 @dataclass(frozen=True, slots=True)

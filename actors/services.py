@@ -1,8 +1,10 @@
 """What the transports and the actors hold: the addresses of the long-lived actors and the
 hub, and the narrow interfaces (protocols) of the directory, the betslip desk and the
 operator's wallet: declared here, implemented above (``actors.directory``,
-``actors.betslips``, ``actors.remote``), so this module imports none of them; the process
-(``tote.server``) hands their constructors to ``Services``."""
+``actors.betslips``, ``actors.remote``), so this module imports none of them; what they
+take and answer is declared below them too (``actors.directory_protocol``,
+``actors.betslip_protocol``, ``domain``). The process (``tote.server``) hands their
+constructors to ``Services``."""
 
 from __future__ import annotations
 
@@ -12,7 +14,10 @@ from typing import Any, Protocol, TypeVar, overload
 
 import trio
 
+from actors.betslip_protocol import Render
+from actors.directory_protocol import CreateGame, SourceClosure
 from actors.hub import Hub
+from domain.betslip import SlipAnswer
 from domain.game import Game
 from domain.remote import Answer
 from kit.clock import WallClock
@@ -26,14 +31,15 @@ R = TypeVar("R")
 
 class Directory(Protocol):
     """Where game and pool actors live (``actors.directory.Games``); each call raises
-    NOT_FOUND for an id it does not know."""
+    NOT_FOUND for an id it does not know (the transports hand ids on as clients sent
+    them, so an implementation checks that one is a string at all)."""
 
-    async def game(self, game_id: Any) -> Mailbox: ...
-    async def pool(self, pool_id: Any) -> tuple[str, Mailbox]: ...
+    async def game(self, game_id: str) -> Mailbox: ...
+    async def pool(self, pool_id: str) -> tuple[str, Mailbox]: ...
     async def pools_of(
         self, game_id: str, *, open_only: bool = False
     ) -> list[tuple[str, Mailbox]]: ...
-    def game_of_pool(self, pool_id: Any) -> str: ...
+    def game_of_pool(self, pool_id: str) -> str: ...
     def open_count(self, game_id: str) -> int: ...
     async def games_of(self, source_id: str) -> list[str]: ...
     async def start_pool(
@@ -42,23 +48,21 @@ class Directory(Protocol):
     async def adopt_open_pools(self, game_id: str) -> None: ...
     def pool_resolved(self, pool_id: str) -> None: ...
     async def start(self) -> None: ...
-    async def create_game(self, command: Any) -> Game: ...
-    async def close_source(self, user_id: int, source_id: str) -> Any: ...
+    async def create_game(self, command: CreateGame) -> Game: ...
+    async def close_source(self, user_id: int, source_id: str) -> SourceClosure: ...
 
 
 class SlipDesk(Protocol):
     """The betslip desk (``actors.betslips.BetslipDesk``): a slip's final answer as
     ``render`` shows it, or a DomainError that is not final."""
 
-    async def place(
-        self, key: str, body: Any, render: Callable[[Any], Any], ip: str = ""
-    ) -> Any: ...
+    async def place(self, key: str, body: Any, render: Render, ip: str = "") -> SlipAnswer: ...
 
 
 class OperatorWallet(Protocol):
     """The operator's wallet in remote wallet mode (``actors.remote.OperatorClient``)."""
 
-    async def post(self, path: str, payload: Any, key: str) -> tuple[Answer, str]: ...
+    async def post(self, path: str, payload: dict[str, Any], key: str) -> tuple[Answer, str]: ...
     async def aclose(self) -> None: ...
 
 

@@ -58,7 +58,7 @@ def decode(data: bytes | str) -> Any:
     keys = _keys_in_value(value)
     # Every key has its colon, so as many colons as keys means no key repeats; only when
     # string values hold colons too does the text need a closer look.
-    if _colons(data) != keys and _keys_in_text(data) != keys:
+    if colons(data) != keys and _keys_in_text(data) != keys:
         raise DecodeError("The JSON has an object with the same key twice.")
     return value
 
@@ -117,7 +117,9 @@ def request_id_in(header: Any) -> Any:
     )
 
 
-def _colons(data: bytes | str) -> int:
+def colons(data: bytes | str) -> int:
+    """How many colons the text holds: as many as its keys when no string holds one (so
+    equal to the keys decoded means no key repeats)."""
     return data.count(":") if isinstance(data, str) else data.count(b":")
 
 

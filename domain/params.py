@@ -32,6 +32,10 @@ INT64_MAX = 2**63 - 1
 _INTEGER_TEXT = re.compile(r"[+-]?[0-9]{1,19}")
 
 
+#: The longest text a parameter read with ``text`` may hold unless it says otherwise.
+TEXT_MAX = 256
+
+
 def is_null(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip() in ("", "None", "null"))
 
@@ -49,7 +53,7 @@ def text(
     *,
     default: str | None = None,
     required_: bool = False,
-    max_len: int = 256,
+    max_len: int = TEXT_MAX,
 ) -> str | None:
     value = msg.get(name)
     if is_null(value):

@@ -1,5 +1,5 @@
 """The operator's wallet callbacks (seed 004) as data: signatures, payloads, numeric ids
-and the retry schedule. No trio, no HTTP: ``actors/remote.py`` sends what this builds.
+and the retry schedule. No trio, no HTTP: ``actors/remote/`` sends what this builds.
 """
 
 from __future__ import annotations

@@ -7,5 +7,7 @@ from transport.optable import RESPONSES, Context, Op, build_ops
 OPS: dict[int, Op] = build_ops(
     ops_games.TABLE, ops_general.TABLE, ops_limits.TABLE, ops_pools.TABLE
 )
+#: the ops with a typed fast path (``Op.read``), tried before the general decode
+TYPED: tuple[Op, ...] = tuple(spec for spec in OPS.values() if spec.read is not None)
 
-__all__ = ["OPS", "RESPONSES", "Context", "Op"]
+__all__ = ["OPS", "RESPONSES", "TYPED", "Context", "Op"]

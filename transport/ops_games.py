@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from actors import game as g
-from actors.directory import CreateGame
+from actors.directory_protocol import CreateGame
 from domain import params
 from domain.errors import DomainError, about
 from domain.game import GameStatus

@@ -3,13 +3,16 @@ resolve, void."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
+import msgspec
 import trio
 
 from actors import game as g
 from actors import pool as p
 from domain import params
+from domain.codec import MAX_REQUEST_ID, colons
 from domain.errors import DomainError
 from storage import catalog
 from transport.optable import Context, Op, recorder
@@ -136,15 +139,72 @@ async def list_my_resolved(ctx: Context, msg: dict[str, Any]) -> None:
     await _listing(ctx, msg, 355, lambda info: not info.open and info.has_bet, resolved=True)
 
 
-@op(392, "place_bet_in_betting_pool", replies=(356, 360))
-async def place_bet(ctx: Context, msg: dict[str, Any]) -> None:
+class _Header(msgspec.Struct, forbid_unknown_fields=True):
+    request_id: int | str | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class BetRequest(msgspec.Struct, forbid_unknown_fields=True, tag_field="op", tag=392):
+    """Op 392 as a client usually sends it, read straight from the JSON (every bet comes
+    this way: no dict, no envelope and parameter passes). ``read_bet`` takes only what
+    the general path would take as it is; anything else goes that path, with its errors."""
+
+    pool_id: str
+    target: Any
+    amount: Any
+    header: _Header | msgspec.UnsetType | None = msgspec.UNSET
+
+    @property
+    def request_id(self) -> Any:
+        header = self.header
+        if header is None or header is msgspec.UNSET or header.request_id is msgspec.UNSET:
+            return None
+        return header.request_id
+
+    def keys(self) -> int:
+        """How many keys the message held: op, pool_id, target, amount, the header's."""
+        header = self.header
+        if header is msgspec.UNSET:
+            return 4
+        return 5 if header is None or header.request_id is msgspec.UNSET else 6
+
+    def usual(self) -> bool:
+        """Whether the general path would take it as it is: a request_id it accepts, a
+        pool_id with nothing to strip, a target and an amount that are not null."""
+        request_id, pool_id = self.request_id, self.pool_id
+        return (
+            (not isinstance(request_id, str) or len(request_id) <= MAX_REQUEST_ID)
+            and len(pool_id) <= params.TEXT_MAX
+            and pool_id == pool_id.strip()
+            and not params.is_null(pool_id)
+            and not params.is_null(self.target)
+            and not params.is_null(self.amount)
+        )
+
+
+_bet_decoder = msgspec.json.Decoder(BetRequest, float_hook=Decimal)
+
+
+def read_bet(raw: str | bytes) -> BetRequest | None:
+    """Op 392 in its usual shape, or None (not 392, another shape, a key repeated or a
+    colon inside a string, a value the general path would strip or refuse)."""
+    try:
+        bet = _bet_decoder.decode(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
+    return bet if colons(raw) == bet.keys() and bet.usual() else None
+
+
+@op(392, "place_bet_in_betting_pool", replies=(356, 360), read=read_bet)
+async def place_bet(ctx: Context, msg: dict[str, Any] | BetRequest) -> None:
     """Stake on a target; answered (356) once the stake is committed."""
-    _, box = await ctx.services.games.pool(params.text(msg, "pool_id", required_=True))
+    typed = isinstance(msg, BetRequest)
+    pool_id = msg.pool_id if typed else params.text(msg, "pool_id", required_=True)
+    _, box = await ctx.services.games.pool(pool_id)
     result = await box.ask(
         p.PlaceBet(
             ctx.user_id,
-            params.required(msg, "target"),
-            params.required(msg, "amount"),
+            msg.target if typed else params.required(msg, "target"),
+            msg.amount if typed else params.required(msg, "amount"),
             # the address only the operator's wallet needs: a system call per bet otherwise
             ip=ctx.peer_ip if ctx.services.operator is not None else "",
         ),

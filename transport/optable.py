@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from actors.services import Services
 from domain.roles import Role
-from transport.presenters import present, server_message
+from transport.presenters import answer_messages, server_message
 
 
 class Connection(Protocol):
@@ -54,11 +54,28 @@ class Context:
 
     def answer(self, result: object) -> None:
         """Reply with the messages that present ``result`` (transport.presenters)."""
-        for res, fields in present(result):
-            self.reply(res, fields)
+        now = self.services.clock.now_ms()
+        for message in answer_messages(result, t=now, request_id=self.request_id):
+            self.conn.push(message)
 
 
-Handler = Callable[[Context, dict[str, Any]], Awaitable[None]]
+#: An op's handler: the request as the general path decodes it (a dict), or, for an op
+#: with a typed fast path (``Op.read``), the body that path read.
+Handler = Callable[[Context, Any], Awaitable[None]]
+
+
+class Typed(Protocol):
+    """A request read by an op's typed fast path (``Op.read``)."""
+
+    @property
+    def request_id(self) -> Any:
+        """The ``request_id`` its replies echo, checked as ``codec.request_id_in`` does."""
+
+
+#: An op's typed fast path: the request read straight into its body when it has the
+#: op's usual shape, None for anything else (the general path then decodes it, with its
+#: errors); only what the general path would take as it is comes through here.
+Reader = Callable[[str | bytes], Typed | None]
 
 
 @dataclass(frozen=True)
@@ -71,6 +88,7 @@ class Op:
     command: type | None
     summary: str
     handler: Handler
+    read: Reader | None = None
 
     @property
     def role(self) -> Role:
@@ -127,7 +145,7 @@ RESPONSES: dict[str, int] = {
 
 
 def recorder(declared: list[Op]) -> Callable[..., Callable[[Handler], Handler]]:
-    """An ``@op(code, name, replies=..., command=..., summary=...)`` decorator that
+    """An ``@op(code, name, replies=..., command=..., summary=..., read=...)`` decorator that
     appends each handler's ``Op`` to ``declared`` (one list per ``ops_*`` module)."""
 
     def op(
@@ -137,10 +155,11 @@ def recorder(declared: list[Op]) -> Callable[..., Callable[[Handler], Handler]]:
         replies: tuple[int, ...],
         command: type | None = None,
         summary: str = "",
+        read: Reader | None = None,
     ) -> Callable[[Handler], Handler]:
         def record(handler: Handler) -> Handler:
             doc = summary or (handler.__doc__ or "").strip()
-            declared.append(Op(code, name, replies, command, doc, handler))
+            declared.append(Op(code, name, replies, command, doc, handler, read))
             return handler
 
         return record

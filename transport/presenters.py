@@ -6,11 +6,12 @@ wire shapes (decisions §1). The HTTP presenters live beside their blueprints.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from actors import game as g
 from actors import pool as p
-from actors.directory import SourceClosure
+from actors.directory_protocol import SourceClosure
 from actors.hub import Broadcast, Joined
 from actors.wallet import BalanceChanged
 from domain.codec import encode
@@ -56,8 +57,64 @@ def server_message(
 def frame(event: object, header: dict[str, Any], *, t: int) -> bytes:
     """One event as the bytes every recipient gets (the hub renders once per event and
     gives the response_header fields it adds: ``game_id``, ``seq``)."""
+    if type(event) is BalanceChanged and not header:  # every bet has one: its template
+        return balance_message(event, t=t)
     [(res, fields)] = present(event)
     return server_message(res, fields, t=t, header=header)
+
+
+def answer_messages(result: object, *, t: int, request_id: Any) -> list[bytes]:
+    """The messages that answer a request with ``result``, in order."""
+    if type(result) is p.BetPlaced:  # every bet has one: its template
+        return [bet_placed_message(result, t=t, request_id=request_id)]
+    return [
+        server_message(res, fields, t=t, request_id=request_id) for res, fields in present(result)
+    ]
+
+
+# -- templates: the bytes ``server_message`` gives for the two messages of every bet (356,
+# 815), joined from parts instead of built as dicts and encoded whole; ``present`` stays
+# the reference (tests/test_presenter_templates.py holds them to the same bytes).
+
+
+@lru_cache(maxsize=4096)
+def money_json(minor: int, exponent: int) -> bytes:
+    """An amount as the JSON number ``to_wire`` gives, computed once per amount (a bet's
+    replies repeat a few stakes)."""
+    return encode(to_wire(minor, exponent))
+
+
+def _head(res: int, t: int, request_id: Any) -> bytes:
+    """A message's opening up to its first field: the response_header and ``res``."""
+    if request_id is None:
+        return b'{"response_header":{"t":%d},"res":%d' % (t, res)
+    return b'{"response_header":{"t":%d,"request_id":%b},"res":%d' % (
+        t,
+        encode(request_id),
+        res,
+    )
+
+
+def bet_placed_message(placed: p.BetPlaced, *, t: int, request_id: Any) -> bytes:
+    """Res 356, as ``present`` shows a ``BetPlaced``."""
+    return b'%b,"pool_id":%b,"bet_id":%b,"amount":%b,"target":%b}' % (
+        _head(356, t, request_id),
+        encode(placed.pool_id),
+        encode(placed.bet_id),
+        money_json(placed.amount, placed.exponent),
+        encode(placed.target),
+    )
+
+
+def balance_message(changed: BalanceChanged, *, t: int) -> bytes:
+    """Res 815, as ``present`` shows a ``BalanceChanged`` (a push: no request_id)."""
+    exponent = exponent_of(changed.currency)
+    return b'%b,"current_balance":%b,"available_balance":%b,"currency":%b}' % (
+        _head(815, t, None),
+        money_json(changed.balance.current, exponent),
+        money_json(changed.balance.available, exponent),
+        encode(changed.currency),
+    )
 
 
 def acknowledged(ack: g.GameAcknowledged) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import uuid
 
 from quart import Blueprint, Response, request
 
-from actors.betslips import SlipPlaced, SlipRefused
+from actors.betslip_protocol import SlipPlaced, SlipRefused
 from actors.services import Services
 from domain.betslip import SlipAnswer, failure_body, placed_body
 from domain.codec import DecodeError, decode, encode
