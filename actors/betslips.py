@@ -214,7 +214,7 @@ class BetslipDesk:
         for bet in bets:
             game_id, pool_id = bet.details["eventId"], bet.details["marketId"]
             try:
-                if services.games.game_of_pool(pool_id) != game_id:
+                if await services.games.game_of_pool(pool_id) != game_id:
                     raise DomainError("NOT_FOUND", "marketId is not a pool of eventId.")
                 if game_id not in statuses:
                     summary = await (await services.games.game(game_id)).ask(

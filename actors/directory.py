@@ -140,7 +140,7 @@ class Games:
     async def games_of(self, source_id: str) -> list[str]:
         return await self.services.ask_registry(GamesOf(source_id))
 
-    def game_of_pool(self, pool_id: str) -> str:
+    async def game_of_pool(self, pool_id: str) -> str:
         """The id of the pool's game (no actor is started)."""
         game_id = self._pool_game.get(pool_id) if isinstance(pool_id, str) else None
         if game_id is None:

@@ -29,17 +29,24 @@ from storage.actor import Storage
 R = TypeVar("R")
 
 
+class Askable(Protocol):
+    """An actor's address as its callers use it: a local ``Mailbox``, or in a cluster an
+    address that may forward to the owner node (``cluster.routing.RoutedMailbox``)."""
+
+    async def ask(self, body: Any, *, timeout: float) -> Any: ...
+
+
 class Directory(Protocol):
     """Where game and pool actors live (``actors.directory.Games``); each call raises
     NOT_FOUND for an id it does not know (the transports hand ids on as clients sent
     them, so an implementation checks that one is a string at all)."""
 
-    async def game(self, game_id: str) -> Mailbox: ...
-    async def pool(self, pool_id: str) -> tuple[str, Mailbox]: ...
+    async def game(self, game_id: str) -> Askable: ...
+    async def pool(self, pool_id: str) -> tuple[str, Askable]: ...
     async def pools_of(
         self, game_id: str, *, open_only: bool = False
-    ) -> list[tuple[str, Mailbox]]: ...
-    def game_of_pool(self, pool_id: str) -> str: ...
+    ) -> list[tuple[str, Askable]]: ...
+    async def game_of_pool(self, pool_id: str) -> str: ...
     def open_count(self, game_id: str) -> int: ...
     async def games_of(self, source_id: str) -> list[str]: ...
     async def start_pool(
@@ -66,6 +73,18 @@ class OperatorWallet(Protocol):
     async def aclose(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Base:
+    """What every node of a cluster runs, owner or not (and a single node too): the
+    supervisor, the hub, the storage actor, the clock and the metrics."""
+
+    supervisor: Supervisor
+    hub: Hub
+    storage: Storage
+    clock: WallClock
+    metrics: Metrics
+
+
 @dataclass
 class Services:
     """Everything long-lived, complete once constructed. The directory, the betslip desk
@@ -76,8 +95,8 @@ class Services:
 
     storage: Storage
     supervisor: Supervisor
-    registry: Mailbox
-    wallet: Mailbox
+    registry: Askable
+    wallet: Askable
     hub: Hub
     clock: WallClock
     settings: Settings

@@ -94,3 +94,28 @@ def pending_resolutions(db: Database, game_id: str) -> list[PendingResolution]:
         (game_id,),
     )
     return [PendingResolution(**row) for row in rows]
+
+
+def game_exists(db: Database, game_id: str) -> bool:
+    """Whether there is a game ``game_id`` (an edge's directory checks ids here)."""
+    return bool(db.rows("SELECT 1 FROM games WHERE id = ?", (game_id,)))
+
+
+def game_of_pool(db: Database, pool_id: str) -> str | None:
+    """The id of the pool's game; None when there is no such pool."""
+    rows = db.rows("SELECT game_id FROM pools WHERE id = ?", (pool_id,))
+    return rows[0]["game_id"] if rows else None
+
+
+def pools_of_game(db: Database, game_id: str) -> list[PoolEntry]:
+    """The game's pools, in creation order."""
+    rows = db.rows(
+        "SELECT id, game_id, status FROM pools WHERE game_id = ? ORDER BY rowid", (game_id,)
+    )
+    return [PoolEntry(**row) for row in rows]
+
+
+def games_of_source(db: Database, source_id: str) -> list[str]:
+    """The ids of the source's games, in creation order."""
+    rows = db.rows("SELECT id FROM games WHERE source_id = ? ORDER BY rowid", (source_id,))
+    return [row["id"] for row in rows]

@@ -41,6 +41,10 @@ HELP: dict[str, str] = {
     "database": "postgresql://USER:PASS@HOST:PORT/DB (or postgres://): keep every byte of "
     "state in that PostgreSQL database instead of SQLite in data_dir (which still holds "
     "the operator key); backed up with pg_dump, not tote backup",
+    "redis": "redis://HOST:PORT/DB: run as a node of a cluster (docs/cluster.md), every "
+    "node on the same PostgreSQL --database and Redis; refused without --database",
+    "node_id": "this cluster node's name (letters, digits, . _ -; default: a random "
+    "n-<hex8> per start)",
     "host": "address both servers listen on",
     "ws_port": "websocket port (0: any free port)",
     "http_port": "operator HTTP API port (0: any free port)",
@@ -230,6 +234,10 @@ def _text_value(setting: Setting, value: Any) -> Any:
         return check_public_url(text)  # ValueError says what is expected
     if setting.name == "database":
         return checked_url(text)  # ValueError says what is expected
+    if setting.name == "redis" and not re.fullmatch(r"(redis|rediss|unix)://\S+", text):
+        raise ValueError("expected redis://HOST:PORT/DB (or rediss://, unix://)")
+    if setting.name == "node_id" and not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", text):
+        raise ValueError("expected 1 to 64 letters, digits, '.', '_' or '-'")
     return Path(text) if setting.kind is Path else text
 
 
@@ -342,6 +350,11 @@ def build_config(
     chosen = {**defaults, **chosen}
     server = {k: v for k, v in chosen.items() if not BY_NAME[k].in_settings}
     settings = {k: v for k, v in chosen.items() if BY_NAME[k].in_settings}
+    if "redis" in server and "database" not in server:
+        raise ConfigError(
+            "redis: a cluster node keeps its state in PostgreSQL: give --database "
+            "postgresql://... (TOTE_DATABASE) too"
+        )
     if ("wallet_url" in settings) != ("wallet_secret" in settings):
         raise ConfigError("wallet_url and wallet_secret: remote wallet mode needs both")
     return ServerConfig(**server, settings=Settings(**settings))

@@ -24,18 +24,28 @@ from actors.directory import Games
 from actors.hub import Hub
 from actors.registry import RegistryActor
 from actors.remote import CallbacksActor, OperatorClient
-from actors.services import OperatorWallet, Services
+from actors.services import Base, OperatorWallet, Services
 from actors.wallet import WalletActor
+from cluster.lease import GAMES_LEASE
+from cluster.node import (
+    LeaseFactory,
+    Node,
+    Wiring,
+    exit_process,
+    lease_from_store,
+    new_node_id,
+)
 from kit.clock import WallClock
 from kit.metrics import Metrics
 from kit.runtime import Mailbox, Supervisor
 from kit.settings import Settings
 from storage.actor import Storage, StorageActor
-from storage.database import Database, open_database
+from storage.database import Database, PostgresDatabase, open_database
 from storage.dialect import redacted
 from transport.frames import Frame, text_frame
 from transport.http import serve_http
 from transport.presenters import frame
+from transport.routes_betslips import render as render_slip
 from transport.websocket import serve_ws
 
 log = logging.getLogger(__name__)
@@ -72,6 +82,9 @@ class ServerConfig:
     synchronous: str = "FULL"
     log_level: str = "INFO"  # set up by `tote serve`, before the server starts
     offload: bool = True  # SQLite in a worker thread; False only under a mock clock
+    # redis://HOST:PORT/DB: a node of a cluster (issue 22, docs/cluster.md); needs database
+    redis: str | None = None
+    node_id: str | None = None  # a cluster node's name; None: a random n-<hex8> per start
     settings: Settings = field(default_factory=Settings)
 
 
@@ -194,6 +207,19 @@ async def start_services(
 
     Tests that need no sockets (timers under a mock clock, chaos) start just this.
     """
+    async with trio.open_nursery() as nursery:
+        base = await nursery.start(start_base, config, database)
+        task_status.started(await start_owner(config, base, operator_key, nursery))
+
+
+async def start_base(
+    config: ServerConfig,
+    database: Database,
+    *,
+    task_status: trio.TaskStatus[Base] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """What every node runs, owner or not: the supervisor, the hub, the storage actor, the
+    metrics and the clock; runs until cancelled."""
     metrics = Metrics(slow_commit_seconds=config.settings.slow_commit_seconds)
     async with trio.open_nursery() as nursery:
         supervisor = Supervisor(on_restart=metrics.actor_restarted)
@@ -206,39 +232,48 @@ async def start_services(
             lambda event, header: text_frame(frame(event, header, t=clock.now_ms())), adopt=Frame
         )
         await nursery.start(hub.run)
-
         storage = await _start_storage(config, database, supervisor, metrics)
-        registry = await supervisor.spawn(
-            "registry", lambda inbox: RegistryActor.load(inbox, storage, clock)
-        )
-        remote_wallet = config.settings.remote_wallet
-        wallet = await supervisor.spawn(
-            "wallet",
-            # remote mode: the operator keeps the balances, so there are none to push
-            lambda inbox: WalletActor.load(
-                inbox, storage, clock, _no_push if remote_wallet else hub.to_user, remote_wallet
-            ),
-            capacity=4096,
-        )
-        services = Services(
-            storage,
-            supervisor,
-            registry,
-            wallet,
-            hub,
-            clock,
-            config.settings,
-            operator_key,
-            directory=Games,
-            desk=BetslipDesk,
-            wallet_client=OperatorClient if remote_wallet else None,
-            metrics=metrics,  # the one the supervisor and storage already report to
-        )
-        if services.operator is not None:
-            nursery.start_soon(_close_at_exit, services.operator)
-            await supervisor.spawn("callbacks", lambda inbox: _callbacks(inbox, services))
-        await services.games.start()
-        task_status.started(services)
+        task_status.started(Base(supervisor, hub, storage, clock, metrics))
+
+
+async def start_owner(
+    config: ServerConfig, base: Base, operator_key: str, nursery: trio.Nursery
+) -> Services:
+    """The business actors (registry, wallet, the directory's games and pools, the betslip
+    desk, the callbacks worker), recovered from storage, under the base's supervisor: a
+    single node's, or a cluster's owner's once it holds the lease."""
+    supervisor, storage, clock, hub = base.supervisor, base.storage, base.clock, base.hub
+    registry = await supervisor.spawn(
+        "registry", lambda inbox: RegistryActor.load(inbox, storage, clock)
+    )
+    remote_wallet = config.settings.remote_wallet
+    wallet = await supervisor.spawn(
+        "wallet",
+        # remote mode: the operator keeps the balances, so there are none to push
+        lambda inbox: WalletActor.load(
+            inbox, storage, clock, _no_push if remote_wallet else hub.to_user, remote_wallet
+        ),
+        capacity=4096,
+    )
+    services = Services(
+        storage,
+        supervisor,
+        registry,
+        wallet,
+        hub,
+        clock,
+        config.settings,
+        operator_key,
+        directory=Games,
+        desk=BetslipDesk,
+        wallet_client=OperatorClient if remote_wallet else None,
+        metrics=base.metrics,  # the one the supervisor and storage already report to
+    )
+    if services.operator is not None:
+        nursery.start_soon(_close_at_exit, services.operator)
+        await supervisor.spawn("callbacks", lambda inbox: _callbacks(inbox, services))
+    await services.games.start()
+    return services
 
 
 async def _start_storage(
@@ -309,9 +344,21 @@ def raise_open_file_limit() -> tuple[int, int]:
 
 
 class Server:
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        lease: Callable[[str], LeaseFactory] | None = None,
+        exit_node: Callable[[str], None] = exit_process,
+    ) -> None:
+        """``lease``: a cluster node's lease by node id (tests give a fake one; default:
+        the owner lease in PostgreSQL); ``exit_node``: how a node that lost its lease
+        ends (default: the process, at once; tests record it)."""
         self.config = config
         self._stop = trio.Event()
+        self._lease = lease
+        self._exit_node = exit_node
+        self.node: Node | None = None  # a cluster node's, once started
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -323,7 +370,10 @@ class Server:
         database, operator_key = await trio.to_thread.run_sync(open_storage, config)
         try:
             async with trio.open_nursery() as nursery:
-                services = await nursery.start(start_services, config, database, operator_key)
+                if config.redis is None:
+                    services = await nursery.start(start_services, config, database, operator_key)
+                else:
+                    services = await nursery.start(self._start_node, database, operator_key)
                 async with trio.open_nursery() as transports:
                     ws = await listen(
                         partial(transports.start, serve_ws, services, config.host, config.ws_port),
@@ -354,6 +404,51 @@ class Server:
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(database.close)
+
+    async def _start_node(
+        self,
+        database: Database,
+        operator_key: str,
+        *,
+        task_status: trio.TaskStatus[Services] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """A cluster node (docs/cluster.md): the base, then the node, which reports the
+        routed services the transports hold."""
+        config = self.config
+        assert config.redis is not None and config.database is not None  # config checks
+        node_id = config.node_id or new_node_id()
+        lease = self._lease or partial(
+            lease_from_store, config.database, lease_seconds=config.settings.lease_seconds
+        )
+        async with trio.open_nursery() as nursery:
+            base = await nursery.start(start_base, config, database)
+            self.node = Node(
+                Wiring(
+                    config.redis,
+                    node_id,
+                    operator_key,
+                    config.settings,
+                    base,
+                    lease=lease(node_id),
+                    start_owner=partial(start_owner, config, base, operator_key),
+                    fence=partial(_fence, database, node_id),
+                    render=render_slip,
+                    exit=self._exit_node,
+                )
+            )
+            log.info("cluster_node", extra={"node_id": node_id, "redis": redacted(config.redis)})
+            task_status.started(await nursery.start(self.node.run))
+
+
+def _fence(
+    database: Database, node_id: str, epoch: int, exit_with: Callable[[str], None]
+) -> None:
+    """Every write of this node's storage actor fenced by the games lease at ``epoch``
+    (``PostgresDatabase.fence``); a refused write ends the process (``exit_with``)."""
+    if not isinstance(database, PostgresDatabase):  # config refuses --redis without it
+        raise StartError("a cluster node needs PostgreSQL (--database postgresql://...)")
+    database.fence = (GAMES_LEASE, node_id, epoch)
+    database.on_fenced = lambda: exit_with("a write was fenced")
 
 
 #: A setting is wrong (argparse uses the same status for a bad flag).

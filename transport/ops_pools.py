@@ -44,7 +44,7 @@ async def _is_game_admin(ctx: Context, game_id: str) -> bool:
 async def _for_pool(ctx: Context, msg: dict[str, Any], command: Any) -> Any:
     """An admin's command to a pool goes through its game, which knows its admins."""
     pool_id = params.text(msg, "pool_id", required_=True) or ""
-    game = await ctx.services.games.game(ctx.services.games.game_of_pool(pool_id))
+    game = await ctx.services.games.game(await ctx.services.games.game_of_pool(pool_id))
     return await game.ask(g.ForPool(ctx.user_id, pool_id, command), timeout=_timeout(ctx))
 
 

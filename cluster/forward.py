@@ -1,0 +1,258 @@
+"""Requests to the owner through Redis Streams (docs/cluster.md, "Requests to the owner").
+
+An edge's ``Forwarder.ask`` appends ``{i: request id, r: reply stream, d: deadline (epoch
+ms), k: key, m: message}`` to ``tote:rq`` and waits, at most its timeout, for the reply on
+its own stream. The owner's ``RequestServer`` reads ``tote:rq`` in the consumer group
+``owner`` and runs each entry through ``handle(key, message, remaining)`` (the node's
+local ask), a bounded number at a time, then appends the reply and acknowledges the
+entry. What a caller cannot know is an unknown outcome, as for a local actor: no reply in
+time (``REQUEST_TIMED_OUT``), a request that may have reached Redis before its connection
+failed (``UNAVAILABLE``), a request an earlier owner had read and not answered
+(``ACTOR_RESTARTED``, answered by the next owner without running it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import coredis
+import trio
+from coredis.exceptions import (
+    RedisError,
+    StreamConsumerGroupError,
+    StreamDuplicateConsumerGroupError,
+)
+
+from cluster import codec
+from cluster.bus import BLOCK_MS, CALL_SECONDS, REPLY_STREAM_LENGTH, Bus, Pause
+from domain.errors import DomainError, ErrorCode, OutcomeUnknown
+
+log = logging.getLogger(__name__)
+
+#: The request stream every node appends to and the owner reads.
+REQUESTS = "tote:rq"
+#: Its consumer group (one: the owner's consumers, one per owner and epoch).
+GROUP = "owner"
+#: Requests kept in the stream (approximately): far more than an owner ever has unread.
+REQUEST_STREAM_LENGTH = 100_000
+#: Requests the owner runs at once; it reads no more while that many are running.
+CONCURRENCY = 256
+#: Of the time a request has left, what the owner keeps back for its reply to travel.
+REPLY_MARGIN = 0.05
+
+Handle = Callable[[str, Any, float], Awaitable[Any]]
+
+
+def now_ms() -> int:
+    """Epoch milliseconds: a forwarded deadline is read on another node's clock."""
+    return int(time.time() * 1000)
+
+
+class _Slot:
+    """Where the reply to one forwarded request lands."""
+
+    def __init__(self) -> None:
+        self.arrived = trio.Event()
+        self.data = b""
+
+    def deliver(self, data: bytes) -> None:
+        self.data = data
+        self.arrived.set()
+
+
+class Forwarder:
+    """An edge's way to the owner's actors: ``ask(key, message, timeout)``."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+
+    async def ask(self, key: str, message: Any, timeout: float) -> Any:
+        """The owner's answer to ``message`` for the actor at ``key``, or its DomainError
+        raised. Raises OutcomeUnknown (REQUEST_TIMED_OUT) when no reply came within
+        ``timeout``, OutcomeUnknown (UNAVAILABLE) when the request may have reached Redis
+        before the connection failed, DomainError (UNAVAILABLE, not applied) when Redis
+        could not be reached at all; NotForwardable for a message that does not cross."""
+        body = codec.encode(message)
+        request_id = secrets.token_hex(8).encode()
+        slot = _Slot()
+        self.bus.expect(request_id, slot.deliver)
+        try:
+            with trio.move_on_after(timeout):
+                await self._append(request_id, key, body, timeout)
+                await slot.arrived.wait()
+                answer = codec.decode(slot.data)
+                if isinstance(answer, DomainError):
+                    raise answer
+                return answer
+            raise OutcomeUnknown(
+                ErrorCode.REQUEST_TIMED_OUT,
+                "The owner did not answer in time: the request may or may not have been applied.",
+            )
+        finally:
+            self.bus.forget(request_id)
+
+    async def _append(self, request_id: bytes, key: str, body: bytes, timeout: float) -> None:
+        fields = {
+            b"i": request_id,
+            b"r": self.bus.replies.encode(),
+            b"d": str(now_ms() + int(timeout * 1000)).encode(),
+            b"k": key.encode(),
+            b"m": body,
+        }
+        try:
+            await self.bus.call(
+                b"XADD", REQUESTS, b"MAXLEN", b"~", REQUEST_STREAM_LENGTH, b"*",
+                *(item for pair in fields.items() for item in pair),
+            )  # fmt: skip
+        except (RedisError, trio.TooSlowError) as error:
+            if never_connected(error):
+                raise DomainError(
+                    ErrorCode.UNAVAILABLE, "The cluster's message bus cannot be reached."
+                ) from None
+            raise OutcomeUnknown(
+                ErrorCode.UNAVAILABLE,
+                "The message bus failed while the request was sent: it may have been applied.",
+            ) from None
+
+
+def never_connected(error: BaseException) -> bool:
+    """Whether ``error`` says no connection to Redis was made (so nothing was sent)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ConnectionRefusedError) or (
+            isinstance(seen, OSError) and seen.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH)
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return isinstance(error, coredis.exceptions.ConnectionError) and "connect" in str(error).lower()
+
+
+class RequestServer:
+    """The owner's reader of ``tote:rq``, startable: at start it answers what earlier
+    consumers had read and not answered (ACTOR_RESTARTED, never run), then serves every
+    new entry through ``handle`` under its deadline, at most ``concurrency`` at once."""
+
+    def __init__(
+        self, bus: Bus, handle: Handle, consumer: str, *, concurrency: int = CONCURRENCY
+    ) -> None:
+        self.bus = bus
+        self.handle = handle
+        self.consumer = consumer
+        self._slots = trio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        #: entries dropped because their deadline had passed before they were read
+        self.expired = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        pause = Pause()
+        while not await self._try(self._take_over):
+            await pause.wait()
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            await self._serve(nursery, pause)
+
+    async def _try(self, attempt: Callable[[], Awaitable[None]]) -> bool:
+        try:
+            await attempt()
+        except (RedisError, trio.TooSlowError) as error:
+            log.warning("request_stream_unavailable: %s", error)
+            return False
+        return True
+
+    async def _take_over(self) -> None:
+        """The group made if missing; every entry pending for an earlier consumer claimed
+        and answered as of unknown outcome, never run."""
+        await self._ensure_group()
+        start = b"0-0"
+        while True:
+            with trio.fail_after(CALL_SECONDS):
+                start, claimed, *deleted = await self.bus.client.xautoclaim(
+                    REQUESTS, GROUP, self.consumer, 0, start, count=100
+                )
+            for entry in claimed:
+                await self._answer(entry.field_values, restarted(), entry.identifier)
+            for identifier in deleted[0] if deleted else ():
+                await self.bus.call(b"XACK", REQUESTS, GROUP, identifier)
+            if start == b"0-0":
+                return
+
+    async def _ensure_group(self) -> None:
+        with contextlib.suppress(StreamDuplicateConsumerGroupError):
+            await self.bus.call(b"XGROUP", b"CREATE", REQUESTS, GROUP, b"0", b"MKSTREAM")
+
+    async def _serve(self, nursery: trio.Nursery, pause: Pause) -> None:
+        """Read while a slot is free; after Redis lost its data (NOGROUP) make the group
+        again."""
+        while True:
+            async with self._slots:  # wait for a free slot before reading
+                free = self._slots.value + 1
+            try:
+                entries = await self._read(free)
+            except StreamConsumerGroupError:
+                await self._try(self._ensure_group)
+                continue
+            except (RedisError, trio.TooSlowError):
+                await pause.wait()
+                continue
+            pause.reset()
+            for entry in entries:
+                await self._slots.acquire()
+                nursery.start_soon(self._serve_one, entry.identifier, entry.field_values)
+
+    async def _read(self, count: int) -> tuple[Any, ...]:
+        with trio.fail_after(BLOCK_MS / 1000 + CALL_SECONDS):
+            got = await self.bus.client.xreadgroup(
+                GROUP, self.consumer, {REQUESTS: ">"}, count=count, block=BLOCK_MS
+            )
+        return (got or {}).get(REQUESTS.encode(), ())
+
+    async def _serve_one(self, identifier: bytes, fields: Mapping[Any, Any]) -> None:
+        try:
+            remaining = int(fields[b"d"]) / 1000 - time.time()
+            if remaining <= 0:
+                self.expired += 1  # its caller has given up: run nothing, answer nothing
+                await self.bus.call(b"XACK", REQUESTS, GROUP, identifier)
+                return
+            answer = await self._run(fields, remaining)
+            await self._answer(fields, answer, identifier)
+        except (RedisError, trio.TooSlowError) as error:  # left pending: the caller times out
+            log.warning("request_not_answered", extra={"error": str(error)})
+        finally:
+            self._slots.release()
+
+    async def _run(self, fields: Mapping[Any, Any], remaining: float) -> Any:
+        """The local answer to one entry, or the DomainError it raised."""
+        try:
+            message = codec.decode(fields[b"m"])
+            return await self.handle(fields[b"k"].decode(), message, remaining - REPLY_MARGIN)
+        except DomainError as error:
+            return error
+        except Exception:
+            log.exception("forwarded request failed")
+            return DomainError(ErrorCode.INTERNAL_ERROR, "The request failed on the owner.")
+
+    async def _answer(self, fields: Mapping[Any, Any], answer: Any, identifier: bytes) -> None:
+        """The reply on the caller's stream, then the entry acknowledged."""
+        try:
+            body = codec.encode(answer)
+        except codec.NotForwardable:
+            log.exception("a reply that does not cross nodes")
+            body = codec.encode(DomainError(ErrorCode.INTERNAL_ERROR, "The reply cannot cross."))
+        await self.bus.call(
+            b"XADD", fields[b"r"], b"MAXLEN", b"~", REPLY_STREAM_LENGTH, b"*",
+            b"i", fields[b"i"], b"r", body,
+        )  # fmt: skip
+        await self.bus.call(b"XACK", REQUESTS, GROUP, identifier)
+
+
+def restarted() -> OutcomeUnknown:
+    return OutcomeUnknown(
+        ErrorCode.ACTOR_RESTARTED,
+        "The owner changed while the request was in flight: it may or may not have been applied.",
+    )

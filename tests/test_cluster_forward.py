@@ -1,0 +1,157 @@
+"""Requests forwarded to the owner through Redis Streams (issue 22), on a real Redis: the
+answer or the error comes back as itself; what cannot be known is an unknown outcome,
+never a request run twice or after its deadline; a Redis restart is survived."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+
+from actors.pool import protocol as p
+from cluster.bus import Bus
+from cluster.forward import GROUP, REQUESTS, Forwarder, RequestServer
+from domain.errors import DomainError, ErrorCode, OutcomeUnknown
+from tests.redis import ThrowawayRedis
+
+#: A generous ceiling for what must happen (never a pause that races real work).
+CEILING = 30.0
+
+
+class Owner:
+    """A handle that records what it ran and answers as the test says."""
+
+    def __init__(self, answer: Callable[[str, Any], Awaitable[Any]] | None = None) -> None:
+        self.ran: list[tuple[str, Any]] = []
+        self.called = trio.Event()
+        self._answer = answer
+
+    async def handle(self, key: str, message: Any, remaining: float) -> Any:
+        assert remaining > 0
+        self.ran.append((key, message))
+        self.called.set()
+        if self._answer is None:
+            return p.BetPlaced("p1", "b1", "t", message.amount, "EUR", 2)
+        return await self._answer(key, message)
+
+
+@asynccontextmanager
+async def node(url: str, node_id: str) -> AsyncIterator[tuple[trio.Nursery, Bus]]:
+    async with trio.open_nursery() as nursery:
+        bus = Bus(url, node_id)
+        await nursery.start(bus.run)
+        yield nursery, bus
+        nursery.cancel_scope.cancel()
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    with trio.fail_after(CEILING):
+        while not condition():  # noqa: ASYNC110 (state of another task, polled, with a ceiling)
+            await trio.sleep(0.01)
+
+
+BET = p.PlaceBet(7, "t", 125, "")
+
+
+async def test_a_forwarded_ask_comes_back(redis_url: str) -> None:
+    owner = Owner()
+    async with node(redis_url, "edge") as (_, edge), node(redis_url, "own") as (nursery, own):
+        await nursery.start(RequestServer(own, owner.handle, "own/1").run)
+        placed = await Forwarder(edge).ask("pool:p1", BET, timeout=CEILING)
+    assert placed == p.BetPlaced("p1", "b1", "t", 125, "EUR", 2)
+    assert owner.ran == [("pool:p1", BET)]
+
+
+async def test_a_domain_error_comes_back_as_itself(redis_url: str) -> None:
+    async def refuse(key: str, message: Any) -> Any:
+        raise DomainError(ErrorCode.INVALID_PARAMETER, "no such target", parameter="target")
+
+    async with node(redis_url, "edge") as (_, edge), node(redis_url, "own") as (nursery, own):
+        await nursery.start(RequestServer(own, Owner(refuse).handle, "own/1").run)
+        with pytest.raises(DomainError) as refused:
+            await Forwarder(edge).ask("pool:p1", BET, timeout=CEILING)
+    assert type(refused.value) is DomainError
+    assert (refused.value.code, refused.value.extra) == (
+        "INVALID_PARAMETER",
+        {"parameter": "target"},
+    )
+
+
+async def test_no_reply_in_time_is_unknown_and_an_expired_entry_is_never_run(
+    redis_url: str,
+) -> None:
+    owner = Owner()
+    async with node(redis_url, "edge") as (_, edge), node(redis_url, "own") as (nursery, own):
+        with pytest.raises(OutcomeUnknown) as unknown:  # no owner reads the stream yet
+            await Forwarder(edge).ask("pool:p1", BET, timeout=0.2)
+        assert unknown.value.code == ErrorCode.REQUEST_TIMED_OUT
+        server = RequestServer(own, owner.handle, "own/1")
+        await nursery.start(server.run)
+        await wait_until(lambda: server.expired == 1)
+        assert owner.ran == []
+        assert await Forwarder(edge).ask("pool:p2", BET, timeout=CEILING)  # served after it
+        pending = await own.call(b"XPENDING", REQUESTS, GROUP)
+    assert owner.ran == [("pool:p2", BET)]
+    assert pending[0] == 0  # both acknowledged
+
+
+async def test_what_a_dead_owner_had_read_is_answered_unknown_never_run(redis_url: str) -> None:
+    stuck = trio.Event()
+
+    async def never(key: str, message: Any) -> Any:
+        await stuck.wait()
+
+    first, second = Owner(never), Owner()
+    outcome: list[BaseException] = []
+
+    async def caller(edge: Bus) -> None:
+        try:
+            await Forwarder(edge).ask("pool:p1", BET, timeout=CEILING)
+        except OutcomeUnknown as error:
+            outcome.append(error)
+
+    async with node(redis_url, "edge") as (edge_nursery, edge), node(redis_url, "own") as (_, own):
+        async with trio.open_nursery() as dying:
+            await dying.start(RequestServer(own, first.handle, "own/1").run)
+            edge_nursery.start_soon(caller, edge)
+            await first.called.wait()
+            dying.cancel_scope.cancel()  # the owner dies with the request read, unanswered
+        async with trio.open_nursery() as taking_over:
+            await taking_over.start(RequestServer(own, second.handle, "next/2").run)
+            await wait_until(lambda: bool(outcome))
+            taking_over.cancel_scope.cancel()
+    assert [error.code for error in outcome] == [ErrorCode.ACTOR_RESTARTED]
+    assert second.ran == []
+    assert first.ran == [("pool:p1", BET)]
+
+
+async def test_a_redis_restart_is_survived(redis: ThrowawayRedis) -> None:
+    owner = Owner()
+    async with node(redis.url, "edge") as (_, edge), node(redis.url, "own") as (nursery, own):
+        await nursery.start(RequestServer(own, owner.handle, "own/1").run)
+        forwarder = Forwarder(edge)
+        assert await forwarder.ask("pool:p1", BET, timeout=CEILING)
+        await trio.to_thread.run_sync(redis.kill)
+        with trio.fail_after(CEILING), pytest.raises(DomainError) as down:
+            await forwarder.ask("pool:p1", BET, timeout=2.0)
+        assert down.value.code in (ErrorCode.UNAVAILABLE, ErrorCode.REQUEST_TIMED_OUT)
+        await trio.to_thread.run_sync(redis.restart)
+        answer = await _first_answer(forwarder)
+    assert answer == p.BetPlaced("p1", "b1", "t", 125, "EUR", 2)
+
+
+async def _first_answer(forwarder: Forwarder) -> Any:
+    """Ask again (each under a short timeout) until the cluster answers, under CEILING."""
+    start = time.monotonic()
+    with trio.fail_after(CEILING):
+        while True:
+            try:
+                return await forwarder.ask("pool:p1", BET, timeout=2.0)
+            except DomainError as error:
+                assert error.code in (ErrorCode.UNAVAILABLE, ErrorCode.REQUEST_TIMED_OUT)
+                assert time.monotonic() - start < CEILING
+                await trio.sleep(0.05)
