@@ -63,9 +63,7 @@ async def cluster_node(
         settings=Settings(scrypt_n=CHEAP_SCRYPT_N),
     )
     exits: list[str] = []  # a node that would end its process (none should)
-    server = Server(
-        config, lease=None if owner else stand_in(owner=False), exit_node=exits.append
-    )
+    server = Server(config, lease=None if owner else stand_in(owner=False), exit_node=exits.append)
     async with trio.open_nursery() as nursery:
         harness = Harness(await nursery.start(server.run), nursery)
         try:

@@ -440,9 +440,7 @@ class Server:
             task_status.started(await nursery.start(self.node.run))
 
 
-def _fence(
-    database: Database, node_id: str, epoch: int, exit_with: Callable[[str], None]
-) -> None:
+def _fence(database: Database, node_id: str, epoch: int, exit_with: Callable[[str], None]) -> None:
     """Every write of this node's storage actor fenced by the games lease at ``epoch``
     (``PostgresDatabase.fence``); a refused write ends the process (``exit_with``)."""
     if not isinstance(database, PostgresDatabase):  # config refuses --redis without it
