@@ -6,7 +6,7 @@ import itertools
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,21 +79,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("engine", engines, indirect=True)
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[ThrowawayPostgres]:
-    """The session's throwaway PostgreSQL. When it cannot start, the tests that need it
-    fail with the reason in CI or under TOTE_TEST_ENGINE=postgresql, else are skipped."""
+def _started(start: Callable[[], Any], what: str, must: bool) -> Iterator[Any]:
+    """A throwaway server from ``start``, stopped after the test (or session); when it
+    cannot start, the test fails with the reason when ``must``, else is skipped."""
     try:
-        server = start_server()
+        server = start()
     except Unavailable as why:
-        line = f"PostgreSQL unavailable for the tests: {why}"
-        if must_run():
+        line = f"{what} unavailable for the tests: {why}"
+        if must:
             pytest.fail(line, pytrace=False)
         pytest.skip(line)
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[ThrowawayPostgres]:
+    """The session's throwaway PostgreSQL. When it cannot start, the tests that need it
+    fail with the reason in CI or under TOTE_TEST_ENGINE=postgresql, else are skipped."""
+    yield from _started(start_server, "PostgreSQL", must_run())
 
 
 @pytest.fixture(autouse=True)
@@ -132,17 +138,7 @@ def redis() -> Iterator[ThrowawayRedis]:
     """A throwaway Redis of this test's own (it starts in a few milliseconds, and a test
     may kill it). When it cannot start, the test fails with the reason in CI, else is
     skipped."""
-    try:
-        server = start_redis()
-    except Unavailable as why:
-        line = f"Redis unavailable for the tests: {why}"
-        if os.environ.get("CI"):
-            pytest.fail(line, pytrace=False)
-        pytest.skip(line)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _started(start_redis, "Redis", bool(os.environ.get("CI")))
 
 
 @pytest.fixture

@@ -66,14 +66,20 @@ async def deliveries(url: str, subscribers: int) -> tuple[float, float]:
         await nursery.start(bus.run)
         await nursery.start(reader.run)
         started = time.perf_counter()
-        for n in range(BROADCASTS):
-            owner.to_game(GAME, {"n": n, "pad": "x" * 200})
-            if n % BURST == 0:
-                await trio.lowlevel.checkpoint()
+        await broadcast_all(owner)
         await done.wait()
         elapsed = time.perf_counter() - started
         nursery.cancel_scope.cancel()
     return BROADCASTS / elapsed, BROADCASTS * subscribers / elapsed
+
+
+async def broadcast_all(owner: Hub) -> None:
+    """``BROADCASTS`` of about 200 bytes to the game, letting other tasks run after each
+    ``BURST``."""
+    for n in range(BROADCASTS):
+        owner.to_game(GAME, {"n": n, "pad": "x" * 200})
+        if n % BURST == 0:
+            await trio.lowlevel.checkpoint()
 
 
 class QueueOnly:
@@ -112,10 +118,7 @@ async def written_cpu(url: str) -> float:
         owner = owner_hub(bus)
         await nursery.start(bus.run)
         started = time.process_time()
-        for n in range(BROADCASTS):
-            owner.to_game(GAME, {"n": n, "pad": "x" * 200})
-            if n % BURST == 0:
-                await trio.lowlevel.checkpoint()
+        await broadcast_all(owner)
         await bus.drained()
         cpu = (time.process_time() - started) / BROADCASTS * 1e6
         nursery.cancel_scope.cancel()

@@ -87,6 +87,22 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def reap_when_gone(stop: str, root: Path) -> subprocess.Popen[bytes]:
+    """A shell of its own that runs ``stop`` and removes ``root`` once this process is
+    gone (within a second), for a throwaway server we could not stop ourselves."""
+    script = (
+        f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done; "
+        f"{stop} >/dev/null 2>&1; rm -rf {shlex.quote(str(root))}"
+    )
+    return subprocess.Popen(
+        ["sh", "-c", script],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 @dataclass
 class ThrowawayPostgres:
     """One PostgreSQL server for the session; ``start`` raises Unavailable with the
@@ -192,17 +208,7 @@ class ThrowawayPostgres:
         """A process of its own that stops the server and removes its directory once we
         are gone without doing it (SIGTERM, SIGKILL: a CI timeout), within a second."""
         stop = shlex.join(self._as_owner("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop"))
-        script = (
-            f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done; "
-            f"{stop} >/dev/null 2>&1; rm -rf {shlex.quote(str(self.root))}"
-        )
-        self._reaper = subprocess.Popen(
-            ["sh", "-c", script],
-            start_new_session=True,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self._reaper = reap_when_gone(stop, self.root)
 
     # -- running the binaries as the right user ---------------------------------------
 

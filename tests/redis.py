@@ -11,8 +11,6 @@ the session is killed.
 from __future__ import annotations
 
 import atexit
-import os
-import shlex
 import shutil
 import signal
 import socket
@@ -22,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.postgres import PORT_ATTEMPTS, Unavailable, free_port
+from tests.postgres import PORT_ATTEMPTS, Unavailable, free_port, reap_when_gone
 
 #: How long a server may take to accept connections after it started.
 START_SECONDS = 30.0
@@ -130,17 +128,7 @@ class ThrowawayRedis:
         """A process of its own that kills the server and removes its directory once we
         are gone without doing it (SIGTERM, SIGKILL: a CI timeout), within a second."""
         assert self._server is not None
-        script = (
-            f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 1; done; "
-            f"kill -9 {self._server.pid} 2>/dev/null; rm -rf {shlex.quote(str(self.root))}"
-        )
-        self._reaper = subprocess.Popen(
-            ["sh", "-c", script],
-            start_new_session=True,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self._reaper = reap_when_gone(f"kill -9 {self._server.pid}", self.root)
 
     def _log_tail(self) -> str:
         try:

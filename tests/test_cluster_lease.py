@@ -20,6 +20,7 @@ from storage import leases
 from storage.changes import Change, Insert
 from storage.database import Database, Fenced, PostgresDatabase
 from storage.leases import LeaseStore, LeaseUnavailable, LeaseView
+from tests.locking import HeldAfter, in_thread, waits_for_a_lock
 from tote.server import ServerConfig, start_services
 
 #: The longest a test waits for another thread's step: only a hang takes this long.
@@ -129,71 +130,32 @@ def test_a_lost_connection_is_unavailable_once_then_reopened(postgres_url: str) 
 # -- the fence ------------------------------------------------------------------------
 
 
-class _HeldAfter(PostgresDatabase):
-    """Holds its transaction open after executing ``change`` until ``release`` is set."""
+class _HeldAndCounted(HeldAfter):
+    """``HeldAfter`` that counts the writes its fence refused."""
 
     def __init__(self, url: str, change: Change) -> None:
-        super().__init__(url, synchronous="OFF")
-        self.change = change
-        self.checked = threading.Event()
-        self.release = threading.Event()
+        super().__init__(url, change)
         self.fenced = 0
         self.on_fenced = self._count
 
     def _count(self) -> None:
         self.fenced += 1
 
-    def _execute(self, cur: Any, change: Change) -> None:
-        super()._execute(cur, change)
-        if change is self.change:
-            self.checked.set()
-            assert self.release.wait(PATIENCE)
 
-
-def _in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any], threading.Event]:
-    result: list[Any] = []
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            result.append(fn())
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, result, done
-
-
-def _waits_for_a_lock(url: str, done: threading.Event) -> bool:
-    """Whether a session of the database waits for a lock before ``done`` is set."""
-    with psycopg.connect(url, autocommit=True) as monitor:
-        for _ in range(int(PATIENCE / 0.01)):
-            waiting = monitor.execute(
-                "SELECT COUNT(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            ).fetchone()
-            if waiting and waiting[0]:
-                return True
-            if done.wait(0.01):
-                return False
-    raise AssertionError("the take neither finished nor waited for a lock")
-
-
-def _takeover_during_a_write(url: str) -> tuple[_HeldAfter, list[Any], bool, list[Any]]:
+def _takeover_during_a_write(url: str) -> tuple[_HeldAndCounted, list[Any], bool, list[Any]]:
     """Node A (epoch 1) holds a write batch open; its lease expires and node B takes it
     meanwhile; then A's batch commits: (A's database, A's results, whether B's take
     waited for A's transaction, B's epoch)."""
     a, b = LeaseStore(url), LeaseStore(url)
     assert a.take(GAMES_LEASE, "A", 10) == 1
     write = _meta("during")
-    db = _HeldAfter(url, write)
+    db = _HeldAndCounted(url, write)
     db.fence = (GAMES_LEASE, "A", 1)
-    writing, written, _ = _in_thread(lambda: db.apply_batch([[write]]))
+    writing, written, _ = in_thread(lambda: db.apply_batch([[write]]))
     assert db.checked.wait(PATIENCE)
     a.expire_for_tests(GAMES_LEASE)  # A stopped renewing (it cannot block: a non-key update)
-    taking, taken, take_done = _in_thread(lambda: b.take(GAMES_LEASE, "B", 10))
-    waited = _waits_for_a_lock(url, take_done)
+    taking, taken, take_done = in_thread(lambda: b.take(GAMES_LEASE, "B", 10))
+    waited = waits_for_a_lock(url, take_done)
     db.release.set()
     writing.join(PATIENCE)
     taking.join(PATIENCE)
@@ -228,6 +190,55 @@ def test_without_the_lock_in_the_fence_a_stale_write_commits_after_the_takeover(
     _, written, waited, taken = _takeover_during_a_write(postgres_url)
     assert not waited and taken == [2] and written == [None]
     assert _stored(postgres_url, "during")
+
+
+def test_the_fence_log_records_each_epochs_committed_writes(postgres_url: str) -> None:
+    """With the lock, the old owner's last write is before the new owner's first; a
+    fenced (refused) batch and an unfenced one leave nothing in the log."""
+    db, _, _, _ = _takeover_during_a_write(postgres_url)
+    with pytest.raises(Fenced):
+        db.apply_batch([[_meta("refused")]])
+    new_owner = PostgresDatabase(postgres_url, synchronous="OFF")
+    new_owner.fence = (GAMES_LEASE, "B", 2)
+    assert new_owner.apply_batch([[_meta("b-1")]]) == [None]
+    assert new_owner.apply_batch([[_meta("b-2")]]) == [None]
+    db.fence = None
+    assert db.apply_batch([[_meta("edge")]]) == [None]
+    for database in (db, new_owner):
+        database.close()
+    store = LeaseStore(postgres_url)
+    log = store.fence_log()
+    store.close()
+    assert [(e.epoch, e.node_id, e.batches) for e in log] == [(1, "A", 1), (2, "B", 2)]
+    assert log[0].last_ms < log[1].first_ms <= log[1].last_ms
+
+
+def test_without_the_lock_the_fence_log_shows_the_stale_write(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race the lock prevents, seen in the log: B writes at epoch 2 while A's epoch 1
+    write is open; A's commit comes after B's first write."""
+    unlocked = leases.fence_sql().replace(" FOR KEY SHARE", "")
+    monkeypatch.setattr(leases, "fence_sql", lambda: unlocked)
+    a, b = LeaseStore(postgres_url), LeaseStore(postgres_url)
+    assert a.take(GAMES_LEASE, "A", 10) == 1
+    write = _meta("stale")
+    old_owner = _HeldAndCounted(postgres_url, write)
+    old_owner.fence = (GAMES_LEASE, "A", 1)
+    new_owner = PostgresDatabase(postgres_url, synchronous="OFF")  # opened (DDL) first
+    new_owner.fence = (GAMES_LEASE, "B", 2)
+    writing, written, _ = in_thread(lambda: old_owner.apply_batch([[write]]))
+    assert old_owner.checked.wait(PATIENCE)
+    a.expire_for_tests(GAMES_LEASE)
+    assert b.take(GAMES_LEASE, "B", 10) == 2
+    assert new_owner.apply_batch([[_meta("fresh")]]) == [None]
+    old_owner.release.set()
+    writing.join(PATIENCE)
+    log = b.fence_log()
+    for closing in (a, b, old_owner, new_owner):
+        closing.close()
+    assert written == [[None]]
+    assert [e.epoch for e in log] == [1, 2] and log[0].last_ms > log[1].first_ms
 
 
 def test_the_owners_renewal_never_waits_for_its_own_write(

@@ -8,7 +8,6 @@ session's throwaway server, tests/postgres.py)."""
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from storage.database import BATCH_TRIES, RETRIED, Database, PostgresDatabase, o
 from storage.dialect import Engine, redacted
 from storage.schema import TABLES
 from tests.conftest import CHEAP_SCRYPT_N, ActorHarness, Harness, open_match
+from tests.locking import HeldAfter, in_thread, waits_for_a_lock
 from tests.test_settlement import place
 from tote import cli, config
 from tote.server import EXIT_USAGE, Server, ServerConfig, StartError, open_storage, start_services
@@ -281,51 +281,6 @@ def test_a_start_adds_the_columns_an_older_database_lacks(postgres_url: str) -> 
 # -- checks that lock: the write skew of a slip and a settlement -------------------------
 
 
-class _HeldAfter(PostgresDatabase):
-    """Holds its transaction open right after running ``change`` (a check), until
-    ``release``: the other transaction runs in between."""
-
-    def __init__(self, url: str, change: Change) -> None:
-        super().__init__(url, synchronous="OFF")
-        self.change = change
-        self.checked = threading.Event()
-        self.release = threading.Event()
-
-    def _execute(self, cur: Any, change: Change) -> None:
-        super()._execute(cur, change)
-        if change is self.change:
-            self.checked.set()
-            assert self.release.wait(PATIENCE)
-
-
-def _in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any], threading.Event]:
-    result: list[Any] = []
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            result.append(fn())
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, result, done
-
-
-def _waits_for_a_lock(url: str, done: threading.Event) -> None:
-    """Until ``done`` is set or a session of the database waits for a row lock."""
-    with psycopg.connect(url, autocommit=True) as monitor:
-        for _ in range(int(PATIENCE / 0.01)):
-            waiting = monitor.execute(
-                "SELECT COUNT(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            ).fetchone()
-            if done.wait(0.01) or (waiting and waiting[0]):
-                return
-    raise AssertionError("the slip neither finished nor waited for a lock")
-
-
 def _race(url: str, *, locks: bool) -> tuple[list[Any], list[Any], str, int]:
     """A settlement that counted the pool's 2 bets and holds its transaction open, a slip
     of a third bet committed meanwhile: (settlement results, slip results, pool status,
@@ -339,12 +294,12 @@ def _race(url: str, *, locks: bool) -> tuple[list[Any], list[Any], str, int]:
         slip_checks = [dataclasses.replace(check, lock=None) for check in slip_checks]
     settlement = [count, Update("pools", {"id": "p"}, {"status": "settled"})]
     slip = [*slip_checks, Insert("bets", _bet("b3"))]
-    settling = _HeldAfter(url, count)
+    settling = HeldAfter(url, count)
     slipping = open_database(url)
-    first, settled, _ = _in_thread(lambda: settling.apply_batch([settlement]))
+    first, settled, _ = in_thread(lambda: settling.apply_batch([settlement]))
     assert settling.checked.wait(PATIENCE)
-    second, slipped, slip_done = _in_thread(lambda: slipping.apply_batch([slip]))
-    _waits_for_a_lock(url, slip_done)
+    second, slipped, slip_done = in_thread(lambda: slipping.apply_batch([slip]))
+    waits_for_a_lock(url, slip_done)
     settling.release.set()
     first.join(PATIENCE)
     second.join(PATIENCE)
