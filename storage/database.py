@@ -332,6 +332,10 @@ class PostgresDatabase(Database):
         return isinstance(exc, RETRIED) or self.pg.broken
 
     def _commit(self, cur: Any) -> None:
+        """COMMIT; a fenced transaction first records its epoch (``fence_log_sql``)."""
+        if self.fence is not None:
+            _, node_id, epoch = self.fence
+            cur.execute(leases.fence_log_sql(), (epoch, node_id))
         try:
             cur.execute("COMMIT")
         except psycopg.Error as exc:

@@ -32,6 +32,13 @@ T = TypeVar("T")
 Table = tuple[dict[str, type], str]
 NODES_TABLE: Table = ({"node_id": str, "started_at_ms": int, "expires_at": int}, "node_id")
 LEASES_TABLE: Table = ({"name": str, "node_id": str, "epoch": int, "expires_at": int}, "name")
+#: What the owners' fenced transactions committed, per epoch of the games lease: the
+#: first and last such commit's time (PostgreSQL's clock, just before COMMIT) and how
+#: many; a checker reads that no epoch wrote after the next one's first write.
+FENCE_LOG_TABLE: Table = (
+    {"epoch": int, "node_id": str, "first_ms": int, "last_ms": int, "batches": int},
+    "epoch",
+)
 
 #: PostgreSQL's time now, in epoch milliseconds, as the statement runs.
 NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
@@ -73,6 +80,29 @@ def fence_sql() -> str:
     the owner's own renewal (an ``UPDATE`` of ``expires_at``, a non-key column) does not
     conflict with it and never waits behind a write batch."""
     return "SELECT 1 FROM leases WHERE name = ? AND node_id = ? AND epoch = ? FOR KEY SHARE"
+
+
+def fence_log_sql() -> str:
+    """The last statement of every fenced transaction, before its COMMIT, with parameters
+    (epoch, node id): its epoch's row in ``fence_log`` made or moved on (``last_ms``,
+    ``batches``). Rolled back with the transaction, so it counts committed writes only;
+    one row per epoch, written by one node's storage actor, so it is never contended."""
+    return (
+        "INSERT INTO fence_log (epoch, node_id, first_ms, last_ms, batches) "
+        f"VALUES (?, ?, {NOW_MS}, {NOW_MS}, 1) ON CONFLICT (epoch) DO UPDATE "
+        f"SET last_ms = {NOW_MS}, batches = fence_log.batches + 1"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EpochWrites:
+    """One epoch's committed fenced writes (``fence_log``)."""
+
+    epoch: int
+    node_id: str
+    first_ms: int
+    last_ms: int
+    batches: int
 
 
 class LeaseStore:
@@ -140,6 +170,11 @@ class LeaseStore:
             return None if row is None else LeaseView(row[0], row[1], row[2])
 
         return self._run(read)
+
+    def fence_log(self) -> list[EpochWrites]:
+        """Every epoch's committed fenced writes, by epoch."""
+        sql = "SELECT epoch, node_id, first_ms, last_ms, batches FROM fence_log ORDER BY epoch"
+        return self._run(lambda conn: [EpochWrites(*row) for row in conn.execute(sql)])
 
     def release(self, name: str, node_id: str, epoch: int) -> None:
         """Let the lease expire now (a clean stop), so another node takes it at once;

@@ -10,7 +10,7 @@ import sqlite_utils
 
 from domain.ledger import WALLET_PREFIX
 from storage.dialect import Engine, json_text
-from storage.leases import LEASES_TABLE, NODES_TABLE
+from storage.leases import FENCE_LOG_TABLE, LEASES_TABLE, NODES_TABLE
 
 TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
     "meta": ({"key": str, "value": str}, "key"),
@@ -185,9 +185,11 @@ TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...]]] = {
         "key",
     ),
     # The cluster (docs/cluster.md, storage.leases): each node process's heartbeat, and
-    # the owner lease with its epoch; only PostgreSQL fills them (a cluster needs it)
+    # the owner lease with its epoch, and what each epoch's fenced writes committed; only
+    # PostgreSQL fills them (a cluster needs it)
     "nodes": NODES_TABLE,
     "leases": LEASES_TABLE,
+    "fence_log": FENCE_LOG_TABLE,
 }
 
 INDEXES: list[tuple[str, list[str], bool]] = [
