@@ -7,7 +7,8 @@
 # `make bench` measures, `make binary` builds the single executable dist/tote and
 # `make test-binary` builds it and runs it against a real client (about 2 minutes: not in
 # `make test`), `make soak SEED=7 MINUTES=10` runs the reliability soak and
-# `make abuse SECONDS=120 IDLE=3000` the abuse scenario (docs/reliability.md).
+# `make abuse SECONDS=120 IDLE=3000` the abuse scenario (docs/reliability.md),
+# `make cluster` three nodes on a throwaway PostgreSQL and Redis (docs/cluster.md).
 # Each builds .venv first when pyproject.toml is newer than the last install.
 PYTHON ?= python3
 VENV := .venv
@@ -25,7 +26,7 @@ DEBIAN_PACKAGES := chromium postgresql redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run demo test test-postgres lint packages browser bench audit soak abuse binary \
-	test-binary clean
+	test-binary cluster clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -99,6 +100,11 @@ SECONDS ?= 120
 IDLE ?= 3000
 abuse: $(STAMP)
 	$(BIN)/python -m tests.reliability.abuse --seconds $(SECONDS) --idle $(IDLE)
+
+# Three `tote serve` nodes on loopback, on a throwaway PostgreSQL and Redis; prints each
+# node's ports and the operator key, stops everything on Ctrl-C (docs/cluster.md).
+cluster: $(STAMP) packages
+	$(BIN)/python -m tests.cluster_nodes
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
@@ -39,27 +39,27 @@ async def running_server(
     """Start ``tote serve`` as a subprocess (on PostgreSQL, on the data directory's
     database); yields it, its HTTP base URL and its websocket port once ready.
     The process is always SIGKILLed and reaped on the way out."""
+    flags = (f"--operator-key={KEY}", *engines.current.serve_flags(data_dir), *extra)
+    proc, url, ws_port = await launch_serve(("--data-dir", str(data_dir), *flags), log)
+    try:
+        yield proc, url, ws_port
+    finally:
+        await reap(proc)
+
+
+async def launch_serve(flags: Sequence[str], log: Path) -> tuple[trio.Process, str, int]:
+    """``tote serve`` on ports 0 with ``flags``, its stderr appended to ``log``: the
+    process, its HTTP base URL and its websocket port, once it printed that it is ready.
+    Raises AssertionError (with the log) when it ends first, trio.TooSlowError when it
+    is not ready in 30 s; the process is then killed and reaped."""
     with log.open("ab") as stderr:
         proc = await trio.lowlevel.open_process(
-            [
-                sys.executable,
-                "-m",
-                "tote.cli",
-                "serve",
-                "--data-dir",
-                str(data_dir),
-                "--ws-port",
-                "0",
-                "--http-port",
-                "0",
-                f"--operator-key={KEY}",
-                *engines.current.serve_flags(data_dir),
-                *extra,
-            ],
+            [sys.executable, "-m", "tote.cli", "serve", "--ws-port", "0", "--http-port", "0",
+             *flags],
             stdout=subprocess.PIPE,
             stderr=stderr,
             cwd=ROOT,
-        )
+        )  # fmt: skip
     assert proc.stdout is not None
     try:
         seen = b""
@@ -71,11 +71,18 @@ async def running_server(
                         f"server ended before ready:\n{await trio.Path(log).read_text()}"
                     )
                 seen += chunk
-        yield proc, match.group(2).decode(), int(match.group(1))
-    finally:
-        proc.kill()
-        with trio.CancelScope(shield=True), trio.move_on_after(10):
-            await proc.wait()
+    except BaseException:
+        await reap(proc)
+        raise
+    return proc, match.group(2).decode(), int(match.group(1))
+
+
+async def reap(proc: trio.Process) -> None:
+    """SIGKILL (nothing if it has ended) and wait for it, shielded, at most 10 s."""
+    proc.kill()
+    with trio.CancelScope(shield=True), trio.move_on_after(10):
+        await proc.wait()
+        if proc.stdout is not None:
             await proc.stdout.aclose()
 
 
