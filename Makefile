@@ -4,7 +4,9 @@
 # those when missing), `make test-postgres` the whole suite on PostgreSQL,
 # `make lint` ruff and the structural gates (tote/lintgate.py), `make audit` checks the
 # ledger of the server `make run` started,
-# `make bench` measures, `make binary` builds the single executable dist/tote and
+# `make bench` measures, `make bench-cluster` (NODES=3) measures a cluster of NODES
+# nodes on a throwaway PostgreSQL and Redis (tote bench --cluster), `make binary` builds
+# the single executable dist/tote and
 # `make test-binary` builds it and runs it against a real client (about 2 minutes: not in
 # `make test`), `make soak SEED=7 MINUTES=10` runs the reliability soak and
 # `make abuse SECONDS=120 IDLE=3000` the abuse scenario (docs/reliability.md),
@@ -78,6 +80,24 @@ audit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tote.bench
+
+# `tote bench --cluster $(NODES)` (docs/performance.md, "Cluster") on a throwaway
+# PostgreSQL (fsync on, as for `tote bench --database`) and Redis (tests/postgres.py,
+# tests/redis.py), both stopped when it ends; BENCH_ARGS passes sizes (--quick, --repeat).
+.PHONY: bench-cluster
+NODES ?= 3
+BENCH_ARGS ?=
+bench-cluster: $(STAMP) packages
+	@urls=$$(mktemp -d); \
+	$(BIN)/python -m tests.postgres --durable > $$urls/pg & pg=$$!; \
+	$(BIN)/python -m tests.redis > $$urls/redis & redis=$$!; \
+	trap 'kill $$pg $$redis 2>/dev/null; wait $$pg $$redis; rm -rf $$urls' EXIT; \
+	trap 'exit 130' INT TERM; \
+	while [ ! -s $$urls/pg ] || [ ! -s $$urls/redis ]; do \
+		kill -0 $$pg 2>/dev/null && kill -0 $$redis 2>/dev/null || exit 1; sleep 0.2; \
+	done; \
+	$(BIN)/tote bench --cluster $(NODES) --database "$$(cat $$urls/pg)" \
+		--redis "$$(cat $$urls/redis)" $(BENCH_ARGS)
 
 # One self-contained executable (Python, the dependencies and SQLite inside).
 binary: $(STAMP)

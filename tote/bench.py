@@ -49,7 +49,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import trio
@@ -75,6 +75,7 @@ SIZES = {
         "subscribers": 10_000,
         "sample": 100,
         "beside_rate": 500,
+        "forward_rate": 200,
     },
     "quick": {
         "connections": 32,
@@ -84,6 +85,7 @@ SIZES = {
         "subscribers": 300,
         "sample": 30,
         "beside_rate": 500,
+        "forward_rate": 100,
     },
 }
 STAKE = "0.01"
@@ -117,6 +119,8 @@ def _serve_tote(data_dir: str) -> None:
     config = ServerConfig(
         data_dir=Path(data_dir),
         database=os.environ.get("TOTE_DATABASE"),
+        redis=os.environ.get("TOTE_REDIS"),  # a cluster node (tote.bench_cluster)
+        node_id=os.environ.get("TOTE_NODE_ID"),
         ws_port=0,
         http_port=0,
         operator_key=os.environ["TOTE_OPERATOR_KEY"],
@@ -195,19 +199,34 @@ class ServerProcess:
         return 0
 
 
+class Gauged(Protocol):
+    """What a scenario reads of its server (or of the nodes of a cluster, summed)."""
+
+    def cpu_seconds(self) -> float: ...
+    def memory_kb(self, name: str = "VmRSS") -> int: ...
+
+
 @dataclass(frozen=True)
 class Target:
     """What every tote server of a run is started with: the operator key, and the
     database (None: SQLite in the scenario's temporary directory; a PostgreSQL URL is
-    shared by the scenarios, each of which names its users and source afresh)."""
+    shared by the scenarios, each of which names its users and source afresh); for a
+    node of a cluster (``tote bench --cluster``), Redis and the node's id."""
 
     key: str
     database: str | None = None
+    redis: str | None = None
+    node_id: str | None = None
 
     def env(self) -> dict[str, str]:
-        env = {**os.environ, "TOTE_OPERATOR_KEY": self.key}
-        env.pop("TOTE_DATABASE", None)
-        return env if self.database is None else {**env, "TOTE_DATABASE": self.database}
+        chosen = {
+            "TOTE_OPERATOR_KEY": self.key,
+            "TOTE_DATABASE": self.database,
+            "TOTE_REDIS": self.redis,
+            "TOTE_NODE_ID": self.node_id,
+        }
+        env = {name: value for name, value in os.environ.items() if name not in chosen}
+        return env | {name: value for name, value in chosen.items() if value is not None}
 
 
 @asynccontextmanager
@@ -241,6 +260,13 @@ async def server_process(kind: str, data_dir: str, target: Target) -> AsyncItera
 
 
 # -- the clients, in processes of their own ---------------------------------------------
+
+
+def port_for(job: dict[str, Any], n: int) -> int:
+    """The port of a job's ``n``-th connection: the nodes' ports in turn (``ports``, a
+    cluster), else its one ``port``."""
+    ports = job.get("ports") or [job["port"]]
+    return int(ports[n % len(ports)])
 
 
 def ws_url(port: int, login: Login) -> str:
@@ -304,13 +330,15 @@ async def place_bets(ws: Any, job: dict[str, Any], shared: Shared, n: int, out: 
         _add(shared["progress"])
 
 
-async def subscriber(job: dict[str, Any], shared: Shared, login: Login, out: dict) -> None:
-    """Join the game, then record the lag of every 360 from its ``t`` until told to stop."""
+async def subscriber(job: dict[str, Any], shared: Shared, n: int, login: Login, out: dict) -> None:
+    """Join the game, then record the lag of every 360 from its ``t`` until told to stop
+    (``t`` read on this machine's monotonic clock: ``server_clock``)."""
     joined = False
     try:
         async with trio.open_nursery() as nursery:
             async with job["limiter"]:  # handshakes and joins in flight
-                ws = await trio_websocket.connect_websocket_url(nursery, ws_url(job["port"], login))
+                url = ws_url(port_for(job, n), login)
+                ws = await trio_websocket.connect_websocket_url(nursery, url)
                 with trio.move_on_after(JOIN_TIMEOUT):
                     reply = await round_trip(ws, 363, "join", game_id=job["game_id"])
                     joined = reply["res"] == 333
@@ -322,11 +350,26 @@ async def subscriber(job: dict[str, Any], shared: Shared, login: Login, out: dic
             while True:
                 raw = await ws.get_message()
                 if '"res":360' in raw and shared["recording"].value:
-                    out["lags"].append(time.time() * 1000 - decode(raw)["response_header"]["t"])
+                    sent = decode(raw)["response_header"]["t"] - job["clock"]
+                    out["lags"].append(time.monotonic() * 1000 - sent)
     except (ConnectionClosed, OSError, trio_websocket.HandshakeError):
         if not joined:
             _add(shared["progress"])
         out["failed"] += 1
+
+
+async def server_clock(port: int, login: Login) -> float:
+    """The server's ``t`` less this machine's monotonic clock (ms), from the best of 5
+    pings (within their round trip): a constant for the server's life, its clock being
+    the monotonic one anchored to the wall clock once at its start (``kit.clock``). A lag
+    read against the wall clock grew with the server's age wherever the wall clock drifts
+    from the monotonic one (5 ms/s on the development machine)."""
+    offsets = []
+    async with open_websocket_url(ws_url(port, login)) as ws:
+        for i in range(5):
+            reply = await round_trip(ws, 1, f"clock{i}")
+            offsets.append(reply["response_header"]["t"] - time.monotonic() * 1000)
+    return max(offsets)
 
 
 #: A lean reader's handshakes and joins in flight at once, per client process.
@@ -364,17 +407,18 @@ class LeanReaders:
         self.join_frame = bytes(FrameProtocol(client=True, extensions=[]).send_data(join, True))
 
     def run(self) -> dict[str, Any]:
-        logins = list(reversed(self.job["logins"]))
+        logins = list(reversed(list(enumerate(self.job["logins"]))))
         while logins or self.joining or not self.shared["stop"].value:
             while logins and self.joining < LEAN_BATCH:
-                self.connect(logins.pop())
+                self.connect(*logins.pop())
             for key, _ in self.selector.select(0.2):
                 self.read(key)
         return {"latencies": [], "lags": [], "failed": self.failed}
 
-    def connect(self, login: Login) -> None:
-        sock = socket.create_connection(("127.0.0.1", self.job["port"]), JOIN_TIMEOUT)
-        path = ws_url(self.job["port"], login).split("/", 3)[3]
+    def connect(self, n: int, login: Login) -> None:
+        port = port_for(self.job, n)
+        sock = socket.create_connection(("127.0.0.1", port), JOIN_TIMEOUT)
+        path = ws_url(port, login).split("/", 3)[3]
         sock.sendall(LEAN_HANDSHAKE.format(path=path).encode())
         sock.setblocking(False)
         self.selector.register(sock, selectors.EVENT_READ, Joining())
@@ -438,8 +482,8 @@ async def _client_job(job: dict[str, Any], shared: Shared) -> dict[str, Any]:
         async with trio.open_nursery() as work:
             if job["kind"] == "subscribe":
                 job["limiter"] = trio.CapacityLimiter(64)  # handshakes in flight
-                for login in job["logins"]:
-                    work.start_soon(subscriber, job, shared, login, out)
+                for n, login in enumerate(job["logins"]):
+                    work.start_soon(subscriber, job, shared, n, login, out)
             else:
                 for n, login in enumerate(job["logins"]):
                     work.start_soon(bettor, job, shared, n, login, out)
@@ -775,9 +819,10 @@ async def measure_fanout(size: dict[str, Any], clients: Clients, target: Target,
         logins = [watchers[i // per_user] for i in range(subscribers)]
         async with open_websocket_url(ws_url(server.ws_port, admin)) as admin_ws:
             game_id, pools = await operator.game(admin_ws, 4)
+        clock = await server_clock(server.ws_port, admin)
         beside = partial(paced_bets, size, server.ws_port, pools, bettors[4:])
         alone = await beside()
-        audience = Audience(clients, server.ws_port, game_id)
+        audience = Audience(clients, [server.ws_port], game_id, clock)
         background = Clients(1)
         background.go()
         bets = {"kind": "bets", "port": server.ws_port, "pools": pools, "interval": 4 / 100}
@@ -819,12 +864,14 @@ async def paced_bets(
 class Audience:
     """The subscribers of one game: lean readers in the benchmark's client processes, and
     a sample of full clients (trio-websocket, JSON-decoding) in one more process, which
-    time the 360s they get while ``recording``."""
+    time the 360s they get while ``recording`` (``clock``: the ``server_clock`` of the
+    server that renders them). Each connects to the ``ports`` in turn (the nodes of a
+    cluster; one port for one server)."""
 
-    def __init__(self, lean: Clients, port: int, game_id: str) -> None:
+    def __init__(self, lean: Clients, ports: list[int], game_id: str, clock: float) -> None:
         self.lean = lean
         self.full = Clients(1)
-        self.job = {"port": port, "game_id": game_id}
+        self.job = {"ports": ports, "game_id": game_id, "clock": clock}
         self.results: dict[str, Any] = {}
         self.expected = 0
         self.sampled = 0
@@ -847,9 +894,7 @@ class Audience:
     def joined(self) -> float:
         return self.lean.shared["progress"].value + self.full.shared["progress"].value
 
-    async def steady(
-        self, server: ServerProcess, rss_before: int, seconds: float
-    ) -> dict[str, Any]:
+    async def steady(self, server: Gauged, rss_before: int, seconds: float) -> dict[str, Any]:
         """Once every subscriber has joined (or failed): the server's memory growth, then
         ``seconds`` of 360s timed by the sample, with the CPU of the server and clients."""
         async with progress("fanout (joining)", self.lean.shared, "joined"):
@@ -1002,6 +1047,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: SQLite, a fresh file per scenario)",
     )
     parser.add_argument(
+        "--cluster",
+        type=int,
+        metavar="N",
+        help="instead of the scenarios: N nodes of a cluster, bets through the owner and "
+        "through an edge, and the fan-out spread over the nodes (needs --database and --redis)",
+    )
+    parser.add_argument("--redis", help="redis://HOST:PORT/DB, for --cluster")
+    parser.add_argument(
         "--scenarios",
         type=lambda text: text.split(","),
         default=list(SCENARIOS),
@@ -1013,8 +1066,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark (or, as a hidden command, one of its servers)."""
+#: ``tote bench --cluster``'s run (``tote.bench_cluster.cluster_run``): given the parser,
+#: the options and the size, one run's figures (the parser's error for bad options)
+ClusterRun = Callable[[argparse.ArgumentParser, argparse.Namespace, dict[str, Any]], Any]
+
+
+def main(argv: list[str] | None = None, cluster: ClusterRun | None = None) -> int:
+    """Run the benchmark (or, as a hidden command, one of its servers); ``--cluster`` with
+    ``cluster`` (``tote bench`` passes it: this module does not import it)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in SERVERS:
         die_with_parent()
@@ -1029,10 +1088,15 @@ def main(argv: list[str] | None = None) -> int:
     for name in size:
         if getattr(args, name) is not None:
             size[name] = getattr(args, name)
+    once = partial(run_once, size, args.processes, args.scenarios, args.database)
+    if args.cluster is not None:
+        if cluster is None:
+            parser.error("--cluster: run it as `tote bench --cluster N`")
+        once = cluster(parser, args, size)
     runs = []
     for n in range(args.repeat):
         print(f"run {n + 1} of {args.repeat}: {size}", file=sys.stderr, flush=True)
-        runs.append(trio.run(run_once, size, args.processes, args.scenarios, args.database))
+        runs.append(trio.run(once))
     summary = summarize(runs)
     print(table(summary))
     if args.json is not None:

@@ -484,8 +484,9 @@ def _add_bench(sub: Any) -> None:
 
 
 def _bench(argv: list[str]) -> int:
-    """``tote bench``: the benchmark parses its own options (imported only when run)."""
-    from tote.bench import main as bench
+    """``tote bench``: the benchmark parses its own options (imported only when run);
+    ``--cluster`` is ``tote.bench_cluster``'s, which starts from ``tote.bench``."""
+    from tote.bench_cluster import main as bench
 
     return bench(argv)
 
