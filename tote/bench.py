@@ -75,7 +75,7 @@ SIZES = {
         "subscribers": 10_000,
         "sample": 100,
         "beside_rate": 500,
-        "forward_rate": 200,
+        "forward_rate": 100,
     },
     "quick": {
         "connections": 32,
@@ -85,7 +85,7 @@ SIZES = {
         "subscribers": 300,
         "sample": 30,
         "beside_rate": 500,
-        "forward_rate": 100,
+        "forward_rate": 40,
     },
 }
 STAKE = "0.01"

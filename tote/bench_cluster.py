@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import secrets
 import sys
 import tempfile
@@ -55,16 +56,21 @@ from tote.bench import (
 
 #: How long the first node may take to hold the games lease once it is ready.
 OWNER_SECONDS = 60.0
+#: Redis hosts that are this machine (its CPU is read from /proc).
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 #: Bets/s flowing into the fan-out's game (as in ``tote.bench.measure_fanout``).
 FANOUT_BETS_PER_SECOND = 100
 
 
 class Nodes:
     """The cluster's node processes, the owner first; their CPU and memory summed (what
-    ``Audience.steady`` reads of its server)."""
+    ``Audience.steady`` reads of its server). Each CPU reading is kept per process, with
+    Redis's (``redis_pid``, when it runs on this machine), for ``shares``."""
 
-    def __init__(self, servers: list[ServerProcess]) -> None:
+    def __init__(self, servers: list[ServerProcess], redis_pid: int | None = None) -> None:
         self.servers = servers
+        self.redis_pid = redis_pid
+        self.readings: list[list[float]] = []
 
     @property
     def owner(self) -> ServerProcess:
@@ -74,14 +80,28 @@ class Nodes:
         return [server.ws_port for server in self.servers]
 
     def cpu_seconds(self) -> float:
-        return sum(server.cpu_seconds() for server in self.servers)
+        reading = [server.cpu_seconds() for server in self.servers]
+        redis = bench.cpu_seconds(self.redis_pid) if self.redis_pid else 0.0
+        self.readings.append([*reading, redis])
+        return sum(reading)
+
+    def shares(self, seconds: float) -> dict[str, float]:
+        """The CPU seconds per second of each node and of Redis between the last two
+        readings (``Audience.steady``'s timed seconds)."""
+        names = [f"node-{i}" for i in range(len(self.servers))] + ["redis"]
+        before, after = self.readings[-2:]
+        return {
+            n: round((b - a) / seconds, 2) for n, a, b in zip(names, before, after, strict=True)
+        }
 
     def memory_kb(self, name: str = "VmRSS") -> int:
         return sum(server.memory_kb(name) for server in self.servers)
 
 
 @asynccontextmanager
-async def cluster(count: int, target: Target, tmp: Path) -> AsyncIterator[Nodes]:
+async def cluster(
+    count: int, target: Target, tmp: Path, redis_pid: int | None = None
+) -> AsyncIterator[Nodes]:
     """``node-0`` until it holds the lease, then ``node-1`` … (edges); every one stopped
     and reaped on the way out (``server_process``), the edges first. Raises RuntimeError
     when node-0 does not take the lease within ``OWNER_SECONDS``."""
@@ -97,7 +117,7 @@ async def cluster(count: int, target: Target, tmp: Path) -> AsyncIterator[Nodes]
                 servers.append(await stack.enter_async_context(started))
                 if i == 0:
                     await owner_taken(store, "node-0", before.epoch if before else 0)
-            yield Nodes(servers)
+            yield Nodes(servers, redis_pid)
     finally:
         store.close()
 
@@ -145,6 +165,21 @@ async def measure_forwarding(
             side.go(0.1)
         await redis_pings(redis, size["seconds"], pings)
     return forwarding_figures(results, pings)
+
+
+async def redis_pid(url: str) -> int | None:
+    """The Redis server's process id (``INFO server``), None when it is not on this
+    machine (its CPU is then not read; an id /proc does not have reads as 0)."""
+    parts = urlsplit(url)
+    stream = await trio.open_tcp_stream(parts.hostname or "127.0.0.1", parts.port or 6379)
+    async with stream:
+        await stream.send_all(b"INFO server\r\n")
+        text = b""
+        with trio.fail_after(5):
+            while b"process_id:" not in text or not text.endswith(b"\r\n"):
+                text += await stream.receive_some()
+    found = re.search(rb"process_id:(\d+)", text)
+    return int(found[1]) if found and parts.hostname in LOOPBACK else None
 
 
 async def redis_pings(url: str, seconds: float, out: list[float]) -> None:
@@ -243,6 +278,7 @@ async def audience_phase(
         steady = await audience.steady(nodes, rss_before, size["seconds"])
         audience.stop()
     figures = steady | audience.figures(steady)
+    figures["cpu_shares"] = nodes.shares(size["seconds"])
     figures["deliveries_per_second"] = round(figures["deliveries_360"] / size["seconds"])
     return figures
 
@@ -256,6 +292,9 @@ def fanout_figures(phases: dict[str, dict[str, Any]]) -> dict[str, Any]:
             figures[f"{name}_{key}"] = phase[key]
         figures[f"{name}_deliveries_per_second"] = phase["deliveries_per_second"]
         figures[f"{name}_nodes_cpu_share"] = phase["server_cpu_share"]
+        figures[f"{name}_clients_cpu_share"] = phase["clients_cpu_share"]
+        for process, share in phase["cpu_shares"].items():
+            figures[f"{name}_cpu_share_{process}"] = share
     if "spread" in phases:
         spread = phases["spread"]["lag_p99_ms"]
         for other in ("one_node", "one_node_same"):
@@ -274,7 +313,7 @@ async def run_cluster(
     load = os.getloadavg()[0]
     target = Target(secrets.token_hex(32), database, redis)
     with tempfile.TemporaryDirectory(prefix="tote-bench-cluster-") as tmp:
-        async with cluster(count, target, Path(tmp)) as nodes:
+        async with cluster(count, target, Path(tmp), await redis_pid(redis)) as nodes:
             forwarding = await measure_forwarding(size, nodes, target, redis)
             fanout = await measure_spread(size, Clients(processes), nodes, target)
             peak = {f"node-{i}": s.memory_kb("VmHWM") for i, s in enumerate(nodes.servers)}
