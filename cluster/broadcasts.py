@@ -22,6 +22,7 @@ had sent by then.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -293,6 +294,8 @@ AskGame = Callable[[str, Any, float], Awaitable[Any]]
 #: How often an edge tells the owner the counts that changed without a join or leave
 #: (connections that dropped, subscribers closed after a gap).
 REPORT_SECONDS = 1.0
+#: Every this many rounds, an edge tells every count, changed or not.
+FULL_REPORT_ROUNDS = 10
 
 
 async def join_on_edge(
@@ -341,8 +344,9 @@ async def leave_on_edge(
 ) -> GameAcknowledged:
     """A ``Leave`` on an edge: unsubscribed here, and the owner told this node's count.
     Raises what the owner's answer raises."""
-    removed = hub.leave(game_id, msg.address)
-    ask = LeaveFrom(msg.user_id, msg.user_name, node_id, hub.viewers(game_id), removed)
+    if not hub.leave(game_id, msg.address):  # not subscribed here: nothing changed
+        return GameAcknowledged(game_id)
+    ask = LeaveFrom(msg.user_id, msg.user_name, node_id, hub.viewers(game_id), True)
     result: GameAcknowledged = await ask_owner(ask, timeout)
     return result
 
@@ -357,15 +361,18 @@ async def report_viewers(
 ) -> None:
     """An edge's task: once a second, each copied game whose local subscribers changed
     since this task last told is told the count (``LeaveFrom`` with ``announce`` False),
-    so the owner's presence counts connections that dropped. A failed ask is tried again
-    at the next round (the count is absolute)."""
+    so the owner's presence counts connections that dropped; every ``FULL_REPORT_ROUNDS``
+    rounds every game is told, changed or not (a new owner's game actors start with no
+    count of this node). A failed ask is tried again at the next round (the count is
+    absolute)."""
     told: dict[str, int] = {}
     task_status.started()
-    while True:
+    for round_number in itertools.count(1):
         await trio.sleep(REPORT_SECONDS)
+        every = round_number % FULL_REPORT_ROUNDS == 0
         for game_id in {*hub.remote_games(), *told}:
             viewers = hub.viewers(game_id)
-            if told.get(game_id) == viewers:
+            if told.get(game_id) == viewers and not every:
                 continue
             try:
                 await ask_game(game_id, LeaveFrom(0, "", node_id, viewers, False), timeout)

@@ -7,7 +7,8 @@ the field's declared type says (many fields are ``Any``, a few are unions of dat
 which msgspec cannot decode by type): every dataclass is ``{"$t": name, "f": fields}``
 and is looked up by name in ``TYPES``, built explicitly below (a type not listed is
 refused when encoded, never guessed when decoded); a ``Decimal`` (or a ``Fraction``) is
-an ext (its exact text), so ``Decimal("5")`` stays a Decimal, never the int 5; enums,
+an ext (its exact text), so ``Decimal("5")`` stays a Decimal, never the int 5 (and a
+``msgspec.Raw``, JSON a reply holds already encoded, an ext of its bytes); enums,
 tuples, sets and dicts carry their own tag, so ``CreateGame.fields`` with a key ``"$t"``
 is still a dict. A ``DomainError`` is ``{"$x": {code, message, details, unknown}}`` and
 comes back as itself (``OutcomeUnknown`` when ``unknown``).
@@ -36,6 +37,7 @@ from domain.roles import Role
 
 _DECIMAL = 1  # the msgpack ext code of a Decimal: its exact text, ASCII
 _FRACTION = 2  # and of a Fraction: "numerator/denominator"
+_RAW = 3  # and of a msgspec.Raw (JSON a reply carries pre-encoded): its bytes
 
 #: Messages that never cross nodes, and why: the test of the codec fails on any message of
 #: a protocol module that is neither registered nor listed here.
@@ -191,6 +193,8 @@ def _tree(value: Any) -> Any:
         return msgspec.msgpack.Ext(_DECIMAL, str(value).encode())
     if isinstance(value, Fraction):
         return msgspec.msgpack.Ext(_FRACTION, f"{value.numerator}/{value.denominator}".encode())
+    if isinstance(value, msgspec.Raw):
+        return msgspec.msgpack.Ext(_RAW, bytes(value))
     return _container(value)
 
 
@@ -274,6 +278,8 @@ def _ext_value(code: int, data: memoryview) -> Any:
         return Decimal(bytes(data).decode())
     if code == _FRACTION:
         return Fraction(bytes(data).decode())
+    if code == _RAW:
+        return msgspec.Raw(bytes(data))
     raise ValueError(f"unknown msgpack ext {code}")
 
 

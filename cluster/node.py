@@ -122,7 +122,7 @@ class Node:
             wiring.settings,
             wiring.operator_key,
             directory=lambda _: RoutedDirectory(router, base.storage, timeout),
-            desk=lambda _: RoutedDesk(router, timeout * SLOW_REQUESTS),
+            desk=lambda _: RoutedDesk(router, base.storage, timeout * SLOW_REQUESTS),
             # remote wallet mode: the transports pass the bettor's address on, and the
             # status route reads the outbox; the owner's own client makes the calls
             wallet_client=OperatorClient if wiring.settings.remote_wallet else None,

@@ -23,10 +23,12 @@ from actors.services import Askable, Services
 from cluster.broadcasts import BroadcastReader, join_on_edge, leave_on_edge
 from cluster.forward import Forwarder
 from cluster.messages import CloseSourceFor, PlaceSlip
-from domain.errors import DomainError, ErrorCode
+from domain.betslip import SlipAnswer, fingerprint
+from domain.errors import DomainError, ErrorCode, OutcomeUnknown
 from domain.game import Game
 from domain.pool import PoolStatus
 from kit.runtime import Mailbox
+from storage import betslips as betslips_store
 from storage import games as games_store
 from storage.actor import Storage
 
@@ -82,10 +84,10 @@ class LocalActors:
             if isinstance(answer, pool_msgs.BetHeld):
                 return await answer.decision.wait()
             return answer
-        raise DomainError(
+        # the actor may have taken it (this scope, not the ask's, saw the deadline)
+        raise OutcomeUnknown(
             ErrorCode.REQUEST_TIMED_OUT,
-            "The pool did not decide the held bet in time; it is placed or refused all the "
-            "same (see your balance).",
+            "The owner did not finish in time: the request may or may not have been applied.",
         )
 
 
@@ -174,7 +176,9 @@ class RoutedDirectory:
         self.router = router
         self.storage = storage
         self.timeout = timeout
-        self._pool_game: dict[str, str] = {}  # a pool never changes its game
+        #: a game never goes away and a pool never changes its game: bounded caches
+        self._games: dict[str, str] = {}
+        self._pool_game: dict[str, str] = {}
 
     def _owner(self) -> Services | None:
         here = self.router.local()
@@ -183,11 +187,13 @@ class RoutedDirectory:
     async def game(self, game_id: Any) -> Askable:
         if owner := self._owner():
             return await owner.games.game(game_id)
-        known = isinstance(game_id, str) and await self.storage.read(
-            lambda db: games_store.game_exists(db, game_id)
+        known = isinstance(game_id, str) and (
+            game_id in self._games
+            or await self.storage.read(lambda db: games_store.game_exists(db, game_id))
         )
         if not known:
             raise DomainError(ErrorCode.NOT_FOUND, f"There is no game {game_id!r}.")
+        _remember(self._games, game_id, game_id)
         return RoutedMailbox(self.router, f"game:{game_id}")
 
     async def pool(self, pool_id: Any) -> tuple[str, Askable]:
@@ -203,7 +209,7 @@ class RoutedDirectory:
             game_id = await self.storage.read(lambda db: games_store.game_of_pool(db, pool_id))
         if game_id is None:
             raise DomainError(ErrorCode.NOT_FOUND, f"There is no pool {pool_id!r}.")
-        self._pool_game[pool_id] = game_id
+        _remember(self._pool_game, pool_id, game_id)
         return game_id
 
     async def pools_of(self, game_id: str, *, open_only: bool = False) -> list[tuple[str, Askable]]:
@@ -252,15 +258,44 @@ class RoutedDirectory:
         """Nothing to start: an edge's directory keeps no actors."""
 
 
+#: Ids an edge's directory remembers at most per cache (then it starts again).
+CACHED_IDS = 100_000
+
+
+def _remember(cache: dict[str, str], key: str, value: str) -> None:
+    if key not in cache and len(cache) >= CACHED_IDS:
+        cache.clear()
+    cache[key] = value
+
+
 class RoutedDesk:
     """The betslip desk a cluster node's transports hold (``actors.services.SlipDesk``):
     the whole slip goes to the owner's desk, which renders and stores its answer."""
 
-    def __init__(self, router: Router, timeout: float) -> None:
+    def __init__(self, router: Router, storage: Storage, timeout: float) -> None:
         self.router = router
+        self.storage = storage
         self.timeout = timeout
 
     async def place(self, key: str, body: Any, render: Render, ip: str = "") -> Any:
         """The slip's answer as the owner's desk rendered it (``render`` is the owner's
-        copy of the same presenter)."""
-        return await self.router.ask("desk", PlaceSlip(key, body, ip), self.timeout)
+        copy of the same presenter). When the forward's outcome is unknown (the owner
+        died or did not answer in time), the answer stored under the key if there is
+        one; else REQUEST_IN_PROGRESS: sent again with the same key, the slip is
+        answered as stored or, never placed, run (never placed twice)."""
+        try:
+            return await self.router.ask("desk", PlaceSlip(key, body, ip), self.timeout)
+        except OutcomeUnknown as unknown:
+            stored = await self.storage.read(lambda db: betslips_store.stored_slip(db, key))
+            if stored is None:
+                raise DomainError(
+                    ErrorCode.REQUEST_IN_PROGRESS,
+                    "The slip's outcome is not known yet: send it again with the same "
+                    f"X-Idempotency-Key ({unknown.text})",
+                ) from None
+            if stored.fingerprint != fingerprint(body):
+                raise DomainError(
+                    ErrorCode.IDEMPOTENCY_KEY_REUSED,
+                    "This X-Idempotency-Key came with another body.",
+                ) from None
+            return SlipAnswer(stored.refusal, stored.body)

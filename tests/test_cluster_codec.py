@@ -14,6 +14,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+import msgspec
 import pytest
 
 from actors import game, registry, wallet
@@ -164,6 +165,15 @@ def test_enums_tuples_sets_none_and_non_string_keys() -> None:
     assert back == value
     assert type(back["code"]) is ErrorCode
     assert type(back["pair"]) is tuple and type(back["set"]) is frozenset
+
+
+def test_pre_encoded_json_comes_back_as_the_same_bytes() -> None:
+    """A game's details carry their targets and events as ``msgspec.Raw`` (JSON encoded
+    once): the bytes cross as they are."""
+    value = {"targets": msgspec.Raw(b'{"a":[1,2]}'), "events": msgspec.Raw(b"[]")}
+    back = codec.decode(codec.encode(value))
+    assert type(back["targets"]) is msgspec.Raw
+    assert bytes(back["targets"]) == b'{"a":[1,2]}' and bytes(back["events"]) == b"[]"
 
 
 def test_errors_come_back_as_themselves() -> None:

@@ -24,6 +24,8 @@ from coredis.response._callbacks import NoopCallback
 from actors import game as g
 from actors.hub import CLOSE_GAP, Hub, Joined, Mirrored, _since
 from cluster.broadcasts import (
+    FULL_REPORT_ROUNDS,
+    REPORT_SECONDS,
     USERS,
     Broadcaster,
     BroadcastReader,
@@ -508,6 +510,40 @@ async def test_an_edge_tells_the_owner_its_counts_once_a_second_when_they_change
         await trio.sleep(5)
         assert told[1:] == [(GAME, 1, False), (GAME, 0, False)]
         nursery.cancel_scope.cancel()
+
+
+async def test_an_edge_tells_every_count_again_every_few_rounds(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A new owner's game starts with no count of this node: an unchanged count is told
+    again every ``FULL_REPORT_ROUNDS`` rounds."""
+    edge = Hub(render)
+    edge.follow(GAME, 0)
+    viewer = Listener()
+    edge.connect(1, viewer)
+    edge.join(GAME, viewer)
+    told: list[int] = []
+
+    async def ask_game(game_id: str, message: Any, timeout: float) -> Any:
+        told.append(message.viewers)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(report_viewers, edge, ask_game, "n-edge", timeout=1.0))
+        await trio.sleep(FULL_REPORT_ROUNDS * 2 * REPORT_SECONDS + REPORT_SECONDS / 2)
+        nursery.cancel_scope.cancel()
+    assert told == [1, 1, 1]  # the first round, then every FULL_REPORT_ROUNDS
+
+
+async def test_a_leave_of_a_viewer_not_subscribed_here_asks_nothing() -> None:
+    edge = Hub(render)
+    edge.follow(GAME, 0)
+
+    async def ask_owner(message: Any, timeout: float) -> Any:
+        raise AssertionError(f"asked {message}")
+
+    msg = g.Leave(7, "bob", Listener())
+    acknowledged = await leave_on_edge(edge, ask_owner, "n-edge", GAME, msg, timeout=WAIT)
+    assert acknowledged == g.GameAcknowledged(GAME)
 
 
 async def test_a_join_on_an_edge_is_counted_by_the_owners_game_and_greeted_after_its_copy(

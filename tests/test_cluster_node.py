@@ -96,6 +96,7 @@ async def test_a_bet_through_an_edge_is_placed_by_the_owner(
             game_id = game["game_id"]
             assert (await admin_on_b.call(616, game_id=game_id))["res"] == 640
             joined_on_b = await alice_on_b.call(363, 333, game_id=game_id)
+            details = await alice_on_b.call(372, 342, game_id=game_id)  # pre-encoded JSON
             created = await admin_on_b.call(385, 350, game_id=game_id, pool_type="1", **TEAMS)
             pool_id = created["pool_id"]
             announced = await alice_on_b.expect(352)  # the owner's broadcast, through Redis
@@ -106,6 +107,7 @@ async def test_a_bet_through_an_edge_is_placed_by_the_owner(
             balance = await alice_on_b.expect(815)  # the owner's push to a user on B
             refused = await alice_on_b.call(392, pool_id=pool_id, target="uruguay", amount="1")
         assert joined_on_b["viewers"] == 1
+        assert details["res"] == 342 and details["game_name"] == "Argentina - Brazil"
         assert announced["pool_id"] == pool_id and distributed["pool_id"] == pool_id
         assert (balance["currency"], balance["available_balance"]) == ("EUR", Decimal("89.5"))
         assert placed["res"] == 356 and placed["pool_id"] == pool_id
