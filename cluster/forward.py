@@ -121,8 +121,14 @@ class Forwarder:
             ) from None
 
 
+#: How coredis says it could make no connection (nothing was sent); every other
+#: ConnectionError ("Connection lost while receiving response"...) may follow a send.
+NO_CONNECTION = "Unable to establish a connection"
+
+
 def never_connected(error: BaseException) -> bool:
-    """Whether ``error`` says no connection to Redis was made (so nothing was sent)."""
+    """Whether ``error`` says no connection to Redis was made (so nothing was sent): a
+    refused or unreachable connect in its causes, or coredis' own words for it."""
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, ConnectionRefusedError) or (
@@ -130,7 +136,9 @@ def never_connected(error: BaseException) -> bool:
         ):
             return True
         seen = seen.__cause__ or seen.__context__
-    return isinstance(error, coredis.exceptions.ConnectionError) and "connect" in str(error).lower()
+    return isinstance(error, coredis.exceptions.ConnectionError) and str(error).startswith(
+        NO_CONNECTION
+    )
 
 
 class RequestServer:
@@ -215,7 +223,7 @@ class RequestServer:
     async def _serve_one(self, identifier: bytes, fields: Mapping[Any, Any]) -> None:
         try:
             remaining = int(fields[b"d"]) / 1000 - time.time()
-            if remaining <= 0:
+            if remaining <= REPLY_MARGIN:  # no time left to run it and answer
                 self.expired += 1  # its caller has given up: run nothing, answer nothing
                 await self.bus.call(b"XACK", REQUESTS, GROUP, identifier)
                 return

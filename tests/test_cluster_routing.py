@@ -1,4 +1,4 @@
-"""What an edge's routed services answer when the owner's outcome is unknown: never
+"""What an edge's routed services and forwarder answer when the owner's outcome is unknown: never
 "certainly not applied" for what may have been (issue 22, hostile review)."""
 
 from __future__ import annotations
@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+import coredis
 import pytest
 import trio
 
+from cluster.forward import never_connected
 from cluster.routing import LocalActors, RoutedDesk
 from domain.betslip import SlipAnswer, fingerprint
 from domain.errors import DomainError, OutcomeUnknown
@@ -96,3 +98,33 @@ async def test_a_lost_slip_that_was_stored_is_answered_as_stored(
     with pytest.raises(DomainError) as reused:
         await desk(storage).place("k-2", {"other": 1}, render=lambda outcome: outcome)
     assert reused.value.code == "IDEMPOTENCY_KEY_REUSED"
+
+
+def _caused(error: BaseException, cause: BaseException | None) -> BaseException:
+    error.__cause__ = cause
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "nothing_sent"),
+    [
+        # what coredis 6.9 raised here with Redis down (the connect refused)
+        (
+            _caused(
+                coredis.exceptions.ConnectionError("Unable to establish a connection to h:1"),
+                _caused(OSError("All connection attempts failed"), ConnectionRefusedError(111)),
+            ),
+            True,
+        ),
+        (coredis.exceptions.ConnectionError("Unable to establish a connection to h:1"), True),
+        # and with Redis killed after the request went out
+        (coredis.exceptions.ConnectionError("Connection lost while receiving response"), False),
+        (coredis.exceptions.ConnectionError("Connection lost while sending request"), False),
+        (coredis.exceptions.ConnectionError("Connection lost!"), False),
+        (trio.TooSlowError(), False),
+    ],
+)
+def test_only_a_connection_never_made_is_certainly_not_sent(
+    error: BaseException, nothing_sent: bool
+) -> None:
+    assert never_connected(error) is nothing_sent
