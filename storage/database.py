@@ -261,13 +261,19 @@ class PostgresDatabase(Database):
         self.synchronous = synchronous
         self.fence: tuple[str, str, int] | None = None
         self.on_fenced: Callable[[], None] = lambda: None
+        #: while fenced, PostgreSQL ends this session when it sits this long inside a
+        #: transaction (``idle_in_transaction_session_timeout``): an owner paused in the
+        #: middle of a write (SIGSTOP, a frozen VM) would otherwise hold the fence's lock
+        #: on the lease row, and no node could take the lease until it woke
+        self.fence_idle_ms: int | None = None
+        self._idle_limited: psycopg.Connection[Any] | None = None  # the connection it is set on
         self.transactions = 0
         self.requests = 0
         self.pg = self._connect()
         with self.pg.transaction():
             # one migrating start at a time: CREATE ... IF NOT EXISTS races with itself
             self.pg.execute("SELECT pg_advisory_xact_lock(21)")
-            for statement in schema.postgres_ddl():
+            for statement in schema.postgres_ddl(*_schema_there(self.pg)):
                 self.pg.execute(statement)
 
     def _connect(self) -> psycopg.Connection[Any]:
@@ -309,8 +315,11 @@ class PostgresDatabase(Database):
         """BEGIN, then the fence when there is one (each try of a batch checks it anew).
         Raises ``Fenced`` (not retried) when it holds no row, having rolled back."""
         cur = _PostgresCursor(self._connection().cursor())
-        cur.execute("BEGIN")
         fence = self.fence
+        if fence is not None and self.fence_idle_ms and self._idle_limited is not self.pg:
+            cur.execute(f"SET idle_in_transaction_session_timeout = {int(self.fence_idle_ms)}")
+            self._idle_limited = self.pg  # a session setting: once per connection
+        cur.execute("BEGIN")
         if fence is None:
             return cur
         try:
@@ -353,6 +362,19 @@ class PostgresDatabase(Database):
     def scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         row = self._connection().execute(placeholders(sql), params).fetchone()
         return None if row is None else row[0]
+
+
+def _schema_there(conn: psycopg.Connection[Any]) -> tuple[set[tuple[str, str]], set[str]]:
+    """The ``(table, column)`` pairs and the index names of the connection's schema, read
+    from the catalog (which takes no lock of the tables)."""
+    columns = conn.execute(
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema()"
+    ).fetchall()
+    indexes = conn.execute(
+        "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+    ).fetchall()
+    return {(table, column) for table, column in columns}, {name for (name,) in indexes}
 
 
 def postgres_rows(

@@ -4,7 +4,7 @@ Both add the columns a database made by an older version lacks, at every start."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Set
 
 import sqlite_utils
 
@@ -281,24 +281,40 @@ def create(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
-def postgres_ddl() -> Iterator[str]:
-    """The statements that create what is missing on PostgreSQL (each idempotent)."""
-    for name, (columns, _) in TABLES.items():
-        defined = ", ".join(f'"{c}" {POSTGRES_TYPES[kind]}' for c, kind in columns.items())
-        keys = ", ".join(f'"{c}"' for c in primary_key(name))
-        yield (
-            f'CREATE TABLE IF NOT EXISTS "{name}"'
-            f" ({defined}, {POSTGRES_ROWID}, PRIMARY KEY ({keys}))"
-        )
-        for column, kind in {**columns, "rowid": int}.items():
+def postgres_ddl(
+    columns: Set[tuple[str, str]] = frozenset(), indexes: Set[str] = frozenset()
+) -> Iterator[str]:
+    """The statements that create what is missing on PostgreSQL, given the ``(table,
+    column)`` pairs and the index names there are. Only what is missing: an ``ALTER
+    TABLE`` that adds nothing, or a ``CREATE INDEX IF NOT EXISTS`` of an index there is,
+    still locks its table (against everyone, or against writers) until the start's
+    transaction ends, and a node starting beside a running owner would hold up the
+    owner's writes and lease renewals until it lost the lease (issue 22)."""
+    tables = {table for table, _ in columns}
+    for name, (defined_columns, _) in TABLES.items():
+        if name not in tables:
+            defined = ", ".join(
+                f'"{c}" {POSTGRES_TYPES[kind]}' for c, kind in defined_columns.items()
+            )
+            keys = ", ".join(f'"{c}"' for c in primary_key(name))
+            yield (
+                f'CREATE TABLE IF NOT EXISTS "{name}"'
+                f" ({defined}, {POSTGRES_ROWID}, PRIMARY KEY ({keys}))"
+            )
+            continue
+        for column, kind in {**defined_columns, "rowid": int}.items():
+            if (name, column) in columns:
+                continue
             typed = POSTGRES_ROWID if column == "rowid" else f'"{column}" {POSTGRES_TYPES[kind]}'
             yield f'ALTER TABLE "{name}" ADD COLUMN IF NOT EXISTS {typed}'
     for table, index_columns, unique in INDEXES:
         index = f"idx_{table}_{'_'.join(index_columns)}"
         listed = ", ".join(f'"{c}"' for c in index_columns)
         what = "UNIQUE INDEX" if unique else "INDEX"
-        yield f'CREATE {what} IF NOT EXISTS {index} ON "{table}" ({listed})'
-    yield from expression_indexes(Engine.POSTGRESQL)
+        if index not in indexes:
+            yield f'CREATE {what} IF NOT EXISTS {index} ON "{table}" ({listed})'
+    if OPEN_GAMES_INDEX not in indexes:
+        yield from expression_indexes(Engine.POSTGRESQL)
     # ``COLUMN_FILLS`` for PostgreSQL: its columns are added with IF NOT EXISTS, so the
     # fill runs at every start and touches only rows not filled yet
     yield (

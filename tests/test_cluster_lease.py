@@ -16,7 +16,7 @@ import trio
 
 from cluster.lease import GAMES_LEASE, OwnerLease, rank
 from domain.errors import DomainError
-from storage import leases
+from storage import leases, schema
 from storage.changes import Change, Insert
 from storage.database import Database, Fenced, PostgresDatabase
 from storage.leases import LeaseStore, LeaseUnavailable, LeaseView
@@ -284,6 +284,76 @@ async def test_a_fenced_batch_fails_every_request_through_the_storage_actor(
         nursery.cancel_scope.cancel()
     db.close()
     assert sorted(refused) == ["k1", "k2"] and fenced and not _stored(postgres_url, "k1")
+
+
+def test_a_node_starting_beside_an_owner_locks_none_of_its_tables(postgres_url: str) -> None:
+    """A node opening the database (its schema all there) while the owner holds a fenced
+    write open neither waits for that write nor holds up the owner's renewal: it runs
+    no DDL (an ALTER TABLE that adds nothing still locks its table), and so the start of
+    a node cannot cost the owner its lease (found by tests/test_cluster.py, SIGSTOP)."""
+    store = LeaseStore(postgres_url)
+    assert store.take(GAMES_LEASE, "A", 10) == 1
+    write = _meta("held")
+    owner = HeldAfter(postgres_url, write)
+    owner.fence = (GAMES_LEASE, "A", 1)
+    writing, written, _ = in_thread(lambda: owner.apply_batch([[write]]))
+    assert owner.checked.wait(PATIENCE)
+    try:
+        PostgresDatabase(postgres_url, synchronous="OFF").close()  # used to wait: lock_timeout
+        assert store.renew(GAMES_LEASE, "A", 1, 10) is True
+    finally:
+        owner.release.set()
+        writing.join(PATIENCE)
+    assert written == [[None]]
+    for closing in (owner, store):
+        closing.close()
+
+
+def test_an_owner_paused_inside_a_write_does_not_keep_the_lease_from_being_taken(
+    postgres_url: str,
+) -> None:
+    """An owner stopped (SIGSTOP) between two statements of a fenced write holds the
+    fence's lock on the lease row; PostgreSQL ends its session once it sits idle in the
+    transaction for ``fence_idle_ms``, so the next node takes the lease (it used to wait
+    until the owner woke: found by tests/test_cluster.py, SIGSTOP), and the paused
+    write is not committed."""
+    a, b = LeaseStore(postgres_url), LeaseStore(postgres_url)
+    assert a.take(GAMES_LEASE, "A", 10) == 1
+    write = _meta("paused")
+    owner = HeldAfter(postgres_url, write)
+    owner.fence, owner.fence_idle_ms = (GAMES_LEASE, "A", 1), 200
+
+    def attempt() -> Any:
+        try:
+            return owner.apply_batch([[write]])
+        except Exception as failed:  # its session was ended under it
+            return failed
+
+    writing, written, _ = in_thread(attempt)
+    try:
+        assert owner.checked.wait(PATIENCE)
+        a.expire_for_tests(GAMES_LEASE)
+        assert b.take(GAMES_LEASE, "B", 10) == 2  # within LeaseStore's lock timeout (10 s)
+    finally:
+        owner.release.set()
+        writing.join(PATIENCE)
+    assert isinstance(written[0], Exception) and not _stored(postgres_url, "paused")
+    for closing in (a, b, owner):
+        closing.close()
+
+
+def test_a_complete_schema_needs_no_ddl() -> None:
+    """Every table, column and index there: only the idempotent fill is left to run."""
+    columns = {(table, c) for table, (cols, _) in schema.TABLES.items() for c in [*cols, "rowid"]}
+    indexes = {f"idx_{t}_{'_'.join(cols)}" for t, cols, _ in schema.INDEXES}
+    statements = list(schema.postgres_ddl(columns, indexes | {schema.OPEN_GAMES_INDEX}))
+    assert [s.split()[0] for s in statements] == ["UPDATE"]
+    some = list(schema.postgres_ddl(columns - {("leases", "epoch")}, indexes))
+    assert [s.split()[:2] for s in some] == [
+        ["ALTER", "TABLE"],
+        ["CREATE", "INDEX"],
+        ["UPDATE", '"betslips"'],
+    ]
 
 
 def test_the_fence_is_postgresqls_only() -> None:

@@ -431,7 +431,7 @@ class Server:
                     base,
                     lease=lease(node_id),
                     start_owner=partial(start_owner, config, base, operator_key),
-                    fence=partial(_fence, database, node_id),
+                    fence=partial(_fence, database, node_id, config.settings.lease_seconds),
                     render=render_slip,
                     exit=self._exit_node,
                 )
@@ -440,11 +440,20 @@ class Server:
             task_status.started(await nursery.start(self.node.run))
 
 
-def _fence(database: Database, node_id: str, epoch: int, exit_with: Callable[[str], None]) -> None:
+def _fence(
+    database: Database,
+    node_id: str,
+    lease_seconds: float,
+    epoch: int,
+    exit_with: Callable[[str], None],
+) -> None:
     """Every write of this node's storage actor fenced by the games lease at ``epoch``
-    (``PostgresDatabase.fence``); a refused write ends the process (``exit_with``)."""
+    (``PostgresDatabase.fence``); a refused write ends the process (``exit_with``). A
+    write transaction left idle for half a lease (this process paused) is ended by
+    PostgreSQL, so that it cannot keep another node from taking the lease."""
     if not isinstance(database, PostgresDatabase):  # config refuses --redis without it
         raise StartError("a cluster node needs PostgreSQL (--database postgresql://...)")
+    database.fence_idle_ms = round(lease_seconds * 500)
     database.fence = (GAMES_LEASE, node_id, epoch)
     database.on_fenced = lambda: exit_with("a write was fenced")
 
