@@ -21,6 +21,7 @@ from pathlib import Path
 
 import trio
 
+from cluster.node import EXIT_LEASE_LOST
 from storage.leases import EpochWrites, LeaseStore, LeaseUnavailable, LeaseView
 from tests.test_crash_recovery import launch_serve, reap
 
@@ -46,6 +47,7 @@ class ClusterNode:
     http_url: str = ""
     ws_port: int = 0
     starts: int = 0
+    started: trio.Event = field(default_factory=trio.Event)  # set (and renewed) at each start
 
     @property
     def http_port(self) -> int:
@@ -57,6 +59,13 @@ class ClusterNode:
             (*self.flags, "--node-id", self.node_id), self.log
         )
         self.starts += 1
+        self.started.set()
+        self.started = trio.Event()
+
+    async def started_after(self, proc: trio.Process | None) -> None:
+        """Until a process other than ``proc`` runs this node."""
+        while self.proc is proc:
+            await self.started.wait()
 
     def kill(self) -> None:
         """``kill -9``: no shutdown, no release of the lease."""
@@ -107,6 +116,7 @@ class Cluster:
 
     nodes: list[ClusterNode]
     operator_key: str
+    database_url: str
     leases: LeaseStore
     _lock: trio.Lock = field(default_factory=trio.Lock)
 
@@ -144,12 +154,45 @@ class Cluster:
                 await trio.sleep(POLL_SECONDS)
 
     async def fence_log(self) -> list[EpochWrites]:
-        """What each epoch of the lease committed (``storage.leases.LeaseStore.fence_log``)."""
+        """What each epoch of the lease committed (``storage.leases.LeaseStore.fence_log``);
+        asked twice when the first call finds the connection lost (PostgreSQL restarted)."""
         async with self._lock:
-            return await trio.to_thread.run_sync(self.leases.fence_log)
+            try:
+                return await trio.to_thread.run_sync(self.leases.fence_log)
+            except LeaseUnavailable:
+                return await trio.to_thread.run_sync(self.leases.fence_log)
 
     def edges(self, owner: ClusterNode) -> list[ClusterNode]:
         return [node for node in self.nodes if node is not owner]
+
+
+async def supervise(node: ClusterNode, exits: list[tuple[str, int]]) -> None:
+    """What a process supervisor does for a node: start it again each time it exits with
+    status 75 (lost its lease, or fenced), noting ``(node id, 75)`` in ``exits``; a start
+    that fails (the database away) is tried again. A node ended otherwise (``kill -9``)
+    is its killer's to start again: waited for."""
+    while True:
+        proc = node.proc
+        assert proc is not None
+        status = await proc.wait()
+        if status != EXIT_LEASE_LOST or node.proc is not proc:
+            await node.started_after(proc)
+            continue
+        exits.append((node.node_id, status))
+        with trio.fail_after(OWNER_PATIENCE):
+            while True:
+                if await _started_again(node):
+                    break
+                await trio.sleep(POLL_SECONDS * 10)  # the database may still be away
+
+
+async def _started_again(node: ClusterNode) -> bool:
+    """One try at starting the node again; False when it ended before it was ready."""
+    try:
+        await node.restart()
+    except AssertionError:  # launch_serve: it ended before ready (its log says why)
+        return False
+    return True
 
 
 def node_flags(
@@ -180,6 +223,7 @@ async def running_cluster(
     cluster = Cluster(
         [ClusterNode(node_id, flags, workdir / f"{node_id}.log") for node_id in nodes],
         key,
+        database_url,
         LeaseStore(database_url),
     )
     try:

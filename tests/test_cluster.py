@@ -9,18 +9,28 @@ lease is short (2 s) so failovers take seconds."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import httpx
 import trio
 
-from tests.cluster_nodes import running_cluster
-from tests.reliability.cluster_checker import History, Outcome, check
+from cluster.node import EXIT_LEASE_LOST
+from tests.cluster_nodes import OWNER_PATIENCE, ClusterNode, running_cluster
+from tests.postgres import ThrowawayPostgres
+from tests.redis import ThrowawayRedis
+from tests.reliability import load
+from tests.reliability.cluster_checker import History, Outcome, Verdict, check
 from tests.reliability.cluster_round import (
     LEASE_SECONDS,
     NODE_FLAGS,
+    Fault,
+    Scene,
     clients_of,
     failover_round,
+    kill_the_owner,
     read_stored,
     resolve_and_hear,
+    scene,
     set_table,
 )
 
@@ -79,3 +89,143 @@ async def test_kill_9_of_the_owner_mid_match(
     assert verdict.problems == []
     assert verdict.lost == verdict.stale_writes == 0
     assert len(verdict.failovers) == 1 and verdict.confirmed > 5
+
+
+def sound(verdict: Verdict, what: str) -> None:
+    """The checker found nothing; the figures printed (``pytest -s``)."""
+    print(f"{what}: {verdict.line()}")
+    assert verdict.problems == [], verdict.problems
+    assert verdict.lost == verdict.stale_writes == 0
+
+
+async def stop_the_owner_past_its_lease(at: Scene) -> None:
+    """SIGSTOP of the owner until another node took over and served a bet, then SIGCONT:
+    the old owner must end (75) and its supervisor start it again."""
+    owner, epoch = await at.cluster.wait_for_owner()
+    stopped = owner.proc
+    owner.stop()
+    at.betting.killed_at = trio.current_time()
+    await at.cluster.wait_for_owner(after_epoch=epoch)
+    await at.betting.until_failed_over()
+    owner.cont()
+    with trio.fail_after(OWNER_PATIENCE):
+        await owner.started_after(stopped)
+
+
+async def test_sigstop_of_the_owner_past_its_lease_then_sigcont(
+    postgres_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """(c) The stopped owner's lease runs out, another node takes the games and serves;
+    continued, the old owner exits 75 (its lease lost, or its first write fenced) and
+    never wrote with its stale epoch after the new owner's first write (fence log)."""
+    with trio.fail_after(SCENARIO_SECONDS):
+        async with scene(3, postgres_url, redis_url, tmp_path) as at:
+            first_owner, _ = await at.cluster.wait_for_owner()
+            await at.bet_through([stop_the_owner_past_its_lease])
+            verdict = await at.verdict()
+            owner, _ = await at.cluster.wait_for_owner()
+    assert at.exits == [(first_owner.node_id, EXIT_LEASE_LOST)]
+    assert owner is not first_owner or len(verdict.failovers) == 1
+    sound(verdict, "SIGSTOP of the owner")
+
+
+def kill_redis(redis: ThrowawayRedis) -> Fault:
+    """``kill -9`` of Redis (its data gone); once a bet was not confirmed for it, Redis
+    started again, empty; then a bet through each node confirmed."""
+
+    async def fault(at: Scene) -> None:
+        redis.kill()
+        await at.betting.until_unconfirmed(at.betting.unconfirmed + 1)
+        await trio.to_thread.run_sync(redis.restart)
+        at.betting.killed_at = trio.current_time()  # the figure: time to the first bet
+        await at.betting.until_each_confirmed_after(trio.current_time(), at.table.players)
+
+    return fault
+
+
+async def test_kill_9_of_redis(postgres_url: str, redis: ThrowawayRedis, tmp_path: Path) -> None:
+    """(d) Redis killed and started again empty: every node serves bets again, the
+    subscribers resume (closed with 1012 and joined again with since_seq, or not closed),
+    seq never goes back, nothing confirmed is lost."""
+    with trio.fail_after(SCENARIO_SECONDS):
+        async with scene(4, postgres_url, redis.url, tmp_path) as at:
+            await at.bet_through([kill_redis(redis)])
+            verdict = await at.verdict()
+    assert at.exits == []  # Redis is not the lease: nobody lost it
+    assert all(w.record.received for w in at.table.watchers)
+    sound(verdict, "kill -9 of Redis")
+
+
+def restart_postgresql(postgres: ThrowawayPostgres) -> Fault:
+    """``pg_ctl restart -m immediate``; then a bet through each node confirmed (an owner
+    that lost its lease meanwhile exited 75 and was started again)."""
+
+    async def fault(at: Scene) -> None:
+        await trio.to_thread.run_sync(postgres.restart_immediately)
+        at.betting.killed_at = trio.current_time()
+        await at.cluster.wait_for_owner()
+        await at.betting.until_each_confirmed_after(trio.current_time(), at.table.players)
+
+    return fault
+
+
+async def test_a_restart_of_postgresql(
+    postgres: ThrowawayPostgres, postgres_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """(e) PostgreSQL restarted (every connection lost, crash recovery): the cluster
+    serves again, nothing confirmed is lost, the books balance."""
+    with trio.fail_after(SCENARIO_SECONDS):
+        async with scene(5, postgres_url, redis_url, tmp_path) as at:
+            await at.bet_through([restart_postgresql(postgres)])
+            verdict = await at.verdict()
+    assert all(status == EXIT_LEASE_LOST for _, status in at.exits)
+    sound(verdict, f"restart of PostgreSQL (exits 75: {len(at.exits)})")
+
+
+async def slipper(
+    http: httpx.AsyncClient, user: dict[str, Any], game_id: str, sides: dict[str, str],
+    slips: load.History, stop: trio.Event,
+) -> list[str]:  # fmt: skip
+    """Betslips (one bet on each pool) one after the other until ``stop``: the keys of
+    those not answered 200."""
+    unplaced = []
+    while not stop.is_set():
+        key, r = await load.send_slip(http, slips, load.slip_body(user, game_id, sides))
+        if r.status_code != 200:
+            unplaced.append(key)
+    return unplaced
+
+
+async def test_a_betslip_through_an_edge_while_the_owner_is_killed(
+    postgres_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """(f) Slips placed through an edge while the owner is killed: each slip is all or
+    none; a slip answered 5xx, sent again with its key after the takeover, is placed
+    whole; every placed slip's key answers byte for byte what it answered."""
+    slips, stop = load.History(), trio.Event()
+    with trio.fail_after(SCENARIO_SECONDS):
+        async with scene(6, postgres_url, redis_url, tmp_path) as at:
+            owner, _ = await at.cluster.wait_for_owner()
+            edge: ClusterNode = at.cluster.edges(owner)[0]
+            http = at.clients[edge].http
+            user = await at.clients[edge].user(deposit="1000")
+            sides = dict.fromkeys(at.table.pool_ids, "argentina")
+            async with trio.open_nursery() as nursery:
+                unplaced: list[str] = []
+
+                async def slipping() -> None:
+                    unplaced.extend(await slipper(http, user, at.table.game_id, sides, slips, stop))
+
+                nursery.start_soon(slipping)
+                await at.bet_through([kill_the_owner])
+                stop.set()
+            for key in unplaced:
+                _, r = await load.send_slip(http, slips, slips.sent_slips[key], key)
+                assert r.status_code == 200, (key, r.status_code, r.text)
+            differ = await load.replayed_differently(http, slips)
+            whole = await load.DatabaseAt(postgres_url).read(
+                lambda db: load.slip_problems(db, slips)
+            )
+            verdict = await at.verdict()
+    assert slips.slips and differ == 0 and whole == []
+    sound(verdict, f"slips through an edge ({len(slips.slips)} placed, {len(unplaced)} retried)")

@@ -109,11 +109,15 @@ class Verdict:
     refused: int
     unknown: int
     failovers: list[float]
+    #: what the requests not confirmed were told, and how often
+    said: Counter[str] = field(default_factory=Counter)
 
     def line(self) -> str:
+        told = ", ".join(f"{text} {n}" for text, n in self.said.most_common())
         return (
-            f"confirmed {self.confirmed}, refused {self.refused}, unknown {self.unknown}, "
-            f"lost {self.lost}, stale_writes {self.stale_writes}, {failover_line(self.failovers)}"
+            f"confirmed {self.confirmed}, refused {self.refused}, unknown {self.unknown} "
+            f"({told or 'none'}), lost {self.lost}, stale_writes {self.stale_writes}, "
+            f"{failover_line(self.failovers)}"
         )
 
 
@@ -146,6 +150,7 @@ def check(history: History, stored: Stored) -> Verdict:
         refused=outcomes[Outcome.REFUSED],
         unknown=outcomes[Outcome.UNKNOWN],
         failovers=list(history.failovers),
+        said=Counter(r.said for r in history.requests if r.outcome is not Outcome.CONFIRMED),
     )
 
 

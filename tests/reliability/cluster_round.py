@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -25,7 +25,7 @@ import trio
 from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
 from domain.codec import decode
-from tests.cluster_nodes import Cluster, ClusterNode, running_cluster
+from tests.cluster_nodes import Cluster, ClusterNode, running_cluster, supervise
 from tests.conftest import PATIENCE, Harness, WsClient, ledger_problems, setup_game
 from tests.reliability.cluster_checker import (
     UNKNOWN_CODES,
@@ -217,6 +217,9 @@ class Betting:
     stop: trio.Event = field(default_factory=trio.Event)
     killed_at: float | None = None
     confirmed: int = 0
+    unconfirmed: int = 0
+    #: each player's last confirmed bet: when it was sent
+    last_confirmed: dict[int, float] = field(default_factory=dict)
     progress: trio.Event = field(default_factory=trio.Event)
 
     def told(self, key: Any, reply: dict[str, Any], sent_at: float) -> None:
@@ -224,20 +227,37 @@ class Betting:
         if reply["res"] == 356:
             self.history.record(key, Outcome.CONFIRMED)
             self.confirmed += 1
+            self.last_confirmed[key[0]] = sent_at
             if self.killed_at is not None and sent_at > self.killed_at:
                 self.history.failovers.append(trio.current_time() - self.killed_at)
                 self.killed_at = None
-            self.progress.set()
-            self.progress = trio.Event()
         elif reply.get("error_code") in UNKNOWN_CODES:
             self.history.record(key, Outcome.UNKNOWN, reply["error_code"])
+            self.unconfirmed += 1
         else:
             self.history.record(key, Outcome.REFUSED, reply.get("error_code", str(reply)))
+            self.unconfirmed += 1
+        self.progress.set()
+        self.progress = trio.Event()
 
     async def until_confirmed(self, count: int, timeout: float = PATIENCE * 2) -> None:
         """Until ``count`` bets in all were confirmed."""
         with trio.fail_after(timeout):
             while self.confirmed < count:
+                await self.progress.wait()
+
+    async def until_unconfirmed(self, count: int, timeout: float = PATIENCE * 2) -> None:
+        """Until ``count`` requests in all were not confirmed (refused or unknown)."""
+        with trio.fail_after(timeout):
+            while self.unconfirmed < count:
+                await self.progress.wait()
+
+    async def until_each_confirmed_after(
+        self, moment: float, players: list[dict[str, Any]], timeout: float = PATIENCE * 2
+    ) -> None:
+        """Until every one of ``players`` had a bet sent after ``moment`` confirmed."""
+        with trio.fail_after(timeout):
+            while any(self.last_confirmed.get(p["user_id"], 0) <= moment for p in players):
                 await self.progress.wait()
 
     async def until_failed_over(self, timeout: float = PATIENCE * 2) -> None:
@@ -312,31 +332,51 @@ async def resolve_and_hear(table: Table, history: History) -> None:
     history.subscribers += [watcher.record for watcher in table.watchers]
 
 
-async def kill_the_owner(cluster: Cluster, betting: Betting) -> None:
-    """``kill -9`` of the owner, a new owner, a bet confirmed through it, and the killed
-    node started again (it comes back as an edge)."""
-    owner, epoch = await cluster.wait_for_owner()
-    owner.kill()
-    await owner.wait_exit()
-    betting.killed_at = trio.current_time()
-    await cluster.wait_for_owner(after_epoch=epoch)
-    await betting.until_failed_over()
-    await owner.restart()
+@dataclass
+class Scene:
+    """A running cluster with its clients, its table, its bettors' state, and the exits
+    with status 75 its supervisors restarted."""
+
+    rng: random.Random
+    cluster: Cluster
+    clients: Clients
+    table: Table
+    betting: Betting
+    exits: list[tuple[str, int]] = field(default_factory=list)
+
+    async def bet_through(self, faults: list[Fault], after: int = 5) -> None:
+        """Bettors on every node until each fault in turn was done after a seeded number
+        of confirmed bets, and ``after`` more were confirmed; each bettor then ends after
+        its request in flight."""
+        betting = self.betting
+        async with trio.open_nursery() as bettors:
+            for n, player in enumerate(self.table.players):
+                sides = {pool_id: self.rng.choice(TARGETS) for pool_id in self.table.pool_ids}
+                bettors.start_soon(bettor, self.table, betting, player, n, sides)
+            for fault in faults:
+                await betting.until_confirmed(betting.confirmed + self.rng.randint(5, 25))
+                await fault(self)
+            await betting.until_confirmed(betting.confirmed + after)
+            betting.stop.set()
+
+    async def verdict(self) -> Verdict:
+        """Every pool resolved and heard, then the checker over the history and the
+        database."""
+        await resolve_and_hear(self.table, self.betting.history)
+        stored = await read_stored(self.cluster.database_url, self.cluster, self.table.players)
+        return check(self.betting.history, stored)
 
 
-async def failover_round(
-    seed: int,
-    database_url: str,
-    redis_url: str,
-    workdir: Path,
-    *,
-    kills: int = 1,
-    bets_between: Callable[[random.Random], int] = lambda rng: rng.randint(5, 25),
-) -> Verdict:
-    """Bettors on every node and a subscriber on each; ``kills`` times, after a seeded
-    number of confirmed bets, ``kill -9`` of the owner; then every pool resolved, and
-    the checker's verdict."""
-    rng = random.Random(seed)
+#: Something done to the cluster under load (``kill_the_owner``, ...).
+Fault = Callable[[Scene], Awaitable[None]]
+
+
+@asynccontextmanager
+async def scene(
+    seed: int, database_url: str, redis_url: str, workdir: Path
+) -> AsyncIterator[Scene]:
+    """Three nodes (short lease), each supervised (restarted after exit status 75), a
+    table, and a subscriber on each node, recording."""
     async with (
         running_cluster(
             database_url, redis_url, workdir, lease_seconds=LEASE_SECONDS, extra=NODE_FLAGS
@@ -344,19 +384,34 @@ async def failover_round(
         clients_of(cluster) as clients,
     ):
         table = await set_table(clients)
-        betting = Betting(History())
+        found = Scene(random.Random(seed), cluster, clients, table, Betting(History()))
         async with trio.open_nursery() as nursery:
+            for node in cluster.nodes:
+                nursery.start_soon(supervise, node, found.exits)
             for watcher in table.watchers:
                 await nursery.start(watcher.run)
-            async with trio.open_nursery() as bettors:
-                for n, player in enumerate(table.players):
-                    sides = {pool_id: rng.choice(TARGETS) for pool_id in table.pool_ids}
-                    bettors.start_soon(bettor, table, betting, player, n, sides)
-                for _ in range(kills):
-                    await betting.until_confirmed(betting.confirmed + bets_between(rng))
-                    await kill_the_owner(cluster, betting)
-                await betting.until_confirmed(betting.confirmed + 5)
-                betting.stop.set()  # each bettor ends after its request in flight
-            await resolve_and_hear(table, betting.history)
+            yield found
             nursery.cancel_scope.cancel()
-        return check(betting.history, await read_stored(database_url, cluster, table.players))
+
+
+async def kill_the_owner(scene: Scene) -> None:
+    """``kill -9`` of the owner, a new owner, a bet confirmed through it, and the killed
+    node started again (it comes back as an edge)."""
+    owner, epoch = await scene.cluster.wait_for_owner()
+    owner.kill()
+    await owner.wait_exit()
+    scene.betting.killed_at = trio.current_time()
+    await scene.cluster.wait_for_owner(after_epoch=epoch)
+    await scene.betting.until_failed_over()
+    await owner.restart()
+
+
+async def failover_round(
+    seed: int, database_url: str, redis_url: str, workdir: Path, *, kills: int = 1
+) -> Verdict:
+    """Scenario (b): bettors on every node and a subscriber on each; ``kills`` times,
+    after a seeded number of confirmed bets, ``kill -9`` of the owner; then every pool
+    resolved, and the checker's verdict."""
+    async with scene(seed, database_url, redis_url, workdir) as found:
+        await found.bet_through([kill_the_owner] * kills)
+        return await found.verdict()
