@@ -42,6 +42,8 @@ EVENTS = "tote:ev:"  # + game id: a game's broadcasts
 USERS = "tote:users"  # pub/sub: b"<user_id>\n<frame bytes>"
 #: Entries a game's stream keeps (about: MAXLEN ~); the nodes keep their own history.
 STREAM_ENTRIES = 10_000
+#: How long a game's stream outlives its last broadcasts (refreshed every 100th seq).
+STREAM_SECONDS = 24 * 3600
 #: How long one XREAD waits for entries (ms): a game that gets subscribers is read at
 #: the latest this much later.
 BLOCK_MS = 100
@@ -120,12 +122,17 @@ class Broadcaster:
         self.bus = bus
         self.epoch = epoch
         self.stats = FanoutStats()
+        self._expiring: set[str] = set()  # games whose stream was given its expiry
 
     def __call__(self, entry: Mirrored) -> None:
         if self.bus.send(mirror_command(entry, self.epoch), len(entry.data) + COMMAND_OVERHEAD):
             self.stats.sent += 1
         else:
             self.stats.dropped += 1  # the other nodes see a gap and mend or resume
+        game_id = entry.game_id
+        if game_id is not None and (game_id not in self._expiring or entry.seq % 100 == 0):
+            self._expiring.add(game_id)  # a day after its last broadcasts, Redis drops it
+            self.bus.send(("EXPIRE", stream_key(game_id), STREAM_SECONDS), COMMAND_OVERHEAD)
 
     def refused(self, error: Exception) -> bool:
         """The Bus's call for a command Redis refused: True (counted) when it was a stale

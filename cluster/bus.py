@@ -40,6 +40,8 @@ REPLY_STREAM_LENGTH = 10_000
 
 #: Commands the publisher sends in one pipeline (one round trip) at most.
 PIPELINE = 256
+#: What a command of a few short arguments counts against the publisher queue.
+COMMAND_BYTES = 64
 
 
 def _bytes(name: Any) -> bytes:
@@ -110,6 +112,14 @@ class Bus:
         with trio.fail_after(CALL_SECONDS):
             return await self.client.create_request(name, *arguments, callback=NoopCallback())
 
+    async def call_all(self, *commands: tuple[Any, ...]) -> None:
+        """Several commands now, in order, in one round trip (a pipeline), under
+        ``CALL_SECONDS``; raises the first RedisError any of them met."""
+        with trio.fail_after(CALL_SECONDS):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for name, *arguments in commands:
+                    pipe.create_request(_bytes(name), *arguments, callback=NoopCallback())
+
     def send(self, command: tuple[Any, ...], size: int) -> bool:
         """Queue ``command`` (its name, then its arguments) for the publisher, after every
         command queued before it; False (dropped, counted) when the queue holds its bound."""
@@ -172,9 +182,10 @@ class Bus:
             log.warning("redis_refused", extra={"command": commands[0][0], "error": str(outcome)})
 
     async def _read_replies(self) -> None:
-        """XREAD the node's reply stream from its current end, forever."""
+        """XREAD the node's reply stream from its start (a reply that came before the
+        first read is still delivered), forever; what was read is trimmed away."""
         pause = Pause()
-        last = await _retrying(pause, self._last_reply_id)
+        last: bytes | str = b"0-0"
         while True:
             try:
                 with trio.fail_after(BLOCK_MS / 1000 + CALL_SECONDS):
@@ -183,27 +194,14 @@ class Bus:
                 await pause.wait()
                 continue
             pause.reset()
-            for entry in (got or {}).get(self.replies.encode(), ()):
+            entries = (got or {}).get(self.replies.encode(), ())
+            for entry in entries:
                 last = entry.identifier
                 self._deliver(entry.field_values)
-
-    async def _last_reply_id(self) -> bytes:
-        newest = await self.call(b"XREVRANGE", self.replies, b"+", b"-", b"COUNT", b"1")
-        return newest[0][0] if newest else b"0-0"
+            if entries:  # keep the stream to what is unread (the last one stays)
+                self.send(("XTRIM", self.replies, "MINID", last), COMMAND_BYTES)
 
     def _deliver(self, fields: Mapping[Any, Any]) -> None:
         deliver = self._waiters.pop(fields.get(b"i", b""), None)
         if deliver is not None:  # else its caller gave up: its outcome was unknown to it
             deliver(fields[b"r"])
-
-
-async def _retrying(pause: Pause, attempt: Callable[[], Awaitable[Any]]) -> Any:
-    """``attempt()`` until Redis answers it, with a growing pause between failures."""
-    while True:
-        try:
-            result = await attempt()
-        except (RedisError, trio.TooSlowError):
-            await pause.wait()
-            continue
-        pause.reset()
-        return result

@@ -19,6 +19,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import coredis
@@ -46,7 +47,24 @@ CONCURRENCY = 256
 #: Of the time a request has left, what the owner keeps back for its reply to travel.
 REPLY_MARGIN = 0.05
 
+#: Held answers (``Later``) the owner waits for at once, beside its ``CONCURRENCY``.
+HELD_WAITS = 4_096
+
 Handle = Callable[[str, Any, float], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Later:
+    """A handle's answer that is still to come (a held bet's decision): the owner waits
+    for it without holding a request slot, so held bets never stop other requests."""
+
+    wait: Callable[[], Awaitable[Any]]
+
+
+def entry_order(identifier: bytes) -> tuple[int, int]:
+    """A stream entry id (``<ms>-<n>``) as what orders it."""
+    ms, _, n = identifier.partition(b"-")
+    return int(ms), int(n)
 
 
 def now_ms() -> int:
@@ -153,7 +171,11 @@ class RequestServer:
         self.handle = handle
         self.consumer = consumer
         self._slots = trio.Semaphore(concurrency)
+        self._held = trio.Semaphore(HELD_WAITS)
         self._concurrency = concurrency
+        #: the newest entry this server took: one at or below it again (a Redis that
+        #: lost its last writes delivers it twice) is answered unknown, never run twice
+        self._taken = (0, 0)
         #: entries dropped because their deadline had passed before they were read
         self.expired = 0
 
@@ -188,7 +210,16 @@ class RequestServer:
             for identifier in deleted[0] if deleted else ():
                 await self.bus.call(b"XACK", REQUESTS, GROUP, identifier)
             if start == b"0-0":
+                await self._forget_earlier_consumers()
                 return
+
+    async def _forget_earlier_consumers(self) -> None:
+        """Earlier owners' consumers (their entries are this one's now) deleted."""
+        consumers = await self.bus.call(b"XINFO", b"CONSUMERS", REQUESTS, GROUP)
+        for consumer in consumers:  # RESP3: a map each
+            name = consumer.get(b"name")
+            if name is not None and name != self.consumer.encode():
+                await self.bus.call(b"XGROUP", b"DELCONSUMER", REQUESTS, GROUP, name)
 
     async def _ensure_group(self) -> None:
         with contextlib.suppress(StreamDuplicateConsumerGroupError):
@@ -213,6 +244,13 @@ class RequestServer:
                 await self._slots.acquire()
                 nursery.start_soon(self._serve_one, entry.identifier, entry.field_values)
 
+    def _first_time(self, identifier: bytes) -> bool:
+        order = entry_order(identifier)
+        if order <= self._taken:
+            return False
+        self._taken = order
+        return True
+
     async def _read(self, count: int) -> tuple[Any, ...]:
         with trio.fail_after(BLOCK_MS / 1000 + CALL_SECONDS):
             got = await self.bus.client.xreadgroup(
@@ -221,29 +259,41 @@ class RequestServer:
         return (got or {}).get(REQUESTS.encode(), ())
 
     async def _serve_one(self, identifier: bytes, fields: Mapping[Any, Any]) -> None:
+        slot = True  # this task holds a request slot until it waits on a held answer
         try:
             remaining = int(fields[b"d"]) / 1000 - time.time()
             if remaining <= REPLY_MARGIN:  # no time left to run it and answer
                 self.expired += 1  # its caller has given up: run nothing, answer nothing
-                await self.bus.call(b"XACK", REQUESTS, GROUP, identifier)
+                await self.bus.call_all(*_done_with(identifier))
+                return
+            if not self._first_time(identifier):
+                await self._answer(fields, restarted(), identifier)
                 return
             answer = await self._run(fields, remaining)
+            if isinstance(answer, Later):
+                await self._held.acquire()
+                self._slots.release()
+                slot = False
+                try:
+                    answer = await self._run_later(answer)
+                finally:
+                    self._held.release()
             await self._answer(fields, answer, identifier)
         except (RedisError, trio.TooSlowError) as error:  # left pending: the caller times out
             log.warning("request_not_answered", extra={"error": str(error)})
         finally:
-            self._slots.release()
+            if slot:
+                self._slots.release()
 
     async def _run(self, fields: Mapping[Any, Any], remaining: float) -> Any:
-        """The local answer to one entry, or the DomainError it raised."""
-        try:
-            message = codec.decode(fields[b"m"])
-            return await self.handle(fields[b"k"].decode(), message, remaining - REPLY_MARGIN)
-        except DomainError as error:
-            return error
-        except Exception:
-            log.exception("forwarded request failed")
-            return DomainError(ErrorCode.INTERNAL_ERROR, "The request failed on the owner.")
+        """The local answer to one entry (maybe ``Later``), or the DomainError it raised."""
+        message = codec.decode(fields[b"m"])  # a message tote encoded; else INTERNAL_ERROR
+        return await _answer_or_error(
+            self.handle(fields[b"k"].decode(), message, remaining - REPLY_MARGIN)
+        )
+
+    async def _run_later(self, later: Later) -> Any:
+        return await _answer_or_error(later.wait())
 
     async def _answer(self, fields: Mapping[Any, Any], answer: Any, identifier: bytes) -> None:
         """The reply on the caller's stream, then the entry acknowledged."""
@@ -252,11 +302,28 @@ class RequestServer:
         except codec.NotForwardable:
             log.exception("a reply that does not cross nodes")
             body = codec.encode(DomainError(ErrorCode.INTERNAL_ERROR, "The reply cannot cross."))
-        await self.bus.call(
+        reply = (
             b"XADD", fields[b"r"], b"MAXLEN", b"~", REPLY_STREAM_LENGTH, b"*",
             b"i", fields[b"i"], b"r", body,
         )  # fmt: skip
-        await self.bus.call(b"XACK", REQUESTS, GROUP, identifier)
+        await self.bus.call_all(reply, *_done_with(identifier))
+
+
+def _done_with(identifier: bytes) -> tuple[tuple[Any, ...], ...]:
+    """An entry acknowledged and deleted (the stream keeps only what is unanswered)."""
+    return (b"XACK", REQUESTS, GROUP, identifier), (b"XDEL", REQUESTS, identifier)
+
+
+async def _answer_or_error(answering: Awaitable[Any]) -> Any:
+    """What ``answering`` returns, or the DomainError it raised (any other error logged
+    and answered INTERNAL_ERROR)."""
+    try:
+        return await answering
+    except DomainError as error:
+        return error
+    except Exception:
+        log.exception("forwarded request failed")
+        return DomainError(ErrorCode.INTERNAL_ERROR, "The request failed on the owner.")
 
 
 def restarted() -> OutcomeUnknown:

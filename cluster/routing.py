@@ -12,6 +12,7 @@ services, as a single node would.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import trio
@@ -21,7 +22,7 @@ from actors.directory import CreateGame
 from actors.game import Join, Leave
 from actors.services import Askable, Services
 from cluster.broadcasts import BroadcastReader, join_on_edge, leave_on_edge
-from cluster.forward import Forwarder
+from cluster.forward import Forwarder, Later
 from cluster.messages import CloseSourceFor, PlaceSlip
 from domain.betslip import SlipAnswer, fingerprint
 from domain.errors import DomainError, ErrorCode, OutcomeUnknown
@@ -77,18 +78,31 @@ class LocalActors:
 
     async def handle(self, key: str, message: Any, remaining: float) -> Any:
         """A forwarded request (the RequestServer's handle): as ``ask``, but a held bet is
-        answered with its decision (a caller on another node cannot wait on it here),
-        REQUEST_TIMED_OUT when the pool has not decided within ``remaining``."""
-        with trio.move_on_after(remaining):
+        answered ``Later`` with its decision (a caller on another node cannot wait on it
+        here). Raises OutcomeUnknown (REQUEST_TIMED_OUT) past ``remaining``: the actor
+        may have taken it (this scope, not the ask's, may see the deadline first)."""
+        deadline = trio.current_time() + remaining
+        with trio.move_on_at(deadline):
             answer = await self.ask(key, message, remaining)
             if isinstance(answer, pool_msgs.BetHeld):
-                return await answer.decision.wait()
+                return Later(partial(_decision, answer, deadline))
             return answer
-        # the actor may have taken it (this scope, not the ask's, saw the deadline)
         raise OutcomeUnknown(
             ErrorCode.REQUEST_TIMED_OUT,
             "The owner did not finish in time: the request may or may not have been applied.",
         )
+
+
+async def _decision(held: pool_msgs.BetHeld, deadline: float) -> Any:
+    """A held bet's decision, by ``deadline`` (trio time); REQUEST_TIMED_OUT (unknown
+    to the caller) past it."""
+    with trio.move_on_at(deadline):
+        return await held.decision.wait()
+    raise OutcomeUnknown(
+        ErrorCode.REQUEST_TIMED_OUT,
+        "The pool did not decide the held bet in time; it is placed or refused all the same "
+        "(see your balance).",
+    )
 
 
 class EdgeGames:

@@ -26,6 +26,7 @@ from actors.hub import CLOSE_GAP, Hub, Joined, Mirrored, _since
 from cluster.broadcasts import (
     FULL_REPORT_ROUNDS,
     REPORT_SECONDS,
+    STREAM_SECONDS,
     USERS,
     Broadcaster,
     BroadcastReader,
@@ -243,6 +244,8 @@ async def test_an_edge_delivers_the_owners_bytes_in_order(redis_url: str) -> Non
         assert remote.got == local.got[1:]  # the same bytes, in order
         assert remote.seqs() == list(range(2, 202))
         assert nodes.reader.stats.delivered == 200 and nodes.reader.stats.lost == 0
+        ttl = await nodes.client.ttl(f"tote:ev:{GAME}")  # Redis drops an idle game's stream
+        assert 0 < ttl <= STREAM_SECONDS
 
 
 async def test_unnumbered_messages_reach_only_their_users_on_the_edge(redis_url: str) -> None:

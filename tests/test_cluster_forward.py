@@ -14,7 +14,7 @@ import trio
 
 from actors.pool import protocol as p
 from cluster.bus import Bus
-from cluster.forward import GROUP, REQUESTS, Forwarder, RequestServer
+from cluster.forward import GROUP, REQUESTS, Forwarder, Later, RequestServer
 from domain.errors import DomainError, ErrorCode, OutcomeUnknown
 from tests.redis import ThrowawayRedis
 
@@ -155,3 +155,93 @@ async def _first_answer(forwarder: Forwarder) -> Any:
                 assert error.code in (ErrorCode.UNAVAILABLE, ErrorCode.REQUEST_TIMED_OUT)
                 assert time.monotonic() - start < CEILING
                 await trio.sleep(0.05)
+
+
+async def test_a_held_answer_does_not_hold_a_request_slot(redis_url: str) -> None:
+    """One slot: a request whose answer comes ``Later`` (a held bet) leaves it to the
+    next request, which is answered first."""
+    decided = trio.Event()
+
+    async def held_or_placed(key: str, message: Any) -> Any:
+        if key == "pool:held":
+
+            async def decision() -> Any:
+                await decided.wait()
+                return "decided"
+
+            return Later(decision)
+        return "placed"
+
+    answers: list[Any] = []
+    async with (
+        node(redis_url, "edge") as (edge_nursery, edge),
+        node(redis_url, "own") as (
+            nursery,
+            own,
+        ),
+    ):
+        server = RequestServer(own, Owner(held_or_placed).handle, "own/1", concurrency=1)
+        await nursery.start(server.run)
+        forwarder = Forwarder(edge)
+
+        async def held() -> None:
+            answers.append(await forwarder.ask("pool:held", BET, timeout=CEILING))
+
+        edge_nursery.start_soon(held)
+        answers.append(await forwarder.ask("pool:plain", BET, timeout=CEILING))
+        decided.set()
+        await wait_until(lambda: len(answers) == 2)
+    assert answers == ["placed", "decided"]
+
+
+async def test_a_request_delivered_again_is_answered_unknown_never_run_twice(
+    redis_url: str,
+) -> None:
+    """A Redis that lost its last writes (an fsync'd append-only file, a replica's
+    failover) may deliver an entry again: the owner runs it once."""
+    release = trio.Event()
+
+    async def slow(key: str, message: Any) -> Any:
+        await release.wait()
+        return "placed"
+
+    owner = Owner(slow)
+    outcome: list[BaseException] = []
+
+    async def caller(edge: Bus) -> None:
+        try:
+            await Forwarder(edge).ask("pool:p1", BET, timeout=CEILING)
+        except OutcomeUnknown as error:
+            outcome.append(error)
+
+    async with (
+        node(redis_url, "edge") as (edge_nursery, edge),
+        node(redis_url, "own") as (
+            nursery,
+            own,
+        ),
+    ):
+        await nursery.start(RequestServer(own, owner.handle, "own/1").run)
+        edge_nursery.start_soon(caller, edge)
+        await owner.called.wait()
+        await own.call(b"XGROUP", b"SETID", REQUESTS, GROUP, b"0")  # delivered again
+        await wait_until(lambda: bool(outcome))
+        release.set()
+    assert [error.code for error in outcome] == [ErrorCode.ACTOR_RESTARTED]
+    assert len(owner.ran) == 1
+
+
+async def test_answered_requests_and_read_replies_leave_the_streams(redis_url: str) -> None:
+    owner = Owner()
+    async with node(redis_url, "edge") as (_, edge), node(redis_url, "own") as (nursery, own):
+        await nursery.start(RequestServer(own, owner.handle, "own/1").run)
+        forwarder = Forwarder(edge)
+        for _ in range(5):
+            assert await forwarder.ask("pool:p1", BET, timeout=CEILING)
+
+        async def lengths() -> tuple[int, int]:
+            return await own.call(b"XLEN", REQUESTS), await own.call(b"XLEN", edge.replies)
+
+        with trio.fail_after(CEILING):
+            while await lengths() != (0, 1):  # noqa: ASYNC110 (Redis's state; the last reply stays)
+                await trio.sleep(0.01)
