@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -407,6 +407,23 @@ class Hub:
     def remote_games(self) -> list[str]:
         """The games this node copies that have local subscribers."""
         return [g for g, c in self._channels.items() if c.remote and c.subscribers]
+
+    def forget_idle_copies(self, keep: Collection[str]) -> int:
+        """Drop the copies of games (an edge's) with no local subscriber and nothing
+        broadcast for ``HISTORY_SECONDS`` (nobody can resume from them any more), but
+        those in ``keep`` (a join is waiting for them); how many were dropped."""
+        idle_before = trio.current_time() - HISTORY_SECONDS
+        idle = [
+            game_id
+            for game_id, channel in self._channels.items()
+            if channel.remote
+            and not channel.subscribers
+            and game_id not in keep
+            and (not channel.history or channel.history[-1][2] < idle_before)
+        ]
+        for game_id in idle:
+            del self._channels[game_id]
+        return len(idle)
 
     def deliver_remote(self, entry: Mirrored, *, gap_ok: bool = False) -> Delivery:
         """An entry of the game's stream (an edge): the same bytes to the local subscribers

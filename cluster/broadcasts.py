@@ -47,6 +47,8 @@ STREAM_SECONDS = 24 * 3600
 #: How long one XREAD waits for entries (ms): a game that gets subscribers is read at
 #: the latest this much later.
 BLOCK_MS = 100
+#: How often an edge drops the copies of games it no longer follows (seconds).
+FORGET_SECONDS = 10.0
 #: Entries one XREAD returns per stream at most.
 READ_COUNT = 500
 #: Every Redis call's deadline, past its block time.
@@ -157,6 +159,7 @@ class BroadcastReader:
         self._epochs: dict[str, int] = {}  # the owner epoch of each game's last entry
         self._changed = trio.Event()  # a game is wanted
         self._progress = trio.Event()  # entries were delivered
+        self._forget_at = 0.0  # trio time of the next forget_idle_copies
         #: set once the 815 channel is subscribed (a push published before is not seen)
         self.users_subscribed = trio.Event()
 
@@ -213,7 +216,12 @@ class BroadcastReader:
         self._progress = trio.Event()
 
     async def _read_streams(self) -> None:
-        """One XREAD over the followed games' streams, then deliver what came."""
+        """One XREAD over the followed games' streams, then deliver what came (and, once
+        in a while, forget the copies of games nobody here follows any more)."""
+        if trio.current_time() >= self._forget_at:
+            self._forget_at = trio.current_time() + FORGET_SECONDS
+            self.hub.forget_idle_copies(keep=self._wanted)
+            self._epochs = {g: e for g, e in self._epochs.items() if self.hub.cursor(g)}
         cursors = {}
         for game_id in {*self.hub.remote_games(), *self._wanted}:
             if (cursor := self.hub.cursor(game_id)) is not None:

@@ -22,7 +22,7 @@ from coredis.exceptions import RedisError, ResponseError
 from coredis.response._callbacks import NoopCallback
 
 from actors import game as g
-from actors.hub import CLOSE_GAP, Hub, Joined, Mirrored, _since
+from actors.hub import CLOSE_GAP, HISTORY_SECONDS, Hub, Joined, Mirrored, _since
 from cluster.broadcasts import (
     FULL_REPORT_ROUNDS,
     REPORT_SECONDS,
@@ -535,6 +535,23 @@ async def test_an_edge_tells_every_count_again_every_few_rounds(
         await trio.sleep(FULL_REPORT_ROUNDS * 2 * REPORT_SECONDS + REPORT_SECONDS / 2)
         nursery.cancel_scope.cancel()
     assert told == [1, 1, 1]  # the first round, then every FULL_REPORT_ROUNDS
+
+
+async def test_an_edge_forgets_the_copies_nobody_follows(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    edge = Hub(render)
+    watched, waited_for, idle = Listener(), "g-waited", "g-idle"
+    for game_id in (GAME, waited_for, idle):
+        edge.follow(game_id, 0)
+        edge.deliver_remote(Mirrored(b"x", game_id, 1, 0))
+    edge.join(GAME, watched)
+    await trio.sleep(HISTORY_SECONDS - 1)
+    assert edge.forget_idle_copies(keep={waited_for}) == 0  # resumable a while yet
+    await trio.sleep(2)
+    assert edge.forget_idle_copies(keep={waited_for}) == 1
+    assert edge.cursor(idle) is None
+    assert edge.cursor(GAME) == (1, 0) and edge.cursor(waited_for) == (1, 0)
 
 
 async def test_a_leave_of_a_viewer_not_subscribed_here_asks_nothing() -> None:
