@@ -310,10 +310,14 @@ async def bettor(job: dict[str, Any], shared: Shared, n: int, login: Login, out:
 
 
 async def place_bets(ws: Any, job: dict[str, Any], shared: Shared, n: int, out: dict) -> None:
+    """Bets until the job's end or count. Paced connections bet together, a burst each
+    ``interval``, unless the job ``spread``s them over it (the number of connections
+    sharing it; ``shift``: this job's offset, in steps, beside another's)."""
     pools, count, interval = job["pools"], job.get("count", math.inf), job.get("interval", 0)
     await trio.sleep(max(0.0, shared["start_at"].value - time.time()))
     end = shared["start_at"].value + job.get("seconds", math.inf)
-    due = trio.current_time()
+    steps = job.get("spread")
+    due = trio.current_time() + (interval * (n + job.get("shift", 0)) / steps if steps else 0)
     i = 0
     while time.time() < end and i < count:
         if interval:

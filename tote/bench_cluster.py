@@ -141,7 +141,9 @@ async def measure_forwarding(
     size: dict[str, Any], nodes: Nodes, target: Target, redis: str
 ) -> dict[str, Any]:
     """Bets at ``forward_rate`` in all for ``seconds``, half the connections on the owner,
-    half on node-1 (none with one node); a Redis PING timed every 10 ms meanwhile."""
+    half on node-1 (none with one node), each at its own moment of the interval, owner
+    and edge in turn (a burst of all at once would measure the owner's batching); a
+    Redis PING timed every 10 ms meanwhile."""
     operator = Operator(nodes.owner, target)
     (admin,) = await operator.logins(1, "admin")
     sides = dict(zip(("owner", "edge"), nodes.servers, strict=False))
@@ -149,7 +151,7 @@ async def measure_forwarding(
     logins = await operator.logins(per_side * len(sides), "bettor", deposit="100000")
     async with open_websocket_url(ws_url(nodes.owner.ws_port, admin)) as admin_ws:
         _, pools = await operator.game(admin_ws, 20)
-    job = {"kind": "bets", "pools": pools, "seconds": size["seconds"]}
+    job = {"kind": "bets", "pools": pools, "seconds": size["seconds"], "spread": per_side}
     job["interval"] = per_side * len(sides) / size["forward_rate"]
     results: dict[str, dict[str, Any]] = {name: {} for name in sides}
     pings: list[float] = []
@@ -157,8 +159,8 @@ async def measure_forwarding(
         clients = {name: Clients(1) for name in sides}
         for i, (name, server) in enumerate(sides.items()):
             share = logins[i * per_side : (i + 1) * per_side]
-            run = clients[name].run_into
-            nursery.start_soon(run, results[name], {**job, "port": server.ws_port}, share)
+            paced = {**job, "port": server.ws_port, "shift": i / len(sides)}  # owner, edge in turn
+            nursery.start_soon(clients[name].run_into, results[name], paced, share)
         for side in clients.values():
             await side.connected(per_side)
         for side in clients.values():
