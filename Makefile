@@ -111,7 +111,7 @@ test-binary: binary
 
 SEED ?= 1
 MINUTES ?= 5
-soak: $(STAMP)
+soak: $(STAMP) packages
 	$(BIN)/python -m tests.reliability.soak --seed $(SEED) --minutes $(MINUTES)
 
 # Scenario 7's long run: idle connections, floods, storms and slow clients beside an

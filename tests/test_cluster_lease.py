@@ -7,7 +7,8 @@ written with ``LeaseStore.expire_for_tests``."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -142,25 +143,47 @@ class _HeldAndCounted(HeldAfter):
         self.fenced += 1
 
 
+@contextmanager
+def _a_write_held_open(
+    url: str, key: str, idle_ms: int | None = None
+) -> Iterator[tuple[LeaseStore, _HeldAndCounted, list[Any]]]:
+    """Node A takes the lease (epoch 1) and holds a fenced write of meta ``key`` open
+    (idle in its transaction) while the block runs; then the write goes on. Yields A's
+    lease store, A's database (the caller closes it) and a list that gets the batch's
+    results, or the exception it raised."""
+    store = LeaseStore(url)
+    assert store.take(GAMES_LEASE, "A", 10) == 1
+    write = _meta(key)
+    db = _HeldAndCounted(url, write)
+    db.fence, db.fence_idle_ms = (GAMES_LEASE, "A", 1), idle_ms
+
+    def attempt() -> Any:
+        try:
+            return db.apply_batch([[write]])
+        except Exception as failed:  # its session ended under it
+            return failed
+
+    writing, written, _ = in_thread(attempt)
+    try:
+        assert db.checked.wait(PATIENCE)
+        yield store, db, written
+    finally:
+        db.release.set()
+        writing.join(PATIENCE)
+        store.close()
+
+
 def _takeover_during_a_write(url: str) -> tuple[_HeldAndCounted, list[Any], bool, list[Any]]:
     """Node A (epoch 1) holds a write batch open; its lease expires and node B takes it
     meanwhile; then A's batch commits: (A's database, A's results, whether B's take
     waited for A's transaction, B's epoch)."""
-    a, b = LeaseStore(url), LeaseStore(url)
-    assert a.take(GAMES_LEASE, "A", 10) == 1
-    write = _meta("during")
-    db = _HeldAndCounted(url, write)
-    db.fence = (GAMES_LEASE, "A", 1)
-    writing, written, _ = in_thread(lambda: db.apply_batch([[write]]))
-    assert db.checked.wait(PATIENCE)
-    a.expire_for_tests(GAMES_LEASE)  # A stopped renewing (it cannot block: a non-key update)
-    taking, taken, take_done = in_thread(lambda: b.take(GAMES_LEASE, "B", 10))
-    waited = waits_for_a_lock(url, take_done)
-    db.release.set()
-    writing.join(PATIENCE)
+    b = LeaseStore(url)
+    with _a_write_held_open(url, "during") as (a, db, written):
+        a.expire_for_tests(GAMES_LEASE)  # A stopped renewing (it cannot block: a non-key update)
+        taking, taken, take_done = in_thread(lambda: b.take(GAMES_LEASE, "B", 10))
+        waited = waits_for_a_lock(url, take_done)
     taking.join(PATIENCE)
-    for store in (a, b):
-        store.close()
+    b.close()
     return db, written[0], waited, taken
 
 
@@ -220,22 +243,15 @@ def test_without_the_lock_the_fence_log_shows_the_stale_write(
     write is open; A's commit comes after B's first write."""
     unlocked = leases.fence_sql().replace(" FOR KEY SHARE", "")
     monkeypatch.setattr(leases, "fence_sql", lambda: unlocked)
-    a, b = LeaseStore(postgres_url), LeaseStore(postgres_url)
-    assert a.take(GAMES_LEASE, "A", 10) == 1
-    write = _meta("stale")
-    old_owner = _HeldAndCounted(postgres_url, write)
-    old_owner.fence = (GAMES_LEASE, "A", 1)
-    new_owner = PostgresDatabase(postgres_url, synchronous="OFF")  # opened (DDL) first
+    b = LeaseStore(postgres_url)
+    new_owner = PostgresDatabase(postgres_url, synchronous="OFF")
     new_owner.fence = (GAMES_LEASE, "B", 2)
-    writing, written, _ = in_thread(lambda: old_owner.apply_batch([[write]]))
-    assert old_owner.checked.wait(PATIENCE)
-    a.expire_for_tests(GAMES_LEASE)
-    assert b.take(GAMES_LEASE, "B", 10) == 2
-    assert new_owner.apply_batch([[_meta("fresh")]]) == [None]
-    old_owner.release.set()
-    writing.join(PATIENCE)
+    with _a_write_held_open(postgres_url, "stale") as (a, old_owner, written):
+        a.expire_for_tests(GAMES_LEASE)
+        assert b.take(GAMES_LEASE, "B", 10) == 2
+        assert new_owner.apply_batch([[_meta("fresh")]]) == [None]
     log = b.fence_log()
-    for closing in (a, b, old_owner, new_owner):
+    for closing in (b, old_owner, new_owner):
         closing.close()
     assert written == [[None]]
     assert [e.epoch for e in log] == [1, 2] and log[0].last_ms > log[1].first_ms
@@ -291,22 +307,11 @@ def test_a_node_starting_beside_an_owner_locks_none_of_its_tables(postgres_url: 
     write open neither waits for that write nor holds up the owner's renewal: it runs
     no DDL (an ALTER TABLE that adds nothing still locks its table), and so the start of
     a node cannot cost the owner its lease (found by tests/test_cluster.py, SIGSTOP)."""
-    store = LeaseStore(postgres_url)
-    assert store.take(GAMES_LEASE, "A", 10) == 1
-    write = _meta("held")
-    owner = HeldAfter(postgres_url, write)
-    owner.fence = (GAMES_LEASE, "A", 1)
-    writing, written, _ = in_thread(lambda: owner.apply_batch([[write]]))
-    assert owner.checked.wait(PATIENCE)
-    try:
+    with _a_write_held_open(postgres_url, "held") as (store, owner, written):
         PostgresDatabase(postgres_url, synchronous="OFF").close()  # used to wait: lock_timeout
         assert store.renew(GAMES_LEASE, "A", 1, 10) is True
-    finally:
-        owner.release.set()
-        writing.join(PATIENCE)
+    owner.close()
     assert written == [[None]]
-    for closing in (owner, store):
-        closing.close()
 
 
 def test_an_owner_paused_inside_a_write_does_not_keep_the_lease_from_being_taken(
@@ -317,29 +322,13 @@ def test_an_owner_paused_inside_a_write_does_not_keep_the_lease_from_being_taken
     transaction for ``fence_idle_ms``, so the next node takes the lease (it used to wait
     until the owner woke: found by tests/test_cluster.py, SIGSTOP), and the paused
     write is not committed."""
-    a, b = LeaseStore(postgres_url), LeaseStore(postgres_url)
-    assert a.take(GAMES_LEASE, "A", 10) == 1
-    write = _meta("paused")
-    owner = HeldAfter(postgres_url, write)
-    owner.fence, owner.fence_idle_ms = (GAMES_LEASE, "A", 1), 200
-
-    def attempt() -> Any:
-        try:
-            return owner.apply_batch([[write]])
-        except Exception as failed:  # its session was ended under it
-            return failed
-
-    writing, written, _ = in_thread(attempt)
-    try:
-        assert owner.checked.wait(PATIENCE)
+    b = LeaseStore(postgres_url)
+    with _a_write_held_open(postgres_url, "paused", idle_ms=200) as (a, owner, written):
         a.expire_for_tests(GAMES_LEASE)
         assert b.take(GAMES_LEASE, "B", 10) == 2  # within LeaseStore's lock timeout (10 s)
-    finally:
-        owner.release.set()
-        writing.join(PATIENCE)
-    assert isinstance(written[0], Exception) and not _stored(postgres_url, "paused")
-    for closing in (a, b, owner):
+    for closing in (b, owner):
         closing.close()
+    assert isinstance(written[0], Exception) and not _stored(postgres_url, "paused")
 
 
 def test_a_complete_schema_needs_no_ddl() -> None:

@@ -116,7 +116,8 @@ class Verdict:
         told = ", ".join(f"{text} {n}" for text, n in self.said.most_common())
         return (
             f"confirmed {self.confirmed}, refused {self.refused}, unknown {self.unknown} "
-            f"({told or 'none'}), lost {self.lost}, stale_writes {self.stale_writes}, "
+            f"(told: {told or 'nothing else'}), lost {self.lost}, "
+            f"stale_writes {self.stale_writes}, "
             f"{failover_line(self.failovers)}"
         )
 

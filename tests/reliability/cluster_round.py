@@ -38,7 +38,7 @@ from tests.reliability.cluster_checker import (
     check,
 )
 from tests.reliability.invariants import pool_problems
-from tests.reliability.load import TARGETS, DatabaseAt, open_pools
+from tests.reliability.load import TARGETS, DatabaseAt, Figures, open_pools
 from tote.server import Endpoints
 
 #: The failover scenarios' lease: short, so a takeover takes seconds.
@@ -125,16 +125,18 @@ class Watcher:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Join (then report started), record, and join again (on the next live node)
         after each loss."""
+        joined = False
         for attempt in itertools.count():
             try:
                 async with self.clients.session(self.user, self.first + attempt) as ws:
                     await self._join(ws)
-                    if attempt == 0:
+                    if not joined:
                         task_status.started()
+                        joined = True
                     while True:
                         self._note(await ws.ws.get_message())
             except GONE:
-                if self.last_seq is None and attempt == 0:
+                if not joined:
                     raise  # the first join must work
             self.record.stayed = False
             await trio.sleep(RECONNECT_PAUSE)
@@ -415,3 +417,23 @@ async def failover_round(
     async with scene(seed, database_url, redis_url, workdir) as found:
         await found.bet_through([kill_the_owner] * kills)
         return await found.verdict()
+
+
+async def cluster_round(
+    seed: int, database_url: str, redis_url: str, workdir: Path, figures: Figures, *, kills: int
+) -> None:
+    """``make soak``'s cluster round: ``failover_round`` with ``kills`` seeded kills of the
+    owner, its verdict added to ``figures``; AssertionError with the problems found."""
+    verdict = await failover_round(seed, database_url, redis_url, workdir, kills=kills)
+    figures.rounds += 1
+    figures.operations += verdict.confirmed + verdict.refused + verdict.unknown
+    figures.confirmed += verdict.confirmed
+    figures.refused += verdict.refused
+    figures.unknown += verdict.unknown
+    figures.kills += kills
+    figures.restarts += kills
+    figures.invariants_checked += 1
+    figures.lost += verdict.lost
+    figures.stale_writes += verdict.stale_writes
+    figures.failovers += verdict.failovers
+    assert verdict.problems == [], (seed, verdict.problems)

@@ -21,6 +21,7 @@ import trio
 
 from tests import postgres as engines
 from tests.conftest import WsClient
+from tests.reliability.cluster_checker import failover_line
 from tests.test_betslip_crash import slip_bet
 
 STAKE = "0.25"
@@ -48,9 +49,17 @@ class Figures:
     faults: int = 0
     invariants_checked: int = 0
     lost: int = 0
+    #: cluster rounds: requests of unknown outcome, writes of a stale lease epoch after
+    #: the next epoch's first, and the seconds from each kill of the owner to the first
+    #: bet accepted after it
+    unknown: int = 0
+    stale_writes: int = 0
+    failovers: list[float] = field(default_factory=list)
 
     def line(self) -> str:
-        return ", ".join(f"{name} {value}" for name, value in vars(self).items())
+        figures = vars(self).items()
+        listed = [f"{name} {value}" for name, value in figures if name != "failovers"]
+        return ", ".join([*listed, failover_line(self.failovers)])
 
     def add(self, other: Figures) -> None:
         for name, value in vars(other).items():

@@ -12,7 +12,11 @@ request's task), a crash round and a remote wallet crash round (tests/reliabilit
 ``tote serve`` killed with ``kill -9`` under bets, slips, deposits and events, the remote
 one against the fake operator with its misbehaviours injected); on PostgreSQL also a
 restart round (tests/reliability/restart.py: PostgreSQL restarted with ``pg_ctl restart
--m immediate`` under the same load while tote runs on).
+-m immediate`` under the same load while tote runs on); and a cluster round
+(tests/reliability/cluster_round.py: three ``tote serve`` nodes on PostgreSQL and Redis,
+bettors and subscribers on every node, the owner killed with ``kill -9`` at seeded
+moments, the Jepsen-style checker over the history: ``lost``, ``stale_writes`` and the
+failover seconds, p50 and max).
 
 A round is fixed by its seed: which pools each client bets on, how much, and after how
 many operations which actor is cancelled, when the process is killed and which fault the
@@ -35,6 +39,8 @@ import trio
 from tests import postgres as engines
 from tests.conftest import running_harness, setup_game
 from tests.postgres import TestDatabases, default_engine, start_server
+from tests.redis import start_server as start_redis
+from tests.reliability.cluster_round import cluster_round
 from tests.reliability.crash import crash_round
 from tests.reliability.invariants import all_problems
 from tests.reliability.load import (
@@ -190,9 +196,31 @@ async def _long_pgrestart(seed: int, workdir: Path, figures: Figures) -> None:
     await restart_round(seed, workdir, figures, restarts=3)
 
 
+async def _long_cluster(seed: int, workdir: Path, figures: Figures) -> None:
+    """Three nodes on a PostgreSQL (the soak's, else a throwaway one of the round's own)
+    and a throwaway Redis; the owner killed three times."""
+    postgres = engines.current.server or await trio.to_thread.run_sync(start_server)
+    redis = await trio.to_thread.run_sync(start_redis)
+    try:
+        database = postgres.create_database()
+        rounds = workdir / f"cluster-{seed}"
+        rounds.mkdir()
+        await cluster_round(seed, database, redis.url, rounds, figures, kills=3)
+    finally:
+        redis.stop()
+        if postgres is not engines.current.server:
+            postgres.stop()
+
+
 #: The round kinds ``make soak`` runs in turn, each with its long-run size; on
-#: PostgreSQL also its restart rounds.
-KINDS = {"chaos": _long_chaos, "crash": _long_crash, "remote": _long_remote}
+#: PostgreSQL also its restart rounds. The cluster rounds run on PostgreSQL and Redis
+#: whatever the engine (a cluster needs both).
+KINDS = {
+    "chaos": _long_chaos,
+    "crash": _long_crash,
+    "remote": _long_remote,
+    "cluster": _long_cluster,
+}
 POSTGRESQL_KINDS = {**KINDS, "pgrestart": _long_pgrestart}
 
 
@@ -237,7 +265,7 @@ def main() -> None:
         if server is not None:
             server.stop()
     print(f"soak seed {args.seed}, {args.minutes} min, {default_engine()}: {figures.line()}")
-    raise SystemExit(0 if figures.lost == 0 else 1)
+    raise SystemExit(0 if figures.lost == figures.stale_writes == 0 else 1)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def test_a_sound_history_passes_with_its_figures() -> None:
     assert (verdict.confirmed, verdict.refused, verdict.unknown) == (1, 1, 1)
     assert verdict.lost == verdict.stale_writes == 0
     assert verdict.line() == (
-        "confirmed 1, refused 1, unknown 1 (POOL_CLOSED 1, UNAVAILABLE 1), lost 0, "
+        "confirmed 1, refused 1, unknown 1 (told: POOL_CLOSED 1, UNAVAILABLE 1), lost 0, "
         "stale_writes 0, failover s p50 2.75 max 3.00 (n 2)"
     )
 

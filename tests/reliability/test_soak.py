@@ -1,7 +1,7 @@
 """Scenarios 1 and 2, short: one seeded chaos round (websocket bets and betslips), one
-crash round and one remote wallet crash round, each with two ``kill -9``, and on
-PostgreSQL a restart round with two ``pg_ctl restart -m immediate`` (the long run is
-``make soak``, tests/reliability/soak.py)."""
+crash round and one remote wallet crash round, each with two ``kill -9``, on PostgreSQL a
+restart round with two ``pg_ctl restart -m immediate``, and a cluster round with two
+``kill -9`` of the owner (the long run is ``make soak``, tests/reliability/soak.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.reliability.cluster_round import cluster_round
 from tests.reliability.crash import crash_round
 from tests.reliability.load import Figures
 from tests.reliability.restart import restart_round
@@ -53,3 +54,16 @@ async def test_a_postgresql_restarted_mid_load_loses_nothing(tmp_path: Path) -> 
     assert figures.kills == figures.restarts == 2
     assert figures.lost == 0
     print(f"pgrestart: {figures.line()}")
+
+
+@pytest.mark.postgresql_only  # the engine does not matter: run it once
+async def test_a_cluster_round_loses_nothing(
+    postgres_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Three nodes, the owner killed twice under bets; the checker finds nothing."""
+    figures = Figures()
+    with trio.fail_after(240):
+        await cluster_round(11, postgres_url, redis_url, tmp_path, figures, kills=2)
+    assert figures.kills == 2 and len(figures.failovers) == 2
+    assert figures.lost == figures.stale_writes == 0
+    print(f"cluster: {figures.line()}")
