@@ -15,6 +15,9 @@ Scenarios (docs/performance.md says what each figure means):
 - **fanout**: subscribers join one game while bets flow: joins that failed, the lag of
   360s from their ``t``, and the server's memory per connection.
 
+``tote bench --cluster N`` (``tote.bench_cluster``, which builds on this module) measures a
+cluster of N nodes instead.
+
 The two servers run as hidden commands of this module (``_serve-tote``, ``_serve-echo``);
 the tote server is ``tote serve`` with the per-connection rate limit and the cap on
 websocket connections per address lifted (every client is 127.0.0.1), because the
