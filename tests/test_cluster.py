@@ -8,6 +8,9 @@ lease is short (2 s) so failovers take seconds."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +36,12 @@ from tests.reliability.cluster_round import (
     scene,
     set_table,
 )
+from tests.test_crash_recovery import ROOT, reap
 
 #: No scenario may take longer than this (each takes seconds to tens of seconds).
 SCENARIO_SECONDS = 120
+#: A node's line in what ``python -m tests.cluster_nodes`` prints.
+NODE_LINE = re.compile(rb"(node-\w): ws (\d+)  http (\d+)  \((owner|edge)\)")
 
 
 async def test_a_bet_on_an_edge_is_answered_there_and_broadcast_on_every_node(
@@ -228,3 +234,37 @@ async def test_a_betslip_through_an_edge_while_the_owner_is_killed(
             verdict = await at.verdict()
     assert slips.slips and differ == 0 and whole == []
     sound(verdict, f"slips through an edge ({len(slips.slips)} placed, {len(unplaced)} retried)")
+
+
+async def test_make_cluster_serves_three_nodes_until_sigterm(
+    postgres: ThrowawayPostgres, redis: ThrowawayRedis, tmp_path: Path
+) -> None:
+    """``make cluster`` (``python -m tests.cluster_nodes``): three nodes, one the owner,
+    each answering on its HTTP port, until SIGTERM stops it all (exit 0). (The fixtures
+    are not used: they skip or fail this test the same way when PostgreSQL or Redis
+    cannot run here.)"""
+    with (tmp_path / "cluster.log").open("wb") as log:
+        proc = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "tests.cluster_nodes"],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            cwd=ROOT,
+        )
+    assert proc.stdout is not None
+    try:
+        printed = b""
+        with trio.fail_after(SCENARIO_SECONDS):
+            while b"Ctrl-C stops the cluster" not in printed:
+                chunk = await proc.stdout.receive_some()
+                assert chunk, (tmp_path / "cluster.log").read_text()
+                printed += chunk
+            nodes = NODE_LINE.findall(printed)
+            async with httpx.AsyncClient() as http:
+                for _, _, port, _ in nodes:
+                    assert (await http.get(f"http://127.0.0.1:{int(port)}/healthz")).is_success
+            proc.terminate()
+            assert await proc.wait() == 0
+    finally:
+        await reap(proc)
+    assert sorted(name for name, *_ in nodes) == [b"node-a", b"node-b", b"node-c"]
+    assert [role for *_, role in nodes].count(b"owner") == 1
