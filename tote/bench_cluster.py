@@ -171,7 +171,7 @@ async def measure_forwarding(
 
 async def redis_pid(url: str) -> int | None:
     """The Redis server's process id (``INFO server``), None when it is not on this
-    machine (its CPU is then not read; an id /proc does not have reads as 0)."""
+    machine (its CPU is then not read; a process /proc does not show reads as 0 s)."""
     parts = urlsplit(url)
     stream = await trio.open_tcp_stream(parts.hostname or "127.0.0.1", parts.port or 6379)
     async with stream:
@@ -300,8 +300,10 @@ def fanout_figures(phases: dict[str, dict[str, Any]]) -> dict[str, Any]:
     if "spread" in phases:
         spread = phases["spread"]["lag_p99_ms"]
         for other in ("one_node", "one_node_same"):
-            ratio = spread / phases[other]["lag_p99_ms"] if phases[other]["lag_p99_ms"] else 0
-            figures[f"spread_to_{other}_p99_ratio"] = round(ratio, 2)
+            alone = phases[other]["lag_p99_ms"]
+            figures[f"spread_to_{other}_p99_ratio"] = (
+                round(spread / alone, 2) if alone else math.nan
+            )
     return figures
 
 
