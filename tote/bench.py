@@ -339,13 +339,14 @@ async def place_bets(ws: Any, job: dict[str, Any], shared: Shared, n: int, out: 
 
 async def subscriber(job: dict[str, Any], shared: Shared, n: int, login: Login, out: dict) -> None:
     """Join the game, then record the lag of every 360 from its ``t`` until told to stop
-    (``t`` read on this machine's monotonic clock: ``server_clock``)."""
+    (``t`` read on this machine's monotonic clock: ``server_clock``), and the port it came
+    through."""
     joined = False
     try:
         async with trio.open_nursery() as nursery:
             async with job["limiter"]:  # handshakes and joins in flight
-                url = ws_url(port_for(job, n), login)
-                ws = await trio_websocket.connect_websocket_url(nursery, url)
+                port = port_for(job, n)
+                ws = await trio_websocket.connect_websocket_url(nursery, ws_url(port, login))
                 with trio.move_on_after(JOIN_TIMEOUT):
                     reply = await round_trip(ws, 363, "join", game_id=job["game_id"])
                     joined = reply["res"] == 333
@@ -359,6 +360,7 @@ async def subscriber(job: dict[str, Any], shared: Shared, n: int, login: Login, 
                 if '"res":360' in raw and shared["recording"].value:
                     sent = decode(raw)["response_header"]["t"] - job["clock"]
                     out["lags"].append(time.monotonic() * 1000 - sent)
+                    out["lag_ports"].append(port)
     except (ConnectionClosed, OSError, trio_websocket.HandshakeError):
         if not joined:
             _add(shared["progress"])
@@ -420,7 +422,7 @@ class LeanReaders:
                 self.connect(*logins.pop())
             for key, _ in self.selector.select(0.2):
                 self.read(key)
-        return {"latencies": [], "lags": [], "failed": self.failed}
+        return {"latencies": [], "lags": [], "lag_ports": [], "failed": self.failed}
 
     def connect(self, n: int, login: Login) -> None:
         port = port_for(self.job, n)
@@ -483,7 +485,7 @@ async def _stop_when_told(shared: Shared, scope: trio.CancelScope) -> None:
 
 
 async def _client_job(job: dict[str, Any], shared: Shared) -> dict[str, Any]:
-    out: dict[str, Any] = {"latencies": [], "lags": [], "failed": 0}
+    out: dict[str, Any] = {"latencies": [], "lags": [], "lag_ports": [], "failed": 0}
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_stop_when_told, shared, nursery.cancel_scope)
         async with trio.open_nursery() as work:
@@ -564,7 +566,7 @@ class Clients:
         for worker in workers:
             worker.start()
         self.pids = [worker.pid for worker in workers if worker.pid is not None]
-        merged: dict[str, Any] = {"latencies": [], "lags": [], "failed": 0}
+        merged: dict[str, Any] = {"latencies": [], "lags": [], "lag_ports": [], "failed": 0}
         try:
             for _ in workers:
                 out = await trio.to_thread.run_sync(
@@ -896,6 +898,7 @@ class Audience:
         self.results = {
             "failed": lean_results.get("failed", 0) + full_results["failed"],
             "lags": full_results["lags"],
+            "lag_ports": full_results["lag_ports"],
         }
 
     def joined(self) -> float:
@@ -923,6 +926,13 @@ class Audience:
     def stop(self) -> None:
         self.lean.stop()
         self.full.stop()
+
+    def lags_by_port(self) -> dict[int, list[float]]:
+        """The sample's lags, by the port (the node) each subscriber joined through."""
+        by_port: dict[int, list[float]] = {}
+        for lag, port in zip(self.results["lags"], self.results["lag_ports"], strict=True):
+            by_port.setdefault(port, []).append(lag)
+        return by_port
 
     def figures(self, steady: dict[str, Any]) -> dict[str, Any]:
         """The lag figures, and the CPU per delivery (each 360 the sample got stands for

@@ -281,6 +281,12 @@ async def audience_phase(
         audience.stop()
     figures = steady | audience.figures(steady)
     figures["cpu_shares"] = nodes.shares(size["seconds"])
+    by_port = audience.lags_by_port()
+    figures["lag_p99_ms_by_node"] = {
+        f"node-{i}": round(percentile(by_port[port], 0.99), 1)
+        for i, port in enumerate(nodes.ports())
+        if port in by_port
+    }
     figures["deliveries_per_second"] = round(figures["deliveries_360"] / size["seconds"])
     return figures
 
@@ -297,6 +303,8 @@ def fanout_figures(phases: dict[str, dict[str, Any]]) -> dict[str, Any]:
         figures[f"{name}_clients_cpu_share"] = phase["clients_cpu_share"]
         for process, share in phase["cpu_shares"].items():
             figures[f"{name}_cpu_share_{process}"] = share
+        for node, lag in phase["lag_p99_ms_by_node"].items():
+            figures[f"{name}_lag_p99_ms_{node}"] = lag
     if "spread" in phases:
         spread = phases["spread"]["lag_p99_ms"]
         for other in ("one_node", "one_node_same"):
