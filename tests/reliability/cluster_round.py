@@ -53,9 +53,11 @@ RECONNECT_PAUSE = 0.1
 #: How long a websocket handshake may take before the next node is tried (a node that is
 #: stopped takes the TCP connection and never answers).
 CONNECT_SECONDS = 5
-#: The most bets one bettor sends in a round (n cents each: its money is enough).
-MAX_BETS = 400
-PLAYER_MONEY = "1000"
+#: The most bets one bettor sends in a round, the n-th staking n cents, and the money
+#: that pays for all of them (a bettor answered at once, refused by the rate limit or
+#: while Redis is away, goes through hundreds a second: it must not run out mid-round).
+MAX_BETS = 20_000
+PLAYER_MONEY = str(MAX_BETS * (MAX_BETS + 1) // 200)
 
 
 class Clients:
