@@ -87,6 +87,22 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def log_tail(path: Path, label: str, empty: str) -> str:
+    """The last three lines of a server's log, in one line (``empty`` when it has none)."""
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return f"{label}: " + " | ".join(lines[-3:]) if lines else empty
+
+
+def stop_reaper(reaper: subprocess.Popen[bytes] | None) -> None:
+    """End a ``reap_when_gone`` shell: we stop the server ourselves."""
+    if reaper is not None:
+        reaper.kill()
+        reaper.wait()
+
+
 def reap_when_gone(stop: str, root: Path) -> subprocess.Popen[bytes]:
     """A shell of its own that runs ``stop`` and removes ``root`` once this process is
     gone (within a second), for a throwaway server we could not stop ourselves."""
@@ -189,10 +205,8 @@ class ThrowawayPostgres:
     def stop(self) -> None:
         """Stop the server at once and remove everything it wrote; safe to call twice."""
         atexit.unregister(self.stop)
-        if self._reaper is not None:
-            self._reaper.kill()
-            self._reaper.wait()
-            self._reaper = None
+        stop_reaper(self._reaper)
+        self._reaper = None
         if self._admin is not None:
             self._admin.close()
             self._admin = None
@@ -244,11 +258,7 @@ class ThrowawayPostgres:
             raise Unavailable(f"{program} failed: {' | '.join(said[-3:])} {self._log_tail()}")
 
     def _log_tail(self) -> str:
-        try:
-            lines = self.log.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return "server log: " + " | ".join(lines[-3:]) if lines else ""
+        return log_tail(self.log, "server log", "")
 
 
 def _owner() -> pwd.struct_passwd | None:

@@ -20,7 +20,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.postgres import PORT_ATTEMPTS, Unavailable, free_port, reap_when_gone
+from tests.postgres import (
+    PORT_ATTEMPTS,
+    Unavailable,
+    free_port,
+    log_tail,
+    reap_when_gone,
+    stop_reaper,
+)
 
 #: How long a server may take to accept connections after it started.
 START_SECONDS = 30.0
@@ -117,10 +124,8 @@ class ThrowawayRedis:
     def stop(self) -> None:
         """Stop the server and remove its directory; safe to call twice."""
         atexit.unregister(self.stop)
-        if self._reaper is not None:
-            self._reaper.kill()
-            self._reaper.wait()
-            self._reaper = None
+        stop_reaper(self._reaper)
+        self._reaper = None
         self._halt()
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -131,11 +136,7 @@ class ThrowawayRedis:
         self._reaper = reap_when_gone(f"kill -9 {self._server.pid}", self.root)
 
     def _log_tail(self) -> str:
-        try:
-            lines = self.log.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return "redis log: " + " | ".join(lines[-3:]) if lines else "no log"
+        return log_tail(self.log, "redis log", "no log")
 
 
 def start_server() -> ThrowawayRedis:

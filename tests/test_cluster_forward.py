@@ -57,6 +57,14 @@ async def wait_until(condition: Callable[[], bool]) -> None:
 BET = p.PlaceBet(7, "t", 125, "")
 
 
+async def ask_noting_unknown(edge: Bus, outcome: list[BaseException]) -> None:
+    """Forward ``BET``; an unknown outcome is put in ``outcome``."""
+    try:
+        await Forwarder(edge).ask("pool:p1", BET, timeout=CEILING)
+    except OutcomeUnknown as error:
+        outcome.append(error)
+
+
 async def test_a_forwarded_ask_comes_back(redis_url: str) -> None:
     owner = Owner()
     async with node(redis_url, "edge") as (_, edge), node(redis_url, "own") as (nursery, own):
@@ -108,16 +116,10 @@ async def test_what_a_dead_owner_had_read_is_answered_unknown_never_run(redis_ur
     first, second = Owner(never), Owner()
     outcome: list[BaseException] = []
 
-    async def caller(edge: Bus) -> None:
-        try:
-            await Forwarder(edge).ask("pool:p1", BET, timeout=CEILING)
-        except OutcomeUnknown as error:
-            outcome.append(error)
-
     async with node(redis_url, "edge") as (edge_nursery, edge), node(redis_url, "own") as (_, own):
         async with trio.open_nursery() as dying:
             await dying.start(RequestServer(own, first.handle, "own/1").run)
-            edge_nursery.start_soon(caller, edge)
+            edge_nursery.start_soon(ask_noting_unknown, edge, outcome)
             await first.called.wait()
             dying.cancel_scope.cancel()  # the owner dies with the request read, unanswered
         async with trio.open_nursery() as taking_over:
@@ -208,12 +210,6 @@ async def test_a_request_delivered_again_is_answered_unknown_never_run_twice(
     owner = Owner(slow)
     outcome: list[BaseException] = []
 
-    async def caller(edge: Bus) -> None:
-        try:
-            await Forwarder(edge).ask("pool:p1", BET, timeout=CEILING)
-        except OutcomeUnknown as error:
-            outcome.append(error)
-
     async with (
         node(redis_url, "edge") as (edge_nursery, edge),
         node(redis_url, "own") as (
@@ -222,7 +218,7 @@ async def test_a_request_delivered_again_is_answered_unknown_never_run_twice(
         ),
     ):
         await nursery.start(RequestServer(own, owner.handle, "own/1").run)
-        edge_nursery.start_soon(caller, edge)
+        edge_nursery.start_soon(ask_noting_unknown, edge, outcome)
         await owner.called.wait()
         await own.call(b"XGROUP", b"SETID", REQUESTS, GROUP, b"0")  # delivered again
         await wait_until(lambda: bool(outcome))
