@@ -1,7 +1,7 @@
 # `make run` starts the server, `make demo` one with a simulated match, `make test` runs
 # ruff and the whole suite on SQLite, and its storage, money, betslip, crash and reliability
-# tests on PostgreSQL too (installing Chromium for the browser tests and PostgreSQL for
-# those when missing), `make test-postgres` the whole suite on PostgreSQL,
+# tests on PostgreSQL too, and the cluster's on PostgreSQL and Redis (installing Chromium,
+# PostgreSQL and Redis when missing), `make test-postgres` the whole suite on PostgreSQL,
 # `make lint` ruff and the structural gates (tote/lintgate.py), `make audit` checks the
 # ledger of the server `make run` started,
 # `make bench` measures, `make bench-cluster` (NODES=3) measures a cluster of NODES
