@@ -48,6 +48,8 @@ class ClusterNode:
     ws_port: int = 0
     starts: int = 0
     started: trio.Event = field(default_factory=trio.Event)  # set (and renewed) at each start
+    log_from: int = 0  # where the running process's lines begin in ``log``
+    _starting: trio.Lock = field(default_factory=trio.Lock)  # one process per node id
 
     @property
     def http_port(self) -> int:
@@ -55,6 +57,7 @@ class ClusterNode:
 
     async def start(self) -> None:
         """Start the process; returns once it is ready (see ``launch_serve``)."""
+        self.log_from = self.log.stat().st_size if self.log.exists() else 0
         self.proc, self.http_url, self.ws_port = await launch_serve(
             (*self.flags, "--node-id", self.node_id), self.log
         )
@@ -94,15 +97,21 @@ class ClusterNode:
         assert self.proc is not None
         return await self.proc.wait()
 
-    async def restart(self) -> None:
-        """Kill whatever runs (reaped), then start the same node id again."""
-        await self.reap()
-        await self.start()
+    async def restart(self, replacing: trio.Process | None = None) -> None:
+        """Kill whatever runs (reaped), then start the same node id again; with
+        ``replacing``, nothing when another start already replaced that process (a
+        supervisor and a test must never run two processes of one node id)."""
+        async with self._starting:
+            if replacing is not None and self.proc is not replacing:
+                return
+            await self.reap()
+            await self.start()
 
     async def says_owner(self, epoch: int) -> bool:
-        """Whether the node logged that it started the owner's actors at ``epoch``."""
-        line = f"event=node_is_owner node_id={self.node_id} epoch={epoch}"
-        return line in await trio.Path(self.log).read_text(errors="replace")
+        """Whether the running process logged that it started the owner's actors at
+        ``epoch`` (an earlier process's lines of the same log do not count)."""
+        line = f"event=node_is_owner node_id={self.node_id} epoch={epoch}".encode()
+        return line in (await trio.Path(self.log).read_bytes())[self.log_from :]
 
     async def reap(self) -> None:
         """SIGKILL and wait (shielded, time-limited); nothing when never started."""
@@ -181,15 +190,16 @@ async def supervise(node: ClusterNode, exits: list[tuple[str, int]]) -> None:
         exits.append((node.node_id, status))
         with trio.fail_after(OWNER_PATIENCE):
             while True:
-                if await _started_again(node):
+                if await _started_again(node, proc):
                     break
                 await trio.sleep(POLL_SECONDS * 10)  # the database may still be away
 
 
-async def _started_again(node: ClusterNode) -> bool:
-    """One try at starting the node again; False when it ended before it was ready."""
+async def _started_again(node: ClusterNode, proc: trio.Process) -> bool:
+    """One try at starting the node again (unless ``proc`` was replaced meanwhile);
+    False when it ended before it was ready."""
     try:
-        await node.restart()
+        await node.restart(replacing=proc)
     except AssertionError:  # launch_serve: it ended before ready (its log says why)
         return False
     return True

@@ -3,7 +3,10 @@ clients in their own processes. It must work, not be fast: no figure is asserted
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -29,14 +32,21 @@ ISSUE_KEYS = {
 
 
 def bench(*options: str) -> subprocess.CompletedProcess[str]:
-    """``tote bench`` with ``options``, run to its end (a few minutes at most)."""
-    return subprocess.run(
+    """``tote bench`` with ``options``, run to its end (a few minutes at most); its
+    servers and client processes are killed with it whatever happens."""
+    with subprocess.Popen(
         [sys.executable, "-m", "tote.cli", "bench", *options],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
-        check=False,
-    )
+        start_new_session=True,
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=300)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def test_a_tiny_benchmark_writes_every_figure(tmp_path: Path) -> None:

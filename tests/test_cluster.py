@@ -4,11 +4,14 @@ the owner killed or stopped, Redis killed, PostgreSQL restarted, a betslip throu
 edge while the owner dies. Each scenario ends with the checker
 (tests/reliability/cluster_checker.py) over its history and the database, the audit of
 the books included. Waits are for events or polled states under generous deadlines; the
-lease is short (2 s; 10 s in (a), which has no failover) so failovers take seconds."""
+lease is short (5 s; 30 s in (a), which has no failover) so failovers take seconds."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -52,8 +55,10 @@ async def test_a_bet_on_an_edge_is_answered_there_and_broadcast_on_every_node(
     history = History()
     with trio.fail_after(SCENARIO_SECONDS):
         async with (
-            # the default lease (10 s): no failover here, and none wanted on a busy machine
-            running_cluster(postgres_url, redis_url, tmp_path, extra=NODE_FLAGS) as cluster,
+            # a long lease: no failover here, and none wanted on a busy machine
+            running_cluster(
+                postgres_url, redis_url, tmp_path, lease_seconds=30.0, extra=NODE_FLAGS
+            ) as cluster,
             clients_of(cluster) as clients,
         ):
             owner, _ = await cluster.wait_for_owner()
@@ -144,6 +149,11 @@ def kill_redis(redis: ThrowawayRedis) -> Fault:
         await at.betting.until_unconfirmed(at.betting.unconfirmed + 1)
         await trio.to_thread.run_sync(redis.restart)
         await at.betting.until_each_confirmed_after(trio.current_time(), at.table.players)
+        # bets still flow: a subscriber closed with 1012 joins again and hears one
+        with trio.fail_after(OWNER_PATIENCE):
+            for watcher in at.table.watchers:
+                while not watcher.record.received:
+                    await watcher.arrived.wait()
 
     return fault
 
@@ -249,6 +259,7 @@ async def test_make_cluster_serves_three_nodes_until_sigterm(
             stdout=subprocess.PIPE,
             stderr=log,
             cwd=ROOT,
+            start_new_session=True,  # its nodes share its process group
         )
     assert proc.stdout is not None
     try:
@@ -265,6 +276,8 @@ async def test_make_cluster_serves_three_nodes_until_sigterm(
             proc.terminate()
             assert await proc.wait() == 0
     finally:
+        with contextlib.suppress(ProcessLookupError):  # its nodes too, when it failed
+            os.killpg(proc.pid, signal.SIGKILL)
         await reap(proc)
     assert sorted(name for name, *_ in nodes) == [b"node-a", b"node-b", b"node-c"]
     assert [role for *_, role in nodes].count(b"owner") == 1

@@ -95,8 +95,9 @@ async def test_no_reply_in_time_is_unknown_and_an_expired_entry_is_never_run(
     owner = Owner()
     async with node(redis_url, "edge") as (_, edge), node(redis_url, "own") as (nursery, own):
         with pytest.raises(OutcomeUnknown) as unknown:  # no owner reads the stream yet
-            await Forwarder(edge).ask("pool:p1", BET, timeout=0.2)
+            await Forwarder(edge).ask("pool:p1", BET, timeout=1.0)
         assert unknown.value.code == ErrorCode.REQUEST_TIMED_OUT
+        assert await own.call(b"XLEN", REQUESTS) == 1  # it was written (not cut short)
         server = RequestServer(own, owner.handle, "own/1")
         await nursery.start(server.run)
         await wait_until(lambda: server.expired == 1)

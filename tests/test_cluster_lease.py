@@ -621,13 +621,21 @@ async def test_a_blocked_renewal_on_postgresql_loses_the_lease_before_it_passes(
     loss while the row still says it holds the lease (nobody else could take it yet)."""
     store = LeaseStore(postgres_url)
     lost = trio.Event()
-    lease = OwnerLease(store, "n-real", 2.0, lost.set)
+    # long enough that a renewal is sent while the row is locked, however slow the
+    # machine (the loop is never blocked here: the connect is done first, the lock in a
+    # thread)
+    lease = OwnerLease(store, "n-real", 8.0, lost.set)
+    blocker = psycopg.connect(postgres_url)
     with trio.fail_after(PATIENCE):
         async with trio.open_nursery() as nursery:
             await nursery.start(lease.run)
             await lease.became_owner.wait()
-            with psycopg.connect(postgres_url) as blocker:
-                blocker.execute("SELECT 1 FROM leases WHERE name = %s FOR UPDATE", (GAMES_LEASE,))
+            with blocker:
+                await trio.to_thread.run_sync(
+                    blocker.execute,
+                    "SELECT 1 FROM leases WHERE name = %s FOR UPDATE",
+                    (GAMES_LEASE,),
+                )
                 await lost.wait()
                 with psycopg.connect(postgres_url, autocommit=True) as other:
                     row = other.execute(

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError, open_websocket_url
 
@@ -41,8 +42,10 @@ from tests.reliability.invariants import pool_problems
 from tests.reliability.load import TARGETS, DatabaseAt, Figures, open_pools
 from tote.server import Endpoints
 
-#: The failover scenarios' lease: short, so a takeover takes seconds.
-LEASE_SECONDS = 2.0
+#: The failover scenarios' lease: short, so a takeover takes seconds, yet long enough
+#: that a node starved of CPU on a busy machine for a second (half a lease is the limit)
+#: keeps it; the soak's figures of docs/reliability.md were measured at 2 s.
+LEASE_SECONDS = 5.0
 #: An edge's wait for the owner's answer: short, so a request the dead owner took is
 #: answered (as unknown) soon.
 NODE_FLAGS = ("--request-timeout", "3")
@@ -150,6 +153,8 @@ class Watcher:
             while True:
                 reply = self._note(await client.ws.get_message())
                 if reply.get("response_header", {}).get("request_id") == request_id:
+                    if reply["res"] != 333 and self.last_seq is not None:  # a join again
+                        raise trio.BrokenResourceError(f"join refused: {reply}")  # try again
                     assert reply["res"] == 333, reply
                     return
 
@@ -386,28 +391,41 @@ async def scene(
             database_url, redis_url, workdir, lease_seconds=LEASE_SECONDS, extra=NODE_FLAGS
         ) as cluster,
         clients_of(cluster) as clients,
+        trio.open_nursery() as nursery,
     ):
-        table = await set_table(clients)
-        found = Scene(random.Random(seed), cluster, clients, table, Betting(History()))
-        async with trio.open_nursery() as nursery:
-            for node in cluster.nodes:
-                nursery.start_soon(supervise, node, found.exits)
-            for watcher in table.watchers:
-                await nursery.start(watcher.run)
-            yield found
-            nursery.cancel_scope.cancel()
+        exits: list[tuple[str, int]] = []
+        for node in cluster.nodes:  # from the start: a starved owner may exit 75 in set-up
+            nursery.start_soon(supervise, node, exits)
+        table = await _set_table_again_and_again(clients)
+        found = Scene(random.Random(seed), cluster, clients, table, Betting(History()), exits)
+        for watcher in table.watchers:
+            await nursery.start(watcher.run)
+        yield found
+        nursery.cancel_scope.cancel()
+
+
+async def _set_table_again_and_again(clients: Clients) -> Table:
+    """``set_table``, made again when a node went away in the middle of it (a starved
+    owner that lost its lease, restarted by its supervisor), under ``PATIENCE``."""
+    with trio.fail_after(PATIENCE * 2):
+        while True:
+            try:
+                return await set_table(clients)
+            except (AssertionError, httpx.TransportError, *GONE):  # refused, or cut off
+                await clients.cluster.wait_for_owner()
 
 
 async def kill_the_owner(scene: Scene) -> None:
     """``kill -9`` of the owner, a new owner, a bet confirmed through it, and the killed
     node started again (it comes back as an edge)."""
     owner, epoch = await scene.cluster.wait_for_owner()
+    killed = owner.proc
     owner.kill()
     await owner.wait_exit()
     scene.betting.killed_at = trio.current_time()
     await scene.cluster.wait_for_owner(after_epoch=epoch)
     await scene.betting.until_failed_over()
-    await owner.restart()
+    await owner.restart(replacing=killed)
 
 
 async def failover_round(
