@@ -87,6 +87,7 @@ class FanoutStats:
     lost: int = 0  # gaps that could not be filled (the game's subscribers closed)
     outages: int = 0  # failed Redis calls of the reader
     users_dropped: int = 0  # 815s dropped (the queue full)
+    malformed: int = 0  # stream entries that were not broadcasts (read past)
 
 
 def stream_key(game_id: str) -> str:
@@ -157,6 +158,8 @@ class BroadcastReader:
         self.stats = FanoutStats()
         self._wanted: dict[str, int] = {}  # games joins wait for: how many joins
         self._epochs: dict[str, int] = {}  # the owner epoch of each game's last entry
+        #: per game, the id of the last entry read that was not a broadcast (read past it)
+        self._skipped: dict[str, tuple[int, int]] = {}
         self._changed = trio.Event()  # a game is wanted
         self._progress = trio.Event()  # entries were delivered
         self._forget_at = 0.0  # trio time of the next forget_idle_copies
@@ -222,9 +225,11 @@ class BroadcastReader:
             self._forget_at = trio.current_time() + FORGET_SECONDS
             self.hub.forget_idle_copies(keep=self._wanted)
             self._epochs = {g: e for g, e in self._epochs.items() if self.hub.cursor(g)}
+            self._skipped = {g: i for g, i in self._skipped.items() if self.hub.cursor(g)}
         cursors = {}
         for game_id in {*self.hub.remote_games(), *self._wanted}:
             if (cursor := self.hub.cursor(game_id)) is not None:
+                cursor = max(cursor, self._skipped.get(game_id, cursor))
                 cursors[stream_key(game_id)] = f"{cursor[0]}-{cursor[1]}"
         if not cursors:
             with trio.move_on_after(self.block_ms / 1000):
@@ -240,8 +245,18 @@ class BroadcastReader:
         self._round_done()
 
     async def _take(self, game_id: str, identifier: bytes, fields: dict[bytes, bytes]) -> None:
-        """Deliver one entry; a gap is mended from the stream first."""
-        entry, epoch = parse_entry(game_id, identifier, fields)
+        """Deliver one entry; a gap is mended from the stream first. An entry no owner
+        of this version wrote is read past (logged, counted), never delivered."""
+        try:
+            entry, epoch = parse_entry(game_id, identifier, fields)
+        except (KeyError, ValueError) as error:
+            self.stats.malformed += 1
+            log.error(
+                "game %s: stream entry %r is not a broadcast (%r)", game_id, identifier, error
+            )
+            seq, _, k = identifier.partition(b"-")
+            self._skipped[game_id] = (int(seq), int(k))
+            return
         if epoch != self._epochs.get(game_id):
             self._epochs[game_id] = epoch
             log.info("game %s: broadcasts of owner epoch %d from seq %d", game_id, epoch, entry.seq)
@@ -266,7 +281,10 @@ class BroadcastReader:
                 stream_key(entry.game_id), start, f"({entry.seq}-{entry.k}"
             )
         for item in found:
-            missing, _ = parse_entry(entry.game_id, item.identifier, item.field_values)
+            try:
+                missing, _ = parse_entry(entry.game_id, item.identifier, item.field_values)
+            except (KeyError, ValueError):
+                continue  # not a broadcast (counted when read): the next shows the gap
             if self._deliver(missing) is Delivery.GAP:
                 self._lost(missing)
         if self._deliver(entry) is Delivery.GAP:

@@ -44,6 +44,11 @@ PIPELINE = 256
 COMMAND_BYTES = 64
 
 
+#: What a caller gets for a reply without its answer: an unknown outcome (the owner did
+#: answer, and may have applied it).
+MALFORMED_REPLY = b""
+
+
 def _bytes(name: Any) -> bytes:
     return name if isinstance(name, bytes) else str(name).encode()
 
@@ -203,5 +208,10 @@ class Bus:
 
     def _deliver(self, fields: Mapping[Any, Any]) -> None:
         deliver = self._waiters.pop(fields.get(b"i", b""), None)
-        if deliver is not None:  # else its caller gave up: its outcome was unknown to it
-            deliver(fields[b"r"])
+        reply = fields.get(b"r")
+        if deliver is None:  # its caller gave up: its outcome was unknown to it
+            return
+        if not isinstance(reply, bytes):  # no owner of this version wrote it
+            log.error("reply_malformed", extra={"fields": list(fields)})
+            reply = MALFORMED_REPLY
+        deliver(reply)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import coredis
+import msgspec
 import trio
 from coredis.exceptions import (
     RedisError,
@@ -104,7 +105,7 @@ class Forwarder:
             with trio.move_on_after(timeout):
                 await self._append(request_id, key, body, timeout)
                 await slot.arrived.wait()
-                answer = codec.decode(slot.data)
+                answer = _decoded(slot.data)
                 if isinstance(answer, DomainError):
                     raise answer
                 return answer
@@ -137,6 +138,19 @@ class Forwarder:
                 ErrorCode.UNAVAILABLE,
                 "The message bus failed while the request was sent: it may have been applied.",
             ) from None
+
+
+def _decoded(reply: bytes) -> Any:
+    """The owner's answer; an OutcomeUnknown for one that cannot be read (another
+    version's, or none: the owner did answer, and may have applied the request)."""
+    try:
+        return codec.decode(reply)
+    except (msgspec.DecodeError, KeyError, ValueError, TypeError):
+        log.error("reply_unreadable", extra={"reply": reply[:100]})
+        return OutcomeUnknown(
+            ErrorCode.INTERNAL_ERROR,
+            "The owner's answer could not be read: the request may have been applied.",
+        )
 
 
 #: How coredis says it could make no connection (nothing was sent); every other
@@ -206,7 +220,10 @@ class RequestServer:
                     REQUESTS, GROUP, self.consumer, 0, start, count=100
                 )
             for entry in claimed:
-                await self._answer(entry.field_values, restarted(), entry.identifier)
+                if _deadline_of(entry.field_values) is None:  # nobody to answer
+                    await self.bus.call_all(*_done_with(entry.identifier))
+                else:
+                    await self._answer(entry.field_values, restarted(), entry.identifier)
             for identifier in deleted[0] if deleted else ():
                 await self.bus.call(b"XACK", REQUESTS, GROUP, identifier)
             if start == b"0-0":
@@ -261,7 +278,12 @@ class RequestServer:
     async def _serve_one(self, identifier: bytes, fields: Mapping[Any, Any]) -> None:
         slot = True  # this task holds a request slot until it waits on a held answer
         try:
-            remaining = int(fields[b"d"]) / 1000 - time.time()
+            deadline = _deadline_of(fields)
+            if deadline is None:  # not an entry a tote node wrote: nobody to answer
+                log.error("request_malformed", extra={"entry": identifier, "fields": list(fields)})
+                await self.bus.call_all(*_done_with(identifier))
+                return
+            remaining = deadline - time.time()
             if remaining <= REPLY_MARGIN:  # no time left to run it and answer
                 self.expired += 1  # its caller has given up: run nothing, answer nothing
                 await self.bus.call_all(*_done_with(identifier))
@@ -286,11 +308,14 @@ class RequestServer:
                 self._slots.release()
 
     async def _run(self, fields: Mapping[Any, Any], remaining: float) -> Any:
-        """The local answer to one entry (maybe ``Later``), or the DomainError it raised."""
-        message = codec.decode(fields[b"m"])  # a message tote encoded; else INTERNAL_ERROR
-        return await _answer_or_error(
-            self.handle(fields[b"k"].decode(), message, remaining - REPLY_MARGIN)
-        )
+        """The local answer to one entry (maybe ``Later``), or the DomainError it raised;
+        a message that does not decode (another version's) is INTERNAL_ERROR."""
+
+        async def run() -> Any:
+            message = codec.decode(fields[b"m"])
+            return await self.handle(fields[b"k"].decode(), message, remaining - REPLY_MARGIN)
+
+        return await _answer_or_error(run())
 
     async def _run_later(self, later: Later) -> Any:
         return await _answer_or_error(later.wait())
@@ -307,6 +332,20 @@ class RequestServer:
             b"i", fields[b"i"], b"r", body,
         )  # fmt: skip
         await self.bus.call_all(reply, *_done_with(identifier))
+
+
+#: The fields of a request entry (``Forwarder.ask``).
+ENTRY_FIELDS = (b"i", b"r", b"d", b"k", b"m")
+
+
+def _deadline_of(fields: Mapping[Any, Any]) -> float | None:
+    """A well-formed entry's deadline (epoch seconds); None for anything else."""
+    if not all(isinstance(fields.get(name), bytes) for name in ENTRY_FIELDS):
+        return None
+    try:
+        return int(fields[b"d"]) / 1000
+    except ValueError:
+        return None
 
 
 def _done_with(identifier: bytes) -> tuple[tuple[Any, ...], ...]:

@@ -248,6 +248,21 @@ async def test_an_edge_delivers_the_owners_bytes_in_order(redis_url: str) -> Non
         assert 0 < ttl <= STREAM_SECONDS
 
 
+async def test_an_entry_that_is_not_a_broadcast_is_read_past(redis_url: str) -> None:
+    """Another version's entry (no ``data``, no ``prev``) is counted and read past; the
+    broadcasts after it arrive."""
+    async with two_nodes(redis_url) as nodes:
+        remote = Listener()
+        await nodes.join(remote)
+        nodes.owner.to_game(GAME, 1)
+        await remote.until(lambda: len(remote.got) == 1)
+        last = remote.seqs()[-1]
+        await nodes.client.xadd(f"tote:ev:{GAME}", {"odd": "x"}, identifier=f"{last}-5")
+        nodes.owner.to_game(GAME, 2)
+        await remote.until(lambda: len(remote.got) == 2)
+        assert nodes.reader.stats.malformed == 1 and nodes.reader.stats.lost == 0
+
+
 async def test_unnumbered_messages_reach_only_their_users_on_the_edge(redis_url: str) -> None:
     async with two_nodes(redis_url) as nodes:
         admin, other = Listener(), Listener()

@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from actors.pool import protocol as p
+from cluster import codec
 from cluster.bus import Bus
 from cluster.forward import GROUP, REQUESTS, Forwarder, Later, RequestServer
 from domain.errors import DomainError, ErrorCode, OutcomeUnknown
@@ -242,3 +243,37 @@ async def test_answered_requests_and_read_replies_leave_the_streams(redis_url: s
         with trio.fail_after(CEILING):
             while await lengths() != (0, 1):  # noqa: ASYNC110 (Redis's state; the last reply stays)
                 await trio.sleep(0.01)
+
+
+async def test_entries_no_node_could_have_written_never_stop_the_owner(redis_url: str) -> None:
+    """A malformed entry is dropped; a message that does not decode (another version's)
+    is answered INTERNAL_ERROR; the next request is served."""
+    owner = Owner()
+    async with node(redis_url, "edge") as (_, edge), node(redis_url, "own") as (nursery, own):
+        await nursery.start(RequestServer(own, owner.handle, "own/1").run)
+        await own.call(b"XADD", REQUESTS, b"*", b"i", b"x")  # no deadline, no reply stream
+        replies: list[bytes] = []
+        edge.expect(b"undecodable", replies.append)
+        deadline = str(int(time.time() * 1000) + 30_000).encode()
+        await own.call(
+            b"XADD", REQUESTS, b"*", b"i", b"undecodable", b"r", edge.replies.encode(),
+            b"d", deadline, b"k", b"pool:p1", b"m", b"\xc1 not msgpack",
+        )  # fmt: skip
+        await wait_until(lambda: bool(replies))
+        assert await Forwarder(edge).ask("pool:p1", BET, timeout=CEILING)
+    refused = codec.decode(replies[0])
+    assert isinstance(refused, DomainError) and refused.code == ErrorCode.INTERNAL_ERROR
+    assert owner.ran == [("pool:p1", BET)]
+
+
+async def test_a_reply_that_cannot_be_read_is_an_unknown_outcome(redis_url: str) -> None:
+    async with node(redis_url, "edge") as (nursery, edge):
+        outcome: list[BaseException] = []
+        nursery.start_soon(ask_noting_unknown, edge, outcome)
+        with trio.fail_after(CEILING):
+            while not (entries := await edge.call(b"XRANGE", REQUESTS, b"-", b"+")):  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        fields = dict(zip(entries[0][1][::2], entries[0][1][1::2], strict=True))
+        await edge.call(b"XADD", edge.replies, b"*", b"i", fields[b"i"], b"r", b"\xc1")
+        await wait_until(lambda: bool(outcome))
+    assert outcome[0].code == ErrorCode.INTERNAL_ERROR
