@@ -184,7 +184,8 @@ async def test_a_held_answer_does_not_hold_a_request_slot(redis_url: str) -> Non
             own,
         ),
     ):
-        server = RequestServer(own, Owner(held_or_placed).handle, "own/1", concurrency=1)
+        owner = Owner(held_or_placed)
+        server = RequestServer(own, owner.handle, "own/1", concurrency=1)
         await nursery.start(server.run)
         forwarder = Forwarder(edge)
 
@@ -192,6 +193,7 @@ async def test_a_held_answer_does_not_hold_a_request_slot(redis_url: str) -> Non
             answers.append(await forwarder.ask("pool:held", BET, timeout=CEILING))
 
         edge_nursery.start_soon(held)
+        await owner.called.wait()  # the held one runs first, and waits
         answers.append(await forwarder.ask("pool:plain", BET, timeout=CEILING))
         decided.set()
         await wait_until(lambda: len(answers) == 2)
